@@ -1,0 +1,40 @@
+# watchkeeper — `make demo`, `make test`, `make bench`. Each bootstraps .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench bench-detect lint constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,alibi]"
+	touch $(STAMP)
+
+.venv: $(STAMP)
+
+demo: .venv
+	$(BIN)/watchkeeper demo
+
+test: .venv
+	$(BIN)/python -m pytest
+
+test-fast: .venv
+	$(BIN)/python -m pytest -m "not slow and not integration"
+
+bench: .venv
+	$(BIN)/python -m bench.run
+
+bench-detect: .venv
+	$(BIN)/python -m bench.detect
+
+lint: .venv
+	$(BIN)/ruff check .
+
+# Re-pin every dependency (run after changing pyproject.toml, then commit constraints.txt).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^watchkeeper' > constraints.txt
+
+clean:
+	rm -rf $(VENV) data reports .pytest_cache

@@ -1,0 +1,179 @@
+"""The one ClickHouse client of watchkeeper (clickhouse-connect over HTTP).
+
+Workers, the CLI, the report and the tests all use this class, against the
+embedded store and a ClickHouse server alike. Inserts are columnar and carry an
+``insert_deduplication_token`` so that a replayed batch inserts nothing.
+Queries are parameterised: values travel as ``{name:Type}`` parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from sinks.schema import Retention, ddl, ttl_statements
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """The store did not answer (after the retries allowed)."""
+
+
+class Store:
+    """A thread-safe handle on the watchkeeper database."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str = "default",
+        password: str = "",
+        database: str = "watchkeeper",
+        secure: bool = False,
+        connect_timeout: float = 5.0,
+        **client_kwargs: Any,
+    ) -> None:
+        self.database = database
+        self._params = dict(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            secure=secure,
+            connect_timeout=connect_timeout,
+            send_receive_timeout=300,
+            autogenerate_session_id=False,
+            compress=False,
+            **client_kwargs,
+        )
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Store:
+        return cls(database=settings.clickhouse_database, **settings.clickhouse_params())
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"Store({self._params['host']}:{self._params['port']}/{self.database})"
+
+    # Connection -----------------------------------------------------------
+    def _get(self) -> Client:
+        if self._client is None:
+            try:
+                client = clickhouse_connect.get_client(**self._params)
+            except OperationalError as exc:
+                raise StoreUnavailable(f"{self!r} is not reachable: {_clean(exc)}") from None
+            # Unqualified table names (analysts' queries) resolve in our database.
+            client.database = self.database
+            self._client = client
+        return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            client = self._get()
+            try:
+                return getattr(client, fn_name)(*args, **kwargs)
+            except OperationalError as exc:
+                # A dropped connection: forget the client so the next call reconnects.
+                self._client = None
+                raise StoreUnavailable(f"{self!r}: {_clean(exc)}") from None
+
+    # Schema ---------------------------------------------------------------
+    def migrate(self, retention: Retention) -> None:
+        """Create the database and tables if missing and apply the configured retention."""
+        for stmt in ddl(self.database, retention) + ttl_statements(self.database, retention):
+            # The database may not exist yet: run DDL outside its context.
+            self._call("command", stmt, use_database=False)
+
+    # Reads ----------------------------------------------------------------
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts. Use ``{name:Type}`` placeholders for every value."""
+        result = self._call("query", sql, parameters=params or {})
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def query_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        result = self._call("query", sql, parameters=params or {})
+        return [tuple(r) for r in result.result_rows]
+
+    def query_df(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        return self._call("query_df", sql, parameters=params or {})
+
+    def raw(self, sql: str, fmt: str = "PrettyCompact", params: dict[str, Any] | None = None) -> bytes:
+        """The server's own rendering of a query in a ClickHouse output format."""
+        return self._call("raw_query", sql, parameters=params or {}, fmt=fmt)
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        return self._call("command", sql, parameters=params or {})
+
+    # Writes ---------------------------------------------------------------
+    def insert(
+        self,
+        table: str,
+        columns: dict[str, Sequence[Any]],
+        *,
+        token: str | None = None,
+    ) -> int:
+        """Insert columnar data; a repeated ``token`` inserts nothing. Returns the row count."""
+        names = list(columns)
+        if not names:
+            return 0
+        n = len(columns[names[0]])
+        if n == 0:
+            return 0
+        settings: dict[str, Any] = {}
+        if token:
+            settings["insert_deduplication_token"] = token
+        self._call(
+            "insert",
+            f"{self.database}.{table}",
+            [columns[c] for c in names],
+            column_names=names,
+            column_oriented=True,
+            settings=settings,
+        )
+        return n
+
+    def insert_retrying(
+        self,
+        table: str,
+        columns: dict[str, Sequence[Any]],
+        *,
+        token: str | None = None,
+        stop: threading.Event | None = None,
+        max_wait: float = 30.0,
+    ) -> int:
+        """Insert, retrying with backoff while the store is unreachable (until ``stop`` is set)."""
+        delay = 0.2
+        while True:
+            try:
+                return self.insert(table, columns, token=token)
+            except StoreUnavailable as exc:
+                if stop is not None and stop.is_set():
+                    raise
+                log.warning("store unavailable, retrying %s insert in %.1fs: %s", table, delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, max_wait)
+
+
+def _clean(exc: BaseException) -> str:
+    """An error message without anything that could carry credentials."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+__all__ = ["ClickHouseError", "Store", "StoreUnavailable"]

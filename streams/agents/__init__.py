@@ -1,0 +1,1 @@
+"""watchkeeper: streams/agents."""

@@ -1,0 +1,35 @@
+"""The model stage timer: close windows on the watermark and write their metrics.
+
+It runs on the worker that holds partition 0 of the predictions topic, so one
+worker of the group does it at a time, and it moves with the partition on a
+rebalance. All its state can be rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faust.types import TP
+
+from streams.agents.ingest import worker
+from streams.app import app, settings
+
+log = logging.getLogger(__name__)
+
+
+def _owns_model_stage() -> bool:
+    try:
+        return TP(settings.topic_predictions, 0) in app.consumer.assignment()
+    except Exception:  # consumer not started yet
+        return False
+
+
+@app.timer(interval=1.0)
+async def close_windows() -> None:
+    if not _owns_model_stage():
+        return
+    try:
+        await asyncio.to_thread(worker.close_windows)
+    except Exception as exc:  # the store may be down: try again next tick
+        log.warning("closing windows failed, will retry: %s", exc)

@@ -1,0 +1,41 @@
+"""The Faust application: one App, configured from the settings.
+
+Run it with ``watchkeeper worker`` (Faust's own worker options apply).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from streams.config import load_settings
+
+settings = load_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    # Tansu takes 30 s to settle a group join with Faust's default (measured).
+    broker_rebalance_timeout=3.0 if settings.embedded_broker else 60.0,
+    datadir=str(settings.data_dir),
+    # No Faust tables hold per-event state (see streams/ingest.py): memory is enough.
+    store="memory://",
+    topic_partitions=settings.partitions,
+    web_enabled=True,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    web_in_thread=False,
+    consumer_auto_offset_reset="earliest",
+    consumer_max_fetch_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+    producer_max_request_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+    stream_buffer_maxsize=4096,
+    logging_config=None,
+)
+
+
+def autodiscover() -> None:
+    """Import the modules that register topics, agents and timers."""
+    import streams.agents.ingest  # noqa: F401
+    import streams.agents.model_stage  # noqa: F401
+
+
+autodiscover()

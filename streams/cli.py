@@ -1,0 +1,155 @@
+"""The ``watchkeeper`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from streams.config import Settings, load_settings
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    from sinks.schema import Retention
+    from sinks.writer import Store
+    from streams.embedded import ensure_store
+
+    ensure_store(settings)
+    store = Store.from_settings(settings)
+    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    return store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """watchkeeper: streaming monitoring for machine-learning models in production."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
+def worker(faust_args: tuple[str, ...]) -> None:
+    """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
+    from streams.admin import ensure_topics
+    from streams.embedded import ensure_broker
+
+    settings = _settings()
+    ensure_broker(settings)
+    _store(settings).close()
+    ensure_topics(settings)
+    from streams.app import app
+
+    sys.argv = ["watchkeeper", "worker", *faust_args]
+    app.main()
+
+
+@main.command()
+def broker() -> None:
+    """Run the embedded Kafka-protocol broker (Tansu) in the foreground."""
+    from streams.embedded import broker_command
+
+    settings = _settings()
+    cmd = broker_command(settings.broker_port)
+    click.echo(f"watchkeeper: embedded broker on 127.0.0.1:{settings.broker_port} (memory storage)")
+    proc = subprocess.Popen(cmd)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        sys.exit(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        sys.exit(proc.wait())
+
+
+@main.command()
+def store() -> None:
+    """Run the embedded ClickHouse store (chdb over ClickHouse's HTTP interface) in the foreground."""
+    from sinks.store import serve
+
+    settings = _settings()
+    serve(Path(settings.store_path), settings.store_host, settings.store_port)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def publish(files: tuple[Path, ...], quiet: bool) -> None:
+    """Publish JSONL prediction/outcome events (records carry "type": "prediction" | "outcome")."""
+    from streams.admin import ensure_topics
+    from streams.client import Publisher
+    from streams.embedded import ensure_broker
+    from streams.publish import publish_files
+
+    settings = _settings()
+    ensure_broker(settings)
+    ensure_topics(settings)
+    with Publisher(
+        settings.kafka_bootstrap,
+        predictions_topic=settings.topic_predictions,
+        outcomes_topic=settings.topic_outcomes,
+    ) as pub:
+        counts = publish_files(pub, files, progress=not quiet)
+    click.echo(
+        f"published {counts['predictions']} predictions, {counts['outcomes']} outcomes, "
+        f"{counts['unrecognised']} unrecognised lines (sent as-is for the worker to dead-letter) "
+        f"in {pub.sent_messages} messages"
+    )
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    default="PrettyCompact",
+    show_default=True,
+    type=click.Choice(["JSONEachRow", "PrettyCompact", "CSV", "CSVWithNames", "TabSeparated", "JSON"]),
+)
+def sql(query: str, fmt: str) -> None:
+    """Query the store (the embedded one is started if needed)."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    store = _store(_settings())
+    try:
+        out = store.raw(query, fmt=fmt)
+    except ClickHouseError as exc:
+        raise click.ClickException(str(exc).strip().splitlines()[0][:2000]) from None
+    sys.stdout.buffer.write(out)
+    if out and not out.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+
+
+@main.command()
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--minutes", default=120, show_default=True, help="Event-time length of the scenario.")
+@click.option("--keep-worker", is_flag=True, help="Leave the worker running at the end.")
+def demo(out: Path, minutes: int, keep_worker: bool) -> None:
+    """Embedded end-to-end run: a fleet of models, drift, late labels, bad input; prints a summary."""
+    from streams.demo import run_demo
+
+    code = run_demo(_settings(), out=out, minutes=minutes, keep_worker=keep_worker)
+    sys.exit(code)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the events and envelopes."""
+    import orjson
+
+    from streams.events import json_schemas
+
+    sys.stdout.buffer.write(orjson.dumps(json_schemas(), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def run_module(args: list[str]) -> int:  # pragma: no cover - helper for python -m
+    return subprocess.call([sys.executable, "-m", "streams.cli", *args], env=os.environ.copy())
+
+
+if __name__ == "__main__":
+    main()

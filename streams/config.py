@@ -1,0 +1,211 @@
+"""Settings: one pydantic-settings class, every value from the environment.
+
+Values come from ``WATCHKEEPER_*`` environment variables, then from an optional
+YAML file named by ``WATCHKEEPER_CONFIG``, then from the defaults below. With no
+settings at all everything runs embedded.
+
+Example:
+    >>> s = Settings(broker="kafka://kafka:9092", clickhouse="embedded")
+    >>> s.kafka_bootstrap
+    'kafka:9092'
+    >>> Settings(clickhouse="http://u:secret@ch:8123/wk").clickhouse_database
+    'wk'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
+
+class CostMatrix(BaseModel):
+    """Cost of each kind of answer for a binary model (wrong ones usually cost more)."""
+
+    model_config = {"frozen": True}
+
+    tp: float = 0.0
+    fp: float = 1.0
+    tn: float = 0.0
+    fn: float = 1.0
+
+
+class ModelConfig(BaseModel):
+    """Per-model configuration (YAML ``models:`` mapping, keyed by model name)."""
+
+    model_config = {"frozen": True}
+
+    owner: str = "unowned"
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    threshold: float = 0.5
+    positive_label: str = "1"
+    cost: CostMatrix = CostMatrix()
+    protected_attributes: tuple[str, ...] = ()
+    runbook_url: str | None = None
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``WATCHKEEPER_CONFIG``; a missing file is an error."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("WATCHKEEPER_CONFIG")
+        if not path:
+            return {}
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"WATCHKEEPER_CONFIG={path!r}: no such file")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"WATCHKEEPER_CONFIG={path!r}: expected a mapping at the top level")
+        return data
+
+
+class Settings(BaseSettings):
+    """All of watchkeeper's configuration. Bad values fail at start-up with a clear message."""
+
+    model_config = SettingsConfigDict(env_prefix="WATCHKEEPER_", extra="forbid", validate_default=True)
+
+    # Where things run.
+    broker: str = "embedded"
+    broker_port: int = Field(9092, ge=1, le=65535)
+    clickhouse: str = "embedded"
+    store_path: Path = Path("./data/clickhouse")
+    store_port: int = Field(8123, ge=1, le=65535)
+    store_host: str = "127.0.0.1"
+    data_dir: Path = Path("./data/faust")
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+
+    # Topics.
+    topic_predictions: str = "predictions"
+    topic_outcomes: str = "outcomes"
+    topic_alerts: str = "alerts"
+    topic_dead_letters: str = "dead-letters"
+    partitions: int = Field(4, ge=1, le=1024)
+    app_id: str = "watchkeeper"
+
+    # Windows and the join.
+    window_seconds: int = Field(300, ge=1)
+    label_delay_seconds: int = Field(600, ge=0)
+    idle_flush: float = Field(30.0, gt=0)
+    flush_interval: float = Field(1.0, gt=0)
+    flush_rows: int = Field(20_000, ge=1)
+    orphan_after_seconds: int = Field(3600, ge=0)
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_features: int = Field(1000, ge=1)
+
+    # Retention (days).
+    raw_ttl_days: int = Field(30, ge=1)
+    aggregate_ttl_days: int = Field(400, ge=1)
+
+    # Models.
+    default_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    models: dict[str, ModelConfig] = {}
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, v: str) -> str:
+        if v != "embedded" and not v.startswith("kafka://"):
+            raise ValueError("must be 'embedded' or kafka://host:port[,host:port]")
+        return v
+
+    @field_validator("clickhouse")
+    @classmethod
+    def _check_clickhouse(cls, v: str) -> str:
+        if v == "embedded":
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be 'embedded' or http(s)://user:password@host:port/database")
+        return v
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        import re
+
+        for name in self.models:
+            if not re.match(MODEL_NAME_PATTERN, name):
+                raise ValueError(f"models: {name!r} is not a valid model name")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+    # Derived values.
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker == "embedded"
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.clickhouse == "embedded"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        if self.embedded_broker:
+            return f"127.0.0.1:{self.broker_port}"
+        return self.broker.removeprefix("kafka://")
+
+    @property
+    def clickhouse_database(self) -> str:
+        if self.embedded_store:
+            return "watchkeeper"
+        return urlsplit(self.clickhouse).path.strip("/") or "watchkeeper"
+
+    def clickhouse_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``clickhouse_connect.get_client`` (the password never logged)."""
+        if self.embedded_store:
+            return {"host": "127.0.0.1", "port": self.store_port, "username": "default", "password": ""}
+        parts = urlsplit(self.clickhouse)
+        return {
+            "host": parts.hostname,
+            "port": parts.port or (8443 if parts.scheme == "https" else 8123),
+            "username": unquote(parts.username or "default"),
+            "password": unquote(parts.password or ""),
+            "secure": parts.scheme == "https",
+        }
+
+    def model(self, name: str) -> ModelConfig:
+        """The configuration of one model (defaults when it is not configured)."""
+        cfg = self.models.get(name)
+        if cfg is None:
+            return ModelConfig(threshold=self.default_threshold)
+        return cfg
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to log: passwords in URLs are masked."""
+        out = self.model_dump(mode="json")
+        for key in ("clickhouse", "broker"):
+            parts = urlsplit(out[key])
+            if parts.password:
+                out[key] = out[key].replace(f":{parts.password}@", ":***@")
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a validation error into one readable message."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("watchkeeper: bad configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,242 @@
+"""``watchkeeper demo``: the embedded stack end to end, in a few minutes.
+
+Starts (or reuses) the embedded broker and store, starts a worker, publishes the
+built-in scenario through ``watchkeeper publish``'s code path, waits until every
+prediction and label is counted in ``metrics``, prints a per-model summary and
+writes ``reports/``. Data of earlier demo runs (models named ``demo.*``) is
+cleared first so that the numbers are this run's.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from sinks.schema import Retention
+from sinks.writer import Store
+from streams.admin import ensure_topics
+from streams.client import Publisher
+from streams.config import Settings
+from streams.embedded import ensure_broker, ensure_store, is_listening
+from streams.publish import publish_files
+from streams.scenario import Scenario, write_scenario
+
+DEMO_TABLES = ("predictions", "outcomes", "metrics", "drift", "alerts")
+WAIT_SECONDS = 240
+
+
+def _free_web_port(start: int) -> int:
+    port = start
+    while is_listening("127.0.0.1", port):
+        port += 1
+    return port
+
+
+def start_worker(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A worker subprocess (``watchkeeper worker``) logging to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(extra_env or {})}
+    port = _free_web_port(settings.web_port)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+COUNTS = """
+SELECT model, sumIf(n, metric = 'predictions') AS predictions, sumIf(value, metric = 'labelled') AS labelled
+FROM metrics FINAL WHERE model IN {models:Array(String)} AND segment = '' GROUP BY model
+"""
+
+ACCURACY_SPLIT = """
+SELECT model,
+       sumIf(value, metric IN ('tp', 'tn') AND window_start < {t:DateTime('UTC')}) AS ok_before,
+       sumIf(value, metric = 'labelled' AND window_start < {t:DateTime('UTC')}) AS lab_before,
+       sumIf(value, metric IN ('tp', 'tn') AND window_start >= {t:DateTime('UTC')}) AS ok_after,
+       sumIf(value, metric = 'labelled' AND window_start >= {t:DateTime('UTC')}) AS lab_after
+FROM metrics FINAL WHERE model IN {models:Array(String)} AND segment = '' GROUP BY model
+"""
+
+ACCURACY_SERIES = """
+SELECT model, toUnixTimestamp(window_start) AS ws, value FROM metrics FINAL
+WHERE model IN {models:Array(String)} AND metric = 'accuracy' AND segment = '' ORDER BY model, ws
+"""
+
+
+def wait_until_counted(store: Store, expected: dict[str, dict[str, Any]], proc: subprocess.Popen[bytes]) -> bool:
+    models = sorted(expected)
+    total = sum(e["predictions"] + e["labelled"] for e in expected.values())
+    deadline = time.monotonic() + WAIT_SECONDS
+    with tqdm(total=total, desc="processing", unit="ev") as bar:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            try:
+                rows = store.query(COUNTS, {"models": models})
+            except Exception:
+                rows = []
+            done = sum(min(int(r["predictions"]), expected[r["model"]]["predictions"]) for r in rows)
+            done += sum(min(int(r["labelled"]), expected[r["model"]]["labelled"]) for r in rows)
+            bar.update(done - bar.n)
+            if done >= total:
+                return True
+            time.sleep(1.0)
+    return False
+
+
+def summarise(store: Store, scenario: Scenario, run_start: datetime) -> dict[str, Any]:
+    models = sorted(scenario.expected)
+    drift_at = datetime.fromtimestamp(scenario.drift_at, UTC)
+    counts = {r["model"]: r for r in store.query(COUNTS, {"models": models})}
+    split = {r["model"]: r for r in store.query(ACCURACY_SPLIT, {"models": models, "t": drift_at})}
+    dead = store.query(
+        "SELECT model, error, count() AS n FROM dead_letters FINAL WHERE ts >= {t:DateTime64(3, 'UTC')} "
+        "GROUP BY model, error ORDER BY n DESC",
+        {"t": run_start},
+    )
+    series: dict[str, list[tuple[int, float]]] = {m: [] for m in models}
+    for r in store.query(ACCURACY_SERIES, {"models": models}):
+        series[r["model"]].append((int(r["ws"]), float(r["value"])))
+    out: dict[str, Any] = {"drift_at": drift_at.isoformat(), "models": {}, "dead_letters": []}
+    for m in models:
+        c = counts.get(m, {})
+        s = split.get(m, {})
+        out["models"][m] = {
+            "predictions": int(c.get("predictions", 0)),
+            "labelled": int(c.get("labelled", 0)),
+            "accuracy_before": (s["ok_before"] / s["lab_before"]) if s.get("lab_before") else None,
+            "accuracy_after": (s["ok_after"] / s["lab_after"]) if s.get("lab_after") else None,
+            "expected": scenario.expected[m],
+            "accuracy_by_window": series[m],
+        }
+    out["dead_letters"] = [{"model": r["model"], "error": r["error"], "n": int(r["n"])} for r in dead]
+    out["dead_letters_total"] = sum(r["n"] for r in out["dead_letters"])
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\nwatchkeeper demo — drift injected at {summary['drift_at']}")
+    print(f"{'model':<14}{'predictions':>12}{'labelled':>10}{'acc before':>12}{'acc after':>11}")
+    for m, s in summary["models"].items():
+        print(
+            f"{m:<14}{s['predictions']:>12}{s['labelled']:>10}{_fmt(s['accuracy_before']):>12}"
+            f"{_fmt(s['accuracy_after']):>11}"
+        )
+    print(f"dead letters: {summary['dead_letters_total']}")
+    for d in summary["dead_letters"]:
+        print(f"  {d['n']:>4}  {d['model'] or '(unknown model)'}: {d['error'][:100]}")
+
+
+def _sparkline(points: list[tuple[int, float]], width: int = 360, height: int = 60) -> str:
+    if len(points) < 2:
+        return ""
+    t0, t1 = points[0][0], points[-1][0]
+    coords = " ".join(
+        f"{(t - t0) / max(1, t1 - t0) * width:.1f},{height - v * height:.1f}" for t, v in points
+    )
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<polyline fill="none" stroke="#3366cc" stroke-width="2" points="{coords}"/></svg>'
+    )
+
+
+def write_reports(summary: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    rows = []
+    for m, s in summary["models"].items():
+        rows.append(
+            f"<tr><td>{html.escape(m)}</td><td>{s['predictions']}</td><td>{s['labelled']}</td>"
+            f"<td>{_fmt(s['accuracy_before'])}</td><td>{_fmt(s['accuracy_after'])}</td>"
+            f"<td>{_sparkline(s['accuracy_by_window'])}</td></tr>"
+        )
+    dead = "".join(
+        f"<tr><td>{d['n']}</td><td>{html.escape(d['model'])}</td><td>{html.escape(d['error'])}</td></tr>"
+        for d in summary["dead_letters"]
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>watchkeeper demo</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style>
+</head><body><h1>watchkeeper demo</h1><p>Drift injected at {html.escape(summary['drift_at'])}.</p>
+<table><tr><th>model</th><th>predictions</th><th>labelled</th><th>accuracy before</th><th>accuracy after</th>
+<th>accuracy by window</th></tr>{''.join(rows)}</table>
+<h2>Dead letters ({summary['dead_letters_total']})</h2>
+<table><tr><th>n</th><th>model</th><th>reason</th></tr>{dead}</table></body></html>"""
+    (out / "index.html").write_text(page)
+
+
+def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: bool = False) -> int:
+    t_start = time.monotonic()
+    run_start = datetime.now(UTC)
+    print("starting the embedded broker and store ...", flush=True)
+    ensure_broker(settings)
+    ensure_store(settings)
+    ensure_topics(settings)
+    store = Store.from_settings(settings)
+    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    for table in DEMO_TABLES:
+        store.command(f"DELETE FROM {table} WHERE model LIKE 'demo.%'")
+
+    now = time.time()
+    w = settings.window_seconds
+    start = (now - minutes * 60 - 3600) // w * w
+    scenario = Scenario(start=start, minutes=minutes)
+    data_dir = settings.data_dir.parent / "demo"
+    path = data_dir / "scenario.jsonl"
+    write_scenario(path, scenario)
+
+    print("starting a worker ...", flush=True)
+    # A replayed file has no live tail: write its last windows 3 s after it goes quiet.
+    proc = start_worker(settings, data_dir / "worker.log", {"WATCHKEEPER_IDLE_FLUSH": "3"})
+    try:
+        with Publisher(
+            settings.kafka_bootstrap,
+            predictions_topic=settings.topic_predictions,
+            outcomes_topic=settings.topic_outcomes,
+        ) as pub:
+            counts = publish_files(pub, [path])
+        print(
+            f"published {counts['predictions']} predictions, {counts['outcomes']} outcomes, "
+            f"{counts['unrecognised']} malformed lines",
+            flush=True,
+        )
+        ok = wait_until_counted(store, scenario.expected, proc)
+        if not ok:
+            print(f"the worker did not finish in {WAIT_SECONDS} s; see {data_dir / 'worker.log'}", file=sys.stderr)
+        time.sleep(2)  # let the dead letters of the last batch land
+        summary = summarise(store, scenario, run_start)
+        print_summary(summary)
+        write_reports(summary, out)
+        print(f"\nreports written to {out}/ (summary.json, index.html) in {time.monotonic() - t_start:.0f} s")
+        print("query the tables with: watchkeeper sql \"SELECT * FROM metrics LIMIT 10\"")
+        return 0 if ok else 1
+    finally:
+        if not keep_worker:
+            stop_worker(proc)

@@ -1,0 +1,82 @@
+"""Shared worker state: the store handle, the flush of a batch, the window closer.
+
+Agents stay thin (decode, validate, call a function, emit); what they share
+lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from functools import cached_property
+from typing import Any
+
+from sinks.schema import Retention
+from sinks.writer import Store
+from streams.config import Settings
+from streams.events import Outcome, Prediction, Rejected
+from streams.ingest import Batch, SourceMessage
+from streams.windows import WindowCloser
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Everything one worker process shares between its agents."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self._migrated = False
+        self._lock = threading.Lock()
+        self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.from_settings(self.settings)
+
+    @cached_property
+    def closer(self) -> WindowCloser:
+        return WindowCloser(self.store, self.settings)
+
+    def ensure_schema(self) -> None:
+        with self._lock:
+            if not self._migrated:
+                retention = Retention(self.settings.raw_ttl_days, self.settings.aggregate_ttl_days)
+                self.store.migrate(retention)
+                self._migrated = True
+
+    def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
+        batch = Batch()
+        for msg in messages:
+            try:
+                batch.add(msg, kind, self.settings.max_message_bytes)
+            except Exception as exc:  # never let one message stop the stream
+                log.exception("unexpected error decoding %s/%s@%s", msg.topic, msg.partition, msg.offset)
+                batch.add_dead_letter(msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b""))
+        return batch
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write a batch to the store (blocking, retried while the store is down)."""
+        self.ensure_schema()
+        for table, cols in (
+            ("predictions", batch.predictions),
+            ("outcomes", batch.outcomes),
+            ("dead_letters", batch.dead_letters),
+        ):
+            if cols["ts"]:
+                self.store.insert_retrying(table, cols, token=batch.token(table), stop=self.stopping)
+        self.counts["messages"] += batch.messages
+        self.counts["predictions"] += len(batch.predictions["ts"])
+        self.counts["outcomes"] += len(batch.outcomes["ts"])
+        self.counts["dead_letters"] += len(batch.dead_letters["ts"])
+
+    async def flush(self, batch: Batch, dead_letter_topic: Any) -> None:
+        for record in batch.dead_letter_messages:
+            await dead_letter_topic.send(value=record)
+        await asyncio.to_thread(self.write_batch, batch)
+
+    def close_windows(self, force: bool = False) -> int:
+        self.ensure_schema()
+        return len(self.closer.tick(force=force))

@@ -1,0 +1,200 @@
+"""The model stage: close event-time windows and write their metrics.
+
+Raw predictions and outcomes live in the store; this stage finds the windows
+that new rows touched ("dirty"), waits until each is closed — the model's
+watermark (largest event time seen) has passed its end plus the allowed label
+delay, or the stream has been idle for ``idle_flush`` seconds — then joins
+predictions to outcomes in ClickHouse, aggregates sufficient statistics per
+(model, version, window), computes the metrics and writes them.
+
+A window written once and touched again later (a late label) is recomputed and
+its rows replaced: the new rows are inserted, then the older version deleted,
+so ``sum(n)`` never counts an event twice. All state can be rebuilt from the
+store: a restarted leader rediscovers windows whose raw rows are newer than
+their metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.writer import Store
+from streams.config import Settings
+from streams.window_metrics import WindowKey, metrics_rows
+
+log = logging.getLogger(__name__)
+
+# Rows being inserted while a tick runs carry an ingest time slightly before the
+# tick: look back this far so none is missed (recomputation is idempotent).
+LOOKBACK_SECONDS = 30.0
+# An insert stamped (server-side, ``ingested_at DEFAULT now64()``) this long before
+# a pass started is assumed committed by then; later ones make the window dirty again.
+INSERT_SAFETY_SECONDS = 5.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ts(dt: datetime) -> float:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+DIRTY_PREDICTIONS = """
+SELECT model, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
+FROM predictions WHERE ingested_at > {since:DateTime64(3, 'UTC')}
+GROUP BY model, version, ws
+"""
+
+DIRTY_OUTCOMES = """
+SELECT model, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
+FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')}
+GROUP BY model, ws
+"""
+
+# Prediction windows that a new outcome completes (found through the primary key).
+DIRTY_JOINED = """
+SELECT p.model AS model, p.version AS version,
+       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws, max(o.last_in) AS last_in
+FROM predictions AS p
+INNER JOIN (
+    SELECT model, prediction_id, max(ingested_at) AS last_in FROM outcomes
+    WHERE ingested_at > {since:DateTime64(3, 'UTC')} GROUP BY model, prediction_id) AS o
+    ON p.model = o.model AND p.prediction_id = o.prediction_id
+WHERE (p.model, p.prediction_id) IN (
+    SELECT model, prediction_id FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')})
+GROUP BY model, version, ws
+"""
+
+LAST_COMPUTED = """
+SELECT model, version, toUnixTimestamp(window_start) AS ws, max(computed_at) AS computed
+FROM metrics WHERE metric IN ('predictions', 'orphaned_outcomes')
+GROUP BY model, version, ws
+"""
+
+
+
+class WindowCloser:
+    """Finds dirty windows in the store, closes them on the watermark, writes their metrics.
+
+    All wall times here are the store's clock (``now64()``), the same clock that
+    stamps ``ingested_at`` on insert, so worker clock skew cannot lose a row.
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.pending: dict[WindowKey, float] = {}  # window -> newest ingest time seen
+        self.computed: dict[WindowKey, float] = {}  # window -> ingest time its last write covers
+        self.watermark: dict[str, float] = {}  # model -> largest event time seen
+        self.cursor: float | None = None  # ingest time already scanned
+        self.last_activity = 0.0
+        self.windows_written = 0
+
+    def store_now(self) -> float:
+        return _ts(self.store.query_rows("SELECT now64(3, 'UTC')")[0][0])
+
+    # Discovery ------------------------------------------------------------
+    def _discover(self, now: float) -> None:
+        first = self.cursor is None
+        since = 0.0 if first else max(0.0, (self.cursor or 0.0) - LOOKBACK_SECONDS)
+        params = {"w": self.settings.window_seconds, "since": datetime.fromtimestamp(since, UTC)}
+        found: dict[WindowKey, float] = {}
+
+        def note(key: WindowKey, last_in: datetime) -> None:
+            found[key] = max(found.get(key, 0.0), _ts(last_in))
+
+        for r in self.store.query(DIRTY_PREDICTIONS, params):
+            note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
+            self._advance(r["model"], float(r["max_ts"]))
+        for r in self.store.query(DIRTY_OUTCOMES, params):
+            note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"])
+            self._advance(r["model"], float(r["max_ts"]))
+        for r in self.store.query(DIRTY_JOINED, params):
+            note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
+        if first:
+            self.last_activity = max(found.values(), default=now)
+            self._load_computed()
+        for key, last_in in found.items():
+            if last_in > self.computed.get(key, 0.0):
+                self.pending[key] = max(self.pending.get(key, 0.0), last_in)
+                self.last_activity = max(self.last_activity, last_in)
+        self.cursor = now
+        # Forget what the look-back can no longer rediscover.
+        horizon = now - 2 * LOOKBACK_SECONDS
+        self.computed = {k: t for k, t in self.computed.items() if t >= horizon or k in self.pending}
+
+    def _load_computed(self) -> None:
+        """After a restart: what each window's stored metrics already cover."""
+        for r in self.store.query(LAST_COMPUTED):
+            key = WindowKey(r["model"], r["version"], int(r["ws"]))
+            self.computed[key] = _ts(r["computed"]) - INSERT_SAFETY_SECONDS
+
+    def _advance(self, model: str, ts: float) -> None:
+        if ts > self.watermark.get(model, 0.0):
+            self.watermark[model] = ts
+
+    # Closing --------------------------------------------------------------
+    def closed(self, idle: bool) -> list[WindowKey]:
+        w = self.settings.window_seconds
+        delay = self.settings.label_delay_seconds
+        out = []
+        for key in self.pending:
+            horizon = self.settings.orphan_after_seconds if key.version == "" else delay
+            if idle or self.watermark.get(key.model, 0.0) >= key.start + w + horizon:
+                out.append(key)
+        return sorted(out)
+
+    def tick(self, force: bool = False) -> list[WindowKey]:
+        """Discover, close and write; returns the windows written. ``force`` writes every open window."""
+        now = self.store_now()
+        self._discover(now)
+        idle = force or (now - self.last_activity >= self.settings.idle_flush)
+        ready = self.closed(idle)
+        if not ready:
+            return []
+        by_model: dict[str, list[WindowKey]] = defaultdict(list)
+        for key in ready:
+            by_model[key.model].append(key)
+        for model, keys in by_model.items():
+            self.write(model, keys, now)
+        for key in ready:
+            del self.pending[key]
+            # Rows stamped up to a moment before this pass were visible to it.
+            self.computed[key] = now - INSERT_SAFETY_SECONDS
+        self.windows_written += len(ready)
+        return ready
+
+    # Writing --------------------------------------------------------------
+    def write(self, model: str, keys: Iterable[WindowKey], now: float) -> int:
+        keys = list(keys)
+        rows = metrics_rows(self.store, self.settings, model, keys)
+        computed_at = datetime.fromtimestamp(now, UTC)
+        for row in rows:
+            row["computed_at"] = computed_at
+        if rows:
+            cols = {c: [r[c] for r in rows] for c in rows[0]}
+            self.store.insert("metrics", cols)
+        # Replace older versions of the same windows (late labels): delete what this pass superseded.
+        self.store.command(
+            "DELETE FROM metrics WHERE model = {m:String} AND (version, window_start) IN {keys:Array(Tuple(String, DateTime('UTC')))} "
+            "AND computed_at < {t:DateTime64(3, 'UTC')}",
+            {
+                "m": model,
+                "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys],
+                "t": computed_at,
+            },
+        )
+        return len(rows)
+
+
+def utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+__all__ = ["WindowCloser", "WindowKey", "utc", "Any"]

@@ -1,0 +1,135 @@
+"""Shared integration fixtures: free ports and embedded stores in subprocesses.
+
+- ``free_tcp_port``: a free TCP port on 127.0.0.1.
+- ``store``: an embedded store for the test module, as (host, port); user ``default``, no password.
+- ``store_factory``: starts more stores (own path, port, host or credentials); all stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinks.store import ping
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The store reads its credentials from these; a test gives them explicitly or not at all.
+STORE_CREDENTIAL_VARS = (
+    "WATCHKEEPER_STORE_USER",
+    "WATCHKEEPER_STORE_PASSWORD",
+    "WATCHKEEPER_STORE_READONLY_USER",
+    "WATCHKEEPER_STORE_READONLY_PASSWORD",
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (good enough for tests)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class StoreProcess:
+    """An embedded store (``python -m sinks.store``) running in a subprocess.
+
+    ``env`` adds to the inherited environment, from which store credentials are
+    removed, so that by default user ``default`` with no password has full access.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        port: int | None = None,
+        *,
+        host: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.port = port or free_port()
+        self.host = host  # None: the store's default (loopback)
+        self.env = dict(env or {})
+        self.log_path = self.path.parent / f"store-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host or "127.0.0.1", self.port)
+
+    def start(self, timeout: float = 30.0) -> StoreProcess:
+        """Start the store and wait until it answers /ping."""
+        env = {k: v for k, v in os.environ.items() if k not in STORE_CREDENTIAL_VARS}
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "sinks.store", "--path", str(self.path), "--port", str(self.port)]
+        if self.host is not None:
+            cmd += ["--host", self.host]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not ping(*self.address, timeout=0.5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the store did not start; its log:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> StoreProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """An embedded store for the test module, user ``default`` without password: (host, port)."""
+    with StoreProcess(tmp_path_factory.mktemp("store") / "data") as proc:
+        yield proc.address
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
+    """``store_factory(path=None, *, port=None, host=None, env=None, start=True) -> StoreProcess``."""
+    started: list[StoreProcess] = []
+
+    def make(path: Path | None = None, *, start: bool = True, **kwargs: Any) -> StoreProcess:
+        proc = StoreProcess(path or tmp_path / f"store{len(started)}", **kwargs)
+        started.append(proc)
+        return proc.start() if start else proc
+
+    yield make
+    for proc in started:
+        proc.stop()
