@@ -94,21 +94,21 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], what: s
     raise EmbeddedServiceError(f"the embedded {what} did not listen on {host}:{port} within 30 s (log: {log})")
 
 
-def ensure_broker(settings: Settings) -> bool:
-    """Start the embedded broker detached unless one listens already; True if started."""
+def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Start the embedded broker detached unless one listens already; the process if started."""
     if not settings.embedded_broker or is_listening("127.0.0.1", settings.broker_port):
-        return False
+        return None
     log = settings.data_dir.parent / "logs" / "broker.log"
     proc = _spawn_detached(broker_command(settings.broker_port), log)
     _wait_listening("127.0.0.1", settings.broker_port, proc, "broker", log)
-    return True
+    return proc
 
 
-def ensure_store(settings: Settings) -> bool:
-    """Start the embedded store detached unless one listens already; True if started."""
+def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Start the embedded store detached unless one listens already; the process if started."""
     if not settings.embedded_store or is_listening(settings.store_host, settings.store_port):
-        return False
+        return None
     log = settings.store_path.parent / "logs" / "store.log"
     proc = _spawn_detached(store_command(settings), log)
     _wait_listening(settings.store_host, settings.store_port, proc, "store", log)
-    return True
+    return proc

@@ -1,0 +1,135 @@
+"""End to end on the real embedded stack: Tansu broker, worker subprocess, chdb store.
+
+4 models x 5,000 predictions with outcomes 2 minutes later, published with
+``watchkeeper publish``; ``watchkeeper sql`` must then show exactly 5,000
+predictions per model and the accuracy computed directly from the file, and
+the malformed lines must be in ``dead_letters``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODELS = ("alpha", "beta", "gamma", "delta")
+N = 5000
+MALFORMED = [
+    b'{"type": "prediction", "prediction_id": "x1", "model": "alpha", "prediction": 0.2',
+    b'{"type": "prediction", "prediction_id": "x2", "model": "al pha", "prediction": 0.2}',
+    b'{"type": "prediction", "prediction_id": "x3", "model": "alpha", "prediction": {"a": 1}}',
+    b'{"type": "outcome", "prediction_id": "x4", "model": "alpha", "outcome": [1]}',
+    b"\x00\x01\x02 garbage",
+]
+
+
+def write_fleet(path: Path, start: float) -> dict[str, float]:
+    """Write the JSONL file; return the accuracy of each model computed from it."""
+    rng = np.random.default_rng(11)
+    records = []
+    accuracy = {}
+    for m, model in enumerate(MODELS):
+        score = np.round(rng.uniform(size=N), 4)
+        y = (rng.uniform(size=N) < 0.2 + 0.6 * score).astype(int)
+        ts = start + np.arange(N) + m * 0.1
+        for i in range(N):
+            pid = f"{model}-{i}"
+            records.append(
+                {"type": "prediction", "prediction_id": pid, "model": model, "version": "v1", "ts": float(ts[i]),
+                 "prediction": float(score[i]), "features": {"x": float(score[i] * 2)}}
+            )
+            records.append(
+                {"type": "outcome", "prediction_id": pid, "model": model, "outcome": int(y[i]),
+                 "ts": float(ts[i] + 120)}
+            )
+        accuracy[model] = float(((score >= 0.5).astype(int) == y).mean())
+    records.sort(key=lambda r: r["ts"])
+    with open(path, "wb") as fh:
+        for i, r in enumerate(records):
+            fh.write(orjson.dumps(r) + b"\n")
+            if i % 9000 == 100 and MALFORMED[i // 9000 :]:
+                fh.write(MALFORMED[i // 9000] + b"\n")
+    return accuracy
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("pipeline"))
+    s.start_services()
+    yield s
+    s.stop()
+
+
+def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path: Path) -> None:
+    start = (time.time() - 4 * 3600) // 300 * 300
+    path = tmp_path / "fleet.jsonl"
+    accuracy = write_fleet(path, start)
+    stack.start_worker()
+    out = stack.cli("publish", "--quiet", str(path))
+    # Malformed lines that still say their type count as such; the worker dead-letters them.
+    assert f"published {4 * N + 2} predictions, {4 * N + 1} outcomes, 2 unrecognised lines" in out.stdout
+
+    expected = [(m, N, N) for m in sorted(MODELS)]
+    seen = stack.wait_for(
+        "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
+        "FROM metrics GROUP BY model ORDER BY model",
+        expected,
+        timeout=240,
+    )
+    assert seen == expected
+
+    res = stack.cli(
+        "sql",
+        "SELECT model, sum(n) AS predictions FROM metrics WHERE metric = 'predictions' GROUP BY model ORDER BY model",
+        "--format",
+        "JSONEachRow",
+    )
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["model"], int(r["predictions"])) for r in rows] == [(m, N) for m in sorted(MODELS)]
+
+    res = stack.cli(
+        "sql",
+        "SELECT model, sumIf(value, metric IN ('tp', 'tn')) / sumIf(value, metric = 'labelled') AS accuracy "
+        "FROM metrics GROUP BY model ORDER BY model",
+        "--format",
+        "JSONEachRow",
+    )
+    got = {r["model"]: r["accuracy"] for r in map(json.loads, res.stdout.splitlines())}
+    for model in MODELS:
+        assert got[model] == pytest.approx(accuracy[model], abs=1e-12)
+
+    # The window-level accuracy rows agree with the counts (weighted by their n).
+    res = stack.cli(
+        "sql",
+        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics WHERE metric = 'accuracy' GROUP BY model",
+        "--format",
+        "JSONEachRow",
+    )
+    for r in map(json.loads, res.stdout.splitlines()):
+        assert r["accuracy"] == pytest.approx(accuracy[r["model"]], abs=1e-9)
+
+    dead = stack.wait_for("SELECT count() FROM dead_letters", [(len(MALFORMED),)], timeout=30)
+    assert dead == [(len(MALFORMED),)]
+    res = stack.cli("sql", "SELECT error, payload FROM dead_letters ORDER BY offset", "--format", "JSONEachRow")
+    errors = [json.loads(line)["error"] for line in res.stdout.splitlines()]
+    assert any("bad JSON" in e for e in errors)
+    assert any("model" in e and "pattern" in e for e in errors)
+    assert all(e for e in errors)
+
+
+def test_sql_formats_and_errors(stack: Stack) -> None:
+    res = stack.cli("sql", "SELECT 1 AS one, 'x' AS s", "--format", "CSV")
+    assert res.stdout.strip() == '1,"x"'
+    res = stack.cli("sql", "SELECT 1 AS one", "--format", "PrettyCompact")
+    assert "one" in res.stdout and "1" in res.stdout
+    res = stack.cli("sql", "SELEC nonsense", check=False)
+    assert res.returncode != 0 and "Syntax error" in res.stderr
