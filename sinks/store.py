@@ -289,22 +289,28 @@ def _split_insert(head: bytes) -> _InsertData | None:
 
 
 def _check_statement(sql: bytes) -> None:
-    """Refuse what a ClickHouse server refuses over HTTP, and server file access."""
-    tokens = list(_tokens(sql))
-    if not tokens or tokens == [_Token("other", b";", tokens[0].start, tokens[0].end, 0)]:
-        raise StoreError(62, "Empty query")
-    previous = b""
-    for index, token in enumerate(tokens):
-        if token.text == b";" and any(t.text != b";" for t in tokens[index + 1 :]):
+    """Refuse what a ClickHouse server refuses over HTTP, and server file access.
+
+    One pass, no token list: a VALUES insert can be megabytes long.
+    """
+    previous: _Token | None = None
+    ended = False  # a ';' was seen: only more ';' may follow
+    for token in _tokens(sql):
+        if token.text == b";":
+            ended = previous is not None
+            continue
+        if ended:
             raise StoreError(62, "Multi-statements are not allowed")
-        if previous == b"INTO" and token.text == b"OUTFILE":
+        pair = (previous.text if previous is not None and previous.kind == "word" else b"", token.text)
+        if pair == (b"INTO", b"OUTFILE"):
             raise StoreError(358, "INTO OUTFILE is not allowed")
-        if previous == b"FROM" and token.text == b"INFILE":
+        if pair == (b"FROM", b"INFILE"):
             raise StoreError(78, "Query has infile and was send directly to server")
-        following = tokens[index + 1].text if index + 1 < len(tokens) else b""
-        if token.kind == "word" and token.text in (b"FILE", b"FILECLUSTER") and following == b"(":
+        if pair in ((b"FILE", b"("), (b"FILECLUSTER", b"(")):  # the file() table function and File engine
             raise StoreError(497, "Reading or writing server files is not allowed in the embedded store")
-        previous = token.text if token.kind == "word" else b""
+        previous = token
+    if previous is None:
+        raise StoreError(62, "Empty query")
 
 
 def _output_format(sql: bytes) -> str | None:
@@ -733,12 +739,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         self._status = status
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went away (a timeout, a killed worker): nothing left to answer.
+            self.close_connection = True
+            logger.debug("client %s disconnected before the answer was sent", self.address_string())
 
 
 def _size(stream: IO[bytes]) -> int:

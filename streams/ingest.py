@@ -61,24 +61,44 @@ class Batch:
     dead_letter_messages: list[bytes] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     messages: int = 0
+    # Offsets alone are not an identity: a memory-only broker restarts them at 0.
+    digest: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     @property
     def rows(self) -> int:
         return len(self.predictions["ts"]) + len(self.outcomes["ts"]) + len(self.dead_letters["ts"])
 
     def token(self, table: str) -> str:
-        """A deduplication token from the source offsets: a replay of the same batch inserts nothing."""
+        """A deduplication token from the source messages: a replay of the same batch inserts nothing."""
         spans = ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.offsets.items()))
-        return f"{table}:" + hashlib.sha256(spans.encode()).hexdigest()[:32]
+        return f"{table}:{spans}:{self.digest.hexdigest()}"
 
     # Adding messages ------------------------------------------------------
-    def add(self, msg: SourceMessage, kind: type[Prediction] | type[Outcome], max_bytes: int) -> None:
+    def add(
+        self, msg: SourceMessage, kind: type[Prediction] | type[Outcome], max_bytes: int, min_ts: float = 0.0
+    ) -> None:
+        """Decode one message into rows; events older than ``min_ts`` (the raw retention) are dead letters."""
         key = (msg.topic, msg.partition)
         lo, hi = self.offsets.get(key, (msg.offset, msg.offset))
         self.offsets[key] = (min(lo, msg.offset), max(hi, msg.offset))
         self.messages += 1
+        self.digest.update(f"{msg.topic}/{msg.partition}/{msg.offset}:".encode())
+        self.digest.update(msg.value or b"")
         good, bad = decode_message(msg.value, kind, max_bytes)
         fallback_ts = msg.timestamp
+        # ClickHouse drops rows past their TTL as it writes them: refuse them visibly instead.
+        expired = [e for e in good if (e.ts if e.ts is not None else fallback_ts or min_ts) < min_ts]
+        if expired:
+            good = [e for e in good if e not in expired]
+            for e in expired:
+                bad.append(
+                    Rejected(
+                        "ts: older than the raw-data retention (raw_ttl_days)",
+                        orjson.dumps(e.model_dump()),
+                        -1,
+                        e.model,
+                    )
+                )
         if kind is Prediction:
             self._add_predictions(good, msg, fallback_ts)
         else:
@@ -91,12 +111,16 @@ class Batch:
             return ts
         return fallback
 
-    def _add_predictions(self, events: Iterable[Prediction], msg: SourceMessage, fallback: float | None) -> None:
+    def _add_predictions(
+        self, events: Iterable[Prediction], msg: SourceMessage, fallback: float | None
+    ) -> None:
         c = self.predictions
         for e in events:
             ts = self._event_ts(e.ts, fallback, msg)
             if ts is None:
-                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
+                self.add_dead_letter(
+                    msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model)
+                )
                 continue
             num_features: dict[str, float] = {}
             cat_features: dict[str, str] = {}
@@ -136,7 +160,9 @@ class Batch:
         for e in events:
             ts = self._event_ts(e.ts, fallback, msg)
             if ts is None:
-                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
+                self.add_dead_letter(
+                    msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model)
+                )
                 continue
             c["ts"].append(_dt(ts))
             c["model"].append(e.model)

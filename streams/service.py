@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from functools import cached_property
 from typing import Any
 
@@ -49,9 +50,10 @@ class Worker:
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
         batch = Batch()
+        min_ts = time.time() - self.settings.raw_ttl_days * 86400
         for msg in messages:
             try:
-                batch.add(msg, kind, self.settings.max_message_bytes)
+                batch.add(msg, kind, self.settings.max_message_bytes, min_ts)
             except Exception as exc:  # never let one message stop the stream
                 log.exception("unexpected error decoding %s/%s@%s", msg.topic, msg.partition, msg.offset)
                 batch.add_dead_letter(msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b""))

@@ -152,25 +152,30 @@ class MeanShift(DriftDetector):
         k = self.shift / 2.0
         inc_up = np.where(np.isnan(z), 0.0, z - k)
         inc_down = np.where(np.isnan(z), 0.0, -z - k)
+        s_up = _cusum_path(self._up, inc_up)
+        s_down = _cusum_path(self._down, inc_down)
+        hit = (s_up > self._h) | (s_down > self._h)
         rows: list[int] = []
-        start = 0
-        while start < x.shape[0]:
-            s_up = _cusum_path(self._up, inc_up[start:])
-            s_down = _cusum_path(self._down, inc_down[start:])
-            hit = (s_up > self._h) | (s_down > self._h)
-            hit_rows = np.flatnonzero(hit.any(axis=1))
-            if hit_rows.size == 0:
-                self._up, self._down = s_up[-1], s_down[-1]
+        row = -1
+        while True:
+            later = np.flatnonzero(hit[row + 1 :].any(axis=1))
+            if later.size == 0:
                 break
-            r = int(hit_rows[0])
-            feats = np.flatnonzero(hit[r])
-            self._up, self._down = s_up[r].copy(), s_down[r].copy()
-            self._up[feats] = 0.0
-            self._down[feats] = 0.0
+            row = row + 1 + int(later[0])
+            feats = np.flatnonzero(hit[row])
+            # Those features restart from zero; the others' paths are unaffected.
+            s_up[row, feats] = 0.0
+            s_down[row, feats] = 0.0
+            if row + 1 < x.shape[0]:
+                zero = np.zeros(feats.size)
+                s_up[row + 1 :, feats] = _cusum_path(zero, inc_up[row + 1 :, feats])
+                s_down[row + 1 :, feats] = _cusum_path(zero, inc_down[row + 1 :, feats])
+                hit[row + 1 :, feats] = (s_up[row + 1 :, feats] > self._h) | (s_down[row + 1 :, feats] > self._h)
             self.drifted_features[feats] = True
-            rows.append(offset + start + r)
-            self.alarms.extend((offset + start + r, int(f)) for f in feats)
-            start += r + 1
+            rows.append(offset + row)
+            self.alarms.extend((offset + row, int(f)) for f in feats)
+        if x.shape[0]:
+            self._up, self._down = s_up[-1].copy(), s_down[-1].copy()
         self._drift_detected = bool(rows)
         return np.asarray(rows, dtype=np.int64)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from sinks.store import ping
+from sinks.store import StoreError, StoreUser, _check_statement, _split_insert, ping, users_from_env
 
 pytestmark = pytest.mark.integration
 
@@ -356,13 +358,15 @@ def test_concurrent_client_processes(target: Target, client: Client, table: str)
     create_events(client, table)
     script = (
         "import sys, clickhouse_connect\n"
-        "host, port, user, pw, table, model = sys.argv[1:]\n"
-        "c = clickhouse_connect.get_client(host=host, port=int(port), username=user, password=pw)\n"
+        "host, port, user, pw, secure, table, model = sys.argv[1:]\n"
+        "c = clickhouse_connect.get_client(host=host, port=int(port), username=user, password=pw,\n"
+        "                                  secure=secure == 'https')\n"
         "for b in range(3):\n"
         "    c.insert(table, [[model, f'{model}-{b}-{i}', 1.0] for i in range(300)],\n"
         "             column_names=['model', 'prediction_id', 'score'])\n"
     )
-    args = [target.host, str(target.port), target.username, target.password, table]
+    scheme = "https" if target.secure else "http"
+    args = [target.host, str(target.port), target.username, target.password, scheme, table]
     procs = [subprocess.Popen([sys.executable, "-c", script, *args, f"proc{i}"]) for i in range(2)]
 
     assert [p.wait(60) for p in procs] == [0, 0]
@@ -405,6 +409,42 @@ def test_http_interface_details(target: Target, client: Client, table: str) -> N
     status, headers, _ = target.http("POST", {"query": "SELECT 1; SELECT 2"})
     assert headers["X-ClickHouse-Exception-Code"] == "62"
     assert count(client, table) == 4
+
+
+def _lz4(data: bytes) -> bytes:
+    import lz4.frame
+
+    return lz4.frame.compress(data)
+
+
+def _zstd(data: bytes) -> bytes:
+    from backports import zstd
+
+    return bytes(zstd.compress(data))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        # Several frames in one body, as clickhouse-connect sends one per block.
+        ("lz4", lambda data: _lz4(data[:20]) + _lz4(data[20:])),
+        ("zstd", lambda data: _zstd(data[:20]) + _zstd(data[20:])),
+    ],
+)
+def test_compressed_request_bodies(
+    target: Target, client: Client, table: str, encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    client.command(f"CREATE TABLE {table} (id String, score Float64) ENGINE = MergeTree ORDER BY id")
+    body = f"INSERT INTO {table} (id, score) FORMAT CSV\n".encode() + b"".join(
+        f"id{i},{i}\n".encode() for i in range(100)
+    )
+
+    status, _, answer = target.http("POST", {}, compress(body), {"Content-Encoding": encoding})
+
+    assert status == 200, answer
+    assert client.command(f"SELECT count(), sum(score) FROM {table}") == ["100", "4950"]
 
 
 # --- Store-process checks: embedded store only.
@@ -549,3 +589,78 @@ def test_a_second_store_on_a_path_is_refused(store_factory: Callable[..., Any], 
         assert c.command("SELECT 1") == 1
     finally:
         c.close()
+
+
+# --- The store's own parsing, without a server.
+
+
+def test_insert_data_starts_after_one_newline() -> None:
+    head = b"INSERT INTO `t` (`a`) FORMAT Native\n\n\x01rest"
+    found = _split_insert(head)
+    assert found is not None
+    assert (found.statement, found.data_format) == (b"INSERT INTO `t` (`a`) ", "Native")
+    assert head[found.data_offset :] == b"\n\x01rest"  # a Native block may itself start with a newline byte
+
+
+@pytest.mark.parametrize(
+    ("head", "data"),
+    [
+        (b"insert into t settings async_insert=0 format CSV 1,2\n", b"1,2\n"),
+        (b"INSERT INTO `FORMAT` (x) /* FORMAT Nope */ FORMAT TSV\r\n1\n", b"1\n"),
+        (b"INSERT INTO t (s) FORMAT JSONEachRow\t \n{}", b"{}"),
+    ],
+)
+def test_insert_statement_and_data_are_split(head: bytes, data: bytes) -> None:
+    found = _split_insert(head)
+    assert found is not None and head[found.data_offset :] == data
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [b"INSERT INTO t VALUES (1)", b"INSERT INTO t SELECT 1 FORMAT CSV", b"SELECT 1 FORMAT JSON", b"", b"--"],
+)
+def test_statements_without_separate_data_are_sql(sql: bytes) -> None:
+    assert _split_insert(sql) is None
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        (b"SELECT 1; SELECT 2", 62),
+        (b" -- nothing\n", 62),
+        (b";", 62),
+        (b"SELECT * FROM file('/etc/passwd')", 497),
+        (b"CREATE TABLE x (a String) ENGINE = File(CSV, '/tmp/x')", 497),
+        (b"SELECT 1 INTO OUTFILE '/tmp/x'", 358),
+        (b"INSERT INTO t FROM INFILE '/etc/passwd' FORMAT CSV", 78),
+    ],
+)
+def test_refused_statements(sql: bytes, code: int) -> None:
+    with pytest.raises(StoreError) as refused:
+        _check_statement(sql)
+    assert refused.value.code == code
+    assert refused.value.body.startswith(f"Code: {code}. DB::Exception: ")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [b"SELECT 'file(' AS f;", b"SELECT 1 AS file", b"SELECT `file`(1)", b"SELECT 'a; b'; ;"],
+)
+def test_accepted_statements(sql: bytes) -> None:
+    _check_statement(sql)
+
+
+def test_users_from_the_environment() -> None:
+    assert users_from_env({}) == {"default": StoreUser("")}
+    users = users_from_env(
+        {
+            "WATCHKEEPER_STORE_USER": "writer",
+            "WATCHKEEPER_STORE_PASSWORD": "pw",
+            "WATCHKEEPER_STORE_READONLY_USER": "analyst",
+            "WATCHKEEPER_STORE_READONLY_PASSWORD": "ro",
+        }
+    )
+    assert users == {"writer": StoreUser("pw"), "analyst": StoreUser("ro", readonly=True)}
+    assert "pw" not in repr(users)
+    with pytest.raises(ValueError, match="also the full-access user"):
+        users_from_env({"WATCHKEEPER_STORE_USER": "x", "WATCHKEEPER_STORE_READONLY_USER": "x"})

@@ -1,0 +1,159 @@
+"""The join and the windows against the real store (chdb): order, late labels, duplicates, restarts."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from sinks.writer import Store
+from streams.config import Settings
+from streams.events import Outcome, Prediction
+from streams.ingest import SourceMessage
+from streams.service import Worker
+from streams.windows import WindowCloser
+
+pytestmark = pytest.mark.integration
+
+W0 = int(time.time() - 2 * 86400) // 300 * 300  # recent: inside the raw-data retention
+T0 = W0 + 100.0
+_offsets = itertools.count()
+_models = itertools.count()
+
+
+@pytest.fixture
+def worker(store: tuple[str, int]) -> Iterator[Worker]:
+    host, port = store
+    settings = Settings(store_port=port, window_seconds=300, label_delay_seconds=600, idle_flush=3600)
+    w = Worker(settings)
+    w.ensure_schema()
+    yield w
+    w.store.close()
+
+
+@pytest.fixture
+def model() -> str:
+    return f"join{next(_models)}"
+
+
+def send(worker: Worker, kind: type, *events: dict[str, Any], offset: int | None = None) -> None:
+    topic = "predictions" if kind is Prediction else "outcomes"
+    off = next(_offsets) if offset is None else offset
+    msg = SourceMessage(topic, 0, off, orjson.dumps({"events": list(events)}), None)
+    worker.write_batch(worker.build_batch([msg], kind))
+
+
+def pred(model: str, pid: str, ts: float, score: float = 0.9, **kw: Any) -> dict[str, Any]:
+    return {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": score, **kw}
+
+
+def outcome(model: str, pid: str, ts: float, y: int = 1) -> dict[str, Any]:
+    return {"prediction_id": pid, "model": model, "outcome": y, "ts": ts}
+
+
+def metrics(store: Store, model: str, final: bool = False) -> dict[str, float]:
+    rows = store.query_rows(
+        f"SELECT metric, sum(value) FROM metrics {'FINAL' if final else ''} "
+        "WHERE model = {m:String} AND version = 'v1' GROUP BY metric",
+        {"m": model},
+    )
+    return {m: v for m, v in rows}
+
+
+def test_window_waits_for_watermark_plus_label_delay(worker: Worker, model: str) -> None:
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "a", T0))
+    assert closer.tick() == []  # watermark T0: window still open
+    send(worker, Prediction, pred(model, "b", W0 + 300 + 599))
+    assert closer.tick() == []  # one second short of end + label delay
+    send(worker, Prediction, pred(model, "c", W0 + 300 + 600))
+    written = closer.tick()
+    assert [(k.model, k.start) for k in written] == [(model, W0)]
+    assert metrics(worker.store, model)["predictions"] == 1
+
+
+def test_outcome_before_prediction_is_joined(worker: Worker, model: str) -> None:
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Outcome, outcome(model, "p1", T0 + 5, y=1))
+    send(worker, Prediction, pred(model, "p1", T0, score=0.8))
+    closer.tick(force=True)
+    m = metrics(worker.store, model)
+    assert (m["predictions"], m["labelled"], m["tp"], m["accuracy"]) == (1, 1, 1, 1.0)
+
+
+def test_late_label_updates_the_window_without_double_counting(worker: Worker, model: str) -> None:
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "p1", T0, score=0.2), pred(model, "p2", T0 + 1, score=0.7))
+    closer.tick(force=True)
+    first = metrics(worker.store, model)
+    assert (first["predictions"], first["labelled"]) == (2, 0)
+    # Labels an hour later (past the allowed delay): the window is rewritten, not added to.
+    send(worker, Outcome, outcome(model, "p1", T0 + 3600, y=0), outcome(model, "p2", T0 + 3600, y=0))
+    closer.tick(force=True)
+    after = metrics(worker.store, model)  # no FINAL: what a naive sum(n) sees
+    assert after == metrics(worker.store, model, final=True)
+    assert (after["predictions"], after["labelled"], after["tn"], after["fp"]) == (2, 2, 1, 1)
+    assert after["late_labels"] == 2
+    assert after["accuracy"] == 0.5
+
+
+def test_duplicates_and_replays_count_once(worker: Worker, model: str) -> None:
+    closer = WindowCloser(worker.store, worker.settings)
+    event = pred(model, "p1", T0)
+    send(worker, Prediction, event, offset=10_000)
+    send(worker, Prediction, event, offset=10_000)  # the same message replayed (same token)
+    send(worker, Prediction, event)  # the same event in another message
+    send(worker, Prediction, {**event, "event_id": "p1-retry"}, pred(model, "p2", T0))  # new event ids
+    send(worker, Outcome, outcome(model, "p2", T0 + 10), outcome(model, "p2", T0 + 10))
+    closer.tick(force=True)
+    m = metrics(worker.store, model)
+    assert m["predictions"] == 3  # p1, p1-retry, p2
+    assert m["labelled"] == 1
+
+
+def test_restarted_closer_recovers_pending_joins(worker: Worker, model: str) -> None:
+    first = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "p1", T0, score=0.9))
+    assert [k for k in first.tick() if k.model == model] == []  # pending: waiting for its label
+    del first  # the worker dies; its memory is gone
+    send(worker, Outcome, outcome(model, "p1", T0 + 60, y=1))
+    second = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "later", W0 + 300 + 600 + 1))  # watermark passes
+    written = second.tick()
+    assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in written}
+    m = metrics(worker.store, model)
+    assert (m["labelled"], m["tp"]) == (1, 1)
+    # A third closer finds nothing left to do for that window.
+    third = WindowCloser(worker.store, worker.settings)
+    assert all(k.start != W0 for k in third.tick(force=True) if k.model == model and k.version == "v1")
+
+
+def test_events_older_than_the_raw_retention_are_dead_lettered(worker: Worker, model: str) -> None:
+    old = time.time() - (worker.settings.raw_ttl_days + 1) * 86400
+    send(worker, Prediction, pred(model, "old", old), pred(model, "new", T0))
+    rows = worker.store.query_rows("SELECT error FROM dead_letters WHERE model = {m:String}", {"m": model})
+    assert rows == [("ts: older than the raw-data retention (raw_ttl_days)",)]
+    assert worker.store.query_rows(
+        "SELECT prediction_id FROM predictions WHERE model = {m:String}", {"m": model}
+    ) == [("new",)]
+
+
+def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Outcome, outcome(model, "ghost-1", T0), outcome(model, "ghost-2", T0 + 1))
+    send(
+        worker,
+        Prediction,
+        pred(model, "real", T0),
+    )
+    send(worker, Outcome, outcome(model, "real", T0 + 2))
+    closer.tick(force=True)
+    rows = worker.store.query_rows(
+        "SELECT sum(value), sum(n) FROM metrics WHERE model = {m:String} AND metric = 'orphaned_outcomes'",
+        {"m": model},
+    )
+    assert rows == [(2.0, 3)]
