@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from scipy.spatial import distance
+
+from .config import DriftConfig
 
 __all__ = [
     "NumericBinning",
@@ -266,26 +267,6 @@ def bonferroni(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 # -- reports --------------------------------------------------------------------------------------
-class DriftConfig(BaseModel):
-    """How windowed drift is decided for a set of features.
-
-    A feature drifts when its adjusted p-value is below ``alpha`` *and* its effect
-    (PSI by default) reaches ``min_effect``: the p-value guards against noise in
-    small windows, the effect size against flagging trivial shifts in huge ones.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    numeric_test: Literal["ks", "chi2", "psi"] = "ks"
-    categorical_test: Literal["chi2", "psi"] = "chi2"
-    effect: Literal["psi", "js", "none"] = "psi"
-    alpha: float = Field(0.01, gt=0, lt=1)
-    correction: Literal["bh", "bonferroni", "none"] = "bh"
-    min_effect: float = Field(0.1, ge=0)
-    coarse_bins: int = Field(10, ge=2)
-    min_count: int = Field(30, ge=1)
-
-
 @dataclasses.dataclass(frozen=True)
 class DriftResult:
     """One feature's drift decision for one window (a row of the ``drift`` table)."""

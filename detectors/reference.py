@@ -28,50 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .config import ReferencePolicy
 from .summary import Summary, merge_all
 
 __all__ = ["ReferencePolicy", "ReferenceSelection", "select_reference", "merge_reference"]
-
-
-class ReferencePolicy(BaseModel):
-    """How a window's reference is chosen (see module docstring)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["fixed", "first_n", "rolling", "seasonal"] = "rolling"
-    start: int | None = None
-    end: int | None = None
-    n_events: int = Field(10_000, ge=1)
-    n_windows: int = Field(1, ge=1)
-    period: int = Field(86_400, ge=1)
-    n_periods: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> ReferencePolicy:
-        if self.kind == "fixed" and (self.start is None or self.end is None or self.end <= self.start):
-            raise ValueError("a fixed reference needs start < end")
-        return self
-
-    @classmethod
-    def fixed(cls, start: int, end: int) -> ReferencePolicy:
-        return cls(kind="fixed", start=start, end=end)
-
-    @classmethod
-    def first_n(cls, n_events: int) -> ReferencePolicy:
-        return cls(kind="first_n", n_events=n_events)
-
-    @classmethod
-    def rolling(cls, n_windows: int = 1) -> ReferencePolicy:
-        return cls(kind="rolling", n_windows=n_windows)
-
-    @classmethod
-    def seasonal(cls, period: int = 86_400, n_periods: int = 1) -> ReferencePolicy:
-        return cls(kind="seasonal", period=period, n_periods=n_periods)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,7 +78,8 @@ class AlibiOnlineDetector(DriftDetector):
 
     # -- hooks for subclasses -------------------------------------------------------------------
     def _cache_key(self, x_ref: np.ndarray) -> tuple[Any, ...]:
-        return (self._alibi_name, x_ref.size, self.ert, tuple(self.window_sizes), self.n_bootstraps, self.seed)
+        sizes = tuple(self.window_sizes)
+        return (self._alibi_name, x_ref.size, self.ert, sizes, self.n_bootstraps, self.seed)
 
     def _alibi_kwargs(self) -> dict[str, Any]:
         return {}

@@ -168,9 +168,10 @@ class MeanShift(DriftDetector):
             s_down[row, feats] = 0.0
             if row + 1 < x.shape[0]:
                 zero = np.zeros(feats.size)
-                s_up[row + 1 :, feats] = _cusum_path(zero, inc_up[row + 1 :, feats])
-                s_down[row + 1 :, feats] = _cusum_path(zero, inc_down[row + 1 :, feats])
-                hit[row + 1 :, feats] = (s_up[row + 1 :, feats] > self._h) | (s_down[row + 1 :, feats] > self._h)
+                up = _cusum_path(zero, inc_up[row + 1 :, feats])
+                down = _cusum_path(zero, inc_down[row + 1 :, feats])
+                s_up[row + 1 :, feats], s_down[row + 1 :, feats] = up, down
+                hit[row + 1 :, feats] = (up > self._h) | (down > self._h)
             self.drifted_features[feats] = True
             rows.append(offset + row)
             self.alarms.extend((offset + row, int(f)) for f in feats)

@@ -127,9 +127,10 @@ def test_restarted_closer_recovers_pending_joins(worker: Worker, model: str) -> 
     assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in written}
     m = metrics(worker.store, model)
     assert (m["labelled"], m["tp"]) == (1, 1)
-    # A third closer finds nothing left to do for that window.
-    third = WindowCloser(worker.store, worker.settings)
-    assert all(k.start != W0 for k in third.tick(force=True) if k.model == model and k.version == "v1")
+    # Another restart may recompute what it cannot prove up to date: the result is the same.
+    before = metrics(worker.store, model)
+    WindowCloser(worker.store, worker.settings).tick(force=True)
+    assert metrics(worker.store, model) == before
 
 
 def test_events_older_than_the_raw_retention_are_dead_lettered(worker: Worker, model: str) -> None:
