@@ -1,1 +1,104 @@
-"""watchkeeper: detectors."""
+"""watchkeeper detectors: drift detectors, performance metrics, fairness, baselines (pure computation).
+
+Nothing here does I/O. Summaries (``BinarySummary``, ``MulticlassSummary``,
+``RegressionSummary``, ``LatencySketch``, ``GroupCounts``, bucket counts) are
+mergeable sufficient statistics that the stream builds per (model, version,
+window, segment); metric functions and drift tests read them. Sequential
+detectors share river's interface and are looked up by stable names in
+``registry``.
+"""
+
+from __future__ import annotations
+
+from . import registry
+from .base import DriftDetector
+from .binary import BinarySummary, average_precision_from_hist, lift, roc_auc_from_hist, score_bins
+from .config import ABTestConfig, CostMatrix, DetectorConfig, DriftConfig, ReferencePolicy
+from .drift import (
+    CategoricalBinning,
+    DriftResult,
+    NumericBinning,
+    benjamini_hochberg,
+    bonferroni,
+    calibrate_threshold,
+    chi2_test,
+    coarsen,
+    drift_report,
+    js_distance,
+    ks_binned,
+    ks_samples,
+    psi,
+    psi_pvalue,
+)
+from .fairness import GroupCounts, fairness_metrics
+from .presets import PRESETS, build, covariate_shift, watchkeeper_default
+from .reference import ReferenceSelection, merge_reference, select_reference
+from .sequential import (
+    ADWIN,
+    CUSUM,
+    DDM,
+    EDDM,
+    HDDM_A,
+    HDDM_W,
+    KSWIN,
+    CVMOnline,
+    Ensemble,
+    FETOnline,
+    MeanShift,
+    PageHinkley,
+    alibi_available,
+)
+from .summary import Summary, merge_all
+
+__all__ = [
+    "ABTestConfig",
+    "ADWIN",
+    "BinarySummary",
+    "CategoricalBinning",
+    "CostMatrix",
+    "CUSUM",
+    "CVMOnline",
+    "DDM",
+    "DetectorConfig",
+    "DriftConfig",
+    "DriftDetector",
+    "DriftResult",
+    "EDDM",
+    "Ensemble",
+    "FETOnline",
+    "GroupCounts",
+    "HDDM_A",
+    "HDDM_W",
+    "KSWIN",
+    "MeanShift",
+    "NumericBinning",
+    "PRESETS",
+    "PageHinkley",
+    "ReferencePolicy",
+    "ReferenceSelection",
+    "Summary",
+    "alibi_available",
+    "average_precision_from_hist",
+    "benjamini_hochberg",
+    "bonferroni",
+    "build",
+    "calibrate_threshold",
+    "chi2_test",
+    "coarsen",
+    "covariate_shift",
+    "drift_report",
+    "fairness_metrics",
+    "js_distance",
+    "ks_binned",
+    "ks_samples",
+    "lift",
+    "merge_all",
+    "merge_reference",
+    "psi",
+    "psi_pvalue",
+    "registry",
+    "roc_auc_from_hist",
+    "score_bins",
+    "select_reference",
+    "watchkeeper_default",
+]

@@ -1,0 +1,66 @@
+"""Presets: functions returning configured detectors for common jobs.
+
+>>> det = watchkeeper_default()
+>>> type(det).__name__, [m.name for m in det.members]
+('Ensemble', ['cusum', 'adwin'])
+>>> build("watchkeeper_default").vote
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .base import DriftDetector
+from .config import DetectorConfig
+from .sequential import Ensemble, MeanShift
+
+__all__ = ["PRESETS", "build", "watchkeeper_default", "covariate_shift"]
+
+
+def watchkeeper_default() -> Ensemble:
+    """The watchkeeper default detector for an error (or loss, or score) stream.
+
+    A self-calibrating CUSUM bank (near-optimal for abrupt changes of any size,
+    false alarms bounded by its run-length target) plus ADWIN with a strict
+    ``delta`` (catches slow, gradual changes); either may fire.
+    """
+    return Ensemble(
+        members=(
+            DetectorConfig(name="cusum"),
+            DetectorConfig(name="adwin", params={"delta": 0.0002}),
+        ),
+        vote=1,
+    )
+
+
+def covariate_shift(
+    reference_mean: Sequence[float] | None = None,
+    reference_std: Sequence[float] | None = None,
+    shift: float = 0.5,
+    arl: float = 500_000.0,
+) -> MeanShift:
+    """Per-feature mean-shift detector over all numeric features of a model."""
+    return MeanShift(
+        reference_mean=None if reference_mean is None else tuple(float(v) for v in reference_mean),
+        reference_std=None if reference_std is None else tuple(float(v) for v in reference_std),
+        shift=shift,
+        arl=arl,
+    )
+
+
+PRESETS: dict[str, Callable[[], DriftDetector]] = {
+    "watchkeeper_default": watchkeeper_default,
+    "covariate_shift": covariate_shift,
+}
+
+
+def build(spec: str | DetectorConfig) -> DriftDetector:
+    """A detector from a preset name, a registry name or a ``DetectorConfig``."""
+    if isinstance(spec, DetectorConfig):
+        if spec.name in PRESETS and not spec.params:
+            return PRESETS[spec.name]()
+        return spec.build()
+    if spec in PRESETS:
+        return PRESETS[spec]()
+    return DetectorConfig(name=spec).build()
