@@ -31,7 +31,9 @@ def register(name: str) -> Callable[[T], T]:
     """Class decorator: register a detector class under a stable ``name``."""
 
     def deco(cls: T) -> T:
-        if name in REGISTRY and REGISTRY[name] is not cls:
+        old = REGISTRY.get(name)
+        # The same class imported twice (e.g. by a test runner) re-registers; another class may not.
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"detector name {name!r} already registered to {REGISTRY[name].__name__}")
         REGISTRY[name] = cls
         cls.registry_name = name  # type: ignore[attr-defined]
@@ -62,6 +64,6 @@ def name_of(cls_or_obj: type[DriftDetector] | DriftDetector) -> str:
     """The registry name of a detector class or instance."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     for name, c in REGISTRY.items():
-        if c is cls:
+        if c is cls or (c.__module__, c.__qualname__) == (cls.__module__, cls.__qualname__):
             return name
     raise KeyError(f"{cls.__name__} is not registered")

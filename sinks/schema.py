@@ -153,11 +153,15 @@ def ttl_statements(db: str, retention: Retention) -> list[str]:
     """ALTERs that bring existing tables to the configured retention (settings may change)."""
     stmts = []
     for table in ("predictions", "outcomes", "dead_letters"):
-        stmts.append(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})")
+        stmts.append(
+            f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})"
+        )
     for table in ("metrics", "drift"):
         stmts.append(
             f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(window_start) + "
             f"toIntervalDay({retention.aggregate_days})"
         )
-    stmts.append(f"ALTER TABLE {db}.alerts MODIFY TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})")
+    stmts.append(
+        f"ALTER TABLE {db}.alerts MODIFY TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})"
+    )
     return stmts

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,9 @@ def main() -> None:
     """watchkeeper: streaming monitoring for machine-learning models in production."""
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+)
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
@@ -70,14 +71,19 @@ def broker() -> None:
 @main.command()
 def store() -> None:
     """Run the embedded ClickHouse store (chdb over ClickHouse's HTTP interface) in the foreground."""
+    import logging
+
     from sinks.store import serve
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     serve(Path(settings.store_path), settings.store_host, settings.store_port)
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def publish(files: tuple[Path, ...], quiet: bool) -> None:
     """Publish JSONL prediction/outcome events (records carry "type": "prediction" | "outcome")."""
@@ -145,10 +151,6 @@ def schema() -> None:
     from streams.events import json_schemas
 
     sys.stdout.buffer.write(orjson.dumps(json_schemas(), option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def run_module(args: list[str]) -> int:  # pragma: no cover - helper for python -m
-    return subprocess.call([sys.executable, "-m", "streams.cli", *args], env=os.environ.copy())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     store_path: Path = Path("./data/clickhouse")
     store_port: int = Field(8123, ge=1, le=65535)
     store_host: str = "127.0.0.1"
+    # Credentials of the embedded store (read by the store itself too); none means user
+    # ``default`` without password. The read-only user is for analysts.
+    store_user: str | None = None
+    store_password: SecretStr = SecretStr("")
+    store_readonly_user: str | None = None
+    store_readonly_password: SecretStr = SecretStr("")
     data_dir: Path = Path("./data/faust")
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
@@ -173,7 +179,12 @@ class Settings(BaseSettings):
     def clickhouse_params(self) -> dict[str, Any]:
         """Keyword arguments for ``clickhouse_connect.get_client`` (the password never logged)."""
         if self.embedded_store:
-            return {"host": "127.0.0.1", "port": self.store_port, "username": "default", "password": ""}
+            return {
+                "host": "127.0.0.1" if self.store_host in ("0.0.0.0", "::") else self.store_host,
+                "port": self.store_port,
+                "username": self.store_user or "default",
+                "password": self.store_password.get_secret_value(),
+            }
         parts = urlsplit(self.clickhouse)
         return {
             "host": parts.hostname,

@@ -42,7 +42,9 @@ def _free_web_port(start: int) -> int:
     return port
 
 
-def start_worker(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A worker subprocess (``watchkeeper worker``) logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {})}
@@ -87,7 +89,9 @@ WHERE model IN {models:Array(String)} AND metric = 'accuracy' AND segment = '' O
 """
 
 
-def wait_until_counted(store: Store, expected: dict[str, dict[str, Any]], proc: subprocess.Popen[bytes]) -> bool:
+def wait_until_counted(
+    store: Store, expected: dict[str, dict[str, Any]], proc: subprocess.Popen[bytes]
+) -> bool:
     models = sorted(expected)
     total = sum(e["predictions"] + e["labelled"] for e in expected.values())
     deadline = time.monotonic() + WAIT_SECONDS
@@ -184,10 +188,10 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>watchkeeper demo</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>watchkeeper demo</h1><p>Drift injected at {html.escape(summary['drift_at'])}.</p>
+</head><body><h1>watchkeeper demo</h1><p>Drift injected at {html.escape(summary["drift_at"])}.</p>
 <table><tr><th>model</th><th>predictions</th><th>labelled</th><th>accuracy before</th><th>accuracy after</th>
-<th>accuracy by window</th></tr>{''.join(rows)}</table>
-<h2>Dead letters ({summary['dead_letters_total']})</h2>
+<th>accuracy by window</th></tr>{"".join(rows)}</table>
+<h2>Dead letters ({summary["dead_letters_total"]})</h2>
 <table><tr><th>n</th><th>model</th><th>reason</th></tr>{dead}</table></body></html>"""
     (out / "index.html").write_text(page)
 
@@ -229,13 +233,16 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
         )
         ok = wait_until_counted(store, scenario.expected, proc)
         if not ok:
-            print(f"the worker did not finish in {WAIT_SECONDS} s; see {data_dir / 'worker.log'}", file=sys.stderr)
+            print(
+                f"the worker did not finish in {WAIT_SECONDS} s; see {data_dir / 'worker.log'}",
+                file=sys.stderr,
+            )
         time.sleep(2)  # let the dead letters of the last batch land
         summary = summarise(store, scenario, run_start)
         print_summary(summary)
         write_reports(summary, out)
         print(f"\nreports written to {out}/ (summary.json, index.html) in {time.monotonic() - t_start:.0f} s")
-        print("query the tables with: watchkeeper sql \"SELECT * FROM metrics LIMIT 10\"")
+        print('query the tables with: watchkeeper sql "SELECT * FROM metrics LIMIT 10"')
         return 0 if ok else 1
     finally:
         if not keep_worker:

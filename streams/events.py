@@ -245,7 +245,9 @@ def decode_message(
     if value is None:
         return [], [Rejected("empty message", b"")]
     if len(value) > max_bytes:
-        return [], [Rejected(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit", value[:4096])]
+        return [], [
+            Rejected(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit", value[:4096])
+        ]
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -258,7 +260,7 @@ def decode_message(
     elif isinstance(doc, dict):
         items = [doc]
     else:
-        return [], [Rejected("expected a JSON object or an envelope {\"events\": [...]}", value)]
+        return [], [Rejected('expected a JSON object or an envelope {"events": [...]}', value)]
     good: list[Any] = []
     bad: list[Rejected] = []
     for i, raw in enumerate(items):

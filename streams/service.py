@@ -56,7 +56,9 @@ class Worker:
                 batch.add(msg, kind, self.settings.max_message_bytes, min_ts)
             except Exception as exc:  # never let one message stop the stream
                 log.exception("unexpected error decoding %s/%s@%s", msg.topic, msg.partition, msg.offset)
-                batch.add_dead_letter(msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b""))
+                batch.add_dead_letter(
+                    msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b"")
+                )
         return batch
 
     def write_batch(self, batch: Batch) -> None:

@@ -27,6 +27,7 @@ class WindowKey:
     version: str
     start: int  # epoch seconds
 
+
 WINDOW_STATS = """
 SELECT p.version AS version,
        toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
@@ -123,7 +124,9 @@ def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> li
     return rows
 
 
-def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
+def metrics_rows(
+    store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]
+) -> list[dict[str, Any]]:
     """Compute the metric rows of the given windows of one model."""
     w = settings.window_seconds
     rows: list[dict[str, Any]] = []

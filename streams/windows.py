@@ -78,7 +78,6 @@ GROUP BY model, version, ws
 """
 
 
-
 class WindowCloser:
     """Finds dirty windows in the store, closes them on the watermark, writes their metrics.
 
@@ -182,7 +181,8 @@ class WindowCloser:
             self.store.insert("metrics", cols)
         # Replace older versions of the same windows (late labels): delete what this pass superseded.
         self.store.command(
-            "DELETE FROM metrics WHERE model = {m:String} AND (version, window_start) IN {keys:Array(Tuple(String, DateTime('UTC')))} "
+            "DELETE FROM metrics WHERE model = {m:String} "
+            "AND (version, window_start) IN {keys:Array(Tuple(String, DateTime('UTC')))} "
             "AND computed_at < {t:DateTime64(3, 'UTC')}",
             {
                 "m": model,

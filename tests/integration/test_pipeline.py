@@ -44,12 +44,24 @@ def write_fleet(path: Path, start: float) -> dict[str, float]:
         for i in range(N):
             pid = f"{model}-{i}"
             records.append(
-                {"type": "prediction", "prediction_id": pid, "model": model, "version": "v1", "ts": float(ts[i]),
-                 "prediction": float(score[i]), "features": {"x": float(score[i] * 2)}}
+                {
+                    "type": "prediction",
+                    "prediction_id": pid,
+                    "model": model,
+                    "version": "v1",
+                    "ts": float(ts[i]),
+                    "prediction": float(score[i]),
+                    "features": {"x": float(score[i] * 2)},
+                }
             )
             records.append(
-                {"type": "outcome", "prediction_id": pid, "model": model, "outcome": int(y[i]),
-                 "ts": float(ts[i] + 120)}
+                {
+                    "type": "outcome",
+                    "prediction_id": pid,
+                    "model": model,
+                    "outcome": int(y[i]),
+                    "ts": float(ts[i] + 120),
+                }
             )
         accuracy[model] = float(((score >= 0.5).astype(int) == y).mean())
     records.sort(key=lambda r: r["ts"])
@@ -119,7 +131,9 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
 
     dead = stack.wait_for("SELECT count() FROM dead_letters", [(len(MALFORMED),)], timeout=30)
     assert dead == [(len(MALFORMED),)]
-    res = stack.cli("sql", "SELECT error, payload FROM dead_letters ORDER BY offset", "--format", "JSONEachRow")
+    res = stack.cli(
+        "sql", "SELECT error, payload FROM dead_letters ORDER BY offset", "--format", "JSONEachRow"
+    )
     errors = [json.loads(line)["error"] for line in res.stdout.splitlines()]
     assert any("bad JSON" in e for e in errors)
     assert any("model" in e and "pattern" in e for e in errors)

@@ -156,7 +156,8 @@ def event_rows(n: int, *, model: str = "churn", start: int = 0) -> list[list[Any
 
 
 def count(client: Client, table: str, where: str = "1", **parameters: Any) -> int:
-    return int(client.command(f"SELECT count() FROM {table} WHERE {where}", parameters=parameters or None))
+    sql = f"SELECT count() FROM {table} WHERE {where}"
+    return int(str(client.command(sql, parameters=parameters or None)))
 
 
 # --- Client-side checks: embedded store and, if configured, a ClickHouse server.
@@ -183,7 +184,7 @@ def test_ddl_and_native_insert_round_trip_every_column_type(client: Client, tabl
     for got_row, want in zip(got, expected, strict=True):
         assert got_row[0] == want[0].replace(tzinfo=None)  # naive UTC, clickhouse-connect's default
         assert list(got_row[1:]) == want[1:]
-    assert "TTL" in client.command(f"SHOW CREATE TABLE {table}")
+    assert "TTL" in str(client.command(f"SHOW CREATE TABLE {table}"))
     assert client.command(f"SELECT toTypeName(model) FROM {table} LIMIT 1") == "LowCardinality(String)"
 
 
@@ -533,7 +534,8 @@ def test_read_only_user_reads_but_cannot_write(store_factory: Callable[..., Any]
             analyst.command(statement)
     with pytest.raises(DatabaseError, match="readonly mode"):
         analyst.insert(table, event_rows(3), column_names=COLUMNS)
-    analyst_target = Target("embedded", *proc.address, "analyst", secrets["analyst"])
+    host, port = proc.address
+    analyst_target = Target("embedded", host, port, "analyst", secrets["analyst"])
     status, headers, body = analyst_target.http("POST", {"query": "SELECT 1", "max_threads": "1"})
     assert headers["X-ClickHouse-Exception-Code"] == "164" and b"Cannot modify 'max_threads'" in body
 

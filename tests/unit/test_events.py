@@ -24,7 +24,14 @@ def test_minimal_prediction_gets_defaults() -> None:
     good, bad = decode_one(GOOD)
     assert not bad
     e = good[0]
-    assert (e.version, e.ts, e.features, e.segments, e.fallback, e.event_id) == ("unknown", None, {}, {}, False, "p1")
+    assert (e.version, e.ts, e.features, e.segments, e.fallback, e.event_id) == (
+        "unknown",
+        None,
+        {},
+        {},
+        False,
+        "p1",
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,7 +117,11 @@ def test_outcome_rules() -> None:
 
 
 def test_envelope_keeps_good_neighbours_of_a_bad_event() -> None:
-    events = [GOOD, {**GOOD, "prediction_id": "p2", "prediction": "NaN-ish", "model": "bad name"}, {**GOOD, "prediction_id": "p3"}]
+    events = [
+        GOOD,
+        {**GOOD, "prediction_id": "p2", "prediction": "NaN-ish", "model": "bad name"},
+        {**GOOD, "prediction_id": "p3"},
+    ]
     good, bad = decode_message(orjson.dumps({"events": events}), Prediction)
     assert [e.prediction_id for e in good] == ["p1", "p3"]
     assert len(bad) == 1 and bad[0].index == 1 and b"p2" in bad[0].payload
@@ -159,8 +170,14 @@ def test_decoder_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -1,0 +1,76 @@
+"""Settings: environment, YAML file, defaults, and clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.config import Settings, load_settings
+
+
+def test_defaults_run_everything_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(__import__("os").environ):
+        if k.startswith("WATCHKEEPER_"):
+            monkeypatch.delenv(k)
+    s = Settings()
+    assert (s.embedded_broker, s.embedded_store) == (True, True)
+    assert (s.broker_port, s.store_port, s.window_seconds, s.idle_flush) == (9092, 8123, 300, 30.0)
+    assert s.store_path == Path("./data/clickhouse")
+    assert (s.raw_ttl_days, s.aggregate_ttl_days) == (30, 400)
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_BROKER", "kafka://k1:9092,k2:9092")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", "https://writer:s3cr%40t@ch.example:8443/wk")
+    monkeypatch.setenv("WATCHKEEPER_WINDOW_SECONDS", "60")
+    s = Settings()
+    assert s.kafka_bootstrap == "k1:9092,k2:9092"
+    params = s.clickhouse_params()
+    assert params == {
+        "host": "ch.example",
+        "port": 8443,
+        "username": "writer",
+        "password": "s3cr@t",
+        "secure": True,
+    }
+    assert s.clickhouse_database == "wk" and s.window_seconds == 60
+    assert "s3cr" not in str(s.redacted())
+
+
+def test_yaml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "wk.yaml"
+    cfg.write_text(
+        "window_seconds: 120\nmodels:\n  fraud:\n    owner: payments\n    threshold: 0.3\n"
+        "    cost: {fp: 1, fn: 5}\n"
+    )
+    monkeypatch.setenv("WATCHKEEPER_CONFIG", str(cfg))
+    monkeypatch.setenv("WATCHKEEPER_LABEL_DELAY_SECONDS", "30")  # environment wins over the file
+    s = Settings()
+    assert s.window_seconds == 120 and s.label_delay_seconds == 30
+    assert s.model("fraud").owner == "payments" and s.model("fraud").cost.fn == 5
+    assert s.model("other").threshold == 0.5
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"WATCHKEEPER_BROKER": "localhost:9092"}, "broker"),
+        ({"WATCHKEEPER_CLICKHOUSE": "tcp://x"}, "clickhouse"),
+        ({"WATCHKEEPER_STORE_PORT": "99999"}, "store_port"),
+        ({"WATCHKEEPER_WINDOW_SECONDS": "0"}, "window_seconds"),
+        ({"WATCHKEEPER_NOPE": "1"}, None),  # unknown env vars are not ours to judge
+        ({"WATCHKEEPER_CONFIG": "/nonexistent.yaml"}, "no such file"),
+    ],
+)
+def test_bad_configuration_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch, env: dict, fragment: str | None
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    if fragment is None:
+        load_settings()
+        return
+    with pytest.raises((SystemExit, ValueError)) as exc:
+        load_settings()
+    assert fragment in str(exc.value)
