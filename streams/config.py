@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     raw_ttl_days: int = Field(30, ge=1)
     aggregate_ttl_days: int = Field(400, ge=1)
 
+    # Alert delivery. URLs that embed tokens are secrets: never logged.
+    webhook_url: SecretStr | None = None
+    retrain_webhook_url: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    alertmanager_url: str | None = None
+    runbook_base_url: str = "https://github.com/watchkeeper/watchkeeper/blob/main/docs/runbooks.md"
+
+    # Grafana (dashboards push, annotations).
+    grafana_url: str | None = None
+    grafana_token: SecretStr | None = None
+    grafana_user: str | None = None
+    grafana_password: SecretStr | None = None
+
     # Models.
     default_threshold: float = Field(0.5, ge=0.0, le=1.0)
     models: dict[str, ModelConfig] = {}
