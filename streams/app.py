@@ -32,10 +32,9 @@ app = faust.App(
 )
 
 
-def autodiscover() -> None:
-    """Import the modules that register topics, agents and timers."""
+def autodiscover() -> faust.App:
+    """Import the modules that register topics, agents and timers; returns the app."""
     import streams.agents.ingest  # noqa: F401
     import streams.agents.model_stage  # noqa: F401
 
-
-autodiscover()
+    return app

@@ -45,8 +45,9 @@ def worker(faust_args: tuple[str, ...]) -> None:
     ensure_broker(settings)
     _store(settings).close()
     ensure_topics(settings)
-    from streams.app import app
+    from streams.app import autodiscover
 
+    app = autodiscover()
     sys.argv = ["watchkeeper", "worker", *faust_args]
     app.main()
 

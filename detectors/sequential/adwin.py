@@ -40,7 +40,7 @@ class ADWIN(RiverDetector):
     >>> for i, x in enumerate(stream):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1087
 
     References
     ----------

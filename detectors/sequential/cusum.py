@@ -55,7 +55,7 @@ class CUSUM(DriftDetector):
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1077
 
     References
     ----------

@@ -38,12 +38,12 @@ class CVMOnline(AlibiOnlineDetector):
     >>> import numpy as np
     >>> from detectors import CVMOnline
     >>> rng = np.random.default_rng(7)
-    >>> stream = np.r_[rng.normal(0, 1, 300), rng.normal(1.5, 1, 300)]
-    >>> det = CVMOnline(n_reference=100, ert=300, window_sizes=(20,), n_bootstraps=3000)
+    >>> stream = np.r_[rng.normal(0, 1, 500), rng.normal(1.5, 1, 300)]
+    >>> det = CVMOnline(n_reference=200, ert=2000, window_sizes=(20,), n_bootstraps=6000)
     >>> for i, x in enumerate(stream):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 512
 
     References
     ----------

@@ -37,7 +37,7 @@ class DDM(RiverDetector):
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1138
 
     References
     ----------

@@ -50,7 +50,7 @@ class FETOnline(AlibiOnlineDetector):
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 513
 
     References
     ----------

@@ -38,7 +38,7 @@ class HDDM_W(RiverDetector):  # noqa: N801 - the name used in the literature and
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1080
 
     References
     ----------

@@ -36,11 +36,11 @@ class KSWIN(RiverDetector):
     >>> from detectors import KSWIN
     >>> rng = np.random.default_rng(7)
     >>> stream = np.r_[rng.normal(0, 1, 1000), rng.normal(1.5, 1, 1000)]
-    >>> det = KSWIN(alpha=0.0001, seed=42)
+    >>> det = KSWIN(alpha=0.0001, window_size=300, stat_size=100, seed=42)
     >>> for i, x in enumerate(stream):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1045
 
     References
     ----------

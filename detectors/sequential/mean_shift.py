@@ -68,7 +68,10 @@ class MeanShift(DriftDetector):
     >>> for i, row in enumerate(x):
     ...     if det.update(row).drift_detected:
     ...         print(f"Change detected at index {i} in feature {det.drifted_features.nonzero()[0]}")
-    Change detected at index XXX in feature [3]
+    ...         break
+    Change detected at index 2025 in feature [3]
+    >>> MeanShift(reference_mean=(0.0,) * 5, reference_std=(1.0,) * 5).update_many(x[:2000]).size
+    0
     """
 
     input_kind = "numeric"

@@ -35,12 +35,12 @@ class PageHinkley(RiverDetector):
     >>> import numpy as np
     >>> from detectors import PageHinkley
     >>> rng = np.random.default_rng(7)
-    >>> stream = np.r_[rng.normal(0, 1, 1000), rng.normal(1.0, 1, 1000)]
+    >>> stream = np.r_[rng.normal(0, 0.5, 1000), rng.normal(1.0, 0.5, 1000)]
     >>> det = PageHinkley()
     >>> for i, x in enumerate(stream):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index XXX
+    Change detected at index 1023
 
     References
     ----------

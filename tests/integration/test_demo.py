@@ -1,0 +1,32 @@
+"""`watchkeeper demo` as a user runs it: exits 0, prints the summary, writes reports/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    stack.start_services()
+    try:
+        out = tmp_path / "reports"
+        res = stack.cli("demo", "--minutes", "30", "--out", str(out), timeout=300)
+    finally:
+        stack.stop()
+    assert "demo.churn" in res.stdout and "dead letters: 8" in res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert (out / "index.html").read_text().count("<svg") == 4
+    for name, model in summary["models"].items():
+        assert model["predictions"] == model["expected"]["predictions"], name
+        assert model["labelled"] == model["expected"]["labelled"], name
+        assert model["accuracy_before"] == pytest.approx(model["expected"]["accuracy_before"], abs=1e-9)
+    churn = summary["models"]["demo.churn"]
+    assert churn["accuracy_after"] < churn["accuracy_before"] - 0.2  # the injected drift shows
+    assert summary["dead_letters_total"] == 8
