@@ -1,0 +1,120 @@
+"""The clickhouse-connect writer against the embedded store (and a server when configured)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sinks.schema import Retention
+from sinks.writer import Store, StoreUnavailable
+from streams.config import Settings
+from tests.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+SERVER_URL = os.environ.get("WATCHKEEPER_TEST_CLICKHOUSE_URL")
+
+
+@pytest.fixture(params=["embedded", "server"])
+def writer(request: pytest.FixtureRequest, store: tuple[str, int]) -> Iterator[Store]:
+    if request.param == "server":
+        if not SERVER_URL:
+            pytest.skip("WATCHKEEPER_TEST_CLICKHOUSE_URL is not set: no ClickHouse server to test against")
+        s = Store.from_settings(Settings(clickhouse=SERVER_URL))
+    else:
+        s = Store(host=store[0], port=store[1])
+    s.migrate(Retention())
+    yield s
+    s.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def metric_row(model: str, ts: datetime) -> dict[str, list]:
+    return {
+        "window_start": [ts],
+        "window_end": [ts + timedelta(minutes=5)],
+        "model": [model],
+        "version": ["v1"],
+        "segment": [""],
+        "metric": ["predictions"],
+        "value": [1.0],
+        "n": [1],
+        "computed_at": [ts],
+    }
+
+
+def prediction_row(model: str, ts: datetime, pid: str = "p") -> dict[str, list]:
+    return {
+        "ts": [ts],
+        "model": [model],
+        "version": ["v1"],
+        "prediction_id": [pid],
+        "event_id": [pid],
+        "prediction": [0.5],
+        "prediction_class": [""],
+        "scores": [{}],
+        "features": [{"x": 1.0}],
+        "features_cat": [{"c": "a"}],
+        "segments": [{"region": "eu"}],
+        "latency_ms": [None],
+        "fallback": [0],
+        "baseline": [None],
+        "baseline_class": [""],
+        "src_partition": [0],
+        "src_offset": [0],
+    }
+
+
+def count(s: Store, table: str, model: str) -> int:
+    return s.query_rows(f"SELECT count() FROM {table} WHERE model = {{m:String}}", {"m": model})[0][0]
+
+
+def test_migrate_is_idempotent_and_creates_every_table(writer: Store) -> None:
+    writer.migrate(Retention())
+    tables = {r[0] for r in writer.query_rows("SELECT name FROM system.tables WHERE database = currentDatabase()")}
+    assert {"predictions", "outcomes", "metrics", "drift", "alerts", "dead_letters"} <= tables
+
+
+def test_repeated_token_inserts_nothing(writer: Store) -> None:
+    model = f"tok{time.time_ns()}"
+    row = prediction_row(model, _now())
+    assert writer.insert("predictions", row, token=f"t-{model}") == 1
+    writer.insert("predictions", row, token=f"t-{model}")
+    assert count(writer, "predictions", model) == 1
+    writer.insert("predictions", row, token=f"t2-{model}")  # another batch: inserted, deduplicated by FINAL
+    assert count(writer, "predictions FINAL", model) == 1
+
+
+def test_hostile_names_are_data(writer: Store) -> None:
+    model = "x'); DROP TABLE metrics; --\\ ü"
+    writer.insert("metrics", metric_row(model, _now()))
+    rows = writer.query_rows("SELECT model FROM metrics WHERE model = {m:String}", {"m": model})
+    assert rows == [(model,)]
+
+
+def test_retention_is_a_setting_raw_rows_expire_aggregates_stay(writer: Store) -> None:
+    model = f"ttl{time.time_ns()}"
+    old = _now() - timedelta(days=10)
+    writer.insert("predictions", prediction_row(model, old))
+    writer.insert("metrics", metric_row(model, old))
+    assert count(writer, "predictions", model) == 1
+    writer.migrate(Retention(raw_days=5, aggregate_days=400))  # the operator shortens raw retention
+    writer.command("OPTIMIZE TABLE predictions FINAL")
+    writer.command("OPTIMIZE TABLE metrics FINAL")
+    assert count(writer, "predictions", model) == 0
+    assert count(writer, "metrics", model) == 1
+    writer.migrate(Retention())  # back to the defaults for the other tests
+
+
+def test_unreachable_store_raises_store_unavailable_without_secrets() -> None:
+    s = Store(host="127.0.0.1", port=free_port(), password="hunter2-secret", connect_timeout=1)
+    with pytest.raises(StoreUnavailable) as exc:
+        s.query_rows("SELECT 1")
+    assert "hunter2" not in str(exc.value)
