@@ -11,8 +11,10 @@ detectors share river's interface and are looked up by stable names in
 from __future__ import annotations
 
 from . import registry
+from .abtest import ABResult, ArmStats, SequentialABTest, msprt
 from .base import DriftDetector
 from .binary import BinarySummary, average_precision_from_hist, lift, roc_auc_from_hist, score_bins
+from .cbpe import calibration_map, cbpe_error, cbpe_estimate
 from .config import ABTestConfig, CostMatrix, DetectorConfig, DriftConfig, ReferencePolicy
 from .drift import (
     CategoricalBinning,
@@ -31,8 +33,11 @@ from .drift import (
     psi_pvalue,
 )
 from .fairness import GroupCounts, fairness_metrics
+from .latency import LatencySketch, OpsSummary
+from .multiclass import MulticlassSummary
 from .presets import PRESETS, build, covariate_shift, watchkeeper_default
 from .reference import ReferenceSelection, merge_reference, select_reference
+from .regression import RegressionSummary
 from .sequential import (
     ADWIN,
     CUSUM,
@@ -51,8 +56,10 @@ from .sequential import (
 from .summary import Summary, merge_all
 
 __all__ = [
+    "ABResult",
     "ABTestConfig",
     "ADWIN",
+    "ArmStats",
     "BinarySummary",
     "CategoricalBinning",
     "CostMatrix",
@@ -70,12 +77,17 @@ __all__ = [
     "HDDM_A",
     "HDDM_W",
     "KSWIN",
+    "LatencySketch",
     "MeanShift",
+    "MulticlassSummary",
     "NumericBinning",
+    "OpsSummary",
     "PRESETS",
     "PageHinkley",
     "ReferencePolicy",
     "ReferenceSelection",
+    "RegressionSummary",
+    "SequentialABTest",
     "Summary",
     "alibi_available",
     "average_precision_from_hist",
@@ -83,6 +95,9 @@ __all__ = [
     "bonferroni",
     "build",
     "calibrate_threshold",
+    "calibration_map",
+    "cbpe_error",
+    "cbpe_estimate",
     "chi2_test",
     "coarsen",
     "covariate_shift",
@@ -94,6 +109,7 @@ __all__ = [
     "lift",
     "merge_all",
     "merge_reference",
+    "msprt",
     "psi",
     "psi_pvalue",
     "registry",

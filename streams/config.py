@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     topic_alerts: str = "alerts"
     topic_dead_letters: str = "dead-letters"
     partitions: int = Field(4, ge=1, le=1024)
+    # How soon the group notices a dead worker and moves its partitions.
+    session_timeout: float = Field(10.0, ge=3.0, le=300.0)
     app_id: str = "watchkeeper"
 
     # Windows and the join.

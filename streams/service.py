@@ -13,8 +13,10 @@ import time
 from functools import cached_property
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
 from sinks.schema import Retention
-from sinks.writer import Store
+from sinks.writer import Store, StoreUnavailable
 from streams.config import Settings
 from streams.events import Outcome, Prediction, Rejected
 from streams.ingest import Batch, SourceMessage
@@ -62,24 +64,50 @@ class Worker:
         return batch
 
     def write_batch(self, batch: Batch) -> None:
-        """Write a batch to the store (blocking, retried while the store is down)."""
-        self.ensure_schema()
-        for table, cols in (
-            ("predictions", batch.predictions),
-            ("outcomes", batch.outcomes),
-            ("dead_letters", batch.dead_letters),
-        ):
-            if cols["ts"]:
-                self.store.insert_retrying(table, cols, token=batch.token(table), stop=self.stopping)
+        """Write a batch to the store, blocking and retrying while the store is unreachable.
+
+        It never gives up: raising here would crash the agent, and Faust acks the
+        messages of a crashed agent — they would be lost. Shutdown cancels the
+        awaiting agent instead, which acks nothing.
+        """
+        delay = 0.2
+        while True:
+            try:
+                self.ensure_schema()
+                for table, cols in (
+                    ("predictions", batch.predictions),
+                    ("outcomes", batch.outcomes),
+                    ("dead_letters", batch.dead_letters),
+                ):
+                    if cols["ts"]:
+                        self.store.insert(table, cols, token=batch.token(table))
+                break
+            except StoreUnavailable as exc:
+                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
         self.counts["messages"] += batch.messages
         self.counts["predictions"] += len(batch.predictions["ts"])
         self.counts["outcomes"] += len(batch.outcomes["ts"])
         self.counts["dead_letters"] += len(batch.dead_letters["ts"])
 
-    async def flush(self, batch: Batch, dead_letter_topic: Any) -> None:
+    def reject_batch(self, messages: list[SourceMessage], reason: str) -> Batch:
+        """A batch the store refused (not a transient fault): its messages become dead letters, bytes kept."""
+        batch = Batch()
+        for msg in messages:
+            batch.add_dead_letter(msg, Rejected(f"store refused the batch: {reason}"[:2000], msg.value or b""))
+        return batch
+
+    async def flush(self, messages: list[SourceMessage], batch: Batch, dead_letter_topic: Any) -> None:
+        """Write a batch; if the store refuses it for good, dead-letter its messages instead."""
+        try:
+            await asyncio.to_thread(self.write_batch, batch)
+        except ClickHouseError as exc:
+            log.error("store refused a batch of %d messages: %s", len(messages), exc)
+            batch = self.reject_batch(messages, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            await asyncio.to_thread(self.write_batch, batch)
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
-        await asyncio.to_thread(self.write_batch, batch)
 
     def close_windows(self, force: bool = False) -> int:
         self.ensure_schema()

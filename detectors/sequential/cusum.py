@@ -24,9 +24,15 @@ class CUSUM(DriftDetector):
 
     Each member tests one alternative: an error rate multiplied in odds by each of
     ``odds_ratios`` (Bernoulli), or a mean shifted by each of ``shifts`` standard
-    deviations (Gaussian). A CUSUM on the log-likelihood ratio with threshold
-    ``h`` has an in-control run length of at least ``exp(h)``; ``h`` is set so the
-    whole bank runs ``arl`` updates on average between false alarms.
+    deviations (Gaussian). Each member's threshold comes from Siegmund's
+    approximation of the in-control run length of a log-likelihood-ratio CUSUM,
+    so that the whole bank runs ``arl`` updates on average between false alarms;
+    small alternatives get low thresholds, which is what makes them fast.
+
+    For 0/1 input there is one more rule, for a model that had been perfect: an
+    error after ``clean_run`` error-free updates fires at once. Whatever the
+    true error rate ``p``, such an error happens at rate ``p (1 - p)^clean_run <=
+    1 / (e * clean_run)`` per update (3.7 per 100k for 10,000).
 
     Parameters
     ----------
@@ -44,6 +50,13 @@ class CUSUM(DriftDetector):
         Values used to estimate the baseline before testing.
     margin
         Standard errors of the baseline estimate the tests concede to it.
+    refresh
+        Updates between re-estimations of the baseline, alternatives and thresholds.
+    clip
+        Gaussian mode: values are clipped to the baseline mean +- ``clip`` standard deviations,
+        which keeps heavy-tailed streams from raising false alarms.
+    clean_run
+        0/1 input: fire on an error after this many error-free updates (``None``: never).
 
     Examples
     --------
@@ -67,11 +80,14 @@ class CUSUM(DriftDetector):
         self,
         kind: str = "auto",
         shifts: tuple[float, ...] = (0.5, 1.0, 2.0),
-        odds_ratios: tuple[float, ...] = (1.5, 2.5, 6.0),
+        odds_ratios: tuple[float, ...] = (1.2, 1.5, 2.5, 6.0),
         direction: str = "auto",
-        arl: float = 200_000.0,
+        arl: float = 50_000.0,
         warmup: int = 500,
-        margin: float = 2.0,
+        margin: float = 1.0,
+        refresh: int = 100,
+        clip: float = 2.5,
+        clean_run: int | None = 10_000,
     ) -> None:
         if kind not in ("auto", "bernoulli", "gaussian"):
             raise ValueError("kind must be 'auto', 'bernoulli' or 'gaussian'")
@@ -85,6 +101,9 @@ class CUSUM(DriftDetector):
         self.arl = arl
         self.warmup = warmup
         self.margin = margin
+        self.refresh = refresh
+        self.clip = clip
+        self.clean_run = clean_run
         self._reset()
 
     def _reset(self) -> None:
@@ -93,10 +112,14 @@ class CUSUM(DriftDetector):
         self._mean = 0.0
         self._m2 = 0.0
         self._binary = True
+        self._run = 0  # error-free updates in a row
         self._mode = ""  # set when warm-up ends
         self._sides: tuple[int, ...] = ()
         self._stats: list[float] = []
-        self._h = math.inf
+        self._h: list[float] = []
+        self._coefs: list[tuple[float, float]] = []
+        self._clip_range = (-math.inf, math.inf)
+        self._since_refresh = 0
         self.statistic = 0.0
 
     def _start(self) -> None:
@@ -107,11 +130,16 @@ class CUSUM(DriftDetector):
         self._sides = {"up": (1,), "down": (-1,), "both": (1, -1)}[direction]
         mags = self.odds_ratios if self._mode == "bernoulli" else self.shifts
         self._stats = [0.0] * (len(mags) * len(self._sides))
-        self._h = math.log(self.arl * len(self._stats))
+        self._h = [math.inf] * len(self._stats)
+        self._refresh()
 
-    def _increments(self, x: float) -> list[float]:
-        n, se_scale = self._n, self.margin / math.sqrt(self._n)
-        out = []
+    def _refresh(self) -> None:
+        """Recompute each member's alternative and threshold from the current baseline estimate."""
+        n = self._n
+        se_scale = self.margin / math.sqrt(n)
+        target = self.arl * len(self._stats)
+        coefs: list[tuple[float, float]] = []
+        hs: list[float] = []
         if self._mode == "bernoulli":
             p = (self._mean * n + 0.5) / (n + 1.0)
             se = se_scale * math.sqrt(p * (1.0 - p))
@@ -121,14 +149,30 @@ class CUSUM(DriftDetector):
                 for r in self.odds_ratios:
                     o1 = odds0 * (r if side > 0 else 1.0 / r)
                     p1 = o1 / (1.0 + o1)
-                    out.append(math.log(p1 / p0) if x >= 0.5 else math.log((1.0 - p1) / (1.0 - p0)))
+                    a, b = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+                    coefs.append((a, b))  # increment: a on a one, b on a zero
+                    hs.append(_llr_threshold(-(p0 * a + (1.0 - p0) * b), target, 0.0))
         else:
             sd = math.sqrt(self._m2 / max(n - 1, 1)) or 1e-12
+            self._clip_range = (self._mean - self.clip * sd, self._mean + self.clip * sd)
             for side in self._sides:
-                z = side * (x - self._mean) / sd - se_scale
+                mu0 = self._mean + side * se_scale * sd
                 for d in self.shifts:
-                    out.append(d * z - 0.5 * d * d)
-        return out
+                    # LLR of N(mu0 + side*d*sd, sd) against N(mu0, sd): (side*d/sd) * x + const.
+                    slope = side * d / sd
+                    coefs.append((slope, -slope * mu0 - 0.5 * d * d))
+                    hs.append(_llr_threshold(0.5 * d * d, target, 1.166 * d))
+        self._coefs = coefs
+        self._h = hs
+        self._since_refresh = 0
+
+    def _increments(self, x: float) -> list[float]:
+        if self._mode == "bernoulli":
+            one = x >= 0.5
+            return [a if one else b for a, b in self._coefs]
+        lo, hi = self._clip_range
+        x = min(max(x, lo), hi)
+        return [a * x + b for a, b in self._coefs]
 
     def update(self, x: float) -> Self:
         if self._drift_detected:
@@ -136,12 +180,18 @@ class CUSUM(DriftDetector):
         x = float(x)
         if math.isnan(x):
             return self
+        if self._binary and self.kind != "gaussian" and x in (0.0, 1.0):
+            if x == 1.0 and self.clean_run is not None and self._run >= self.clean_run:
+                self._drift_detected = True
+                return self
+            self._run = self._run + 1 if x == 0.0 else 0
         if self._mode:
-            stats = self._stats
+            stats, hs, fired = self._stats, self._h, False
             for j, inc in enumerate(self._increments(x)):
                 stats[j] = max(0.0, stats[j] + inc)
-            self.statistic = max(stats)
-            if self.statistic > self._h:
+                fired = fired or stats[j] > hs[j]
+            self.statistic = max(s / h for s, h in zip(stats, hs, strict=True))
+            if fired:
                 self._drift_detected = True
                 return self
         # Welford update of the baseline (skipped once a change has fired).
@@ -153,4 +203,26 @@ class CUSUM(DriftDetector):
             self._binary = False
         if not self._mode and self._n >= self.warmup:
             self._start()
+        elif self._mode:
+            self._since_refresh += 1
+            if self._since_refresh >= self.refresh:
+                self._refresh()
         return self
+
+
+def _llr_threshold(kl0: float, arl: float, overshoot: float) -> float:
+    """CUSUM threshold ``h`` on a log-likelihood-ratio scale for an in-control run length ``arl``.
+
+    Siegmund's approximation ``ARL = (exp(b) - b - 1) / I0`` with ``b = h + overshoot`` and
+    ``I0`` the Kullback-Leibler divergence of the pre-change from the post-change law
+    (the in-control drift of the increments), solved by Newton's method.
+    """
+    kl0 = max(kl0, 1e-12)
+    target = arl * kl0
+    b = max(math.log(target + 1.0), 1.0)
+    for _ in range(50):
+        f = math.expm1(b) - b - target
+        b -= f / (math.expm1(b))
+        if abs(f) < 1e-9 * target:
+            break
+    return max(b - overshoot, 0.0)

@@ -28,7 +28,7 @@ class KSWIN(RiverDetector):
     stat_size
         Length of the newest part compared with a random sample of the rest.
     seed
-        Seed of the sampler, for reproducibility.
+        Seed of the sampler (fixed by default, for reproducible alarms; river defaults to None).
 
     Examples
     --------
@@ -52,7 +52,7 @@ class KSWIN(RiverDetector):
     input_kind = "numeric"
 
     def __init__(
-        self, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int | None = None
+        self, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int | None = 0
     ) -> None:
         self.alpha = alpha
         self.window_size = window_size

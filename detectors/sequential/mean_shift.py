@@ -83,7 +83,7 @@ class MeanShift(DriftDetector):
         shift: float = 0.5,
         arl: float = 500_000.0,
         warmup: int = 1000,
-        clip: float = 6.0,
+        clip: float = 4.0,
     ) -> None:
         super().__init__()
         self.reference_mean = reference_mean

@@ -29,8 +29,9 @@ def _source(event: Any) -> SourceMessage:
 
 async def _consume(stream: Any, kind: type[Prediction] | type[Outcome]) -> None:
     async for events in stream.noack_take(TAKE_MESSAGES, within=settings.flush_interval):
-        batch = worker.build_batch([_source(e) for e in events], kind)
-        await worker.flush(batch, topics.dead_letters)
+        messages = [_source(e) for e in events]
+        batch = worker.build_batch(messages, kind)
+        await worker.flush(messages, batch, topics.dead_letters)
         for event in events:
             await stream.ack(event)
 

@@ -133,3 +133,50 @@ def store_factory(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
     yield make
     for proc in started:
         proc.stop()
+
+
+# --- dashboards: a store populated by a real stream run (tests/integration/test_panels.py, test_report.py) ---
+
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass
+class StreamRun:
+    """The embedded stack after a scenario went through it: broker, store and a worker, all running."""
+
+    stack: Any
+    store: Any  # sinks.writer.Store
+    scenario: Any  # streams.scenario.Scenario
+    models: list[str]
+
+
+@pytest.fixture(scope="session")
+def stream_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
+    """Publish 60 minutes of the demo scenario (4 models, drift, malformed lines) and wait until counted."""
+    from streams.scenario import MALFORMED, Scenario, write_scenario
+    from tests.stack import Stack
+
+    root = tmp_path_factory.mktemp("stream-run")
+    stack = Stack(root)
+    try:
+        stack.start_services()
+        scenario = Scenario(start=(time.time() - 3 * 3600) // 300 * 300, minutes=60)
+        path = root / "scenario.jsonl"
+        write_scenario(path, scenario)
+        stack.start_worker()
+        stack.cli("publish", "--quiet", str(path))
+        expected = [(m, e["predictions"], e["labelled"]) for m, e in sorted(scenario.expected.items())]
+        seen = stack.wait_for(
+            "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
+            "FROM metrics FINAL WHERE segment = '' AND version != '' GROUP BY model ORDER BY model",
+            expected,
+            timeout=240,
+        )
+        assert seen == expected, f"the worker did not count the scenario: {seen}"
+        dead = stack.wait_for("SELECT count() FROM dead_letters FINAL", [(len(MALFORMED),)], timeout=30)
+        assert dead == [(len(MALFORMED),)], dead
+        store = stack.store()
+        yield StreamRun(stack, store, scenario, sorted(scenario.expected))
+        store.close()
+    finally:
+        stack.stop()

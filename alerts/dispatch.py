@@ -1,0 +1,381 @@
+"""Delivery: routing, background sending with retries, dead letters. Never blocks the caller.
+
+``Dispatcher.submit(alerts)`` routes each alert to receivers, builds their
+payloads and puts them on one bounded queue per receiver; it returns at once.
+Each receiver has its own thread, so a slow or dead endpoint delays only
+itself. A failed request is retried with exponential backoff (honouring
+``Retry-After``) when the failure is worth retrying (connection errors, 408,
+425, 429, 5xx); after the last attempt, or on another 4xx, or when a queue is
+full, the message becomes a :class:`DeadLetter`: kept in ``dead_letters``,
+counted in ``stats``, passed to ``on_dead_letter`` if given, and re-sendable
+with :meth:`Dispatcher.redeliver`.
+
+Routing: the global webhook (``WATCHKEEPER_WEBHOOK_URL``), the retrain webhook
+and Grafana annotations get every alert they accept. The others (Slack,
+PagerDuty, Alertmanager, named receivers) follow the routes: an alert goes to
+the receivers of every route that matches its owner, severity, kind and model.
+Without routes, each gets every alert at or above its default severity
+(PagerDuty: critical; others: info). Silenced alerts go only to the receivers
+that keep records (global webhook, Grafana).
+
+>>> from alerts.model import Alert
+>>> a = Alert(alert_id="retrain-1", model="fraud", version="v3", kind="retrain", severity="warning",
+...           state="firing", summary="s", evidence={}, owner="payments-ml", ts=0, fired_at=0)
+>>> Route(receivers=("pager",), owner="payments-ml", min_severity="critical").matches(a)
+False
+>>> Route(receivers=("chat",), owner="payments-ml").matches(a)
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from alerts.model import Alert, Severity, severity_rank
+from alerts.notifiers import (
+    AlertmanagerNotifier,
+    DeliveryError,
+    Message,
+    Notifier,
+    PagerDutyNotifier,
+    SlackNotifier,
+    WebhookNotifier,
+    notifiers_from_settings,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Route(BaseModel):
+    """Send matching alerts to ``receivers``. Unset matchers match everything."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    receivers: tuple[str, ...]
+    owner: str | None = None
+    min_severity: Severity = "info"
+    kinds: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+
+    def matches(self, alert: Alert) -> bool:
+        return (
+            (self.owner is None or self.owner == alert.owner)
+            and severity_rank(alert.severity) >= severity_rank(self.min_severity)
+            and (not self.kinds or alert.kind in self.kinds)
+            and (not self.models or alert.model in self.models)
+        )
+
+
+class ReceiverConfig(BaseModel):
+    """A named receiver for routes (YAML ``alert_receivers: {name: {type: slack, url: ...}}``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["webhook", "slack", "pagerduty", "alertmanager"]
+    url: SecretStr | None = None
+    routing_key: SecretStr | None = None
+
+    def build(self, name: str) -> Notifier:
+        if self.type == "pagerduty":
+            if self.routing_key is None:
+                raise ValueError(f"receiver {name!r}: pagerduty needs routing_key")
+            kw = {"url": self.url.get_secret_value()} if self.url else {}
+            return PagerDutyNotifier(self.routing_key, name=name, **kw)
+        if self.url is None:
+            raise ValueError(f"receiver {name!r}: {self.type} needs url")
+        if self.type == "slack":
+            return SlackNotifier(self.url, name=name)
+        if self.type == "alertmanager":
+            return AlertmanagerNotifier(self.url.get_secret_value(), name=name)
+        return WebhookNotifier(self.url, name=name, routed=True)
+
+
+class Retry(BaseModel):
+    """Attempts per message, exponential backoff between them, and the timeout of one request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(5, ge=1)
+    initial_delay: float = Field(0.5, ge=0)
+    max_delay: float = Field(30.0, ge=0)
+    factor: float = Field(2.0, ge=1)
+    timeout: float = Field(5.0, gt=0)
+
+    def delays(self) -> list[float]:
+        """The waits between attempts.
+
+        >>> Retry(attempts=4, initial_delay=1, max_delay=3).delays()
+        [1.0, 2.0, 3.0]
+        """
+        return [min(self.max_delay, self.initial_delay * self.factor**i) for i in range(self.attempts - 1)]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Alerts a receiver did not get."""
+
+    receiver: str
+    error: str
+    attempts: int
+    alerts: tuple[Alert, ...]
+    at: datetime
+
+    @property
+    def alert_ids(self) -> tuple[str, ...]:
+        return tuple(a.alert_id for a in self.alerts)
+
+
+class _Lane:
+    """One receiver's bounded queue and sending thread."""
+
+    def __init__(self, notifier: Notifier, owner: Dispatcher, size: int) -> None:
+        self.notifier = notifier
+        self.owner = owner
+        self.queue: queue.Queue[Message] = queue.Queue(maxsize=size)
+        self.active: dict[str, Alert] = {}  # firing alerts, for receivers that need re-sending
+        self.next_resend = time.monotonic() + (notifier.resend_seconds or 0)
+        self.thread = threading.Thread(target=self._run, name=f"watchkeeper-notify-{notifier.name}", daemon=True)
+        self.thread.start()
+
+    def put(self, message: Message) -> None:
+        try:
+            self.queue.put_nowait(message)
+            self.owner._count("queued")
+        except queue.Full:
+            self.owner._dead(self.notifier, message, "queue full", 0)
+
+    def track(self, alerts: Iterable[Alert]) -> None:
+        if self.notifier.resend_seconds:
+            for a in alerts:
+                if a.firing:
+                    self.active[a.alert_id] = a
+                else:
+                    self.active.pop(a.alert_id, None)
+
+    def _run(self) -> None:
+        stop = self.owner._stop
+        while not stop.is_set():
+            try:
+                message = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                self._maybe_resend()
+                continue
+            try:
+                self._deliver(message)
+            finally:
+                self.queue.task_done()
+
+    def _maybe_resend(self) -> None:
+        period = self.notifier.resend_seconds
+        if not period or not self.active or time.monotonic() < self.next_resend:
+            return
+        self.next_resend = time.monotonic() + period
+        try:
+            for m in self.notifier.messages(sorted(self.active.values(), key=lambda a: a.alert_id)):
+                self._deliver(m, resend=True)
+        except Exception as exc:
+            log.warning("re-sending to %s failed: %s", self.notifier.name, type(exc).__name__)
+
+    def _deliver(self, message: Message, resend: bool = False) -> None:
+        n, retry, stop = self.notifier, self.owner.retry, self.owner._stop
+        delays = retry.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                n.send(message, retry.timeout)
+                self.owner._count("resent" if resend else "delivered", len(message.alerts))
+                return
+            except DeliveryError as exc:
+                err = exc
+            except Exception as exc:  # a bug or an unexpected library error: same handling, no secrets
+                err = DeliveryError(n.name, type(exc).__name__, retriable=True)
+            if not err.retriable or attempt > len(delays) or stop.is_set():
+                break
+            wait = delays[attempt - 1] if err.retry_after is None else min(err.retry_after, retry.max_delay)
+            self.owner._count("retries")
+            log.info("delivery to %s failed (%s), retry %d in %.2fs", n.name, err.reason, attempt, wait)
+            if stop.wait(wait):
+                break
+        if resend:
+            self.owner._count("resend_failures")
+        elif n.best_effort:
+            self.owner._count("best_effort_failures", len(message.alerts))
+            log.info("best-effort delivery to %s failed: %s", n.name, err.reason)
+        else:
+            self.owner._dead(n, message, err.reason, attempt)
+
+
+class Dispatcher:
+    """Routes alerts to notifiers and delivers them on background threads (see the module doc)."""
+
+    def __init__(
+        self,
+        notifiers: Iterable[Notifier],
+        routes: Sequence[Route] = (),
+        *,
+        retry: Retry | None = None,
+        queue_size: int = 1000,
+        on_dead_letter: Callable[[DeadLetter], Any] | None = None,
+        max_dead_letters: int = 10_000,
+    ) -> None:
+        self.retry = retry or Retry()
+        self.routes = tuple(routes)
+        self.on_dead_letter = on_dead_letter
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=max_dead_letters)
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        names = [n.name for n in notifiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"receiver names must be unique: {names}")
+        self._lanes = {n.name: _Lane(n, self, queue_size) for n in notifiers}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        routes: Sequence[Route | Mapping[str, Any]] | None = None,
+        receivers: Mapping[str, ReceiverConfig | Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Dispatcher:
+        """Receivers from the settings' URLs and keys, plus named ``receivers`` and ``routes``
+        (default: ``settings.alert_receivers`` and ``settings.alert_routes`` when those fields exist)."""
+        notifiers = notifiers_from_settings(settings)
+        extra = receivers if receivers is not None else (getattr(settings, "alert_receivers", None) or {})
+        for name, cfg in sorted(extra.items()):
+            rc = cfg if isinstance(cfg, ReceiverConfig) else ReceiverConfig.model_validate(cfg)
+            notifiers.append(rc.build(name))
+        raw_routes = routes if routes is not None else (getattr(settings, "alert_routes", None) or ())
+        parsed = [r if isinstance(r, Route) else Route.model_validate(r) for r in raw_routes]
+        return cls(notifiers, parsed, **kwargs)
+
+    @property
+    def receivers(self) -> list[str]:
+        return sorted(self._lanes)
+
+    def __repr__(self) -> str:
+        return f"Dispatcher(receivers={self.receivers})"
+
+    # Routing ---------------------------------------------------------------------
+    def wants(self, notifier: Notifier, alert: Alert) -> bool:
+        """Whether ``notifier`` should get ``alert`` (routing, silences, its own filter)."""
+        if not notifier.accepts(alert):
+            return False
+        if alert.silenced and not notifier.includes_silenced:
+            return False
+        if not notifier.routed:
+            return True
+        if self.routes:
+            return any(notifier.name in r.receivers and r.matches(alert) for r in self.routes)
+        return severity_rank(alert.severity) >= severity_rank(notifier.default_min_severity)
+
+    def receivers_for(self, alert: Alert) -> list[str]:
+        return [name for name, lane in sorted(self._lanes.items()) if self.wants(lane.notifier, alert)]
+
+    # Submitting ------------------------------------------------------------------
+    def submit(self, alerts: Iterable[Alert]) -> int:
+        """Queue ``alerts`` for delivery; returns the number of messages queued. Never blocks."""
+        if self._closed:
+            raise RuntimeError("the dispatcher is closed")
+        fresh = []
+        with self._lock:
+            for a in alerts:
+                key = a.key()
+                if key in self._seen:
+                    self.stats["duplicates"] += 1
+                    continue
+                self._seen[key] = None
+                if len(self._seen) > 100_000:
+                    self._seen.popitem(last=False)
+                fresh.append(a)
+                if a.silenced:
+                    self.stats["silenced"] += 1
+        queued = 0
+        for lane in self._lanes.values():
+            chosen = [a for a in fresh if self.wants(lane.notifier, a)]
+            if not chosen:
+                continue
+            lane.track(chosen)
+            try:
+                messages = lane.notifier.messages(chosen)
+            except Exception as exc:  # a payload bug must not reach the caller
+                self._dead(lane.notifier, Message(None, tuple(chosen)), f"payload error ({type(exc).__name__})", 0)
+                continue
+            for m in messages:
+                lane.put(m)
+                queued += 1
+        return queued
+
+    def redeliver(self, dead: DeadLetter) -> int:
+        """Queue a dead letter's alerts again for its receiver."""
+        lane = self._lanes[dead.receiver]
+        messages = lane.notifier.messages(list(dead.alerts))
+        for m in messages:
+            lane.put(m)
+        return len(messages)
+
+    # Waiting and closing -----------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued message was delivered or dead-lettered; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(lane.queue.unfinished_tasks for lane in self._lanes.values()):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued for up to ``timeout`` seconds, then stop; the rest is dead-lettered."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush(timeout)
+        self._stop.set()
+        for lane in self._lanes.values():
+            lane.thread.join(timeout=max(1.0, lane.owner.retry.timeout + 0.5))
+            while True:
+                try:
+                    m = lane.queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._dead(lane.notifier, m, "shutdown", 0)
+                lane.queue.task_done()
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Book-keeping ------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[key] += n
+
+    def _dead(self, notifier: Notifier, message: Message, error: str, attempts: int) -> None:
+        dl = DeadLetter(notifier.name, error, attempts, message.alerts, datetime.now(UTC))
+        with self._lock:
+            self.dead_letters.append(dl)
+            self.stats["dead_letters"] += 1
+            self.stats["dead_lettered_alerts"] += len(message.alerts)
+        log.warning("alerts %s undeliverable to %s after %d attempts: %s",
+                    ",".join(dl.alert_ids), notifier.name, attempts, error)  # fmt: skip
+        if self.on_dead_letter is not None:
+            try:
+                self.on_dead_letter(dl)
+            except Exception as exc:
+                log.warning("on_dead_letter callback failed: %s", type(exc).__name__)

@@ -1,0 +1,357 @@
+"""The alert engine: reads ``metrics``/``drift``, decides, records state changes in ``alerts``.
+
+``AlertEngine.evaluate`` is called by the model stage after it wrote windows.
+For each model with new windows (or when the fleet watermark moved) it loads
+the new rows with parameterised SQL, feeds them to the model's
+:class:`~alerts.evaluator.ModelEvaluator` and writes each state change to the
+``alerts`` table with an insert deduplication token derived from
+(alert_id, state, ts), so a repeated write inserts nothing. It returns the new
+state changes as :class:`~alerts.model.Alert` s for the caller to publish and
+deliver.
+
+State lives in memory and is rebuildable from the store: after a restart the
+engine reads the last transition of every alert from ``alerts`` and re-reads
+up to ``history_days`` of windows (event time, before the fleet watermark) to
+rebuild its counters; transitions already recorded are not repeated, and ones
+that a crash kept from being written are written then.
+
+Decisions depend on event time and data only. Replaying the same ``metrics`` and
+``drift`` rows into an empty store gives the same alerts (``Alert.decision()``);
+``fired_at`` and ``silenced`` are the only wall-time fields. Caveats: a window
+first written after later windows of its version were evaluated is not
+evaluated (late *labels* rewrite a window; they do not change decisions already
+recorded), and a trailing gap (``no_data``) is measured against the fleet
+watermark at the time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.evaluator import Anchor, Decision, ModelEvaluator
+from alerts.model import Alert, runbook_url_for, utc
+from alerts.policy import DEFAULT_POLICY, AlertPolicy, policy_for
+from alerts.rules import Point, Reference, build_windows, pooled_reference
+
+log = logging.getLogger(__name__)
+
+CATALOGUE = """
+SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
+       toUnixTimestamp(max(window_end)) AS last_end
+FROM metrics
+WHERE window_end > {since:DateTime('UTC')} AND metric IN ('predictions', 'orphaned_outcomes')
+GROUP BY model, version
+"""
+
+# Traffic before the rebuild horizon: when each version was first and last seen.
+SEEDS = """
+SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
+       toUnixTimestamp(max(window_end)) AS last_end
+FROM metrics
+WHERE model IN {models:Array(String)} AND metric = 'predictions' AND version != '' AND value > 0
+  AND window_end <= {start:DateTime('UTC')}
+GROUP BY model, version
+"""
+
+ANCHORS = """
+SELECT model, alert_id, argMax(version, ts) AS version, argMax(kind, ts) AS kind, argMax(state, ts) AS state,
+       intDiv(toUnixTimestamp64Milli(max(ts)), 1000) AS t,
+       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'firing')), 1000) AS fired,
+       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'resolved')), 1000) AS resolved,
+       countIf(state = 'firing') AS n_fired, countIf(state = 'resolved') AS n_resolved,
+       argMax(severity, ts) AS severity, argMax(summary, ts) AS summary, argMax(evidence, ts) AS evidence
+FROM alerts FINAL
+WHERE model IN {models:Array(String)}
+GROUP BY model, alert_id
+"""
+
+METRIC_ROWS = """
+SELECT model, version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we,
+       segment, metric, value, n
+FROM metrics FINAL
+WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
+"""
+
+DRIFT_ROWS = """
+SELECT model, version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we,
+       feature, detector, statistic, threshold, drifted
+FROM drift FINAL
+WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
+"""
+
+# The first k windows of each version with enough events: the reference.
+REFERENCES = """
+SELECT model, version, metric, toUnixTimestamp(window_start) AS ws, value, n
+FROM metrics FINAL
+WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
+  AND n >= {min_n:UInt64}
+ORDER BY model, version, metric, window_start
+LIMIT {k:UInt32} BY model, version, metric
+"""
+
+ALERT_COLUMNS_SQL = (
+    "toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(fired_at) AS fired_at_ms, alert_id, "
+    "model, version, kind, severity, state, summary, evidence, owner, runbook_url"
+)
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(max(0.0, float(t)), UTC)
+
+
+class AlertEngine:
+    """Evaluates alert policies over the store and records state changes.
+
+    ``policies`` maps model names to policies; other models use
+    ``settings.models[name].alerting`` when that field exists, else ``default_policy``.
+    ``write=False`` evaluates without reading or writing ``alerts`` (a dry run
+    from the data alone, as ``sunset-candidates`` does); ``history_days=None``
+    considers all windows.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Any,
+        policies: Mapping[str, AlertPolicy] | None = None,
+        *,
+        default_policy: AlertPolicy = DEFAULT_POLICY,
+        history_days: float | None = 7.0,
+        write: bool = True,
+        clock: Any = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.policies = dict(policies or {})
+        self.default_policy = default_policy
+        self.history_seconds = None if history_days is None else int(history_days * 86_400)
+        self.write = write
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.window_seconds = int(getattr(settings, "window_seconds", 300))
+        self.stats: Counter[str] = Counter()
+        self._evaluators: dict[str, ModelEvaluator] = {}
+        self._references: dict[tuple[str, str, str], Reference] = {}  # complete ones only
+        self._fleet = 0
+
+    # Configuration -------------------------------------------------------------
+    def policy(self, model: str) -> AlertPolicy:
+        return policy_for(model, self.settings, self.policies, self.default_policy)
+
+    def _model_config(self, model: str) -> Any:
+        getter = getattr(self.settings, "model", None)
+        return getter(model) if callable(getter) else None
+
+    def reset(self) -> None:
+        """Forget all in-memory state: the next ``evaluate`` rebuilds it from the store."""
+        self._evaluators.clear()
+        self._references.clear()
+
+    # Evaluation ----------------------------------------------------------------
+    def evaluate(self, models: Sequence[str] | None = None) -> list[Alert]:
+        """Evaluate the given models (default: all with metrics); returns the new state changes."""
+        catalogue = self._catalogue()
+        if not catalogue and not self._evaluators:
+            return []
+        fleet = max((last for vs in catalogue.values() for v, (_, last) in vs.items() if v), default=self._fleet)
+        self._fleet = max(self._fleet, fleet)
+        known = set(catalogue) | set(self._evaluators)
+        names = sorted(known if models is None else known & set(models))
+        fresh = [m for m in names if m not in self._evaluators]
+        if fresh:
+            self._rebuild(fresh, self._fleet)
+
+        work: dict[str, int | None] = {}
+        for m in names:
+            ev = self._evaluators[m]
+            pending = [ev.cursor_of(v) for v, (_, last) in catalogue.get(m, {}).items() if last > ev.cursor_of(v)]
+            if pending or ev.fleet_watermark < self._fleet:
+                work[m] = min(pending) if pending else None
+        if not work:
+            return []
+        metric_rows, drift_rows = self._load(work)
+        with_rows = sorted(m for m, since in work.items() if since is not None)
+        refs, ests = self._load_references(with_rows, catalogue)
+
+        decisions: list[Decision] = []
+        for m in sorted(work):
+            windows = build_windows(metric_rows.get(m, ()), drift_rows.get(m, ()))
+            decisions += self._evaluators[m].feed(
+                windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet
+            )
+        alerts = self._alerts(decisions)
+        if self.write and alerts:
+            self._record(alerts)
+        self.stats["evaluations"] += 1
+        self.stats["state_changes"] += len(alerts)
+        return alerts
+
+    def firing(self, *, kind: str | None = None, models: Sequence[str] | None = None) -> list[Alert]:
+        """Alerts firing now in the engine's state (after ``evaluate``)."""
+        out = []
+        for m, ev in sorted(self._evaluators.items()):
+            if models is not None and m not in models:
+                continue
+            out += [d for d in ev.firing() if kind is None or d.kind == kind]
+        return self._alerts(out, silences=False)
+
+    # Loading -------------------------------------------------------------------
+    def _catalogue(self) -> dict[str, dict[str, tuple[int, int]]]:
+        since = 0 if self.history_seconds is None or not self._fleet else self._fleet - self.history_seconds
+        out: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+        for r in self.store.query(CATALOGUE, {"since": _dt(since)}):
+            out[r["model"]][r["version"]] = (int(r["first_start"]), int(r["last_end"]))
+        return dict(out)
+
+    def _rebuild(self, models: list[str], fleet: int) -> None:
+        w = self.window_seconds
+        start = 0 if self.history_seconds is None else max(0, (fleet - self.history_seconds) // w * w)
+        evs = {m: ModelEvaluator(m, self.policy(m), w, start) for m in models}
+        if self.write:
+            anchors: dict[str, list[Anchor]] = defaultdict(list)
+            for r in self.store.query(ANCHORS, {"models": models}):
+                anchors[r["model"]].append(_anchor(r))
+            for m, items in anchors.items():
+                evs[m].restore(items)
+            self.stats["anchors_restored"] += sum(len(v) for v in anchors.values())
+        if start > 0:
+            seeds: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+            for r in self.store.query(SEEDS, {"models": models, "start": _dt(start)}):
+                seeds[r["model"]][r["version"]] = (int(r["first_start"]), int(r["last_end"]))
+            for m, traffic in seeds.items():
+                evs[m].seed(traffic)
+        self._evaluators.update(evs)
+        self.stats["rebuilds"] += len(models)
+
+    def _load(self, work: Mapping[str, int | None]) -> tuple[dict[str, list[dict[str, Any]]], ...]:
+        with_rows = {m: s for m, s in work.items() if s is not None}
+        metric_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        drift_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if not with_rows:
+            return metric_rows, drift_rows
+        params = {"models": sorted(with_rows), "since": _dt(min(with_rows.values()))}
+        for r in self.store.query(METRIC_ROWS, params):
+            metric_rows[r["model"]].append(r)
+        for r in self.store.query(DRIFT_ROWS, params):
+            drift_rows[r["model"]].append(r)
+        return metric_rows, drift_rows
+
+    def _load_references(
+        self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int]]]
+    ) -> tuple[dict[str, dict[str, Reference]], dict[str, dict[str, Reference]]]:
+        """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
+        wanted: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (metric, k, min_n) -> models
+        versions = {m: sorted(v for v in catalogue.get(m, {}) if v) for m in models}
+        for m in models:
+            rule = self.policy(m).retrain
+            if not rule.enabled:
+                continue
+            metrics = [rule.estimate_metric] if rule.baseline is not None else [rule.metric, rule.estimate_metric]
+            for metric in metrics:
+                if any((m, v, metric) not in self._references for v in versions[m]):
+                    wanted[(metric, rule.reference_windows, rule.min_labels)].append(m)
+        for (metric, k, min_n), ms in sorted(wanted.items()):
+            points: dict[tuple[str, str], list[tuple[int, Point]]] = defaultdict(list)
+            for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "min_n": min_n, "k": k}):
+                points[(r["model"], r["version"])].append((int(r["ws"]), Point(float(r["value"]), int(r["n"]))))
+            for (m, v), pts in points.items():
+                ref = pooled_reference(pts, k)
+                if ref is not None:
+                    self._references[(m, v, metric)] = ref
+        refs: dict[str, dict[str, Reference]] = defaultdict(dict)
+        ests: dict[str, dict[str, Reference]] = defaultdict(dict)
+        for m in models:
+            rule = self.policy(m).retrain
+            for v in versions[m]:
+                if (ref := self._references.get((m, v, rule.metric))) is not None:
+                    refs[m][v] = ref
+                if (ref := self._references.get((m, v, rule.estimate_metric))) is not None:
+                    ests[m][v] = ref
+        return refs, ests
+
+    # Output --------------------------------------------------------------------
+    def _alerts(self, decisions: Sequence[Decision], *, silences: bool = True) -> list[Alert]:
+        if not decisions:
+            return []
+        now = utc(self.clock())
+        active: list[Any] = []
+        if silences and self.write:
+            from alerts.silences import active_silences
+
+            try:
+                active = active_silences(self.store, now)
+            except Exception as exc:  # silences are advisory: never lose a decision over them
+                log.warning("could not read silences: %s", type(exc).__name__)
+        out = []
+        for d in decisions:
+            cfg = self._model_config(d.model)
+            owner = getattr(cfg, "owner", None) or "unowned"
+            base = getattr(self.settings, "runbook_base_url", "")
+            alert = Alert(
+                alert_id=d.alert_id, model=d.model, version=d.version, kind=d.kind,  # type: ignore[arg-type]
+                severity=d.severity, state=d.state, summary=d.summary,  # type: ignore[arg-type]
+                evidence=d.evidence, owner=owner,
+                runbook_url=runbook_url_for(d.kind, base, getattr(cfg, "runbook_url", None)),
+                ts=utc(d.ts), fired_at=now,
+            )  # fmt: skip
+            if any(s.silences(alert, now) for s in active):
+                alert = alert.model_copy(update={"silenced": True})
+            out.append(alert)
+        return sorted(out, key=lambda a: (a.ts, a.model, a.kind, a.alert_id, a.state))
+
+    def _record(self, alerts: Sequence[Alert]) -> None:
+        written: set[str] = set()
+        try:
+            for a in alerts:
+                row = a.to_row()
+                self.store.insert("alerts", {c: [v] for c, v in row.items()}, token=a.token)
+                written.add(a.alert_id)
+        except Exception:
+            # The state already moved past what was not written: rebuild those models from the store.
+            for m in {a.model for a in alerts if a.alert_id not in written}:
+                self._evaluators.pop(m, None)
+            raise
+
+
+def _anchor(r: Mapping[str, Any]) -> Anchor:
+    import json
+
+    evidence = json.loads(r["evidence"] or "{}")
+    return Anchor(
+        alert_id=r["alert_id"], version=r["version"], kind=r["kind"], subject=str(evidence.get("subject", "")),
+        state=r["state"], ts=int(r["t"]), fired_ts=int(r["fired"]) if r["n_fired"] else None,
+        resolved_ts=int(r["resolved"]) if r["n_resolved"] else None, severity=r["severity"],
+        summary=r["summary"], evidence=evidence,
+    )  # fmt: skip
+
+
+# Reading recorded alerts (CLI, dashboards) -------------------------------------
+
+
+def list_alerts(
+    store: Any,
+    *,
+    model: str | None = None,
+    state: str | None = None,
+    kind: str | None = None,
+    history: bool = False,
+    limit: int = 1000,
+) -> list[Alert]:
+    """Recorded alerts, newest first: each alert's latest state, or every state change with ``history``."""
+    params = {"model": model or "", "state": state or "", "kind": kind or "", "limit": int(limit)}
+    where = "({model:String} = '' OR model = {model:String}) AND ({kind:String} = '' OR kind = {kind:String})"
+    if history:
+        sql = (
+            f"SELECT {ALERT_COLUMNS_SQL} FROM alerts FINAL WHERE {where} "
+            "AND ({state:String} = '' OR state = {state:String}) ORDER BY ts DESC, alert_id LIMIT {limit:UInt32}"
+        )
+    else:
+        sql = (
+            f"SELECT * FROM (SELECT {ALERT_COLUMNS_SQL} FROM alerts FINAL WHERE {where} "
+            "ORDER BY alert_id, ts DESC LIMIT 1 BY alert_id) "
+            "WHERE {state:String} = '' OR state = {state:String} ORDER BY ts_ms DESC, alert_id LIMIT {limit:UInt32}"
+        )
+    return [Alert.from_row(r) for r in store.query(sql, params)]

@@ -1,0 +1,221 @@
+"""The alert record: one state change of one alert, as stored in the ``alerts`` table.
+
+An alert is identified by ``alert_id``, a hash of (model, version, kind,
+subject): the same problem of the same model version always has the same id,
+so its firing and its resolution pair up, and deliveries deduplicate on it
+(PagerDuty's ``dedup_key``, Alertmanager's ``alert_id`` label).
+
+``ts`` is the event time of the decision (the end of the window that decided
+it); ``fired_at`` is the wall time at which the engine made it. Everything
+except ``fired_at`` and ``silenced`` is a function of the data, so a replay
+reproduces it exactly (compare :meth:`Alert.decision`).
+
+>>> a = Alert(
+...     alert_id=alert_id_for("fraud", "v3", "retrain", ""), model="fraud", version="v3",
+...     kind="retrain", severity="critical", state="firing",
+...     summary="fraud v3: accuracy fell to 0.71 from 0.90; retrain recommended.",
+...     evidence={"drop": 0.19000000000000003, "nan": float("nan")},
+...     owner="payments-ml", runbook_url="https://runbooks.example/wk#retrain",
+...     ts=datetime(2026, 1, 1, 12, 5, tzinfo=UTC), fired_at=datetime(2026, 1, 1, 12, 20, tzinfo=UTC))
+>>> a.alert_id
+'retrain-6021ce51acd66fd9d224'
+>>> a.evidence
+{'drop': 0.19, 'nan': None}
+>>> Alert.from_row(a.to_row()).decision() == a.decision()
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+Kind = Literal["drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops"]
+Severity = Literal["info", "warning", "critical"]
+State = Literal["firing", "resolved"]
+
+KINDS: tuple[str, ...] = ("drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops")
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+STATES: tuple[str, ...] = ("firing", "resolved")
+
+# Columns of the ``alerts`` table (sinks/schema.py), in order.
+ALERT_COLUMNS: tuple[str, ...] = (
+    "ts", "fired_at", "alert_id", "model", "version", "kind", "severity", "state",
+    "summary", "evidence", "owner", "runbook_url",
+)  # fmt: skip
+
+# Evidence floats are rounded: enough digits to act on, few enough to read.
+EVIDENCE_DIGITS = 6
+
+
+def severity_rank(severity: str) -> int:
+    """0 for info, 1 for warning, 2 for critical.
+
+    >>> severity_rank("warning") > severity_rank("info")
+    True
+    """
+    return SEVERITIES.index(severity)
+
+
+def alert_id_for(model: str, version: str, kind: str, subject: str) -> str:
+    """The stable id of one alert: ``<kind>-<20 hex digits>`` of a hash of its identity.
+
+    >>> alert_id_for("fraud", "v3", "drift", "features")
+    'drift-6c84f6829216beaa4767'
+    """
+    digest = hashlib.sha256("\x1f".join((model, version, kind, subject)).encode()).hexdigest()
+    return f"{kind}-{digest[:20]}"
+
+
+def runbook_url_for(kind: str, base: str, configured: str | None = None) -> str:
+    """The model's own runbook when configured, else ``{base}#{kind}``.
+
+    >>> runbook_url_for("drift", "https://rb.example/wk.md")
+    'https://rb.example/wk.md#drift'
+    """
+    return configured or f"{base}#{kind}"
+
+
+def utc(t: datetime | float | int) -> datetime:
+    """An aware UTC datetime from epoch seconds or a (naive = UTC) datetime."""
+    if isinstance(t, datetime):
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return datetime.fromtimestamp(float(t), UTC)
+
+
+def iso(t: datetime | float | int) -> str:
+    """RFC 3339 in UTC with a ``Z``; milliseconds only when there are some.
+
+    >>> iso(0), iso(1.5)
+    ('1970-01-01T00:00:00Z', '1970-01-01T00:00:01.500Z')
+    """
+    d = utc(t)
+    if d.microsecond:
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clean_evidence(value: Any) -> Any:
+    """Evidence as plain JSON values: floats rounded, NaN/inf as None, tuples as lists, times as RFC 3339.
+
+    >>> clean_evidence({"a": (1, 2.1234567891), "b": float("inf")})
+    {'a': [1, 2.123457], 'b': None}
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return round(value, EVIDENCE_DIGITS) if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Mapping):
+        return {str(k): clean_evidence(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [clean_evidence(v) for v in items]
+    if hasattr(value, "item"):  # numpy scalars
+        return clean_evidence(value.item())
+    return str(value)
+
+
+def evidence_json(evidence: Mapping[str, Any]) -> str:
+    """The evidence as the canonical JSON string stored in the table (sorted keys, compact)."""
+    return json.dumps(clean_evidence(evidence), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class Alert(BaseModel):
+    """One state change of one alert (a row of the ``alerts`` table, a message on the ``alerts`` topic)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str
+    model: str
+    version: str
+    kind: Kind
+    severity: Severity
+    state: State
+    summary: str
+    evidence: dict[str, Any]
+    owner: str = "unowned"
+    runbook_url: str = ""
+    ts: datetime
+    fired_at: datetime
+    # Not stored in the table: set by the engine from the silences in force when it decided.
+    silenced: bool = False
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _clean(cls, v: Any) -> Any:
+        return clean_evidence(v) if isinstance(v, Mapping) else v
+
+    @field_validator("ts", "fired_at", mode="before")
+    @classmethod
+    def _utc(cls, v: Any) -> Any:
+        if isinstance(v, datetime | int | float) and not isinstance(v, bool):
+            return utc(v)
+        return v
+
+    @property
+    def subject(self) -> str:
+        """What the alert is about inside its kind (a metric, an attribute, ``features``...)."""
+        return str(self.evidence.get("subject", ""))
+
+    @property
+    def firing(self) -> bool:
+        return self.state == "firing"
+
+    @property
+    def token(self) -> str:
+        """The insert deduplication token of this state change."""
+        return f"alert:{self.alert_id}:{self.state}:{int(self.ts.timestamp() * 1000)}"
+
+    def key(self) -> tuple[str, str, int]:
+        """(alert_id, state, ts in ms): one state change."""
+        return (self.alert_id, self.state, int(self.ts.timestamp() * 1000))
+
+    def decision(self) -> dict[str, Any]:
+        """Everything the data decided (not ``fired_at`` nor ``silenced``): equal across replays."""
+        return self.model_dump(mode="json", exclude={"fired_at", "silenced"})
+
+    def to_row(self) -> dict[str, Any]:
+        """The row of the ``alerts`` table."""
+        return {
+            "ts": self.ts,
+            "fired_at": self.fired_at,
+            "alert_id": self.alert_id,
+            "model": self.model,
+            "version": self.version,
+            "kind": self.kind,
+            "severity": self.severity,
+            "state": self.state,
+            "summary": self.summary,
+            "evidence": evidence_json(self.evidence),
+            "owner": self.owner,
+            "runbook_url": self.runbook_url,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+        """An alert from an ``alerts`` row (``ts_ms``/``fired_at_ms`` epoch-millisecond columns accepted)."""
+        data = dict(row)
+        for col in ("ts", "fired_at"):
+            if f"{col}_ms" in data:
+                data[col] = int(data.pop(f"{col}_ms")) / 1000
+        ev = data.get("evidence")
+        if isinstance(ev, str | bytes):
+            data["evidence"] = json.loads(ev or "{}")
+        return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times in RFC 3339), as published and as sent to generic webhooks."""
+        out = self.model_dump(mode="json")
+        out["ts"], out["fired_at"] = iso(self.ts), iso(self.fired_at)
+        out["subject"] = self.subject
+        return out

@@ -1,0 +1,118 @@
+"""``watchkeeper dashboards push``: upload dashboards and alert rules to a running Grafana.
+
+Uses grafana-client against ``grafana_url`` with ``grafana_token`` (a service
+account token) or ``grafana_user`` / ``grafana_password`` from the settings.
+Idempotent: the folder is created once, dashboards are overwritten by uid, the
+alert rule group is replaced as a whole, and the ClickHouse datasource is
+created only when Grafana has none with uid ``watchkeeper-clickhouse`` (then
+from ``WATCHKEEPER_CLICKHOUSE``; the embedded store listens on 127.0.0.1 only,
+so a remote Grafana needs a ClickHouse server). The webhook contact point is
+pushed when ``webhook_url`` is set; otherwise the rules use Grafana's default
+notification policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaClientError
+
+from dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, contact_point, rule_group_api
+from dashboards.build import DATASOURCE
+from dashboards.grafana import all_dashboards
+from dashboards.panels import DATASOURCE_UID
+from streams.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class PushError(RuntimeError):
+    """Grafana is not configured or refused an upload."""
+
+
+def connect(settings: Settings) -> GrafanaApi:
+    """A GrafanaApi for the configured Grafana (token preferred over user/password)."""
+    if not settings.grafana_url:
+        raise PushError("set WATCHKEEPER_GRAFANA_URL (and a token or user/password) to push to Grafana")
+    credential: str | tuple[str, str] | None = None
+    if settings.grafana_token is not None:
+        credential = settings.grafana_token.get_secret_value()
+    elif settings.grafana_user and settings.grafana_password is not None:
+        credential = (settings.grafana_user, settings.grafana_password.get_secret_value())
+    return GrafanaApi.from_url(settings.grafana_url, credential=credential)
+
+
+def _exists(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+        return True
+    except GrafanaClientError as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+
+
+def datasource_from_settings(settings: Settings) -> dict[str, Any]:
+    """The ClickHouse datasource with the store's real address (for the HTTP API, no env substitution)."""
+    params = settings.clickhouse_params()
+    ds = copy.deepcopy(DATASOURCE)
+    ds["jsonData"].update(
+        host=params["host"],
+        port=int(params["port"]),
+        username=params["username"],
+        secure=bool(params.get("secure", False)),
+        defaultDatabase=settings.clickhouse_database,
+    )
+    ds["secureJsonData"] = {"password": params["password"]}
+    return ds
+
+
+def push(settings: Settings, api: GrafanaApi | None = None) -> list[str]:
+    """Upload everything; returns a line per thing done (for the CLI to print)."""
+    api = api or connect(settings)
+    done: list[str] = []
+    try:
+        if not _exists(lambda: api.folder.get_folder(FOLDER_UID)):
+            api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
+            done.append(f"folder {FOLDER_TITLE} created")
+        if not _exists(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)):
+            api.datasource.create_datasource(datasource_from_settings(settings))
+            done.append(f"datasource {DATASOURCE_UID} created")
+        for uid, dashboard in all_dashboards().items():
+            api.dashboard.update_dashboard(
+                {
+                    "dashboard": dashboard,
+                    "folderUid": FOLDER_UID,
+                    "overwrite": True,
+                    "message": "watchkeeper dashboards push",
+                }
+            )
+            done.append(f"dashboard {uid} uploaded")
+        group = rule_group_api()
+        if settings.webhook_url is not None:
+            cp = contact_point()
+            cp["settings"]["url"] = settings.webhook_url.get_secret_value()
+            if _exists(lambda: _contact_point_by_uid(api, cp["uid"])):
+                api.alertingprovisioning.update_contactpoint(cp["uid"], cp)
+            else:
+                api.alertingprovisioning.create_contactpoint(cp)
+            done.append(f"contact point {cp['name']} uploaded")
+        else:
+            for rule in group["rules"]:
+                rule.pop("notification_settings", None)
+        api.alertingprovisioning.update_rule_group(FOLDER_UID, GROUP, group)
+        done.append(f"alert rule group {GROUP} uploaded ({len(group['rules'])} rules)")
+    except GrafanaClientError as exc:
+        raise PushError(f"Grafana refused the upload ({exc.status_code}): {exc.message}") from None
+    return done
+
+
+def _contact_point_by_uid(api: GrafanaApi, uid: str) -> dict[str, Any]:
+    for cp in api.alertingprovisioning.get_contactpoints() or []:
+        if cp.get("uid") == uid:
+            return dict(cp)
+    raise GrafanaClientError(404, None, f"no contact point {uid}")

@@ -1,0 +1,763 @@
+"""The full stack (docker-compose.yml, Dockerfile, .env.example, deploy/, Grafana provisioning), checked statically.
+
+No Docker engine runs on the development machines, so nothing here starts a
+container. Instead: the compose file is validated against the Compose
+Specification's JSON Schema (vendored in tests/data/, see its README), with the
+variables of .env.example substituted the way Compose does; every bind mount,
+variable and ``WATCHKEEPER_*`` setting it uses must exist; the Dockerfile must
+install the same pinned set as ``make test``, as a non-root user, with a
+healthcheck; the ClickHouse users file must parse and give the analyst a
+read-only profile, whose settings the ClickHouse engine itself (chdb) then proves
+to refuse writes. Where a Docker Compose CLI is installed, ``docker compose
+config`` checks the file too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from fnmatch import fnmatch
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from streams.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+ENV_EXAMPLE = ROOT / ".env.example"
+MAKEFILE = ROOT / "Makefile"
+SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
+USERS_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "watchkeeper.xml"
+DATASOURCE = ROOT / "dashboards" / "provisioning" / "datasources" / "clickhouse.yaml"
+
+DATASOURCE_UID = "watchkeeper-clickhouse"
+CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
+TOPIC_FIELDS = ("topic_predictions", "topic_outcomes", "topic_alerts", "topic_dead_letters")
+# WATCHKEEPER_* variables that are not Settings fields: the one naming the YAML settings file.
+NOT_SETTINGS_FIELDS = {"WATCHKEEPER_CONFIG"}
+
+
+# --- Compose variable substitution ---------------------------------------------------------
+
+# $$, ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}, $NAME
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def variables_in(text: str) -> set[str]:
+    return {m["braced"] or m["named"] for m in _VARIABLE.finditer(text) if not m["escaped"]}
+
+
+def substitute(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation of one string value (a missing ``:?`` variable is an error)."""
+
+    def one(m: re.Match[str]) -> str:
+        if m["escaped"]:
+            return "$"
+        name = m["braced"] or m["named"]
+        value, op, arg = env.get(name), m["op"], m["arg"] or ""
+        unset_or_empty = not value if op and op.startswith(":") else value is None
+        if op in ("-", ":-"):
+            return arg if unset_or_empty else value or ""
+        if op in ("?", ":?"):
+            if unset_or_empty:
+                raise ValueError(f"required variable {name} is missing: {arg}")
+            return value or ""
+        if op in ("+", ":+"):
+            return "" if unset_or_empty else arg
+        return value or ""
+
+    return _VARIABLE.sub(one, text)
+
+
+def walk_strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in walk_strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in walk_strings(item)]
+    return []
+
+
+def interpolate(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        return substitute(node, env)
+    if isinstance(node, dict):
+        return {key: interpolate(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate(item, env) for item in node]
+    return node
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not KEY=VALUE: {line!r}"
+        out[key.strip()] = value.strip()
+    return out
+
+
+@cache
+def raw_compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@cache
+def dotenv() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@cache
+def compose() -> dict[str, Any]:
+    """The compose file as Compose sees it after ``cp .env.example .env``."""
+    return interpolate(raw_compose(), dotenv())
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of the service's bind mounts (named volumes left out)."""
+    out = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, _, rest = volume.partition(":")
+            target = rest.split(":")[0]
+            if source.startswith((".", "/", "~")):
+                out.append((source, target))
+        elif volume.get("type") == "bind":
+            out.append((volume["source"], volume["target"]))
+    return out
+
+
+# --- A validator for the JSON Schema keywords the Compose schema uses --------------------------
+
+_VALIDATING = {
+    "$ref",
+    "type",
+    "enum",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "required",
+    "items",
+    "uniqueItems",
+    "pattern",
+    "minimum",
+    "maximum",
+    "oneOf",
+}
+_ANNOTATIONS = {
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "deprecated",
+    "examples",
+    "definitions",
+}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    kinds: dict[str, Any] = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}
+    return isinstance(value, kinds[name])
+
+
+def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "") -> list[str]:
+    """Draft-07 validation of the keywords in ``_VALIDATING`` (enough for compose-spec.json)."""
+    if "$ref" in schema:  # draft-07: a $ref replaces its siblings
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return schema_errors(value, target, root, where)
+    here = where or "(top)"
+    if "type" in schema:
+        types = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
+        if not any(_is_type(value, t) for t in types):
+            return [f"{here}: {value!r} is not of type {schema['type']}"]
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{here}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, dict):
+        properties, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+        for key, item in value.items():
+            subschemas = [properties[key]] if key in properties else []
+            subschemas += [sub for pattern, sub in patterns.items() if re.search(pattern, key)]
+            extra = schema.get("additionalProperties", True)
+            if not subschemas and extra is False:
+                errors.append(f"{here}: unexpected key {key!r}")
+            elif not subschemas and isinstance(extra, dict):
+                subschemas = [extra]
+            for sub in subschemas:
+                errors += schema_errors(item, sub, root, f"{where}.{key}")
+        errors += [f"{here}: missing {key!r}" for key in schema.get("required", []) if key not in value]
+    if isinstance(value, list):
+        if "items" in schema:
+            assert isinstance(schema["items"], dict), "tuple-form items is not implemented"
+            for i, item in enumerate(value):
+                errors += schema_errors(item, schema["items"], root, f"{where}[{i}]")
+        if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) != len(value):
+            errors.append(f"{here}: items are not unique")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{here}: {value!r} does not match {schema['pattern']!r}")
+    if _is_type(value, "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{here}: {value} < {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{here}: {value} > {schema['maximum']}")
+    if "oneOf" in schema:
+        matching = sum(not schema_errors(value, sub, root, where) for sub in schema["oneOf"])
+        if matching != 1:
+            errors.append(f"{here}: matches {matching} of the {len(schema['oneOf'])} alternatives of oneOf")
+    return errors
+
+
+def compose_schema_errors(document: Any) -> list[str]:
+    """Errors of the document against compose-spec.json: jsonschema when installed, else the validator above."""
+    schema = json.loads(SCHEMA.read_text())
+    try:
+        import jsonschema
+    except ImportError:
+        return schema_errors(document, schema, schema)
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def schema_keywords(node: Any) -> set[str]:
+    """Every keyword used at a schema position of a JSON Schema document."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.add(key)
+            if key in ("properties", "patternProperties", "definitions"):
+                for sub in value.values():
+                    found |= schema_keywords(sub)
+            elif key in ("items", "additionalProperties", "oneOf", "anyOf", "allOf", "not"):
+                found |= schema_keywords(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= schema_keywords(item)
+    return found
+
+
+# --- Dockerfile and Makefile -------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """Instructions (NAME, arguments) of each build stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, args = line.partition(" ")
+        if name.upper() == "FROM":
+            stages.append([])
+        assert stages, "the Dockerfile must start with FROM"
+        stages[-1].append((name.upper(), " ".join(args.split())))
+    return stages
+
+
+def pip_installs(command_line: str) -> list[list[str]]:
+    """Arguments after ``pip install`` of each pip command in a shell line."""
+    out = []
+    for command in re.split(r"&&|;", command_line):
+        words = shlex.split(command)
+        for i in range(len(words) - 1):
+            if words[i].endswith("pip") and words[i + 1] == "install":
+                out.append(words[i + 2 :])
+                break
+    return out
+
+
+def constraint_files(args: list[str]) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-c", "--constraint")] + [
+        a.split("=", 1)[1] for a in args if a.startswith("--constraint=")
+    ]
+
+
+def makefile_installs() -> list[list[str]]:
+    return [args for line in MAKEFILE.read_text().splitlines() for args in pip_installs(line)]
+
+
+def dockerfile_installs() -> list[list[str]]:
+    runs = [args for stage in dockerfile_stages() for name, args in stage if name == "RUN"]
+    return [args for run in runs for args in pip_installs(run)]
+
+
+# --- The compose file ----------------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    errors = compose_schema_errors(compose())
+    assert not errors, "\n".join(errors[:20])
+
+
+def test_schema_check_rejects_what_compose_rejects() -> None:
+    """The validator in use is no rubber stamp: it catches a typo, a wrong type and a bad condition."""
+    broken = json.loads(json.dumps(compose()))
+    broken["services"]["worker"]["helthcheck"] = {"test": ["CMD", "true"]}
+    broken["services"]["kafka"]["ports"] = "9094:9094"
+    broken["services"]["worker"]["depends_on"]["kafka"]["condition"] = "service_ready"
+    errors = "\n".join(compose_schema_errors(broken))
+    assert "helthcheck" in errors
+    assert "ports" in errors and "depends_on" in errors
+
+
+def test_fallback_validator_covers_every_keyword_of_the_schema() -> None:
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["$id"] == "compose_spec.json"
+    unknown = schema_keywords(schema) - _VALIDATING - _ANNOTATIONS
+    assert not unknown, f"compose-spec.json uses keywords the fallback validator ignores: {sorted(unknown)}"
+
+
+def test_every_variable_is_in_env_example_and_every_example_is_used() -> None:
+    used = {v for s in walk_strings(raw_compose()) for v in variables_in(s)}
+    defined = set(dotenv())
+    assert used - defined == set(), "used in docker-compose.yml, missing from .env.example"
+    assert defined - used == set(), "in .env.example, used nowhere in docker-compose.yml"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_passwords_are_required_and_url_safe() -> None:
+    text = COMPOSE.read_text()
+    for name in ("CLICKHOUSE_WRITER_PASSWORD", "CLICKHOUSE_ANALYST_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        # ${NAME:?...}: compose refuses to start without it rather than run with an empty password.
+        uses = re.findall(r"\$\{" + name + r"(:?[-?+]?)", text)
+        assert uses and set(uses) == {":?"}, name
+        # The writer's password travels inside WATCHKEEPER_CLICKHOUSE, a URL.
+        assert re.fullmatch(r"[A-Za-z0-9._~-]+", dotenv()[name]), name
+    with pytest.raises(ValueError, match="CLICKHOUSE_WRITER_PASSWORD"):
+        interpolate(raw_compose(), {k: v for k, v in dotenv().items() if k != "CLICKHOUSE_WRITER_PASSWORD"})
+
+
+def test_bind_mounts_and_build_context_exist_in_the_repo() -> None:
+    mounts = [(name, host) for name, svc in services().items() for host, _ in bind_mounts(svc)]
+    assert mounts
+    for name, host in mounts:
+        assert not host.startswith(("/", "~")), f"{name}: {host} is outside the repository"
+        assert (ROOT / host).exists(), f"{name}: {host} does not exist"
+    for name, svc in services().items():
+        if "build" in svc:
+            context = ROOT / svc["build"]["context"]
+            assert (context / svc["build"].get("dockerfile", "Dockerfile")).is_file(), name
+
+
+def test_images_are_pinned() -> None:
+    for name, svc in services().items():
+        image = svc["image"]
+        if "build" in svc:
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository and re.fullmatch(r"\d+(\.\d+)+", tag), f"{name}: {image} is not pinned to a version"
+    assert services()["kafka"]["image"].startswith("apache/kafka:")
+    assert services()["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
+    assert services()["grafana"]["image"].startswith("grafana/grafana")
+
+
+def test_watchkeeper_variables_are_settings_fields() -> None:
+    fields = set(Settings.model_fields)
+    env_sets = {name: environment(svc) for name, svc in services().items()}
+    env_sets["Dockerfile"] = {k: v for n, a in dockerfile_stages()[-1] if n == "ENV" for k, v in _env_pairs(a)}
+    seen = 0
+    for where, env in env_sets.items():
+        for key in env:
+            if key.startswith("WATCHKEEPER_") and key not in NOT_SETTINGS_FIELDS:
+                seen += 1
+                assert key.removeprefix("WATCHKEEPER_").lower() in fields, f"{where}: {key} is no Settings field"
+    assert seen >= 8
+
+
+def _env_pairs(args: str) -> list[tuple[str, str]]:
+    return [tuple(word.split("=", 1)) for word in shlex.split(args)]  # type: ignore[misc]
+
+
+def _settings_of(service: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the service's container builds them (its YAML file read from the repository)."""
+    for key in list(os.environ):
+        if key.startswith("WATCHKEEPER_"):
+            monkeypatch.delenv(key)
+    svc = services()[service]
+    env = environment(svc)
+    for key, value in env.items():
+        if key.startswith("WATCHKEEPER_"):
+            monkeypatch.setenv(key, value)
+    if "WATCHKEEPER_CONFIG" in env:
+        hosts = [host for host, target in bind_mounts(svc) if target == env["WATCHKEEPER_CONFIG"]]
+        assert hosts, f"{service}: WATCHKEEPER_CONFIG={env['WATCHKEEPER_CONFIG']} is not mounted"
+        monkeypatch.setenv("WATCHKEEPER_CONFIG", str(ROOT / hosts[0]))
+    return Settings()
+
+
+def test_worker_settings_point_at_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _settings_of("worker", monkeypatch)
+    assert s.kafka_bootstrap == "kafka:9092" and not s.embedded_broker
+    params = s.clickhouse_params()
+    assert (params["host"], params["port"], params["username"]) == ("clickhouse", 8123, "writer")
+    assert params["password"] == dotenv()["CLICKHOUSE_WRITER_PASSWORD"]
+    assert s.clickhouse_database == "watchkeeper"
+    assert (s.web_host, s.web_port) == ("0.0.0.0", 6066)
+    assert s.partitions == int(dotenv()["WATCHKEEPER_PARTITIONS"])
+    assert dotenv()["CLICKHOUSE_WRITER_PASSWORD"] not in json.dumps(s.redacted())
+
+
+def test_worker_depends_on_a_healthy_stack() -> None:
+    worker = services()["worker"]
+    assert worker["command"] == ["watchkeeper", "worker", "-l", "info"]
+    assert {name: dep["condition"] for name, dep in worker["depends_on"].items()} == {
+        "kafka": "service_healthy",
+        "kafka-init": "service_completed_successfully",
+        "clickhouse": "service_healthy",
+    }
+    # --scale worker=N: no fixed container name, no host port to collide on.
+    assert "container_name" not in worker and "ports" not in worker
+    # Every service waited for as healthy has a healthcheck (a built image's comes from its Dockerfile).
+    for name, svc in services().items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            if cond["condition"] == "service_healthy":
+                target = services()[dep]
+                has_check = "healthcheck" in target or ("build" in target and _dockerfile_healthcheck())
+                assert has_check, f"{name} waits for {dep} to be healthy, which has no healthcheck"
+
+
+def test_kafka_is_a_single_kraft_node_and_init_creates_the_topics() -> None:
+    kafka, init = services()["kafka"], services()["kafka-init"]
+    env = environment(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_ADVERTISED_LISTENERS"].startswith("PLAINTEXT://kafka:9092")
+    assert "healthcheck" in kafka
+    assert init["image"] == kafka["image"] and init["restart"] == "no"
+    assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    script = "\n".join(walk_strings(init["command"]))
+    for field in TOPIC_FIELDS:
+        assert f" {Settings.model_fields[field].default}" in script, field
+    assert re.search(r"--partitions\s+\"?\$\$?want", script) and f"want={dotenv()['WATCHKEEPER_PARTITIONS']}" in script
+    assert "--replication-factor 1" in script
+    assert env["KAFKA_NUM_PARTITIONS"] == dotenv()["WATCHKEEPER_PARTITIONS"]
+
+
+def test_demo_profile_replays_the_scenario_into_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = services()["demo"]
+    assert demo["profiles"] == ["demo"] and demo["restart"] == "no"
+    script = "\n".join(demo["command"])
+    assert "from streams.scenario import Scenario, write_scenario" in script
+    assert "watchkeeper publish" in script
+    assert demo["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    assert _settings_of("demo", monkeypatch).kafka_bootstrap == "kafka:9092"
+
+
+def test_grafana_logs_in_with_the_env_password_and_provisions_clickhouse() -> None:
+    grafana = services()["grafana"]
+    env = environment(grafana)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == dotenv()["GRAFANA_ADMIN_PASSWORD"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    plugins = env.get("GF_PLUGINS_PREINSTALL_SYNC") or env.get("GF_PLUGINS_PREINSTALL") or env["GF_INSTALL_PLUGINS"]
+    assert CLICKHOUSE_PLUGIN in [p.split("@")[0].strip() for p in plugins.split(",")]
+    mounts = {target: host for host, target in bind_mounts(grafana)}
+    assert mounts["/etc/grafana/provisioning"].rstrip("/") == "./dashboards/provisioning"
+    for sub in ("datasources", "dashboards", "alerting"):
+        assert (ROOT / "dashboards" / "provisioning" / sub).is_dir(), sub
+    assert (ROOT / "dashboards" / "json").is_dir()
+
+
+def test_datasource_is_the_read_only_user_with_the_agreed_uid() -> None:
+    doc = yaml.safe_load(DATASOURCE.read_text())
+    # Grafana expands ${VAR} in provisioning files from its own environment.
+    grafana_env = environment(services()["grafana"])
+    used = {v for s in walk_strings(doc) for v in variables_in(s)}
+    assert used <= set(grafana_env), f"not in grafana's environment: {used - set(grafana_env)}"
+    matches = [d for d in interpolate(doc, grafana_env)["datasources"] if d.get("uid") == DATASOURCE_UID]
+    assert len(matches) == 1
+    ds = matches[0]
+    assert ds["type"] == CLICKHOUSE_PLUGIN
+    json_data = ds["jsonData"]
+    assert json_data["host"] in services()
+    assert int(json_data["port"]) == 8123 and json_data.get("protocol") == "http"
+    assert json_data["username"] == "analyst"
+    assert json_data["defaultDatabase"] == "watchkeeper"
+    assert ds["secureJsonData"]["password"] == dotenv()["CLICKHOUSE_ANALYST_PASSWORD"]
+
+
+def test_grafana_has_every_variable_its_provisioning_files_use() -> None:
+    """Generated files too (dashboards/provisioning/alerting): an unset variable breaks provisioning."""
+    grafana_env = environment(services()["grafana"])
+    for path in sorted((ROOT / "dashboards" / "provisioning").rglob("*.y*ml")):
+        used = {v for s in walk_strings(yaml.safe_load(path.read_text())) for v in variables_in(s)}
+        assert used <= set(grafana_env), f"{path.relative_to(ROOT)}: {sorted(used - set(grafana_env))}"
+
+
+def test_the_yaml_settings_file_holds_only_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ROOT / "deploy" / "watchkeeper" / "watchkeeper.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    assert set(data) <= set(Settings.model_fields)
+    monkeypatch.setenv("WATCHKEEPER_CONFIG", str(path))
+    Settings()
+
+
+# --- ClickHouse users ---------------------------------------------------------------------------
+
+
+def _users_config() -> tuple[ET.Element, ET.Element]:
+    root = ET.parse(USERS_XML).getroot()
+    assert root.tag == "clickhouse"
+    profiles, users = root.find("profiles"), root.find("users")
+    assert profiles is not None and users is not None
+    return profiles, users
+
+
+def _profile_of(user: str) -> tuple[ET.Element, ET.Element]:
+    profiles, users = _users_config()
+    element = users.find(user)
+    assert element is not None, f"no user {user!r}"
+    profile = profiles.find(element.findtext("profile", "default"))
+    assert profile is not None
+    return element, profile
+
+
+def _grants(user: ET.Element) -> list[str]:
+    return [" ".join((q.text or "").split()) for q in user.iterfind("grants/query")]
+
+
+def test_clickhouse_users_parse_and_the_analyst_is_read_only() -> None:
+    analyst, profile = _profile_of("analyst")
+    assert profile.findtext("readonly") == "1"
+    assert profile.findtext("allow_ddl") == "0"
+    for constraint in profile.iterfind("constraints/*"):
+        # A setting the analyst may change must stay bounded.
+        if constraint.find("changeable_in_readonly") is not None:
+            assert constraint.findtext("max"), constraint.tag
+    grants = _grants(analyst)
+    assert grants and all(re.fullmatch(r"GRANT (SELECT|SHOW)(, (SELECT|SHOW))* ON watchkeeper\.\*", g) for g in grants)
+
+    writer, writer_profile = _profile_of("writer")
+    assert writer_profile.findtext("readonly", "0") == "0"
+    assert any(" INSERT" in g and "CREATE TABLE" in g for g in _grants(writer))
+
+    default = _users_config()[1].find("default")
+    assert default is not None
+    assert {ip.text for ip in default.iterfind("networks/ip")} <= {"::1", "127.0.0.1"}
+
+
+def test_clickhouse_passwords_come_from_the_environment() -> None:
+    _, users = _users_config()
+    clickhouse_env = environment(services()["clickhouse"])
+    raw_env = raw_compose()["services"]["clickhouse"]["environment"]
+    for user in ("writer", "analyst"):
+        password = users.find(f"{user}/password")
+        assert password is not None and not (password.text or "").strip()
+        name = password.get("from_env")
+        assert name and name in clickhouse_env, f"{user}: {name} is not passed to the clickhouse service"
+        assert str(raw_env[name]).startswith(f"${{{name}:?"), f"{name} must be required (:?) in docker-compose.yml"
+    for tag in ("password", "password_sha256_hex", "password_double_sha1_hex"):
+        assert all(not (e.text or "").strip() for e in users.iter(tag)), f"a plaintext {tag} in {USERS_XML.name}"
+    # The database the grants name is the one the worker writes and the image creates.
+    assert clickhouse_env["CLICKHOUSE_DB"] == "watchkeeper"
+    url = environment(services()["worker"])["WATCHKEEPER_CLICKHOUSE"]
+    assert urlsplit(url).path.strip("/") == "watchkeeper" and urlsplit(url).username == "writer"
+    mounts = {target: host for host, target in bind_mounts(services()["clickhouse"])}
+    assert mounts["/etc/clickhouse-server/users.d/watchkeeper.xml"] == "./deploy/clickhouse/users.d/watchkeeper.xml"
+
+
+_ENGINE_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from chdb import session
+
+    settings, grants, path = json.loads(sys.argv[1])
+    s = session.Session(path)
+    s.query("CREATE DATABASE watchkeeper")
+    s.query("CREATE TABLE watchkeeper.metrics (x Int32) ENGINE = MergeTree ORDER BY x")
+    s.query("INSERT INTO watchkeeper.metrics VALUES (1)")
+    out = {}
+
+    def run(sql):
+        try:
+            s.query(sql, "TSV")
+            return "ok"
+        except Exception as exc:
+            return str(exc).split(".")[0]
+
+    for g in grants:
+        quoted = "'" + g.replace("\\\\", "\\\\\\\\").replace("'", "\\\\'") + " TO someone'"
+        out[g] = run("SELECT formatQuery(" + quoted + ")")
+    for name, value in sorted(settings.items(), key=lambda kv: kv[0] == "readonly"):
+        s.query(f"SET {name} = {value}")
+    for sql in [
+        "SELECT count() FROM watchkeeper.metrics",
+        "INSERT INTO watchkeeper.metrics VALUES (2)",
+        "ALTER TABLE watchkeeper.metrics DELETE WHERE 1",
+        "DELETE FROM watchkeeper.metrics WHERE x = 1",
+        "CREATE TABLE watchkeeper.other (x Int32) ENGINE = Memory",
+        "DROP TABLE watchkeeper.metrics",
+        "TRUNCATE TABLE watchkeeper.metrics",
+        "OPTIMIZE TABLE watchkeeper.metrics",
+        "SYSTEM DROP MARK CACHE",
+        "SET max_threads = 1",
+        "SET readonly = 0",
+    ]:
+        out[sql] = run(sql)
+    s.close()
+    print(json.dumps(out))
+    """
+)
+
+
+def test_clickhouse_engine_refuses_writes_under_the_analyst_profile(tmp_path: Path) -> None:
+    """chdb is the ClickHouse engine: the profile's settings and both users' grants, run for real.
+
+    Runs in a subprocess: a chdb data path belongs to one process.
+    """
+    analyst, profile = _profile_of("analyst")
+    writer, _ = _profile_of("writer")
+    settings = {e.tag: e.text for e in profile if e.tag not in ("profile", "constraints")}
+    grants = _grants(analyst) + _grants(writer)
+    argument = json.dumps([settings, grants, str(tmp_path / "chdb")])
+    proc = subprocess.run(
+        [sys.executable, "-c", _ENGINE_PROBE, argument], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for grant in grants:
+        assert result.pop(grant) == "ok", f"ClickHouse does not parse {grant!r}"
+    assert result.pop("SELECT count() FROM watchkeeper.metrics") == "ok"
+    refused = {sql: outcome for sql, outcome in result.items() if "Code: 164" in outcome}  # 164 = READONLY
+    assert refused == result, {sql: outcome for sql, outcome in result.items() if sql not in refused}
+
+
+# --- Dockerfile and build context -----------------------------------------------------------------
+
+
+def _dockerfile_healthcheck() -> str | None:
+    final = dockerfile_stages()[-1]
+    checks = [args for name, args in final if name == "HEALTHCHECK"]
+    return checks[-1] if checks else None
+
+
+def test_dockerfile_installs_the_pinned_set_of_make_test() -> None:
+    make, docker = makefile_installs(), dockerfile_installs()
+    make_project = [a for a in make if constraint_files(a)]
+    docker_project = [a for a in docker if constraint_files(a)]
+    assert make_project and docker_project
+    assert {f for a in make_project for f in constraint_files(a)} == {"constraints.txt"}
+    assert {f for a in docker_project for f in constraint_files(a)} == {"constraints.txt"}
+    # Both install this project (the image without the dev and alibi extras) ...
+    assert any(w == "." for a in docker_project for w in a)
+    assert any(w.startswith(".[") for a in make_project for w in a)
+    # ... with the same pip.
+    upgrade = [[w for w in a if w.startswith("pip")] for a in make + docker if "--upgrade" in a]
+    assert len(upgrade) == 2 and upgrade[0] == upgrade[1]
+    copied = " ".join(args for stage in dockerfile_stages() for name, args in stage if name == "COPY")
+    assert "constraints.txt" in copied.split() and "pyproject.toml" in copied.split()
+    assert re.search(r"^test: \.venv$", MAKEFILE.read_text(), re.M)
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    assert all(stage[0][1].split()[0] == "python:3.11-slim" for stage in stages)
+    final = stages[-1]
+    users = [args for name, args in final if name == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    check = _dockerfile_healthcheck()
+    assert check and "CMD" in check
+    env = {k: v for name, args in final if name == "ENV" for k, v in _env_pairs(args)}
+    assert env["WATCHKEEPER_WEB_HOST"] == "0.0.0.0"
+    assert "WATCHKEEPER_WEB_PORT" in check and env["WATCHKEEPER_WEB_PORT"] == "6066"
+    assert environment(services()["worker"])["WATCHKEEPER_WEB_PORT"] == env["WATCHKEEPER_WEB_PORT"]
+
+
+def test_dockerignore_keeps_secrets_out_and_the_sources_in() -> None:
+    patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        parts = PurePosixPath(path).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch(prefix, p.removeprefix("**/")) for p in patterns for prefix in prefixes)
+
+    for secret in (".env", ".env.local", ".venv", ".git", "data"):
+        assert ignored(secret), secret
+    sources = [
+        word
+        for stage in dockerfile_stages()
+        for name, args in stage
+        if name == "COPY" and "--from=" not in args
+        for word in args.split()[:-1]
+    ]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not ignored(source), f"{source} is copied but excluded by .dockerignore"
+
+
+# --- The real Compose, where installed --------------------------------------------------------------
+
+
+def _compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        version = subprocess.run([standalone, "version"], capture_output=True, text=True).stdout
+        if "v2." in version:
+            return [standalone]
+    return None
+
+
+@pytest.mark.skipif(_compose_cli() is None, reason="no Docker Compose v2 CLI installed")
+def test_docker_compose_config_accepts_the_stack() -> None:
+    cli = _compose_cli()
+    assert cli is not None
+    proc = subprocess.run(
+        [*cli, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "--profile", "demo", "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(proc.stdout)
+    assert set(config["services"]) == set(services())
+    ours = environment(services()["worker"])
+    assert config["services"]["worker"]["environment"]["WATCHKEEPER_CLICKHOUSE"] == ours["WATCHKEEPER_CLICKHOUSE"]
