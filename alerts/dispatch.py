@@ -37,7 +37,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -105,11 +105,11 @@ class Retry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    attempts: int = Field(5, ge=1)
-    initial_delay: float = Field(0.5, ge=0)
-    max_delay: float = Field(30.0, ge=0)
-    factor: float = Field(2.0, ge=1)
-    timeout: float = Field(5.0, gt=0)
+    attempts: Annotated[int, Field(ge=1)] = 5
+    initial_delay: Annotated[float, Field(ge=0)] = 0.5
+    max_delay: Annotated[float, Field(ge=0)] = 30.0
+    factor: Annotated[float, Field(ge=1)] = 2.0
+    timeout: Annotated[float, Field(gt=0)] = 5.0
 
     def delays(self) -> list[float]:
         """The waits between attempts.

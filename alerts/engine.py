@@ -26,6 +26,7 @@ watermark at the time.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,8 @@ WHERE window_end > {since:DateTime('UTC')} AND metric IN ('predictions', 'orphan
 GROUP BY model, version
 """
 
+FLEET = "SELECT toUnixTimestamp(max(window_end)) AS last_end FROM metrics WHERE metric = 'predictions'"
+
 # Traffic before the rebuild horizon: when each version was first and last seen.
 SEEDS = """
 SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
@@ -58,12 +61,13 @@ GROUP BY model, version
 """
 
 ANCHORS = """
-SELECT model, alert_id, argMax(version, ts) AS version, argMax(kind, ts) AS kind, argMax(state, ts) AS state,
-       intDiv(toUnixTimestamp64Milli(max(ts)), 1000) AS t,
+SELECT model, alert_id, argMax(version, ts) AS last_version, argMax(kind, ts) AS last_kind,
+       argMax(state, ts) AS last_state, intDiv(toUnixTimestamp64Milli(max(ts)), 1000) AS t,
        intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'firing')), 1000) AS fired,
        intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'resolved')), 1000) AS resolved,
        countIf(state = 'firing') AS n_fired, countIf(state = 'resolved') AS n_resolved,
-       argMax(severity, ts) AS severity, argMax(summary, ts) AS summary, argMax(evidence, ts) AS evidence
+       argMax(severity, ts) AS last_severity, argMax(summary, ts) AS last_summary,
+       argMax(evidence, ts) AS last_evidence
 FROM alerts FINAL
 WHERE model IN {models:Array(String)}
 GROUP BY model, alert_id
@@ -107,7 +111,8 @@ class AlertEngine:
     """Evaluates alert policies over the store and records state changes.
 
     ``policies`` maps model names to policies; other models use
-    ``settings.models[name].alerting`` when that field exists, else ``default_policy``.
+    ``settings.models[name].alerting`` when that field exists and is set, else
+    ``default_policy``, else ``settings.alerting`` when that field exists, else ``AlertPolicy()``.
     ``write=False`` evaluates without reading or writing ``alerts`` (a dry run
     from the data alone, as ``sunset-candidates`` does); ``history_days=None``
     considers all windows.
@@ -119,7 +124,7 @@ class AlertEngine:
         settings: Any,
         policies: Mapping[str, AlertPolicy] | None = None,
         *,
-        default_policy: AlertPolicy = DEFAULT_POLICY,
+        default_policy: AlertPolicy | None = None,
         history_days: float | None = 7.0,
         write: bool = True,
         clock: Any = None,
@@ -127,7 +132,9 @@ class AlertEngine:
         self.store = store
         self.settings = settings
         self.policies = dict(policies or {})
-        self.default_policy = default_policy
+        fleet_policy = getattr(settings, "alerting", None)
+        self.default_policy = default_policy or (fleet_policy if isinstance(fleet_policy, AlertPolicy) else None) \
+            or DEFAULT_POLICY  # fmt: skip
         self.history_seconds = None if history_days is None else int(history_days * 86_400)
         self.write = write
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -200,7 +207,20 @@ class AlertEngine:
 
     # Loading -------------------------------------------------------------------
     def _catalogue(self) -> dict[str, dict[str, tuple[int, int]]]:
-        since = 0 if self.history_seconds is None or not self._fleet else self._fleet - self.history_seconds
+        """(model -> version -> (first start, last end)) of windows that may be new.
+
+        The first call looks over the whole history; later ones only as far back as a window
+        can still be written late (label delay, orphan horizon), so the per-tick query stays cheap.
+        """
+        if not self._fleet:
+            since = 0
+            if self.history_seconds is not None:
+                rows = self.store.query(FLEET)
+                since = max(0, int(rows[0]["last_end"]) - self.history_seconds) if rows else 0
+        else:
+            s = self.settings
+            late = int(getattr(s, "label_delay_seconds", 600)) + int(getattr(s, "orphan_after_seconds", 3600))
+            since = max(0, self._fleet - late - 4 * self.window_seconds)
         out: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
         for r in self.store.query(CATALOGUE, {"since": _dt(since)}):
             out[r["model"]][r["version"]] = (int(r["first_start"]), int(r["last_end"]))
@@ -317,14 +337,13 @@ class AlertEngine:
 
 
 def _anchor(r: Mapping[str, Any]) -> Anchor:
-    import json
-
-    evidence = json.loads(r["evidence"] or "{}")
+    evidence = json.loads(r["last_evidence"] or "{}")
     return Anchor(
-        alert_id=r["alert_id"], version=r["version"], kind=r["kind"], subject=str(evidence.get("subject", "")),
-        state=r["state"], ts=int(r["t"]), fired_ts=int(r["fired"]) if r["n_fired"] else None,
-        resolved_ts=int(r["resolved"]) if r["n_resolved"] else None, severity=r["severity"],
-        summary=r["summary"], evidence=evidence,
+        alert_id=r["alert_id"], version=r["last_version"], kind=r["last_kind"],
+        subject=str(evidence.get("subject", "")), state=r["last_state"], ts=int(r["t"]),
+        fired_ts=int(r["fired"]) if r["n_fired"] else None,
+        resolved_ts=int(r["resolved"]) if r["n_resolved"] else None, severity=r["last_severity"],
+        summary=r["last_summary"], evidence=evidence,
     )  # fmt: skip
 
 

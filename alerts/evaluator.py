@@ -35,14 +35,13 @@ Traffic rules look at the gaps between windows with predictions:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from alerts.hysteresis import SeriesState, Transition, force_resolve, restored, step
-from alerts.model import alert_id_for, iso
+from alerts.model import alert_id_for, human_duration, iso
 from alerts.policy import AlertPolicy, Hysteresis
 from alerts.rules import (
     FeatureDrift,
@@ -187,15 +186,17 @@ class ModelEvaluator:
             if p.fairness.enabled:
                 for s in fairness_signals(self.model, w, p.fairness):
                     out += self._apply(s, p.fairness.hysteresis)
-            if p.sunset.enabled and (s := lift_signal(self.model, w, p.sunset)) is not None:
-                out += self._apply(s, p.sunset.hysteresis)
+            lift = lift_signal(self.model, w, p.sunset) if p.sunset.enabled else None
+            if lift is not None:
+                out += self._apply(lift, p.sunset.hysteresis)
         if p.ops.enabled:
             for s in ops_signals(self.model, w, p.ops):
                 out += self._apply(s, p.ops.hysteresis)
         return out
 
     def _gap_rules(self) -> list[tuple[str, str, int, str]]:
-        p, rules = self.policy, []
+        p = self.policy
+        rules: list[tuple[str, str, int, str]] = []
         if p.no_data.enabled:
             rules.append(("no_data", "traffic", round(p.no_data.after_minutes * 60), p.no_data.severity))
         if p.sunset.enabled:
@@ -203,6 +204,7 @@ class ModelEvaluator:
         return rules
 
     def _traffic(self, w: Window) -> list[Decision]:
+        """A window with predictions: close gaps (no_data, idle), then look for superseded versions."""
         out: list[Decision] = []
         prev = max(self.last_end.values(), default=None)
         for kind, subject, gap, severity in self._gap_rules():
@@ -213,37 +215,41 @@ class ModelEvaluator:
             out += self._apply(Signal(kind, subject, "", w.end, False, severity, summary, ev), TRAFFIC)
         self.first_start.setdefault(w.version, w.start)
         self.last_end[w.version] = max(w.end, self.last_end.get(w.version, w.end))
-        sp = self.policy.sunset
-        if sp.enabled:
-            gap = round(sp.superseded_days * 86_400)
-            mine = self.first_start[w.version]
-            for v, last in sorted(self.last_end.items()):
-                if v != w.version and self.first_start.get(v, mine) < mine and w.end - last >= gap:
-                    days = (w.end - last) / 86_400
-                    summary = (
-                        f"{self.model} {v}: version {w.version} has carried all traffic for {days:.1f} days; "
-                        f"consider retiring {v}."
-                    )
-                    ev = {"superseded_by": w.version, "last_traffic": iso(last), "days_without_traffic": days,
-                          "after_days": sp.superseded_days}  # fmt: skip
-                    sig = Signal("sunset", "superseded", v, w.end, True, sp.severity, summary, ev)
-                    out += self._apply(sig, TRAFFIC)
-            summary = f"{self.model} {w.version}: the version has traffic again."
-            ev = {"last_traffic": iso(w.end)}
-            sig = Signal("sunset", "superseded", w.version, w.end, False, sp.severity, summary, ev)
-            out += self._apply(sig, TRAFFIC)
+        if self.policy.sunset.enabled:
+            out += self._superseded(w)
         return out
+
+    def _superseded(self, w: Window) -> list[Decision]:
+        """Older versions without traffic for ``superseded_days`` while ``w``'s version has it."""
+        sp = self.policy.sunset
+        out: list[Decision] = []
+        gap = round(sp.superseded_days * 86_400)
+        mine = self.first_start[w.version]
+        for v, last in sorted(self.last_end.items()):
+            if v == w.version or self.first_start.get(v, mine) >= mine or w.end - last < gap:
+                continue
+            summary = (
+                f"{self.model} {v}: version {w.version} has carried all traffic for "
+                f"{human_duration(w.end - last)}; consider retiring {v}."
+            )
+            ev: dict[str, Any] = {"superseded_by": w.version, "last_traffic": iso(last),
+                                  "days_without_traffic": (w.end - last) / 86_400, "after_days": sp.superseded_days}
+            out += self._apply(Signal("sunset", "superseded", v, w.end, True, sp.severity, summary, ev), TRAFFIC)
+        summary = f"{self.model} {w.version}: the version has traffic again."
+        ev = {"last_traffic": iso(w.end)}
+        back = Signal("sunset", "superseded", w.version, w.end, False, sp.severity, summary, ev)
+        return out + self._apply(back, TRAFFIC)
 
     def _gap_signal(self, kind: str, subject: str, gap: int, severity: str, prev: int) -> Signal:
         ts = self._align_up(prev + gap)
         versions = {v: iso(t) for v, t in sorted(self.last_end.items())}
         if kind == "no_data":
             minutes = gap / 60
-            summary = f"{self.model}: no predictions for {minutes:g} minutes of event time (since {iso(prev)})."
+            summary = f"{self.model}: no predictions for {human_duration(gap)} of event time (since {iso(prev)})."
             ev = {"last_traffic": iso(prev), "after_minutes": minutes, "versions_last_seen": versions}
         else:
             days = gap / 86_400
-            summary = f"{self.model}: no traffic for {days:g} days (since {iso(prev)}); consider retiring it."
+            summary = f"{self.model}: no traffic for {human_duration(gap)} (since {iso(prev)}); consider retiring it."
             ev = {"last_traffic": iso(prev), "idle_days": days, "versions_last_seen": versions}
         return Signal(kind, subject, "", ts, True, severity, summary, ev)
 
@@ -289,7 +295,10 @@ class ModelEvaluator:
         version, kind, subject = key
         hours = self.policy.auto_resolve_hours
         who = f"{self.model} {version}" if version else self.model
-        summary = f"{who}: no evidence either way on this {kind} alert for {hours:g} hours; resolved automatically."
+        summary = (
+            f"{who}: no evidence either way on this {kind} alert for {human_duration(hours * 3600)}; "
+            "resolved automatically."
+        )
         ev = {"reason": "no evidence", "last_evidence": iso(state.last_evidence_ts or ts)}
         return [self._decide(key, state, tr, "", summary, ev)]
 
@@ -298,7 +307,7 @@ class ModelEvaluator:
     ) -> Decision:
         version, kind, subject = key
         prev = self._last.get(key)
-        evidence = {**ev, "subject": subject, "run": [iso(t) for t in tr.run]}
+        evidence = {**ev, "subject": subject, "run_ends": [iso(t) for t in tr.run]}
         if tr.state == "resolved":
             # A resolution keeps the severity of what it resolves (receivers pair them by labels).
             severity = prev.severity if prev is not None and prev.state == "firing" else (severity or "info")
@@ -311,12 +320,3 @@ class ModelEvaluator:
 
     def _align_up(self, t: int) -> int:
         return -(-int(t) // self.w) * self.w
-
-
-def decisions_equal(a: Decision, b: Decision) -> bool:
-    """Equality of two decisions (evidence compared as stored)."""
-    from alerts.model import clean_evidence
-
-    return dataclasses.replace(a, evidence=clean_evidence(a.evidence)) == dataclasses.replace(
-        b, evidence=clean_evidence(b.evidence)
-    )

@@ -101,6 +101,20 @@ def iso(t: datetime | float | int) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def human_duration(seconds: float) -> str:
+    """A duration for a sentence: whole weeks, days, hours or minutes when exact, else one decimal.
+
+    >>> human_duration(3600), human_duration(90 * 60), human_duration(7 * 86_400), human_duration(1800)
+    ('1 hour', '1.5 hours', '7 days', '30 minutes')
+    """
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            n = seconds / size
+            text = f"{n:.0f}" if abs(n - round(n)) < 1e-9 else f"{n:.1f}"
+            return f"{text} {unit}" + ("" if text == "1" else "s")
+    return f"{seconds:g} seconds"  # pragma: no cover
+
+
 def clean_evidence(value: Any) -> Any:
     """Evidence as plain JSON values: floats rounded, NaN/inf as None, tuples as lists, times as RFC 3339.
 

@@ -178,13 +178,16 @@ class _HttpNotifier(Notifier):
 
 
 class WebhookNotifier(_HttpNotifier):
-    """Generic JSON webhook: one POST per model and batch, every alert as published."""
+    """Generic JSON webhook: one POST per model and batch, alerts as published.
 
-    includes_silenced = True
+    The global one (``routed=False``) gets every alert, silenced ones included (flagged);
+    a named, routed one is a team's integration and follows routes and silences.
+    """
 
     def __init__(self, url: SecretStr | str, name: str = "webhook", *, routed: bool = False) -> None:
         super().__init__(url, name)
         self.routed = routed
+        self.includes_silenced = not routed
 
     def messages(self, alerts: Sequence[Alert]) -> list[Message]:
         out = []

@@ -26,7 +26,7 @@ In YAML, per model (once ``ModelConfig`` has an ``alerting`` field)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,9 +40,9 @@ class Hysteresis(BaseModel):
 
     model_config = _FROZEN
 
-    fire_after: int = Field(3, ge=1)
-    resolve_after: int = Field(3, ge=1)
-    cooldown_seconds: int = Field(3600, ge=0)
+    fire_after: Annotated[int, Field(ge=1)] = 3
+    resolve_after: Annotated[int, Field(ge=1)] = 3
+    cooldown_seconds: Annotated[int, Field(ge=0)] = 3600
 
 
 class RetrainRule(BaseModel):
@@ -64,19 +64,19 @@ class RetrainRule(BaseModel):
     metric: str = "accuracy"
     higher_is_better: bool = True
     baseline: float | None = None
-    reference_windows: int = Field(3, ge=1)
-    min_labels: int = Field(100, ge=1)
-    min_drop: float = Field(0.05, ge=0)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    reference_windows: Annotated[int, Field(ge=1)] = 3
+    min_labels: Annotated[int, Field(ge=1)] = 100
+    min_drop: Annotated[float, Field(ge=0)] = 0.05
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     severity: Severity = "critical"
     concept_features: tuple[str, ...] = ("__error__",)
     concept_detector_suffix: str = "_error"
-    concept_windows: int = Field(3, ge=1)
-    concept_min_windows: int = Field(2, ge=1)
+    concept_windows: Annotated[int, Field(ge=1)] = 3
+    concept_min_windows: Annotated[int, Field(ge=1)] = 2
     hysteresis: Hysteresis = Hysteresis()
     # Before labels arrive: a warning (kind ``performance``) when the label-free estimate drops.
     estimate_metric: str = "est_accuracy"
-    estimate_max_label_rate: float = Field(0.5, ge=0, le=1)
+    estimate_max_label_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
     estimate_severity: Severity = "warning"
 
 
@@ -89,9 +89,9 @@ class DriftRule(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    windows: int = Field(3, ge=1)
-    min_features: int = Field(1, ge=1)
-    max_features_listed: int = Field(20, ge=1)
+    windows: Annotated[int, Field(ge=1)] = 3
+    min_features: Annotated[int, Field(ge=1)] = 1
+    max_features_listed: Annotated[int, Field(ge=1)] = 20
     severity: Severity = "warning"
     # The persistence is in ``windows``: one such window fires.
     hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
@@ -109,12 +109,12 @@ class SunsetRule(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    idle_days: float = Field(7.0, gt=0)
-    superseded_days: float = Field(7.0, gt=0)
+    idle_days: Annotated[float, Field(gt=0)] = 7.0
+    superseded_days: Annotated[float, Field(gt=0)] = 7.0
     lift_metric: str = "lift_accuracy"
     lift_higher_is_better: bool = True
-    lift_margin: float = Field(0.0, ge=0)
-    min_labels: int = Field(100, ge=1)
+    lift_margin: Annotated[float, Field(ge=0)] = 0.0
+    min_labels: Annotated[int, Field(ge=1)] = 100
     severity: Severity = "info"
     hysteresis: Hysteresis = Hysteresis(fire_after=6, resolve_after=6, cooldown_seconds=86_400)
 
@@ -125,7 +125,7 @@ class NoDataRule(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    after_minutes: float = Field(60.0, gt=0)
+    after_minutes: Annotated[float, Field(gt=0)] = 60.0
     severity: Severity = "warning"
 
 
@@ -140,11 +140,11 @@ class OpsRule(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    max_orphan_rate: float = Field(0.05, ge=0)
-    max_late_label_rate: float = Field(0.2, ge=0)
-    max_dead_letter_rate: float = Field(0.01, ge=0)
-    max_lag_seconds: float = Field(900.0, ge=0)
-    min_events: int = Field(100, ge=1)
+    max_orphan_rate: Annotated[float, Field(ge=0)] = 0.05
+    max_late_label_rate: Annotated[float, Field(ge=0)] = 0.2
+    max_dead_letter_rate: Annotated[float, Field(ge=0)] = 0.01
+    max_lag_seconds: Annotated[float, Field(ge=0)] = 900.0
+    min_events: Annotated[int, Field(ge=1)] = 100
     severity: Severity = "warning"
     hysteresis: Hysteresis = Hysteresis()
 
@@ -167,7 +167,7 @@ class FairnessRule(BaseModel):
         "fpr_difference": 0.1,
     }
     min_ratio: Mapping[str, float] = {"disparate_impact_ratio": 0.8}
-    min_n: int = Field(100, ge=1)
+    min_n: Annotated[int, Field(ge=1)] = 100
     severity: Severity = "warning"
     hysteresis: Hysteresis = Hysteresis()
 
@@ -184,7 +184,7 @@ class AlertPolicy(BaseModel):
     ops: OpsRule = OpsRule()
     fairness: FairnessRule = FairnessRule()
     # A firing alert with no evidence either way for this long (event time) resolves itself.
-    auto_resolve_hours: float = Field(24.0, gt=0)
+    auto_resolve_hours: Annotated[float, Field(gt=0)] = 24.0
 
 
 DEFAULT_POLICY = AlertPolicy()

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from alerts.engine import AlertEngine
-from alerts.policy import DEFAULT_POLICY, AlertPolicy
+from alerts.policy import AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def sunset_candidates(
     policies: Mapping[str, AlertPolicy] | None = None,
     *,
     models: Sequence[str] | None = None,
-    default_policy: AlertPolicy = DEFAULT_POLICY,
+    default_policy: AlertPolicy | None = None,
     history_days: float | None = None,
 ) -> list[SunsetCandidate]:
     """Every model or version whose sunset rules hold at the end of the data, with evidence."""

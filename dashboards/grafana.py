@@ -31,6 +31,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dash_models
+from grafana_foundation_sdk.models import heatmap as heatmap_models
 
 from dashboards.panels import (
     DASHBOARDS,
@@ -144,7 +145,14 @@ def _viz(panel: Panel) -> Any:
         return (
             heatmap.Panel()
             .calculate(False)
-            .color(heatmap.HeatmapColorOptions().mode("scheme").scheme("Reds").steps(32).min(0).max(1))
+            .color(
+                heatmap.HeatmapColorOptions()
+                .mode(heatmap_models.HeatmapColorMode.SCHEME)
+                .scheme("Reds")
+                .steps(32)
+                .min(0)
+                .max(1)
+            )
             .show_legend()
             .show_tooltip()
         )
@@ -184,6 +192,8 @@ def panel_builder(panel: Panel, panel_id: int) -> Any:
         b = b.unit(panel.unit)
     if panel.link_model and "model" in panel.columns:
         b = b.override_by_name("model", [_model_link()])
+    for column, unit in panel.column_units:
+        b = b.override_by_name(column, [dash_models.DynamicConfigValue(id_val="unit", value=unit)])
     return b
 
 

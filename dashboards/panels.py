@@ -74,6 +74,7 @@ class Panel:
     height: int = 8
     stacked: bool = False
     link_model: bool = False  # the ``model`` column links to the model dashboard
+    column_units: tuple[tuple[str, str], ...] = ()  # (column, Grafana unit) for tables
 
     @property
     def time_series(self) -> bool:
@@ -214,6 +215,12 @@ ORDER BY model
     width=24,
     height=9,
     link_model=True,
+    column_units=(
+        ("label_coverage", "percentunit"),
+        ("key_value", "percentunit"),
+        ("trend", "percentunit"),
+        ("lift_vs_baseline", "percentunit"),
+    ),
 )
 
 FLEET_STATS = (
@@ -748,6 +755,7 @@ ORDER BY kind_name
 """,
     ("kind", "resolved", "median_minutes", "p90_minutes", "max_minutes"),
     "Minutes from firing to resolved, for alerts resolved in the range.",
+    column_units=(("median_minutes", "m"), ("p90_minutes", "m"), ("max_minutes", "m")),
 )
 
 ALERTS_LOG = Panel(

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 120
 PX_PER_COLUMN = 56  # SVG width per grid column: text keeps its size whatever the panel width
-PERCENT_COLUMNS = {"label_coverage", "key_value", "trend", "lift_vs_baseline", "positive_rate", "tpr", "fpr"}
 DIAGONAL = {"model_roc", "model_calibration"}
 
 
@@ -135,7 +134,7 @@ def variable_values(store: QueryStore, sql: str, time_range: TimeRange, model: s
 # --------------------------------------------------------------------------- rendering
 
 
-def _cell(column: str, v: Any, link_model: bool) -> str:
+def _cell(column: str, v: Any, link_model: bool, unit: str | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return '<td class="na">–</td>'
     if isinstance(v, datetime):
@@ -156,8 +155,8 @@ def _cell(column: str, v: Any, link_model: bool) -> str:
         if column == "trend" or column == "lift_vs_baseline":
             cls = "up" if v > 0 else "down" if v < 0 else ""
             return f'<td class="n {cls}">{v * 100:+.1f} pts</td>'
-        if column in PERCENT_COLUMNS:
-            return f'<td class="n">{charts.fmt_value(float(v), "percentunit")}</td>'
+        if unit == "percentunit":
+            return f'<td class="n">{charts.fmt_value(float(v), unit)}</td>'
         text = f"{v:,}" if isinstance(v, int) else charts.fmt_value(float(v))
         return f'<td class="n">{html.escape(text)}</td>'
     return f"<td>{html.escape(str(v))}</td>"
@@ -165,9 +164,11 @@ def _cell(column: str, v: Any, link_model: bool) -> str:
 
 def _table(data: PanelData) -> str:
     cols = list(data.panel.columns)
+    units = dict(data.panel.column_units)
     head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(_cell(c, r.get(c), data.panel.link_model) for c in cols) + "</tr>" for r in data.rows
+        "<tr>" + "".join(_cell(c, r.get(c), data.panel.link_model, units.get(c)) for c in cols) + "</tr>"
+        for r in data.rows
     )
     return f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -306,11 +307,19 @@ def _page(title: str, nav: str, range_text: str, body: str) -> str:
 
 
 def _dashboard_section(
-    spec: DashboardSpec, datas: Iterable[PanelData], time_range: TimeRange, interval_s: int, anchor: str
+    spec: DashboardSpec,
+    datas: Iterable[PanelData],
+    time_range: TimeRange,
+    interval_s: int,
+    anchor: str,
+    *,
+    title: str | None = None,
+    subtitle: str | None = None,
 ) -> str:
     by_key = {d.panel.key: d for d in datas}
-    title = html.escape(spec.title.split(" · ")[-1])
-    parts = [f'<h2 id="{anchor}">{title}<small>{html.escape(spec.description)}</small></h2>']
+    heading = html.escape(title or spec.title.split(" · ")[-1])
+    sub = html.escape(subtitle or spec.description)
+    parts = [f'<h2 id="{anchor}">{heading}<small>{sub}</small></h2>']
     for row in spec.rows:
         parts.append(f'<div class="row-title">{html.escape(row.title)}</div><div class="row">')
         parts.extend(render_panel(by_key[p.key], time_range, interval_s) for p in row.panels)
@@ -333,8 +342,8 @@ def render_report(store: QueryStore, out_dir: Path, time_range: TimeRange | None
     out.mkdir(parents=True, exist_ok=True)
     tr = time_range or data_range(store)
     if tr is None:
-        page = _page("watchkeeper report", "", "", '<div class="empty">The store holds no data yet.</div>')
-        (out / "index.html").write_text(page)
+        empty = _page("watchkeeper report", "", "", '<div class="empty">The store holds no data yet.</div>')
+        (out / "index.html").write_text(empty)
         return [out / "index.html"]
     interval = report_interval(store, tr)
     range_text = _range_text(tr, interval)
@@ -354,9 +363,8 @@ def render_report(store: QueryStore, out_dir: Path, time_range: TimeRange | None
     for model in models:
         versions = variable_values(store, VERSION_VARIABLE.sql, tr, model=model)
         datas = [run_panel(store, p, tr, interval, model=model, versions=versions) for p in MODEL.panels()]
-        body = _dashboard_section(MODEL, datas, tr, interval, "model").replace(
-            "Model detail<small>", f"{html.escape(model)} <small>versions {html.escape(', '.join(versions))} · ", 1
-        )
+        subtitle = f"versions {', '.join(versions)} · {MODEL.description}"
+        body = _dashboard_section(MODEL, datas, tr, interval, "model", title=model, subtitle=subtitle)
         page = out / f"model-{model}.html"
         page.write_text(_page(f"watchkeeper · {model}", nav, range_text, body))
         pages.append(page)

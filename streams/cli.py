@@ -154,5 +154,14 @@ def schema() -> None:
     sys.stdout.buffer.write(orjson.dumps(json_schemas(), option=orjson.OPT_INDENT_2) + b"\n")
 
 
+def _register() -> None:
+    from dashboards.cli import dashboards, report
+
+    main.add_command(dashboards)
+    main.add_command(report)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -193,7 +193,7 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
 <th>accuracy by window</th></tr>{"".join(rows)}</table>
 <h2>Dead letters ({summary["dead_letters_total"]})</h2>
 <table><tr><th>n</th><th>model</th><th>reason</th></tr>{dead}</table></body></html>"""
-    (out / "index.html").write_text(page)
+    (out / "summary.html").write_text(page)
 
 
 def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: bool = False) -> int:
@@ -241,7 +241,13 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
         summary = summarise(store, scenario, run_start)
         print_summary(summary)
         write_reports(summary, out)
-        print(f"\nreports written to {out}/ (summary.json, index.html) in {time.monotonic() - t_start:.0f} s")
+        from dashboards.report import render_report
+
+        pages = render_report(store, out)
+        print(
+            f"\nreports written to {out}/ (summary.json, summary.html, index.html and {len(pages) - 1} model pages)"
+            f" in {time.monotonic() - t_start:.0f} s"
+        )
         print('query the tables with: watchkeeper sql "SELECT * FROM metrics LIMIT 10"')
         return 0 if ok else 1
     finally:

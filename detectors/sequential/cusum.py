@@ -17,10 +17,11 @@ class CUSUM(DriftDetector):
 
     The first ``warmup`` values after a reset estimate the baseline: an error rate
     (0/1 input, ``kind="bernoulli"``) or a mean and standard deviation (numeric
-    input, ``kind="gaussian"``); ``kind="auto"`` picks from those values. The
-    estimate keeps improving while nothing fires, and each test is run against a
-    pessimistic baseline (``margin`` standard errors towards the alternative) so
-    an early, noisy estimate does not cause false alarms.
+    input, ``kind="gaussian"``); ``kind="auto"`` picks from those values. Later
+    values join the baseline whenever every CUSUM is back at zero (so data that
+    carries evidence of a change never dilutes it), and each test is run against
+    a pessimistic baseline (``margin`` standard errors towards the alternative)
+    so an early, noisy estimate does not cause false alarms.
 
     Each member tests one alternative: an error rate multiplied in odds by each of
     ``odds_ratios`` (Bernoulli), or a mean shifted by each of ``shifts`` standard
@@ -68,7 +69,7 @@ class CUSUM(DriftDetector):
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i}")
-    Change detected at index 1077
+    Change detected at index 1063
 
     References
     ----------
@@ -83,8 +84,8 @@ class CUSUM(DriftDetector):
         odds_ratios: tuple[float, ...] = (1.2, 1.5, 2.5, 6.0),
         direction: str = "auto",
         arl: float = 50_000.0,
-        warmup: int = 500,
-        margin: float = 1.0,
+        warmup: int = 1000,
+        margin: float = 1.5,
         refresh: int = 100,
         clip: float = 2.5,
         clean_run: int | None = 10_000,
@@ -120,6 +121,7 @@ class CUSUM(DriftDetector):
         self._coefs: list[tuple[float, float]] = []
         self._clip_range = (-math.inf, math.inf)
         self._since_refresh = 0
+        self._pend: tuple[int, float, float] = (0, 0.0, 0.0)  # values not yet in the baseline
         self.statistic = 0.0
 
     def _start(self) -> None:
@@ -194,21 +196,39 @@ class CUSUM(DriftDetector):
             if fired:
                 self._drift_detected = True
                 return self
-        # Welford update of the baseline (skipped once a change has fired).
-        self._n += 1
-        delta = x - self._mean
-        self._mean += delta / self._n
-        self._m2 += delta * (x - self._mean)
         if self._binary and x not in (0.0, 1.0):
             self._binary = False
-        if not self._mode and self._n >= self.warmup:
-            self._start()
-        elif self._mode:
-            self._since_refresh += 1
-            if self._since_refresh >= self.refresh:
-                self._refresh()
+        if not self._mode:
+            self._n, self._mean, self._m2 = _welford(self._n, self._mean, self._m2, x)
+            if self._n >= self.warmup:
+                self._start()
+            return self
+        # Values join the baseline only once every CUSUM is back at zero: data that carries
+        # evidence of a change never dilutes the baseline it is compared with.
+        self._pend = _welford(*self._pend, x)
+        if self.statistic == 0.0:
+            self._n, self._mean, self._m2 = _merge_moments((self._n, self._mean, self._m2), self._pend)
+            self._pend = (0, 0.0, 0.0)
+        self._since_refresh += 1
+        if self._since_refresh >= self.refresh:
+            self._refresh()
         return self
 
+
+def _welford(n: int, mean: float, m2: float, x: float) -> tuple[int, float, float]:
+    n += 1
+    delta = x - mean
+    mean += delta / n
+    return n, mean, m2 + delta * (x - mean)
+
+
+def _merge_moments(a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[int, float, float]:
+    """Chan et al.'s pairwise merge of (count, mean, sum of squared deviations)."""
+    n = a[0] + b[0]
+    if b[0] == 0:
+        return a
+    delta = b[1] - a[1]
+    return n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n
 
 def _llr_threshold(kl0: float, arl: float, overshoot: float) -> float:
     """CUSUM threshold ``h`` on a log-likelihood-ratio scale for an in-control run length ``arl``.
@@ -225,4 +245,4 @@ def _llr_threshold(kl0: float, arl: float, overshoot: float) -> float:
         b -= f / (math.expm1(b))
         if abs(f) < 1e-9 * target:
             break
-    return max(b - overshoot, 0.0)
+    return max(b - overshoot, 1e-6)

@@ -40,7 +40,7 @@ class Ensemble(DriftDetector):
     >>> for i, x in enumerate(errors):
     ...     if det.update(x).drift_detected:
     ...         print(f"Change detected at index {i} by {det.fired_by}")
-    Change detected at index 1077 by ('cusum',)
+    Change detected at index 1063 by ('cusum',)
     """
 
     def __init__(

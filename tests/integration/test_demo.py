@@ -22,7 +22,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         stack.stop()
     assert "demo.churn" in res.stdout and "dead letters: 8" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert (out / "index.html").read_text().count("<svg") == 4
+    assert (out / "summary.html").read_text().count("<svg") == 4
+    assert "demo.churn" in (out / "index.html").read_text()  # the dashboards' report
+    assert (out / "model-demo.churn.html").exists()
     for name, model in summary["models"].items():
         assert model["predictions"] == model["expected"]["predictions"], name
         assert model["labelled"] == model["expected"]["labelled"], name

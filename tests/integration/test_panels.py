@@ -176,9 +176,8 @@ def test_alert_rule_queries_run(context: dict[str, Any], stream_run: Any) -> Non
 
 
 def _metric_rows(model: str, start: datetime, items: list[tuple[int, str, str, float, int]]) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {
-        k: [] for k in ("window_start", "window_end", "model", "version", "segment", "metric", "value", "n", "computed_at")
-    }
+    names = ("window_start", "window_end", "model", "version", "segment", "metric", "value", "n", "computed_at")
+    cols: dict[str, list[Any]] = {k: [] for k in names}
     for w, segment, metric, value, n in items:
         ws = start + timedelta(minutes=5 * w)
         for k, v in zip(
@@ -211,7 +210,7 @@ def test_curve_fairness_and_drift_panels_compute_from_synthetic_rows(store: tupl
     # positive rate per region, weighted by n across windows
     items += [(0, "region=eu", "positive_rate", 0.2, 100), (1, "region=eu", "positive_rate", 0.5, 300)]
     items += [(0, "region=us", "positive_rate", 0.4, 50), (0, "", "positive_rate", 0.9, 1000)]
-    s.insert("metrics", _metric_rows("synthetic", start, items))
+    s.insert("metrics", {k: v for k, v in _metric_rows("synthetic", start, items).items()})
     drift: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -227,7 +226,7 @@ def test_curve_fairness_and_drift_panels_compute_from_synthetic_rows(store: tupl
             strict=True,
         ):
             drift[k].append(v)
-    s.insert("drift", drift)
+    s.insert("drift", {k: v for k, v in drift.items()})
 
     tr = TimeRange(start, start + timedelta(minutes=15))
 
@@ -248,10 +247,10 @@ def test_curve_fairness_and_drift_panels_compute_from_synthetic_rows(store: tupl
     calibration = panel("model_calibration")
     assert len(calibration) == 10
     for i, r in enumerate(calibration):
-        b = slice(2 * i, 2 * i + 2)  # two 0.05-bins per tenth
-        assert r["observed"] == pytest.approx(pos[b].sum() / (pos[b].sum() + neg[b].sum()))
-        n = pos[b] + neg[b]
-        assert r["predicted"] == pytest.approx(float(((edges[b] + 0.025) * n).sum() / n.sum()))
+        tenth = slice(2 * i, 2 * i + 2)  # two 0.05-bins per tenth
+        assert r["observed"] == pytest.approx(pos[tenth].sum() / (pos[tenth].sum() + neg[tenth].sum()))
+        n = pos[tenth] + neg[tenth]
+        assert r["predicted"] == pytest.approx(float(((edges[tenth] + 0.025) * n).sum() / n.sum()))
 
     groups = {r["segment"]: r["positive_rate"] for r in panel("model_fairness_groups")}
     assert groups == {"region=eu": pytest.approx((0.2 * 100 + 0.5 * 300) / 400), "region=us": 0.4}

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (throughput, memory, latency) and `make bench-detect` (detection quality)."""

@@ -1,0 +1,257 @@
+"""``make bench``: throughput, memory and latency of the embedded stack, against ceilings measured in the same run.
+
+Prints a table and writes ``bench/results.json``. Every number comes from this
+run on this machine; ratios compare measurements taken minutes apart on the
+same broker, so machine noise largely cancels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaProducer
+
+from streams.events import Prediction
+from streams.ingest import Batch, SourceMessage
+from tests.stack import Stack
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+
+
+def make_events(n: int, models: int, features: int, seed: int = 0, start: float | None = None) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    start = start if start is not None else (time.time() - 7200) // 300 * 300
+    x = np.round(rng.normal(size=(n, features)), 3)
+    score = np.round(rng.uniform(size=n), 4)
+    names = [f"f{j}" for j in range(features)]
+    out = []
+    for i in range(n):
+        out.append(
+            orjson.dumps(
+                {
+                    "prediction_id": f"p{seed}-{i}",
+                    "model": f"bench{i % models}",
+                    "version": "v1",
+                    "ts": start + i * 0.01,
+                    "prediction": float(score[i]),
+                    "features": dict(zip(names, x[i].tolist(), strict=True)),
+                    "segments": {"region": ("eu", "us")[i % 2]},
+                    "latency_ms": 5.0,
+                }
+            )
+        )
+    return out
+
+
+def produce(port: int, topic: str, values: list[bytes], envelope: int = 0) -> int:
+    producer = KafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{port}",
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=16 << 20,
+        compression_type="lz4",
+    )
+    messages = 0
+    if envelope:
+        for i in range(0, len(values), envelope):
+            producer.send(topic, b'{"events":[' + b",".join(values[i : i + envelope]) + b"]}")
+            messages += 1
+    else:
+        for v in values:
+            producer.send(topic, v)
+            messages += 1
+    producer.flush()
+    producer.close()
+    return messages
+
+
+def noop_ceiling(stack: Stack, n: int) -> float:
+    port = stack.settings.broker_port
+    produce(port, "bench-noop", make_events(n, 4, 10, seed=1))
+    out = stack.root / "noop.txt"
+    env = {
+        **os.environ,
+        "BENCH_BROKER_PORT": str(port),
+        "BENCH_EXPECT": str(n),
+        "BENCH_OUT": str(out),
+        "BENCH_DATADIR": str(stack.root / "noop-data"),
+        "PYTHONPATH": str(HERE.parent),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "bench.noop_app", "worker", "-l", "warn"],
+        env=env,
+        stdout=open(stack.root / "noop.log", "ab"),
+        stderr=subprocess.STDOUT,
+        cwd=stack.root,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not out.exists():
+            raise RuntimeError("the no-op worker did not finish:\n" + (stack.root / "noop.log").read_text()[-3000:])
+        return n / float(out.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def decode_ceiling(events: list[bytes], envelope: int = 500) -> float:
+    """Envelopes decoded and validated into columns, then dropped (no broker, no store)."""
+    msgs = [b'{"events":[' + b",".join(events[i : i + envelope]) + b"]}" for i in range(0, len(events), envelope)]
+    t0 = time.perf_counter()
+    for off, m in enumerate(msgs):
+        batch = Batch()
+        batch.add(SourceMessage("predictions", 0, off, m, None), Prediction, 1 << 24)
+    return len(events) / (time.perf_counter() - t0)
+
+
+def _count(stack: Stack) -> int:
+    return int(stack.store().query_rows("SELECT count() FROM predictions")[0][0])
+
+
+def pipeline_rate(stack: Stack, events: list[bytes], envelope: int, timeout: float = 300) -> float:
+    """Events per second the worker ingests once it is consuming (pre-published backlog)."""
+    base = _count(stack)
+    messages = produce(stack.settings.broker_port, "predictions", events, envelope)
+    target = base + len(events)
+    deadline = time.monotonic() + timeout
+    first: tuple[float, int] | None = None
+    n = base
+    while time.monotonic() < deadline:
+        n = _count(stack)
+        now = time.monotonic()
+        if first is None and n > base:
+            first = (now, n)
+        if n >= target:
+            break
+        time.sleep(0.1)
+    if first is None or n < target:
+        raise RuntimeError(f"worker processed {n - base} of {len(events)} events in {timeout} s")
+    elapsed = max(time.monotonic() - first[0], 1e-3)
+    rate = (target - first[1]) / elapsed
+    return rate, messages
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def event_to_store_p99(stack: Stack, seconds: float = 10, rate: int = 2000) -> float:
+    from streams.client import Publisher
+
+    pub = Publisher(stack.settings.kafka_bootstrap, linger=0.05)
+    t_end = time.time() + seconds
+    i = 0
+    while time.time() < t_end:
+        tick = time.time()
+        for _ in range(rate // 20):
+            pub.prediction(model="latency", prediction=0.5, prediction_id=f"lat-{i}", ts=time.time())
+            i += 1
+        time.sleep(max(0.0, 0.05 - (time.time() - tick)))
+    pub.close()
+    store = stack.store()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if store.query_rows("SELECT count() FROM predictions WHERE model = 'latency'")[0][0] >= i:
+            break
+        time.sleep(0.5)
+    rows = store.query_rows(
+        "SELECT quantile(0.99)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(ts)) / 1000 "
+        "FROM predictions WHERE model = 'latency'"
+    )
+    return float(rows[0][0])
+
+
+def detector_costs() -> dict[str, float]:
+    """Microseconds per update of a few sequential detectors (one value at a time)."""
+    from river import drift
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=20000).tolist()
+    out = {}
+    for name, det in (
+        ("river_adwin_us", drift.ADWIN()),
+        ("river_page_hinkley_us", drift.PageHinkley()),
+        ("river_kswin_us", drift.KSWIN(seed=1)),
+    ):
+        t0 = time.perf_counter()
+        for x in xs:
+            det.update(x)
+        out[name] = (time.perf_counter() - t0) / len(xs) * 1e6
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller volumes (about a minute)")
+    args = ap.parse_args(argv)
+    scale = 0.25 if args.quick else 1.0
+    n_msgs = int(20000 * scale)
+    n_env = int(300000 * scale)
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    with tempfile.TemporaryDirectory(prefix="wk-bench-") as tmp:
+        stack = Stack(Path(tmp), flush_interval="0.5", idle_flush="5")
+        stack.start_services()
+        try:
+            print("noop ceiling ...", flush=True)
+            results["noop_ceiling_msgs_per_s"] = noop_ceiling(stack, n_msgs)
+            env_events = make_events(n_env, 4, 10, seed=2)
+            print("decode ceiling ...", flush=True)
+            results["decode_ceiling_events_per_s"] = decode_ceiling(env_events)
+            worker = stack.start_worker()
+            time.sleep(12)  # group join
+            print("end to end, one event per message ...", flush=True)
+            results["e2e_per_message_msgs_per_s"], _ = pipeline_rate(stack, make_events(n_msgs, 4, 10, seed=3), 0)
+            print("end to end, envelopes of 500 ...", flush=True)
+            results["e2e_envelope_events_per_s"], _ = pipeline_rate(stack, env_events, 500)
+            print("100 models x 20 features ...", flush=True)
+            pipeline_rate(stack, make_events(int(100000 * scale), 100, 20, seed=4), 500)
+            results["rss_mb_100_models_20_features"] = peak_rss_mb(worker.pid)
+            print("event to store latency ...", flush=True)
+            results["event_to_store_p99_s"] = event_to_store_p99(stack)
+            results["flush_interval_s"] = 0.5
+        finally:
+            stack.stop()
+    results.update(detector_costs())
+    results["per_message_vs_noop_ceiling"] = results["e2e_per_message_msgs_per_s"] / results["noop_ceiling_msgs_per_s"]
+    results["envelope_vs_decode_ceiling"] = (
+        results["e2e_envelope_events_per_s"] / results["decode_ceiling_events_per_s"]
+    )
+    RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    targets = {
+        "envelope_vs_decode_ceiling": (">=", 0.5),
+        "e2e_envelope_events_per_s": (">=", 100_000),
+        "per_message_vs_noop_ceiling": (">=", 0.7),
+        "rss_mb_100_models_20_features": ("<=", 300),
+        "event_to_store_p99_s": ("<=", 2 * results["flush_interval_s"]),
+    }
+    print(f"\n{'measure':<34}{'value':>14}  target")
+    for k, v in results.items():
+        if k == "machine":
+            continue
+        t = targets.get(k)
+        mark = ""
+        if t:
+            ok = v >= t[1] if t[0] == ">=" else v <= t[1]
+            mark = f"{t[0]} {t[1]:g}  {'met' if ok else 'NOT met'}"
+        print(f"{k:<34}{v:>14.3f}  {mark}")
+    print(f"\nwritten to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""One model's evaluator: hysteresis, cooldown, dedup, grouping, resolution, replays, restore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from alerts.evaluator import Anchor, Decision, ModelEvaluator
+from alerts.model import alert_id_for
+from alerts.policy import AlertPolicy, DriftRule, Hysteresis, NoDataRule, RetrainRule, SunsetRule
+from alerts.rules import DriftRow, Point, Reference, Window
+
+W = 300
+REF = {"v1": Reference(0.85, 1200, (0, 300, 600))}
+
+
+def win(i: int, acc: float | None = 0.85, version: str = "v1", drifted: Iterable[str] = (), **m: float) -> Window:
+    metrics = {"predictions": Point(500, 500), **{k: Point(v, 400) for k, v in m.items()}}
+    if acc is not None:
+        metrics["accuracy"] = Point(acc, 400)
+    feats = sorted({"f1", "f2", "f3", *drifted})
+    drift = tuple(DriftRow(f, "ks", 0.3 if f in drifted else 0.01, 0.05, f in drifted) for f in feats)
+    return Window(version, i * W, (i + 1) * W, metrics, {}, drift)
+
+
+def states(ds: list[Decision]) -> list[tuple[str, str, str, int]]:
+    return [(d.kind, d.subject, d.state, d.ts // W) for d in ds]
+
+
+def evaluator(policy: AlertPolicy | None = None) -> ModelEvaluator:
+    return ModelEvaluator("m", policy or AlertPolicy(), W)
+
+
+def accuracy_series() -> list[Window]:
+    return [win(i, 0.6 if 10 <= i < 16 else 0.85) for i in range(25)]
+
+
+def test_hysteresis_fires_after_k_and_resolves_after_l() -> None:
+    p = AlertPolicy(retrain=RetrainRule(hysteresis=Hysteresis(fire_after=2, resolve_after=4)))
+    out = evaluator(p).feed(accuracy_series(), references=REF)
+    # Bad windows 10..15: fires at the end of 11; good from 16: resolves at the end of 19.
+    assert states(out) == [("retrain", "", "firing", 12), ("retrain", "", "resolved", 20)]
+
+
+def test_same_decisions_whether_fed_at_once_or_window_by_window() -> None:
+    windows = accuracy_series()
+    at_once = evaluator().feed(windows, references=REF, fleet_watermark=25 * W)
+    ev = evaluator()
+    one_by_one = [d for i, w in enumerate(windows) for d in ev.feed([w], references=REF, fleet_watermark=(i + 1) * W)]
+    assert at_once == one_by_one and len(at_once) == 2
+
+
+def test_feeding_the_same_windows_again_decides_nothing_new() -> None:
+    ev = evaluator()
+    first = ev.feed(accuracy_series(), references=REF)
+    assert ev.feed(accuracy_series(), references=REF) == [] and len(first) == 2
+    assert ev.feed(list(reversed(accuracy_series())), references=REF) == []
+
+
+def test_drift_groups_features_into_one_alert_per_model_version() -> None:
+    windows = [win(i, drifted={"f1", "f2", "f3"} if 5 <= i < 12 else ()) for i in range(20)]
+    out = evaluator(AlertPolicy(drift=DriftRule(windows=3))).feed(windows, references=REF)
+    assert states(out) == [("drift", "features", "firing", 8), ("drift", "features", "resolved", 15)]
+    assert [f["feature"] for f in out[0].evidence["features"]] == ["f1", "f2", "f3"]
+    assert out[0].alert_id == alert_id_for("m", "v1", "drift", "features") == out[1].alert_id
+
+
+def test_cooldown_holds_back_a_flapping_alert() -> None:
+    quick = Hysteresis(fire_after=1, resolve_after=1, cooldown_seconds=5 * W)
+    p = AlertPolicy(retrain=RetrainRule(hysteresis=quick))
+    accs = [0.85] * 4 + [0.6, 0.85, 0.6, 0.85, 0.6, 0.85, 0.85, 0.85, 0.6]
+    out = evaluator(p).feed([win(i, a) for i, a in enumerate(accs)], references=REF)
+    # Fires at 4, resolves at 5; the bad windows 6 and 8 fall in the cooldown; 12 is after it.
+    assert states(out) == [("retrain", "", "firing", 5), ("retrain", "", "resolved", 6), ("retrain", "", "firing", 13)]
+
+
+def test_resolution_keeps_the_severity_and_says_since_when() -> None:
+    out = evaluator().feed(accuracy_series(), references=REF)
+    fired, resolved = out
+    assert fired.severity == resolved.severity == "critical"
+    assert resolved.evidence["firing_since"] == "1970-01-01T01:05:00Z"
+    assert len(fired.evidence["run_ends"]) == 3
+
+
+def test_no_data_gap_inside_the_history_and_at_its_end() -> None:
+    p = AlertPolicy(no_data=NoDataRule(after_minutes=30), sunset=SunsetRule(enabled=False))
+    windows = [win(i) for i in [*range(5), *range(20, 25)]]
+    out = evaluator(p).feed(windows, references=REF, fleet_watermark=40 * W)
+    # Last traffic ends at 5 (x 300 s); 30 minutes = 6 windows later: fires at 11; traffic again in
+    # window 20: resolves at its end; then the trailing gap after 25 fires at 31.
+    assert states(out) == [("no_data", "traffic", "firing", 11), ("no_data", "traffic", "resolved", 21),
+                           ("no_data", "traffic", "firing", 31)]  # fmt: skip
+    assert out[0].version == "" and out[0].evidence["last_traffic"] == "1970-01-01T00:25:00Z"
+
+
+def test_idle_and_superseded_versions_are_sunset() -> None:
+    p = AlertPolicy(sunset=SunsetRule(idle_days=1 / 24, superseded_days=1 / 24), no_data=NoDataRule(enabled=False))
+    windows = [win(i, version="v1") for i in range(10)] + [win(i, version="v2") for i in range(8, 30)]
+    out = evaluator(p).feed(windows, references=REF, fleet_watermark=50 * W)
+    assert [(d.version, d.subject, d.state, d.ts // W) for d in out if d.kind == "sunset"] == [
+        ("v1", "superseded", "firing", 22),  # v1 last seen at 10; 1 hour = 12 windows; v2 has traffic
+        ("", "idle", "firing", 42),  # no traffic at all after 30
+    ]
+
+
+def test_stale_firing_alert_resolves_itself() -> None:
+    p = AlertPolicy(auto_resolve_hours=1)
+    windows = [win(i, 0.6 if i >= 5 else 0.85) for i in range(10)] + [win(i, None) for i in range(10, 30)]
+    out = evaluator(p).feed(windows, references=REF)
+    assert states(out) == [("retrain", "", "firing", 8), ("retrain", "", "resolved", 22)]
+    assert out[1].evidence["reason"] == "no evidence"
+
+
+def test_restored_state_does_not_repeat_recorded_transitions() -> None:
+    ev = evaluator()
+    fired = Anchor(alert_id_for("m", "v1", "retrain", ""), "v1", "retrain", "", "firing", 13 * W, 13 * W, None,
+                   "critical", "s", {"subject": ""})  # fmt: skip
+    ev.restore([fired])
+    out = ev.feed(accuracy_series(), references=REF)
+    assert states(out) == [("retrain", "", "resolved", 19)]
+    assert [d.state for d in ev.firing()] == []
+
+
+def test_firing_lists_what_is_firing_now() -> None:
+    ev = evaluator()
+    ev.feed(accuracy_series()[:14], references=REF)
+    [d] = ev.firing()
+    assert (d.kind, d.state) == ("retrain", "firing")
+
+
+def test_orphan_windows_only_feed_ops() -> None:
+    ev = evaluator()
+    out = ev.feed([Window("", i * W, (i + 1) * W, {"orphaned_outcomes": Point(50, 200)}) for i in range(5)])
+    assert states(out) == [("ops", "orphaned_outcomes", "firing", 3)]
+    assert out[0].version == "" and "25.0% of outcomes had no prediction" in out[0].summary
