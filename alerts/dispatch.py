@@ -320,6 +320,16 @@ class Dispatcher:
                 queued += 1
         return queued
 
+    def resume(self, firing: Iterable[Alert]) -> None:
+        """After a restart: remember what is firing (e.g. ``list_alerts(store, state="firing")``)
+        so that receivers that expire alerts (Alertmanager) keep getting them re-sent. Sends nothing now."""
+        alerts = [a for a in firing if a.firing]
+        with self._lock:
+            for a in alerts:
+                self._seen[a.key()] = None
+        for lane in self._lanes.values():
+            lane.track([a for a in alerts if self.wants(lane.notifier, a)])
+
     def redeliver(self, dead: DeadLetter) -> int:
         """Queue a dead letter's alerts again for its receiver."""
         lane = self._lanes[dead.receiver]

@@ -142,6 +142,14 @@ def test_alertmanager_firing_alerts_are_resent_until_resolved() -> None:
     assert "endsAt" in rx.requests[-1].json[0]
 
 
+def test_a_restarted_dispatcher_resumes_resending_what_is_firing() -> None:
+    with HttpReceiver() as rx, Dispatcher([AlertmanagerNotifier(rx.url(), resend_seconds=0.1)], retry=FAST) as d:
+        d.resume([alert(), alert(state="resolved")])  # e.g. list_alerts(store, state="firing")
+        assert rx.wait_for(1, timeout=5)
+        assert [pa["labels"]["kind"] for pa in rx.requests[0].json] == ["retrain"]
+        assert d.submit([alert()]) == 0  # already known: not sent again as new
+
+
 def test_slack_incoming_webhook_blocks() -> None:
     with HttpReceiver(body=b"ok") as rx, Dispatcher([SlackNotifier(rx.url("/services/T0/B0/" + SECRET))],
                                                     retry=FAST) as d:  # fmt: skip
