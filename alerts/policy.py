@@ -167,7 +167,8 @@ class FairnessRule(BaseModel):
         "fpr_difference": 0.1,
     }
     min_ratio: Mapping[str, float] = {"disparate_impact_ratio": 0.8}
-    min_n: Annotated[int, Field(ge=1)] = 100
+    # Support of the weakest group behind a gap (the row's n): below it a gap of 0.1 is noise.
+    min_n: Annotated[int, Field(ge=1)] = 200
     severity: Severity = "warning"
     hysteresis: Hysteresis = Hysteresis()
 

@@ -192,9 +192,8 @@ def verdicts(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         pool = admissible or river
         best = min(pool, key=lambda m: _key(pool[m]))
         b, w = pool[best], methods["watchkeeper_default"]
-        delay_ok = (
-            b["mean_delay"] is None
-            or (w["mean_delay"] is not None and w["mean_delay"] <= DELAY_RATIO * b["mean_delay"])
+        delay_ok = b["mean_delay"] is None or (
+            w["mean_delay"] is not None and w["mean_delay"] <= DELAY_RATIO * b["mean_delay"]
         )
         out[fam] = {
             "best_river": best,
@@ -260,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(
         json.dumps(
             {
-                "config": {"seeds": seeds, "n_pre": n_pre, "n_post": n_post, "n_train": N_TRAIN,
-                           "quick": args.quick, "alibi": args.alibi, "seconds": elapsed},
+                "config": {
+                    "seeds": seeds,
+                    "n_pre": n_pre,
+                    "n_post": n_post,
+                    "n_train": N_TRAIN,
+                    "quick": args.quick,
+                    "alibi": args.alibi,
+                    "seconds": elapsed,
+                },
                 "table": table,
                 "verdicts": verdict,
                 "runs": results,

@@ -1,21 +1,18 @@
 """Binary classification metrics from mergeable per-window sufficient statistics.
 
-A ``BinarySummary`` holds what one window (per model, version, segment) needs:
+A ``BinarySummary`` holds what one window (per model, version, segment) needs.
+With ``s`` the score clipped to [0, 1], ``y`` the outcome (1, 0 or NULL) and
+``b = least(toUInt32(floor(s * n_bins)), n_bins - 1)`` the score bin:
 
-============================  ============================================================
-field                         SQL (``s`` = score clipped to [0, 1], ``y`` = outcome 0/1/NULL)
-============================  ============================================================
-``threshold``, ``n_bins``     parameters (``n_bins=100``: every 0.01 is a bin edge)
-``n``                         ``count()``
-``n_pred_pos``                ``countIf(s >= threshold)``
-``hist[b]``                   ``count()`` per bin ``b = least(toUInt32(floor(s * n_bins)), n_bins - 1)``
-``score_sum[b]``              ``sum(s)`` per bin
-``tp, fp, tn, fn``            ``countIf(y = 1 AND s >= threshold)``, ... (exact, not from bins)
-``hist_pos[b]``, ``hist_neg[b]``  ``countIf(y = 1)``, ``countIf(y = 0)`` per bin
-``score_sum_labeled[b]``      ``sumIf(s, y IS NOT NULL)`` per bin
-``sum_log_loss``              ``sum(-(y * log(p) + (1 - y) * log(1 - p)))``, p = s clipped to [eps, 1-eps]
-``sum_brier``                 ``sum((s - y) ^ 2)`` over labelled rows
-============================  ============================================================
+- ``threshold``, ``n_bins``: parameters (``n_bins=100``: every 0.01 is a bin edge);
+- ``n = count()``, ``n_pred_pos = countIf(s >= threshold)``;
+- ``hist[b] = count()`` and ``score_sum[b] = sum(s)`` per bin, over all predictions;
+- ``tp, fp, tn, fn``: ``countIf(y = 1 AND s >= threshold)`` etc. (exact, not from bins);
+- ``hist_pos[b] = countIf(y = 1)``, ``hist_neg[b] = countIf(y = 0)``,
+  ``score_sum_labeled[b] = sumIf(s, y IS NOT NULL)`` per bin;
+- ``sum_log_loss = sum(-(y * log(p) + (1 - y) * log(1 - p)))`` with ``p`` the score
+  clipped to [eps, 1 - eps] (eps = 2.2e-16), and ``sum_brier = sum((s - y) ^ 2)``,
+  over labelled rows.
 
 ROC AUC and average precision come from the score histograms split by outcome;
 their error against the exact values is bounded by what the bins hide (see
@@ -156,9 +153,7 @@ class BinarySummary(Summary):
     ) -> dict[Any, BinarySummary]:
         """One summary per distinct key (e.g. a segment value), in one vectorised pass."""
         uniq, inverse = group_index(keys)
-        return dict(
-            zip(uniq, cls._grouped(inverse, len(uniq), scores, outcomes, threshold, n_bins), strict=True)
-        )
+        return dict(zip(uniq, cls._grouped(inverse, len(uniq), scores, outcomes, threshold, n_bins), strict=True))
 
     @classmethod
     def _grouped(

@@ -59,11 +59,11 @@ class DriftConfig(BaseModel):
     numeric_test: Literal["ks", "chi2", "psi"] = "ks"
     categorical_test: Literal["chi2", "psi"] = "chi2"
     effect: Literal["psi", "js", "none"] = "psi"
-    alpha: float = Field(0.01, gt=0, lt=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
     correction: Literal["bh", "bonferroni", "none"] = "bh"
-    min_effect: float = Field(0.1, ge=0)
-    coarse_bins: int = Field(10, ge=2)
-    min_count: int = Field(30, ge=1)
+    min_effect: float = Field(default=0.1, ge=0)
+    coarse_bins: int = Field(default=10, ge=2)
+    min_count: int = Field(default=30, ge=1)
 
 
 class ReferencePolicy(BaseModel):
@@ -74,10 +74,10 @@ class ReferencePolicy(BaseModel):
     kind: Literal["fixed", "first_n", "rolling", "seasonal"] = "rolling"
     start: int | None = None
     end: int | None = None
-    n_events: int = Field(10_000, ge=1)
-    n_windows: int = Field(1, ge=1)
-    period: int = Field(86_400, ge=1)
-    n_periods: int = Field(1, ge=1)
+    n_events: int = Field(default=10_000, ge=1)
+    n_windows: int = Field(default=1, ge=1)
+    period: int = Field(default=86_400, ge=1)
+    n_periods: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> ReferencePolicy:
@@ -113,6 +113,6 @@ class ABTestConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    alpha: float = Field(0.05, gt=0, lt=1)
-    tau: float = Field(0.1, gt=0)
-    min_n: int = Field(100, ge=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    tau: float = Field(default=0.1, gt=0)
+    min_n: int = Field(default=100, ge=1)

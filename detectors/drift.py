@@ -34,6 +34,7 @@ the label counts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -165,7 +166,7 @@ class CategoricalBinning:
 
 def _is_missing(v: np.ndarray) -> np.ndarray:
     """None or NaN, elementwise on an object array."""
-    return np.asarray(np.equal(v, None) | (v != v), dtype=bool)
+    return np.asarray((v == None) | (v != v), dtype=bool)  # noqa: E711 - elementwise
 
 
 def coarsen(counts: np.ndarray, n_groups: int) -> np.ndarray:
@@ -269,7 +270,13 @@ def bonferroni(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 # -- reports --------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class DriftResult:
-    """One feature's drift decision for one window (a row of the ``drift`` table)."""
+    """One feature's drift decision for one window (a row of the ``drift`` table).
+
+    ``statistic`` is the test's own statistic (KS distance, chi-square or PSI, per
+    ``detector``); ``p_adjusted`` is its p-value after the correction across the
+    window's features and is compared with ``threshold`` (alpha); ``effect`` (PSI
+    or JS distance on coarse buckets) is compared with ``min_effect``.
+    """
 
     feature: str
     detector: str
@@ -281,6 +288,7 @@ class DriftResult:
     drifted: bool
     n_reference: int
     n_current: int
+    min_effect: float = 0.0
 
 
 def _test(kind: str, method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
@@ -309,25 +317,25 @@ def drift_report(
     for f in names:
         ref, cur = np.asarray(reference[f]), np.asarray(current[f])
         kind = kinds.get(f, "numeric")
-        method = cfg.numeric_test if kind == "numeric" else cfg.categorical_test
+        method: str = cfg.numeric_test if kind == "numeric" else cfg.categorical_test
         stat, p = _test(kind, method, ref, cur)
-        rc, cc = (
-            (coarsen(ref, cfg.coarse_bins), coarsen(cur, cfg.coarse_bins))
-            if kind == "numeric"
-            else (ref, cur)
-        )
-        effect = {"psi": psi, "js": js_distance}.get(cfg.effect, lambda a, b: float("inf"))(rc, cc)
+        rc, cc = (coarsen(ref, cfg.coarse_bins), coarsen(cur, cfg.coarse_bins)) if kind == "numeric" else (ref, cur)
+        effect = psi(rc, cc) if cfg.effect == "psi" else js_distance(rc, cc) if cfg.effect == "js" else math.inf
         rows.append((f, method, stat, p, effect, int(ref.sum()), int(cur.sum())))
     pv = np.array([r[3] for r in rows], dtype=np.float64)
     tested = np.array([min(r[5], r[6]) >= cfg.min_count for r in rows], dtype=bool)
     adj = np.ones_like(pv)
     if tested.any():
-        adjust = {"bh": benjamini_hochberg, "bonferroni": bonferroni, "none": np.asarray}[cfg.correction]
-        adj[tested] = adjust(pv[tested])
+        if cfg.correction == "bh":
+            adj[tested] = benjamini_hochberg(pv[tested])
+        elif cfg.correction == "bonferroni":
+            adj[tested] = bonferroni(pv[tested])
+        else:
+            adj[tested] = pv[tested]
     out = []
     for (f, method, stat, p, effect, nr, nc), pa, ok in zip(rows, adj, tested, strict=True):
         drifted = bool(ok and pa < cfg.alpha and effect >= cfg.min_effect)
-        out.append(DriftResult(f, method, stat, p, float(pa), effect, cfg.alpha, drifted, nr, nc))
+        out.append(DriftResult(f, method, stat, p, float(pa), effect, cfg.alpha, drifted, nr, nc, cfg.min_effect))
     return out
 
 

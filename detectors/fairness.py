@@ -126,11 +126,7 @@ def fairness_metrics(counts: GroupCounts, *, min_count: int = 30) -> dict[str, A
     big = counts.n >= min_count
     pr_c, tpr_c, fpr_c = np.where(big, pr, np.nan), np.where(big, tpr, np.nan), np.where(big, fpr, np.nan)
     valid_pr = pr_c[~np.isnan(pr_c)]
-    di = (
-        float(valid_pr.min() / valid_pr.max())
-        if valid_pr.size >= 2 and valid_pr.max() > 0
-        else float("nan")
-    )
+    di = float(valid_pr.min() / valid_pr.max()) if valid_pr.size >= 2 and valid_pr.max() > 0 else float("nan")
     tpr_gap, fpr_gap = _spread(tpr_c), _spread(fpr_c)
 
     def per_group(v: np.ndarray) -> dict[str, float]:

@@ -78,11 +78,13 @@ class LatencySketch(Summary):
         return np.minimum(k, self.key_max).astype(np.int64)
 
     @classmethod
-    def from_arrays(cls, values: Any, relative_accuracy: float = 0.01, **params: float) -> LatencySketch:
+    def from_arrays(
+        cls, values: Any, relative_accuracy: float = 0.01, min_value: float = 1e-3, max_value: float = 1e7
+    ) -> LatencySketch:
         """Sketch of latencies (ms); NaN values are ignored."""
         v = np.asarray(values, dtype=np.float64).ravel()
         v = v[~np.isnan(v)]
-        empty = cls(relative_accuracy, **params)
+        empty = cls(relative_accuracy, min_value, max_value)
         k = empty.keys(v)
         zero = k < empty.key_min
         counts = np.bincount(k[~zero] - empty.key_min, minlength=empty.counts.size)
@@ -92,10 +94,17 @@ class LatencySketch(Summary):
 
     @classmethod
     def from_key_counts(
-        cls, keys: Any, counts: Any, zero_count: int = 0, total: float = float("nan"), **params: float
+        cls,
+        keys: Any,
+        counts: Any,
+        zero_count: int = 0,
+        total: float = float("nan"),
+        relative_accuracy: float = 0.01,
+        min_value: float = 1e-3,
+        max_value: float = 1e7,
     ) -> LatencySketch:
         """Sketch from per-key counts (e.g. a SQL ``GROUP BY`` of the key formula)."""
-        empty = cls(**params)
+        empty = cls(relative_accuracy, min_value, max_value)
         k = np.clip(np.asarray(keys, dtype=np.int64), empty.key_min, empty.key_max) - empty.key_min
         c = np.bincount(k, weights=np.asarray(counts, dtype=np.float64), minlength=empty.counts.size)
         n = int(c.sum()) + int(zero_count)

@@ -27,7 +27,7 @@ __all__ = ["MulticlassSummary"]
 
 
 def _missing(v: np.ndarray) -> np.ndarray:
-    return np.asarray(np.equal(v, None) | (v != v), dtype=bool)
+    return np.asarray((v == None) | (v != v), dtype=bool)  # noqa: E711 - elementwise
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -25,9 +25,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-admin"
-            )
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-admin")
             break
         except KafkaError:
             if time.monotonic() > deadline:

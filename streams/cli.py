@@ -17,13 +17,18 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
-    from sinks.schema import Retention
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     from sinks.writer import Store
     from streams.embedded import ensure_store
+    from streams.service import migrate
 
     ensure_store(settings)
     store = Store.from_settings(settings)
-    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    try:
+        migrate(store, settings)
+    except DatabaseError:
+        pass  # a read-only analyst cannot create tables; reading still works
     return store
 
 
@@ -32,9 +37,7 @@ def main() -> None:
     """watchkeeper: streaming monitoring for machine-learning models in production."""
 
 
-@main.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
-)
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
@@ -82,9 +85,7 @@ def store() -> None:
 
 
 @main.command()
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def publish(files: tuple[Path, ...], quiet: bool) -> None:
     """Publish JSONL prediction/outcome events (records carry "type": "prediction" | "outcome")."""
@@ -155,10 +156,12 @@ def schema() -> None:
 
 
 def _register() -> None:
+    from alerts.cli import register
     from dashboards.cli import dashboards, report
 
     main.add_command(dashboards)
     main.add_command(report)
+    register(main)
 
 
 _register()

@@ -23,6 +23,9 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerts.dispatch import ReceiverConfig, Route
+from alerts.policy import AlertPolicy
+
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
 
@@ -49,6 +52,7 @@ class ModelConfig(BaseModel):
     cost: CostMatrix = CostMatrix()
     protected_attributes: tuple[str, ...] = ()
     runbook_url: str | None = None
+    alerting: AlertPolicy | None = None  # replaces the fleet's policy for this model
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -130,9 +134,28 @@ class Settings(BaseSettings):
     grafana_user: str | None = None
     grafana_password: SecretStr | None = None
 
+    # Alert policies (fleet-wide; per model under models.<name>.alerting) and routing.
+    alerting: AlertPolicy = AlertPolicy()
+    alert_routes: tuple[Route, ...] = ()
+    alert_receivers: dict[str, ReceiverConfig] = {}
+
     # Models.
     default_threshold: float = Field(0.5, ge=0.0, le=1.0)
     models: dict[str, ModelConfig] = {}
+
+    @field_validator(
+        "webhook_url",
+        "retrain_webhook_url",
+        "slack_webhook_url",
+        "pagerduty_routing_key",
+        "grafana_token",
+        "grafana_password",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, v: Any) -> Any:
+        # A blank variable (compose's ${X:-}) means "not configured", not an empty URL.
+        return None if v == "" else v
 
     @field_validator("broker")
     @classmethod

@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from sinks.schema import Retention
 from sinks.writer import Store
 from streams.admin import ensure_topics
 from streams.client import Publisher
@@ -30,6 +29,7 @@ from streams.config import Settings
 from streams.embedded import ensure_broker, ensure_store, is_listening
 from streams.publish import publish_files
 from streams.scenario import Scenario, write_scenario
+from streams.service import migrate
 
 DEMO_TABLES = ("predictions", "outcomes", "metrics", "drift", "alerts")
 WAIT_SECONDS = 240
@@ -89,9 +89,7 @@ WHERE model IN {models:Array(String)} AND metric = 'accuracy' AND segment = '' O
 """
 
 
-def wait_until_counted(
-    store: Store, expected: dict[str, dict[str, Any]], proc: subprocess.Popen[bytes]
-) -> bool:
+def wait_until_counted(store: Store, expected: dict[str, dict[str, Any]], proc: subprocess.Popen[bytes]) -> bool:
     models = sorted(expected)
     total = sum(e["predictions"] + e["labelled"] for e in expected.values())
     deadline = time.monotonic() + WAIT_SECONDS
@@ -163,9 +161,7 @@ def _sparkline(points: list[tuple[int, float]], width: int = 360, height: int = 
     if len(points) < 2:
         return ""
     t0, t1 = points[0][0], points[-1][0]
-    coords = " ".join(
-        f"{(t - t0) / max(1, t1 - t0) * width:.1f},{height - v * height:.1f}" for t, v in points
-    )
+    coords = " ".join(f"{(t - t0) / max(1, t1 - t0) * width:.1f},{height - v * height:.1f}" for t, v in points)
     return (
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<polyline fill="none" stroke="#3366cc" stroke-width="2" points="{coords}"/></svg>'
@@ -196,6 +192,26 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
     (out / "summary.html").write_text(page)
 
 
+def demo_alerts(store: Store) -> list[dict[str, Any]]:
+    """Every alert state change the demo fleet raised, oldest first."""
+    from alerts.engine import list_alerts
+
+    changes = [a for a in list_alerts(store, history=True) if a.model.startswith("demo.")]
+    return [a.to_json() for a in sorted(changes, key=lambda a: (a.ts, a.alert_id))]
+
+
+def print_alerts(alerts: list[dict[str, Any]]) -> None:
+    print(f"\nalerts raised: {len(alerts)} state changes")
+    for a in alerts:
+        print(f"  {a['ts'][:19]}  {a['state']:<8} {a['severity']:<8} {a['kind']:<11} {a['model']:<12} {a['summary']}")
+        evidence = a.get("evidence") or {}
+        shown = {k: v for k, v in evidence.items() if not isinstance(v, list | dict)}
+        if shown:
+            print("      evidence: " + ", ".join(f"{k}={v}" for k, v in list(shown.items())[:6]))
+        if a.get("runbook_url"):
+            print(f"      runbook: {a['runbook_url']}")
+
+
 def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: bool = False) -> int:
     t_start = time.monotonic()
     run_start = datetime.now(UTC)
@@ -204,7 +220,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
     ensure_store(settings)
     ensure_topics(settings)
     store = Store.from_settings(settings)
-    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    migrate(store, settings)
     for table in DEMO_TABLES:
         store.command(f"DELETE FROM {table} WHERE model LIKE 'demo.%'")
 
@@ -239,7 +255,10 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
             )
         time.sleep(2)  # let the dead letters of the last batch land
         summary = summarise(store, scenario, run_start)
+        time.sleep(2)  # the alert pass runs right after the last windows are written
+        summary["alerts"] = demo_alerts(store)
         print_summary(summary)
+        print_alerts(summary["alerts"])
         write_reports(summary, out)
         from dashboards.report import render_report
 

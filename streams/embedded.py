@@ -91,9 +91,7 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], what: s
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise EmbeddedServiceError(f"the embedded {what} exited with {proc.returncode}:\n{tail}")
         time.sleep(0.1)
-    raise EmbeddedServiceError(
-        f"the embedded {what} did not listen on {host}:{port} within 30 s (log: {log})"
-    )
+    raise EmbeddedServiceError(f"the embedded {what} did not listen on {host}:{port} within 30 s (log: {log})")
 
 
 def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:

@@ -245,9 +245,7 @@ def decode_message(
     if value is None:
         return [], [Rejected("empty message", b"")]
     if len(value) > max_bytes:
-        return [], [
-            Rejected(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit", value[:4096])
-        ]
+        return [], [Rejected(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit", value[:4096])]
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -111,16 +111,12 @@ class Batch:
             return ts
         return fallback
 
-    def _add_predictions(
-        self, events: Iterable[Prediction], msg: SourceMessage, fallback: float | None
-    ) -> None:
+    def _add_predictions(self, events: Iterable[Prediction], msg: SourceMessage, fallback: float | None) -> None:
         c = self.predictions
         for e in events:
             ts = self._event_ts(e.ts, fallback, msg)
             if ts is None:
-                self.add_dead_letter(
-                    msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model)
-                )
+                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
                 continue
             num_features: dict[str, float] = {}
             cat_features: dict[str, str] = {}
@@ -160,9 +156,7 @@ class Batch:
         for e in events:
             ts = self._event_ts(e.ts, fallback, msg)
             if ts is None:
-                self.add_dead_letter(
-                    msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model)
-                )
+                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
                 continue
             c["ts"].append(_dt(ts))
             c["model"].append(e.model)

@@ -25,6 +25,14 @@ from streams.windows import WindowCloser
 log = logging.getLogger(__name__)
 
 
+def migrate(store: Store, settings: Settings) -> None:
+    """Create or update every table watchkeeper owns, with the configured retention."""
+    from alerts import schema as alert_schema
+
+    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    alert_schema.migrate(store, settings.aggregate_ttl_days)
+
+
 class Worker:
     """Everything one worker process shares between its agents."""
 
@@ -46,8 +54,7 @@ class Worker:
     def ensure_schema(self) -> None:
         with self._lock:
             if not self._migrated:
-                retention = Retention(self.settings.raw_ttl_days, self.settings.aggregate_ttl_days)
-                self.store.migrate(retention)
+                migrate(self.store, self.settings)
                 self._migrated = True
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
@@ -58,9 +65,7 @@ class Worker:
                 batch.add(msg, kind, self.settings.max_message_bytes, min_ts)
             except Exception as exc:  # never let one message stop the stream
                 log.exception("unexpected error decoding %s/%s@%s", msg.topic, msg.partition, msg.offset)
-                batch.add_dead_letter(
-                    msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b"")
-                )
+                batch.add_dead_letter(msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b""))
         return batch
 
     def write_batch(self, batch: Batch) -> None:
@@ -112,3 +117,26 @@ class Worker:
     def close_windows(self, force: bool = False) -> int:
         self.ensure_schema()
         return len(self.closer.tick(force=force))
+
+    @cached_property
+    def alert_engine(self) -> Any:
+        from alerts.engine import AlertEngine
+
+        return AlertEngine(self.store, self.settings)
+
+    @cached_property
+    def dispatcher(self) -> Any:
+        from alerts.dispatch import Dispatcher
+        from alerts.engine import list_alerts
+
+        dispatcher = Dispatcher.from_settings(self.settings)
+        dispatcher.resume(list_alerts(self.store, state="firing"))
+        return dispatcher
+
+    def evaluate_alerts(self) -> list[Any]:
+        """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
+        self.ensure_schema()
+        alerts = self.alert_engine.evaluate()
+        if alerts:
+            self.dispatcher.submit(alerts)
+        return alerts

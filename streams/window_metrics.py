@@ -7,12 +7,15 @@ counts leave the store; the metrics themselves are computed by ``detectors``.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from detectors.confusion import binary_counts_metrics
+import numpy as np
+
+from detectors import BinarySummary, GroupCounts, cbpe_estimate, fairness_metrics, lift
 
 if TYPE_CHECKING:
     from sinks.writer import Store
@@ -41,9 +44,11 @@ SELECT p.version AS version,
        countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 0) AS tn,
        countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 1) AS fn,
        countIf(p.fallback = 1) AS fallbacks,
+       countIf(p.latency_ms IS NOT NULL) AS n_latency,
+       quantilesIf(0.5, 0.95, 0.99)(p.latency_ms, p.latency_ms IS NOT NULL) AS latency_q,
        countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels
 FROM (
-    SELECT prediction_id, version, ts, prediction, fallback FROM predictions FINAL
+    SELECT prediction_id, version, ts, prediction, fallback, latency_ms FROM predictions FINAL
     WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 ) AS p
 LEFT JOIN (
@@ -55,6 +60,69 @@ LEFT JOIN (
     GROUP BY prediction_id
 ) AS o ON p.prediction_id = o.prediction_id
 GROUP BY version, ws
+"""
+
+N_BINS = 100
+MAX_SEGMENT_VALUES = 50
+
+
+def binned_sql(score: str) -> str:
+    """Per (version, window, segment, score bin) sufficient statistics of a binary model.
+
+    ``score`` is a column name from a fixed whitelist (the model's prediction or the
+    baseline's), never user input. Segments are '' (all traffic) plus ``key=value``
+    for the watched segment keys.
+    """
+    if score not in ("prediction", "baseline"):
+        raise ValueError(score)
+    return f"""
+SELECT p.version AS version,
+       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({{w:UInt32}}))) AS ws,
+       seg,
+       least(toUInt32(floor(p.s * {N_BINS})), {N_BINS - 1}) AS bin,
+       count() AS n,
+       sum(p.s) AS score_sum,
+       countIf(p.s >= {{thr:Float64}}) AS n_pred_pos,
+       countIf(o.has = 1 AND o.y = 1) AS pos,
+       countIf(o.has = 1 AND o.y = 0) AS neg,
+       sumIf(p.s, o.has = 1) AS score_sum_labeled,
+       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 1) AS tp,
+       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 0) AS fp,
+       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 0) AS tn,
+       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 1) AS fn,
+       sumIf(-(o.y * log(greatest(p.s, 1e-15)) + (1 - o.y) * log(greatest(1 - p.s, 1e-15))),
+             o.has = 1) AS sum_log_loss,
+       sumIf(pow(p.s - o.y, 2), o.has = 1) AS sum_brier
+FROM (
+    SELECT prediction_id, version, ts, assumeNotNull({score}) AS s,
+           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) -> if(has({{keys:Array(String)}}, k),
+               concat(k, '=', v), ''), mapKeys(segments), mapValues(segments)))) AS segs
+    FROM predictions FINAL
+    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
+      AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
+) AS p
+ARRAY JOIN p.segs AS seg
+LEFT JOIN (
+    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
+    FROM outcomes FINAL
+    WHERE model = {{m:String}} AND outcome IN (0, 1) AND prediction_id IN (
+        SELECT prediction_id FROM predictions
+        WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}})
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+GROUP BY version, ws, seg, bin
+"""
+
+
+# Segment keys few enough in values to be watched (fairness, per-segment metrics).
+SEGMENT_KEYS = """
+SELECT k FROM (
+    SELECT k, uniqExact(v) AS values FROM predictions
+    ARRAY JOIN mapKeys(segments) AS k, mapValues(segments) AS v
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    GROUP BY k)
+WHERE values <= {limit:UInt32}
+ORDER BY k
 """
 
 # Outcomes whose prediction never arrived (looked for up to a day before the outcome).
@@ -104,9 +172,8 @@ def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str
 
 
 def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    """Metric rows of one prediction window from its aggregated counts."""
+    """Task-independent metric rows of one prediction window from its aggregated counts."""
     w = settings.window_seconds
-    cfg = settings.model(key.model)
     n = int(stats["predictions"])
     labelled = int(stats["labelled"])
     rows = [
@@ -116,19 +183,156 @@ def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> li
         _row(key, w, "fallback_rate", stats["fallbacks"] / n if n else 0.0, n),
         _row(key, w, "late_labels", stats["late_labels"], labelled),
     ]
-    if infer_task(stats, cfg.task) == "binary":
-        for metric, (value, support) in binary_counts_metrics(
-            tp=int(stats["tp"]), fp=int(stats["fp"]), tn=int(stats["tn"]), fn=int(stats["fn"])
-        ).items():
-            rows.append(_row(key, w, metric, value, support))
+    n_lat = int(stats.get("n_latency") or 0)
+    if n_lat:
+        for name, q in zip(("latency_p50", "latency_p95", "latency_p99"), stats["latency_q"], strict=True):
+            rows.append(_row(key, w, name, q, n_lat))
     return rows
 
 
-def metrics_rows(
-    store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]
+_BIN_FIELDS = (
+    "n",
+    "score_sum",
+    "n_pred_pos",
+    "pos",
+    "neg",
+    "score_sum_labeled",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "sum_log_loss",
+    "sum_brier",
+)
+
+
+def binary_summaries(rows: list[dict[str, Any]], threshold: float) -> dict[tuple[str, int, str], BinarySummary]:
+    """Fold per-bin rows into one BinarySummary per (version, window, segment)."""
+    acc: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for r in rows:
+        k = (r["version"], int(r["ws"]), r["seg"])
+        a = acc.get(k)
+        if a is None:
+            a = acc[k] = {
+                "hist": np.zeros(N_BINS, np.int64),
+                "score_sum": np.zeros(N_BINS),
+                "hist_pos": np.zeros(N_BINS, np.int64),
+                "hist_neg": np.zeros(N_BINS, np.int64),
+                "score_sum_labeled": np.zeros(N_BINS),
+                "n": 0,
+                "n_pred_pos": 0,
+                "tp": 0,
+                "fp": 0,
+                "tn": 0,
+                "fn": 0,
+                "sum_log_loss": 0.0,
+                "sum_brier": 0.0,
+            }
+        b = int(r["bin"])
+        a["hist"][b] += int(r["n"])
+        a["score_sum"][b] += float(r["score_sum"])
+        a["hist_pos"][b] += int(r["pos"])
+        a["hist_neg"][b] += int(r["neg"])
+        a["score_sum_labeled"][b] += float(r["score_sum_labeled"])
+        for f in ("n", "n_pred_pos", "tp", "fp", "tn", "fn"):
+            a[f] += int(r[f])
+        a["sum_log_loss"] += float(r["sum_log_loss"])
+        a["sum_brier"] += float(r["sum_brier"])
+    return {k: BinarySummary(threshold, N_BINS, **a) for k, a in acc.items()}
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def binary_rows(
+    key: WindowKey,
+    settings: Settings,
+    summaries: dict[str, BinarySummary],
+    baselines: dict[str, BinarySummary],
 ) -> list[dict[str, Any]]:
+    """Performance, calibration, cost, baseline lift, histogram and fairness rows of a binary window.
+
+    ``summaries`` and ``baselines`` are keyed by segment ('' = all traffic).
+    """
+    w = settings.window_seconds
+    cfg = settings.model(key.model)
+    rows: list[dict[str, Any]] = []
+    for seg, summ in summaries.items():
+        if summ.n == 0:
+            continue
+        for metric, value, n in summ.metric_rows(cfg.cost):
+            if metric in ("n", "n_labeled") or not _finite(value):
+                continue
+            rows.append(_row(key, w, metric, value, n, seg))
+        tpr = summ.metrics().get("recall", float("nan"))
+        if seg and _finite(tpr):
+            rows.append(_row(key, w, "tpr", tpr, summ.tp + summ.fn, seg))
+        if seg == "" and summ.n_labeled:
+            for b in np.flatnonzero(summ.hist_pos):
+                rows.append(_row(key, w, "score_hist_pos", summ.hist_pos[b], summ.n_labeled, f"bin={b / N_BINS:.2f}"))
+            for b in np.flatnonzero(summ.hist_neg):
+                rows.append(_row(key, w, "score_hist_neg", summ.hist_neg[b], summ.n_labeled, f"bin={b / N_BINS:.2f}"))
+        if seg == "":
+            est = cbpe_estimate(summ)
+            if _finite(est.get("accuracy", float("nan"))):
+                rows.append(_row(key, w, "est_accuracy", est["accuracy"], summ.n))
+            if _finite(est.get("roc_auc", float("nan"))):
+                rows.append(_row(key, w, "est_roc_auc", est["roc_auc"], summ.n))
+    # Baseline: its own metrics, and the model's lift over it.
+    for seg, base in baselines.items():
+        model = summaries.get(seg)
+        if model is None or base.n_labeled == 0:
+            continue
+        bm = base.metrics(cfg.cost)
+        for metric in ("accuracy", "roc_auc", "log_loss", "f1", "expected_cost"):
+            if _finite(bm.get(metric, float("nan"))):
+                rows.append(_row(key, w, f"baseline_{metric}", bm[metric], base.n_labeled, seg))
+        for metric, value in lift(model.metrics(cfg.cost), bm).items():
+            if _finite(value):
+                rows.append(_row(key, w, metric, value, min(model.n_labeled, base.n_labeled), seg))
+    # Fairness: gaps between the groups of each watched attribute.
+    by_attr: dict[str, list[tuple[str, BinarySummary]]] = defaultdict(list)
+    for seg, summ in summaries.items():
+        if seg:
+            attr, _, group = seg.partition("=")
+            by_attr[attr].append((group, summ))
+    for attr, groups in by_attr.items():
+        if len(groups) < 2:
+            continue
+        counts = GroupCounts(
+            groups=tuple(g for g, _ in groups),
+            n=[s.n for _, s in groups],
+            n_pred_pos=[s.n_pred_pos for _, s in groups],
+            tp=[s.tp for _, s in groups],
+            fp=[s.fp for _, s in groups],
+            tn=[s.tn for _, s in groups],
+            fn=[s.fn for _, s in groups],
+        )
+        fm = fairness_metrics(counts)
+        # A gap is only as solid as its weakest group: n is that group's support.
+        support = {
+            "demographic_parity_difference": min(s.n for _, s in groups),
+            "disparate_impact_ratio": min(s.n for _, s in groups),
+            "equal_opportunity_difference": min(s.tp + s.fn for _, s in groups),
+            "fpr_difference": min(s.fp + s.tn for _, s in groups),
+        }
+        for metric, n in support.items():
+            value = fm.get(metric)
+            if isinstance(value, float) and _finite(value):
+                rows.append(_row(key, w, metric, value, n, attr))
+    return rows
+
+
+def _pick(d: dict[tuple[str, int, str], BinarySummary], key: WindowKey) -> dict[str, BinarySummary]:
+    """The summaries of one window, by segment."""
+    return {seg: v for (ver, ws, seg), v in d.items() if ver == key.version and ws == key.start}
+
+
+def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
     """Compute the metric rows of the given windows of one model."""
     w = settings.window_seconds
+    cfg = settings.model(model)
     rows: list[dict[str, Any]] = []
     pred_keys = {k for k in keys if k.version != ""}
     orphan_keys = {k for k in keys if k.version == ""}
@@ -140,13 +344,23 @@ def metrics_rows(
             "w": w,
             "t0": _dt(t0),
             "t1": _dt(t1),
-            "thr": settings.model(model).threshold,
+            "thr": cfg.threshold,
             "delay": settings.label_delay_seconds,
+            "limit": MAX_SEGMENT_VALUES,
         }
+        binary: set[WindowKey] = set()
         for stats in store.query(WINDOW_STATS, params):
             key = WindowKey(model, stats["version"], int(stats["ws"]))
             if key in pred_keys:
                 rows.extend(window_rows(key, stats, settings))
+                if infer_task(stats, cfg.task) == "binary":
+                    binary.add(key)
+        if binary:
+            params["keys"] = [r[0] for r in store.query_rows(SEGMENT_KEYS, params)]
+            models = binary_summaries(store.query(binned_sql("prediction"), params), cfg.threshold)
+            bases = binary_summaries(store.query(binned_sql("baseline"), params), cfg.threshold)
+            for key in sorted(binary):
+                rows.extend(binary_rows(key, settings, _pick(models, key), _pick(bases, key)))
     if orphan_keys:
         t0 = min(k.start for k in orphan_keys)
         t1 = max(k.start for k in orphan_keys) + w

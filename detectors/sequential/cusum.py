@@ -230,6 +230,7 @@ def _merge_moments(a: tuple[int, float, float], b: tuple[int, float, float]) -> 
     delta = b[1] - a[1]
     return n, a[1] + delta * b[0] / n, a[2] + b[2] + delta * delta * a[0] * b[0] / n
 
+
 def _llr_threshold(kl0: float, arl: float, overshoot: float) -> float:
     """CUSUM threshold ``h`` on a log-likelihood-ratio scale for an in-control run length ``arl``.
 

@@ -47,9 +47,7 @@ class DDM(RiverDetector):
     _river_cls = _DDM
     input_kind = "binary"
 
-    def __init__(
-        self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0
-    ) -> None:
+    def __init__(self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0) -> None:
         self.warm_start = warm_start
         self.warning_threshold = warning_threshold
         self.drift_threshold = drift_threshold

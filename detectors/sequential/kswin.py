@@ -51,9 +51,7 @@ class KSWIN(RiverDetector):
     _river_cls = _KSWIN
     input_kind = "numeric"
 
-    def __init__(
-        self, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int | None = 0
-    ) -> None:
+    def __init__(self, alpha: float = 0.005, window_size: int = 100, stat_size: int = 30, seed: int | None = 0) -> None:
         self.alpha = alpha
         self.window_size = window_size
         self.stat_size = stat_size

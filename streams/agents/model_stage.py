@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from faust.types import TP
 
+from streams import topics
 from streams.agents.ingest import worker
 from streams.app import app, settings
 
@@ -30,6 +32,11 @@ async def close_windows() -> None:
     if not _owns_model_stage():
         return
     try:
-        await asyncio.to_thread(worker.close_windows)
+        written = await asyncio.to_thread(worker.close_windows)
+        if not written:
+            return
+        # Alerts follow the windows they judge; each state change is recorded, published and delivered.
+        for alert in await asyncio.to_thread(worker.evaluate_alerts):
+            await topics.alerts.send(key=alert.alert_id.encode(), value=orjson.dumps(alert.to_json()))
     except Exception as exc:  # the store may be down: try again next tick
         log.warning("closing windows failed, will retry: %s", exc)

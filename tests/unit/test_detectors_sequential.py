@@ -103,7 +103,9 @@ def test_mean_shift_batch_equals_per_event_and_warms_up() -> None:
     x = rng.normal(5, 2, size=(3000, 3))
     x[2000:, 0] += 2.0
     batch = MeanShift(warmup=500)
-    rows_batch = [int(r) for chunk in np.array_split(np.arange(3000), 7) for r in batch.update_many(x[chunk]) + chunk[0]]
+    rows_batch = [
+        int(r) for chunk in np.array_split(np.arange(3000), 7) for r in batch.update_many(x[chunk]) + chunk[0]
+    ]
     single = MeanShift(warmup=500)
     rows_single = [i for i, row in enumerate(x) if single.update(row).drift_detected]
     assert rows_batch == rows_single and rows_single and rows_single[0] >= 2000
