@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: .venv
 	$(BIN)/watchkeeper demo
 
-# The report test opens the HTML report in headless Chromium (Debian's package).
+# The report test opens the HTML report in headless Chromium, from the Debian chromium package.
 test: .venv
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the report browser test will be skipped"
 	$(BIN)/python -m pytest

@@ -63,6 +63,11 @@ GROUP BY version, ws
 """
 
 N_BINS = 100
+# Lift (model minus baseline) is written for the metrics a "does it beat the heuristic?" question uses.
+LIFT_METRICS = frozenset(
+    f"lift_{m}"
+    for m in ("accuracy", "roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "expected_cost")
+)
 MAX_SEGMENT_VALUES = 50
 
 
@@ -289,7 +294,7 @@ def binary_rows(
             if _finite(bm.get(metric, float("nan"))):
                 rows.append(_row(key, w, f"baseline_{metric}", bm[metric], base.n_labeled, seg))
         for metric, value in lift(model.metrics(cfg.cost), bm).items():
-            if _finite(value):
+            if metric in LIFT_METRICS and _finite(value):
                 rows.append(_row(key, w, metric, value, min(model.n_labeled, base.n_labeled), seg))
     # Fairness: gaps between the groups of each watched attribute.
     by_attr: dict[str, list[tuple[str, BinarySummary]]] = defaultdict(list)

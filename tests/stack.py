@@ -52,9 +52,7 @@ class Stack:
     @property
     def settings(self) -> Settings:
         values = {
-            k.removeprefix("WATCHKEEPER_").lower(): v
-            for k, v in self.env.items()
-            if k.startswith("WATCHKEEPER_")
+            k.removeprefix("WATCHKEEPER_").lower(): v for k, v in self.env.items() if k.startswith("WATCHKEEPER_")
         }
         return Settings(**values)
 
@@ -81,9 +79,7 @@ class Stack:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"watchkeeper {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-            )
+            raise AssertionError(f"watchkeeper {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
@@ -100,9 +96,7 @@ class Stack:
         self.workers.append(proc)
         return proc
 
-    def wait_for(
-        self, sql: str, expected: Any, timeout: float = 180, params: dict[str, Any] | None = None
-    ) -> Any:
+    def wait_for(self, sql: str, expected: Any, timeout: float = 180, params: dict[str, Any] | None = None) -> Any:
         """Poll a query until it returns ``expected`` (or time out, returning what it last saw)."""
         store = self.store()
         deadline = time.monotonic() + timeout

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = Settings(
-        broker_port=free_port(), data_dir=tmp_path_factory.mktemp("client") / "faust", partitions=3
-    )
+    settings = Settings(broker_port=free_port(), data_dir=tmp_path_factory.mktemp("client") / "faust", partitions=3)
     proc = ensure_broker(settings)
     ensure_topics(settings)
     yield settings

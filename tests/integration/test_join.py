@@ -139,9 +139,9 @@ def test_events_older_than_the_raw_retention_are_dead_lettered(worker: Worker, m
     send(worker, Prediction, pred(model, "old", old), pred(model, "new", T0))
     rows = worker.store.query_rows("SELECT error FROM dead_letters WHERE model = {m:String}", {"m": model})
     assert rows == [("ts: older than the raw-data retention (raw_ttl_days)",)]
-    assert worker.store.query_rows(
-        "SELECT prediction_id FROM predictions WHERE model = {m:String}", {"m": model}
-    ) == [("new",)]
+    assert worker.store.query_rows("SELECT prediction_id FROM predictions WHERE model = {m:String}", {"m": model}) == [
+        ("new",)
+    ]
 
 
 def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:

@@ -168,9 +168,10 @@ def test_slack_incoming_webhook_blocks() -> None:
 
 def test_pagerduty_events_v2_trigger_and_resolve() -> None:
     pd_ok = b'{"status": "success", "message": "Event processed", "dedup_key": "x"}'
-    with HttpReceiver(default_status=202, body=pd_ok) as rx, Dispatcher(
-        [PagerDutyNotifier(SECRET, url=rx.url("/v2/enqueue"))], retry=FAST
-    ) as d:
+    with (
+        HttpReceiver(default_status=202, body=pd_ok) as rx,
+        Dispatcher([PagerDutyNotifier(SECRET, url=rx.url("/v2/enqueue"))], retry=FAST) as d,
+    ):
         d.submit([alert()])
         d.submit([alert(state="resolved", ts=T + timedelta(minutes=15))])
         assert rx.wait_for(2) and d.flush(5)
@@ -189,9 +190,10 @@ def test_pagerduty_events_v2_trigger_and_resolve() -> None:
 
 
 def test_pagerduty_bad_request_is_final_and_dead_lettered() -> None:
-    with HttpReceiver(default_status=400, body=b'{"status": "invalid event"}') as rx, Dispatcher(
-        [PagerDutyNotifier(SECRET, url=rx.url("/v2/enqueue"))], retry=FAST
-    ) as d:
+    with (
+        HttpReceiver(default_status=400, body=b'{"status": "invalid event"}') as rx,
+        Dispatcher([PagerDutyNotifier(SECRET, url=rx.url("/v2/enqueue"))], retry=FAST) as d,
+    ):
         d.submit([alert()])
         assert d.flush(5)
         assert len(rx.requests) == 1  # not retried
@@ -200,9 +202,10 @@ def test_pagerduty_bad_request_is_final_and_dead_lettered() -> None:
 
 
 def test_grafana_annotation_through_grafana_client() -> None:
-    with HttpReceiver(body=b'{"id": 1, "message": "Annotation added"}') as rx, Dispatcher(
-        [GrafanaAnnotator(rx.url(), token=SECRET)], retry=FAST
-    ) as d:
+    with (
+        HttpReceiver(body=b'{"id": 1, "message": "Annotation added"}') as rx,
+        Dispatcher([GrafanaAnnotator(rx.url(), token=SECRET)], retry=FAST) as d,
+    ):
         d.submit([alert()])
         assert rx.wait_for(1) and d.flush(5)
     req = rx.requests[0]

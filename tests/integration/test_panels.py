@@ -214,15 +214,35 @@ def test_curve_fairness_and_drift_panels_compute_from_synthetic_rows(store: tupl
     drift: dict[str, list[Any]] = {
         k: []
         for k in (
-            "ts", "window_start", "window_end", "model", "version", "feature", "detector", "statistic", "threshold",
-            "drifted", "computed_at",
+            "ts",
+            "window_start",
+            "window_end",
+            "model",
+            "version",
+            "feature",
+            "detector",
+            "statistic",
+            "threshold",
+            "drifted",
+            "computed_at",
         )
     }
     for det, flag in (("ks", 1), ("psi", 0)):
         for k, v in zip(
             drift,
-            (start, start, start + timedelta(minutes=5), "synthetic", "v1", "amount", det, 0.3, 0.2, flag,
-             datetime.now(UTC)),
+            (
+                start,
+                start,
+                start + timedelta(minutes=5),
+                "synthetic",
+                "v1",
+                "amount",
+                det,
+                0.3,
+                0.2,
+                flag,
+                datetime.now(UTC),
+            ),
             strict=True,
         ):
             drift[k].append(v)

@@ -32,8 +32,11 @@ MALFORMED = [
 ]
 
 
+TRUTH: dict[str, dict[str, np.ndarray]] = {}
+
+
 def write_fleet(path: Path, start: float) -> dict[str, float]:
-    """Write the JSONL file; return the accuracy of each model computed from it."""
+    """Write the JSONL file; return the accuracy of each model computed from it (arrays kept in TRUTH)."""
     rng = np.random.default_rng(11)
     records = []
     accuracy = {}
@@ -52,6 +55,9 @@ def write_fleet(path: Path, start: float) -> dict[str, float]:
                     "ts": float(ts[i]),
                     "prediction": float(score[i]),
                     "features": {"x": float(score[i] * 2)},
+                    "segments": {"region": ("eu", "us")[i % 2]},
+                    "baseline": 0.5,
+                    "latency_ms": float(i % 100),
                 }
             )
             records.append(
@@ -64,6 +70,7 @@ def write_fleet(path: Path, start: float) -> dict[str, float]:
                 }
             )
         accuracy[model] = float(((score >= 0.5).astype(int) == y).mean())
+        TRUTH[model] = {"score": score, "y": y, "region": np.array([("eu", "us")[i % 2] for i in range(N)])}
     records.sort(key=lambda r: r["ts"])
     with open(path, "wb") as fh:
         for i, r in enumerate(records):
@@ -93,7 +100,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
     expected = [(m, N, N) for m in sorted(MODELS)]
     seen = stack.wait_for(
         "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
-        "FROM metrics GROUP BY model ORDER BY model",
+        "FROM metrics WHERE segment = '' GROUP BY model ORDER BY model",
         expected,
         timeout=240,
     )
@@ -111,7 +118,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
     res = stack.cli(
         "sql",
         "SELECT model, sumIf(value, metric IN ('tp', 'tn')) / sumIf(value, metric = 'labelled') AS accuracy "
-        "FROM metrics GROUP BY model ORDER BY model",
+        "FROM metrics WHERE segment = '' GROUP BY model ORDER BY model",
         "--format",
         "JSONEachRow",
     )
@@ -122,7 +129,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
     # The window-level accuracy rows agree with the counts (weighted by their n).
     res = stack.cli(
         "sql",
-        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics WHERE metric = 'accuracy' GROUP BY model",
+        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics WHERE metric = 'accuracy' AND segment = '' GROUP BY model",
         "--format",
         "JSONEachRow",
     )
@@ -131,9 +138,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
 
     dead = stack.wait_for("SELECT count() FROM dead_letters", [(len(MALFORMED),)], timeout=30)
     assert dead == [(len(MALFORMED),)]
-    res = stack.cli(
-        "sql", "SELECT error, payload FROM dead_letters ORDER BY offset", "--format", "JSONEachRow"
-    )
+    res = stack.cli("sql", "SELECT error, payload FROM dead_letters ORDER BY offset", "--format", "JSONEachRow")
     errors = [json.loads(line)["error"] for line in res.stdout.splitlines()]
     assert any("bad JSON" in e for e in errors)
     assert any("model" in e and "pattern" in e for e in errors)
@@ -147,3 +152,36 @@ def test_sql_formats_and_errors(stack: Stack) -> None:
     assert "one" in res.stdout and "1" in res.stdout
     res = stack.cli("sql", "SELEC nonsense", check=False)
     assert res.returncode != 0 and "Syntax error" in res.stderr
+
+
+def _weighted(stack: Stack, metric: str, segment: str = "") -> dict[str, float]:
+    rows = stack.store().query_rows(
+        "SELECT model, sum(value * n) / sum(n) FROM metrics WHERE metric = {m:String} AND segment = {s:String} "
+        "GROUP BY model",
+        {"m": metric, "s": segment},
+    )
+    return {m: v for m, v in rows}
+
+
+def test_metrics_match_scikit_learn(stack: Stack) -> None:
+    """Window metrics, weighted by their n, equal scikit-learn's over the same data (runs after the publish)."""
+    from sklearn.metrics import brier_score_loss, log_loss, recall_score, roc_auc_score
+
+    if not TRUTH:
+        pytest.skip("needs the publish test's data")
+    windows = stack.store().query_rows("SELECT count() FROM metrics WHERE metric = 'predictions' AND model = 'alpha'")[
+        0
+    ][0]
+    ll, brier, auc = _weighted(stack, "log_loss"), _weighted(stack, "brier"), _weighted(stack, "roc_auc")
+    recall_eu = _weighted(stack, "tpr", "region=eu")
+    for model, t in TRUTH.items():
+        assert ll[model] == pytest.approx(log_loss(t["y"], t["score"]), rel=1e-9)
+        assert brier[model] == pytest.approx(brier_score_loss(t["y"], t["score"]), rel=1e-9)
+        # AUC per window from 100-bin histograms, averaged over windows: close to the global value.
+        assert auc[model] == pytest.approx(roc_auc_score(t["y"], t["score"]), abs=0.03), windows
+        eu = t["region"] == "eu"
+        assert recall_eu[model] == pytest.approx(recall_score(t["y"][eu], t["score"][eu] >= 0.5), rel=1e-9)
+    lift = _weighted(stack, "lift_accuracy")
+    assert set(lift) == set(TRUTH)  # the baseline (a constant 0.5) is compared with every model
+    p99 = _weighted(stack, "latency_p99")
+    assert all(90 <= v <= 100 for v in p99.values())

@@ -194,9 +194,11 @@ def test_every_chart_loads_in_chromium_without_console_errors(
         assert result["problems"] == [], f"{page}: {result['problems']}"
         panels = result["panels"]
         expected = FLEET, ALERTS, PIPELINE
-        keys = [p.key for spec in expected for p in spec.panels()] if page == "index.html" else [
-            p.key for p in MODEL.panels()
-        ]
+        keys = (
+            [p.key for spec in expected for p in spec.panels()]
+            if page == "index.html"
+            else [p.key for p in MODEL.panels()]
+        )
         assert [p["key"] for p in panels] == keys, page
         for p in panels:
             where = f"{page} {p['key']}"

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODELS = ("m1", "m2", "m3")
 COUNTS_SQL = (
     "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')), "
-    "toUInt64(sumIf(value, metric IN ('tp', 'tn'))) FROM metrics GROUP BY model ORDER BY model"
+    "toUInt64(sumIf(value, metric IN ('tp', 'tn'))) FROM metrics WHERE segment = '' GROUP BY model ORDER BY model"
 )
 
 
@@ -41,11 +41,25 @@ def write_file(path: Path, n: int, seed: int, prefix: str = "") -> list[tuple[st
         ts = start + np.arange(n) * 0.5
         for i in range(n):
             pid = f"{prefix}{model}-{i}"
-            recs.append({"type": "prediction", "prediction_id": pid, "model": model, "ts": float(ts[i]),
-                         "prediction": float(score[i])})
+            recs.append(
+                {
+                    "type": "prediction",
+                    "prediction_id": pid,
+                    "model": model,
+                    "ts": float(ts[i]),
+                    "prediction": float(score[i]),
+                }
+            )
             if labelled[i]:
-                recs.append({"type": "outcome", "prediction_id": pid, "model": model, "ts": float(ts[i] + 90),
-                             "outcome": int(y[i])})
+                recs.append(
+                    {
+                        "type": "outcome",
+                        "prediction_id": pid,
+                        "model": model,
+                        "ts": float(ts[i] + 90),
+                        "outcome": int(y[i]),
+                    }
+                )
         correct = int((((score >= 0.5).astype(int) == y) & labelled).sum())
         expected.append((model, n, int(labelled.sum()), correct))
     recs.sort(key=lambda r: r["ts"])

@@ -41,8 +41,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_yaml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = tmp_path / "wk.yaml"
     cfg.write_text(
-        "window_seconds: 120\nmodels:\n  fraud:\n    owner: payments\n    threshold: 0.3\n"
-        "    cost: {fp: 1, fn: 5}\n"
+        "window_seconds: 120\nmodels:\n  fraud:\n    owner: payments\n    threshold: 0.3\n    cost: {fp: 1, fn: 5}\n"
     )
     monkeypatch.setenv("WATCHKEEPER_CONFIG", str(cfg))
     monkeypatch.setenv("WATCHKEEPER_LABEL_DELAY_SECONDS", "30")  # environment wins over the file
@@ -63,9 +62,7 @@ def test_yaml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ({"WATCHKEEPER_CONFIG": "/nonexistent.yaml"}, "no such file"),
     ],
 )
-def test_bad_configuration_fails_clearly(
-    monkeypatch: pytest.MonkeyPatch, env: dict, fragment: str | None
-) -> None:
+def test_bad_configuration_fails_clearly(monkeypatch: pytest.MonkeyPatch, env: dict, fragment: str | None) -> None:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     if fragment is None:

@@ -170,14 +170,8 @@ def test_decoder_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.floats(allow_nan=False)
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 
