@@ -129,7 +129,8 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, tmp_path
     # The window-level accuracy rows agree with the counts (weighted by their n).
     res = stack.cli(
         "sql",
-        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics WHERE metric = 'accuracy' AND segment = '' GROUP BY model",
+        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics "
+        "WHERE metric = 'accuracy' AND segment = '' GROUP BY model",
         "--format",
         "JSONEachRow",
     )
