@@ -24,6 +24,7 @@ from typing import Any
 
 from sinks.writer import Store
 from streams.config import Settings
+from streams.drift_stage import DriftStage
 from streams.window_metrics import WindowKey, metrics_rows
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class WindowCloser:
         self.cursor: float | None = None  # ingest time already scanned
         self.last_activity = 0.0
         self.windows_written = 0
+        self.drift = DriftStage(store, settings)
 
     def store_now(self) -> float:
         return _ts(self.store.query_rows("SELECT now64(3, 'UTC')")[0][0])
@@ -172,29 +174,29 @@ class WindowCloser:
     # Writing --------------------------------------------------------------
     def write(self, model: str, keys: Iterable[WindowKey], now: float) -> int:
         keys = list(keys)
-        rows = metrics_rows(self.store, self.settings, model, keys)
         computed_at = datetime.fromtimestamp(now, UTC)
+        rows = metrics_rows(self.store, self.settings, model, keys)
+        self._replace("metrics", model, keys, rows, computed_at)
+        self._replace("drift", model, keys, self.drift.rows(model, keys, computed_at), computed_at)
+        return len(rows)
+
+    def _replace(
+        self, table: str, model: str, keys: list[WindowKey], rows: list[dict[str, Any]], computed_at: datetime
+    ) -> None:
+        """Insert the windows' new rows, then delete the versions they supersede (late labels).
+
+        ``table`` is ``metrics`` or ``drift`` (not user input).
+        """
         for row in rows:
             row["computed_at"] = computed_at
         if rows:
-            cols = {c: [r[c] for r in rows] for c in rows[0]}
-            self.store.insert("metrics", cols)
-        # Replace older versions of the same windows (late labels): delete what this pass superseded.
+            self.store.insert(table, {c: [r[c] for r in rows] for c in rows[0]})
         self.store.command(
-            "DELETE FROM metrics WHERE model = {m:String} "
+            f"DELETE FROM {table} WHERE model = {{m:String}} "
             "AND (version, window_start) IN {keys:Array(Tuple(String, DateTime('UTC')))} "
             "AND computed_at < {t:DateTime64(3, 'UTC')}",
-            {
-                "m": model,
-                "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys],
-                "t": computed_at,
-            },
+            {"m": model, "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys], "t": computed_at},
         )
-        return len(rows)
 
 
-def utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-__all__ = ["WindowCloser", "WindowKey", "utc", "Any"]
+__all__ = ["WindowCloser", "WindowKey"]

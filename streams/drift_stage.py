@@ -1,0 +1,187 @@
+"""Feature and prediction drift of closed windows against the model version's reference.
+
+The reference of a version is its first ``REFERENCE_WINDOWS`` windows of traffic
+(the "first N events" default of DESIGN.md). Each later window's features are
+bucketed with edges learnt from the reference (quantiles for numbers, the seen
+categories for strings) and tested with ``detectors.drift_report`` (KS or
+chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
+size). The score distribution is tested too, as feature ``__prediction__``.
+
+Both samples are deterministic (lowest ``cityHash64(event_id)`` first), so a
+replay gives the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from detectors import CategoricalBinning, DriftConfig, NumericBinning, drift_report
+
+if TYPE_CHECKING:
+    from sinks.writer import Store
+    from streams.config import Settings
+    from streams.window_metrics import WindowKey
+
+REFERENCE_WINDOWS = 3
+SAMPLE_PER_WINDOW = 5000
+PREDICTION = "__prediction__"
+
+FIRST_TS = """
+SELECT toUnixTimestamp(toStartOfInterval(min(ts), toIntervalSecond({w:UInt32}))) AS ws, count() AS n
+FROM predictions WHERE model = {m:String} AND version = {v:String}
+"""
+
+SAMPLE = """
+SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       features, features_cat, prediction
+FROM predictions FINAL
+WHERE model = {m:String} AND version = {v:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+ORDER BY ws, cityHash64(event_id)
+LIMIT {cap:UInt32} BY ws
+"""
+
+
+@dataclass
+class Reference:
+    """Bucket edges and reference counts of one model version."""
+
+    start: int
+    end: int
+    binnings: dict[str, NumericBinning | CategoricalBinning]
+    counts: dict[str, np.ndarray]
+    kinds: dict[str, str]
+
+
+def _columns(rows: list[dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, list[str | None]]]:
+    """Numeric and categorical feature values of a sample (missing where a row lacks the feature)."""
+    numeric: dict[str, list[float]] = defaultdict(list)
+    categorical: dict[str, list[str | None]] = defaultdict(list)
+    num_names = {k for r in rows for k in r["features"]}
+    cat_names = {k for r in rows for k in r["features_cat"]}
+    for r in rows:
+        f, c = r["features"], r["features_cat"]
+        for k in num_names:
+            numeric[k].append(f.get(k, math.nan))
+        for k in cat_names:
+            categorical[k].append(c.get(k))
+        numeric[PREDICTION].append(math.nan if r["prediction"] is None else r["prediction"])
+    return numeric, categorical
+
+
+def build_reference(rows: list[dict[str, Any]], start: int, end: int) -> Reference:
+    numeric, categorical = _columns(rows)
+    binnings: dict[str, NumericBinning | CategoricalBinning] = {}
+    counts: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    for name, values in numeric.items():
+        arr = np.asarray(values, dtype=np.float64)
+        if np.isfinite(arr).sum() < 2:
+            continue
+        b = NumericBinning.from_reference(arr, 100)
+        binnings[name], counts[name], kinds[name] = b, b.counts(arr), "numeric"
+    for name, cats in categorical.items():
+        cb = CategoricalBinning.from_reference(cats)
+        binnings[name], counts[name], kinds[name] = cb, cb.counts(cats), "categorical"
+    return Reference(start, end, binnings, counts, kinds)
+
+
+class DriftStage:
+    """Keeps each version's reference (rebuilt from the store on demand) and tests windows against it."""
+
+    def __init__(self, store: Store, settings: Settings, config: DriftConfig | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.config = config or DriftConfig()
+        self.references: dict[tuple[str, str], Reference | None] = {}
+
+    def reference(self, model: str, version: str) -> Reference | None:
+        key = (model, version)
+        if self.references.get(key) is not None:
+            return self.references[key]
+        w = self.settings.window_seconds
+        first = self.store.query(FIRST_TS, {"w": w, "m": model, "v": version})
+        if not first or not first[0]["n"]:
+            return None
+        start = int(first[0]["ws"])
+        end = start + REFERENCE_WINDOWS * w
+        rows = self.store.query(
+            SAMPLE,
+            {"w": w, "m": model, "v": version, "t0": _dt(start), "t1": _dt(end), "cap": SAMPLE_PER_WINDOW},
+        )
+        if not rows:
+            return None
+        ref = build_reference(rows, start, end)
+        self.references[key] = ref
+        return ref
+
+    def rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """``drift`` rows of the given windows (windows inside their reference are not tested)."""
+        w = self.settings.window_seconds
+        out: list[dict[str, Any]] = []
+        by_version: dict[str, list[WindowKey]] = defaultdict(list)
+        for k in keys:
+            if k.version:
+                by_version[k.version].append(k)
+        for version, vkeys in by_version.items():
+            ref = self.reference(model, version)
+            if ref is None:
+                continue
+            tested = [k for k in vkeys if k.start >= ref.end]
+            if not tested:
+                continue
+            t0, t1 = min(k.start for k in tested), max(k.start for k in tested) + w
+            sample = self.store.query(
+                SAMPLE, {"w": w, "m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1), "cap": SAMPLE_PER_WINDOW}
+            )
+            by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for r in sample:
+                by_window[int(r["ws"])].append(r)
+            for k in tested:
+                rows = by_window.get(k.start)
+                if rows:
+                    out.extend(self._window_rows(ref, k, rows, w, computed_at))
+        return out
+
+    def _window_rows(
+        self, ref: Reference, key: WindowKey, rows: list[dict[str, Any]], w: int, computed_at: datetime
+    ) -> list[dict[str, Any]]:
+        numeric, categorical = _columns(rows)
+        current: dict[str, np.ndarray] = {}
+        for name, binning in ref.binnings.items():
+            if isinstance(binning, NumericBinning):
+                values = numeric.get(name)
+                arr = np.asarray(values if values is not None else [math.nan] * len(rows), dtype=np.float64)
+                current[name] = binning.counts(arr)
+            else:
+                cats = categorical.get(name) or [None] * len(rows)
+                current[name] = binning.counts(cats)
+        results = drift_report(ref.counts, current, ref.kinds, self.config)
+        end = _dt(key.start + w)
+        return [
+            {
+                "ts": end,
+                "window_start": _dt(key.start),
+                "window_end": end,
+                "model": key.model,
+                "version": key.version,
+                "feature": r.feature,
+                "detector": r.detector,
+                "statistic": float(r.statistic) if math.isfinite(r.statistic) else 0.0,
+                "threshold": float(r.threshold),
+                "drifted": int(bool(r.drifted)),
+                "computed_at": computed_at,
+            }
+            for r in results
+        ]
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
