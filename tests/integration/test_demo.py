@@ -32,3 +32,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     churn = summary["models"]["demo.churn"]
     assert churn["accuracy_after"] < churn["accuracy_before"] - 0.2  # the injected drift shows
     assert summary["dead_letters_total"] == 8
+    # Alerts: the drifting model only — a retrain alert and a drift alert naming the shifted feature.
+    firing = {(a["model"], a["kind"]) for a in summary["alerts"] if a["state"] == "firing"}
+    assert {("demo.churn", "retrain"), ("demo.churn", "drift")} <= firing
+    assert {m for m, _ in firing} == {"demo.churn"}
+    drift = next(a for a in summary["alerts"] if a["kind"] == "drift")
+    assert "velocity" in drift["summary"]
+    assert "alerts raised" in res.stdout
