@@ -251,7 +251,7 @@ def bar_chart(
     bar_h, gap = 12, 10
     group_h = bar_h * len(names) + gap
     left, right = 130, 70
-    height = M_TOP + group_h * len(categories) + 6
+    height = max(60, M_TOP + group_h * len(categories) + 6)
     pw = width - left - right
     out = [_open(width, height, "bar chart")]
     for gi, cat in enumerate(categories):

@@ -839,11 +839,11 @@ PIPELINE_DEAD_TABLE = Panel(
     "table",
     f"""
 SELECT {_REASON} AS reason, topic, count() AS dead_letters, max(ts) AS last_seen,
-       any(error) AS example
+       min(error) AS example
 FROM dead_letters FINAL
 WHERE $__timeFilter(ts)
 GROUP BY reason, topic
-ORDER BY dead_letters DESC
+ORDER BY dead_letters DESC, reason, topic
 """,
     ("reason", "topic", "dead_letters", "last_seen", "example"),
     "Why messages were rejected in the range (query dead_letters for the payloads).",

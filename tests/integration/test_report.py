@@ -203,7 +203,9 @@ def test_every_chart_loads_in_chromium_without_console_errors(
         for p in panels:
             where = f"{page} {p['key']}"
             assert p["state"] in ("chart", "empty"), where
-            if p["key"] not in PENDING_DATA:
+            # A stable model has no alerts: its alert list may be empty.
+            quiet = page != "index.html" and p["key"] == "model_alerts"
+            if p["key"] not in PENDING_DATA and not quiet:
                 assert p["state"] == "chart", f"{where} shows no chart: {json.dumps(p)}"
             if p["state"] != "chart":
                 continue
