@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detectors import BinarySummary, GroupCounts, cbpe_estimate, fairness_metrics, lift
+from detectors import (
+    BinarySummary,
+    GroupCounts,
+    MulticlassSummary,
+    RegressionSummary,
+    cbpe_estimate,
+    fairness_metrics,
+    lift,
+)
 
 if TYPE_CHECKING:
     from sinks.writer import Store
@@ -36,7 +44,7 @@ SELECT p.version AS version,
        toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
        count() AS predictions,
        countIf(o.has = 1) AS labelled,
-       countIf(p.prediction IS NULL) AS n_class,
+       countIf(p.prediction IS NULL OR length(p.scores) > 0) AS n_class,
        countIf(p.prediction < 0 OR p.prediction > 1) AS n_outside_unit,
        countIf(o.has = 1 AND (o.outcome IS NULL OR o.outcome NOT IN (0, 1))) AS n_nonbinary,
        countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 1) AS tp,
@@ -48,7 +56,7 @@ SELECT p.version AS version,
        quantilesIf(0.5, 0.95, 0.99)(p.latency_ms, p.latency_ms IS NOT NULL) AS latency_q,
        countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels
 FROM (
-    SELECT prediction_id, version, ts, prediction, fallback, latency_ms FROM predictions FINAL
+    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms FROM predictions FINAL
     WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 ) AS p
 LEFT JOIN (
@@ -119,6 +127,91 @@ GROUP BY version, ws, seg, bin
 """
 
 
+# The joined rows of a model's windows, shared by the multiclass and regression aggregates.
+_JOINED = """
+FROM (
+    SELECT prediction_id, version, ts, prediction, prediction_class, scores,
+           toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
+    FROM predictions FINAL
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+LEFT JOIN (
+    SELECT prediction_id, argMax(outcome, ts) AS y,
+           argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
+    FROM outcomes FINAL
+    WHERE model = {m:String} AND prediction_id IN (
+        SELECT prediction_id FROM predictions
+        WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+"""
+
+# Predicted class: the string prediction, else the class of the highest score, else the number as text.
+MULTICLASS = (
+    """
+SELECT p.version AS version, p.ws AS ws,
+       if(p.prediction_class != '', p.prediction_class,
+          if(length(p.scores) > 0, mapKeys(p.scores)[indexOf(mapValues(p.scores), arrayMax(mapValues(p.scores)))],
+             toString(p.prediction))) AS pc,
+       if(o.has = 1, o.oc, '') AS oc,
+       count() AS n,
+       sumIf(-log(greatest(p.scores[o.oc], 1e-15)), o.has = 1 AND mapContains(p.scores, o.oc)) AS ll,
+       countIf(o.has = 1 AND mapContains(p.scores, o.oc)) AS n_ll
+"""
+    + _JOINED
+    + "GROUP BY version, ws, pc, oc"
+)
+
+REGRESSION = (
+    """
+SELECT p.version AS version, p.ws AS ws,
+       countIf(o.has = 1) AS n,
+       sumIf(p.prediction - o.y, o.has = 1) AS sum_err,
+       sumIf(abs(p.prediction - o.y), o.has = 1) AS sum_abs_err,
+       sumIf(pow(p.prediction - o.y, 2), o.has = 1) AS sum_sq_err,
+       sumIf(o.y, o.has = 1) AS sum_y,
+       sumIf(o.y * o.y, o.has = 1) AS sum_y2,
+       countIf(p.prediction IS NOT NULL) AS n_pred,
+       sumIf(p.prediction, p.prediction IS NOT NULL) AS sum_pred
+"""
+    + _JOINED
+    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY version, ws"
+)
+
+
+def multiclass_summaries(rows: list[dict[str, Any]]) -> dict[tuple[str, int], MulticlassSummary]:
+    """Fold (version, window, predicted, true) counts into one MulticlassSummary per window."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["version"], int(r["ws"]))].append(r)
+    out = {}
+    for k, rs in groups.items():
+        classes = sorted({r["pc"] for r in rs} | {r["oc"] for r in rs if r["oc"] != ""})
+        index = {c: i for i, c in enumerate(classes)}
+        confusion = np.zeros((len(classes), len(classes)), np.int64)
+        pred_counts = np.zeros(len(classes), np.int64)
+        ll, n_ll = 0.0, 0
+        for r in rs:
+            pred_counts[index[r["pc"]]] += int(r["n"])
+            if r["oc"] != "":
+                confusion[index[r["oc"]], index[r["pc"]]] += int(r["n"])
+            ll += float(r["ll"] or 0.0)
+            n_ll += int(r["n_ll"])
+        out[k] = MulticlassSummary(tuple(classes), confusion, pred_counts, ll, n_ll)
+    return out
+
+
+def summary_rows(key: WindowKey, w: int, metrics: dict[str, float], n: int, n_labelled: int) -> list[dict[str, Any]]:
+    """Rows of a multiclass or regression summary's metrics (support: labelled events)."""
+    rows = []
+    for metric, value in metrics.items():
+        if metric in ("n", "n_labeled", "n_pred") or not _finite(value):
+            continue
+        support = n if metric in ("mean_prediction",) else n_labelled
+        rows.append(_row(key, w, metric, value, support))
+    return rows
+
+
 # Segment keys few enough in values to be watched (fairness, per-segment metrics).
 SEGMENT_KEYS = """
 SELECT k FROM (
@@ -151,8 +244,8 @@ def _dt(t: float) -> datetime:
 def infer_task(stats: dict[str, Any], configured: str) -> str:
     """The model's task: from config, else from the window's data.
 
-    A string prediction means multiclass; scores all in [0, 1] with outcomes all
-    0/1 mean binary; any other number means regression.
+    A string prediction or a ``scores`` object means multiclass; predictions all in
+    [0, 1] with outcomes all 0/1 mean binary; any other number means regression.
     """
     if configured != "auto":
         return configured
@@ -353,13 +446,29 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
             "delay": settings.label_delay_seconds,
             "limit": MAX_SEGMENT_VALUES,
         }
-        binary: set[WindowKey] = set()
+        tasks: dict[str, set[WindowKey]] = defaultdict(set)
         for stats in store.query(WINDOW_STATS, params):
             key = WindowKey(model, stats["version"], int(stats["ws"]))
             if key in pred_keys:
                 rows.extend(window_rows(key, stats, settings))
-                if infer_task(stats, cfg.task) == "binary":
-                    binary.add(key)
+                tasks[infer_task(stats, cfg.task)].add(key)
+        binary = tasks["binary"]
+        if tasks["multiclass"]:
+            for (version, ws), summ in multiclass_summaries(store.query(MULTICLASS, params)).items():
+                key = WindowKey(model, version, ws)
+                if key in tasks["multiclass"]:
+                    labelled = int(summ.confusion.sum())
+                    rows.extend(summary_rows(key, w, summ.metrics(), int(summ.pred_counts.sum()), labelled))
+        if tasks["regression"]:
+            for r in store.query(REGRESSION, params):
+                key = WindowKey(model, r["version"], int(r["ws"]))
+                if key in tasks["regression"]:
+                    fields = {
+                        f: r[f]
+                        for f in ("n", "sum_err", "sum_abs_err", "sum_sq_err", "sum_y", "sum_y2", "n_pred", "sum_pred")
+                    }
+                    summ = RegressionSummary(**fields)
+                    rows.extend(summary_rows(key, w, summ.metrics(), summ.n_pred, summ.n))
         if binary:
             params["keys"] = [r[0] for r in store.query_rows(SEGMENT_KEYS, params)]
             models = binary_summaries(store.query(binned_sql("prediction"), params), cfg.threshold)
