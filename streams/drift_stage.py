@@ -49,6 +49,35 @@ LIMIT {cap:UInt32} BY ws
 """
 
 
+ERRORS = """
+SELECT toUnixTimestamp64Milli(p.ts) AS t, toUInt8((p.prediction >= {thr:Float64}) != (o.y = 1)) AS err
+FROM (
+    SELECT prediction_id, ts, assumeNotNull(prediction) AS prediction FROM predictions FINAL
+    WHERE model = {m:String} AND version = {v:String} AND prediction IS NOT NULL
+      AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+INNER JOIN (
+    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y FROM outcomes FINAL
+    WHERE model = {m:String} AND outcome IN (0, 1) AND prediction_id IN (
+        SELECT prediction_id FROM predictions
+        WHERE model = {m:String} AND version = {v:String}
+          AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+ORDER BY t, p.prediction_id
+"""
+ERROR_FEATURE = "__error__"
+ERROR_DETECTOR = "watchkeeper_default"
+
+
+@dataclass
+class ErrorStream:
+    """The sequential detector over one version's error stream, and the last window it has seen."""
+
+    detector: Any
+    last_window: int
+
+
 @dataclass
 class Reference:
     """Bucket edges and reference counts of one model version."""
@@ -101,6 +130,57 @@ class DriftStage:
         self.settings = settings
         self.config = config or DriftConfig()
         self.references: dict[tuple[str, str], Reference | None] = {}
+        self.error_streams: dict[tuple[str, str], ErrorStream] = {}
+
+    def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """Concept drift: the ``watchkeeper_default`` detector fed each binary window's errors in event-time order.
+
+        Each window is fed once, in order (a recomputed window is not fed again); the row's
+        ``ts`` is the event time of the first error that made the detector fire, else the
+        window's end. Detector state lives in this process: a restarted leader starts a new
+        detector from the next window on.
+        """
+        from detectors import build
+
+        w = self.settings.window_seconds
+        thr = self.settings.model(model).threshold
+        out: list[dict[str, Any]] = []
+        for k in sorted(k for k in keys if k.version):
+            state = self.error_streams.get((model, k.version))
+            if state is not None and k.start <= state.last_window:
+                continue
+            errors = self.store.query_rows(
+                ERRORS,
+                {"m": model, "v": k.version, "thr": thr, "t0": _dt(k.start), "t1": _dt(k.start + w)},
+            )
+            if not errors:
+                continue
+            if state is None:
+                state = self.error_streams[(model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
+            fired_at: float | None = None
+            for t, err in errors:
+                state.detector.update(float(err))
+                if state.detector.drift_detected and fired_at is None:
+                    fired_at = t / 1000
+            state.last_window = k.start
+            end = _dt(k.start + w)
+            rate = sum(e for _, e in errors) / len(errors)
+            out.append(
+                {
+                    "ts": _dt(fired_at) if fired_at is not None else end,
+                    "window_start": _dt(k.start),
+                    "window_end": end,
+                    "model": model,
+                    "version": k.version,
+                    "feature": ERROR_FEATURE,
+                    "detector": ERROR_DETECTOR,
+                    "statistic": rate,
+                    "threshold": 0.0,
+                    "drifted": int(fired_at is not None),
+                    "computed_at": computed_at,
+                }
+            )
+        return out
 
     def reference(self, model: str, version: str) -> Reference | None:
         key = (model, version)

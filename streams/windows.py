@@ -177,7 +177,8 @@ class WindowCloser:
         computed_at = datetime.fromtimestamp(now, UTC)
         rows = metrics_rows(self.store, self.settings, model, keys)
         self._replace("metrics", model, keys, rows, computed_at)
-        self._replace("drift", model, keys, self.drift.rows(model, keys, computed_at), computed_at)
+        drift = self.drift.rows(model, keys, computed_at) + self.drift.error_rows(model, binary_keys(rows), computed_at)
+        self._replace("drift", model, keys, drift, computed_at)
         return len(rows)
 
     def _replace(
@@ -197,6 +198,13 @@ class WindowCloser:
             "AND computed_at < {t:DateTime64(3, 'UTC')}",
             {"m": model, "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys], "t": computed_at},
         )
+
+
+def binary_keys(rows: list[dict[str, Any]]) -> list[WindowKey]:
+    """The windows whose metric rows show a labelled binary model (they have confusion counts)."""
+    return sorted(
+        {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())) for r in rows if r["metric"] == "tp"}
+    )
 
 
 __all__ = ["WindowCloser", "WindowKey"]

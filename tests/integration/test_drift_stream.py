@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streams.config import Settings
-from streams.events import Prediction
+from streams.events import Outcome, Prediction
 from streams.ingest import SourceMessage
 from streams.service import Worker
 from streams.windows import WindowCloser
@@ -86,3 +86,32 @@ def test_stable_model_stays_under_one_percent_false_flags(worker: Worker) -> Non
     rows = drift_rows(worker, "steady")
     assert len(rows) >= (WINDOWS - 3) * 6
     assert sum(d for _, _, d in rows) / len(rows) < 0.01
+
+
+def test_concept_drift_on_the_error_stream(worker: Worker) -> None:
+    """Accuracy 0.86 -> 0.72 from window 12: the error-stream detector fires after the change, not before."""
+    rng = np.random.default_rng(5)
+    start = int(time.time() - 3 * 86400) // W * W
+    preds, outs = [], []
+    for i in range(WINDOWS * PER_WINDOW):
+        win = i // PER_WINDOW
+        ts = start + win * W + (i % PER_WINDOW) * (W / PER_WINDOW)
+        y = int(rng.uniform() < 0.5)
+        correct = rng.uniform() < (0.86 if win < 12 else 0.72)
+        score = 0.8 if (y == 1) == correct else 0.2
+        preds.append({"prediction_id": f"cd-{i}", "model": "concept", "version": "v1", "ts": ts, "prediction": score})
+        outs.append({"prediction_id": f"cd-{i}", "model": "concept", "outcome": y, "ts": ts + 60})
+    for off in range(0, len(preds), 1000):
+        for kind, evs, base in ((Prediction, preds, 50_000_000), (Outcome, outs, 60_000_000)):
+            msg = SourceMessage("t", 0, base + off, orjson.dumps({"events": evs[off : off + 1000]}), None)
+            worker.write_batch(worker.build_batch([msg], kind))
+    WindowCloser(worker.store, worker.settings).tick(force=True)
+    rows = worker.store.query_rows(
+        "SELECT toUnixTimestamp(window_start), drifted, toUnixTimestamp(ts) FROM drift FINAL "
+        "WHERE model = 'concept' AND feature = '__error__' ORDER BY window_start"
+    )
+    assert len(rows) == WINDOWS
+    fired = [(ws - start) // W for ws, d, _ in rows if d]
+    assert fired and min(fired) >= 12, fired
+    first = next(t for ws, d, t in rows if d)
+    assert first - (start + 12 * W) <= 3 * W  # found within three windows of the change
