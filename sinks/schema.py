@@ -132,6 +132,17 @@ def ddl(db: str, retention: Retention) -> list[str]:
         ORDER BY (model, alert_id, ts, state)
         {agg_ts}
         SETTINGS {DEDUP}""",
+        # Training data loaded with `watchkeeper reference`: a model's drift reference.
+        f"""CREATE TABLE IF NOT EXISTS {db}.reference (
+            model LowCardinality(String),
+            version LowCardinality(String),
+            row_id UInt64,
+            features Map(String, Float64),
+            features_cat Map(String, String),
+            prediction Nullable(Float64),
+            loaded_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
+        ) ENGINE = MergeTree
+        ORDER BY (model, version, row_id)""",
         f"""CREATE TABLE IF NOT EXISTS {db}.dead_letters (
             ts DateTime64(3, 'UTC'),
             topic LowCardinality(String),

@@ -146,6 +146,26 @@ def demo(out: Path, minutes: int, keep_worker: bool) -> None:
 
 
 @main.command()
+@click.argument("model")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", default="", help="Only for this version (default: every version of the model).")
+def reference(model: str, file: Path, version: str) -> None:
+    """Load a model's training data (CSV, Parquet or JSONL) as its drift reference."""
+    import re
+
+    from streams.config import MODEL_NAME_PATTERN
+    from streams.reference import load_reference
+
+    if not re.match(MODEL_NAME_PATTERN, model):
+        raise click.BadParameter(f"{model!r} is not a valid model name", param_hint="MODEL")
+    try:
+        n = load_reference(_store(_settings()), model, file, version)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"loaded {n} reference rows for {model}{' ' + version if version else ''}")
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of the events and envelopes."""
     import orjson

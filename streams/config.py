@@ -53,6 +53,12 @@ class ModelConfig(BaseModel):
     protected_attributes: tuple[str, ...] = ()
     runbook_url: str | None = None
     alerting: AlertPolicy | None = None  # replaces the fleet's policy for this model
+    # What a window's features are compared with: "auto" = the file loaded with
+    # `watchkeeper reference` if any, else the version's first windows; "previous_window"
+    # follows slow trends; the seasonal ones ignore daily and weekly cycles.
+    drift_reference: Literal[
+        "auto", "first_windows", "previous_window", "same_hour_yesterday", "same_hour_last_week"
+    ] = "auto"
 
 
 class _YamlSource(PydanticBaseSettingsSource):

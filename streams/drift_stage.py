@@ -1,7 +1,10 @@
 """Feature and prediction drift of closed windows against the model version's reference.
 
-The reference of a version is its first ``REFERENCE_WINDOWS`` windows of traffic
-(the "first N events" default of DESIGN.md). Each later window's features are
+The reference of a version is, by the model's ``drift_reference`` setting: the
+training data loaded with ``watchkeeper reference`` (``auto``, when present), else
+its first ``REFERENCE_WINDOWS`` windows of traffic (the "first N events" default of
+DESIGN.md); or the previous window (slow trends); or the same hour yesterday or
+last week (daily and weekly cycles). Each later window's features are
 bucketed with edges learnt from the reference (quantiles for numbers, the seen
 categories for strings) and tested with ``detectors.drift_report`` (KS or
 chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
@@ -14,6 +17,7 @@ replay gives the same decisions.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +72,15 @@ ORDER BY t, p.prediction_id
 """
 ERROR_FEATURE = "__error__"
 ERROR_DETECTOR = "watchkeeper_default"
+
+
+LOADED = """
+SELECT features, features_cat, prediction FROM reference
+WHERE model = {m:String} AND version = {v:String}
+ORDER BY cityHash64(row_id) LIMIT {cap:UInt32}
+"""
+LOADED_CAP = 20000
+MIN_REFERENCE_ROWS = 30
 
 
 @dataclass
@@ -128,8 +141,11 @@ class DriftStage:
     def __init__(self, store: Store, settings: Settings, config: DriftConfig | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.config = config or DriftConfig()
+        # alpha 0.001 per window (BH across its features): a fleet tests hundreds of windows a day,
+        # and the alert policy asks for several drifted windows in a row on top.
+        self.config = config or DriftConfig(alpha=0.001)
         self.references: dict[tuple[str, str], Reference | None] = {}
+        self.loaded_refs: dict[tuple[str, str], tuple[float, Reference | None]] = {}
         self.error_streams: dict[tuple[str, str], ErrorStream] = {}
 
     def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
@@ -182,7 +198,13 @@ class DriftStage:
             )
         return out
 
-    def reference(self, model: str, version: str) -> Reference | None:
+    def _sample(self, model: str, version: str, t0: int, t1: int) -> list[dict[str, Any]]:
+        w = self.settings.window_seconds
+        params = {"w": w, "m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1), "cap": SAMPLE_PER_WINDOW}
+        return self.store.query(SAMPLE, params)
+
+    def first_windows(self, model: str, version: str) -> Reference | None:
+        """The version's first REFERENCE_WINDOWS windows of traffic."""
         key = (model, version)
         if self.references.get(key) is not None:
             return self.references[key]
@@ -192,18 +214,44 @@ class DriftStage:
             return None
         start = int(first[0]["ws"])
         end = start + REFERENCE_WINDOWS * w
-        rows = self.store.query(
-            SAMPLE,
-            {"w": w, "m": model, "v": version, "t0": _dt(start), "t1": _dt(end), "cap": SAMPLE_PER_WINDOW},
-        )
+        rows = self._sample(model, version, start, end)
         if not rows:
             return None
-        ref = build_reference(rows, start, end)
-        self.references[key] = ref
+        self.references[key] = ref = build_reference(rows, start, end)
         return ref
 
+    def loaded(self, model: str, version: str) -> Reference | None:
+        """The training data loaded with ``watchkeeper reference`` (version-specific first), cached a minute."""
+        key = (model, version)
+        cached = self.loaded_refs.get(key)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        ref = None
+        for v in (version, ""):
+            rows = self.store.query(LOADED, {"m": model, "v": v, "cap": LOADED_CAP})
+            if rows:
+                ref = build_reference(rows, 0, 0)
+                break
+        self.loaded_refs[key] = (time.monotonic(), ref)
+        return ref
+
+    def reference_for(self, model: str, version: str, window_start: int) -> Reference | None:
+        """The reference a window is compared with, by the model's ``drift_reference`` policy."""
+        policy = self.settings.model(model).drift_reference
+        if policy == "auto":
+            return self.loaded(model, version) or self.first_windows(model, version)
+        if policy == "first_windows":
+            return self.first_windows(model, version)
+        w = self.settings.window_seconds
+        offset = {"previous_window": w, "same_hour_yesterday": 86400, "same_hour_last_week": 7 * 86400}[policy]
+        # The window at the same phase of the cycle (a wider range would mix phases).
+        t0 = window_start - offset
+        t1 = t0 + w
+        rows = self._sample(model, version, t0, t1)
+        return build_reference(rows, t0, t1) if len(rows) >= MIN_REFERENCE_ROWS else None
+
     def rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
-        """``drift`` rows of the given windows (windows inside their reference are not tested)."""
+        """``drift`` rows of the given windows (a window inside its own reference is not tested)."""
         w = self.settings.window_seconds
         out: list[dict[str, Any]] = []
         by_version: dict[str, list[WindowKey]] = defaultdict(list)
@@ -211,23 +259,18 @@ class DriftStage:
             if k.version:
                 by_version[k.version].append(k)
         for version, vkeys in by_version.items():
-            ref = self.reference(model, version)
-            if ref is None:
-                continue
-            tested = [k for k in vkeys if k.start >= ref.end]
-            if not tested:
-                continue
-            t0, t1 = min(k.start for k in tested), max(k.start for k in tested) + w
-            sample = self.store.query(
-                SAMPLE, {"w": w, "m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1), "cap": SAMPLE_PER_WINDOW}
-            )
+            t0, t1 = min(k.start for k in vkeys), max(k.start for k in vkeys) + w
             by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for r in sample:
+            for r in self._sample(model, version, t0, t1):
                 by_window[int(r["ws"])].append(r)
-            for k in tested:
+            for k in sorted(vkeys):
                 rows = by_window.get(k.start)
-                if rows:
-                    out.extend(self._window_rows(ref, k, rows, w, computed_at))
+                if not rows:
+                    continue
+                ref = self.reference_for(model, version, k.start)
+                if ref is None or ref.start <= k.start < ref.end:
+                    continue
+                out.extend(self._window_rows(ref, k, rows, w, computed_at))
         return out
 
     def _window_rows(
