@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sinks.writer import Store
+from streams.ab_stage import ab_rows
 from streams.config import Settings
 from streams.drift_stage import DriftStage
 from streams.window_metrics import WindowKey, metrics_rows
@@ -177,6 +178,10 @@ class WindowCloser:
         computed_at = datetime.fromtimestamp(now, UTC)
         rows = metrics_rows(self.store, self.settings, model, keys)
         self._replace("metrics", model, keys, rows, computed_at)
+        # Champion/challenger rows read the counts just written; their version names the pair.
+        ab = ab_rows(self.store, self.settings, model, keys)
+        ab_keys = sorted({WindowKey(model, r["version"], int(r["window_start"].timestamp())) for r in ab})
+        self._replace("metrics", model, ab_keys, ab, computed_at)
         drift = self.drift.rows(model, keys, computed_at) + self.drift.error_rows(model, binary_keys(rows), computed_at)
         self._replace("drift", model, keys, drift, computed_at)
         return len(rows)
@@ -188,6 +193,8 @@ class WindowCloser:
 
         ``table`` is ``metrics`` or ``drift`` (not user input).
         """
+        if not keys:
+            return
         for row in rows:
             row["computed_at"] = computed_at
         if rows:
