@@ -25,7 +25,11 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap,
+                client_id="watchkeeper-admin",
+                **settings.kafka_python_config(),
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -50,8 +54,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
 def consumer_lag(settings: Settings, topics: list[str] | None = None) -> int | None:
     """Messages not yet committed by the worker group on the input topics (None if unknown)."""
     topics = topics or [settings.topic_predictions, settings.topic_outcomes]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-lag")
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-lag")
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-lag", **settings.kafka_python_config()
+    )
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id="watchkeeper-lag", **settings.kafka_python_config()
+    )
     try:
         committed = admin.list_consumer_group_offsets(settings.app_id)
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]

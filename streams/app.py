@@ -16,6 +16,7 @@ app = faust.App(
     broker=f"kafka://{settings.kafka_bootstrap}",
     # Tansu takes 30 s to settle a group join with Faust's default (measured).
     broker_rebalance_timeout=3.0 if settings.embedded_broker else 60.0,
+    broker_credentials=settings.faust_credentials(),
     broker_session_timeout=settings.session_timeout,
     broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
     datadir=str(settings.data_dir),

@@ -101,6 +101,7 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
         settings.kafka_bootstrap,
         predictions_topic=settings.topic_predictions,
         outcomes_topic=settings.topic_outcomes,
+        **settings.kafka_python_config(),
     ) as pub:
         counts = publish_files(pub, files, progress=not quiet)
     click.echo(

@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
 
+    # Kafka security (passed to Faust/aiokafka and kafka-python alike).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # ClickHouse TLS (an https:// URL turns TLS on).
+    clickhouse_verify: bool = True
+    clickhouse_ca_cert: Path | None = None
+    clickhouse_client_cert: Path | None = None
+    clickhouse_client_key: Path | None = None
+
     # Topics.
     topic_predictions: str = "predictions"
     topic_outcomes: str = "outcomes"
@@ -231,13 +245,65 @@ class Settings(BaseSettings):
                 "password": self.store_password.get_secret_value(),
             }
         parts = urlsplit(self.clickhouse)
-        return {
+        params: dict[str, Any] = {
             "host": parts.hostname,
             "port": parts.port or (8443 if parts.scheme == "https" else 8123),
             "username": unquote(parts.username or "default"),
             "password": unquote(parts.password or ""),
             "secure": parts.scheme == "https",
         }
+        if parts.scheme == "https":
+            params["verify"] = self.clickhouse_verify
+            for key, value in (
+                ("ca_cert", self.clickhouse_ca_cert),
+                ("client_cert", self.clickhouse_client_cert),
+                ("client_cert_key", self.clickhouse_client_key),
+            ):
+                if value is not None:
+                    params[key] = str(value)
+        return params
+
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Security options for kafka-python clients (publisher, admin)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        for key, value in (
+            ("ssl_cafile", self.kafka_ssl_cafile),
+            ("ssl_certfile", self.kafka_ssl_certfile),
+            ("ssl_keyfile", self.kafka_ssl_keyfile),
+        ):
+            if value is not None:
+                cfg[key] = str(value)
+        return cfg
+
+    def faust_credentials(self) -> Any:
+        """``broker_credentials`` for Faust (None for PLAINTEXT)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(
+                    str(self.kafka_ssl_certfile), str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None
+                )
+        if self.kafka_security_protocol == "SSL":
+            return faust.SSLCredentials(context)
+        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        mechanism = self.kafka_sasl_mechanism or "PLAIN"
+        return faust.SASLCredentials(
+            username=self.kafka_sasl_username, password=password, ssl_context=context, mechanism=mechanism
+        )
 
     def model(self, name: str) -> ModelConfig:
         """The configuration of one model (defaults when it is not configured)."""

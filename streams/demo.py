@@ -240,6 +240,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
             settings.kafka_bootstrap,
             predictions_topic=settings.topic_predictions,
             outcomes_topic=settings.topic_outcomes,
+            **settings.kafka_python_config(),
         ) as pub:
             counts = publish_files(pub, [path])
         print(

@@ -33,6 +33,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         "username": "writer",
         "password": "s3cr@t",
         "secure": True,
+        "verify": True,
     }
     assert s.clickhouse_database == "wk" and s.window_seconds == 60
     assert "s3cr" not in str(s.redacted())
@@ -71,3 +72,30 @@ def test_bad_configuration_fails_clearly(monkeypatch: pytest.MonkeyPatch, env: d
     with pytest.raises((SystemExit, ValueError)) as exc:
         load_settings()
     assert fragment in str(exc.value)
+
+
+def test_kafka_and_clickhouse_security_settings_reach_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faust
+
+    monkeypatch.setenv("WATCHKEEPER_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("WATCHKEEPER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("WATCHKEEPER_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("WATCHKEEPER_KAFKA_SASL_PASSWORD", "kafka-s3cret")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", "https://w:p@ch:8443/wk")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_VERIFY", "false")
+    s = Settings()
+    assert s.kafka_python_config() == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "kafka-s3cret",
+    }
+    creds = s.faust_credentials()
+    assert isinstance(creds, faust.SASLCredentials) and creds.username == "svc"
+    assert s.clickhouse_params()["verify"] is False and s.clickhouse_params()["secure"] is True
+    assert "kafka-s3cret" not in str(s.redacted()) and "kafka-s3cret" not in repr(s)
+
+
+def test_plaintext_kafka_needs_no_credentials() -> None:
+    s = Settings()
+    assert s.kafka_python_config() == {} and s.faust_credentials() is None
