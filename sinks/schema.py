@@ -132,6 +132,25 @@ def ddl(db: str, retention: Retention) -> list[str]:
         ORDER BY (model, alert_id, ts, state)
         {agg_ts}
         SETTINGS {DEDUP}""",
+        # A bounded sample of each window's wrong answers, for analysts studying mistakes.
+        f"""CREATE TABLE IF NOT EXISTS {db}.mistakes (
+            window_start DateTime('UTC'),
+            window_end DateTime('UTC'),
+            model LowCardinality(String),
+            version LowCardinality(String),
+            prediction_id String,
+            ts DateTime64(3, 'UTC'),
+            features Map(String, Float64),
+            features_cat Map(String, String),
+            segments Map(String, String),
+            prediction Float64,
+            outcome Float64,
+            threshold Float64,
+            kind LowCardinality(String)
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMMDD(window_start)
+        ORDER BY (model, version, window_start, prediction_id)
+        TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})""",
         # Training data loaded with `watchkeeper reference`: a model's drift reference.
         f"""CREATE TABLE IF NOT EXISTS {db}.reference (
             model LowCardinality(String),
@@ -163,16 +182,12 @@ def ddl(db: str, retention: Retention) -> list[str]:
 def ttl_statements(db: str, retention: Retention) -> list[str]:
     """ALTERs that bring existing tables to the configured retention (settings may change)."""
     stmts = []
+    stmts.append(f"ALTER TABLE {db}.mistakes MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})")
     for table in ("predictions", "outcomes", "dead_letters"):
-        stmts.append(
-            f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})"
-        )
+        stmts.append(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})")
     for table in ("metrics", "drift"):
         stmts.append(
-            f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(window_start) + "
-            f"toIntervalDay({retention.aggregate_days})"
+            f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.aggregate_days})"
         )
-    stmts.append(
-        f"ALTER TABLE {db}.alerts MODIFY TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})"
-    )
+    stmts.append(f"ALTER TABLE {db}.alerts MODIFY TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})")
     return stmts

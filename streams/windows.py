@@ -80,6 +80,35 @@ GROUP BY model, version, ws
 """
 
 
+MISTAKES_PER_WINDOW = 20
+# Misclassified examples, a deterministic sample (lowest hash of the event id first).
+INSERT_MISTAKES = """
+INSERT INTO mistakes
+SELECT ws AS window_start, ws + toIntervalSecond({w:UInt32}) AS window_end, {m:String} AS model, p.version,
+       p.prediction_id, p.ts, p.features, p.features_cat, p.segments, p.prediction, o.y AS outcome,
+       {thr:Float64} AS threshold, if(o.y = 1, 'false_negative', 'false_positive') AS kind
+FROM (
+    SELECT prediction_id, event_id, version, ts, features, features_cat, segments,
+           assumeNotNull(prediction) AS prediction,
+           toDateTime(toStartOfInterval(ts, toIntervalSecond({w:UInt32})), 'UTC') AS ws
+    FROM predictions FINAL
+    WHERE model = {m:String} AND prediction IS NOT NULL
+      AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+INNER JOIN (
+    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y FROM outcomes FINAL
+    WHERE model = {m:String} AND outcome IN (0, 1) AND prediction_id IN (
+        SELECT prediction_id FROM predictions
+        WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+WHERE (p.version, p.ws) IN {keys:Array(Tuple(String, DateTime('UTC')))}
+  AND (p.prediction >= {thr:Float64}) != (o.y = 1)
+ORDER BY p.version, p.ws, cityHash64(p.event_id)
+LIMIT {cap:UInt32} BY p.version, p.ws
+"""
+
+
 class WindowCloser:
     """Finds dirty windows in the store, closes them on the watermark, writes their metrics.
 
@@ -182,9 +211,31 @@ class WindowCloser:
         ab = ab_rows(self.store, self.settings, model, keys)
         ab_keys = sorted({WindowKey(model, r["version"], int(r["window_start"].timestamp())) for r in ab})
         self._replace("metrics", model, ab_keys, ab, computed_at)
-        drift = self.drift.rows(model, keys, computed_at) + self.drift.error_rows(model, binary_keys(rows), computed_at)
+        labelled_binary = binary_keys(rows)
+        self._mistakes(model, labelled_binary)
+        drift = self.drift.rows(model, keys, computed_at) + self.drift.error_rows(model, labelled_binary, computed_at)
         self._replace("drift", model, keys, drift, computed_at)
         return len(rows)
+
+    def _mistakes(self, model: str, keys: list[WindowKey]) -> None:
+        """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute)."""
+        if not keys:
+            return
+        params = {
+            "m": model,
+            "w": self.settings.window_seconds,
+            "thr": self.settings.model(model).threshold,
+            "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys],
+            "t0": datetime.fromtimestamp(min(k.start for k in keys), UTC),
+            "t1": datetime.fromtimestamp(max(k.start for k in keys) + self.settings.window_seconds, UTC),
+            "cap": MISTAKES_PER_WINDOW,
+        }
+        self.store.command(
+            "DELETE FROM mistakes WHERE model = {m:String} "
+            "AND (version, window_start) IN {keys:Array(Tuple(String, DateTime('UTC')))}",
+            params,
+        )
+        self.store.command(INSERT_MISTAKES, params)
 
     def _replace(
         self, table: str, model: str, keys: list[WindowKey], rows: list[dict[str, Any]], computed_at: datetime

@@ -159,3 +159,22 @@ def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:
         {"m": model},
     )
     assert rows == [(2.0, 3)]
+
+
+def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> None:
+    """Each labelled window keeps at most 20 of its wrong answers, with features and outcome."""
+    events, outcomes = [], []
+    for i in range(100):
+        events.append(pred(model, f"m{i}", T0 + i, score=0.9, features={"x": float(i)}))
+        outcomes.append(outcome(model, f"m{i}", T0 + i + 1, y=i % 2))  # half of them wrong (y = 0)
+    send(worker, Prediction, *events)
+    send(worker, Outcome, *outcomes)
+    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings).tick(force=True)  # a recompute replaces, never adds
+    rows = worker.store.query_rows(
+        "SELECT prediction_id, prediction, outcome, kind, features['x'] FROM mistakes FINAL WHERE model = {m:String}",
+        {"m": model},
+    )
+    assert len(rows) == 20
+    assert all(o == 0.0 and k == "false_positive" and p == 0.9 for _, p, o, k, _ in rows)
+    assert all(int(pid[1:]) % 2 == 0 and x == float(pid[1:]) for pid, _, _, _, x in rows)
