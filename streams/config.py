@@ -50,7 +50,10 @@ class ModelConfig(BaseModel):
     threshold: float = 0.5
     positive_label: str = "1"
     cost: CostMatrix = CostMatrix()
+    # Segment keys sliced for per-group metrics and fairness: by default every key with at
+    # most 50 values in a window; naming protected attributes watches exactly those.
     protected_attributes: tuple[str, ...] = ()
+    excluded_segments: tuple[str, ...] = ()
     runbook_url: str | None = None
     alerting: AlertPolicy | None = None  # replaces the fleet's policy for this model
     # What a window's features are compared with: "auto" = the file loaded with

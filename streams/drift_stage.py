@@ -70,6 +70,16 @@ INNER JOIN (
 ) AS o ON p.prediction_id = o.prediction_id
 ORDER BY t, p.prediction_id
 """
+# Label balance per window, from the confusion counts the model stage just wrote.
+LABELS = """
+SELECT toUnixTimestamp(window_start) AS ws,
+       sumIf(value, metric IN ('tp', 'fn')) AS pos, sumIf(value, metric IN ('fp', 'tn')) AS neg
+FROM metrics FINAL
+WHERE model = {m:String} AND version = {v:String} AND segment = '' AND metric IN ('tp', 'fn', 'fp', 'tn')
+  AND window_start >= {t0:DateTime('UTC')} AND window_start < {t1:DateTime('UTC')}
+GROUP BY ws
+"""
+LABEL = "__label__"
 ERROR_FEATURE = "__error__"
 ERROR_DETECTOR = "watchkeeper_default"
 
@@ -147,6 +157,36 @@ class DriftStage:
         self.references: dict[tuple[str, str], Reference | None] = {}
         self.loaded_refs: dict[tuple[str, str], tuple[float, Reference | None]] = {}
         self.error_streams: dict[tuple[str, str], ErrorStream] = {}
+
+    def label_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """Label drift of labelled binary windows: their positive/negative balance against the reference
+        windows' (chi-square, same decision rule as the features). A loaded training file has no labels
+        here, so label drift uses the version's first windows then."""
+        w = self.settings.window_seconds
+        out: list[dict[str, Any]] = []
+        by_version: dict[str, list[WindowKey]] = defaultdict(list)
+        for k in keys:
+            by_version[k.version].append(k)
+        for version, vkeys in by_version.items():
+            ref = self.first_windows(model, version)
+            if ref is None:
+                continue
+            t0 = min(ref.start, *(k.start for k in vkeys))
+            t1 = max(k.start for k in vkeys) + w
+            counts = {
+                int(r["ws"]): np.array([r["neg"], r["pos"]], dtype=np.int64)
+                for r in self.store.query(LABELS, {"m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1)})
+            }
+            reference = sum((c for ws, c in counts.items() if ref.start <= ws < ref.end), np.zeros(2, np.int64))
+            if reference.sum() == 0:
+                continue
+            for k in vkeys:
+                cur = counts.get(k.start)
+                if cur is None or cur.sum() == 0 or ref.start <= k.start < ref.end:
+                    continue
+                (r,) = drift_report({LABEL: reference}, {LABEL: cur}, {LABEL: "categorical"}, self.config)
+                out.append(_drift_row(k, w, r, computed_at))
+        return out
 
     def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Concept drift: the ``watchkeeper_default`` detector fed each binary window's errors in event-time order.
@@ -287,23 +327,24 @@ class DriftStage:
                 cats = categorical.get(name) or [None] * len(rows)
                 current[name] = binning.counts(cats)
         results = drift_report(ref.counts, current, ref.kinds, self.config)
-        end = _dt(key.start + w)
-        return [
-            {
-                "ts": end,
-                "window_start": _dt(key.start),
-                "window_end": end,
-                "model": key.model,
-                "version": key.version,
-                "feature": r.feature,
-                "detector": r.detector,
-                "statistic": float(r.statistic) if math.isfinite(r.statistic) else 0.0,
-                "threshold": float(r.threshold),
-                "drifted": int(bool(r.drifted)),
-                "computed_at": computed_at,
-            }
-            for r in results
-        ]
+        return [_drift_row(key, w, r, computed_at) for r in results]
+
+
+def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[str, Any]:
+    end = _dt(key.start + w)
+    return {
+        "ts": end,
+        "window_start": _dt(key.start),
+        "window_end": end,
+        "model": key.model,
+        "version": key.version,
+        "feature": r.feature,
+        "detector": r.detector,
+        "statistic": float(r.statistic) if math.isfinite(r.statistic) else 0.0,
+        "threshold": float(r.threshold),
+        "drifted": int(bool(r.drifted)),
+        "computed_at": computed_at,
+    }
 
 
 def _dt(t: float) -> datetime:

@@ -20,6 +20,7 @@ from detectors import (
     GroupCounts,
     MulticlassSummary,
     RegressionSummary,
+    cbpe_error,
     cbpe_estimate,
     fairness_metrics,
     lift,
@@ -373,10 +374,15 @@ def binary_rows(
                 rows.append(_row(key, w, "score_hist_neg", summ.hist_neg[b], summ.n_labeled, f"bin={b / N_BINS:.2f}"))
         if seg == "":
             est = cbpe_estimate(summ)
-            if _finite(est.get("accuracy", float("nan"))):
-                rows.append(_row(key, w, "est_accuracy", est["accuracy"], summ.n))
-            if _finite(est.get("roc_auc", float("nan"))):
-                rows.append(_row(key, w, "est_roc_auc", est["roc_auc"], summ.n))
+            for metric in ("est_accuracy", "est_roc_auc"):
+                if _finite(est.get(metric, float("nan"))):
+                    rows.append(_row(key, w, metric, est[metric], summ.n))
+            if summ.n_labeled:
+                # How far the label-free estimate was from the truth, once the truth is in.
+                err = cbpe_error(summ)
+                for metric in ("accuracy", "roc_auc"):
+                    if _finite(err.get(metric, float("nan"))):
+                        rows.append(_row(key, w, f"est_{metric}_error", err[metric], summ.n_labeled))
     # Baseline: its own metrics, and the model's lift over it.
     for seg, base in baselines.items():
         model = summaries.get(seg)
@@ -420,6 +426,16 @@ def binary_rows(
             if isinstance(value, float) and _finite(value):
                 rows.append(_row(key, w, metric, value, n, attr))
     return rows
+
+
+def watched_segment_keys(store: Store, params: dict[str, Any], cfg: Any) -> list[str]:
+    """Segment keys to slice by: the configured protected attributes, else every key with at
+    most MAX_SEGMENT_VALUES values in the range; minus the excluded keys."""
+    if cfg.protected_attributes:
+        keys = list(cfg.protected_attributes)
+    else:
+        keys = [r[0] for r in store.query_rows(SEGMENT_KEYS, params)]
+    return [k for k in keys if k not in set(cfg.excluded_segments)]
 
 
 def _pick(d: dict[tuple[str, int, str], BinarySummary], key: WindowKey) -> dict[str, BinarySummary]:
@@ -470,7 +486,7 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
                     summ = RegressionSummary(**fields)
                     rows.extend(summary_rows(key, w, summ.metrics(), summ.n_pred, summ.n))
         if binary:
-            params["keys"] = [r[0] for r in store.query_rows(SEGMENT_KEYS, params)]
+            params["keys"] = watched_segment_keys(store, params, cfg)
             models = binary_summaries(store.query(binned_sql("prediction"), params), cfg.threshold)
             bases = binary_summaries(store.query(binned_sql("baseline"), params), cfg.threshold)
             for key in sorted(binary):

@@ -213,7 +213,11 @@ class WindowCloser:
         self._replace("metrics", model, ab_keys, ab, computed_at)
         labelled_binary = binary_keys(rows)
         self._mistakes(model, labelled_binary)
-        drift = self.drift.rows(model, keys, computed_at) + self.drift.error_rows(model, labelled_binary, computed_at)
+        drift = (
+            self.drift.rows(model, keys, computed_at)
+            + self.drift.label_rows(model, labelled_binary, computed_at)
+            + self.drift.error_rows(model, labelled_binary, computed_at)
+        )
         self._replace("drift", model, keys, drift, computed_at)
         return len(rows)
 

@@ -115,3 +115,31 @@ def test_concept_drift_on_the_error_stream(worker: Worker) -> None:
     assert fired and min(fired) >= 12, fired
     first = next(t for ws, d, t in rows if d)
     assert first - (start + 12 * W) <= 3 * W  # found within three windows of the change
+
+
+def test_label_drift_when_the_outcome_balance_moves(worker: Worker) -> None:
+    """Positives 20% -> 60% from window 12: __label__ drifts after, never before; no label drift when stable."""
+    rng = np.random.default_rng(6)
+    start = int(time.time() - 3 * 86400) // W * W
+    preds, outs = [], []
+    for i in range(WINDOWS * PER_WINDOW):
+        win = i // PER_WINDOW
+        ts = start + win * W + (i % PER_WINDOW) * (W / PER_WINDOW)
+        y = int(rng.uniform() < (0.2 if win < 12 else 0.6))
+        preds.append({"prediction_id": f"lb-{i}", "model": "labels", "version": "v1", "ts": ts, "prediction": 0.3})
+        outs.append({"prediction_id": f"lb-{i}", "model": "labels", "outcome": y, "ts": ts + 60})
+    for off in range(0, len(preds), 1000):
+        for kind, evs, base in ((Prediction, preds, 90_000_000), (Outcome, outs, 91_000_000)):
+            msg = SourceMessage("t", 0, base + off, orjson.dumps({"events": evs[off : off + 1000]}), None)
+            worker.write_batch(worker.build_batch([msg], kind))
+    WindowCloser(worker.store, worker.settings).tick(force=True)
+    rows = worker.store.query_rows(
+        "SELECT toUnixTimestamp(window_start), drifted FROM drift FINAL "
+        "WHERE model = 'labels' AND feature = '__label__' ORDER BY window_start"
+    )
+    assert len(rows) == WINDOWS - 3  # the reference windows are not tested
+    assert {(ws - start) // W for ws, d in rows if d} == set(range(12, WINDOWS))
+    stable = worker.store.query_rows(
+        "SELECT countIf(drifted = 1) FROM drift FINAL WHERE model = 'concept' AND feature = '__label__'"
+    )
+    assert stable in ([(0,)], [])

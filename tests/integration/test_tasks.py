@@ -98,3 +98,46 @@ def test_regression(worker: Worker) -> None:
     assert m["r2"] == pytest.approx(r2_score(y, p), rel=1e-6)
     assert m["bias"] == pytest.approx(np.mean(p - y), rel=1e-9)
     assert "accuracy" not in m
+
+
+def test_protected_attributes_choose_the_sliced_segments(store: tuple[str, int]) -> None:
+    from streams.config import ModelConfig
+
+    w = Worker(
+        Settings(
+            store_port=store[1],
+            window_seconds=86400,
+            label_delay_seconds=0,
+            idle_flush=3600,
+            models={"sliced": ModelConfig(protected_attributes=("gender",))},
+        )
+    )
+    w.ensure_schema()
+    ts = int(time.time() - 2 * 86400) // 86400 * 86400 + 10
+    send(
+        w,
+        Prediction,
+        [
+            {
+                "prediction_id": f"s{i}",
+                "model": "sliced",
+                "ts": ts + i,
+                "prediction": 0.7,
+                "segments": {"gender": "fm"[i % 2], "region": "abc"[i % 3]},
+            }
+            for i in range(300)
+        ],
+        3_000_001,
+    )
+    send(
+        w,
+        Outcome,
+        [{"prediction_id": f"s{i}", "model": "sliced", "outcome": i % 2, "ts": ts + i} for i in range(300)],
+        3_000_002,
+    )
+    WindowCloser(w.store, w.settings).tick(force=True)
+    segments = {r[0] for r in w.store.query_rows("SELECT DISTINCT segment FROM metrics WHERE model = 'sliced'")}
+    assert {s for s in segments if not s.startswith("bin=")} == {"", "gender=f", "gender=m", "gender"}
+    m = metrics(w, "sliced")
+    assert m["est_accuracy_error"] == pytest.approx(m["est_accuracy"] - m["accuracy"], abs=0.05)
+    w.store.close()
