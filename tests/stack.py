@@ -48,6 +48,7 @@ class Stack:
         self.env.update({f"WATCHKEEPER_{k.upper()}": v for k, v in settings.items()})
         self.procs: list[subprocess.Popen[bytes]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.web_ports: list[int] = []
 
     @property
     def settings(self) -> Settings:
@@ -85,8 +86,10 @@ class Stack:
     def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
         env = {**self.env, **{f"WATCHKEEPER_{k.upper()}": v for k, v in extra_env.items()}}
+        web_port = free_port()
+        self.web_ports.append(web_port)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port", str(free_port())],
+            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port", str(web_port)],
             env=env,
             cwd=self.root,
             stdout=log,

@@ -13,11 +13,12 @@ import logging
 import orjson
 from faust.types import TP
 
-from streams import topics
+from streams import metrics_export, topics
 from streams.agents.ingest import worker
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)
+metrics_export.setup(app, worker)
 
 
 def _owns_model_stage() -> bool:

@@ -186,3 +186,15 @@ def test_metrics_match_scikit_learn(stack: Stack) -> None:
     assert set(lift) == set(TRUTH)  # the baseline (a constant 0.5) is compared with every model
     p99 = _weighted(stack, "latency_p99")
     assert all(90 <= v <= 100 for v in p99.values())
+
+
+def test_worker_exports_prometheus_metrics(stack: Stack) -> None:
+    """The worker's web port serves /metrics with Faust's and watchkeeper's counters (after the publish test)."""
+    import urllib.request
+
+    if not stack.web_ports:
+        pytest.skip("needs the publish test's worker")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{stack.web_ports[0]}/metrics", timeout=10).read().decode()
+    assert "watchkeeper_faust_" in body
+    line = next(x for x in body.splitlines() if x.startswith('watchkeeper_ingested_total{kind="predictions"}'))
+    assert float(line.split()[-1]) >= 4 * N
