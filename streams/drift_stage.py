@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detectors import CategoricalBinning, DriftConfig, NumericBinning, drift_report
+from streams.window_metrics import BINARY_OUTCOMES
 
 if TYPE_CHECKING:
     from sinks.writer import Store
@@ -53,23 +54,20 @@ LIMIT {cap:UInt32} BY ws
 """
 
 
-ERRORS = """
+ERRORS = (
+    """
 SELECT toUnixTimestamp64Milli(p.ts) AS t, toUInt8((p.prediction >= {thr:Float64}) != (o.y = 1)) AS err
 FROM (
     SELECT prediction_id, ts, assumeNotNull(prediction) AS prediction FROM predictions FINAL
     WHERE model = {m:String} AND version = {v:String} AND prediction IS NOT NULL
       AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 ) AS p
-INNER JOIN (
-    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y FROM outcomes FINAL
-    WHERE model = {m:String} AND outcome IN (0, 1) AND prediction_id IN (
-        SELECT prediction_id FROM predictions
-        WHERE model = {m:String} AND version = {v:String}
-          AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
+INNER JOIN """
+    + BINARY_OUTCOMES
+    + """
 ORDER BY t, p.prediction_id
 """
+)
 # Label balance per window, from the confusion counts the model stage just wrote.
 LABELS = """
 SELECT toUnixTimestamp(window_start) AS ws,

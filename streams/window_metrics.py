@@ -40,7 +40,21 @@ class WindowKey:
     start: int  # epoch seconds
 
 
-WINDOW_STATS = """
+# Outcomes of the predictions made in [t0, t1), found through the primary key wherever their own time falls.
+OUTCOMES_OF_RANGE = (
+    "model = {m:String} AND prediction_id IN (SELECT prediction_id FROM predictions "
+    "WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})"
+)
+# Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1).
+BINARY_OUTCOMES = f"""(
+    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
+    FROM outcomes FINAL
+    WHERE outcome IN (0, 1) AND {OUTCOMES_OF_RANGE}
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id"""
+
+WINDOW_STATS = (
+    """
 SELECT p.version AS version,
        toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
        count() AS predictions,
@@ -63,13 +77,14 @@ FROM (
 LEFT JOIN (
     SELECT prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
     FROM outcomes FINAL
-    WHERE model = {m:String} AND prediction_id IN (
-        SELECT prediction_id FROM predictions
-        WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
+    WHERE """
+    + OUTCOMES_OF_RANGE
+    + """
     GROUP BY prediction_id
 ) AS o ON p.prediction_id = o.prediction_id
 GROUP BY version, ws
 """
+)
 
 N_BINS = 100
 # Lift (model minus baseline) is written for the metrics a "does it beat the heuristic?" question uses.
@@ -116,20 +131,14 @@ FROM (
       AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
 ) AS p
 ARRAY JOIN p.segs AS seg
-LEFT JOIN (
-    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
-    FROM outcomes FINAL
-    WHERE model = {{m:String}} AND outcome IN (0, 1) AND prediction_id IN (
-        SELECT prediction_id FROM predictions
-        WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}})
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
+LEFT JOIN {BINARY_OUTCOMES}
 GROUP BY version, ws, seg, bin
 """
 
 
 # The joined rows of a model's windows, shared by the multiclass and regression aggregates.
-_JOINED = """
+_JOINED = (
+    """
 FROM (
     SELECT prediction_id, version, ts, prediction, prediction_class, scores,
            toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
@@ -140,12 +149,13 @@ LEFT JOIN (
     SELECT prediction_id, argMax(outcome, ts) AS y,
            argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
     FROM outcomes FINAL
-    WHERE model = {m:String} AND prediction_id IN (
-        SELECT prediction_id FROM predictions
-        WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
+    WHERE """
+    + OUTCOMES_OF_RANGE
+    + """
     GROUP BY prediction_id
 ) AS o ON p.prediction_id = o.prediction_id
 """
+)
 
 # Predicted class: the string prediction, else the class of the highest score, else the number as text.
 MULTICLASS = (

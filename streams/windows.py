@@ -26,7 +26,7 @@ from sinks.writer import Store
 from streams.ab_stage import ab_rows
 from streams.config import Settings
 from streams.drift_stage import DriftStage
-from streams.window_metrics import WindowKey, metrics_rows
+from streams.window_metrics import BINARY_OUTCOMES, WindowKey, metrics_rows
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ GROUP BY model, version, ws
 
 MISTAKES_PER_WINDOW = 20
 # Misclassified examples, a deterministic sample (lowest hash of the event id first).
-INSERT_MISTAKES = """
+INSERT_MISTAKES = (
+    """
 INSERT INTO mistakes
 SELECT ws AS window_start, ws + toIntervalSecond({w:UInt32}) AS window_end, {m:String} AS model, p.version,
        p.prediction_id, p.ts, p.features, p.features_cat, p.segments, p.prediction, o.y AS outcome,
@@ -95,18 +96,15 @@ FROM (
     WHERE model = {m:String} AND prediction IS NOT NULL
       AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 ) AS p
-INNER JOIN (
-    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y FROM outcomes FINAL
-    WHERE model = {m:String} AND outcome IN (0, 1) AND prediction_id IN (
-        SELECT prediction_id FROM predictions
-        WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
+INNER JOIN """
+    + BINARY_OUTCOMES
+    + """
 WHERE (p.version, p.ws) IN {keys:Array(Tuple(String, DateTime('UTC')))}
   AND (p.prediction >= {thr:Float64}) != (o.y = 1)
 ORDER BY p.version, p.ws, cityHash64(p.event_id)
 LIMIT {cap:UInt32} BY p.version, p.ws
 """
+)
 
 
 class WindowCloser:
