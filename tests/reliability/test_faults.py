@@ -134,3 +134,28 @@ def test_store_down_for_a_while_then_drains(stack: Stack, tmp_path: Path) -> Non
     stack.procs.append(restarted)
     seen = stack.wait_for(COUNTS_SQL, expected, timeout=240)
     assert seen == expected
+
+
+def test_broker_restart_worker_resumes_without_manual_action(stack: Stack, tmp_path: Path) -> None:
+    """Invariant: after the broker restarts (the embedded one forgets everything), the same worker
+    reconnects by itself and counts what is published afterwards, exactly, on top of what it had."""
+    from streams.admin import ensure_topics
+    from streams.embedded import ensure_broker
+
+    first = write_file(tmp_path / "d1.jsonl", 1000, seed=4, prefix="before-")
+    worker = stack.start_worker()
+    stack.cli("publish", "--quiet", str(tmp_path / "d1.jsonl"))
+    assert stack.wait_for(COUNTS_SQL, first, timeout=180) == first
+    broker = next(p for p in stack.procs if "tansu" in " ".join(map(str, p.args)))
+    broker.terminate()
+    broker.wait(20)
+    time.sleep(3)
+    restarted = ensure_broker(stack.settings)
+    assert restarted is not None
+    stack.procs.append(restarted)
+    ensure_topics(stack.settings)
+    second = write_file(tmp_path / "d2.jsonl", 1000, seed=5, prefix="after-")
+    stack.cli("publish", "--quiet", str(tmp_path / "d2.jsonl"))
+    expected = [(m, a[1] + b[1], a[2] + b[2], a[3] + b[3]) for a, b in zip(first, second, strict=True) for m in [a[0]]]
+    assert stack.wait_for(COUNTS_SQL, expected, timeout=240) == expected
+    assert worker.poll() is None  # the same worker, never restarted by hand
