@@ -6,6 +6,7 @@ from the input file.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,16 @@ def write_file(path: Path, n: int, seed: int, prefix: str = "") -> list[tuple[st
     return expected
 
 
+def assigned_predictions(log: Path) -> set[int] | None:
+    """The partitions of `predictions` in the worker's latest assignment, from its log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    tables = text.split("Setting newly assigned partitions")
+    if len(tables) < 2:
+        return None
+    m = re.search(r"\|\s*predictions\s*\|\s*\{([\d, ]*)\}", tables[-1].split("for group")[0])
+    return {int(x) for x in m.group(1).split(",")} if m else set()
+
+
 def publish_slowly(stack: Stack, path: Path, chunks: int = 10) -> None:
     """Publish in chunks so that the stream is still flowing while faults happen."""
     lines = path.read_bytes().splitlines()
@@ -105,7 +116,15 @@ def test_two_workers_one_killed_partitions_move_totals_exact(stack: Stack, tmp_p
     expected = write_file(tmp_path / "b.jsonl", 3000, seed=2)
     a = stack.start_worker()
     stack.start_worker()
-    time.sleep(8)  # both join the group
+    deadline = time.monotonic() + 60
+    split: list[set[int] | None] = [None, None]
+    while time.monotonic() < deadline:  # both join the group and split the 4 partitions
+        split = [assigned_predictions(stack.root / f"worker-{i}.log") for i in (0, 1)]
+        if all(split) and split[0] | split[1] == {0, 1, 2, 3}:  # type: ignore[operator]
+            break
+        time.sleep(0.5)
+    assert split[0] and split[1] and not split[0] & split[1], split
+    assert split[0] | split[1] == {0, 1, 2, 3}
     publish_slowly(stack, tmp_path / "b.jsonl")
     a.send_signal(signal.SIGKILL)
     a.wait()
