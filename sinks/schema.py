@@ -132,6 +132,20 @@ def ddl(db: str, retention: Retention) -> list[str]:
         ORDER BY (model, alert_id, ts, state)
         {agg_ts}
         SETTINGS {DEDUP}""",
+        # Daily rollup of metrics, rewritten with its day, so months of dashboards read few rows.
+        f"""CREATE TABLE IF NOT EXISTS {db}.metrics_daily (
+            day Date,
+            model LowCardinality(String),
+            version LowCardinality(String),
+            segment String,
+            metric LowCardinality(String),
+            value Float64,
+            n UInt64,
+            windows UInt32
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(day)
+        ORDER BY (model, version, metric, segment, day)
+        TTL day + toIntervalDay({retention.aggregate_days})""",
         # A bounded sample of each window's wrong answers, for analysts studying mistakes.
         f"""CREATE TABLE IF NOT EXISTS {db}.mistakes (
             window_start DateTime('UTC'),
@@ -182,6 +196,7 @@ def ddl(db: str, retention: Retention) -> list[str]:
 def ttl_statements(db: str, retention: Retention) -> list[str]:
     """ALTERs that bring existing tables to the configured retention (settings may change)."""
     stmts = []
+    stmts.append(f"ALTER TABLE {db}.metrics_daily MODIFY TTL day + toIntervalDay({retention.aggregate_days})")
     stmts.append(f"ALTER TABLE {db}.mistakes MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})")
     for table in ("predictions", "outcomes", "dead_letters"):
         stmts.append(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})")

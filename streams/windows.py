@@ -80,6 +80,30 @@ GROUP BY model, version, ws
 """
 
 
+# Metrics that add up across windows; every other one is averaged, weighted by its n.
+COUNT_METRICS = (
+    "predictions",
+    "labelled",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "late_labels",
+    "orphaned_outcomes",
+    "score_hist_pos",
+    "score_hist_neg",
+)
+ROLLUP_DAYS = """
+INSERT INTO metrics_daily
+SELECT toDate(window_start) AS day, model, version, segment, metric,
+       multiIf(metric IN {counts:Array(String)}, sum(value),
+               startsWith(metric, 'ab_'), argMax(value, window_start),
+               sum(n) > 0, sum(value * n) / sum(n), avg(value)) AS rolled_value,
+       sum(n) AS rolled_n, count() AS windows
+FROM metrics FINAL
+WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)}
+GROUP BY day, model, version, segment, metric
+"""
 MISTAKES_PER_WINDOW = 20
 # Misclassified examples, a deterministic sample (lowest hash of the event id first).
 INSERT_MISTAKES = (
@@ -209,6 +233,7 @@ class WindowCloser:
         ab = ab_rows(self.store, self.settings, model, keys)
         ab_keys = sorted({WindowKey(model, r["version"], int(r["window_start"].timestamp())) for r in ab})
         self._replace("metrics", model, ab_keys, ab, computed_at)
+        self._rollup(model, keys)
         labelled_binary = binary_keys(rows)
         self._mistakes(model, labelled_binary)
         drift = (
@@ -218,6 +243,13 @@ class WindowCloser:
         )
         self._replace("drift", model, keys, drift, computed_at)
         return len(rows)
+
+    def _rollup(self, model: str, keys: list[WindowKey]) -> None:
+        """Rewrite the daily rollup of the days these windows fall in."""
+        days = sorted({datetime.fromtimestamp(k.start, UTC).date() for k in keys})
+        params = {"m": model, "days": days, "counts": list(COUNT_METRICS)}
+        self.store.command("DELETE FROM metrics_daily WHERE model = {m:String} AND day IN {days:Array(Date)}", params)
+        self.store.command(ROLLUP_DAYS, params)
 
     def _mistakes(self, model: str, keys: list[WindowKey]) -> None:
         """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute)."""

@@ -178,3 +178,27 @@ def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> N
     assert len(rows) == 20
     assert all(o == 0.0 and k == "false_positive" and p == 0.9 for _, p, o, k, _ in rows)
     assert all(int(pid[1:]) % 2 == 0 and x == float(pid[1:]) for pid, _, _, _, x in rows)
+
+
+def test_daily_rollup_matches_the_windows(worker: Worker, model: str) -> None:
+    """metrics_daily: counts add up, rates are n-weighted means of the windows, rewritten with late labels."""
+    send(worker, Prediction, *[pred(model, f"d{i}", T0 + i * 60, score=0.9) for i in range(20)])
+    send(worker, Outcome, *[outcome(model, f"d{i}", T0 + i * 60 + 5, y=int(i < 15)) for i in range(20)])
+    closer = WindowCloser(worker.store, worker.settings)
+    closer.tick(force=True)
+
+    def daily() -> dict[str, tuple[float, int]]:
+        rows = worker.store.query_rows(
+            "SELECT metric, value, n FROM metrics_daily FINAL WHERE model = {m:String} AND segment = '' "
+            "AND version = 'v1'",
+            {"m": model},
+        )
+        return {m: (v, n) for m, v, n in rows}
+
+    d = daily()
+    assert d["predictions"] == (20.0, 20) and d["tp"][0] == 15 and d["fp"][0] == 5
+    assert d["accuracy"][0] == pytest.approx(15 / 20)
+    send(worker, Outcome, outcome(model, "d19", T0 + 19 * 60 + 9, y=1))  # a late correction of one label
+    closer.tick(force=True)
+    assert daily()["accuracy"][0] == pytest.approx(16 / 20)
+    assert daily()["predictions"] == (20.0, 20)
