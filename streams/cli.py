@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -77,11 +78,12 @@ def store() -> None:
     """Run the embedded ClickHouse store (chdb over ClickHouse's HTTP interface) in the foreground."""
     import logging
 
-    from sinks.store import serve
+    from sinks.store import serve, users_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
-    serve(Path(settings.store_path), settings.store_host, settings.store_port)
+    users = users_from_env({**os.environ, **settings.store_env()})
+    serve(Path(settings.store_path), settings.store_host, settings.store_port, users=users)
 
 
 @main.command()

@@ -316,13 +316,41 @@ class Settings(BaseSettings):
         return cfg
 
     def redacted(self) -> dict[str, Any]:
-        """Settings as a dict safe to log: passwords in URLs are masked."""
-        out = self.model_dump(mode="json")
-        for key in ("clickhouse", "broker"):
-            parts = urlsplit(out[key])
-            if parts.password:
-                out[key] = out[key].replace(f":{parts.password}@", ":***@")
-        return out
+        """Settings as a dict safe to log: passwords in every URL masked (SecretStr fields already are)."""
+        return {k: mask_url(v) if isinstance(v, str) else v for k, v in self.model_dump(mode="json").items()}
+
+    def __repr_args__(self) -> Any:
+        # repr()/str() must not show the password of the ClickHouse URL (or any other URL).
+        for key, value in super().__repr_args__():
+            yield key, mask_url(value) if isinstance(value, str) else value
+
+    def store_env(self) -> dict[str, str]:
+        """The embedded store's credentials as the environment its process reads."""
+        env: dict[str, str] = {}
+        if self.store_user:
+            env["WATCHKEEPER_STORE_USER"] = self.store_user
+        if self.store_password.get_secret_value():
+            env["WATCHKEEPER_STORE_PASSWORD"] = self.store_password.get_secret_value()
+        if self.store_readonly_user:
+            env["WATCHKEEPER_STORE_READONLY_USER"] = self.store_readonly_user
+        if self.store_readonly_password.get_secret_value():
+            env["WATCHKEEPER_STORE_READONLY_PASSWORD"] = self.store_readonly_password.get_secret_value()
+        return env
+
+
+def mask_url(value: str) -> str:
+    """``scheme://user:***@host/...`` for a URL with a password; anything else unchanged.
+
+    >>> mask_url("http://w:s3cret@ch:8123/db")
+    'http://w:***@ch:8123/db'
+    """
+    if "://" not in value:
+        return value
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return value
+    return value.replace(f":{password}@", ":***@") if password else value
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -66,7 +66,7 @@ def store_command(settings: Settings) -> list[str]:
     ]
 
 
-def _spawn_detached(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn_detached(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, which outlives us
     try:
@@ -76,7 +76,7 @@ def _spawn_detached(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})},
         )
     finally:
         log.close()
@@ -109,6 +109,7 @@ def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
     if not settings.embedded_store or is_listening(settings.store_host, settings.store_port):
         return None
     log = settings.store_path.parent / "logs" / "store.log"
-    proc = _spawn_detached(store_command(settings), log)
+    # Credentials from any settings source (a YAML file too) reach the store's process.
+    proc = _spawn_detached(store_command(settings), log, settings.store_env())
     _wait_listening(settings.store_host, settings.store_port, proc, "store", log)
     return proc
