@@ -1,7 +1,9 @@
 """A Faust app whose agent does nothing: the per-message ceiling on the same broker.
 
-It counts messages and, when it has seen ``BENCH_EXPECT`` of them, writes the
-elapsed time between the first and the last to ``BENCH_OUT`` and stops.
+It counts messages: at the first (a primer) it creates ``BENCH_OUT.ready``;
+when it has seen ``BENCH_EXPECT`` of them it writes the wall time to ``BENCH_OUT``.
+The benchmark pauses it in between to publish the backlog, and times it from its
+resumption, exactly as it times the worker.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ app = faust.App(
 )
 topic = app.topic(os.environ.get("BENCH_TOPIC", "bench-noop"), value_serializer="raw", key_serializer="raw")
 EXPECT = int(os.environ.get("BENCH_EXPECT", "20000"))
-state: dict[str, Any] = {"n": 0, "t0": None}
+OUT = Path(os.environ["BENCH_OUT"])
+state: dict[str, Any] = {"n": 0}
 
 
 @app.agent(topic)
 async def noop(stream: Any) -> None:
     async for _ in stream:
-        if state["t0"] is None:
-            state["t0"] = time.perf_counter()
         state["n"] += 1
+        if state["n"] == 1:
+            OUT.with_suffix(".ready").touch()
         if state["n"] == EXPECT:
-            Path(os.environ["BENCH_OUT"]).write_text(str(time.perf_counter() - state["t0"]))
+            OUT.write_text(repr(time.time()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,8 +21,10 @@ import numpy as np
 import orjson
 from kafka import KafkaProducer
 
+from sinks.writer import Store
 from streams.events import Prediction
-from streams.ingest import Batch, SourceMessage
+from streams.ingest import BATCH_BYTES, SourceMessage
+from streams.service import migrate
 from tests.stack import Stack
 
 HERE = Path(__file__).resolve().parent
@@ -76,13 +79,15 @@ def produce(port: int, topic: str, values: list[bytes], envelope: int = 0) -> in
 
 
 def noop_ceiling(stack: Stack, n: int) -> float:
+    """Messages per second of a Faust agent that does nothing, timed as the worker is (see drain_rate)."""
     port = stack.settings.broker_port
-    produce(port, "bench-noop", make_events(n, 4, 10, seed=1))
     out = stack.root / "noop.txt"
+    for stale in (out, out.with_suffix(".ready")):
+        stale.unlink(missing_ok=True)
     env = {
         **os.environ,
         "BENCH_BROKER_PORT": str(port),
-        "BENCH_EXPECT": str(n),
+        "BENCH_EXPECT": str(n + 1),
         "BENCH_OUT": str(out),
         "BENCH_DATADIR": str(stack.root / "noop-data"),
         "PYTHONPATH": str(HERE.parent),
@@ -90,57 +95,145 @@ def noop_ceiling(stack: Stack, n: int) -> float:
     proc = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "bench.noop_app", "worker", "-l", "warn"],
         env=env,
-        stdout=open(stack.root / "noop.log", "ab"),
+        stdout=open(stack.root / "noop.log", "ab"),  # noqa: SIM115 (the child holds it)
         stderr=subprocess.STDOUT,
         cwd=stack.root,
     )
     try:
-        deadline = time.monotonic() + 180
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not out.exists():
-            raise RuntimeError("the no-op worker did not finish:\n" + (stack.root / "noop.log").read_text()[-3000:])
-        return n / float(out.read_text())
+        produce(port, "bench-noop", [b'{"primer": true}'])
+        _wait_file(out.with_suffix(".ready"), proc, stack)
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            produce(port, "bench-noop", make_events(n, 4, 10, seed=1))
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        resumed = time.time()
+        _wait_file(out, proc, stack)
+        return n / (float(out.read_text()) - resumed)
     finally:
         proc.terminate()
         proc.wait(20)
 
 
-def decode_ceiling(events: list[bytes], envelope: int = 500) -> float:
-    """Envelopes decoded and validated into columns, then dropped (no broker, no store)."""
-    msgs = [b'{"events":[' + b",".join(events[i : i + envelope]) + b"]}" for i in range(0, len(events), envelope)]
-    t0 = time.perf_counter()
-    for off, m in enumerate(msgs):
-        batch = Batch()
-        batch.add(SourceMessage("predictions", 0, off, m, None), Prediction, 1 << 24)
-    return len(events) / (time.perf_counter() - t0)
-
-
-def _count(stack: Stack) -> int:
-    return int(stack.store().query_rows("SELECT count() FROM predictions")[0][0])
-
-
-def pipeline_rate(stack: Stack, events: list[bytes], envelope: int, timeout: float = 300) -> float:
-    """Events per second the worker ingests once it is consuming (pre-published backlog)."""
-    base = _count(stack)
-    messages = produce(stack.settings.broker_port, "predictions", events, envelope)
-    target = base + len(events)
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], stack: Stack, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    first: tuple[float, int] | None = None
-    n = base
+    while not (path.exists() and (path.suffix == ".ready" or path.read_text().strip())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the no-op worker did not finish:\n" + (stack.root / "noop.log").read_text()[-3000:])
+        time.sleep(0.02)
+
+
+def decode_ceiling(events: list[bytes], envelope: int = 500) -> float:
+    """Envelopes decoded and validated into columns, then dropped (no broker, no store).
+
+    The worker's decode step exactly: messages grouped into batches as the agent
+    groups them, each group decoded by ``Worker.build_batches`` into Arrow tables
+    (every event validated, as in the worker). The best of three passes.
+    """
+    from streams.config import load_settings
+    from streams.service import Worker
+
+    msgs = [b'{"events":[' + b",".join(events[i : i + envelope]) + b"]}" for i in range(0, len(events), envelope)]
+    worker = Worker(load_settings())
+    groups: list[list[SourceMessage]] = [[]]
+    size = 0
+    for off, m in enumerate(msgs):
+        if groups[-1] and size + len(m) > BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(SourceMessage("predictions", 0, off, m, None))
+        size += len(m)
+    best = float("inf")
+    for _ in range(3):  # the best of three passes: the first pays for warming up
+        t0 = time.perf_counter()
+        for group in groups:
+            rows = sum(batch.tables()["predictions"].num_rows for _, batch in worker.build_batches(group, Prediction))
+            assert rows == len(group) * envelope
+        best = min(best, time.perf_counter() - t0)
+    return len(events) / best
+
+
+def _count(store: Store) -> int:
+    return int(store.query_rows("SELECT count() FROM predictions")[0][0])
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Stop a worker as an operator would (SIGTERM): Faust commits the offsets it acked."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def drain_rate(
+    stack: Stack,
+    store: Store,
+    events: list[bytes],
+    envelope: int,
+    worker: subprocess.Popen[bytes] | None,
+    timeout: float = 300,
+) -> tuple[float, subprocess.Popen[bytes]]:
+    """Events per second a worker ingests from a backlog published while it was paused.
+
+    Each backlog gets a fresh worker (so that its peak memory is its own). Once a
+    first event of its own is in the store, the worker has joined the group and is
+    consuming: it is paused (SIGSTOP), the backlog is published, and the clock runs
+    from its resumption (SIGCONT) to the last row of the backlog in the store —
+    fetching, decoding and writing all of it. Returns the rate and the worker.
+    """
+    if worker is not None:
+        stop_worker(worker)
+    worker = stack.start_worker()
+    port = stack.settings.broker_port
+    primer = orjson.dumps({"prediction_id": f"primer-{worker.pid}", "model": "primer", "prediction": 0.5})
+    base = _count(store) + 1
+    produce(port, "predictions", [primer])
+    _wait_rows(store, worker, base, time.monotonic() + timeout)
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        published = time.monotonic()
+        produce(port, "predictions", events, envelope)
+        published = time.monotonic() - published
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    t0 = time.monotonic()
+    if published > 0.8 * stack.settings.session_timeout:
+        print(f"  (publishing took {published:.1f} s: the worker may have left its group meanwhile)", flush=True)
+    target = base + len(events)
+    n = _wait_rows(store, worker, target, t0 + timeout)
+    if n > target:  # a redelivered message would make the rate look better than it is
+        raise RuntimeError(f"{n - target} rows more than published: offsets were not committed")
+    return len(events) / (time.monotonic() - t0), worker
+
+
+def settle(store: Store, idle_flush: float, timeout: float = 120) -> None:
+    """Wait for the model stage to close the windows of what was ingested (no new metric rows for 3 s).
+
+    So that each backlog's model-stage work is done by its own worker, and does not
+    weigh on the next measurement.
+    """
+    time.sleep(idle_flush)
+    deadline = time.monotonic() + timeout
+    last, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        n = _count(stack)
-        now = time.monotonic()
-        if first is None and n > base:
-            first = (now, n)
-        if n >= target:
-            break
-        time.sleep(0.1)
-    if first is None or n < target:
-        raise RuntimeError(f"worker processed {n - base} of {len(events)} events in {timeout} s")
-    elapsed = max(time.monotonic() - first[0], 1e-3)
-    rate = (target - first[1]) / elapsed
-    return rate, messages
+        n = int(store.query_rows("SELECT count() FROM metrics")[0][0])
+        if n != last:
+            last, quiet_since = n, time.monotonic()
+        elif time.monotonic() - quiet_since >= 3:
+            return
+        time.sleep(0.5)
+
+
+def _wait_rows(store: Store, worker: subprocess.Popen[bytes], n: int, deadline: float) -> int:
+    while (count := _count(store)) < n:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} rows in the store, {n} expected")
+        time.sleep(0.02)
+    return count
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -212,15 +305,23 @@ def main(argv: list[str] | None = None) -> int:
             env_events = make_events(n_env, 4, 10, seed=2)
             print("decode ceiling ...", flush=True)
             results["decode_ceiling_events_per_s"] = decode_ceiling(env_events)
-            worker = stack.start_worker()
-            time.sleep(12)  # group join
+            store = stack.store()
+            migrate(store, stack.settings)  # what the first worker would do, before the first count
+            idle = stack.settings.idle_flush
             print("end to end, one event per message ...", flush=True)
-            results["e2e_per_message_msgs_per_s"], _ = pipeline_rate(stack, make_events(n_msgs, 4, 10, seed=3), 0)
+            results["e2e_per_message_msgs_per_s"], worker = drain_rate(
+                stack, store, make_events(n_msgs, 4, 10, seed=3), 0, None
+            )
+            settle(store, idle)
             print("end to end, envelopes of 500 ...", flush=True)
-            results["e2e_envelope_events_per_s"], _ = pipeline_rate(stack, env_events, 500)
+            results["e2e_envelope_events_per_s"], worker = drain_rate(stack, store, env_events, 500, worker)
+            settle(store, idle)
+            envelope_rss = peak_rss_mb(worker.pid)  # each backlog has a worker of its own
             print("100 models x 20 features ...", flush=True)
-            pipeline_rate(stack, make_events(int(100000 * scale), 100, 20, seed=4), 500)
+            _, worker = drain_rate(stack, store, make_events(int(100000 * scale), 100, 20, seed=4), 500, worker)
+            settle(store, idle)  # the peak includes the model stage's work on these windows
             results["rss_mb_100_models_20_features"] = peak_rss_mb(worker.pid)
+            results["rss_mb_envelope_backlog"] = envelope_rss
             print("event to store latency ...", flush=True)
             results["event_to_store_p99_s"] = event_to_store_p99(stack)
             results["flush_interval_s"] = 0.5

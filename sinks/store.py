@@ -111,6 +111,7 @@ _ERROR_NAMES = {
     78: "UNKNOWN_TYPE_OF_QUERY",
     89: "UNKNOWN_COMPRESSION_METHOD",
     115: "UNKNOWN_SETTING",
+    164: "READONLY",
     236: "ABORTED",
     271: "CANNOT_DECOMPRESS",
     358: "INTO_OUTFILE_NOT_ALLOWED",
@@ -147,9 +148,7 @@ _BINARY_FORMATS = ("Native", "RowBinary", "Arrow", "ArrowStream", "Parquet", "OR
 # Statements that produce a result set; ClickHouse announces their format with
 # X-ClickHouse-Format even when there are no rows, and clickhouse-connect's
 # command() relies on that to tell "no rows" from "no result".
-_RESULT_KEYWORDS = frozenset(
-    {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "CHECK", "KILL"}
-)
+_RESULT_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "CHECK", "KILL"})
 
 
 @dataclass(frozen=True)
@@ -204,9 +203,7 @@ class StoreError(Exception):
         if message.startswith("Code: "):
             self.body = message
         else:
-            self.body = (
-                f"Code: {code}. DB::Exception: {message}. ({_ERROR_NAMES.get(code, 'UNKNOWN_EXCEPTION')})"
-            )
+            self.body = f"Code: {code}. DB::Exception: {message}. ({_ERROR_NAMES.get(code, 'UNKNOWN_EXCEPTION')})"
 
     @classmethod
     def from_engine(cls, exc: Exception) -> StoreError:
@@ -330,6 +327,11 @@ def _output_format(sql: bytes) -> str | None:
     return found
 
 
+def _first_word(sql: bytes) -> bytes:
+    first = next((t for t in _tokens(sql) if t.text != b"("), None)
+    return first.text if first is not None else b""
+
+
 def _produces_result(sql: bytes) -> bool:
     first = next((t for t in _tokens(sql) if t.text != b"("), None)
     return first is not None and first.text.decode(errors="replace") in _RESULT_KEYWORDS
@@ -415,9 +417,7 @@ def _decompress_to(source: IO[bytes], encoding: str, target: IO[bytes]) -> None:
     try:
         decompressor = _decompressor(encoding)
     except ImportError:
-        raise StoreError(
-            89, f"HTTP compression {encoding!r} is not available in the embedded store"
-        ) from None
+        raise StoreError(89, f"HTTP compression {encoding!r} is not available in the embedded store") from None
     try:
         while chunk := source.read(_COPY_CHUNK):
             for out in decompressor.feed(chunk):
@@ -490,9 +490,7 @@ class _Engine:
         # Held for the server's lifetime: the engine (and the path) stays open while
         # any connection is, and closing it last flushes the data.
         self._main = chdb.connect(str(path))
-        version, timezone = (
-            self._main.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().split()
-        )
+        version, timezone = self._main.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().split()
         self.version, self.timezone = version, timezone
         self._tmp = Path(tempfile.mkdtemp(prefix="watchkeeper-store-"))
         self._cond = threading.Condition()
@@ -531,9 +529,7 @@ class _Engine:
                 if query.database:
                     self._call(conn, b"USE {db:Identifier}", {"db": _escape_param(query.database)})
                 for name, value in query.settings.items():
-                    self._call(
-                        conn, f"SET {name} = {{value:String}}".encode(), {"value": _escape_param(value)}
-                    )
+                    self._call(conn, f"SET {name} = {{value:String}}".encode(), {"value": _escape_param(value)})
                 result = self._call(conn, sql, params, query.default_format)
         finally:
             if data_file is not None:
@@ -608,9 +604,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
                     return
                 if url.path != "/":
-                    self._send(
-                        404, f"There is no handle {url.path}\n".encode(), {"Content-Type": "text/plain"}
-                    )
+                    self._send(404, f"There is no handle {url.path}\n".encode(), {"Content-Type": "text/plain"})
                     return
                 self._execute(method, args, body, query_id)
         except StoreError as exc:
@@ -620,9 +614,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(StoreError(1002, "Internal error in the embedded store"), query_id)
         finally:
             elapsed = (time.perf_counter() - started) * 1e3
-            logger.debug(
-                "%s %s query_id=%s -> %d in %.1f ms", method, url.path, query_id, self._status, elapsed
-            )
+            logger.debug("%s %s query_id=%s -> %d in %.1f ms", method, url.path, query_id, self._status, elapsed)
 
     def _read_body(self) -> IO[bytes]:
         """The request body, de-chunked and decompressed, as a file positioned at 0."""
@@ -662,6 +654,10 @@ class _Handler(BaseHTTPRequestHandler):
         if args.get("decompress", "0") not in ("", "0", "false"):
             raise StoreError(48, "ClickHouse-compressed request bodies (decompress=1) are not supported")
         query = self._parse(args, body)
+        if user.readonly and _first_word(query.sql) == b"KILL":
+            # chdb runs every request as one user, so KILL would reach other users' queries: a server
+            # refuses a read-only user's KILL of another user's query, here every KILL is refused.
+            raise StoreError(164, "Cannot execute query in readonly mode: KILL is refused to read-only users")
         # As in ClickHouse, a GET request implies readonly=2 (reads, and setting changes).
         readonly = 1 if user.readonly else 2 if method == "GET" else 0
         try:
@@ -670,9 +666,7 @@ class _Handler(BaseHTTPRequestHandler):
             if query.data is not None and query.data is not body:
                 query.data.close()
         headers = self._common_headers(query_id)
-        headers["X-ClickHouse-Timezone"] = (
-            query.settings.get("session_timezone") or self.server.engine.timezone
-        )
+        headers["X-ClickHouse-Timezone"] = query.settings.get("session_timezone") or self.server.engine.timezone
         headers["X-ClickHouse-Summary"] = json.dumps(outcome.summary)
         headers["Content-Type"] = "text/plain; charset=UTF-8"
         if query.data is None and (outcome.body or _produces_result(query.sql)):
@@ -706,9 +700,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _parse(self, args: dict[str, str], body: IO[bytes]) -> _Query:
         """Separate statement, insert data, parameters and settings, as ClickHouse's HTTP handler does."""
-        settings = {
-            k: v for k, v in args.items() if k not in _HTTP_ONLY_PARAMS and not k.startswith("param_")
-        }
+        settings = {k: v for k, v in args.items() if k not in _HTTP_ONLY_PARAMS and not k.startswith("param_")}
         for name in settings:
             if not _IDENTIFIER.match(name):
                 raise StoreError(115, f"Unknown setting '{name}'")
@@ -716,9 +708,7 @@ class _Handler(BaseHTTPRequestHandler):
             settings["readonly"] = settings.pop("readonly")
         query = _Query(
             sql=b"",
-            default_format=args.get("default_format")
-            or self.headers.get("X-ClickHouse-Format")
-            or "TabSeparated",
+            default_format=args.get("default_format") or self.headers.get("X-ClickHouse-Format") or "TabSeparated",
             params={k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")},
             settings=settings,
             database=args.get("database") or self.headers.get("X-ClickHouse-Database") or None,
@@ -851,9 +841,7 @@ def serve(
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    roles = ", ".join(
-        f"{name} ({'read-only' if u.readonly else 'full access'})" for name, u in server.users.items()
-    )
+    roles = ", ".join(f"{name} ({'read-only' if u.readonly else 'full access'})" for name, u in server.users.items())
     logger.info(
         "watchkeeper store: ClickHouse %s (chdb) on %s, serving http://%s:%d, users: %s",
         server.engine.version, server.engine.path, f"[{host}]" if ":" in host else host, server.port, roles,
@@ -890,12 +878,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--path", type=Path, default=Path(os.environ.get("WATCHKEEPER_STORE_PATH", "./data/clickhouse"))
     )
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s, loopback only)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("WATCHKEEPER_STORE_PORT", DEFAULT_PORT))
-    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s, loopback only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WATCHKEEPER_STORE_PORT", DEFAULT_PORT)))
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

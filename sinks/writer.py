@@ -9,9 +9,10 @@ Queries are parameterised: values travel as ``{name:Type}`` parameters.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import clickhouse_connect
@@ -21,10 +22,28 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 from sinks.schema import Retention, ddl, ttl_statements
 
 log = logging.getLogger(__name__)
+AUTH_FAILED = "Authentication failed: check the store user and password (WATCHKEEPER_STORE_USER/PASSWORD or the URL)"
 
 
 class StoreUnavailable(RuntimeError):
-    """The store did not answer (after the retries allowed)."""
+    """The store did not answer (after the retries allowed), or refused our credentials.
+
+    A refused password is an operator's mistake to fix while the worker waits:
+    it is retried like an outage, never taken as a verdict on the data.
+    """
+
+
+class StoreAuthFailed(StoreUnavailable):
+    """The store answered but refused our user or password."""
+
+
+# ClickHouse's UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED.
+_AUTH_CODES = frozenset({192, 193, 194, 516})
+_CODE = re.compile(r"(?:Code: |error code )(\d+)")
+
+
+def _auth_failure(exc: ClickHouseError) -> bool:
+    return any(int(code) in _AUTH_CODES for code in _CODE.findall(str(exc)))
 
 
 class Store:
@@ -72,6 +91,10 @@ class Store:
                 client = clickhouse_connect.get_client(**self._params)
             except OperationalError as exc:
                 raise StoreUnavailable(f"{self!r} is not reachable: {_clean(exc)}") from None
+            except ClickHouseError as exc:
+                if _auth_failure(exc):
+                    raise StoreAuthFailed(f"{self!r}: {AUTH_FAILED}") from None
+                raise
             # Unqualified table names (analysts' queries) resolve in our database.
             client.database = self.database
             self._client = client
@@ -92,6 +115,11 @@ class Store:
                 # A dropped connection: forget the client so the next call reconnects.
                 self._client = None
                 raise StoreUnavailable(f"{self!r}: {_clean(exc)}") from None
+            except ClickHouseError as exc:
+                if _auth_failure(exc):  # e.g. the password was changed on the server
+                    self._client = None
+                    raise StoreAuthFailed(f"{self!r}: {AUTH_FAILED}") from None
+                raise
 
     # Schema ---------------------------------------------------------------
     def migrate(self, retention: Retention) -> None:
@@ -124,7 +152,7 @@ class Store:
     def insert(
         self,
         table: str,
-        columns: dict[str, Sequence[Any]],
+        columns: Mapping[str, Sequence[Any]],
         *,
         token: str | None = None,
     ) -> int:
@@ -148,6 +176,22 @@ class Store:
         )
         return n
 
+    def insert_arrow(self, table: str, data: Any, *, token: str | None = None) -> int:
+        """Insert an Arrow table (columns named as the table's); a repeated ``token`` inserts nothing.
+
+        The fast path for many rows: Map and Nullable columns travel as Arrow
+        buffers, with no Python object per value, and the body is streamed one
+        record batch at a time (ArrowStream, chunked), so no second copy of the
+        data is built in memory. Returns the row count.
+        """
+        if data.num_rows == 0:
+            return 0
+        settings = {"insert_deduplication_token": token} if token else {}
+        self._call(
+            "raw_insert", f"{self.database}.{table}", data.schema.names, _arrow_stream(data), settings, "ArrowStream"
+        )
+        return int(data.num_rows)
+
     def insert_retrying(
         self,
         table: str,
@@ -170,10 +214,21 @@ class Store:
                 delay = min(delay * 2, max_wait)
 
 
+def _arrow_stream(data: Any) -> Iterator[bytes]:
+    """An Arrow table in the Arrow IPC stream format, one message at a time."""
+    yield data.schema.serialize().to_pybytes()
+    for batch in data.to_batches():
+        yield batch.serialize().to_pybytes()
+    yield _ARROW_END_OF_STREAM
+
+
+_ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
 def _clean(exc: BaseException) -> str:
     """An error message without anything that could carry credentials."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
 
 
-__all__ = ["ClickHouseError", "Store", "StoreUnavailable"]
+__all__ = ["ClickHouseError", "Store", "StoreAuthFailed", "StoreUnavailable"]

@@ -5,13 +5,37 @@ Run it with ``watchkeeper worker`` (Faust's own worker options apply).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 import faust
 
 from streams.config import load_settings
 
 settings = load_settings()
+log = logging.getLogger(__name__)
+# On shutdown, how long to wait for batches being written before leaving them un-acked.
+SHUTDOWN_WAIT_S = 5.0
 
-app = faust.App(
+
+class App(faust.App):
+    """Faust's App, except that stopping never waits forever for a write that cannot finish."""
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        if not self.should_stop:  # a rebalance: wait, so the next owner starts after our acks
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        # Faust's wait swallows cancellation: leave it behind (it ends when the consumer stops).
+        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        done, _ = await asyncio.wait({waiting}, timeout=SHUTDOWN_WAIT_S)
+        if not done:
+            # The store is down or refuses us: what is not written is not acked, and is redelivered.
+            log.warning("stopping with batches not written; their messages are redelivered after a restart")
+            await consumer.commit_and_end_transactions()
+
+
+app = App(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     # Tansu takes 30 s to settle a group join with Faust's default (measured).

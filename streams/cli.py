@@ -42,12 +42,16 @@ def main() -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
+    from sinks.writer import StoreAuthFailed
     from streams.admin import ensure_topics
     from streams.embedded import ensure_broker
 
     settings = _settings()
     ensure_broker(settings)
-    _store(settings).close()
+    try:
+        _store(settings).close()
+    except StoreAuthFailed as exc:  # an operator's fix away: the worker waits, its writes retry until then
+        click.echo(f"warning: {exc}; starting anyway, writes are retried", err=True)
     ensure_topics(settings)
     from streams.app import autodiscover
 

@@ -6,9 +6,15 @@ worker, so per-prediction pending state in Faust tables would cap the service.
 The store holds the pending joins instead, so a restarted worker loses nothing
 and a late label simply updates its window.
 
-Rows are buffered per topic and written in one columnar insert per table about
-once a second; the Kafka messages behind them are acked only after the write
-succeeded, so no offset is committed past unwritten rows.
+Rows are buffered per topic as Arrow record batches and written in one Arrow
+insert per table and batch; the Kafka messages behind them are acked only after
+the write succeeded, so no offset is committed past unwritten rows.
+
+Decoding is columnar: the raw events of a run of messages (up to
+``CHUNK_EVENTS``) are checked together by :func:`streams.events.fast_columns`;
+a run it cannot vouch for is halved until the events it cannot vouch for are
+isolated, and those go through the pydantic models one by one, which accept
+them or give the reason for their dead letter.
 """
 
 from __future__ import annotations
@@ -16,16 +22,80 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Iterable
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
-from streams.events import Outcome, Prediction, Rejected, decode_message
+from streams.events import (
+    MAX_FUTURE_SECONDS,
+    Outcome,
+    Prediction,
+    Rejected,
+    fast_columns,
+    model_columns,
+    parse_message,
+    validate_event,
+)
 
 log = logging.getLogger(__name__)
+
+# Raw events decoded together; envelopes of the usual 500 events are decoded one or two at a time.
+CHUNK_EVENTS = 512
+# A run the fast check refuses is halved down to runs of this size, then validated event by event.
+SMALL_RUN = 8
+# Raw bytes of the messages behind one batch (one insert per table): bounds the worker's memory
+# when a backlog of envelopes arrives, and keeps an insert to about a second of the store's work.
+BATCH_BYTES = 8 * 1024 * 1024
+
+EXPIRED = "ts: older than the raw-data retention (raw_ttl_days)"
+_TS = pa.timestamp("ms", tz="UTC")
+_TEXT_MAP = pa.map_(pa.string(), pa.string())
+_NUMBER_MAP = pa.map_(pa.string(), pa.float64())
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("ts", _TS),
+        ("model", pa.string()),
+        ("version", pa.string()),
+        ("prediction_id", pa.string()),
+        ("event_id", pa.string()),
+        ("prediction", pa.float64()),
+        ("prediction_class", pa.string()),
+        ("scores", _NUMBER_MAP),
+        ("features", _NUMBER_MAP),
+        ("features_cat", _TEXT_MAP),
+        ("segments", _TEXT_MAP),
+        ("latency_ms", pa.float64()),
+        ("fallback", pa.uint8()),
+        ("baseline", pa.float64()),
+        ("baseline_class", pa.string()),
+        ("src_partition", pa.int32()),
+        ("src_offset", pa.int64()),
+    ]
+)
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("ts", _TS),
+        ("model", pa.string()),
+        ("prediction_id", pa.string()),
+        ("event_id", pa.string()),
+        ("outcome", pa.float64()),
+        ("outcome_class", pa.string()),
+        ("src_partition", pa.int32()),
+        ("src_offset", pa.int64()),
+    ]
+)
+PREDICTION_COLUMNS = PREDICTION_SCHEMA.names
+OUTCOME_COLUMNS = OUTCOME_SCHEMA.names
+DEAD_LETTER_COLUMNS = "ts topic partition offset event_index model error payload".split()
+_TABLES: dict[type[Prediction] | type[Outcome], tuple[str, pa.Schema]] = {
+    Prediction: ("predictions", PREDICTION_SCHEMA),
+    Outcome: ("outcomes", OUTCOME_SCHEMA),
+}
 
 
 @dataclass(slots=True)
@@ -39,137 +109,212 @@ class SourceMessage:
     timestamp: float | None = None  # broker time, seconds
 
 
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
+def epoch_millis(ts: np.ndarray) -> np.ndarray:
+    """Epoch seconds → epoch milliseconds as a ``datetime`` at microsecond precision gives them.
+
+    ``datetime.fromtimestamp`` rounds the fraction of a second to microseconds
+    (half to even), and DateTime64(3) keeps the whole milliseconds of that.
+
+    >>> epoch_millis(np.array([1767323045.2505, 1767323045.0009996])).tolist()
+    [1767323045250, 1767323045001]
+    """
+    whole = np.floor(ts)
+    micros = np.round((ts - whole) * 1e6).astype(np.int64)
+    return whole.astype(np.int64) * 1000 + micros // 1000
 
 
-PREDICTION_COLUMNS = (
-    "ts model version prediction_id event_id prediction prediction_class scores features features_cat "
-    "segments latency_ms fallback baseline baseline_class src_partition src_offset"
-).split()
-OUTCOME_COLUMNS = "ts model prediction_id event_id outcome outcome_class src_partition src_offset".split()
-DEAD_LETTER_COLUMNS = "ts topic partition offset event_index model error payload".split()
+@dataclass(slots=True)
+class _Segment:
+    """The raw events of one message, waiting to be decoded with those of its neighbours."""
+
+    msg: SourceMessage
+    items: list[Any]
+    envelope: bool
+    min_ts: float
+    missing: list[Rejected] = field(default_factory=list)  # no event time at all
+    bad: list[Rejected] = field(default_factory=list)  # refused by the models
+    expired: list[Rejected] = field(default_factory=list)  # older than the raw retention
 
 
-@dataclass
+class _Rows:
+    """The rows of one raw table: Arrow record batches, plus raw events not decoded yet."""
+
+    def __init__(self, kind: type[Prediction] | type[Outcome], fast: bool) -> None:
+        self.kind = kind
+        self.table, self.schema = _TABLES[kind]
+        self.fast = fast
+        self.batches: list[pa.RecordBatch] = []
+        self.count = 0
+        self.pending: list[_Segment] = []
+        self.pending_events = 0
+
+    def arrow(self) -> pa.Table:
+        return pa.Table.from_batches(self.batches, self.schema)
+
+    def decode(self, batch: Batch) -> None:
+        """Decode the pending events into rows (and dead letters)."""
+        segments, self.pending, self.pending_events = self.pending, [], 0
+        if not segments:
+            return
+        items = [item for seg in segments for item in seg.items]
+        sizes = np.array([len(seg.items) for seg in segments], dtype=np.int64)
+        owner = np.repeat(np.arange(len(segments)), sizes)
+        first = np.cumsum(sizes) - sizes  # index of each message's first event in ``items``
+        self._decode_run(items, owner, first, segments, 0, len(items), time.time() + MAX_FUTURE_SECONDS)
+        # Dead letters in the order the per-message decoder gave them.
+        for seg in segments:
+            for rej in seg.missing + seg.bad + seg.expired:
+                batch.add_dead_letter(seg.msg, rej)
+
+    def _decode_run(
+        self,
+        items: list[Any],
+        owner: np.ndarray,
+        first: np.ndarray,
+        segments: list[_Segment],
+        lo: int,
+        hi: int,
+        max_ts: float,
+    ) -> None:
+        if self.fast:
+            cols = fast_columns(items[lo:hi], self.kind, max_ts)
+            if cols is not None and self._emit(cols, owner[lo:hi], segments, strict=True):
+                return
+            if hi - lo > SMALL_RUN:
+                mid = (lo + hi) // 2
+                self._decode_run(items, owner, first, segments, lo, mid, max_ts)
+                self._decode_run(items, owner, first, segments, mid, hi, max_ts)
+                return
+        good: list[Any] = []
+        good_owner: list[int] = []
+        good_at: list[int] = []  # each good event's place in ``items``
+        for i in range(lo, hi):
+            seg = segments[owner[i]]
+            assert seg.msg.value is not None
+            result = validate_event(items[i], self.kind, i - int(first[owner[i]]), seg.envelope, seg.msg.value)
+            if isinstance(result, Rejected):
+                seg.bad.append(result)
+            else:
+                good.append(result)
+                good_owner.append(int(owner[i]))
+                good_at.append(i)
+        if good:
+            where = (items, first, good_at)
+            self._emit(
+                model_columns(good, self.kind), np.array(good_owner), segments, strict=False, models=good, where=where
+            )
+
+    def _emit(
+        self,
+        cols: dict[str, Any],
+        owner: np.ndarray,
+        segments: list[_Segment],
+        *,
+        strict: bool,
+        models: list[Any] | None = None,
+        where: tuple[list[Any], np.ndarray, list[int]] | None = None,
+    ) -> bool:
+        """Append rows; events without a usable time become dead letters (or, if ``strict``, nothing is added)."""
+        broker = np.array([np.nan if s.msg.timestamp is None else s.msg.timestamp for s in segments])[owner]
+        min_ts = np.array([s.min_ts for s in segments])[owner]
+        ts = cols["ts"]
+        ts = np.where(np.isnan(ts), broker, ts)
+        with np.errstate(invalid="ignore"):
+            keep = ts >= min_ts  # False for NaN: no time at all
+        if not keep.all():
+            if strict:
+                return False  # the models' path dead-letters these, with their payloads
+            assert models is not None and where is not None
+            items, first, at = where
+            for j in np.flatnonzero(~keep):
+                seg, e = segments[owner[j]], models[j]
+                # An envelope's event is refused alone, at its index, with its own bytes; a single event whole.
+                index = at[j] - int(first[owner[j]]) if seg.envelope else -1
+                payload = orjson.dumps(items[at[j]]) if seg.envelope else b""
+                if np.isnan(ts[j]):
+                    seg.missing.append(
+                        Rejected("ts: missing and the message has no broker time", payload, index, e.model)
+                    )
+                else:
+                    # ClickHouse drops rows past their TTL as it writes them: refuse them visibly instead.
+                    seg.expired.append(Rejected(EXPIRED, payload, index, e.model))
+            if not keep.any():
+                return True
+            cols = {k: (v[keep] if isinstance(v, np.ndarray) else v.filter(pa.array(keep))) for k, v in cols.items()}
+            ts, owner = ts[keep], owner[keep]
+        partition = np.array([s.msg.partition for s in segments], dtype=np.int32)[owner]
+        offset = np.array([s.msg.offset for s in segments], dtype=np.int64)[owner]
+        arrays = {**cols, "ts": pa.array(epoch_millis(ts), _TS), "src_partition": partition, "src_offset": offset}
+        self.batches.append(pa.record_batch([arrays[name] for name in self.schema.names], schema=self.schema))
+        self.count += len(ts)
+        return True
+
+
 class Batch:
-    """Columnar rows accumulated from a run of Kafka messages."""
+    """Columnar rows accumulated from a run of Kafka messages.
 
-    predictions: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in PREDICTION_COLUMNS})
-    outcomes: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in OUTCOME_COLUMNS})
-    dead_letters: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in DEAD_LETTER_COLUMNS})
-    dead_letter_messages: list[bytes] = field(default_factory=list)
-    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    messages: int = 0
-    # Offsets alone are not an identity: a memory-only broker restarts them at 0.
-    digest: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+    ``fast=False`` validates every event with the pydantic models (the reference
+    the fast path is tested against).
+    """
+
+    def __init__(self, fast: bool = True) -> None:
+        self.fast = fast
+        self._rows = {kind: _Rows(kind, fast) for kind in (Prediction, Outcome)}
+        self.dead_letters: dict[str, list[Any]] = {c: [] for c in DEAD_LETTER_COLUMNS}
+        self.dead_letter_messages: list[bytes] = []
+        self.offsets: dict[tuple[str, int], tuple[int, int]] = {}
+        self.messages = 0
+        # Offsets alone are not an identity: a memory-only broker restarts them at 0.
+        self.digest: Any = hashlib.blake2b(digest_size=16)
 
     @property
     def rows(self) -> int:
-        return len(self.predictions["ts"]) + len(self.outcomes["ts"]) + len(self.dead_letters["ts"])
+        """Rows so far (events still pending decoding are counted as rows)."""
+        return sum(r.count + r.pending_events for r in self._rows.values()) + len(self.dead_letters["ts"])
 
     def token(self, table: str) -> str:
         """A deduplication token from the source messages: a replay of the same batch inserts nothing."""
         spans = ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.offsets.items()))
         return f"{table}:{spans}:{self.digest.hexdigest()}"
 
+    def tables(self) -> dict[str, pa.Table]:
+        """The rows of each raw table that has any, as Arrow tables (decodes what is pending)."""
+        self.finish()
+        return {r.table: r.arrow() for r in self._rows.values() if r.count}
+
+    def count(self, table: str) -> int:
+        self.finish()
+        return next((r.count for r in self._rows.values() if r.table == table), len(self.dead_letters["ts"]))
+
+    def finish(self) -> None:
+        """Decode every pending event."""
+        for r in self._rows.values():
+            r.decode(self)
+
     # Adding messages ------------------------------------------------------
     def add(
         self, msg: SourceMessage, kind: type[Prediction] | type[Outcome], max_bytes: int, min_ts: float = 0.0
     ) -> None:
-        """Decode one message into rows; events older than ``min_ts`` (the raw retention) are dead letters."""
+        """Take one message; events older than ``min_ts`` (the raw retention) become dead letters."""
+        self.note(msg)
+        items, envelope, rejected = parse_message(msg.value, max_bytes)
+        if rejected is not None:
+            self.add_dead_letter(msg, rejected)
+            return
+        rows = self._rows[kind]
+        rows.pending.append(_Segment(msg, items, envelope, min_ts))
+        rows.pending_events += len(items)
+        if rows.pending_events >= CHUNK_EVENTS:
+            rows.decode(self)
+
+    def note(self, msg: SourceMessage) -> None:
+        """Count a message into the batch's identity (its offsets and digest, hence its tokens)."""
         key = (msg.topic, msg.partition)
         lo, hi = self.offsets.get(key, (msg.offset, msg.offset))
         self.offsets[key] = (min(lo, msg.offset), max(hi, msg.offset))
         self.messages += 1
         self.digest.update(f"{msg.topic}/{msg.partition}/{msg.offset}:".encode())
         self.digest.update(msg.value or b"")
-        good, bad = decode_message(msg.value, kind, max_bytes)
-        fallback_ts = msg.timestamp
-        # ClickHouse drops rows past their TTL as it writes them: refuse them visibly instead.
-        expired = [e for e in good if (e.ts if e.ts is not None else fallback_ts or min_ts) < min_ts]
-        if expired:
-            good = [e for e in good if e not in expired]
-            for e in expired:
-                bad.append(
-                    Rejected(
-                        "ts: older than the raw-data retention (raw_ttl_days)",
-                        orjson.dumps(e.model_dump()),
-                        -1,
-                        e.model,
-                    )
-                )
-        if kind is Prediction:
-            self._add_predictions(good, msg, fallback_ts)
-        else:
-            self._add_outcomes(good, msg, fallback_ts)
-        for rej in bad:
-            self.add_dead_letter(msg, rej)
-
-    def _event_ts(self, ts: float | None, fallback: float | None, msg: SourceMessage) -> float | None:
-        if ts is not None:
-            return ts
-        return fallback
-
-    def _add_predictions(self, events: Iterable[Prediction], msg: SourceMessage, fallback: float | None) -> None:
-        c = self.predictions
-        for e in events:
-            ts = self._event_ts(e.ts, fallback, msg)
-            if ts is None:
-                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
-                continue
-            num_features: dict[str, float] = {}
-            cat_features: dict[str, str] = {}
-            for k, v in e.features.items():
-                if isinstance(v, str):
-                    cat_features[k] = v
-                else:
-                    num_features[k] = float("nan") if v is None else v
-            c["ts"].append(_dt(ts))
-            c["model"].append(e.model)
-            c["version"].append(e.version)
-            c["prediction_id"].append(e.prediction_id)
-            c["event_id"].append(e.event_id)
-            if isinstance(e.prediction, str):
-                c["prediction"].append(None)
-                c["prediction_class"].append(e.prediction)
-            else:
-                c["prediction"].append(e.prediction)
-                c["prediction_class"].append("")
-            c["scores"].append(e.scores or {})
-            c["features"].append(num_features)
-            c["features_cat"].append(cat_features)
-            c["segments"].append(e.segments)
-            c["latency_ms"].append(e.latency_ms)
-            c["fallback"].append(1 if e.fallback else 0)
-            if isinstance(e.baseline, str):
-                c["baseline"].append(None)
-                c["baseline_class"].append(e.baseline)
-            else:
-                c["baseline"].append(e.baseline)
-                c["baseline_class"].append("")
-            c["src_partition"].append(msg.partition)
-            c["src_offset"].append(msg.offset)
-
-    def _add_outcomes(self, events: Iterable[Outcome], msg: SourceMessage, fallback: float | None) -> None:
-        c = self.outcomes
-        for e in events:
-            ts = self._event_ts(e.ts, fallback, msg)
-            if ts is None:
-                self.add_dead_letter(msg, Rejected("ts: missing and the message has no broker time", b"", -1, e.model))
-                continue
-            c["ts"].append(_dt(ts))
-            c["model"].append(e.model)
-            c["prediction_id"].append(e.prediction_id)
-            c["event_id"].append(e.event_id)
-            if isinstance(e.outcome, str):
-                c["outcome"].append(None)
-                c["outcome_class"].append(e.outcome)
-            else:
-                c["outcome"].append(e.outcome)
-                c["outcome_class"].append("")
-            c["src_partition"].append(msg.partition)
-            c["src_offset"].append(msg.offset)
 
     def add_dead_letter(self, msg: SourceMessage, rej: Rejected) -> None:
         payload = rej.payload if rej.payload else (msg.value or b"")

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -39,12 +40,19 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = threading.Event()
+        # Set by the app: true once the worker is shutting down (read from the writing thread).
+        self.should_stop: Callable[[], bool] = lambda: False
         self._migrated = False
         self._lock = threading.Lock()
         self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
 
     @cached_property
     def store(self) -> Store:
+        return Store.from_settings(self.settings)
+
+    @cached_property
+    def writer(self) -> Store:
+        """The ingest path's own connection: its inserts never wait behind the model stage's queries."""
         return Store.from_settings(self.settings)
 
     @cached_property
@@ -58,49 +66,78 @@ class Worker:
                 self._migrated = True
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
-        batch = Batch()
+        """Decode messages into one batch of columnar rows (CPU only: no I/O)."""
+        return self._decode(messages, kind, max_rows=None)[0][1]
+
+    def build_batches(
+        self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]
+    ) -> list[tuple[list[SourceMessage], Batch]]:
+        """Decode consecutive messages into batches of about ``flush_rows`` rows (one insert per table each)."""
+        return self._decode(messages, kind, max_rows=self.settings.flush_rows)
+
+    def _decode(
+        self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome], max_rows: int | None
+    ) -> list[tuple[list[SourceMessage], Batch]]:
         min_ts = time.time() - self.settings.raw_ttl_days * 86400
-        for msg in messages:
-            try:
-                batch.add(msg, kind, self.settings.max_message_bytes, min_ts)
-            except Exception as exc:  # never let one message stop the stream
-                log.exception("unexpected error decoding %s/%s@%s", msg.topic, msg.partition, msg.offset)
-                batch.add_dead_letter(msg, Rejected(f"internal error: {type(exc).__name__}", msg.value or b""))
-        return batch
+        batches: list[tuple[list[SourceMessage], Batch]] = []
+        try:
+            batch, start = Batch(), 0
+            for i, msg in enumerate(messages):
+                batch.add(msg, kind, self.settings.max_message_bytes, min_ts)  # bad input is a value, never raises
+                if max_rows is not None and batch.rows >= max_rows and i + 1 < len(messages):
+                    batches.append((messages[start : i + 1], batch))
+                    batch, start = Batch(), i + 1
+            batches.append((messages[start:], batch))
+            for _, batch in batches:
+                batch.finish()
+        except Exception as exc:  # a bug in the decoder: keep every message, as a dead letter
+            log.exception("unexpected error decoding %d messages", len(messages))
+            return [(messages, self.reject_batch(messages, f"internal error: {type(exc).__name__}", refused=False))]
+        return batches
 
     def write_batch(self, batch: Batch) -> None:
-        """Write a batch to the store, blocking and retrying while the store is unreachable.
+        """Write a batch to the store (one insert per table), blocking and retrying while the store is unreachable.
 
         It never gives up: raising here would crash the agent, and Faust acks the
         messages of a crashed agent — they would be lost. Shutdown cancels the
-        awaiting agent instead, which acks nothing.
+        awaiting agent instead, which acks nothing; this thread then gives up too.
         """
+        tables = batch.tables()
         delay = 0.2
         while True:
             try:
                 self.ensure_schema()
-                for table, cols in (
-                    ("predictions", batch.predictions),
-                    ("outcomes", batch.outcomes),
-                    ("dead_letters", batch.dead_letters),
-                ):
-                    if cols["ts"]:
-                        self.store.insert(table, cols, token=batch.token(table))
+                for table, data in tables.items():
+                    self.writer.insert_arrow(table, data, token=batch.token(table))
+                if batch.dead_letters["ts"]:
+                    self.writer.insert("dead_letters", batch.dead_letters, token=batch.token("dead_letters"))
                 break
             except StoreUnavailable as exc:
                 log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
-                self.stopping.wait(delay)
+                deadline = time.monotonic() + delay
+                while not self.shutting_down() and time.monotonic() < deadline:
+                    self.stopping.wait(0.25)
+                if self.shutting_down():
+                    raise  # the batch stays un-acked and is redelivered after the restart
                 delay = min(delay * 2, 10.0)
         self.counts["messages"] += batch.messages
-        self.counts["predictions"] += len(batch.predictions["ts"])
-        self.counts["outcomes"] += len(batch.outcomes["ts"])
+        self.counts["predictions"] += batch.count("predictions")
+        self.counts["outcomes"] += batch.count("outcomes")
         self.counts["dead_letters"] += len(batch.dead_letters["ts"])
 
-    def reject_batch(self, messages: list[SourceMessage], reason: str) -> Batch:
+    def shutting_down(self) -> bool:
+        return self.stopping.is_set() or self.should_stop()
+
+    def reject_batch(self, messages: list[SourceMessage], reason: str, refused: bool = True) -> Batch:
         """A batch the store refused (not a transient fault): its messages become dead letters, bytes kept."""
         batch = Batch()
+        # Its own tokens: the messages' identity, marked so they differ from the refused batch's.
+        batch.digest.update(b"rejected:")
+        if refused:
+            reason = f"store refused the batch: {reason}"
         for msg in messages:
-            batch.add_dead_letter(msg, Rejected(f"store refused the batch: {reason}"[:2000], msg.value or b""))
+            batch.note(msg)
+            batch.add_dead_letter(msg, Rejected(reason[:2000], msg.value or b""))
         return batch
 
     async def flush(self, messages: list[SourceMessage], batch: Batch, dead_letter_topic: Any) -> None:

@@ -571,13 +571,6 @@ def test_every_good_event_is_counted_once(run: Run) -> None:
 # Run last: these add to the stream after the checks above.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: the events of one envelope refused for the raw retention all get event_index -1 (and a "
-    "re-serialised payload), so dead_letters, a ReplacingMergeTree keyed by (topic, partition, offset, "
-    "event_index), keeps one row of them",
-)
 def test_expired_events_of_one_envelope_are_each_a_dead_letter(run: Run) -> None:
     """Invariant 1 for an envelope of five events older than the raw retention: five rows, at their indices."""
     events = [
