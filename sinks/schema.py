@@ -57,6 +57,7 @@ def ddl(db: str, retention: Retention) -> list[str]:
             baseline Nullable(Float64),
             baseline_class String,
             ingested_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC'),
+            published_at Nullable(DateTime64(3, 'UTC')),
             src_partition Int32,
             src_offset Int64,
             INDEX ix_ingested ingested_at TYPE minmax GRANULARITY 1,
@@ -196,6 +197,8 @@ def ddl(db: str, retention: Retention) -> list[str]:
 def ttl_statements(db: str, retention: Retention) -> list[str]:
     """ALTERs that bring existing tables to the configured retention (settings may change)."""
     stmts = []
+    # Columns added since the first release, for tables created before them.
+    stmts.append(f"ALTER TABLE {db}.predictions ADD COLUMN IF NOT EXISTS published_at Nullable(DateTime64(3, 'UTC'))")
     stmts.append(f"ALTER TABLE {db}.metrics_daily MODIFY TTL day + toIntervalDay({retention.aggregate_days})")
     stmts.append(f"ALTER TABLE {db}.mistakes MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})")
     for table in ("predictions", "outcomes", "dead_letters"):

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.config import load_settings
 
@@ -19,8 +20,29 @@ log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 5.0
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer, with the fetch wait from the settings (Faust fixes it at 1500 ms)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by aiokafka when the fetcher starts
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
 class App(faust.App):
     """Faust's App, except that stopping never waits forever for a write that cannot finish."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if not self.should_stop:  # a rebalance: wait, so the next owner starts after our acks

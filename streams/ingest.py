@@ -73,6 +73,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("fallback", pa.uint8()),
         ("baseline", pa.float64()),
         ("baseline_class", pa.string()),
+        ("published_at", _TS),
         ("src_partition", pa.int32()),
         ("src_offset", pa.int64()),
     ]
@@ -244,7 +245,14 @@ class _Rows:
             ts, owner = ts[keep], owner[keep]
         partition = np.array([s.msg.partition for s in segments], dtype=np.int32)[owner]
         offset = np.array([s.msg.offset for s in segments], dtype=np.int64)[owner]
-        arrays = {**cols, "ts": pa.array(epoch_millis(ts), _TS), "src_partition": partition, "src_offset": offset}
+        published = broker[keep] if not keep.all() else broker  # the message's broker time: the lag's start
+        arrays = {
+            **cols,
+            "ts": pa.array(epoch_millis(ts), _TS),
+            "published_at": pa.array(epoch_millis(np.nan_to_num(published)), _TS, mask=np.isnan(published)),
+            "src_partition": partition,
+            "src_offset": offset,
+        }
         self.batches.append(pa.record_batch([arrays[name] for name in self.schema.names], schema=self.schema))
         self.count += len(ts)
         return True

@@ -37,9 +37,46 @@ class WorkerCollector(Collector):
         yield pending
 
 
-def setup(app: Any, worker: Any) -> None:
-    """Serve Faust's and watchkeeper's metrics at ``/metrics`` on the worker's web port."""
-    from faust.sensors.prometheus import setup_prometheus_sensors
+class LagCollector(Collector):
+    """Consumer lag per assigned partition: the broker's high watermark minus our committed offset."""
 
-    setup_prometheus_sensors(app, name_prefix="watchkeeper_faust")
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "watchkeeper_consumer_lag",
+            "Messages not yet committed, per assigned partition",
+            labels=["topic", "partition"],
+        )
+        for tp, behind in sorted(consumer_lag(self.app).items()):
+            lag.add_metric([tp.topic, str(tp.partition)], float(behind))
+        yield lag
+
+
+def consumer_lag(app: Any) -> dict[Any, int]:
+    """Lag of each partition this worker is assigned (empty before the consumer has started)."""
+    try:
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        committed = consumer._committed_offset  # Faust keeps it per partition; no public accessor
+        return {tp: max(0, consumer.highwater(tp) - (committed.get(tp) or 0)) for tp in assigned}
+    except Exception:  # not started, or rebalancing: no numbers rather than a failed scrape
+        return {}
+
+
+def setup(app: Any, worker: Any, faust_sensor: bool = False) -> None:
+    """Serve watchkeeper's metrics (and, if ``faust_sensor``, Faust's) at ``/metrics`` on the web port."""
+    if faust_sensor:
+        from faust.sensors.prometheus import setup_prometheus_sensors
+
+        setup_prometheus_sensors(app, name_prefix="watchkeeper_faust")  # also serves /metrics
+    else:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        @app.page("/metrics")
+        async def metrics(self: Any, request: Any) -> Any:
+            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
     REGISTRY.register(WorkerCollector(worker))
+    REGISTRY.register(LagCollector(app))

@@ -69,9 +69,13 @@ SELECT p.version AS version,
        countIf(p.fallback = 1) AS fallbacks,
        countIf(p.latency_ms IS NOT NULL) AS n_latency,
        quantilesIf(0.5, 0.95, 0.99)(p.latency_ms, p.latency_ms IS NOT NULL) AS latency_q,
-       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels
+       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels,
+       countIf(p.published_at IS NOT NULL) AS n_lag,
+       quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
+                        p.published_at IS NOT NULL) AS lag_p95
 FROM (
-    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms FROM predictions FINAL
+    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at
+    FROM predictions FINAL
     WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 ) AS p
 LEFT JOIN (
@@ -235,6 +239,24 @@ ORDER BY k
 """
 
 # Outcomes whose prediction never arrived (looked for up to a day before the outcome).
+# Dead letters of a model among the Kafka messages that carried its window's predictions (same topic,
+# partition and offset range): bad events of an envelope and bad messages between good ones alike.
+DEAD_LETTERS_OF_WINDOWS = """
+SELECT r.version AS version, r.ws AS ws, count() AS dead
+FROM (
+    SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+           src_partition AS part, min(src_offset) AS lo, max(src_offset) AS hi
+    FROM predictions FINAL
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    GROUP BY version, ws, part
+) AS r
+INNER JOIN (
+    SELECT partition, offset FROM dead_letters FINAL WHERE topic = {topic:String} AND model = {m:String}
+) AS d ON d.partition = r.part
+WHERE d.offset >= r.lo AND d.offset <= r.hi
+GROUP BY version, ws
+"""
+
 ORPHANS = """
 SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
        count() AS outcomes,
@@ -292,6 +314,9 @@ def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> li
         _row(key, w, "fallback_rate", stats["fallbacks"] / n if n else 0.0, n),
         _row(key, w, "late_labels", stats["late_labels"], labelled),
     ]
+    n_lag = int(stats.get("n_lag") or 0)
+    if n_lag:  # from the broker's receipt of the message to the row in the store, p95
+        rows.append(_row(key, w, "lag_seconds", max(0.0, float(stats["lag_p95"])), n_lag))
     n_lat = int(stats.get("n_latency") or 0)
     if n_lat:
         for name, q in zip(("latency_p50", "latency_p95", "latency_p99"), stats["latency_q"], strict=True):
@@ -473,10 +498,16 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
             "limit": MAX_SEGMENT_VALUES,
         }
         tasks: dict[str, set[WindowKey]] = defaultdict(set)
+        dead = {
+            (r["version"], int(r["ws"])): int(r["dead"])
+            for r in store.query(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": settings.topic_predictions})
+        }
         for stats in store.query(WINDOW_STATS, params):
             key = WindowKey(model, stats["version"], int(stats["ws"]))
             if key in pred_keys:
                 rows.extend(window_rows(key, stats, settings))
+                n_dead, n = dead.get((key.version, key.start), 0), int(stats["predictions"])
+                rows.append(_row(key, w, "dead_letter_rate", n_dead / (n_dead + n) if n else 0.0, n_dead + n))
                 tasks[infer_task(stats, cfg.task)].add(key)
         binary = tasks["binary"]
         if tasks["multiclass"]:

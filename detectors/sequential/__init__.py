@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _river_import  # noqa: F401  (first: keeps river's example datasets unloaded)
 from ._alibi import alibi_available, clear_cache
 from .adwin import ADWIN
 from .cusum import CUSUM

@@ -18,7 +18,7 @@ from streams.agents.ingest import worker
 from streams.app import app, settings
 
 log = logging.getLogger(__name__)
-metrics_export.setup(app, worker)
+metrics_export.setup(app, worker, faust_sensor=settings.faust_sensor)
 
 
 def _owns_model_stage() -> bool:

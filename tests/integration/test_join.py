@@ -161,6 +161,36 @@ def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:
     assert rows == [(2.0, 3)]
 
 
+def test_dead_letter_rate_counts_the_bad_events_among_the_windows_messages(worker: Worker, model: str) -> None:
+    """A bad event inside an envelope and a bad message between good ones: 2 dead of 5 events."""
+    closer = WindowCloser(worker.store, worker.settings)
+    bad = {"model": model, "version": "v1", "prediction": [0.5], "ts": T0 + 1}  # no prediction_id, a list
+    send(worker, Prediction, pred(model, "a", T0), bad, pred(model, "c", T0 + 2))
+    send(worker, Prediction, bad)
+    send(worker, Prediction, pred(model, "e", T0 + 4))
+    closer.tick(force=True)
+    rows = worker.store.query_rows(
+        "SELECT value, n FROM metrics FINAL WHERE model = {m:String} AND metric = 'dead_letter_rate'", {"m": model}
+    )
+    assert rows == [(0.4, 5)]
+
+
+def test_lag_is_from_the_broker_time_to_the_row_in_the_store(worker: Worker, model: str) -> None:
+    """lag_seconds: p95 of (ingested_at - the message's broker time); events without one are left out."""
+    closer = WindowCloser(worker.store, worker.settings)
+    published = time.time() - 120.0  # the messages waited two minutes in the broker
+    for i in range(4):
+        msg = SourceMessage("predictions", 0, next(_offsets), orjson.dumps(pred(model, f"p{i}", T0 + i)), published)
+        worker.write_batch(worker.build_batch([msg], Prediction))
+    send(worker, Prediction, pred(model, "no-broker-time", T0 + 5))
+    closer.tick(force=True)
+    rows = worker.store.query_rows(
+        "SELECT value, n FROM metrics FINAL WHERE model = {m:String} AND metric = 'lag_seconds'", {"m": model}
+    )
+    assert len(rows) == 1 and rows[0][1] == 4
+    assert 120.0 <= rows[0][0] < 180.0, rows
+
+
 def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> None:
     """Each labelled window keeps at most 20 of its wrong answers, with features and outcome."""
     events, outcomes = [], []

@@ -189,12 +189,15 @@ def test_metrics_match_scikit_learn(stack: Stack) -> None:
 
 
 def test_worker_exports_prometheus_metrics(stack: Stack) -> None:
-    """The worker's web port serves /metrics with Faust's and watchkeeper's counters (after the publish test)."""
+    """The worker's web port serves /metrics with watchkeeper's counters and the consumer lag per partition
+    (after the publish test); Faust's own sensor is off by default (WATCHKEEPER_FAUST_SENSOR)."""
     import urllib.request
 
     if not stack.web_ports:
         pytest.skip("needs the publish test's worker")
     body = urllib.request.urlopen(f"http://127.0.0.1:{stack.web_ports[0]}/metrics", timeout=10).read().decode()
-    assert "watchkeeper_faust_" in body
+    assert "watchkeeper_faust_" not in body
+    lag = [x for x in body.splitlines() if x.startswith("watchkeeper_consumer_lag{")]
+    assert lag and all(float(x.split()[-1]) >= 0 for x in lag), body[-2000:]
     line = next(x for x in body.splitlines() if x.startswith('watchkeeper_ingested_total{kind="predictions"}'))
     assert float(line.split()[-1]) >= 4 * N
