@@ -921,12 +921,48 @@ ORDER BY last_written
     link_model=True,
 )
 
+def _ops_over_time(key: str, title: str, metric: str, description: str, unit: str) -> Panel:
+    return Panel(
+        key,
+        title,
+        "timeseries",
+        f"""
+SELECT $__timeInterval(window_start) AS time, model, sum(value * n) / nullIf(sum(n), 0) AS {metric}
+FROM metrics FINAL
+WHERE metric = '{metric}' AND segment = '' AND version != '' AND $__timeFilter(window_start)
+GROUP BY time, model
+ORDER BY time
+""",
+        ("time", "model", metric),
+        description,
+        series=("model",),
+        unit=unit,
+        width=12,
+    )
+
+
+PIPELINE_LAG = _ops_over_time(
+    "pipeline_lag",
+    "Processing lag (p95)",
+    "lag_seconds",
+    "From the broker's receipt of a prediction to its row in the store, p95 per window (alert above 15 min).",
+    "s",
+)
+PIPELINE_DEAD_RATE = _ops_over_time(
+    "pipeline_dead_letter_rate",
+    "Dead-letter rate",
+    "dead_letter_rate",
+    "Dead letters naming the model among the messages carrying its predictions (alert above 1%).",
+    "percentunit",
+)
+
 PIPELINE = DashboardSpec(
     "watchkeeper-pipeline",
     "watchkeeper · Pipeline health",
-    "Throughput, rejected input, the join's orphans and late labels, and worker freshness.",
+    "Throughput, lag, rejected input, the join's orphans and late labels, and worker freshness.",
     (
         Row("Throughput", (PIPELINE_EVENTS,)),
+        Row("Health", (PIPELINE_LAG, PIPELINE_DEAD_RATE)),
         Row("Rejected input", (PIPELINE_DEAD_OVER_TIME, PIPELINE_DEAD_TABLE)),
         Row("Join", (PIPELINE_ORPHANS, PIPELINE_LATE, PIPELINE_LABEL_RATE)),
         Row("Workers", (PIPELINE_FRESHNESS,)),
