@@ -415,17 +415,25 @@ def _empty_maps(n: int, value_type: pa.DataType) -> pa.MapArray:
     return pa.MapArray.from_arrays(np.zeros(n + 1, np.int32), pa.array([], pa.string()), pa.array([], value_type))
 
 
-def _feature_columns(col: list[Any]) -> tuple[pa.MapArray, pa.MapArray] | None:
-    """features → (numeric map, None as NaN and bools as 0/1; categorical map)."""
+def _named_items(col: list[Any], max_items: int) -> tuple[list[int], list[Any], list[Any]] | None:
+    """A column of objects with valid names → (lengths, keys, values), flattened; None if any is not."""
     if set(map(type, col)) != {dict}:
         return None
     lengths = list(map(len, col))
-    if max(lengths) > MAX_FEATURES:
+    if max(lengths) > max_items:
         return None
     keys = list(chain.from_iterable(col))
-    values = list(chain.from_iterable(map(dict.values, col)))
     if not all(type(k) is str and 0 < len(k) <= MAX_NAME for k in set(keys)):
         return None
+    return lengths, keys, list(chain.from_iterable(map(dict.values, col)))
+
+
+def _feature_columns(col: list[Any]) -> tuple[pa.MapArray, pa.MapArray] | None:
+    """features → (numeric map, None as NaN and bools as 0/1; categorical map)."""
+    items = _named_items(col, MAX_FEATURES)
+    if items is None:
+        return None
+    lengths, keys, values = items
     off = _offsets(lengths)
     # The common case, all numbers (bools count as 0/1 here), without a type() per value: numpy
     # infers a numeric kind only from bools, ints and floats (None, text or objects give another kind).
@@ -459,15 +467,10 @@ def _feature_columns(col: list[Any]) -> tuple[pa.MapArray, pa.MapArray] | None:
 
 
 def _segment_column(col: list[Any]) -> pa.MapArray | None:
-    if set(map(type, col)) != {dict}:
+    items = _named_items(col, MAX_SEGMENTS)
+    if items is None:
         return None
-    lengths = list(map(len, col))
-    if max(lengths) > MAX_SEGMENTS:
-        return None
-    keys = list(chain.from_iterable(col))
-    values = list(chain.from_iterable(map(dict.values, col)))
-    if not all(type(k) is str and 0 < len(k) <= MAX_NAME for k in set(keys)):
-        return None
+    lengths, keys, values = items
     if values and (set(map(type, values)) != {str} or max(map(len, set(values))) > MAX_NAME):
         return None
     return pa.MapArray.from_arrays(_offsets(lengths), pa.array(keys, pa.string()), pa.array(values, pa.string()))
