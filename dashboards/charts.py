@@ -231,9 +231,7 @@ def xy_chart(points: list[Point], *, x_label: str, y_label: str, diagonal: bool,
             f"<title>{esc(x_label)} {x:.3f}, {esc(y_label)} {y:.3f}</title></circle>"
         )
     out.append(f'<text class="axis" x="{size / 2}" y="{size - 4}">{esc(x_label)}</text>')
-    out.append(
-        f'<text class="axis" transform="translate(11 {size / 2}) rotate(-90)">{esc(y_label)}</text>'
-    )
+    out.append(f'<text class="axis" transform="translate(11 {size / 2}) rotate(-90)">{esc(y_label)}</text>')
     out.append(f'<rect class="frame" x="{m}" y="{m}" width="{p}" height="{p}"/>')
     out.append("</svg>")
     return "".join(out)
@@ -256,9 +254,7 @@ def bar_chart(
     out = [_open(width, height, "bar chart")]
     for gi, cat in enumerate(categories):
         y = M_TOP + gi * group_h
-        out.append(
-            f'<text class="ylab" x="{left - 6}" y="{y + bar_h * len(names) / 2 + 4:.1f}">{esc(cat)}</text>'
-        )
+        out.append(f'<text class="ylab" x="{left - 6}" y="{y + bar_h * len(names) / 2 + 4:.1f}">{esc(cat)}</text>')
         for bi, name in enumerate(names):
             v = columns[name][gi]
             if v is None:

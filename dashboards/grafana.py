@@ -98,15 +98,13 @@ def _legend() -> common.VizLegendOptions:
 
 
 def _tooltip() -> common.VizTooltipOptions:
-    return common.VizTooltipOptions().mode(common_models.TooltipDisplayMode.MULTI).sort(
-        common_models.SortOrder.DESCENDING
+    return (
+        common.VizTooltipOptions().mode(common_models.TooltipDisplayMode.MULTI).sort(common_models.SortOrder.DESCENDING)
     )
 
 
 def _model_link() -> dash_models.DynamicConfigValue:
-    return dash_models.DynamicConfigValue(
-        id_val="links", value=[{"title": "Open model detail", "url": MODEL_LINK}]
-    )
+    return dash_models.DynamicConfigValue(id_val="links", value=[{"title": "Open model detail", "url": MODEL_LINK}])
 
 
 def _viz(panel: Panel) -> Any:
@@ -207,8 +205,10 @@ def _variable(var: Variable) -> dash.QueryVariable:
         .sort(dash_models.VariableSort.ALPHABETICAL_ASC)
     )
     if var.multi:
-        v = v.multi(True).include_all(True).current(
-            dash_models.VariableOption(selected=True, text="All", value="$__all")
+        v = (
+            v.multi(True)
+            .include_all(True)
+            .current(dash_models.VariableOption(selected=True, text="All", value="$__all"))
         )
     return v
 

@@ -136,8 +136,7 @@ def bind(
     leftover = used_variables(out)
     if leftover or re.search(r"\$(?!__)\w", out):
         raise MacroError(
-            f"unsupported template variable syntax {sorted(leftover) or '$var'}: write "
-            f"{_MODEL!r} or {_VERSIONS!r}"
+            f"unsupported template variable syntax {sorted(leftover) or '$var'}: write {_MODEL!r} or {_VERSIONS!r}"
         )
 
     parts: list[str] = []

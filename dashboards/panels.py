@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from detectors import LatencySketch
+
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "watchkeeper-clickhouse"
 
@@ -56,6 +58,21 @@ _GAPS = ", ".join(f"'{m}'" for m in GAP_METRICS)  # constants, never user values
 
 # Filters shared by the model-detail panels.
 _MODEL = "model = ${model:singlequote} AND version IN (${version:singlequote})"
+
+# The metric rows of the range: the windows for ranges up to a week, the daily rollup (metrics_daily)
+# beyond, so months of dashboards read days rather than windows. Both carry the same values (counts
+# summed, rates weighted by n), so a panel's aggregation holds for either; a rolled-up day that starts
+# before the range is dated at the range's start.
+ROLLUP_AFTER_HOURS = 168
+_METRICS = f"""(
+    SELECT window_start, model, version, segment, metric, value, n FROM metrics FINAL
+    WHERE $__timeFilter(window_start) AND dateDiff('hour', $__fromTime, $__toTime) <= {ROLLUP_AFTER_HOURS}
+    UNION ALL
+    SELECT greatest(toDateTime(day, 'UTC'), $__fromTime) AS window_start, model, version, segment, metric, value, n
+    FROM metrics_daily FINAL
+    WHERE day >= toDate($__fromTime) AND day <= toDate($__toTime)
+      AND dateDiff('hour', $__fromTime, $__toTime) > {ROLLUP_AFTER_HOURS}
+)"""
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,7 @@ FLEET_MODELS = Panel(
     "fleet_models",
     "Models",
     "table",
-    """
+    f"""
 SELECT m.model AS model,
        o.owner_name AS owner,
        m.traffic AS traffic,
@@ -176,7 +193,7 @@ FROM (
         SELECT model, metric, value, n,
                toUnixTimestamp(window_start) * 2 < toUnixTimestamp(min(window_start) OVER (PARTITION BY model))
                    + toUnixTimestamp(max(window_start) OVER (PARTITION BY model)) AS early
-        FROM metrics FINAL
+        FROM {_METRICS}
         WHERE $__timeFilter(window_start) AND segment = '' AND version != ''
           AND metric IN ('predictions', 'labelled', 'roc_auc', 'accuracy', 'lift_accuracy')
     )
@@ -228,7 +245,7 @@ FLEET_STATS = (
         "fleet_stat_models",
         "Models with traffic",
         "stat",
-        "SELECT uniqExact(model) AS models FROM metrics FINAL "
+        f"SELECT uniqExact(model) AS models FROM {_METRICS} "
         "WHERE $__timeFilter(window_start) AND metric = 'predictions' AND version != ''",
         ("models",),
         "Models that served at least one prediction in the range.",
@@ -239,7 +256,7 @@ FLEET_STATS = (
         "fleet_stat_predictions",
         "Predictions",
         "stat",
-        "SELECT sum(n) AS predictions FROM metrics FINAL "
+        f"SELECT sum(n) AS predictions FROM {_METRICS} "
         "WHERE $__timeFilter(window_start) AND metric = 'predictions' AND segment = '' AND version != ''",
         ("predictions",),
         "Predictions counted in the range, all models.",
@@ -275,10 +292,10 @@ FLEET_ACCURACY = Panel(
     "fleet_accuracy",
     "Accuracy by model",
     "timeseries",
-    """
+    f"""
 SELECT $__timeInterval(window_start) AS time, model,
        sum(value * n) / nullIf(sum(n), 0) AS accuracy
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE $__timeFilter(window_start) AND metric = 'accuracy' AND segment = '' AND version != ''
 GROUP BY time, model
 ORDER BY time
@@ -293,9 +310,9 @@ FLEET_TRAFFIC = Panel(
     "fleet_traffic",
     "Predictions by model",
     "timeseries",
-    """
+    f"""
 SELECT $__timeInterval(window_start) AS time, model, sum(n) AS predictions
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE $__timeFilter(window_start) AND metric = 'predictions' AND segment = '' AND version != ''
 GROUP BY time, model
 ORDER BY time
@@ -368,7 +385,7 @@ def _series_over_time(metric_filter: str, label: str, alias: str, *, segment: st
     return f"""
 SELECT $__timeInterval(window_start) AS time, {label},
        sum(value * n) / nullIf(sum(n), 0) AS {alias}
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND {segment} AND {metric_filter} AND $__timeFilter(window_start)
 GROUP BY time, {label.split(" AS ")[-1]}
 ORDER BY time
@@ -410,7 +427,7 @@ MODEL_CONFUSION = Panel(
 SELECT $__timeInterval(window_start) AS time,
        sumIf(value, metric = 'tp') AS tp, sumIf(value, metric = 'fp') AS fp,
        sumIf(value, metric = 'tn') AS tn, sumIf(value, metric = 'fn') AS fn
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND segment = '' AND metric IN ('tp', 'fp', 'tn', 'fn') AND $__timeFilter(window_start)
 GROUP BY time
 ORDER BY time
@@ -436,7 +453,7 @@ _HIST = f"""
 SELECT toFloat64OrZero(substring(segment, 5)) AS threshold,
        sumIf(value, metric = 'score_hist_pos') AS pos,
        sumIf(value, metric = 'score_hist_neg') AS neg
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND metric IN ('score_hist_pos', 'score_hist_neg') AND startsWith(segment, 'bin=')
   AND $__timeFilter(window_start)
 GROUP BY threshold
@@ -571,7 +588,7 @@ SELECT segment,
        sumIf(value * n, metric = 'positive_rate') / nullIf(sumIf(n, metric = 'positive_rate'), 0) AS positive_rate,
        sumIf(value * n, metric = 'tpr') / nullIf(sumIf(n, metric = 'tpr'), 0) AS tpr,
        sumIf(value * n, metric = 'fpr') / nullIf(sumIf(n, metric = 'fpr'), 0) AS fpr
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND segment != '' AND position(segment, '=') > 0
   AND metric IN ('positive_rate', 'tpr', 'fpr') AND $__timeFilter(window_start)
 GROUP BY segment
@@ -591,7 +608,7 @@ MODEL_FAIRNESS_GAPS = Panel(
 SELECT $__timeInterval(window_start) AS time,
        if(segment = '', metric, concat(metric, ' · ', segment)) AS gap,
        max(value) AS gap_value
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND metric IN ({_GAPS}) AND $__timeFilter(window_start)
 GROUP BY time, gap
 ORDER BY time
@@ -601,17 +618,32 @@ ORDER BY time
     series=("gap",),
 )
 
+# Percentiles of an interval from the latency sketch's buckets summed over its windows (bucket key k
+# holds values within 1% of 2 gamma^k / (gamma + 1)); the first key whose cumulative count passes the
+# rank is the percentile's bucket, as in detectors.LatencySketch.quantile.
+_GAMMA = LatencySketch().gamma
 MODEL_LATENCY = Panel(
     "model_latency",
     "Serving latency",
     "timeseries",
-    _series_over_time(
-        "metric IN ('latency_p50', 'latency_p95', 'latency_p99')",
-        "replaceOne(metric, 'latency_', '') AS percentile",
-        "latency_ms",
-    ),
+    f"""
+SELECT time, percentile,
+       2 * pow({_GAMMA!r}, b[arrayFirstIndex(c -> c > q * (arraySum(counts) - 1), arrayCumSum(counts))].1)
+           / ({_GAMMA!r} + 1) AS latency_ms
+FROM (
+    SELECT $__timeInterval(window_start) AS time,
+           arraySort(groupArray((toInt32(substring(segment, 5)), toUInt64(value)))) AS b,
+           arrayMap(x -> x.2, b) AS counts
+    FROM {_METRICS}
+    WHERE {_MODEL} AND metric = 'latency_bucket' AND $__timeFilter(window_start)
+    GROUP BY time
+)
+ARRAY JOIN [0.5, 0.95, 0.99] AS q, ['p50', 'p95', 'p99'] AS percentile
+ORDER BY time, percentile
+""",
     ("time", "percentile", "latency_ms"),
-    "Latency percentiles reported by the serving service (per window, averaged over versions).",
+    "Latency percentiles reported by the serving service, from the mergeable sketch of each interval "
+    "(all selected versions, 1% relative accuracy).",
     series=("percentile",),
     unit="ms",
 )
@@ -635,7 +667,7 @@ MODEL_TRAFFIC = Panel(
 SELECT $__timeInterval(window_start) AS time, version,
        sumIf(value, metric = 'predictions') AS predictions,
        sumIf(value, metric = 'labelled') AS labelled
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE {_MODEL} AND segment = '' AND metric IN ('predictions', 'labelled') AND $__timeFilter(window_start)
 GROUP BY time, version
 ORDER BY time
@@ -857,7 +889,7 @@ def _count_over_time(key: str, title: str, metric: str, description: str) -> Pan
         "timeseries",
         f"""
 SELECT $__timeInterval(window_start) AS time, model, sum(value) AS {metric}_count
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE metric = '{metric}' AND segment = '' AND $__timeFilter(window_start)
 GROUP BY time, model
 ORDER BY time
@@ -887,10 +919,10 @@ PIPELINE_LABEL_RATE = Panel(
     "pipeline_label_rate",
     "Label coverage",
     "timeseries",
-    """
+    f"""
 SELECT $__timeInterval(window_start) AS time, model,
        sumIf(value, metric = 'labelled') / nullIf(sumIf(value, metric = 'predictions'), 0) AS label_coverage
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE metric IN ('predictions', 'labelled') AND segment = '' AND version != '' AND $__timeFilter(window_start)
 GROUP BY time, model
 ORDER BY time
@@ -921,6 +953,7 @@ ORDER BY last_written
     link_model=True,
 )
 
+
 def _ops_over_time(key: str, title: str, metric: str, description: str, unit: str) -> Panel:
     return Panel(
         key,
@@ -928,7 +961,7 @@ def _ops_over_time(key: str, title: str, metric: str, description: str, unit: st
         "timeseries",
         f"""
 SELECT $__timeInterval(window_start) AS time, model, sum(value * n) / nullIf(sum(n), 0) AS {metric}
-FROM metrics FINAL
+FROM {_METRICS}
 WHERE metric = '{metric}' AND segment = '' AND version != '' AND $__timeFilter(window_start)
 GROUP BY time, model
 ORDER BY time

@@ -99,9 +99,7 @@ def data_range(store: QueryStore) -> TimeRange | None:
 
 def report_interval(store: QueryStore, time_range: TimeRange) -> int:
     """Grafana's ``$__interval_s`` for the report: at most ``MAX_POINTS`` points, whole windows."""
-    rows = store.query(
-        "SELECT max(dateDiff('second', window_start, window_end)) AS w FROM metrics WHERE version != ''"
-    )
+    rows = store.query("SELECT max(dateDiff('second', window_start, window_end)) AS w FROM metrics WHERE version != ''")
     window = int(rows[0]["w"] or 0) if rows else 0
     interval = time_range.interval_s(MAX_POINTS)
     if window > 0:
@@ -204,9 +202,7 @@ def _chart(data: PanelData, time_range: TimeRange, interval_s: int) -> str:
     if p.viz == "xychart":
         x, y = p.columns[0], p.columns[1]
         pts = [(a, b) for a, b in ((_num(r[x]), _num(r[y])) for r in data.rows) if a is not None and b is not None]
-        return charts.xy_chart(
-            pts, x_label=x, y_label=y, diagonal=p.key in DIAGONAL, origin=p.key == "model_roc"
-        )
+        return charts.xy_chart(pts, x_label=x, y_label=y, diagonal=p.key in DIAGONAL, origin=p.key == "model_roc")
     if p.viz == "barchart":
         cats = [str(r[p.columns[0]]) for r in data.rows]
         cols = {c: [_num(r[c]) for r in data.rows] for c in p.values}
@@ -248,7 +244,7 @@ def render_panel(data: PanelData, time_range: TimeRange, interval_s: int) -> str
         f'data-state="{state}" data-rows="{len(data.rows)}">'
         f"<figcaption><h3>{html.escape(p.title)}</h3><p>{html.escape(p.description)}</p></figcaption>"
         f"{body}"
-        f'<details><summary>SQL</summary><pre>{html.escape(p.sql.strip())}</pre></details>'
+        f"<details><summary>SQL</summary><pre>{html.escape(p.sql.strip())}</pre></details>"
         "</figure>"
     )
 

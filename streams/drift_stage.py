@@ -20,7 +20,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,26 @@ LABEL = "__label__"
 ERROR_FEATURE = "__error__"
 ERROR_DETECTOR = "watchkeeper_default"
 
+# Per-event covariate shift: the ``covariate_shift`` preset (CUSUMs per standardised feature, tuned for
+# a 0.5 sigma mean shift, one false alarm per 500k updates of a feature) fed every event of each
+# window in event-time order; its rows name the firing event's time. Windows of more events are
+# subsampled by event id (the order is kept).
+SHIFT_DETECTOR = "mean_shift"
+SHIFT_MAX_EVENTS = 5000
+SHIFT_MAX_FEATURES = 100
+SHIFT_EVENTS = """
+SELECT toUnixTimestamp64Milli(ts) AS t, features FROM predictions FINAL
+WHERE model = {m:String} AND version = {v:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+  AND cityHash64(event_id) % {every:UInt32} = 0
+ORDER BY ts, event_id
+"""
+WINDOW_COUNT = """
+SELECT count() FROM predictions FINAL
+WHERE model = {m:String} AND version = {v:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+"""
+
 
 LOADED = """
 SELECT features, features_cat, prediction FROM reference
@@ -91,12 +111,31 @@ LOADED_CAP = 20000
 MIN_REFERENCE_ROWS = 30
 
 
+# Rows a sequential detector wrote per window, kept for this many windows: a window recomputed for late
+# labels gets its rows again (the detector saw its events once and cannot see them again).
+KEEP_EMITTED = 1000
+
+
 @dataclass
 class ErrorStream:
-    """The sequential detector over one version's error stream, and the last window it has seen."""
+    """A sequential detector over one version's events, the last window it has seen and what it wrote."""
 
     detector: Any
     last_window: int
+    features: tuple[str, ...] = ()
+    emitted: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def seen(self, window: int) -> list[dict[str, Any]] | None:
+        """The rows written for a window already fed (copies), or None for a new window."""
+        if window > self.last_window:
+            return None
+        return [dict(r) for r in self.emitted.get(window, [])]
+
+    def record(self, window: int, rows: list[dict[str, Any]]) -> None:
+        self.last_window = window
+        self.emitted[window] = [dict(r) for r in rows]
+        while len(self.emitted) > KEEP_EMITTED:
+            del self.emitted[min(self.emitted)]
 
 
 @dataclass
@@ -155,6 +194,7 @@ class DriftStage:
         self.references: dict[tuple[str, str], Reference | None] = {}
         self.loaded_refs: dict[tuple[str, str], tuple[float, Reference | None]] = {}
         self.error_streams: dict[tuple[str, str], ErrorStream] = {}
+        self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
 
     def label_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Label drift of labelled binary windows: their positive/negative balance against the reference
@@ -201,7 +241,9 @@ class DriftStage:
         out: list[dict[str, Any]] = []
         for k in sorted(k for k in keys if k.version):
             state = self.error_streams.get((model, k.version))
-            if state is not None and k.start <= state.last_window:
+            again = state.seen(k.start) if state is not None else None
+            if again is not None:
+                out.extend(again)
                 continue
             errors = self.store.query_rows(
                 ERRORS,
@@ -216,7 +258,6 @@ class DriftStage:
                 state.detector.update(float(err))
                 if state.detector.drift_detected and fired_at is None:
                     fired_at = t / 1000
-            state.last_window = k.start
             end = _dt(k.start + w)
             rate = sum(e for _, e in errors) / len(errors)
             out.append(
@@ -234,6 +275,72 @@ class DriftStage:
                     "computed_at": computed_at,
                 }
             )
+            state.record(k.start, out[-1:])
+        return out
+
+    def shift_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """Covariate shift per event: one ``mean_shift`` row per numeric feature and window.
+
+        The detector learns each feature's mean and spread from the version's first 1,000
+        events, so it runs only with a fixed reference (``drift_reference`` ``auto`` or
+        ``first_windows``): a rolling or seasonal reference is for cycles a fixed mean
+        would read as shifts. A row's ``ts`` is the event time of the feature's first
+        alarm in the window, else the window's end; ``statistic`` the feature's CUSUM (in
+        standard deviations; at least the threshold when it fired). State lives in this
+        process, as for the error stream.
+        """
+        from detectors import build
+
+        if self.settings.model(model).drift_reference not in ("auto", "first_windows"):
+            return []
+        w = self.settings.window_seconds
+        out: list[dict[str, Any]] = []
+        for k in sorted(k for k in keys if k.version):
+            state = self.shift_streams.get((model, k.version))
+            again = state.seen(k.start) if state is not None else None
+            if again is not None:
+                out.extend(again)
+                continue
+            params = {"m": model, "v": k.version, "t0": _dt(k.start), "t1": _dt(k.start + w)}
+            n = int(self.store.query_rows(WINDOW_COUNT, params)[0][0])
+            events = self.store.query_rows(SHIFT_EVENTS, {**params, "every": max(1, math.ceil(n / SHIFT_MAX_EVENTS))})
+            if not events:
+                continue
+            if state is None:
+                names = sorted({f for _, feats in events for f in feats})[:SHIFT_MAX_FEATURES]
+                if not names:
+                    continue
+                state = ErrorStream(build("covariate_shift"), k.start, tuple(names))
+                self.shift_streams[(model, k.version)] = state
+            det = state.detector
+            x = np.array([[feats.get(f, math.nan) for f in state.features] for _, feats in events], dtype=np.float64)
+            det.update_many(x)
+            first: dict[int, float] = {}
+            for row, feature in det.alarms:
+                first.setdefault(feature, events[row][0] / 1000)
+            rows: list[dict[str, Any]] = []
+            statistic = det.statistic
+            if statistic.size:  # armed: the reference is learnt
+                end = _dt(k.start + w)
+                for j, name in enumerate(state.features):
+                    fired = j in first
+                    rows.append(
+                        {
+                            "ts": _dt(first[j]) if fired else end,
+                            "window_start": _dt(k.start),
+                            "window_end": end,
+                            "model": model,
+                            "version": k.version,
+                            "feature": name,
+                            "detector": SHIFT_DETECTOR,
+                            "statistic": max(float(statistic[j]), det.threshold) if fired else float(statistic[j]),
+                            "threshold": float(det.threshold),
+                            "drifted": int(fired),
+                            "computed_at": computed_at,
+                        }
+                    )
+            state.record(k.start, rows)
+            out.extend(rows)
         return out
 
     def _sample(self, model: str, version: str, t0: int, t1: int) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import numpy as np
 from detectors import (
     BinarySummary,
     GroupCounts,
+    LatencySketch,
     MulticlassSummary,
     RegressionSummary,
     cbpe_error,
@@ -67,8 +68,6 @@ SELECT p.version AS version,
        countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 0) AS tn,
        countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 1) AS fn,
        countIf(p.fallback = 1) AS fallbacks,
-       countIf(p.latency_ms IS NOT NULL) AS n_latency,
-       quantilesIf(0.5, 0.95, 0.99)(p.latency_ms, p.latency_ms IS NOT NULL) AS latency_q,
        countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels,
        countIf(p.published_at IS NOT NULL) AS n_lag,
        quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
@@ -239,6 +238,50 @@ ORDER BY k
 """
 
 # Outcomes whose prediction never arrived (looked for up to a day before the outcome).
+# Latency as the buckets of a mergeable sketch (detectors.LatencySketch, 1% relative accuracy): the
+# window's percentiles come from them, and they are written too (``latency_bucket`` rows, segment
+# ``key=<k>``), so that percentiles over any range are a sum of buckets away.
+LATENCY_SKETCH = LatencySketch()
+LATENCY_BUCKETS = """
+SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       if(latency_ms <= {lmin:Float64}, {kzero:Int32},
+          toInt32(least(ceil(log(latency_ms) / log({gamma:Float64})), {kmax:Int32}))) AS key,
+       count() AS cnt, sum(latency_ms) AS total
+FROM predictions FINAL
+WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+  AND latency_ms IS NOT NULL AND isFinite(latency_ms)
+GROUP BY version, ws, key
+"""
+
+
+def latency_sketches(store: Store, params: dict[str, Any]) -> dict[tuple[str, int], LatencySketch]:
+    """The latency sketch of each (version, window start) with latencies."""
+    sk = LATENCY_SKETCH
+    bound = {"lmin": sk.min_value, "kzero": sk.key_min - 1, "gamma": sk.gamma, "kmax": sk.key_max}
+    parts: dict[tuple[str, int], list[tuple[int, int, float]]] = defaultdict(list)
+    for r in store.query(LATENCY_BUCKETS, {**params, **bound}):
+        parts[(r["version"], int(r["ws"]))].append((int(r["key"]), int(r["cnt"]), float(r["total"])))
+    out = {}
+    for window, buckets in parts.items():
+        zero = sum(c for k, c, _ in buckets if k < sk.key_min)
+        keys = [k for k, _, _ in buckets if k >= sk.key_min]
+        counts = [c for k, c, _ in buckets if k >= sk.key_min]
+        total = sum(t for _, _, t in buckets)
+        out[window] = LatencySketch.from_key_counts(keys, counts, zero, total)
+    return out
+
+
+def latency_rows(key: WindowKey, w: int, sketch: LatencySketch) -> list[dict[str, Any]]:
+    """Percentiles of one window's latency, and its sketch's non-empty buckets."""
+    rows = [_row(key, w, f"latency_{name}", q, sketch.n) for name, q in sketch.quantiles().items()]
+    if sketch.zero_count:
+        rows.append(_row(key, w, "latency_bucket", sketch.zero_count, sketch.zero_count, f"key={sketch.key_min - 1}"))
+    for i in np.flatnonzero(sketch.counts):
+        c = int(sketch.counts[i])
+        rows.append(_row(key, w, "latency_bucket", c, c, f"key={int(i) + sketch.key_min}"))
+    return rows
+
+
 # Dead letters of a model among the Kafka messages that carried its window's predictions (same topic,
 # partition and offset range): bad events of an envelope and bad messages between good ones alike.
 DEAD_LETTERS_OF_WINDOWS = """
@@ -317,10 +360,6 @@ def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> li
     n_lag = int(stats.get("n_lag") or 0)
     if n_lag:  # from the broker's receipt of the message to the row in the store, p95
         rows.append(_row(key, w, "lag_seconds", max(0.0, float(stats["lag_p95"])), n_lag))
-    n_lat = int(stats.get("n_latency") or 0)
-    if n_lat:
-        for name, q in zip(("latency_p50", "latency_p95", "latency_p99"), stats["latency_q"], strict=True):
-            rows.append(_row(key, w, name, q, n_lat))
     return rows
 
 
@@ -502,10 +541,13 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
             (r["version"], int(r["ws"])): int(r["dead"])
             for r in store.query(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": settings.topic_predictions})
         }
+        latency = latency_sketches(store, params) if pred_keys else {}
         for stats in store.query(WINDOW_STATS, params):
             key = WindowKey(model, stats["version"], int(stats["ws"]))
             if key in pred_keys:
                 rows.extend(window_rows(key, stats, settings))
+                if (key.version, key.start) in latency:
+                    rows.extend(latency_rows(key, w, latency[(key.version, key.start)]))
                 n_dead, n = dead.get((key.version, key.start), 0), int(stats["predictions"])
                 rows.append(_row(key, w, "dead_letter_rate", n_dead / (n_dead + n) if n else 0.0, n_dead + n))
                 tasks[infer_task(stats, cfg.task)].add(key)

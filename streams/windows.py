@@ -92,6 +92,7 @@ COUNT_METRICS = (
     "orphaned_outcomes",
     "score_hist_pos",
     "score_hist_neg",
+    "latency_bucket",
 )
 ROLLUP_DAYS = """
 INSERT INTO metrics_daily
@@ -240,6 +241,7 @@ class WindowCloser:
             self.drift.rows(model, keys, computed_at)
             + self.drift.label_rows(model, labelled_binary, computed_at)
             + self.drift.error_rows(model, labelled_binary, computed_at)
+            + self.drift.shift_rows(model, keys, computed_at)
         )
         self._replace("drift", model, keys, drift, computed_at)
         return len(rows)

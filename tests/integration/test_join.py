@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -189,6 +190,41 @@ def test_lag_is_from_the_broker_time_to_the_row_in_the_store(worker: Worker, mod
     )
     assert len(rows) == 1 and rows[0][1] == 4
     assert 120.0 <= rows[0][0] < 180.0, rows
+
+
+def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model: str) -> None:
+    """Two windows of latencies: each window's percentiles within 1% of the exact ones, and the
+    written buckets of both, summed, give the percentiles of all (a range over windows)."""
+    from detectors import LatencySketch
+
+    closer = WindowCloser(worker.store, worker.settings)
+    rng = np.random.default_rng(3)
+    lat = np.round(rng.lognormal(3, 0.7, 600), 3)
+    lat[:5] = 0.0  # the zero bucket
+    send(worker, Prediction, *[pred(model, f"l{i}", T0 + i * 0.1, latency_ms=float(lat[i])) for i in range(300)])
+    send(
+        worker,
+        Prediction,
+        *[pred(model, f"l{i}", T0 + 300 + i * 0.1, latency_ms=float(lat[i])) for i in range(300, 600)],
+    )
+    closer.tick(force=True)
+    for window, part in ((W0, lat[:300]), (W0 + 300, lat[300:])):
+        got = metrics(worker.store, model, final=True, window=window)
+        for q in (0.5, 0.95, 0.99):
+            exact = float(np.quantile(part, q, method="lower"))
+            assert got[f"latency_p{round(q * 100)}"] == pytest.approx(exact, rel=0.0101, abs=1e-3)
+    buckets = worker.store.query_rows(
+        "SELECT toInt32(substring(segment, 5)), sum(value) FROM metrics FINAL "
+        "WHERE model = {m:String} AND metric = 'latency_bucket' GROUP BY segment",
+        {"m": model},
+    )
+    sk = LatencySketch()
+    keys = [k for k, _ in buckets if k >= sk.key_min]
+    counts = [c for k, c in buckets if k >= sk.key_min]
+    merged = LatencySketch.from_key_counts(keys, counts, sum(c for k, c in buckets if k < sk.key_min))
+    assert merged.n == 600
+    for q in (0.5, 0.99):
+        assert merged.quantile(q) == pytest.approx(float(np.quantile(lat, q, method="lower")), rel=0.0101)
 
 
 def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> None:

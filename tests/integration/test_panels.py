@@ -120,6 +120,37 @@ def test_panel_sql_runs_and_returns_its_columns(key: str, context: dict[str, Any
         assert times == sorted(times), "time series must be ordered by time"
 
 
+def test_ranges_over_a_week_read_the_daily_rollup(context: dict[str, Any], stream_run: Any) -> None:
+    """Over 30 days the metric panels read ``metrics_daily``: one point per model and day (at a 5-minute
+    interval the windows would give one per window), with the windows' totals; both expansions agree."""
+    store, versions = context["store"], context["versions"]
+    tr = context["tr"]
+    month = TimeRange(tr.end - timedelta(days=30), tr.end)
+    rolled = [key for key, panel in PANELS.items() if "metrics_daily" in panel.sql]
+    assert "fleet_traffic" in rolled and "model_performance" in rolled
+    for key in rolled:
+        panel = PANELS[key]
+        q = bind(panel.sql, month, interval_s=300, model=DEMO_MODEL, versions=versions)
+        columns, rows = run(store, q.sql, q.params)
+        assert tuple(columns) == panel.columns, key
+        assert rows or key in PENDING_DATA, f"{key} returned no rows over 30 days"
+        _, literal_rows = run(store, grafana_sql(panel.sql, month, 300, DEMO_MODEL, versions))
+        assert sorted(map(repr, literal_rows)) == sorted(map(repr, rows)), key
+    q = bind(PANELS["fleet_traffic"].sql, month, interval_s=300)
+    points: dict[str, list[int]] = {}
+    for r in store.query(q.sql, q.params):
+        points.setdefault(r["model"], []).append(int(r["predictions"]))
+    days = dict(
+        store.query_rows(
+            "SELECT model, uniqExact(toDate(window_start)) FROM metrics FINAL WHERE metric = 'predictions' "
+            "AND version != '' GROUP BY model"
+        )
+    )
+    for model in stream_run.models:
+        assert len(points[model]) == days[model]  # one point a day, not one a window
+        assert sum(points[model]) == stream_run.scenario.expected[model]["predictions"]
+
+
 def test_fleet_table_shows_the_drifting_model(context: dict[str, Any], stream_run: Any) -> None:
     q = bind(PANELS["fleet_models"].sql, context["tr"])
     rows = {r["model"]: r for r in context["store"].query(q.sql, q.params)}
