@@ -23,7 +23,7 @@ import base64
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ SMALL_RUN = 8
 BATCH_BYTES = 8 * 1024 * 1024
 
 EXPIRED = "ts: older than the raw-data retention (raw_ttl_days)"
+NO_TIME = "ts: missing and the message has no broker time"
 _TS = pa.timestamp("ms", tz="UTC")
 _TEXT_MAP = pa.map_(pa.string(), pa.string())
 _NUMBER_MAP = pa.map_(pa.string(), pa.float64())
@@ -124,17 +125,32 @@ def epoch_millis(ts: np.ndarray) -> np.ndarray:
     return whole.astype(np.int64) * 1000 + micros // 1000
 
 
-@dataclass(slots=True)
-class _Segment:
-    """The raw events of one message, waiting to be decoded with those of its neighbours."""
+# Order of a message's dead letters: no event time at all, refused by the models, older than the retention.
+MISSING, BAD, EXPIRED_TS = 0, 1, 2
 
-    msg: SourceMessage
-    items: list[Any]
-    envelope: bool
-    min_ts: float
-    missing: list[Rejected] = field(default_factory=list)  # no event time at all
-    bad: list[Rejected] = field(default_factory=list)  # refused by the models
-    expired: list[Rejected] = field(default_factory=list)  # older than the raw retention
+
+class _Segment:
+    """The raw events of one message, waiting to be decoded with those of its neighbours.
+
+    One per message on the hot path: a plain slotted class (no list until something is rejected).
+    """
+
+    __slots__ = ("envelope", "items", "min_ts", "msg", "rejected")
+
+    def __init__(self, msg: SourceMessage, items: list[Any], envelope: bool, min_ts: float) -> None:
+        self.msg, self.items, self.envelope, self.min_ts = msg, items, envelope, min_ts
+        self.rejected: list[tuple[int, Rejected]] | None = None
+
+    def reject(self, order: int, rej: Rejected) -> None:
+        if self.rejected is None:
+            self.rejected = []
+        self.rejected.append((order, rej))
+
+    def rejections(self) -> list[Rejected]:
+        """Its dead letters: by kind (``MISSING``, ``BAD``, ``EXPIRED_TS``), each kind in event order."""
+        if not self.rejected:
+            return []
+        return [rej for _, rej in sorted(self.rejected, key=lambda r: r[0])]
 
 
 class _Rows:
@@ -164,7 +180,7 @@ class _Rows:
         self._decode_run(items, owner, first, segments, 0, len(items), time.time() + MAX_FUTURE_SECONDS)
         # Dead letters in the order the per-message decoder gave them.
         for seg in segments:
-            for rej in seg.missing + seg.bad + seg.expired:
+            for rej in seg.rejections():
                 batch.add_dead_letter(seg.msg, rej)
 
     def _decode_run(
@@ -194,7 +210,7 @@ class _Rows:
             assert seg.msg.value is not None
             result = validate_event(items[i], self.kind, i - int(first[owner[i]]), seg.envelope, seg.msg.value)
             if isinstance(result, Rejected):
-                seg.bad.append(result)
+                seg.reject(BAD, result)
             else:
                 good.append(result)
                 good_owner.append(int(owner[i]))
@@ -233,12 +249,12 @@ class _Rows:
                 index = at[j] - int(first[owner[j]]) if seg.envelope else -1
                 payload = orjson.dumps(items[at[j]]) if seg.envelope else b""
                 if np.isnan(ts[j]):
-                    seg.missing.append(
-                        Rejected("ts: missing and the message has no broker time", payload, index, e.model)
+                    seg.reject(
+                        MISSING, Rejected("ts: missing and the message has no broker time", payload, index, e.model)
                     )
                 else:
                     # ClickHouse drops rows past their TTL as it writes them: refuse them visibly instead.
-                    seg.expired.append(Rejected(EXPIRED, payload, index, e.model))
+                    seg.reject(EXPIRED_TS, Rejected(EXPIRED, payload, index, e.model))
             if not keep.any():
                 return True
             cols = {k: (v[keep] if isinstance(v, np.ndarray) else v.filter(pa.array(keep))) for k, v in cols.items()}
