@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -239,12 +239,8 @@ class DriftStage:
         w = self.settings.window_seconds
         thr = self.settings.model(model).threshold
         out: list[dict[str, Any]] = []
-        for k in sorted(k for k in keys if k.version):
+        for k in _unseen(self.error_streams, model, keys, out):
             state = self.error_streams.get((model, k.version))
-            again = state.seen(k.start) if state is not None else None
-            if again is not None:
-                out.extend(again)
-                continue
             errors = self.store.query_rows(
                 ERRORS,
                 {"m": model, "v": k.version, "thr": thr, "t0": _dt(k.start), "t1": _dt(k.start + w)},
@@ -295,12 +291,8 @@ class DriftStage:
             return []
         w = self.settings.window_seconds
         out: list[dict[str, Any]] = []
-        for k in sorted(k for k in keys if k.version):
+        for k in _unseen(self.shift_streams, model, keys, out):
             state = self.shift_streams.get((model, k.version))
-            again = state.seen(k.start) if state is not None else None
-            if again is not None:
-                out.extend(again)
-                continue
             params = {"m": model, "v": k.version, "t0": _dt(k.start), "t1": _dt(k.start + w)}
             n = int(self.store.query_rows(WINDOW_COUNT, params)[0][0])
             events = self.store.query_rows(SHIFT_EVENTS, {**params, "every": max(1, math.ceil(n / SHIFT_MAX_EVENTS))})
@@ -433,6 +425,20 @@ class DriftStage:
                 current[name] = binning.counts(cats)
         results = drift_report(ref.counts, current, ref.kinds, self.config)
         return [_drift_row(key, w, r, computed_at) for r in results]
+
+
+def _unseen(
+    streams: dict[tuple[str, str], ErrorStream], model: str, keys: Sequence[WindowKey], out: list[Any]
+) -> Iterator[WindowKey]:
+    """The versioned windows a sequential detector has not been fed, in order; the rows of
+    those it has (a recomputed window) go to ``out`` again."""
+    for k in sorted(k for k in keys if k.version):
+        state = streams.get((model, k.version))
+        again = state.seen(k.start) if state is not None else None
+        if again is None:
+            yield k
+        else:
+            out.extend(again)
 
 
 def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[str, Any]:
