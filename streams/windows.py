@@ -105,6 +105,13 @@ FROM metrics FINAL
 WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)}
 GROUP BY day, model, version, segment, metric
 """
+DROP_STALE_DAYS = """
+DELETE FROM metrics_daily
+WHERE model = {m:String} AND day IN {days:Array(Date)}
+  AND (version, segment, metric, day) NOT IN (
+      SELECT DISTINCT version, segment, metric, toDate(window_start) FROM metrics FINAL
+      WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)})
+"""
 MISTAKES_PER_WINDOW = 20
 # Misclassified examples, a deterministic sample (lowest hash of the event id first).
 INSERT_MISTAKES = (
@@ -250,8 +257,10 @@ class WindowCloser:
         """Rewrite the daily rollup of the days these windows fall in."""
         days = sorted({datetime.fromtimestamp(k.start, UTC).date() for k in keys})
         params = {"m": model, "days": days, "counts": list(COUNT_METRICS)}
-        self.store.command("DELETE FROM metrics_daily WHERE model = {m:String} AND day IN {days:Array(Date)}", params)
+        # Insert first (the table keeps the last insert of a key), then drop the keys the windows no
+        # longer have: a reader never finds a day missing while it is rewritten.
         self.store.command(ROLLUP_DAYS, params)
+        self.store.command(DROP_STALE_DAYS, params)
 
     def _mistakes(self, model: str, keys: list[WindowKey]) -> None:
         """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -225,6 +226,27 @@ def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model:
     assert merged.n == 600
     for q in (0.5, 0.99):
         assert merged.quantile(q) == pytest.approx(float(np.quantile(lat, q, method="lower")), rel=0.0101)
+
+
+def test_the_daily_rollup_drops_what_its_windows_no_longer_have(worker: Worker, model: str) -> None:
+    """A rewrite inserts the day's new rows first (a reader never finds the day empty), then drops the
+    keys that are gone from the windows."""
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "r1", T0))
+    keys = closer.tick(force=True)
+    day_rows = (
+        "SELECT metric FROM metrics_daily FINAL WHERE model = {m:String} AND version = 'v1' AND segment = '' "
+        "AND metric IN ('predictions', 'gone') ORDER BY metric"
+    )
+    extra = {"window_start": [datetime.fromtimestamp(W0, UTC)], "window_end": [datetime.fromtimestamp(W0 + 300, UTC)],
+             "model": [model], "version": ["v1"], "segment": [""], "metric": ["gone"], "value": [1.0], "n": [1],
+             "computed_at": [datetime.now(UTC)]}  # fmt: skip
+    worker.store.insert("metrics", extra)
+    closer._rollup(model, keys)
+    assert worker.store.query_rows(day_rows, {"m": model}) == [("gone",), ("predictions",)]
+    worker.store.command("DELETE FROM metrics WHERE model = {m:String} AND metric = 'gone'", {"m": model})
+    closer._rollup(model, keys)
+    assert worker.store.query_rows(day_rows, {"m": model}) == [("predictions",)]
 
 
 def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> None:
