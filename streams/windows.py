@@ -73,6 +73,20 @@ WHERE (p.model, p.prediction_id) IN (
 GROUP BY model, version, ws
 """
 
+# Outcome windows whose orphans a newly arrived prediction adopts (the outcome came first).
+DIRTY_ADOPTED = """
+SELECT o.model AS model, toUnixTimestamp(toStartOfInterval(o.ts, toIntervalSecond({w:UInt32}))) AS ws,
+       max(p.last_in) AS last_in
+FROM outcomes AS o
+INNER JOIN (
+    SELECT model, prediction_id, max(ingested_at) AS last_in FROM predictions
+    WHERE ingested_at > {since:DateTime64(3, 'UTC')} GROUP BY model, prediction_id) AS p
+    ON o.model = p.model AND o.prediction_id = p.prediction_id
+WHERE (o.model, o.prediction_id) IN (
+    SELECT model, prediction_id FROM predictions WHERE ingested_at > {since:DateTime64(3, 'UTC')})
+GROUP BY model, ws
+"""
+
 LAST_COMPUTED = """
 SELECT model, version, toUnixTimestamp(window_start) AS ws, max(computed_at) AS computed
 FROM metrics WHERE metric IN ('predictions', 'orphaned_outcomes')
@@ -178,6 +192,8 @@ class WindowCloser:
             self._advance(r["model"], float(r["max_ts"]))
         for r in self.store.query(DIRTY_JOINED, params):
             note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
+        for r in self.store.query(DIRTY_ADOPTED, params):
+            note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"])
         if first:
             self.last_activity = max(found.values(), default=now)
             self._load_computed()

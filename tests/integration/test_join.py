@@ -17,7 +17,7 @@ from streams.config import Settings
 from streams.events import Outcome, Prediction
 from streams.ingest import SourceMessage
 from streams.service import Worker
-from streams.windows import WindowCloser
+from streams.windows import INSERT_SAFETY_SECONDS, WindowCloser
 
 pytestmark = pytest.mark.integration
 
@@ -247,6 +247,25 @@ def test_the_daily_rollup_drops_what_its_windows_no_longer_have(worker: Worker, 
     worker.store.command("DELETE FROM metrics WHERE model = {m:String} AND metric = 'gone'", {"m": model})
     closer._rollup(model, keys)
     assert worker.store.query_rows(day_rows, {"m": model}) == [("predictions",)]
+
+
+def test_a_prediction_arriving_after_its_outcome_window_was_written_adopts_its_orphan(
+    worker: Worker, model: str
+) -> None:
+    """Outcomes first: their window is written with 2 orphans; their predictions turn up later (well
+    after the write): the outcome window is rewritten with 0 orphans."""
+    closer = WindowCloser(worker.store, worker.settings)
+    send(worker, Outcome, outcome(model, "early-1", T0), outcome(model, "early-2", T0 + 1))
+    time.sleep(INSERT_SAFETY_SECONDS + 1)  # the write below then covers the outcomes for good
+    closer.tick(force=True)
+    orphans = (
+        "SELECT toUInt64(sum(value)), toUInt64(sum(n)) FROM metrics FINAL "
+        "WHERE model = {m:String} AND metric = 'orphaned_outcomes'"
+    )
+    assert worker.store.query_rows(orphans, {"m": model}) == [(2, 2)]
+    send(worker, Prediction, pred(model, "early-1", T0 - 30), pred(model, "early-2", T0 - 20))
+    closer.tick(force=True)
+    assert worker.store.query_rows(orphans, {"m": model}) == [(0, 2)]
 
 
 def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> None:
