@@ -6,8 +6,6 @@ Run it with ``watchkeeper worker`` (Faust's own worker options apply).
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 from typing import Any
 
@@ -19,22 +17,6 @@ from streams.config import load_settings
 settings = load_settings()
 log = logging.getLogger(__name__)
 
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas (one per thread by default, up to 8 per core).
-
-    Decoding and writing run in threads; each thread's arena keeps the memory its
-    batches freed, so a worker's resident memory grew with every thread that had
-    decoded a large batch. Two arenas keep it to what the batches need.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-_limit_malloc_arenas()
 # On shutdown, how long to wait for batches being written before leaving them un-acked.
 SHUTDOWN_WAIT_S = 5.0
 

@@ -39,7 +39,6 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.stopping = threading.Event()
         # Set by the app: true once the worker is shutting down (read from the writing thread).
         self.should_stop: Callable[[], bool] = lambda: False
         self._migrated = False
@@ -115,18 +114,15 @@ class Worker:
             except StoreUnavailable as exc:
                 log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
                 deadline = time.monotonic() + delay
-                while not self.shutting_down() and time.monotonic() < deadline:
-                    self.stopping.wait(0.25)
-                if self.shutting_down():
+                while not self.should_stop() and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                if self.should_stop():
                     raise  # the batch stays un-acked and is redelivered after the restart
                 delay = min(delay * 2, 10.0)
         self.counts["messages"] += batch.messages
         self.counts["predictions"] += batch.count("predictions")
         self.counts["outcomes"] += batch.count("outcomes")
         self.counts["dead_letters"] += len(batch.dead_letters["ts"])
-
-    def shutting_down(self) -> bool:
-        return self.stopping.is_set() or self.should_stop()
 
     def reject_batch(self, messages: list[SourceMessage], reason: str, refused: bool = True) -> Batch:
         """A batch the store refused (not a transient fault): its messages become dead letters, bytes kept."""

@@ -59,33 +59,28 @@ FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')}
 GROUP BY model, ws
 """
 
-# Prediction windows that a new outcome completes (found through the primary key).
-DIRTY_JOINED = """
-SELECT p.model AS model, p.version AS version,
-       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws, max(o.last_in) AS last_in
-FROM predictions AS p
+
+def _windows_touched_by_new(table: str, new: str, version: str) -> str:
+    """Windows of ``table`` rows whose counterparts (same model and prediction id) were newly
+    ingested into ``new`` (found through the primary key). Table names are constants."""
+    return f"""
+SELECT t.model AS model, {version} AS version,
+       toUnixTimestamp(toStartOfInterval(t.ts, toIntervalSecond({{w:UInt32}}))) AS ws, max(n.last_in) AS last_in
+FROM {table} AS t
 INNER JOIN (
-    SELECT model, prediction_id, max(ingested_at) AS last_in FROM outcomes
-    WHERE ingested_at > {since:DateTime64(3, 'UTC')} GROUP BY model, prediction_id) AS o
-    ON p.model = o.model AND p.prediction_id = o.prediction_id
-WHERE (p.model, p.prediction_id) IN (
-    SELECT model, prediction_id FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')})
+    SELECT model, prediction_id, max(ingested_at) AS last_in FROM {new}
+    WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} GROUP BY model, prediction_id) AS n
+    ON t.model = n.model AND t.prediction_id = n.prediction_id
+WHERE (t.model, t.prediction_id) IN (
+    SELECT model, prediction_id FROM {new} WHERE ingested_at > {{since:DateTime64(3, 'UTC')}})
 GROUP BY model, version, ws
 """
 
+
+# Prediction windows that a new outcome completes.
+DIRTY_JOINED = _windows_touched_by_new("predictions", "outcomes", "t.version")
 # Outcome windows whose orphans a newly arrived prediction adopts (the outcome came first).
-DIRTY_ADOPTED = """
-SELECT o.model AS model, toUnixTimestamp(toStartOfInterval(o.ts, toIntervalSecond({w:UInt32}))) AS ws,
-       max(p.last_in) AS last_in
-FROM outcomes AS o
-INNER JOIN (
-    SELECT model, prediction_id, max(ingested_at) AS last_in FROM predictions
-    WHERE ingested_at > {since:DateTime64(3, 'UTC')} GROUP BY model, prediction_id) AS p
-    ON o.model = p.model AND o.prediction_id = p.prediction_id
-WHERE (o.model, o.prediction_id) IN (
-    SELECT model, prediction_id FROM predictions WHERE ingested_at > {since:DateTime64(3, 'UTC')})
-GROUP BY model, ws
-"""
+DIRTY_ADOPTED = _windows_touched_by_new("outcomes", "predictions", "''")
 
 LAST_COMPUTED = """
 SELECT model, version, toUnixTimestamp(window_start) AS ws, max(computed_at) AS computed
@@ -190,10 +185,9 @@ class WindowCloser:
         for r in self.store.query(DIRTY_OUTCOMES, params):
             note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"])
             self._advance(r["model"], float(r["max_ts"]))
-        for r in self.store.query(DIRTY_JOINED, params):
-            note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
-        for r in self.store.query(DIRTY_ADOPTED, params):
-            note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"])
+        for sql in (DIRTY_JOINED, DIRTY_ADOPTED):
+            for r in self.store.query(sql, params):
+                note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
         if first:
             self.last_activity = max(found.values(), default=now)
             self._load_computed()

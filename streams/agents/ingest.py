@@ -67,7 +67,7 @@ async def _write_then_ack(
         try:
             await worker.flush(messages, batch, topics.dead_letters)
         except StoreUnavailable:
-            if worker.shutting_down():
+            if worker.should_stop():
                 return  # nothing more is acked: these messages are redelivered after the restart
             raise
         for event in events[done : done + len(messages)]:
