@@ -45,6 +45,14 @@ class App(faust.App):
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
+    def on_init_dependencies(self) -> Any:
+        deps = super().on_init_dependencies()
+        if not settings.faust_sensor:
+            # Faust's in-memory Monitor keeps per-event statistics that nothing here reads (``/metrics``
+            # has watchkeeper's own): about 4 µs of each message's ~75 µs in Faust, measured.
+            self.sensors.remove(self.monitor)
+        return deps
+
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if not self.should_stop:  # a rebalance: wait, so the next owner starts after our acks
             await super()._consumer_wait_empty(consumer, logger)

@@ -286,20 +286,36 @@ class Batch:
         self._rows = {kind: _Rows(kind, fast) for kind in (Prediction, Outcome)}
         self.dead_letters: dict[str, list[Any]] = {c: [] for c in DEAD_LETTER_COLUMNS}
         self.dead_letter_messages: list[bytes] = []
-        self.offsets: dict[tuple[str, int], tuple[int, int]] = {}
+        self._sources: list[tuple[str, int, int]] = []  # (topic, partition, offset) of each message
         self.messages = 0
-        # Offsets alone are not an identity: a memory-only broker restarts them at 0.
-        self.digest: Any = hashlib.blake2b(digest_size=16)
+        # Events and dead letters taken so far: the size of the batch's inserts, near enough.
+        self.rows = 0
+        # Offsets alone are not an identity (a memory-only broker restarts them at 0): the
+        # messages' bytes are hashed too, once, when a token is first asked for.
+        self._identity: list[bytes] = []
+        self._digest: str | None = None
 
-    @property
-    def rows(self) -> int:
-        """Rows so far (events still pending decoding are counted as rows)."""
-        return sum(r.count + r.pending_events for r in self._rows.values()) + len(self.dead_letters["ts"])
+    def mark(self, label: bytes) -> None:
+        """Make the batch's tokens differ from those of a batch of the same messages without this label."""
+        self._identity.append(label)
+        self._digest = None
 
     def token(self, table: str) -> str:
         """A deduplication token from the source messages: a replay of the same batch inserts nothing."""
-        spans = ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.offsets.items()))
-        return f"{table}:{spans}:{self.digest.hexdigest()}"
+        if self._digest is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for part in self._identity:
+                digest.update(part)
+            self._digest = digest.hexdigest()
+        return f"{table}:{self._spans()}:{self._digest}"
+
+    def _spans(self) -> str:
+        """The offset range of each topic partition, e.g. ``predictions/0/10-42``."""
+        ranges: dict[tuple[str, int], tuple[int, int]] = {}
+        for topic, partition, offset in self._sources:
+            lo, hi = ranges.get((topic, partition), (offset, offset))
+            ranges[topic, partition] = (min(lo, offset), max(hi, offset))
+        return ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(ranges.items()))
 
     def tables(self) -> dict[str, pa.Table]:
         """The rows of each raw table that has any, as Arrow tables (decodes what is pending)."""
@@ -328,19 +344,19 @@ class Batch:
         rows = self._rows[kind]
         rows.pending.append(_Segment(msg, items, envelope, min_ts))
         rows.pending_events += len(items)
+        self.rows += len(items)
         if rows.pending_events >= CHUNK_EVENTS:
             rows.decode(self)
 
     def note(self, msg: SourceMessage) -> None:
         """Count a message into the batch's identity (its offsets and digest, hence its tokens)."""
-        key = (msg.topic, msg.partition)
-        lo, hi = self.offsets.get(key, (msg.offset, msg.offset))
-        self.offsets[key] = (min(lo, msg.offset), max(hi, msg.offset))
+        self._sources.append((msg.topic, msg.partition, msg.offset))
         self.messages += 1
-        self.digest.update(f"{msg.topic}/{msg.partition}/{msg.offset}:".encode())
-        self.digest.update(msg.value or b"")
+        self._identity += (f"{msg.topic}/{msg.partition}/{msg.offset}:".encode(), msg.value or b"")
+        self._digest = None
 
     def add_dead_letter(self, msg: SourceMessage, rej: Rejected) -> None:
+        self.rows += 1
         payload = rej.payload if rej.payload else (msg.value or b"")
         c = self.dead_letters
         c["ts"].append(datetime.now(UTC))

@@ -128,7 +128,7 @@ class Worker:
         """A batch the store refused (not a transient fault): its messages become dead letters, bytes kept."""
         batch = Batch()
         # Its own tokens: the messages' identity, marked so they differ from the refused batch's.
-        batch.digest.update(b"rejected:")
+        batch.mark(b"rejected:")
         if refused:
             reason = f"store refused the batch: {reason}"
         for msg in messages:

@@ -2,9 +2,17 @@
 
 Messages are taken in batches without automatic acks; each batch is written to
 the store and only then acked, so Faust never commits an offset past rows that
-are not written. Taking, decoding and writing overlap: while one batch is
-written, the next is decoded and the agent goes on taking messages; batches are
+are not written. Writing overlaps the rest: while one batch is written (in a
+thread, waiting on the store), the next is taken and decoded; batches are
 written and acked in the order they were taken.
+
+Where a group of messages is decoded depends on their size. Single events
+(small messages) are decoded on the event loop: the loop is busy with Faust's
+per-message work, and a decoding thread only made the two take turns for the
+GIL (measured: tens of thousands of thread switches per 20k messages, 10-15%
+fewer messages per second). Envelopes are decoded in a thread: the loop has
+little else to do, and keeps feeding Faust's buffers meanwhile (measured: about
+15% more events per second than decoding them on the loop).
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ worker = Worker(settings)
 # A write waiting for the store (down, or refusing our password) gives up when the worker stops.
 worker.should_stop = lambda: bool(app.should_stop)
 TAKE_MESSAGES = 2000
-# Batches taken but not yet acked besides the one being decoded: one is written while the next decodes.
+# Groups whose messages average at least this many bytes (envelopes, not single events) decode in a thread.
+THREAD_DECODE_BYTES = 16 * 1024
+# Batches decoded but not yet acked besides the newest: one is written while the next is taken and decoded.
 MAX_IN_FLIGHT = 1
 
 
@@ -38,28 +48,28 @@ def _source(event: Any) -> SourceMessage:
     return SourceMessage(m.topic, m.partition, m.offset, m.value, ts)
 
 
-def _groups(events: Sequence[Any], max_bytes: int = BATCH_BYTES) -> Iterator[list[Any]]:
-    """Consecutive runs of events whose messages hold at most ``max_bytes`` (at least one event each)."""
+def _groups(events: Sequence[Any], max_bytes: int = BATCH_BYTES) -> Iterator[tuple[list[Any], int]]:
+    """Consecutive runs of events whose messages hold at most ``max_bytes`` (at least one event each),
+    with their size in bytes."""
     group: list[Any] = []
     size = 0
     for event in events:
         n = len(event.message.value or b"")
         if group and size + n > max_bytes:
-            yield group
+            yield group, size
             group, size = [], 0
         group.append(event)
         size += n
     if group:
-        yield group
+        yield group, size
 
 
 async def _write_then_ack(
     stream: Any,
     events: list[Any],
-    decoded: asyncio.Future[list[tuple[list[SourceMessage], Batch]]],
+    batches: list[tuple[list[SourceMessage], Batch]],
     previous: asyncio.Task[None] | None,
 ) -> None:
-    batches = await decoded
     if previous is not None:
         await previous  # batches are written and acked in the order they were taken
     done = 0
@@ -84,24 +94,21 @@ async def _consume(stream: Any, kind: type[Prediction] | type[Outcome]) -> None:
     # Everything allocated so far (modules, the app) lives as long as the worker: keep it out of
     # the cyclic collector, whose full passes over it cost ~0.1 s each under a heavy stream.
     gc.freeze()
-    decoding = asyncio.Lock()  # one decode at a time: threads share the GIL, parallel decodes only add memory
-
-    async def decode(messages: list[SourceMessage]) -> list[tuple[list[SourceMessage], Batch]]:
-        async with decoding:
-            # CPU only; in a thread, so that the event loop keeps taking messages and acking.
-            return await asyncio.to_thread(worker.build_batches, messages, kind)
-
     in_flight: deque[asyncio.Task[None]] = deque()
     try:
         async for taken in stream.noack_take(TAKE_MESSAGES, within=settings.flush_interval):
-            for events in _groups(taken):
+            for events, size in _groups(taken):
                 messages = [_source(e) for e in events]
-                decoded = asyncio.ensure_future(decode(messages))
+                if size >= THREAD_DECODE_BYTES * len(events):
+                    batches = await asyncio.to_thread(worker.build_batches, messages, kind)
+                else:
+                    batches = worker.build_batches(messages, kind)
                 task = asyncio.create_task(
-                    _write_then_ack(stream, events, decoded, in_flight[-1] if in_flight else None)
+                    _write_then_ack(stream, events, batches, in_flight[-1] if in_flight else None)
                 )
                 task.add_done_callback(_report)
                 in_flight.append(task)
+                await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
                 while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
                     await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
         while in_flight:
