@@ -42,6 +42,9 @@ def main() -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
+    from streams.lean import without_pandas
+
+    without_pandas()  # before anything imports it: ~45 MB the worker never uses
     from sinks.writer import StoreAuthFailed
     from streams.admin import ensure_topics
     from streams.embedded import ensure_broker

@@ -36,3 +36,38 @@ def test_river_drift_datasets_still_load_on_first_use(tmp_path: Path) -> None:
         "print(river.drift.datasets.AirlinePassengers is AirlinePassengers, len(list(AirlinePassengers())))\n"
     )
     assert _run(code, tmp_path) == "True 468"  # the dataset, read from river's package
+
+
+def test_decoding_and_writing_a_batch_in_the_worker_never_imports_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas to check its inputs when it builds a record batch (~45 MB); the worker blocks it."""
+    code = (
+        "import sys, time\n"
+        "from streams.lean import without_pandas\n"
+        "assert without_pandas()\n"
+        "import orjson\n"
+        "from sinks.writer import _arrow_stream\n"
+        "from streams.config import load_settings\n"
+        "from streams.events import Prediction\n"
+        "from streams.ingest import SourceMessage\n"
+        "from streams.service import Worker\n"
+        "event = {'model': 'm', 'prediction': 0.9, 'ts': time.time(), 'features': {'x': 1.5, 'c': 'red'},\n"
+        "         'segments': {'region': 'eu'}, 'scores': {'yes': 0.9, 'no': 0.1}, 'latency_ms': None}\n"
+        "values = [orjson.dumps({**event, 'prediction_id': f'p{i}'}) for i in range(3)] + [b'{bad']\n"
+        "messages = [SourceMessage('predictions', 0, i, v, time.time()) for i, v in enumerate(values)]\n"
+        "[(_, batch)] = Worker(load_settings()).build_batches(messages, Prediction)\n"
+        "table = batch.tables()['predictions']\n"
+        "body = b''.join(_arrow_stream(table))\n"
+        "try:\n"
+        "    import pandas\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    refused = 'in the worker' in str(exc)\n"
+        "print(table.num_rows, len(batch.dead_letters['ts']), len(body) > 0, 'pandas' in sys.modules, refused)\n"
+    )
+    assert _run(code, tmp_path) == "3 1 True False True"
+
+
+def test_without_pandas_changes_nothing_once_pandas_is_imported(tmp_path: Path) -> None:
+    code = "import pandas, sys\nfrom streams.lean import without_pandas\nprint(without_pandas(), len(sys.meta_path))\n"
+    code_ref = "import pandas, sys\nprint(len(sys.meta_path) + 0)\n"
+    finders = _run(code_ref, tmp_path)
+    assert _run(code, tmp_path) == f"False {finders}"
