@@ -396,12 +396,10 @@ class DriftStage:
             if k.version:
                 by_version[k.version].append(k)
         for version, vkeys in by_version.items():
-            t0, t1 = min(k.start for k in vkeys), max(k.start for k in vkeys) + w
-            by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for r in self._sample(model, version, t0, t1):
-                by_window[int(r["ws"])].append(r)
             for k in sorted(vkeys):
-                rows = by_window.get(k.start)
+                # One window's sample at a time: a backlog closes many windows at once, and their
+                # samples together (as Python rows) made the worker's peak memory.
+                rows = self._sample(model, version, k.start, k.start + w)
                 if not rows:
                     continue
                 ref = self.reference_for(model, version, k.start)

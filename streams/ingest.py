@@ -50,7 +50,7 @@ CHUNK_EVENTS = 512
 SMALL_RUN = 8
 # Raw bytes of the messages behind one batch (one insert per table): bounds the worker's memory
 # when a backlog of envelopes arrives, and keeps an insert to about a second of the store's work.
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 
 EXPIRED = "ts: older than the raw-data retention (raw_ttl_days)"
 NO_TIME = "ts: missing and the message has no broker time"
