@@ -71,3 +71,15 @@ def test_without_pandas_changes_nothing_once_pandas_is_imported(tmp_path: Path) 
     code_ref = "import pandas, sys\nprint(len(sys.meta_path) + 0)\n"
     finders = _run(code_ref, tmp_path)
     assert _run(code, tmp_path) == f"False {finders}"
+
+
+def test_faust_monitor_sensor_is_registered_only_with_the_faust_sensor_setting(tmp_path: Path) -> None:
+    """Faust's in-memory Monitor costs every message a few µs and nothing reads it; the Prometheus one is opt-in."""
+    code = (
+        "from streams.app import app\n"
+        "app.on_init_dependencies()\n"
+        "print(app.monitor in set(app.sensors), len(list(app.sensors)))\n"
+    )
+    assert _run(code, tmp_path) == "False 0"
+    opt_in = "import os\nos.environ['WATCHKEEPER_FAUST_SENSOR'] = 'true'\n"
+    assert _run(opt_in + code, tmp_path) == "True 1"
