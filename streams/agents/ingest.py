@@ -2,9 +2,9 @@
 
 Messages are taken in batches without automatic acks; each batch is written to
 the store and only then acked, so Faust never commits an offset past rows that
-are not written. Writing overlaps the rest: while one batch is written (in a
-thread, waiting on the store), the next is taken and decoded; batches are
-written and acked in the order they were taken.
+are not written. Writing overlaps the rest: while batches are written (in
+threads, waiting on the store; two at a time), the next is taken and decoded;
+messages are acked in the order they were taken.
 
 Where a group of messages is decoded depends on their size. Single events
 (small messages) are decoded on the event loop: the loop is busy with Faust's
@@ -21,7 +21,6 @@ import asyncio
 import gc
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sinks.writer import StoreUnavailable
@@ -29,7 +28,8 @@ from streams import topics
 from streams.app import app, settings
 from streams.events import Outcome, Prediction
 from streams.ingest import BATCH_BYTES, Batch, SourceMessage
-from streams.service import Worker
+from streams.service import WRITERS, Worker
+from streams.take import take
 
 log = logging.getLogger(__name__)
 worker = Worker(settings)
@@ -38,8 +38,8 @@ worker.should_stop = lambda: bool(app.should_stop)
 TAKE_MESSAGES = 2000
 # Groups whose messages average at least this many bytes (envelopes, not single events) decode in a thread.
 THREAD_DECODE_BYTES = 16 * 1024
-# Batches decoded but not yet acked besides the newest: one is written while the next is taken and decoded.
-MAX_IN_FLIGHT = 1
+# Takes decoded but not yet acked besides the newest: these are written while the next is taken and decoded.
+MAX_IN_FLIGHT = WRITERS
 
 
 def _source(event: Any) -> SourceMessage:
@@ -48,41 +48,38 @@ def _source(event: Any) -> SourceMessage:
     return SourceMessage(m.topic, m.partition, m.offset, m.value, ts)
 
 
-def _groups(events: Sequence[Any], max_bytes: int = BATCH_BYTES) -> Iterator[tuple[list[Any], int]]:
-    """Consecutive runs of events whose messages hold at most ``max_bytes`` (at least one event each),
-    with their size in bytes."""
-    group: list[Any] = []
-    size = 0
-    for event in events:
-        n = len(event.message.value or b"")
-        if group and size + n > max_bytes:
-            yield group, size
-            group, size = [], 0
-        group.append(event)
-        size += n
-    if group:
-        yield group, size
-
-
 async def _write_then_ack(
     stream: Any,
     events: list[Any],
     batches: list[tuple[list[SourceMessage], Batch]],
     previous: asyncio.Task[None] | None,
 ) -> None:
-    if previous is not None:
-        await previous  # batches are written and acked in the order they were taken
-    done = 0
+    """Write a take's batches at once (takes are written concurrently, on the worker's
+    WRITERS connections), then ack its messages once the take before it is acked."""
+    written = asyncio.ensure_future(_write(batches))
+    try:
+        if previous is not None:
+            await previous  # messages are acked in the order they were taken
+    except BaseException:
+        if not written.cancel():
+            written.exception()  # already over: its outcome no longer matters, nothing after a failure is acked
+        raise
+    if await written:
+        for event in events:
+            await stream.ack(event)
+
+
+async def _write(batches: list[tuple[list[SourceMessage], Batch]]) -> bool:
+    """Write batches in order; false if the store is unavailable while the worker stops (then nothing is acked:
+    the messages are redelivered after the restart, and inserts are idempotent)."""
     for messages, batch in batches:
         try:
             await worker.flush(messages, batch, topics.dead_letters)
         except StoreUnavailable:
             if worker.should_stop():
-                return  # nothing more is acked: these messages are redelivered after the restart
+                return False
             raise
-        for event in events[done : done + len(messages)]:
-            await stream.ack(event)
-        done += len(messages)
+    return True
 
 
 def _report(task: asyncio.Task[None]) -> None:
@@ -96,21 +93,18 @@ async def _consume(stream: Any, kind: type[Prediction] | type[Outcome]) -> None:
     gc.freeze()
     in_flight: deque[asyncio.Task[None]] = deque()
     try:
-        async for taken in stream.noack_take(TAKE_MESSAGES, within=settings.flush_interval):
-            for events, size in _groups(taken):
-                messages = [_source(e) for e in events]
-                if size >= THREAD_DECODE_BYTES * len(events):
-                    batches = await asyncio.to_thread(worker.build_batches, messages, kind)
-                else:
-                    batches = worker.build_batches(messages, kind)
-                task = asyncio.create_task(
-                    _write_then_ack(stream, events, batches, in_flight[-1] if in_flight else None)
-                )
-                task.add_done_callback(_report)
-                in_flight.append(task)
-                await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
-                while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
-                    await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
+        async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, settings.flush_interval):
+            messages = [_source(e) for e in events]
+            if sum(len(m.value or b"") for m in messages) >= THREAD_DECODE_BYTES * len(messages):
+                batches = await asyncio.to_thread(worker.build_batches, messages, kind)
+            else:
+                batches = worker.build_batches(messages, kind)
+            task = asyncio.create_task(_write_then_ack(stream, events, batches, in_flight[-1] if in_flight else None))
+            task.add_done_callback(_report)
+            in_flight.append(task)
+            await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
+            while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
+                await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
         while in_flight:
             await in_flight.popleft()
     finally:

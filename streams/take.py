@@ -1,0 +1,119 @@
+"""Take a Faust stream's events in batches bounded by count, bytes and time, without acking them.
+
+Faust's ``Stream.noack_take(max_, within)`` counts messages only and starts its
+``within`` clock when it begins to wait: a backlog of large messages (envelopes
+of hundreds of events) sat in its buffer for the whole ``within`` before the
+first of them was decoded (measured: 0.5 s of a 3 s drain of 300k events).
+
+Here a batch is taken when it holds ``max_messages`` events or ``max_bytes`` of
+message values (no more, unless one message alone is larger); or when its first
+event has waited ``within`` seconds; or, once it is at least half full, as soon
+as the stream goes quiet for ``QUIET_SECONDS`` (the end of a burst or of a
+backlog: its last batch is written at once instead of waiting out ``within``,
+measured 0.4 s of a 2.4 s drain). A batch less than half full waits, so that a
+trickle of events still makes few, large inserts. The next batch fills while
+the caller works on the last one (Faust's take stops buffering until asked again).
+
+The caller acks each event itself, once its rows are written: nothing is acked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+QUIET_SECONDS = 0.02
+EARLY_FRACTION = 0.5
+
+
+class _Batcher:
+    """The buffer between the stream's processor (``add``) and the consumer (``batches``)."""
+
+    def __init__(self, stream: Any, max_messages: int, max_bytes: int, within: float) -> None:
+        self.stream, self.max_messages, self.max_bytes, self.within = stream, max_messages, max_bytes, within
+        self.loop = asyncio.get_running_loop()
+        self.events: list[Any] = []
+        self.size = 0
+        self.first_at = self.last_at = 0.0
+        self.started = asyncio.Event()  # the buffer holds an event
+        self.early = asyncio.Event()  # the buffer is at least EARLY_FRACTION full
+        self.full = asyncio.Event()  # the buffer is full: take it now
+        self.room = asyncio.Event()  # events may be added
+        self.room.set()
+
+    async def add(self, value: Any) -> Any:
+        """The stream's processor: buffer the current event; hold the stream while the buffer is full."""
+        event = self.stream.current_event
+        if event is None:
+            raise RuntimeError("take found no current event")
+        n = len(event.message.value or b"")
+        if self.events and self.size + n > self.max_bytes:  # this event starts the next batch
+            await self._hold()
+        self.last_at = self.loop.time()
+        if not self.events:
+            self.first_at = self.last_at
+            self.started.set()
+        self.events.append(event)
+        self.size += n
+        fullness = max(len(self.events) / self.max_messages, self.size / self.max_bytes)
+        if fullness >= EARLY_FRACTION:
+            self.early.set()
+        if fullness >= 1:
+            await self._hold()
+        return value
+
+    async def _hold(self) -> None:
+        self.full.set()
+        self.room.clear()
+        await self.stream.wait(self.room)  # until the batch is taken (or the stream stops)
+
+    async def _ready(self) -> bool:
+        """Wait a while for the batch to be ready; true when it is (else ask again)."""
+        if not self.events:
+            await self.stream.wait_for_stopped(self.started)
+            return False
+        now = self.loop.time()
+        remaining = self.first_at + self.within - now
+        if self.full.is_set() or remaining <= 0:
+            return True
+        if not self.early.is_set():
+            await self.stream.wait_for_stopped(self.early, timeout=remaining)  # full implies early
+            return False
+        quiet = self.last_at + QUIET_SECONDS - now
+        if quiet <= 0:
+            return True
+        await self.stream.wait_for_stopped(self.full, timeout=min(remaining, quiet))
+        return False
+
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        while not self.stream.should_stop:
+            if not await self._ready():
+                continue
+            taken, self.events, self.size = self.events, [], 0
+            for flag in (self.started, self.early, self.full):
+                flag.clear()
+            self.room.set()
+            yield taken
+
+
+async def take(stream: Any, max_messages: int, max_bytes: int, within: float) -> AsyncIterator[list[Any]]:
+    """Yield lists of the stream's events (at least one each), in order, never acked.
+
+    >>> import inspect
+    >>> inspect.isasyncgenfunction(take)
+    True
+    """
+    batcher = _Batcher(stream, max_messages, max_bytes, within)
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # the caller acks, after writing
+    channel_it = aiter(stream.channel)
+    stream.add_processor(batcher.add)
+    # As Stream.noack_take does: the stream is drained in the background, through the processor.
+    stream._enable_passive(channel_it)
+    try:
+        async for batch in batcher.batches():
+            yield batch
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(batcher.add)
