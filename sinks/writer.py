@@ -138,6 +138,10 @@ class Store:
         result = self._call("query", sql, parameters=params or {})
         return [tuple(r) for r in result.result_rows]
 
+    def query_arrow(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """The result as a pyarrow Table (String columns as Arrow strings): columnar, no Python object per row."""
+        return self._call("query_arrow", sql, parameters=params or {}, use_strings=True)
+
     def query_df(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self._call("query_df", sql, parameters=params or {})
 

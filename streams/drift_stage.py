@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from detectors import CategoricalBinning, DriftConfig, NumericBinning, drift_report
 from streams.window_metrics import BINARY_OUTCOMES
@@ -149,34 +151,59 @@ class Reference:
     kinds: dict[str, str]
 
 
-def _columns(rows: list[dict[str, Any]]) -> tuple[dict[str, list[float]], dict[str, list[str | None]]]:
-    """Numeric and categorical feature values of a sample (missing where a row lacks the feature)."""
-    numeric: dict[str, list[float]] = defaultdict(list)
-    categorical: dict[str, list[str | None]] = defaultdict(list)
-    num_names = {k for r in rows for k in r["features"]}
-    cat_names = {k for r in rows for k in r["features_cat"]}
-    for r in rows:
-        f, c = r["features"], r["features_cat"]
-        for k in num_names:
-            numeric[k].append(f.get(k, math.nan))
-        for k in cat_names:
-            categorical[k].append(c.get(k))
-        numeric[PREDICTION].append(math.nan if r["prediction"] is None else r["prediction"])
-    return numeric, categorical
+@dataclass(frozen=True)
+class Sample:
+    """A sample's feature values, one array per feature (NaN or None where a row lacks it)."""
+
+    n: int
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Sample:
+        """From the ``features``, ``features_cat`` and ``prediction`` columns of a query's Arrow result.
+
+        Columnar all the way: no Python object per row (a window's sample as Python rows
+        cost the worker more than all the drift tests on it).
+        """
+        n = table.num_rows
+        numeric = _map_columns(table["features"], n, np.nan, np.float64)
+        if n:
+            numeric[PREDICTION] = pc.fill_null(table["prediction"], math.nan).to_numpy().astype(np.float64)
+        return cls(n, numeric, _map_columns(table["features_cat"], n, None, object))
 
 
-def build_reference(rows: list[dict[str, Any]], start: int, end: int) -> Reference:
-    numeric, categorical = _columns(rows)
+def _map_columns(column: pa.ChunkedArray, n: int, missing: Any, dtype: Any) -> dict[str, np.ndarray]:
+    """One array per key of a Map column, ``missing`` where a row lacks the key (the last value of a
+    repeated key wins)."""
+    maps = column.combine_chunks()
+    offsets = maps.offsets.to_numpy()
+    if n == 0 or offsets[-1] == offsets[0]:
+        return {}
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    rows = np.repeat(np.arange(n), np.diff(offsets))
+    keys = maps.keys.slice(lo, hi - lo).dictionary_encode()
+    codes = keys.indices.to_numpy()
+    values = maps.items.slice(lo, hi - lo).to_numpy(zero_copy_only=False)
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(keys.dictionary.to_pylist()):
+        mask = codes == i
+        col = np.full(n, missing, dtype=dtype)
+        col[rows[mask]] = values[mask]
+        out[name] = col
+    return out
+
+
+def build_reference(sample: Sample, start: int, end: int) -> Reference:
     binnings: dict[str, NumericBinning | CategoricalBinning] = {}
     counts: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
-    for name, values in numeric.items():
-        arr = np.asarray(values, dtype=np.float64)
+    for name, arr in sample.numeric.items():
         if np.isfinite(arr).sum() < 2:
             continue
         b = NumericBinning.from_reference(arr, 100)
         binnings[name], counts[name], kinds[name] = b, b.counts(arr), "numeric"
-    for name, cats in categorical.items():
+    for name, cats in sample.categorical.items():
         cb = CategoricalBinning.from_reference(cats)
         binnings[name], counts[name], kinds[name] = cb, cb.counts(cats), "categorical"
     return Reference(start, end, binnings, counts, kinds)
@@ -335,10 +362,10 @@ class DriftStage:
             out.extend(rows)
         return out
 
-    def _sample(self, model: str, version: str, t0: int, t1: int) -> list[dict[str, Any]]:
+    def _sample(self, model: str, version: str, t0: int, t1: int) -> Sample:
         w = self.settings.window_seconds
         params = {"w": w, "m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1), "cap": SAMPLE_PER_WINDOW}
-        return self.store.query(SAMPLE, params)
+        return Sample.from_arrow(self.store.query_arrow(SAMPLE, params))
 
     def first_windows(self, model: str, version: str) -> Reference | None:
         """The version's first REFERENCE_WINDOWS windows of traffic."""
@@ -351,10 +378,10 @@ class DriftStage:
             return None
         start = int(first[0]["ws"])
         end = start + REFERENCE_WINDOWS * w
-        rows = self._sample(model, version, start, end)
-        if not rows:
+        sample = self._sample(model, version, start, end)
+        if not sample.n:
             return None
-        self.references[key] = ref = build_reference(rows, start, end)
+        self.references[key] = ref = build_reference(sample, start, end)
         return ref
 
     def loaded(self, model: str, version: str) -> Reference | None:
@@ -365,9 +392,9 @@ class DriftStage:
             return cached[1]
         ref = None
         for v in (version, ""):
-            rows = self.store.query(LOADED, {"m": model, "v": v, "cap": LOADED_CAP})
-            if rows:
-                ref = build_reference(rows, 0, 0)
+            sample = Sample.from_arrow(self.store.query_arrow(LOADED, {"m": model, "v": v, "cap": LOADED_CAP}))
+            if sample.n:
+                ref = build_reference(sample, 0, 0)
                 break
         self.loaded_refs[key] = (time.monotonic(), ref)
         return ref
@@ -384,8 +411,8 @@ class DriftStage:
         # The window at the same phase of the cycle (a wider range would mix phases).
         t0 = window_start - offset
         t1 = t0 + w
-        rows = self._sample(model, version, t0, t1)
-        return build_reference(rows, t0, t1) if len(rows) >= MIN_REFERENCE_ROWS else None
+        sample = self._sample(model, version, t0, t1)
+        return build_reference(sample, t0, t1) if sample.n >= MIN_REFERENCE_ROWS else None
 
     def rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """``drift`` rows of the given windows (a window inside its own reference is not tested)."""
@@ -398,29 +425,27 @@ class DriftStage:
         for version, vkeys in by_version.items():
             for k in sorted(vkeys):
                 # One window's sample at a time: a backlog closes many windows at once, and their
-                # samples together (as Python rows) made the worker's peak memory.
-                rows = self._sample(model, version, k.start, k.start + w)
-                if not rows:
+                # samples together made the worker's peak memory.
+                sample = self._sample(model, version, k.start, k.start + w)
+                if not sample.n:
                     continue
                 ref = self.reference_for(model, version, k.start)
                 if ref is None or ref.start <= k.start < ref.end:
                     continue
-                out.extend(self._window_rows(ref, k, rows, w, computed_at))
+                out.extend(self._window_rows(ref, k, sample, w, computed_at))
         return out
 
     def _window_rows(
-        self, ref: Reference, key: WindowKey, rows: list[dict[str, Any]], w: int, computed_at: datetime
+        self, ref: Reference, key: WindowKey, sample: Sample, w: int, computed_at: datetime
     ) -> list[dict[str, Any]]:
-        numeric, categorical = _columns(rows)
         current: dict[str, np.ndarray] = {}
         for name, binning in ref.binnings.items():
             if isinstance(binning, NumericBinning):
-                values = numeric.get(name)
-                arr = np.asarray(values if values is not None else [math.nan] * len(rows), dtype=np.float64)
-                current[name] = binning.counts(arr)
+                values = sample.numeric.get(name)
+                current[name] = binning.counts(values if values is not None else np.full(sample.n, math.nan))
             else:
-                cats = categorical.get(name) or [None] * len(rows)
-                current[name] = binning.counts(cats)
+                cats = sample.categorical.get(name)
+                current[name] = binning.counts(cats if cats is not None else np.full(sample.n, None, dtype=object))
         results = drift_report(ref.counts, current, ref.kinds, self.config)
         return [_drift_row(key, w, r, computed_at) for r in results]
 
