@@ -42,9 +42,10 @@ def main() -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
-    from streams.lean import without_pandas
+    from streams.lean import on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
+    on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
     from sinks.writer import StoreAuthFailed
     from streams.admin import ensure_topics
     from streams.embedded import ensure_broker

@@ -1,4 +1,4 @@
-"""The worker runs without pandas.
+"""The worker runs without pandas, and imports scipy.stats only if a detector uses it.
 
 pyarrow and clickhouse-connect import pandas on first use only to check whether
 what they are given is a pandas object (pyarrow when it builds a record batch);
@@ -8,12 +8,21 @@ unimportable in its own process before anything imports it, which to these
 libraries is the same as pandas not being installed — a configuration both
 support. Commands that do use pandas (``watchkeeper reference``) run in their
 own processes and are not affected.
+
+river imports scipy.stats with every drift detector (its KSWIN module does, and
+its package imports them all): with scipy.optimize, which it imports, ~45 MB.
+watchkeeper's own tests need only scipy.special (``detectors/drift.py``), so
+the worker registers a stand-in that imports the real module on first use:
+only a KSWIN detector, or ``ks_samples``, pays for it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
+import importlib.util
 import sys
+import types
 from typing import Any
 
 NOT_IN_WORKER = ("pandas",)
@@ -32,4 +41,35 @@ def without_pandas() -> bool:
         return False
     if not any(isinstance(finder, _NotInWorker) for finder in sys.meta_path):
         sys.meta_path.insert(0, _NotInWorker())
+    return True
+
+
+def on_first_use(name: str) -> bool:
+    """Register a stand-in for module ``name`` that imports the real one on the first attribute read.
+
+    False if the module is already imported (nothing to save) or cannot be found.
+    """
+    if name in sys.modules:
+        return False
+    spec = importlib.util.find_spec(name)  # imports the parent package, not the module
+    if spec is None:
+        return False
+    stand_in = types.ModuleType(name, f"{name}, imported on first use (see streams/lean.py)")
+    stand_in.__spec__ = spec
+    stand_in.__file__ = spec.origin
+    if spec.submodule_search_locations is not None:
+        stand_in.__path__ = list(spec.submodule_search_locations)
+
+    def load(attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        # Who bound the stand-in (``from scipy import stats``) reads the real module's names from now on.
+        stand_in.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})
+        return getattr(real, attr)
+
+    stand_in.__getattr__ = load  # type: ignore[method-assign]
+    sys.modules[name] = stand_in
     return True

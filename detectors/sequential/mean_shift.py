@@ -6,7 +6,6 @@ import math
 from typing import Any, Self
 
 import numpy as np
-from scipy import optimize
 
 from ..base import DriftDetector
 from ..registry import register
@@ -25,8 +24,12 @@ def cusum_threshold(shift: float, arl: float) -> float:
     def f(b: float) -> float:
         return (math.expm1(2 * k * b) - 2 * k * b) / (2 * k * k) - arl
 
-    b_hi = (math.log1p(2 * k * k * arl) + 2 * math.log(arl + 2.0)) / (2 * k)
-    return float(optimize.brentq(f, 1e-9, b_hi)) - 1.166
+    # f rises with b, from below 0 to above it: bisection (scipy.optimize would cost a worker ~24 MB).
+    lo, hi = 1e-9, (math.log1p(2 * k * k * arl) + 2 * math.log(arl + 2.0)) / (2 * k)
+    while hi - lo > 1e-12 * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if f(mid) > 0 else (mid, hi)
+    return (lo + hi) / 2 - 1.166
 
 
 @register("mean_shift")

@@ -83,3 +83,43 @@ def test_faust_monitor_sensor_is_registered_only_with_the_faust_sensor_setting(t
     assert _run(code, tmp_path) == "False 0"
     opt_in = "import os\nos.environ['WATCHKEEPER_FAUST_SENSOR'] = 'true'\n"
     assert _run(opt_in + code, tmp_path) == "True 1"
+
+
+def test_the_worker_runs_its_drift_tests_without_loading_scipy_stats(tmp_path: Path) -> None:
+    """river imports scipy.stats with any drift detector (~45 MB with scipy.optimize); the worker defers it."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from streams.lean import on_first_use\n"
+        "assert on_first_use('scipy.stats')\n"
+        "from streams.app import autodiscover\n"
+        "autodiscover()\n"
+        "import detectors\n"
+        "from detectors import NumericBinning, drift_report\n"
+        "detectors.build('watchkeeper_default').update(1.0)\n"
+        "detectors.build('covariate_shift')\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref, cur = rng.normal(size=2000), rng.normal(1.0, 1, 1000)\n"
+        "b = NumericBinning.from_reference(ref)\n"
+        "cats = detectors.CategoricalBinning.from_reference(['a', 'b'] * 50)\n"
+        "report = drift_report({'x': b.counts(ref), 'c': cats.counts(['a'] * 60)},\n"
+        "                      {'x': b.counts(cur), 'c': cats.counts(['a', 'b'] * 30)},\n"
+        "                      {'x': 'numeric', 'c': 'categorical'})\n"
+        "print(sorted((r.feature, bool(r.drifted)) for r in report), 'scipy.stats._stats_py' in sys.modules)\n"
+        "from scipy import stats\n"
+        "from river.drift import KSWIN\n"
+        "k = KSWIN(seed=1)\n"
+        "for x in range(100):\n"
+        "    k.update(float(x % 7))\n"
+        "print(round(stats.ks_2samp([1, 2, 3], [4, 5, 6]).pvalue, 3), 'scipy.stats._stats_py' in sys.modules)\n"
+    )
+    assert _run(code, tmp_path).splitlines() == ["[('c', True), ('x', True)] False", "0.1 True"]
+
+
+def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path) -> None:
+    code = (
+        "import scipy.stats, sys\n"
+        "from streams.lean import on_first_use\n"
+        "print(on_first_use('scipy.stats'), sys.modules['scipy.stats'] is scipy.stats, on_first_use('no_such_mod'))\n"
+    )
+    assert _run(code, tmp_path) == "False True False"
