@@ -32,6 +32,7 @@ class _Batcher:
 
     def __init__(self, stream: Any, max_messages: int, max_bytes: int, within: float) -> None:
         self.stream, self.max_messages, self.max_bytes, self.within = stream, max_messages, max_bytes, within
+        self.early_messages, self.early_bytes = max_messages * EARLY_FRACTION, max_bytes * EARLY_FRACTION
         self.loop = asyncio.get_running_loop()
         self.events: list[Any] = []
         self.size = 0
@@ -56,11 +57,11 @@ class _Batcher:
             self.started.set()
         self.events.append(event)
         self.size += n
-        fullness = max(len(self.events) / self.max_messages, self.size / self.max_bytes)
-        if fullness >= EARLY_FRACTION:
+        count = len(self.events)
+        if count >= self.early_messages or self.size >= self.early_bytes:  # per message: no more than compares
             self.early.set()
-        if fullness >= 1:
-            await self._hold()
+            if count >= self.max_messages or self.size >= self.max_bytes:
+                await self._hold()
         return value
 
     async def _hold(self) -> None:
