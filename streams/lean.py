@@ -51,7 +51,10 @@ def on_first_use(name: str) -> bool:
     """
     if name in sys.modules:
         return False
-    spec = importlib.util.find_spec(name)  # imports the parent package, not the module
+    try:
+        spec = importlib.util.find_spec(name)  # imports the parent package, not the module
+    except ModuleNotFoundError:  # no parent package
+        return False
     if spec is None:
         return False
     stand_in = types.ModuleType(name, f"{name}, imported on first use (see streams/lean.py)")

@@ -120,6 +120,7 @@ def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path
     code = (
         "import scipy.stats, sys\n"
         "from streams.lean import on_first_use\n"
-        "print(on_first_use('scipy.stats'), sys.modules['scipy.stats'] is scipy.stats, on_first_use('no_such_mod'))\n"
+        "print(on_first_use('scipy.stats'), sys.modules['scipy.stats'] is scipy.stats,\n"
+        "      on_first_use('no_such_mod'), on_first_use('no_such_pkg.mod'))\n"
     )
-    assert _run(code, tmp_path) == "False True False"
+    assert _run(code, tmp_path) == "False True False False"
