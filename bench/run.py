@@ -31,7 +31,7 @@ from tests.stack import Stack
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 # Runs of the per-message pair (noop ceiling, then the worker) and of the envelope backlog; medians reported.
-PAIRS = 3
+RUNS = 3
 # How often a drain polls the store for its row count: each poll is a query the store answers while
 # it ingests (at 20 ms, ~0.25 s of its time in a 2.5 s drain); a run ends up to this much late.
 POLL_SECONDS = 0.05
@@ -315,16 +315,16 @@ def main(argv: list[str] | None = None) -> int:
             migrate(store, stack.settings)  # what the first worker would do, before the first count
             idle = stack.settings.idle_flush
             # Per message, a run lasts a second or two: the noop ceiling and the worker take turns, and
-            # the medians of PAIRS runs each are reported (single runs moved by ±15% on this machine).
+            # the medians of RUNS runs each are reported (single runs moved by ±15% on this machine).
             noops: list[float] = []
             per_message: list[float] = []
             worker = None
-            for run in range(PAIRS):
+            for run in range(RUNS):
                 if worker is not None:
                     stop_worker(worker)  # the noop agent runs alone, as the worker does
-                print(f"noop ceiling ({run + 1}/{PAIRS}) ...", flush=True)
+                print(f"noop ceiling ({run + 1}/{RUNS}) ...", flush=True)
                 noops.append(noop_ceiling(stack, n_msgs, run))
-                print(f"end to end, one event per message ({run + 1}/{PAIRS}) ...", flush=True)
+                print(f"end to end, one event per message ({run + 1}/{RUNS}) ...", flush=True)
                 rate, worker = drain_rate(stack, store, make_events(n_msgs, 4, 10, seed=3 + 100 * run), 0, None)
                 per_message.append(rate)
                 settle(store, idle)
@@ -335,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             results["decode_ceiling_events_per_s"] = decode_ceiling(make_events(n_env, 4, 10, seed=2))
             envelopes: list[float] = []
             envelope_rss: list[float] = []
-            for run in range(PAIRS):
-                print(f"end to end, envelopes of 500 ({run + 1}/{PAIRS}) ...", flush=True)
+            for run in range(RUNS):
+                print(f"end to end, envelopes of 500 ({run + 1}/{RUNS}) ...", flush=True)
                 # Each run's events in windows of their own (an hour apart), so no run recomputes another's.
                 start = (time.time() - 7200 - 3600 * (run + 1)) // 300 * 300
                 events = make_events(n_env, 4, 10, seed=2 + 100 * run, start=start)
