@@ -150,6 +150,10 @@ class StreamRun:
     models: list[str]
 
 
+# What the one-hour scenario raises: demo.churn drifts half-way, loses accuracy and falls below its baseline.
+SCENARIO_ALERTS = [("demo.churn", "drift"), ("demo.churn", "retrain"), ("demo.churn", "sunset")]
+
+
 @pytest.fixture(scope="session")
 def stream_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
     """Publish 60 minutes of the demo scenario (4 models, drift, malformed lines) and wait until counted."""
@@ -175,6 +179,14 @@ def stream_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
         assert seen == expected, f"the worker did not count the scenario: {seen}"
         dead = stack.wait_for("SELECT count() FROM dead_letters FINAL", [(len(MALFORMED),)], timeout=30)
         assert dead == [(len(MALFORMED),)], dead
+        # The alerts judge the windows after they are written (the same model-stage pass, a moment
+        # later): wait for the drifting model's alerts, the sunset one judged on the last window.
+        firing = stack.wait_for(
+            "SELECT model, kind FROM alerts FINAL WHERE state = 'firing' GROUP BY model, kind ORDER BY model, kind",
+            SCENARIO_ALERTS,
+            timeout=60,
+        )
+        assert firing == SCENARIO_ALERTS, f"the scenario's alerts did not all fire: {firing}"
         store = stack.store()
         yield StreamRun(stack, store, scenario, sorted(scenario.expected))
         store.close()
