@@ -33,6 +33,7 @@ from streams.service import migrate
 
 DEMO_TABLES = ("predictions", "outcomes", "metrics", "drift", "alerts")
 WAIT_SECONDS = 240
+ALERT_WAIT_SECONDS = 30
 
 
 def _free_web_port(start: int) -> int:
@@ -200,6 +201,27 @@ def demo_alerts(store: Store) -> list[dict[str, Any]]:
     return [a.to_json() for a in sorted(changes, key=lambda a: (a.ts, a.alert_id))]
 
 
+def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout: float = ALERT_WAIT_SECONDS) -> bool:
+    """Wait until the worker recorded every alert state change the written windows call for.
+
+    The worker judges windows a moment after it writes them. What it will decide is known in
+    advance: the same engine, run dry over the same windows, decides the same (replays are exact).
+    """
+    from alerts.engine import AlertEngine
+
+    def key(a: dict[str, Any]) -> tuple[str, str, str]:
+        return a["alert_id"], a["state"], a["ts"]
+
+    dry = AlertEngine(store, settings, history_days=None, write=False)
+    wanted = {key(a.to_json()) for a in dry.evaluate(models)}
+    deadline = time.monotonic() + timeout
+    while True:
+        recorded = {key(a) for a in demo_alerts(store)}
+        if wanted <= recorded or time.monotonic() > deadline:
+            return wanted <= recorded
+        time.sleep(0.5)
+
+
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
     print(f"\nalerts raised: {len(alerts)} state changes")
     for a in alerts:
@@ -256,7 +278,8 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
             )
         time.sleep(2)  # let the dead letters of the last batch land
         summary = summarise(store, scenario, run_start)
-        time.sleep(2)  # the alert pass runs right after the last windows are written
+        if not wait_for_alerts(store, settings, sorted(scenario.expected)):
+            print(f"the worker did not record all alerts in {ALERT_WAIT_SECONDS} s", file=sys.stderr)
         summary["alerts"] = demo_alerts(store)
         print_summary(summary)
         print_alerts(summary["alerts"])

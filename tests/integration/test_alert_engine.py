@@ -301,3 +301,21 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
     assert "acked by ana" in run("alerts", "--model", "wk.worse")
     run("ack", history[0]["alert_id"], code=1)  # resolved: nothing to acknowledge
     run("ack", "no-such-alert", code=1)
+
+
+def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) -> None:
+    """`watchkeeper demo` reports alerts only once the worker recorded what a dry run of the same windows decides."""
+    from streams.demo import wait_for_alerts
+
+    host, port = store
+    st = Store(host=host, port=port, database="wkdemo")
+    st.migrate(Retention())
+    try:
+        _insert(st, [r for i in range(N_WINDOWS) for r in _window("demo.drop", "v1", i, 0.60 if i >= 10 else 0.85)],
+                "metrics")  # fmt: skip
+        assert not wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
+        recorded = AlertEngine(st, _settings()).evaluate()  # what the worker's model stage does
+        assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
+        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)
+    finally:
+        st.close()
