@@ -7,12 +7,13 @@ first of them was decoded (measured: 0.5 s of a 3 s drain of 300k events).
 
 Here a batch is taken when it holds ``max_messages`` events or ``max_bytes`` of
 message values (no more, unless one message alone is larger); or when its first
-event has waited ``within`` seconds; or, once it is at least half full, as soon
-as the stream goes quiet for ``QUIET_SECONDS`` (the end of a burst or of a
-backlog: its last batch is written at once instead of waiting out ``within``,
-measured 0.4 s of a 2.4 s drain). A batch less than half full waits, so that a
-trickle of events still makes few, large inserts. The next batch fills while
-the caller works on the last one (Faust's take stops buffering until asked again).
+event has waited ``within`` seconds; or as soon as the stream goes quiet for
+``QUIET_SECONDS`` (the end of a burst or of a backlog: its last batch is written
+at once instead of waiting out ``within``, measured 0.4 s of a 2.4 s drain), if
+the batch is at least half full or the batch before it was full (the tail of a
+backlog, however small). Other small batches wait, so that a trickle of events
+still makes few, large inserts. The next batch fills while the caller works on
+the last one (Faust's take stops buffering until asked again).
 
 The caller acks each event itself, once its rows are written: nothing is acked here.
 """
@@ -40,6 +41,7 @@ class _Batcher:
         self.started = asyncio.Event()  # the buffer holds an event
         self.early = asyncio.Event()  # the buffer is at least EARLY_FRACTION full
         self.full = asyncio.Event()  # the buffer is full: take it now
+        self.after_full = False  # the last batch taken was full: this one may be a backlog's tail
         self.room = asyncio.Event()  # events may be added
         self.room.set()
 
@@ -78,7 +80,7 @@ class _Batcher:
         remaining = self.first_at + self.within - now
         if self.full.is_set() or remaining <= 0:
             return True
-        if not self.early.is_set():
+        if not (self.early.is_set() or self.after_full):
             await self.stream.wait_for_stopped(self.early, timeout=remaining)  # full implies early
             return False
         quiet = self.last_at + QUIET_SECONDS - now
@@ -92,6 +94,7 @@ class _Batcher:
             if not await self._ready():
                 continue
             taken, self.events, self.size = self.events, [], 0
+            self.after_full = self.full.is_set()
             for flag in (self.started, self.early, self.full):
                 flag.clear()
             self.room.set()

@@ -108,6 +108,18 @@ def test_a_half_full_batch_is_taken_when_the_stream_goes_quiet_not_after_within(
     assert batch == [0, 1, 2, 3, 4, 5]
 
 
+def test_the_small_tail_of_a_backlog_is_taken_when_the_stream_goes_quiet() -> None:
+    async def main() -> list[tuple[float, list[int]]]:
+        stream = FakeStream()
+        feeder = asyncio.ensure_future(stream.feed([10] * 13))  # a full batch, then 3 of 10
+        got = await _collect(stream, 2, max_messages=10, max_bytes=1 << 20, within=60.0)
+        await feeder
+        return got
+
+    got = _run(main())  # within 60 s would time the test out (30 s)
+    assert [b for _, b in got] == [list(range(10)), [10, 11, 12]]
+
+
 def test_a_small_batch_waits_within_for_more_events() -> None:
     within = 0.3
 
