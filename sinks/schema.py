@@ -177,6 +177,13 @@ def ddl(db: str, retention: Retention) -> list[str]:
             loaded_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
         ) ENGINE = MergeTree
         ORDER BY (model, version, row_id)""",
+        # Internal: how far the model stage has scanned (a restarted stage resumes there).
+        f"""CREATE TABLE IF NOT EXISTS {db}.checkpoints (
+            name LowCardinality(String),
+            value DateTime64(3, 'UTC'),
+            updated_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(updated_at)
+        ORDER BY name""",
         f"""CREATE TABLE IF NOT EXISTS {db}.dead_letters (
             ts DateTime64(3, 'UTC'),
             topic LowCardinality(String),

@@ -17,6 +17,7 @@ from streams.config import Settings
 from streams.events import Outcome, Prediction
 from streams.ingest import SourceMessage
 from streams.service import Worker
+from streams import windows
 from streams.windows import INSERT_SAFETY_SECONDS, WindowCloser
 
 pytestmark = pytest.mark.integration
@@ -134,6 +135,49 @@ def test_restarted_closer_recovers_pending_joins(worker: Worker, model: str) -> 
     before = metrics(worker.store, model, window=W0)
     WindowCloser(worker.store, worker.settings).tick(force=True)
     assert metrics(worker.store, model, window=W0) == before
+
+
+def test_a_restart_resumes_from_the_checkpoint_and_still_closes_late_labels(
+    worker: Worker, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage's checkpoint: a restarted closer scans only rows ingested since, yet recomputes a window
+    whose late label came in meanwhile, closing it on the watermark of the rows it did not rescan."""
+    monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)  # no look-back: the test needs no 30 s wait
+    monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    first = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "p1", T0, score=0.9), pred(model, "later", W0 + 300 + 600 + 1))
+    first.tick(force=True)  # every window written: nothing pending
+    first.tick()  # this pass's scan starts after every row above: so does the checkpoint it saves
+    assert metrics(worker.store, model, window=W0)["labelled"] == 0
+    del first  # the worker dies
+    send(worker, Outcome, outcome(model, "p1", T0 + 60, y=1))  # a label, after its window was written
+
+    second = WindowCloser(worker.store, worker.settings)
+    written = second.tick()  # not forced: the watermark comes from rows before the checkpoint
+    (newest,) = worker.store.query_rows(
+        "SELECT max(toUnixTimestamp64Milli(ingested_at)) / 1000 FROM predictions WHERE model = {m:String}",
+        {"m": model},
+    )[0]
+    assert second.since > newest  # the restart did not scan the predictions again
+    assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in written}
+    m = metrics(worker.store, model, window=W0)
+    assert (m["predictions"], m["labelled"], m["tp"]) == (1, 1, 1)
+
+
+def test_the_checkpoint_never_passes_a_window_still_waiting_for_its_watermark(
+    worker: Worker, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)
+    monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    first = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "p1", T0))
+    for _ in range(2):  # the second pass's scan starts after p1, but its window is still open
+        assert model not in {k.model for k in first.tick()}
+    del first
+    second = WindowCloser(worker.store, worker.settings)
+    send(worker, Prediction, pred(model, "later", W0 + 300 + 600 + 1))  # the watermark passes
+    assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in second.tick()}
+    assert metrics(worker.store, model, window=W0)["predictions"] == 1
 
 
 def test_events_older_than_the_raw_retention_are_dead_lettered(worker: Worker, model: str) -> None:
