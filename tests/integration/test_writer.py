@@ -118,3 +118,33 @@ def test_unreachable_store_raises_store_unavailable_without_secrets() -> None:
     with pytest.raises(StoreUnavailable) as exc:
         s.query_rows("SELECT 1")
     assert "hunter2" not in str(exc.value)
+
+
+@pytest.mark.parametrize("n", [200, 6000])
+def test_insert_arrow_small_tables_in_one_body_large_ones_streamed(writer: Store, n: int) -> None:
+    """Both ways of sending an Arrow table insert every row and value as decoded."""
+    import orjson
+
+    from sinks.writer import ONE_BODY_BYTES
+    from streams.events import Prediction
+    from streams.ingest import SourceMessage
+    from streams.service import Worker
+
+    model = f"arrow-{n}-{time.time_ns()}"
+    t0 = time.time() - 3600
+    events = [
+        {"prediction_id": f"p{i}", "model": model, "ts": t0 + i / 10, "prediction": (i % 100) / 100,
+         "features": {f"f{j}": float(i * j) for j in range(10)}, "segments": {"region": "eu"}}
+        for i in range(n)
+    ]  # fmt: skip
+    messages = [SourceMessage("predictions", 0, i, orjson.dumps(e), None) for i, e in enumerate(events)]
+    [(_, batch)] = Worker(Settings()).build_batches(messages, Prediction)
+    table = batch.tables()["predictions"]
+    assert (table.nbytes > ONE_BODY_BYTES) == (n > 1000)
+    assert writer.insert_arrow("predictions", table) == n
+    rows = writer.query_rows(
+        "SELECT count(), sum(prediction), sum(features['f9']), uniqExact(prediction_id) FROM predictions "
+        "WHERE model = {m:String}",
+        {"m": model},
+    )
+    assert rows == [(n, pytest.approx(sum(e["prediction"] for e in events)), 9.0 * n * (n - 1) / 2, n)]
