@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -65,6 +66,15 @@ class Worker:
             writers.put(Store.from_settings(self.settings))
         return writers
 
+    @contextmanager
+    def _writer(self) -> Iterator[Store]:
+        """One of the writer connections, for one batch (others write concurrently on the rest)."""
+        writer = self.writers.get()
+        try:
+            yield writer
+        finally:
+            self.writers.put(writer)
+
     @cached_property
     def closer(self) -> WindowCloser:
         return WindowCloser(self.store, self.settings)
@@ -114,8 +124,7 @@ class Worker:
         """
         tables = batch.tables()
         delay = 0.2
-        writer = self.writers.get()
-        try:
+        with self._writer() as writer:
             while True:
                 try:
                     self.ensure_schema()
@@ -132,8 +141,6 @@ class Worker:
                     if self.should_stop():
                         raise  # the batch stays un-acked and is redelivered after the restart
                     delay = min(delay * 2, 10.0)
-        finally:
-            self.writers.put(writer)
         with self._lock:  # batches are written from several threads
             self.counts["messages"] += batch.messages
             self.counts["predictions"] += batch.count("predictions")
