@@ -25,6 +25,8 @@ COPY detectors ./detectors
 COPY sinks ./sinks
 COPY dashboards ./dashboards
 COPY alerts ./alerts
+COPY windows ./windows
+COPY watchkeeper ./watchkeeper
 
 # The same install as the Makefile's, without the dev and alibi extras.
 RUN python -m pip install --quiet --upgrade "pip>=24" \

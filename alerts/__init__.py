@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-from alerts.dispatch import DeadLetter, Dispatcher, ReceiverConfig, Retry, Route
-from alerts.engine import AlertEngine, list_alerts
-from alerts.model import KINDS, SEVERITIES, STATES, Alert, alert_id_for
-from alerts.policy import AlertPolicy, policy_for
-from alerts.sunset import SunsetCandidate, sunset_candidates
+from watchkeeper.alerts.dispatch import DeadLetter, Dispatcher, ReceiverConfig, Retry, Route
+from watchkeeper.alerts.engine import AlertEngine, list_alerts
+from watchkeeper.alerts.model import KINDS, SEVERITIES, STATES, Alert, alert_id_for
+from watchkeeper.alerts.policy import AlertPolicy, policy_for
+from watchkeeper.alerts.sunset import SunsetCandidate, sunset_candidates
 
 __all__ = [
     "KINDS",

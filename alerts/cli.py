@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from alerts.model import KINDS, STATES, Alert, iso
+from watchkeeper.alerts.model import KINDS, STATES, Alert, iso
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -48,11 +48,11 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if "store" in obj and "settings" in obj:
         return obj["settings"], obj["store"]
-    from alerts import schema
-    from sinks.schema import Retention
-    from sinks.writer import Store, StoreUnavailable
-    from streams.config import load_settings
-    from streams.embedded import ensure_store
+    from watchkeeper.alerts import schema
+    from watchkeeper.embedded import ensure_store
+    from watchkeeper.settings import load_settings
+    from watchkeeper.sinks.schema import Retention
+    from watchkeeper.sinks.writer import Store, StoreUnavailable
 
     settings = load_settings()
     try:
@@ -100,8 +100,8 @@ def alerts_command(
     ctx: click.Context, model: str | None, state: str | None, kind: str | None, history: bool, limit: int, fmt: str
 ) -> None:
     """List alerts (each alert's current state, newest first)."""
-    from alerts.engine import list_alerts
-    from alerts.silences import list_silences
+    from watchkeeper.alerts.engine import list_alerts
+    from watchkeeper.alerts.silences import list_silences
 
     _, store = _context(ctx)
     rows = list_alerts(store, model=model, state=state, kind=kind, history=history, limit=limit)
@@ -134,7 +134,7 @@ def alerts_command(
 @click.pass_context
 def sunset_candidates_command(ctx: click.Context, models: tuple[str, ...], fmt: str) -> None:
     """List models and versions to consider retiring, with the evidence."""
-    from alerts.sunset import sunset_candidates
+    from watchkeeper.alerts.sunset import sunset_candidates
 
     settings, store = _context(ctx)
     found = sunset_candidates(store, settings, models=list(models) or None)
@@ -167,7 +167,7 @@ def silence_add(
     ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str
 ) -> None:
     """Add a silence; prints its id."""
-    from alerts.silences import add_silence
+    from watchkeeper.alerts.silences import add_silence
 
     if not (model or version or kind or alert_id):
         raise click.UsageError("give at least one of --model, --version, --kind, --alert")
@@ -183,7 +183,7 @@ def silence_add(
 @click.pass_context
 def silence_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
     """List silences and acknowledgements in force (or all with --all)."""
-    from alerts.silences import list_silences
+    from watchkeeper.alerts.silences import list_silences
 
     _, store = _context(ctx)
     items = list_silences(store, include_expired=show_all)
@@ -205,7 +205,7 @@ def silence_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
 @click.pass_context
 def silence_expire(ctx: click.Context, silence_id: str) -> None:
     """End a silence now."""
-    from alerts.silences import expire
+    from watchkeeper.alerts.silences import expire
 
     _, store = _context(ctx)
     if expire(store, silence_id) is None:
@@ -220,9 +220,9 @@ def silence_expire(ctx: click.Context, silence_id: str) -> None:
 @click.pass_context
 def ack_command(ctx: click.Context, alert_id: str, comment: str, author: str) -> None:
     """Acknowledge a firing alert (and its PagerDuty incident, when PagerDuty is configured)."""
-    from alerts.engine import list_alerts
-    from alerts.notifiers import DeliveryError, notifiers_from_settings
-    from alerts.silences import acknowledge
+    from watchkeeper.alerts.engine import list_alerts
+    from watchkeeper.alerts.notifiers import DeliveryError, notifiers_from_settings
+    from watchkeeper.alerts.silences import acknowledge
 
     settings, store = _context(ctx)
     current = [a for a in list_alerts(store, limit=100_000) if a.alert_id == alert_id]
@@ -250,7 +250,7 @@ def register(group: click.Group) -> None:
         group.add_command(cmd)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m alerts.cli alerts ...`
+if __name__ == "__main__":  # pragma: no cover - `python -m watchkeeper.alerts.cli alerts ...`
     cli = click.Group("watchkeeper-alerts")
     register(cli)
     sys.exit(cli())

@@ -18,7 +18,7 @@ Without routes, each gets every alert at or above its default severity
 (PagerDuty: critical; others: info). Silenced alerts go only to the receivers
 that keep records (global webhook, Grafana).
 
->>> from alerts.model import Alert
+>>> from watchkeeper.alerts.model import Alert
 >>> a = Alert(alert_id="retrain-1", model="fraud", version="v3", kind="retrain", severity="warning",
 ...           state="firing", summary="s", evidence={}, owner="payments-ml", ts=0, fired_at=0)
 >>> Route(receivers=("pager",), owner="payments-ml", min_severity="critical").matches(a)
@@ -41,8 +41,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from alerts.model import Alert, Severity, severity_rank
-from alerts.notifiers import (
+from watchkeeper.alerts.model import Alert, Severity, severity_rank
+from watchkeeper.alerts.notifiers import (
     AlertmanagerNotifier,
     DeliveryError,
     Message,

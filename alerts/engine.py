@@ -3,10 +3,10 @@
 ``AlertEngine.evaluate`` is called by the model stage after it wrote windows.
 For each model with new windows (or when the fleet watermark moved) it loads
 the new rows with parameterised SQL, feeds them to the model's
-:class:`~alerts.evaluator.ModelEvaluator` and writes each state change to the
+:class:`~watchkeeper.alerts.evaluator.ModelEvaluator` and writes each state change to the
 ``alerts`` table with an insert deduplication token derived from
 (alert_id, state, ts), so a repeated write inserts nothing. It returns the new
-state changes as :class:`~alerts.model.Alert` s for the caller to publish and
+state changes as :class:`~watchkeeper.alerts.model.Alert` s for the caller to publish and
 deliver.
 
 State lives in memory and is rebuildable from the store: after a restart the
@@ -33,10 +33,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts.evaluator import Anchor, Decision, ModelEvaluator
-from alerts.model import Alert, runbook_url_for, utc
-from alerts.policy import DEFAULT_POLICY, AlertPolicy, policy_for
-from alerts.rules import Point, Reference, build_windows, pooled_reference
+from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
+from watchkeeper.alerts.model import Alert, runbook_url_for, utc
+from watchkeeper.alerts.policy import DEFAULT_POLICY, AlertPolicy, policy_for
+from watchkeeper.alerts.rules import Point, Reference, build_windows, pooled_reference
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class AlertEngine:
         now = utc(self.clock())
         active: list[Any] = []
         if silences and self.write:
-            from alerts.silences import active_silences
+            from watchkeeper.alerts.silences import active_silences
 
             try:
                 active = active_silences(self.store, now)

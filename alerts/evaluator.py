@@ -20,7 +20,7 @@ Traffic rules look at the gaps between windows with predictions:
 - ``sunset``/``idle``: the same with ``idle_days``; ``sunset``/``superseded``: a
   version without traffic for ``superseded_days`` while a newer version has it.
 
->>> from alerts.rules import Point, Window
+>>> from watchkeeper.alerts.rules import Point, Window
 >>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300)
 >>> def win(i, acc):
 ...     return Window("v1", i * 300, i * 300 + 300, {"predictions": Point(500, 500), "accuracy": Point(acc, 400)})
@@ -40,10 +40,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.hysteresis import SeriesState, Transition, force_resolve, restored, step
-from alerts.model import alert_id_for, human_duration, iso
-from alerts.policy import AlertPolicy, Hysteresis
-from alerts.rules import (
+from watchkeeper.alerts.hysteresis import SeriesState, Transition, force_resolve, restored, step
+from watchkeeper.alerts.model import alert_id_for, human_duration, iso
+from watchkeeper.alerts.policy import AlertPolicy, Hysteresis
+from watchkeeper.alerts.rules import (
     FeatureDrift,
     Reference,
     Signal,

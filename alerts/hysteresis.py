@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from alerts.model import State
-from alerts.policy import Hysteresis
+from watchkeeper.alerts.model import State
+from watchkeeper.alerts.policy import Hysteresis
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ by the notifiers and never appear in their ``repr``, in log lines or in
 exception messages: errors name the receiver and the HTTP status or the
 exception type only.
 
->>> from alerts.model import Alert
+>>> from watchkeeper.alerts.model import Alert
 >>> a = Alert(alert_id="drift-1", model="m", version="v1", kind="drift", severity="warning", state="firing",
 ...           summary="m v1: 1 feature drifted", evidence={"subject": "features"}, ts=0, fired_at=0)
 >>> [msg] = PagerDutyNotifier("R0UT1NGKEY").messages([a])
@@ -45,7 +45,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from alerts.model import Alert, evidence_json, iso
+from watchkeeper.alerts.model import Alert, evidence_json, iso
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 USER_AGENT = "watchkeeper-alerts/0.1"

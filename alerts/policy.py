@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.model import Severity
+from watchkeeper.alerts.model import Severity
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 

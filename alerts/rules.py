@@ -29,8 +29,8 @@ from datetime import datetime
 from statistics import NormalDist
 from typing import Any
 
-from alerts.model import iso
-from alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.model import iso
+from watchkeeper.alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
 
 # Metrics that are proportions of their ``n`` events: their intervals come from the counts.
 PROPORTIONS = frozenset(
@@ -136,7 +136,7 @@ def _epoch(row: Mapping[str, Any], short: str, long: str) -> int:
         return int(row[short])
     v = row[long]
     if isinstance(v, datetime):
-        from alerts.model import utc
+        from watchkeeper.alerts.model import utc
 
         return int(utc(v).timestamp())
     return int(v)

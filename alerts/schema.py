@@ -7,7 +7,7 @@ expiring a silence writes a newer row with the same ``silence_id`` (a
 ReplacingMergeTree on ``created_at``, read with ``FINAL``).
 
 ``migrate`` is meant to be called from the store migration, next to
-``sinks.schema.ddl``; the engine and the CLI also call it once (idempotent).
+``watchkeeper.sinks.schema.ddl``; the engine and the CLI also call it once (idempotent).
 
 >>> stmts = ddl("watchkeeper", aggregate_days=400)
 >>> stmts[0].split("(")[0].strip()

@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from alerts import schema
-from alerts.model import Alert, utc
+from watchkeeper.alerts import schema
+from watchkeeper.alerts.model import Alert, utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alerts.engine import AlertEngine
-from alerts.policy import AlertPolicy
+from watchkeeper.alerts.engine import AlertEngine
+from watchkeeper.alerts.policy import AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class SunsetCandidate:
     owner: str
 
     def to_json(self) -> dict[str, Any]:
-        from alerts.model import iso
+        from watchkeeper.alerts.model import iso
 
         return {"model": self.model, "version": self.version, "reasons": list(self.reasons),
                 "since": iso(self.since), "summaries": list(self.summaries), "owner": self.owner,

@@ -45,9 +45,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import registry  # noqa: E402
-from detectors.base import DriftDetector  # noqa: E402
-from detectors.presets import watchkeeper_default  # noqa: E402
+from watchkeeper.detectors import registry  # noqa: E402
+from watchkeeper.detectors.base import DriftDetector  # noqa: E402
+from watchkeeper.detectors.presets import watchkeeper_default  # noqa: E402
 
 N_TRAIN = 3_000
 FA_BUDGET = 5.0  # false alarms per 100k events

@@ -22,11 +22,11 @@ import numpy as np
 import orjson
 from kafka import KafkaProducer
 
-from sinks.writer import Store
-from streams.events import Prediction
-from streams.ingest import BATCH_BYTES, SourceMessage
-from streams.service import migrate
 from tests.stack import Stack
+from watchkeeper.sinks.writer import Store
+from watchkeeper.streams.events import Prediction
+from watchkeeper.streams.ingest import BATCH_BYTES, SourceMessage
+from watchkeeper.streams.service import migrate
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -141,8 +141,8 @@ def decode_ceiling(events: list[bytes], envelope: int = 500) -> float:
     groups them, each group decoded by ``Worker.build_batches`` into Arrow tables
     (every event validated, as in the worker). The best of three passes.
     """
-    from streams.config import load_settings
-    from streams.service import Worker
+    from watchkeeper.settings import load_settings
+    from watchkeeper.streams.service import Worker
 
     msgs = [b'{"events":[' + b",".join(events[i : i + envelope]) + b"]}" for i in range(0, len(events), envelope)]
     worker = Worker(load_settings())
@@ -255,7 +255,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def event_to_store_p99(stack: Stack, seconds: float = 10, rate: int = 2000) -> float:
-    from streams.client import Publisher
+    from watchkeeper.client import Publisher
 
     pub = Publisher(stack.settings.kafka_bootstrap, linger=0.05)
     t_end = time.time() + seconds

@@ -30,8 +30,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as alerting_models
 from grafana_foundation_sdk.models import dashboard as dash_models
 
-from dashboards.grafana import ClickHouseQueryBuilder
-from dashboards.panels import DATASOURCE_UID, FLEET, PIPELINE
+from watchkeeper.dashboards.grafana import ClickHouseQueryBuilder
+from watchkeeper.dashboards.panels import DATASOURCE_UID, FLEET, PIPELINE
 
 FOLDER_UID = "watchkeeper"
 FOLDER_TITLE = "watchkeeper"

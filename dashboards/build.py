@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from dashboards.alerting import FOLDER_TITLE, contact_points_file, rules_file
-from dashboards.grafana import all_dashboards
-from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
+from watchkeeper.dashboards.alerting import FOLDER_TITLE, contact_points_file, rules_file
+from watchkeeper.dashboards.grafana import all_dashboards
+from watchkeeper.dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 GRAFANA_DASHBOARDS_PATH = "/var/lib/grafana/dashboards"

@@ -25,7 +25,7 @@ def dashboards() -> None:
 )
 def build(out: Path | None) -> None:
     """Write dashboard JSON and Grafana provisioning files."""
-    from dashboards.build import build as build_files
+    from watchkeeper.dashboards.build import build as build_files
 
     for path in build_files(out):
         click.echo(f"wrote {path}")
@@ -34,9 +34,9 @@ def build(out: Path | None) -> None:
 @dashboards.command()
 def push() -> None:
     """Upload dashboards and alert rules to the Grafana at WATCHKEEPER_GRAFANA_URL."""
-    from dashboards.push import PushError
-    from dashboards.push import push as push_all
-    from streams.config import load_settings
+    from watchkeeper.dashboards.push import PushError
+    from watchkeeper.dashboards.push import push as push_all
+    from watchkeeper.settings import load_settings
 
     try:
         for line in push_all(load_settings()):
@@ -55,11 +55,11 @@ def push() -> None:
 )
 def report(out: Path) -> None:
     """Render the static HTML report (the dashboards' panels) from the store."""
-    from dashboards.report import render_report
-    from sinks.schema import Retention
-    from sinks.writer import Store
-    from streams.config import load_settings
-    from streams.embedded import ensure_store
+    from watchkeeper.dashboards.report import render_report
+    from watchkeeper.embedded import ensure_store
+    from watchkeeper.settings import load_settings
+    from watchkeeper.sinks.schema import Retention
+    from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
     ensure_store(settings)

@@ -33,7 +33,7 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dash_models
 from grafana_foundation_sdk.models import heatmap as heatmap_models
 
-from dashboards.panels import (
+from watchkeeper.dashboards.panels import (
     DASHBOARDS,
     DATASOURCE_TYPE,
     DATASOURCE_UID,

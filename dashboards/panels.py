@@ -6,7 +6,7 @@ ClickHouse plugin (macros ``$__timeFilter``, ``$__timeInterval``, ``$__fromTime`
 ``IN (${version:singlequote})``) and the columns that query returns. The same
 definitions become the Grafana dashboards (``dashboards/grafana.py``) and the
 static HTML report (``dashboards/report.py``, which binds the macros as query
-parameters with ``dashboards.macros.bind``).
+parameters with ``watchkeeper.dashboards.macros.bind``).
 
 Conventions the renderers rely on:
 
@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from detectors import LatencySketch
+from watchkeeper.detectors import LatencySketch
 
 DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 DATASOURCE_UID = "watchkeeper-clickhouse"
@@ -620,7 +620,7 @@ ORDER BY time
 
 # Percentiles of an interval from the latency sketch's buckets summed over its windows (bucket key k
 # holds values within 1% of 2 gamma^k / (gamma + 1)); the first key whose cumulative count passes the
-# rank is the percentile's bucket, as in detectors.LatencySketch.quantile.
+# rank is the percentile's bucket, as in watchkeeper.detectors.LatencySketch.quantile.
 _GAMMA = LatencySketch().gamma
 MODEL_LATENCY = Panel(
     "model_latency",

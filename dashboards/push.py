@@ -21,11 +21,11 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, contact_point, rule_group_api
-from dashboards.build import DATASOURCE
-from dashboards.grafana import all_dashboards
-from dashboards.panels import DATASOURCE_UID
-from streams.config import Settings
+from watchkeeper.dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, contact_point, rule_group_api
+from watchkeeper.dashboards.build import DATASOURCE
+from watchkeeper.dashboards.grafana import all_dashboards
+from watchkeeper.dashboards.panels import DATASOURCE_UID
+from watchkeeper.settings import Settings
 
 log = logging.getLogger(__name__)
 

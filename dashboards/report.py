@@ -2,7 +2,7 @@
 
 ``render_report(store, out_dir)`` runs every panel of ``dashboards/panels.py``
 against the store, for the range the data covers (the Grafana macros and
-template variables become query parameters, ``dashboards.macros.bind``), and
+template variables become query parameters, ``watchkeeper.dashboards.macros.bind``), and
 writes:
 
 - ``out_dir/index.html``: the fleet overview, alerts and pipeline health;
@@ -24,9 +24,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from dashboards import charts
-from dashboards.macros import TimeRange, bind
-from dashboards.panels import (
+from watchkeeper.dashboards import charts
+from watchkeeper.dashboards.macros import TimeRange, bind
+from watchkeeper.dashboards.panels import (
     ALERTS,
     FLEET,
     MODEL,
@@ -45,7 +45,7 @@ DIAGONAL = {"model_roc", "model_calibration"}
 
 
 class QueryStore(Protocol):
-    """What the report needs of ``sinks.writer.Store``."""
+    """What the report needs of ``watchkeeper.sinks.writer.Store``."""
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
 

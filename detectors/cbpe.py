@@ -17,7 +17,7 @@ score where the reference is thin).
 show: the estimate's error, to watch how far the estimate can be trusted.
 
 >>> import numpy as np
->>> from detectors import BinarySummary
+>>> from watchkeeper.detectors import BinarySummary
 >>> rng = np.random.default_rng(3)
 >>> s = rng.beta(2, 5, 20_000)
 >>> y = rng.binomial(1, s)  # calibrated scores

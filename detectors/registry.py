@@ -5,7 +5,7 @@ Configuration names a detector by its registry name (``"adwin"``,
 configuration survives refactoring. A test fails if a detector class is
 defined in ``detectors`` but missing from the registry.
 
->>> from detectors import registry
+>>> from watchkeeper.detectors import registry
 >>> registry.get("page_hinkley").__name__
 'PageHinkley'
 >>> det = registry.create("adwin", delta=0.01)

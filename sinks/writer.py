@@ -19,7 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from sinks.schema import Retention, ddl, ttl_statements
+from watchkeeper.sinks.schema import Retention, ddl, ttl_statements
 
 log = logging.getLogger(__name__)
 AUTH_FAILED = "Authentication failed: check the store user and password (WATCHKEEPER_STORE_USER/PASSWORD or the URL)"

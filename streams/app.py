@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.config import load_settings
+from watchkeeper.settings import load_settings
 
 settings = load_settings()
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ app = App(
 
 def autodiscover() -> faust.App:
     """Import the modules that register topics, agents and timers; returns the app."""
-    import streams.agents.ingest  # noqa: F401
-    import streams.agents.model_stage  # noqa: F401
+    import watchkeeper.streams.agents.ingest  # noqa: F401
+    import watchkeeper.streams.agents.model_stage  # noqa: F401
 
     return app

@@ -44,7 +44,7 @@ from pydantic import (
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
-from streams.config import MODEL_NAME_PATTERN
+from watchkeeper.settings import MODEL_NAME_PATTERN
 
 # Event times outside these bounds are refused: ancient values are usually a unit
 # mistake (ms sent as s), far-future ones a clock bug; both would poison windows.

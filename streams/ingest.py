@@ -11,7 +11,7 @@ insert per table and batch; the Kafka messages behind them are acked only after
 the write succeeded, so no offset is committed past unwritten rows.
 
 Decoding is columnar: the raw events of a run of messages (up to
-``CHUNK_EVENTS``) are checked together by :func:`streams.events.fast_columns`;
+``CHUNK_EVENTS``) are checked together by :func:`watchkeeper.streams.events.fast_columns`;
 a run it cannot vouch for is halved until the events it cannot vouch for are
 isolated, and those go through the pydantic models one by one, which accept
 them or give the reason for their dead letter.
@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from streams.events import (
+from watchkeeper.streams.events import (
     MAX_FUTURE_SECONDS,
     Outcome,
     Prediction,

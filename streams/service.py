@@ -18,12 +18,12 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from sinks.schema import Retention
-from sinks.writer import Store, StoreUnavailable
-from streams.config import Settings
-from streams.events import Outcome, Prediction, Rejected
-from streams.ingest import Batch, SourceMessage
-from streams.windows import WindowCloser
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.schema import Retention
+from watchkeeper.sinks.writer import Store, StoreUnavailable
+from watchkeeper.streams.events import Outcome, Prediction, Rejected
+from watchkeeper.streams.ingest import Batch, SourceMessage
+from watchkeeper.windows.closer import WindowCloser
 
 log = logging.getLogger(__name__)
 # Connections the ingest path writes batches on, concurrently (see Worker.writers).
@@ -32,7 +32,7 @@ WRITERS = 2
 
 def migrate(store: Store, settings: Settings) -> None:
     """Create or update every table watchkeeper owns, with the configured retention."""
-    from alerts import schema as alert_schema
+    from watchkeeper.alerts import schema as alert_schema
 
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     alert_schema.migrate(store, settings.aggregate_ttl_days)
@@ -176,14 +176,14 @@ class Worker:
 
     @cached_property
     def alert_engine(self) -> Any:
-        from alerts.engine import AlertEngine
+        from watchkeeper.alerts.engine import AlertEngine
 
         return AlertEngine(self.store, self.settings)
 
     @cached_property
     def dispatcher(self) -> Any:
-        from alerts.dispatch import Dispatcher
-        from alerts.engine import list_alerts
+        from watchkeeper.alerts.dispatch import Dispatcher
+        from watchkeeper.alerts.engine import list_alerts
 
         dispatcher = Dispatcher.from_settings(self.settings)
         dispatcher.resume(list_alerts(self.store, state="firing"))

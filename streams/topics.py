@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.app import app, settings
+from watchkeeper.streams.app import app, settings
 
 # Raw bytes in and out: decoding is ours, so that bad input becomes a dead letter
 # instead of a serializer exception inside Faust.

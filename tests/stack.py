@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sinks.writer import Store
-from streams.config import Settings
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.writer import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,8 @@ class Stack:
         return Settings(**values)
 
     def start_services(self) -> None:
-        from streams.admin import ensure_topics
-        from streams.embedded import ensure_broker, ensure_store
+        from watchkeeper.admin import ensure_topics
+        from watchkeeper.embedded import ensure_broker, ensure_store
 
         s = self.settings
         for proc in (ensure_broker(s), ensure_store(s)):
@@ -72,7 +72,7 @@ class Stack:
 
     def cli(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args],
+            [sys.executable, "-m", "watchkeeper.cli", *args],
             env=self.env,
             cwd=self.root,
             capture_output=True,
@@ -89,7 +89,7 @@ class Stack:
         web_port = free_port()
         self.web_ports.append(web_port)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port", str(web_port)],
+            [sys.executable, "-m", "watchkeeper.cli", "worker", "-l", "info", "--web-port", str(web_port)],
             env=env,
             cwd=self.root,
             stdout=log,

@@ -33,7 +33,7 @@ class ADWIN(RiverDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import ADWIN
+    >>> from watchkeeper.detectors import ADWIN
     >>> rng = np.random.default_rng(7)
     >>> stream = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.4, 1000)]
     >>> det = ADWIN()

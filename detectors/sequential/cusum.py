@@ -62,7 +62,7 @@ class CUSUM(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import CUSUM
+    >>> from watchkeeper.detectors import CUSUM
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.4, 1000)]
     >>> det = CUSUM()

@@ -36,7 +36,7 @@ class CVMOnline(AlibiOnlineDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import CVMOnline
+    >>> from watchkeeper.detectors import CVMOnline
     >>> rng = np.random.default_rng(7)
     >>> stream = np.r_[rng.normal(0, 1, 500), rng.normal(1.5, 1, 300)]
     >>> det = CVMOnline(n_reference=200, ert=2000, window_sizes=(20,), n_bootstraps=6000)

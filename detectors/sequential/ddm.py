@@ -30,7 +30,7 @@ class DDM(RiverDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import DDM
+    >>> from watchkeeper.detectors import DDM
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.4, 1000)]
     >>> det = DDM()

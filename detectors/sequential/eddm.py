@@ -28,7 +28,7 @@ class EDDM(RiverDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import EDDM
+    >>> from watchkeeper.detectors import EDDM
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.5, 1000)]
     >>> det = EDDM()

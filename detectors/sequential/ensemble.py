@@ -33,7 +33,7 @@ class Ensemble(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import DetectorConfig, Ensemble
+    >>> from watchkeeper.detectors import DetectorConfig, Ensemble
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.4, 1000)]
     >>> det = Ensemble(members=(DetectorConfig(name="cusum"), DetectorConfig(name="adwin")))

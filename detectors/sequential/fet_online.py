@@ -43,7 +43,7 @@ class FETOnline(AlibiOnlineDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import FETOnline
+    >>> from watchkeeper.detectors import FETOnline
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 500), rng.binomial(1, 0.4, 500)]
     >>> det = FETOnline(n_reference=200, ert=300, window_sizes=(30,), n_bootstraps=3000)

@@ -31,7 +31,7 @@ class HDDM_W(RiverDetector):  # noqa: N801 - the name used in the literature and
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import HDDM_W
+    >>> from watchkeeper.detectors import HDDM_W
     >>> rng = np.random.default_rng(7)
     >>> errors = np.r_[rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.4, 1000)]
     >>> det = HDDM_W()

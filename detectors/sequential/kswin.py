@@ -33,7 +33,7 @@ class KSWIN(RiverDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import KSWIN
+    >>> from watchkeeper.detectors import KSWIN
     >>> rng = np.random.default_rng(7)
     >>> stream = np.r_[rng.normal(0, 1, 1000), rng.normal(1.5, 1, 1000)]
     >>> det = KSWIN(alpha=0.0001, window_size=300, stat_size=100, seed=42)

@@ -63,7 +63,7 @@ class MeanShift(DriftDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import MeanShift
+    >>> from watchkeeper.detectors import MeanShift
     >>> rng = np.random.default_rng(7)
     >>> x = rng.normal(size=(3000, 5))
     >>> x[2000:, 3] += 0.5

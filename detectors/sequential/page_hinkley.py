@@ -33,7 +33,7 @@ class PageHinkley(RiverDetector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors import PageHinkley
+    >>> from watchkeeper.detectors import PageHinkley
     >>> rng = np.random.default_rng(7)
     >>> stream = np.r_[rng.normal(0, 0.5, 1000), rng.normal(1.0, 0.5, 1000)]
     >>> det = PageHinkley()

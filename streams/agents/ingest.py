@@ -23,13 +23,13 @@ import logging
 from collections import deque
 from typing import Any
 
-from sinks.writer import StoreUnavailable
-from streams import topics
-from streams.app import app, settings
-from streams.events import Outcome, Prediction
-from streams.ingest import BATCH_BYTES, Batch, SourceMessage
-from streams.service import WRITERS, Worker
-from streams.take import take
+from watchkeeper.sinks.writer import StoreUnavailable
+from watchkeeper.streams import topics
+from watchkeeper.streams.app import app, settings
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.ingest import BATCH_BYTES, Batch, SourceMessage
+from watchkeeper.streams.service import WRITERS, Worker
+from watchkeeper.streams.take import take
 
 log = logging.getLogger(__name__)
 worker = Worker(settings)

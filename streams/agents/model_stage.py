@@ -14,9 +14,9 @@ import time
 import orjson
 from faust.types import TP
 
-from streams import metrics_export, topics
-from streams.agents.ingest import worker
-from streams.app import app, settings
+from watchkeeper.streams import metrics_export, topics
+from watchkeeper.streams.agents.ingest import worker
+from watchkeeper.streams.app import app, settings
 
 log = logging.getLogger(__name__)
 metrics_export.setup(app, worker, faust_sensor=settings.faust_sensor)

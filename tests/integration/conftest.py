@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sinks.store import ping
+from watchkeeper.sinks.embedded.server import ping
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class StoreProcess:
-    """An embedded store (``python -m sinks.store``) running in a subprocess.
+    """An embedded store (``python -m watchkeeper.sinks.embedded.server``) running in a subprocess.
 
     ``env`` adds to the inherited environment, from which store credentials are
     removed, so that by default user ``default`` with no password has full access.
@@ -70,7 +70,8 @@ class StoreProcess:
         env = {k: v for k, v in os.environ.items() if k not in STORE_CREDENTIAL_VARS}
         env.update(self.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "sinks.store", "--path", str(self.path), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "watchkeeper.sinks.embedded.server"]
+        cmd += ["--path", str(self.path), "--port", str(self.port)]
         if self.host is not None:
             cmd += ["--host", self.host]
         with open(self.log_path, "ab") as log:
@@ -145,8 +146,8 @@ class StreamRun:
     """The embedded stack after a scenario went through it: broker, store and a worker, all running."""
 
     stack: Any
-    store: Any  # sinks.writer.Store
-    scenario: Any  # streams.scenario.Scenario
+    store: Any  # watchkeeper.sinks.writer.Store
+    scenario: Any  # watchkeeper.scenario.Scenario
     models: list[str]
 
 
@@ -157,8 +158,8 @@ SCENARIO_ALERTS = [("demo.churn", "drift"), ("demo.churn", "retrain"), ("demo.ch
 @pytest.fixture(scope="session")
 def stream_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
     """Publish 60 minutes of the demo scenario (4 models, drift, malformed lines) and wait until counted."""
-    from streams.scenario import MALFORMED, Scenario, write_scenario
     from tests.stack import Stack
+    from watchkeeper.scenario import MALFORMED, Scenario, write_scenario
 
     root = tmp_path_factory.mktemp("stream-run")
     stack = Stack(root)

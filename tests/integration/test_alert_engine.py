@@ -24,17 +24,17 @@ from typing import Any
 
 import pytest
 
-from alerts.dispatch import Dispatcher, Retry
-from alerts.engine import AlertEngine, list_alerts
-from alerts.model import Alert
-from alerts.notifiers import RetrainWebhook
-from alerts.policy import AlertPolicy, NoDataRule, SunsetRule
-from alerts.silences import add_silence
-from alerts.sunset import sunset_candidates
-from alerts.testing import HttpReceiver
-from sinks.schema import Retention
-from sinks.writer import Store
-from streams.config import Settings
+from watchkeeper.alerts.dispatch import Dispatcher, Retry
+from watchkeeper.alerts.engine import AlertEngine, list_alerts
+from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.notifiers import RetrainWebhook
+from watchkeeper.alerts.policy import AlertPolicy, NoDataRule, SunsetRule
+from watchkeeper.alerts.silences import add_silence
+from watchkeeper.alerts.sunset import sunset_candidates
+from watchkeeper.alerts.testing import HttpReceiver
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.schema import Retention
+from watchkeeper.sinks.writer import Store
 
 pytestmark = pytest.mark.integration
 
@@ -262,7 +262,7 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
 
     from click.testing import CliRunner
 
-    from alerts.cli import COMMANDS
+    from watchkeeper.alerts.cli import COMMANDS
 
     cmds = {c.name: c for c in COMMANDS}
     obj = {"settings": _settings(), "store": stores["wklive"]}
@@ -305,7 +305,7 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
 
 def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) -> None:
     """`watchkeeper demo` reports alerts only once the worker recorded what a dry run of the same windows decides."""
-    from streams.demo import wait_for_alerts
+    from watchkeeper.demo import wait_for_alerts
 
     host, port = store
     st = Store(host=host, port=port, database="wkdemo")

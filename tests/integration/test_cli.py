@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from streams.embedded import is_listening
 from tests.stack import free_port
+from watchkeeper.embedded import is_listening
 
 pytestmark = pytest.mark.integration
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "watchkeeper.cli", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -10,11 +10,11 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 
-from streams.admin import ensure_topics
-from streams.client import Publisher
-from streams.config import Settings
-from streams.embedded import ensure_broker
 from tests.stack import free_port
+from watchkeeper.admin import ensure_topics
+from watchkeeper.client import Publisher
+from watchkeeper.embedded import ensure_broker
+from watchkeeper.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.config import Settings
-from streams.events import Outcome, Prediction
-from streams.ingest import SourceMessage
-from streams.service import Worker
-from streams.windows import WindowCloser
+from watchkeeper.settings import Settings
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.ingest import SourceMessage
+from watchkeeper.streams.service import Worker
+from watchkeeper.windows.closer import WindowCloser
 
 pytestmark = pytest.mark.integration
 

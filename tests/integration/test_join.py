@@ -12,13 +12,13 @@ import numpy as np
 import orjson
 import pytest
 
-from sinks.writer import Store
-from streams.config import Settings
-from streams.events import Outcome, Prediction
-from streams.ingest import SourceMessage
-from streams.service import Worker
-from streams import windows
-from streams.windows import INSERT_SAFETY_SECONDS, WindowCloser
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.writer import Store
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.ingest import SourceMessage
+from watchkeeper.streams.service import Worker
+from watchkeeper.windows import closer as windows
+from watchkeeper.windows.closer import INSERT_SAFETY_SECONDS, WindowCloser
 
 pytestmark = pytest.mark.integration
 
@@ -240,7 +240,7 @@ def test_lag_is_from_the_broker_time_to_the_row_in_the_store(worker: Worker, mod
 def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model: str) -> None:
     """Two windows of latencies: each window's percentiles within 1% of the exact ones, and the
     written buckets of both, summed, give the percentiles of all (a range over windows)."""
-    from detectors import LatencySketch
+    from watchkeeper.detectors import LatencySketch
 
     closer = WindowCloser(worker.store, worker.settings)
     rng = np.random.default_rng(3)

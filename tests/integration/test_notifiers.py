@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from alerts.dispatch import DeadLetter, Dispatcher, ReceiverConfig, Retry, Route
-from alerts.model import Alert, alert_id_for
-from alerts.notifiers import (
+from watchkeeper.alerts.dispatch import DeadLetter, Dispatcher, ReceiverConfig, Retry, Route
+from watchkeeper.alerts.model import Alert, alert_id_for
+from watchkeeper.alerts.notifiers import (
     AlertmanagerNotifier,
     GrafanaAnnotator,
     PagerDutyNotifier,
@@ -40,8 +40,8 @@ from alerts.notifiers import (
     SlackNotifier,
     WebhookNotifier,
 )
-from alerts.testing import HttpReceiver
-from streams.config import Settings
+from watchkeeper.alerts.testing import HttpReceiver
+from watchkeeper.settings import Settings
 
 pytestmark = pytest.mark.integration
 

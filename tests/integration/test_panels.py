@@ -4,7 +4,7 @@ The store is populated by the embedded stack (Tansu, worker, chdb) with 60
 minutes of the demo scenario (``stream_run`` in conftest.py). Each panel's SQL
 is run twice, for the data's range and a demo model:
 
-- bound as ClickHouse query parameters (``dashboards.macros.bind``, what the
+- bound as ClickHouse query parameters (``watchkeeper.dashboards.macros.bind``, what the
   report does), and
 - expanded the way Grafana and the ClickHouse plugin expand it (values quoted
   into the text by Grafana's ``singlequote`` format, macros by the plugin's
@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dashboards.alerting import RULES
-from dashboards.macros import TimeRange, bind
-from dashboards.panels import MODEL_VARIABLE, PANELS, VERSION_VARIABLE, Panel
-from dashboards.report import data_range, report_interval
-from detectors.binary import average_precision_from_hist, roc_auc_from_hist
-from sinks.schema import Retention
-from sinks.writer import Store
+from watchkeeper.dashboards.alerting import RULES
+from watchkeeper.dashboards.macros import TimeRange, bind
+from watchkeeper.dashboards.panels import MODEL_VARIABLE, PANELS, VERSION_VARIABLE, Panel
+from watchkeeper.dashboards.report import data_range, report_interval
+from watchkeeper.detectors.binary import average_precision_from_hist, roc_auc_from_hist
+from watchkeeper.sinks.schema import Retention
+from watchkeeper.sinks.writer import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,11 +13,11 @@ import orjson
 import pandas as pd
 import pytest
 
-from streams.config import ModelConfig, Settings
-from streams.events import Prediction
-from streams.ingest import SourceMessage
-from streams.service import Worker
-from streams.windows import WindowCloser
+from watchkeeper.settings import ModelConfig, Settings
+from watchkeeper.streams.events import Prediction
+from watchkeeper.streams.ingest import SourceMessage
+from watchkeeper.streams.service import Worker
+from watchkeeper.windows.closer import WindowCloser
 
 pytestmark = pytest.mark.integration
 W = 3600
@@ -98,7 +98,7 @@ def test_loaded_training_file_is_the_reference(port: int, tmp_path: Path) -> Non
     train.to_parquet(path)
     env = {"WATCHKEEPER_STORE_PORT": str(port), "PATH": "/usr/bin:/bin"}
     res = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "reference", "loaded_ref", str(path)],
+        [sys.executable, "-m", "watchkeeper.cli", "reference", "loaded_ref", str(path)],
         capture_output=True,
         text=True,
         env=env,

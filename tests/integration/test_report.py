@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dashboards.panels import ALERTS, FLEET, MODEL, PIPELINE
-from dashboards.report import render_report
 from tests.integration.test_panels import PENDING_DATA
 from tests.stack import free_port
+from watchkeeper.dashboards.panels import ALERTS, FLEET, MODEL, PIPELINE
+from watchkeeper.dashboards.report import render_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

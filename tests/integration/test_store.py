@@ -34,7 +34,14 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from sinks.store import StoreError, StoreUser, _check_statement, _split_insert, ping, users_from_env
+from watchkeeper.sinks.embedded.server import (
+    StoreError,
+    StoreUser,
+    _check_statement,
+    _split_insert,
+    ping,
+    users_from_env,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 
-from streams.config import Settings
-from streams.events import Outcome, Prediction
-from streams.ingest import SourceMessage
-from streams.service import Worker
-from streams.windows import WindowCloser
+from watchkeeper.settings import Settings
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.ingest import SourceMessage
+from watchkeeper.streams.service import Worker
+from watchkeeper.windows.closer import WindowCloser
 
 pytestmark = pytest.mark.integration
 N = 600
@@ -101,7 +101,7 @@ def test_regression(worker: Worker) -> None:
 
 
 def test_protected_attributes_choose_the_sliced_segments(store: tuple[str, int]) -> None:
-    from streams.config import ModelConfig
+    from watchkeeper.settings import ModelConfig
 
     w = Worker(
         Settings(

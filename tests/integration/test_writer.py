@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sinks.schema import Retention
-from sinks.writer import Store, StoreUnavailable
-from streams.config import Settings
 from tests.stack import free_port
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.schema import Retention
+from watchkeeper.sinks.writer import Store, StoreUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -125,10 +125,10 @@ def test_insert_arrow_small_tables_in_one_body_large_ones_streamed(writer: Store
     """Both ways of sending an Arrow table insert every row and value as decoded."""
     import orjson
 
-    from sinks.writer import ONE_BODY_BYTES
-    from streams.events import Prediction
-    from streams.ingest import SourceMessage
-    from streams.service import Worker
+    from watchkeeper.sinks.writer import ONE_BODY_BYTES
+    from watchkeeper.streams.events import Prediction
+    from watchkeeper.streams.ingest import SourceMessage
+    from watchkeeper.streams.service import Worker
 
     model = f"arrow-{n}-{time.time_ns()}"
     t0 = time.time() - 3600

@@ -23,7 +23,7 @@ counts computed here from the input:
    also when their window was first written with them as orphans.
 4. The worker never crashed: alive, no "Crashed" and no traceback in its log.
 
-The decoder (``streams.events.decode_message``) is fuzzed with hypothesis at the
+The decoder (``watchkeeper.streams.events.decode_message``) is fuzzed with hypothesis at the
 end, beyond what tests/unit/test_events.py fuzzes.
 """
 
@@ -44,8 +44,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.events import MAX_FEATURES, Outcome, Prediction, decode_message
 from tests.stack import Stack
+from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction, decode_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

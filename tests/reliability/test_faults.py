@@ -137,7 +137,7 @@ def test_store_down_for_a_while_then_drains(stack: Stack, tmp_path: Path) -> Non
     unwritten rows; once it is back, the totals are exact."""
     expected = write_file(tmp_path / "c.jsonl", 3000, seed=3)
     stack.start_worker()
-    store_proc = next(p for p in stack.procs if "sinks.store" in " ".join(map(str, p.args)))
+    store_proc = next(p for p in stack.procs if "watchkeeper.sinks.embedded.server" in " ".join(map(str, p.args)))
     time.sleep(6)
     store_proc.send_signal(signal.SIGTERM)
     store_proc.wait(30)
@@ -145,7 +145,8 @@ def test_store_down_for_a_while_then_drains(stack: Stack, tmp_path: Path) -> Non
     time.sleep(5)  # the worker is now retrying
     s = stack.settings
     restarted = subprocess.Popen(
-        [sys.executable, "-m", "sinks.store", "--path", str(s.store_path), "--port", str(s.store_port)],
+        [sys.executable, "-m", "watchkeeper.sinks.embedded.server"]
+        + ["--path", str(s.store_path), "--port", str(s.store_port)],
         env=stack.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -158,8 +159,8 @@ def test_store_down_for_a_while_then_drains(stack: Stack, tmp_path: Path) -> Non
 def test_broker_restart_worker_resumes_without_manual_action(stack: Stack, tmp_path: Path) -> None:
     """Invariant: after the broker restarts (the embedded one forgets everything), the same worker
     reconnects by itself and counts what is published afterwards, exactly, on top of what it had."""
-    from streams.admin import ensure_topics
-    from streams.embedded import ensure_broker
+    from watchkeeper.admin import ensure_topics
+    from watchkeeper.embedded import ensure_broker
 
     first = write_file(tmp_path / "d1.jsonl", 1000, seed=4, prefix="before-")
     worker = stack.start_worker()

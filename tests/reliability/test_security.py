@@ -43,9 +43,9 @@ import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from sinks.store import ping
-from streams.config import Settings
 from tests.stack import REPO, Stack, free_port
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.embedded.server import ping
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -445,7 +445,7 @@ def test_credentials_from_the_config_file_protect_the_store(secure: Secure, tmp_
                 "WATCHKEEPER_STORE_PORT": str(port), "PYTHONPATH": str(REPO)})  # fmt: skip
     log_path = tmp_path / "store.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "store"], env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "watchkeeper.cli", "store"], env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while not ping("127.0.0.1", port) and time.monotonic() < deadline:
@@ -465,7 +465,7 @@ def cli(secure: Secure, settings: dict[str, str], *args: str, timeout: float = 1
     """A command with settings of its own (added to the stack's); its output is kept for the secret check."""
     env = {**secure.stack.env, **{f"WATCHKEEPER_{k.upper()}": v for k, v in settings.items()}}
     out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "watchkeeper.cli", *args],
         env=env,
         cwd=secure.stack.root,
         capture_output=True,
@@ -509,7 +509,10 @@ def test_the_bind_addresses_follow_the_settings(secure: Secure, tmp_path: Path) 
     env.update({"WATCHKEEPER_STORE_HOST": "0.0.0.0", "WATCHKEEPER_STORE_PORT": str(store_port),
                 "WATCHKEEPER_STORE_PATH": str(tmp_path / "store"), "PYTHONPATH": str(REPO)})  # fmt: skip
     store = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "store"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "watchkeeper.cli", "store"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60

@@ -7,11 +7,17 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from alerts.dispatch import Dispatcher, ReceiverConfig, Retry, Route
-from alerts.model import Alert, alert_id_for
-from alerts.notifiers import AlertmanagerNotifier, PagerDutyNotifier, RetrainWebhook, SlackNotifier, WebhookNotifier
-from alerts.policy import AlertPolicy, policy_for
-from streams.config import Settings
+from watchkeeper.alerts.dispatch import Dispatcher, ReceiverConfig, Retry, Route
+from watchkeeper.alerts.model import Alert, alert_id_for
+from watchkeeper.alerts.notifiers import (
+    AlertmanagerNotifier,
+    PagerDutyNotifier,
+    RetrainWebhook,
+    SlackNotifier,
+    WebhookNotifier,
+)
+from watchkeeper.alerts.policy import AlertPolicy, policy_for
+from watchkeeper.settings import Settings
 
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

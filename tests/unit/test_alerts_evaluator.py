@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alerts.evaluator import Anchor, Decision, ModelEvaluator
-from alerts.model import alert_id_for
-from alerts.policy import AlertPolicy, DriftRule, Hysteresis, NoDataRule, RetrainRule, SunsetRule
-from alerts.rules import DriftRow, Point, Reference, Window
+from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
+from watchkeeper.alerts.model import alert_id_for
+from watchkeeper.alerts.policy import AlertPolicy, DriftRule, Hysteresis, NoDataRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.rules import DriftRow, Point, Reference, Window
 
 W = 300
 REF = {"v1": Reference(0.85, 1200, (0, 300, 600))}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alerts.hysteresis import SeriesState, force_resolve, restored, step
-from alerts.policy import Hysteresis
+from watchkeeper.alerts.hysteresis import SeriesState, force_resolve, restored, step
+from watchkeeper.alerts.policy import Hysteresis
 
 Signals = Sequence[tuple[int, bool | None]]
 

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from alerts.model import Alert, alert_id_for, clean_evidence, evidence_json, human_duration, iso, runbook_url_for
+from watchkeeper.alerts.model import (
+    Alert,
+    alert_id_for,
+    clean_evidence,
+    evidence_json,
+    human_duration,
+    iso,
+    runbook_url_for,
+)
 
 
 def make(**kw: object) -> Alert:

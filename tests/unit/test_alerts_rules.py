@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
-from alerts.rules import (
+from watchkeeper.alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.rules import (
     DriftRow,
     Point,
     Reference,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alerts.dispatch import Dispatcher
-from alerts.model import Alert, alert_id_for
-from alerts.notifiers import GrafanaAnnotator, SlackNotifier, WebhookNotifier
-from alerts.silences import Silence, is_silenced
+from watchkeeper.alerts.dispatch import Dispatcher
+from watchkeeper.alerts.model import Alert, alert_id_for
+from watchkeeper.alerts.notifiers import GrafanaAnnotator, SlackNotifier, WebhookNotifier
+from watchkeeper.alerts.silences import Silence, is_silenced
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -7,10 +7,10 @@ import time
 import orjson
 import pytest
 
-from streams.config import load_settings
-from streams.events import Prediction
-from streams.ingest import Batch, SourceMessage
-from streams.service import Worker
+from watchkeeper.settings import load_settings
+from watchkeeper.streams.events import Prediction
+from watchkeeper.streams.ingest import Batch, SourceMessage
+from watchkeeper.streams.service import Worker
 
 NOW = time.time()
 

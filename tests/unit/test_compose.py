@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from streams.config import Settings
+from watchkeeper.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -481,7 +481,7 @@ def test_demo_profile_replays_the_scenario_into_the_stack(monkeypatch: pytest.Mo
     demo = services()["demo"]
     assert demo["profiles"] == ["demo"] and demo["restart"] == "no"
     script = "\n".join(demo["command"])
-    assert "from streams.scenario import Scenario, write_scenario" in script
+    assert "from watchkeeper.scenario import Scenario, write_scenario" in script
     assert "watchkeeper publish" in script
     assert demo["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert _settings_of("demo", monkeypatch).kafka_bootstrap == "kafka:9092"

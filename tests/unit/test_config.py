@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import Settings, load_settings
+from watchkeeper.settings import Settings, load_settings
 
 
 def test_defaults_run_everything_embedded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from dashboards import build as build_mod
-from dashboards.alerting import CONTACT_POINT, RULES, WEBHOOK_ENV
-from dashboards.cli import dashboards as dashboards_cli
-from dashboards.macros import MacroError, TimeRange, bind
-from dashboards.panels import DASHBOARDS, DATASOURCE_TYPE, DATASOURCE_UID, PANELS
-from dashboards.push import PushError, connect, push
-from streams.config import Settings
+from watchkeeper.dashboards import build as build_mod
+from watchkeeper.dashboards.alerting import CONTACT_POINT, RULES, WEBHOOK_ENV
+from watchkeeper.dashboards.cli import dashboards as dashboards_cli
+from watchkeeper.dashboards.macros import MacroError, TimeRange, bind
+from watchkeeper.dashboards.panels import DASHBOARDS, DATASOURCE_TYPE, DATASOURCE_UID, PANELS
+from watchkeeper.dashboards.push import PushError, connect, push
+from watchkeeper.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TR = TimeRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))

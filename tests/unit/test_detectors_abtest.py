@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 
-from detectors import ABTestConfig, ArmStats, CostMatrix, SequentialABTest, msprt
+from watchkeeper.detectors import ABTestConfig, ArmStats, CostMatrix, SequentialABTest, msprt
 
 
 def _simulate(p_a: float, p_b: float, reps: int, n: int, peek: int, seed: int) -> tuple[float, list[int]]:

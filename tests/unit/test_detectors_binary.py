@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from detectors import BinarySummary, CostMatrix, lift, merge_all
+from watchkeeper.detectors import BinarySummary, CostMatrix, lift, merge_all
 
 
 def _data(n: int = 5000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from detectors import BinarySummary, cbpe_error, cbpe_estimate
+from watchkeeper.detectors import BinarySummary, cbpe_error, cbpe_estimate
 
 
 def test_estimates_match_realised_on_calibrated_scores() -> None:

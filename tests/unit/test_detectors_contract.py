@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-import detectors
-from detectors import registry
-from detectors.base import DriftDetector
+from watchkeeper import detectors
+from watchkeeper.detectors import registry
+from watchkeeper.detectors.base import DriftDetector
 
 NAMES = registry.names()
 

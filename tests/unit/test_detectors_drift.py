@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from detectors import (
+from watchkeeper.detectors import (
     BinarySummary,
     CategoricalBinning,
     DriftConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import GroupCounts, fairness_metrics
+from watchkeeper.detectors import GroupCounts, fairness_metrics
 
 # group, score, outcome (NaN: unlabelled)
 ROWS = [

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors import LatencySketch, OpsSummary, merge_all
+from watchkeeper.detectors import LatencySketch, OpsSummary, merge_all
 
 
 @pytest.mark.parametrize("dist", ["lognormal", "exponential", "pareto_with_zeros"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from detectors import MulticlassSummary, RegressionSummary, merge_all
+from watchkeeper.detectors import MulticlassSummary, RegressionSummary, merge_all
 
 CLASSES = ["cat", "dog", "eel"]
 

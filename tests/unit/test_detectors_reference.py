@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import (
+from watchkeeper.detectors import (
     BinarySummary,
     NumericBinning,
     ReferencePolicy,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import drift as rdrift
 
-from detectors import (
+from watchkeeper.detectors import (
     ADWIN,
     CUSUM,
     DDM,
@@ -150,9 +150,9 @@ def test_default_preset_false_alarm_rate_and_detection() -> None:
 def test_detectors_import_without_alibi() -> None:
     code = (
         "import sys; sys.modules['alibi_detect'] = None\n"
-        "import detectors\n"
-        "assert not detectors.alibi_available()\n"
-        "d = detectors.CVMOnline(n_reference=10)\n"
+        "import watchkeeper.detectors\n"
+        "assert not watchkeeper.detectors.alibi_available()\n"
+        "d = watchkeeper.detectors.CVMOnline(n_reference=10)\n"
         "for x in range(5): d.update(x)\n"
         "try:\n"
         "    [d.update(x) for x in range(10)]\n"

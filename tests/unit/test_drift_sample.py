@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from streams.drift_stage import PREDICTION, Sample, build_reference
+from watchkeeper.windows.drift import PREDICTION, Sample, build_reference
 
 ROWS: list[dict[str, Any]] = [
     {"features": {"a": 1.0, "b": 2.0}, "features_cat": {"region": "eu"}, "prediction": 0.1},

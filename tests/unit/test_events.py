@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import Outcome, Prediction, decode_message, json_schemas
+from watchkeeper.streams.events import Outcome, Prediction, decode_message, json_schemas
 
 GOOD = {"prediction_id": "p1", "model": "fraud-v_2.x", "prediction": 0.7}
 

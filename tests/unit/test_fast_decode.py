@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.events import MAX_FEATURES, Outcome, Prediction, fast_columns, model_columns
-from streams.ingest import Batch, SourceMessage, epoch_millis
+from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction, fast_columns, model_columns
+from watchkeeper.streams.ingest import Batch, SourceMessage, epoch_millis
 
 NOW = time.time()
 RECENT = NOW - 3600  # inside the raw retention
@@ -274,7 +274,7 @@ def test_times_are_stored_as_a_datetime_would_store_them() -> None:
 def test_one_bad_event_does_not_slow_its_envelope_down_to_the_models() -> None:
     """A refused run is halved until the bad event is alone: its neighbours keep the fast path."""
     calls = []
-    import streams.ingest as ingest
+    import watchkeeper.streams.ingest as ingest
 
     original = ingest.validate_event
 

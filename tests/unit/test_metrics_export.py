@@ -7,7 +7,7 @@ from typing import Any
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.metrics_export import LagCollector, WorkerCollector, consumer_lag
+from watchkeeper.streams.metrics_export import LagCollector, WorkerCollector, consumer_lag
 
 
 class _Consumer:

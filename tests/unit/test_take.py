@@ -1,4 +1,4 @@
-"""streams.take: batches bounded by count, bytes and time, the next filling while the last is worked on."""
+"""watchkeeper.streams.take: batches bounded by count, bytes and time, the next filling while the last is worked on."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams import take as take_module
-from streams.take import take
+from watchkeeper.streams import take as take_module
+from watchkeeper.streams.take import take
 
 
 class FakeStream:

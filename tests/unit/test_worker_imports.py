@@ -20,10 +20,10 @@ def test_the_worker_modules_leave_pandas_and_sklearn_unloaded(tmp_path: Path) ->
     """river.drift imports its example datasets (pandas, scikit-learn: ~140 MB); the worker never needs them."""
     code = (
         "import sys\n"
-        "from streams.app import autodiscover\n"
+        "from watchkeeper.streams.app import autodiscover\n"
         "autodiscover()\n"
-        "import detectors\n"
-        "detectors.build('watchkeeper_default')\n"
+        "import watchkeeper.detectors\n"
+        "watchkeeper.detectors.build('watchkeeper_default')\n"
         "print(sorted(m for m in ('pandas', 'sklearn', 'river.drift') if m in sys.modules))\n"
     )
     assert _run(code, tmp_path) == "['river.drift']"
@@ -31,7 +31,7 @@ def test_the_worker_modules_leave_pandas_and_sklearn_unloaded(tmp_path: Path) ->
 
 def test_river_drift_datasets_still_load_on_first_use(tmp_path: Path) -> None:
     code = (
-        "import detectors, river.drift\n"
+        "import watchkeeper.detectors, river.drift\n"
         "from river.drift.datasets import AirlinePassengers\n"
         "print(river.drift.datasets.AirlinePassengers is AirlinePassengers, len(list(AirlinePassengers())))\n"
     )
@@ -42,14 +42,14 @@ def test_decoding_and_writing_a_batch_in_the_worker_never_imports_pandas(tmp_pat
     """pyarrow imports pandas to check its inputs when it builds a record batch (~45 MB); the worker blocks it."""
     code = (
         "import sys, time\n"
-        "from streams.lean import without_pandas\n"
+        "from watchkeeper.lean import without_pandas\n"
         "assert without_pandas()\n"
         "import orjson\n"
-        "from sinks.writer import _arrow_stream\n"
-        "from streams.config import load_settings\n"
-        "from streams.events import Prediction\n"
-        "from streams.ingest import SourceMessage\n"
-        "from streams.service import Worker\n"
+        "from watchkeeper.sinks.writer import _arrow_stream\n"
+        "from watchkeeper.settings import load_settings\n"
+        "from watchkeeper.streams.events import Prediction\n"
+        "from watchkeeper.streams.ingest import SourceMessage\n"
+        "from watchkeeper.streams.service import Worker\n"
         "event = {'model': 'm', 'prediction': 0.9, 'ts': time.time(), 'features': {'x': 1.5, 'c': 'red'},\n"
         "         'segments': {'region': 'eu'}, 'scores': {'yes': 0.9, 'no': 0.1}, 'latency_ms': None}\n"
         "values = [orjson.dumps({**event, 'prediction_id': f'p{i}'}) for i in range(3)] + [b'{bad']\n"
@@ -69,14 +69,17 @@ def test_decoding_and_writing_a_batch_in_the_worker_never_imports_pandas(tmp_pat
 def test_without_pandas_changes_nothing_once_pandas_is_imported(tmp_path: Path) -> None:
     """No finder is added: the process's imports stay exactly as they were."""
     finders = _run("import pandas, sys\nprint(len(sys.meta_path))\n", tmp_path)
-    code = "import pandas, sys\nfrom streams.lean import without_pandas\nprint(without_pandas(), len(sys.meta_path))\n"
+    code = (
+        "import pandas, sys\nfrom watchkeeper.lean import without_pandas\n"
+        "print(without_pandas(), len(sys.meta_path))\n"
+    )
     assert _run(code, tmp_path) == f"False {finders}"
 
 
 def test_faust_monitor_sensor_is_registered_only_with_the_faust_sensor_setting(tmp_path: Path) -> None:
     """Faust's in-memory Monitor costs every message a few µs and nothing reads it; the Prometheus one is opt-in."""
     code = (
-        "from streams.app import app\n"
+        "from watchkeeper.streams.app import app\n"
         "app.on_init_dependencies()\n"
         "print(app.monitor in set(app.sensors), len(list(app.sensors)))\n"
     )
@@ -90,18 +93,18 @@ def test_the_worker_runs_its_drift_tests_without_loading_scipy_stats(tmp_path: P
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from streams.lean import on_first_use\n"
+        "from watchkeeper.lean import on_first_use\n"
         "assert on_first_use('scipy.stats')\n"
-        "from streams.app import autodiscover\n"
+        "from watchkeeper.streams.app import autodiscover\n"
         "autodiscover()\n"
-        "import detectors\n"
-        "from detectors import NumericBinning, drift_report\n"
-        "detectors.build('watchkeeper_default').update(1.0)\n"
-        "detectors.build('covariate_shift')\n"
+        "import watchkeeper.detectors\n"
+        "from watchkeeper.detectors import NumericBinning, drift_report\n"
+        "watchkeeper.detectors.build('watchkeeper_default').update(1.0)\n"
+        "watchkeeper.detectors.build('covariate_shift')\n"
         "rng = np.random.default_rng(0)\n"
         "ref, cur = rng.normal(size=2000), rng.normal(1.0, 1, 1000)\n"
         "b = NumericBinning.from_reference(ref)\n"
-        "cats = detectors.CategoricalBinning.from_reference(['a', 'b'] * 50)\n"
+        "cats = watchkeeper.detectors.CategoricalBinning.from_reference(['a', 'b'] * 50)\n"
         "report = drift_report({'x': b.counts(ref), 'c': cats.counts(['a'] * 60)},\n"
         "                      {'x': b.counts(cur), 'c': cats.counts(['a', 'b'] * 30)},\n"
         "                      {'x': 'numeric', 'c': 'categorical'})\n"
@@ -119,7 +122,7 @@ def test_the_worker_runs_its_drift_tests_without_loading_scipy_stats(tmp_path: P
 def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path) -> None:
     code = (
         "import scipy.stats, sys\n"
-        "from streams.lean import on_first_use\n"
+        "from watchkeeper.lean import on_first_use\n"
         "print(on_first_use('scipy.stats'), sys.modules['scipy.stats'] is scipy.stats,\n"
         "      on_first_use('no_such_mod'), on_first_use('no_such_pkg.mod'))\n"
     )

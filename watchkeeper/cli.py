@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from streams.config import Settings, load_settings
+from watchkeeper.settings import Settings, load_settings
 
 
 def _settings() -> Settings:
@@ -20,9 +20,9 @@ def _settings() -> Settings:
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    from sinks.writer import Store
-    from streams.embedded import ensure_store
-    from streams.service import migrate
+    from watchkeeper.embedded import ensure_store
+    from watchkeeper.sinks.writer import Store
+    from watchkeeper.streams.service import migrate
 
     ensure_store(settings)
     store = Store.from_settings(settings)
@@ -42,13 +42,13 @@ def main() -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
-    from streams.lean import on_first_use, without_pandas
+    from watchkeeper.lean import on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
     on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
-    from sinks.writer import StoreAuthFailed
-    from streams.admin import ensure_topics
-    from streams.embedded import ensure_broker
+    from watchkeeper.admin import ensure_topics
+    from watchkeeper.embedded import ensure_broker
+    from watchkeeper.sinks.writer import StoreAuthFailed
 
     settings = _settings()
     ensure_broker(settings)
@@ -57,7 +57,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     except StoreAuthFailed as exc:  # an operator's fix away: the worker waits, its writes retry until then
         click.echo(f"warning: {exc}; starting anyway, writes are retried", err=True)
     ensure_topics(settings)
-    from streams.app import autodiscover
+    from watchkeeper.streams.app import autodiscover
 
     app = autodiscover()
     sys.argv = ["watchkeeper", "worker", *faust_args]
@@ -67,7 +67,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
 @main.command()
 def broker() -> None:
     """Run the embedded Kafka-protocol broker (Tansu) in the foreground."""
-    from streams.embedded import broker_command
+    from watchkeeper.embedded import broker_command
 
     settings = _settings()
     cmd = broker_command(settings.broker_port)
@@ -86,7 +86,7 @@ def store() -> None:
     """Run the embedded ClickHouse store (chdb over ClickHouse's HTTP interface) in the foreground."""
     import logging
 
-    from sinks.store import serve, users_from_env
+    from watchkeeper.sinks.embedded.server import serve, users_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
@@ -99,10 +99,10 @@ def store() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def publish(files: tuple[Path, ...], quiet: bool) -> None:
     """Publish JSONL prediction/outcome events (records carry "type": "prediction" | "outcome")."""
-    from streams.admin import ensure_topics
-    from streams.client import Publisher
-    from streams.embedded import ensure_broker
-    from streams.publish import publish_files
+    from watchkeeper.admin import ensure_topics
+    from watchkeeper.client import Publisher
+    from watchkeeper.embedded import ensure_broker
+    from watchkeeper.publish import publish_files
 
     settings = _settings()
     ensure_broker(settings)
@@ -150,7 +150,7 @@ def sql(query: str, fmt: str) -> None:
 @click.option("--keep-worker", is_flag=True, help="Leave the worker running at the end.")
 def demo(out: Path, minutes: int, keep_worker: bool) -> None:
     """Embedded end-to-end run: a fleet of models, drift, late labels, bad input; prints a summary."""
-    from streams.demo import run_demo
+    from watchkeeper.demo import run_demo
 
     code = run_demo(_settings(), out=out, minutes=minutes, keep_worker=keep_worker)
     sys.exit(code)
@@ -164,8 +164,8 @@ def reference(model: str, file: Path, version: str) -> None:
     """Load a model's training data (CSV, Parquet or JSONL) as its drift reference."""
     import re
 
-    from streams.config import MODEL_NAME_PATTERN
-    from streams.reference import load_reference
+    from watchkeeper.reference import load_reference
+    from watchkeeper.settings import MODEL_NAME_PATTERN
 
     if not re.match(MODEL_NAME_PATTERN, model):
         raise click.BadParameter(f"{model!r} is not a valid model name", param_hint="MODEL")
@@ -181,14 +181,14 @@ def schema() -> None:
     """Print the JSON Schema of the events and envelopes."""
     import orjson
 
-    from streams.events import json_schemas
+    from watchkeeper.streams.events import json_schemas
 
     sys.stdout.buffer.write(orjson.dumps(json_schemas(), option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _register() -> None:
-    from alerts.cli import register
-    from dashboards.cli import dashboards, report
+    from watchkeeper.alerts.cli import register
+    from watchkeeper.dashboards.cli import dashboards, report
 
     main.add_command(dashboards)
     main.add_command(report)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from streams.config import Settings
+from watchkeeper.settings import Settings
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -56,7 +56,7 @@ def store_command(settings: Settings) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "sinks.store",
+        "watchkeeper.sinks.embedded.server",
         "--path",
         str(settings.store_path),
         "--host",

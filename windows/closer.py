@@ -25,11 +25,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sinks.writer import Store
-from streams.ab_stage import ab_rows
-from streams.config import Settings
-from streams.drift_stage import DriftStage
-from streams.window_metrics import BINARY_OUTCOMES, WindowKey, metrics_rows
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.writer import Store
+from watchkeeper.windows.ab import ab_rows
+from watchkeeper.windows.drift import DriftStage
+from watchkeeper.windows.metrics import BINARY_OUTCOMES, WindowKey, metrics_rows
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ its first ``REFERENCE_WINDOWS`` windows of traffic (the "first N events" default
 DESIGN.md); or the previous window (slow trends); or the same hour yesterday or
 last week (daily and weekly cycles). Each later window's features are
 bucketed with edges learnt from the reference (quantiles for numbers, the seen
-categories for strings) and tested with ``detectors.drift_report`` (KS or
+categories for strings) and tested with ``watchkeeper.detectors.drift_report`` (KS or
 chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
 size). The score distribution is tested too, as feature ``__prediction__``.
 
@@ -28,13 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors import CategoricalBinning, DriftConfig, NumericBinning, drift_report
-from streams.window_metrics import BINARY_OUTCOMES
+from watchkeeper.detectors import CategoricalBinning, DriftConfig, NumericBinning, drift_report
+from watchkeeper.windows.metrics import BINARY_OUTCOMES
 
 if TYPE_CHECKING:
-    from sinks.writer import Store
-    from streams.config import Settings
-    from streams.window_metrics import WindowKey
+    from watchkeeper.settings import Settings
+    from watchkeeper.sinks.writer import Store
+    from watchkeeper.windows.metrics import WindowKey
 
 REFERENCE_WINDOWS = 3
 SAMPLE_PER_WINDOW = 5000
@@ -261,7 +261,7 @@ class DriftStage:
         window's end. Detector state lives in this process: a restarted leader starts a new
         detector from the next window on.
         """
-        from detectors import build
+        from watchkeeper.detectors import build
 
         w = self.settings.window_seconds
         thr = self.settings.model(model).threshold
@@ -312,7 +312,7 @@ class DriftStage:
         standard deviations; at least the threshold when it fired). State lives in this
         process, as for the error stream.
         """
-        from detectors import build
+        from watchkeeper.detectors import build
 
         if self.settings.model(model).drift_reference not in ("auto", "first_windows"):
             return []

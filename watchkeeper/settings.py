@@ -23,8 +23,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from alerts.dispatch import ReceiverConfig, Route
-from alerts.policy import AlertPolicy
+from watchkeeper.alerts.dispatch import ReceiverConfig, Route
+from watchkeeper.alerts.policy import AlertPolicy
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detectors import (
+from watchkeeper.detectors import (
     BinarySummary,
     GroupCounts,
     LatencySketch,
@@ -28,8 +28,8 @@ from detectors import (
 )
 
 if TYPE_CHECKING:
-    from sinks.writer import Store
-    from streams.config import Settings
+    from watchkeeper.settings import Settings
+    from watchkeeper.sinks.writer import Store
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -238,7 +238,7 @@ ORDER BY k
 """
 
 # Outcomes whose prediction never arrived (looked for up to a day before the outcome).
-# Latency as the buckets of a mergeable sketch (detectors.LatencySketch, 1% relative accuracy): the
+# Latency as the buckets of a mergeable sketch (watchkeeper.detectors.LatencySketch, 1% relative accuracy): the
 # window's percentiles come from them, and they are written too (``latency_bucket`` rows, segment
 # ``key=<k>``), so that percentiles over any range are a sum of buckets away.
 LATENCY_SKETCH = LatencySketch()

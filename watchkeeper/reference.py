@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from sinks.writer import Store
+from watchkeeper.sinks.writer import Store
 
 IGNORED = {
     "prediction_id",

@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.config import Settings
+from watchkeeper.settings import Settings
 
 
 def topic_names(settings: Settings) -> list[str]:

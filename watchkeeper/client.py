@@ -8,7 +8,7 @@ on time (``linger`` seconds, from a background thread) and on close.
 
 Example (three lines in a serving process):
 
-    from streams.client import Publisher
+    from watchkeeper.client import Publisher
     wk = Publisher("127.0.0.1:9092")
     wk.prediction(model="fraud", prediction=0.93, prediction_id=req_id, features={"amount": 12.5})
     ...

@@ -3,7 +3,7 @@
 The champion is the model's oldest version; every other version serving in a
 window is a challenger. From the first window both served, their labelled
 errors (and costs) are accumulated and compared with an always-valid sequential
-test (mSPRT, ``detectors.msprt``), valid however often it is looked at. Each
+test (mSPRT, ``watchkeeper.detectors.msprt``), valid however often it is looked at. Each
 window gets rows with ``version = '<challenger> vs <champion>'``: the difference
 in error rate and its confidence interval (narrowing as labels accumulate), the
 always-valid p-value, and the decision (+1 worse, -1 better, 0 not yet).
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from detectors import ABTestConfig, ArmStats, msprt
+from watchkeeper.detectors import ABTestConfig, ArmStats, msprt
 
 if TYPE_CHECKING:
-    from sinks.writer import Store
-    from streams.config import Settings
-    from streams.window_metrics import WindowKey
+    from watchkeeper.settings import Settings
+    from watchkeeper.sinks.writer import Store
+    from watchkeeper.windows.metrics import WindowKey
 
 CONFUSION = """
 SELECT version, toUnixTimestamp(window_start) AS ws,

@@ -4,7 +4,7 @@ One process owns a chdb data path (chdb lets only one process open it) and answe
 the part of ClickHouse's HTTP interface that clickhouse-connect uses, so that every
 part of watchkeeper talks to it exactly as it would to a ClickHouse server::
 
-    $ python -m sinks.store --path ./data/clickhouse --port 8123
+    $ python -m watchkeeper.sinks.embedded.server --path ./data/clickhouse --port 8123
 
     >>> import clickhouse_connect                                   # doctest: +SKIP
     >>> client = clickhouse_connect.get_client(host="127.0.0.1", port=8123)  # doctest: +SKIP
@@ -58,8 +58,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import chdb
 
-# A fixed name: run as ``python -m sinks.store`` the module is ``__main__``.
-logger = logging.getLogger("sinks.store")
+# A fixed name: run as ``python -m watchkeeper.sinks.embedded.server`` the module is ``__main__``.
+logger = logging.getLogger("watchkeeper.sinks.embedded.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8123
@@ -869,9 +869,9 @@ def ping(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, timeout: float = 0.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sinks.store``: serve a data path in the foreground."""
+    """``python -m watchkeeper.sinks.embedded.server``: serve a data path in the foreground."""
     parser = argparse.ArgumentParser(
-        prog="python -m sinks.store",
+        prog="python -m watchkeeper.sinks.embedded.server",
         description="Serve a chdb data path through ClickHouse's HTTP interface. Credentials come from "
         "WATCHKEEPER_STORE_USER/_PASSWORD (full access) and WATCHKEEPER_STORE_READONLY_USER/_PASSWORD.",
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
-from streams.client import Publisher
+from watchkeeper.client import Publisher
 
 
 def publish_lines(pub: Publisher, lines: Iterable[bytes], counts: Counter[str]) -> None:

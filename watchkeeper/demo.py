@@ -22,14 +22,14 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from sinks.writer import Store
-from streams.admin import ensure_topics
-from streams.client import Publisher
-from streams.config import Settings
-from streams.embedded import ensure_broker, ensure_store, is_listening
-from streams.publish import publish_files
-from streams.scenario import Scenario, write_scenario
-from streams.service import migrate
+from watchkeeper.admin import ensure_topics
+from watchkeeper.client import Publisher
+from watchkeeper.embedded import ensure_broker, ensure_store, is_listening
+from watchkeeper.publish import publish_files
+from watchkeeper.scenario import Scenario, write_scenario
+from watchkeeper.settings import Settings
+from watchkeeper.sinks.writer import Store
+from watchkeeper.streams.service import migrate
 
 DEMO_TABLES = ("predictions", "outcomes", "metrics", "drift", "alerts")
 WAIT_SECONDS = 240
@@ -52,7 +52,7 @@ def start_worker(
     port = _free_web_port(settings.web_port)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--web-port", str(port)],
+            [sys.executable, "-m", "watchkeeper.cli", "worker", "-l", "info", "--web-port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -195,7 +195,7 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
 
 def demo_alerts(store: Store) -> list[dict[str, Any]]:
     """Every alert state change the demo fleet raised, oldest first."""
-    from alerts.engine import list_alerts
+    from watchkeeper.alerts.engine import list_alerts
 
     changes = [a for a in list_alerts(store, history=True) if a.model.startswith("demo.")]
     return [a.to_json() for a in sorted(changes, key=lambda a: (a.ts, a.alert_id))]
@@ -207,7 +207,7 @@ def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout
     The worker judges windows a moment after it writes them. What it will decide is known in
     advance: the same engine, run dry over the same windows, decides the same (replays are exact).
     """
-    from alerts.engine import AlertEngine
+    from watchkeeper.alerts.engine import AlertEngine
 
     def key(a: dict[str, Any]) -> tuple[str, str, str]:
         return a["alert_id"], a["state"], a["ts"]
@@ -284,7 +284,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
         print_summary(summary)
         print_alerts(summary["alerts"])
         write_reports(summary, out)
-        from dashboards.report import render_report
+        from watchkeeper.dashboards.report import render_report
 
         pages = render_report(store, out)
         print(

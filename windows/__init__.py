@@ -1,0 +1,12 @@
+"""The model stage: close event-time windows, compute their metrics, drift and A/B rows.
+
+Owns: finding the windows that new raw rows touched, waiting for their watermark,
+joining predictions to outcomes in the store, computing window metrics
+(``metrics``), drift against the version's reference (``drift``) and the
+champion/challenger comparison (``ab``), and the closer that ties them together
+(``closer``). It is SQL over the store plus calls into ``detectors``; it knows
+nothing of Faust — the worker's timer in ``streams/agents/model_stage.py`` is a
+thin call into :class:`~watchkeeper.windows.closer.WindowCloser`.
+
+May import: ``detectors``, ``sinks``. Not: ``streams``, ``alerts``, ``dashboards``, Faust.
+"""
