@@ -193,3 +193,18 @@ def stream_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
         store.close()
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def worker(store: tuple[str, int], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A worker (``streams.service.Worker``) on the module's store, schema created.
+
+    Settings come from the test module's ``WORKER_SETTINGS`` dict (e.g. window and label delay).
+    """
+    from watchkeeper.settings import Settings
+    from watchkeeper.streams.service import Worker
+
+    w = Worker(Settings(store_port=store[1], **getattr(request.module, "WORKER_SETTINGS", {})))
+    w.ensure_schema()
+    yield w
+    w.store.close()

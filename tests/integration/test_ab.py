@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import orjson
 import pytest
 
-from watchkeeper.settings import Settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
@@ -21,12 +19,8 @@ WINDOWS = 12
 PER_WINDOW = 400
 
 
-@pytest.fixture
-def worker(store: tuple[str, int]) -> Iterator[Worker]:
-    w = Worker(Settings(store_port=store[1], window_seconds=W, label_delay_seconds=0, idle_flush=3600))
-    w.ensure_schema()
-    yield w
-    w.store.close()
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=W, label_delay_seconds=0, idle_flush=3600)
 
 
 def serve(worker: Worker, model: str, error_v1: float, error_v2: float, seed: int) -> int:

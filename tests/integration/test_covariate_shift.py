@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,6 @@ import numpy as np
 import orjson
 import pytest
 
-from watchkeeper.settings import Settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
@@ -33,13 +31,8 @@ FEATURES = ("f0", "f1", "f2", "f3", "f4")
 _offsets = itertools.count()
 
 
-@pytest.fixture
-def worker(store: tuple[str, int]) -> Iterator[Worker]:
-    _, port = store
-    w = Worker(Settings(store_port=port, window_seconds=300, label_delay_seconds=0, idle_flush=3600))
-    w.ensure_schema()
-    yield w
-    w.store.close()
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=300, label_delay_seconds=0, idle_flush=3600)
 
 
 def publish(worker: Worker, model: str, shift: float, seed: int) -> float:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import orjson
 import pytest
 
-from watchkeeper.settings import Settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
@@ -22,12 +20,8 @@ WINDOWS = 24
 PER_WINDOW = 300
 
 
-@pytest.fixture
-def worker(store: tuple[str, int]) -> Iterator[Worker]:
-    w = Worker(Settings(store_port=store[1], window_seconds=W, label_delay_seconds=0, idle_flush=3600))
-    w.ensure_schema()
-    yield w
-    w.store.close()
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=W, label_delay_seconds=0, idle_flush=3600)
 
 
 def publish(worker: Worker, model: str, shift_from: int | None, seed: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +11,6 @@ import numpy as np
 import orjson
 import pytest
 
-from watchkeeper.settings import Settings
 from watchkeeper.sinks.writer import Store
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
@@ -28,14 +26,8 @@ _offsets = itertools.count()
 _models = itertools.count()
 
 
-@pytest.fixture
-def worker(store: tuple[str, int]) -> Iterator[Worker]:
-    host, port = store
-    settings = Settings(store_port=port, window_seconds=300, label_delay_seconds=600, idle_flush=3600)
-    w = Worker(settings)
-    w.ensure_schema()
-    yield w
-    w.store.close()
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=300, label_delay_seconds=600, idle_flush=3600)
 
 
 @pytest.fixture

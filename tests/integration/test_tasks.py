@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import orjson
@@ -20,13 +19,9 @@ pytestmark = pytest.mark.integration
 N = 600
 
 
-@pytest.fixture
-def worker(store: tuple[str, int]) -> Iterator[Worker]:
-    # One long window so that a single row per metric holds the whole sample.
-    w = Worker(Settings(store_port=store[1], window_seconds=86400, label_delay_seconds=0, idle_flush=3600))
-    w.ensure_schema()
-    yield w
-    w.store.close()
+# One long window so that a single row per metric holds the whole sample.
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=86400, label_delay_seconds=0, idle_flush=3600)
 
 
 def send(worker: Worker, kind: type, events: list[dict], offset: int) -> None:
