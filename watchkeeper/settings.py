@@ -154,7 +154,9 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = None
     pagerduty_routing_key: SecretStr | None = None
     alertmanager_url: str | None = None
-    runbook_base_url: str = "https://github.com/watchkeeper/watchkeeper/blob/main/docs/runbooks.md"
+    # Alerts link <base>#<kind>; the default is the repository's own doc (a relative path): set it to where
+    # your copy is served, e.g. your Git host's URL of docs/runbooks.md.
+    runbook_base_url: str = "docs/runbooks.md"
 
     # Grafana (dashboards push, annotations).
     grafana_url: str | None = None
