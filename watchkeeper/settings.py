@@ -25,19 +25,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watchkeeper.alerts.dispatch import ReceiverConfig, Route
 from watchkeeper.alerts.policy import AlertPolicy
+from watchkeeper.detectors.config import CostMatrix
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
-
-class CostMatrix(BaseModel):
-    """Cost of each kind of answer for a binary model (wrong ones usually cost more)."""
-
-    model_config = {"frozen": True}
-
-    tp: float = 0.0
-    fp: float = 1.0
-    tn: float = 0.0
-    fn: float = 1.0
+__all__ = ["CostMatrix", "ModelConfig", "Settings", "load_settings", "mask_url"]
 
 
 class ModelConfig(BaseModel):
