@@ -212,7 +212,7 @@ def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout
     def key(a: dict[str, Any]) -> tuple[str, str, str]:
         return a["alert_id"], a["state"], a["ts"]
 
-    dry = AlertEngine(store, settings, history_days=None, write=False)
+    dry = AlertEngine(store, settings.alert_config(), history_days=None, write=False)
     wanted = {key(a.to_json()) for a in dry.evaluate(models)}
     deadline = time.monotonic() + timeout
     while True:
