@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.detectors import ABTestConfig, ArmStats, msprt
@@ -78,8 +77,8 @@ def ab_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[Windo
             )
             n = err.n_a + err.n_b
             base = {
-                "window_start": _dt(ws),
-                "window_end": _dt(ws + w),
+                "window_start": utc(ws),
+                "window_end": utc(ws + w),
                 "model": model,
                 "version": pair_version(challenger, champion),
                 "segment": "",
@@ -101,7 +100,3 @@ def ab_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[Windo
 def _errors(c: list[int]) -> tuple[int, int]:
     tp, fp, tn, fn = c
     return tp + fp + tn + fn, fp + fn
-
-
-def _dt(t: float) -> datetime:
-    return utc(t)

@@ -118,7 +118,7 @@ class DriftStage:
             t1 = max(k.start for k in vkeys) + w
             counts = {
                 int(r["ws"]): np.array([r["neg"], r["pos"]], dtype=np.int64)
-                for r in self.store.query(LABELS, {"m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1)})
+                for r in self.store.query(LABELS, {"m": model, "v": version, "t0": utc(t0), "t1": utc(t1)})
             }
             reference = sum((c for ws, c in counts.items() if ref.contains(ws)), np.zeros(2, np.int64))
             if reference.sum() == 0:
@@ -141,7 +141,7 @@ class DriftStage:
 
     def _sample(self, model: str, version: str, t0: int, t1: int) -> Sample:
         w = self.window.window_seconds
-        params = {"w": w, "m": model, "v": version, "t0": _dt(t0), "t1": _dt(t1), "cap": SAMPLE_PER_WINDOW}
+        params = {"w": w, "m": model, "v": version, "t0": utc(t0), "t1": utc(t1), "cap": SAMPLE_PER_WINDOW}
         return Sample.from_arrow(self.store.query_arrow(SAMPLE, params))
 
     def first_windows(self, model: str, version: str) -> BinnedReference | None:
@@ -221,10 +221,10 @@ class DriftStage:
 
 
 def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[str, Any]:
-    end = _dt(key.start + w)
+    end = utc(key.start + w)
     return {
         "ts": end,
-        "window_start": _dt(key.start),
+        "window_start": utc(key.start),
         "window_end": end,
         "model": key.model,
         "version": key.version,
@@ -235,7 +235,3 @@ def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[st
         "drifted": int(bool(r.drifted)),
         "computed_at": computed_at,
     }
-
-
-def _dt(t: float) -> datetime:
-    return utc(t)

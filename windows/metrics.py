@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,10 +121,6 @@ def latency_rows(key: WindowKey, w: int, sketch: LatencySketch) -> list[dict[str
     return rows
 
 
-def _dt(t: float) -> datetime:
-    return utc(t)
-
-
 def infer_task(stats: dict[str, Any], configured: str) -> str:
     """The model's task: from config, else from the window's data.
 
@@ -143,8 +138,8 @@ def infer_task(stats: dict[str, Any], configured: str) -> str:
 
 def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str = "") -> dict[str, Any]:
     return {
-        "window_start": _dt(key.start),
-        "window_end": _dt(key.start + w),
+        "window_start": utc(key.start),
+        "window_end": utc(key.start + w),
         "model": key.model,
         "version": key.version,
         "segment": segment,
@@ -337,8 +332,8 @@ def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[
         params = {
             "m": model,
             "w": w,
-            "t0": _dt(t0),
-            "t1": _dt(t1),
+            "t0": utc(t0),
+            "t1": utc(t1),
             "thr": cfg.threshold,
             "delay": config.label_delay_seconds,
             "limit": MAX_SEGMENT_VALUES,
@@ -384,7 +379,7 @@ def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[
     if orphan_keys:
         t0 = min(k.start for k in orphan_keys)
         t1 = max(k.start for k in orphan_keys) + w
-        for r in store.query(ORPHANS, {"m": model, "w": w, "t0": _dt(t0), "t1": _dt(t1)}):
+        for r in store.query(ORPHANS, {"m": model, "w": w, "t0": utc(t0), "t1": utc(t1)}):
             key = WindowKey(model, "", int(r["ws"]))
             if key in orphan_keys:
                 rows.append(_row(key, w, "orphaned_outcomes", r["orphaned"], r["outcomes"]))

@@ -121,7 +121,7 @@ class SequentialDrift:
             state = self.error_streams.get((model, k.version))
             errors = self.store.query_rows(
                 ERRORS,
-                {"m": model, "v": k.version, "thr": thr, "t0": _dt(k.start), "t1": _dt(k.start + w)},
+                {"m": model, "v": k.version, "thr": thr, "t0": utc(k.start), "t1": utc(k.start + w)},
             )
             if not errors:
                 continue
@@ -132,12 +132,12 @@ class SequentialDrift:
                 state.detector.update(float(err))
                 if state.detector.drift_detected and fired_at is None:
                     fired_at = t / 1000
-            end = _dt(k.start + w)
+            end = utc(k.start + w)
             rate = sum(e for _, e in errors) / len(errors)
             out.append(
                 {
-                    "ts": _dt(fired_at) if fired_at is not None else end,
-                    "window_start": _dt(k.start),
+                    "ts": utc(fired_at) if fired_at is not None else end,
+                    "window_start": utc(k.start),
                     "window_end": end,
                     "model": model,
                     "version": k.version,
@@ -171,7 +171,7 @@ class SequentialDrift:
         out: list[dict[str, Any]] = []
         for k in _unseen(self.shift_streams, model, keys, out):
             state = self.shift_streams.get((model, k.version))
-            params = {"m": model, "v": k.version, "t0": _dt(k.start), "t1": _dt(k.start + w)}
+            params = {"m": model, "v": k.version, "t0": utc(k.start), "t1": utc(k.start + w)}
             n = int(self.store.query_rows(WINDOW_COUNT, params)[0][0])
             events = self.store.query_rows(SHIFT_EVENTS, {**params, "every": max(1, math.ceil(n / SHIFT_MAX_EVENTS))})
             if not events:
@@ -191,13 +191,13 @@ class SequentialDrift:
             rows: list[dict[str, Any]] = []
             statistic = det.statistic
             if statistic.size:  # armed: the reference is learnt
-                end = _dt(k.start + w)
+                end = utc(k.start + w)
                 for j, name in enumerate(state.features):
                     fired = j in first
                     rows.append(
                         {
-                            "ts": _dt(first[j]) if fired else end,
-                            "window_start": _dt(k.start),
+                            "ts": utc(first[j]) if fired else end,
+                            "window_start": utc(k.start),
                             "window_end": end,
                             "model": model,
                             "version": k.version,
@@ -226,7 +226,3 @@ def _unseen(
             yield k
         else:
             out.extend(again)
-
-
-def _dt(t: float) -> datetime:
-    return utc(t)
