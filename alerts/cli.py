@@ -137,7 +137,7 @@ def sunset_candidates_command(ctx: click.Context, models: tuple[str, ...], fmt: 
     from watchkeeper.alerts.sunset import sunset_candidates
 
     settings, store = _context(ctx)
-    found = sunset_candidates(store, settings, models=list(models) or None)
+    found = sunset_candidates(store, settings.alert_config(), models=list(models) or None)
     if fmt == "json":
         click.echo(json.dumps([c.to_json() for c in found], indent=2, sort_keys=True))
         return
@@ -221,7 +221,7 @@ def silence_expire(ctx: click.Context, silence_id: str) -> None:
 def ack_command(ctx: click.Context, alert_id: str, comment: str, author: str) -> None:
     """Acknowledge a firing alert (and its PagerDuty incident, when PagerDuty is configured)."""
     from watchkeeper.alerts.engine import list_alerts
-    from watchkeeper.alerts.notifiers import DeliveryError, notifiers_from_settings
+    from watchkeeper.alerts.notifiers import DeliveryError, notifiers_from_config
     from watchkeeper.alerts.silences import acknowledge
 
     settings, store = _context(ctx)
@@ -232,7 +232,7 @@ def ack_command(ctx: click.Context, alert_id: str, comment: str, author: str) ->
         raise click.ClickException(f"alert {alert_id} is not firing")
     ack = acknowledge(store, current[0], author=author, comment=comment)
     click.echo(f"acknowledged {alert_id} (firing since {iso(ack.episode_ts)})")
-    for n in notifiers_from_settings(settings):
+    for n in notifiers_from_config(settings.delivery_config()):
         if hasattr(n, "acknowledge"):
             try:
                 n.acknowledge(current[0])

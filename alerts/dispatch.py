@@ -44,13 +44,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from watchkeeper.alerts.model import Alert, Severity, severity_rank
 from watchkeeper.alerts.notifiers import (
     AlertmanagerNotifier,
+    DeliveryConfig,
     DeliveryError,
     Message,
     Notifier,
     PagerDutyNotifier,
     SlackNotifier,
     WebhookNotifier,
-    notifiers_from_settings,
+    notifiers_from_config,
 )
 
 log = logging.getLogger(__name__)
@@ -244,22 +245,22 @@ class Dispatcher:
         self._lanes = {n.name: _Lane(n, self, queue_size) for n in notifiers}
 
     @classmethod
-    def from_settings(
+    def from_config(
         cls,
-        settings: Any,
+        config: DeliveryConfig,
         *,
         routes: Sequence[Route | Mapping[str, Any]] | None = None,
         receivers: Mapping[str, ReceiverConfig | Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> Dispatcher:
-        """Receivers from the settings' URLs and keys, plus named ``receivers`` and ``routes``
-        (default: ``settings.alert_receivers`` and ``settings.alert_routes`` when those fields exist)."""
-        notifiers = notifiers_from_settings(settings)
-        extra = receivers if receivers is not None else (getattr(settings, "alert_receivers", None) or {})
+        """Receivers from the configured URLs and keys, plus named ``receivers`` and ``routes``
+        (default: ``config.receivers`` and ``config.routes``)."""
+        notifiers = notifiers_from_config(config)
+        extra = receivers if receivers is not None else config.receivers
         for name, cfg in sorted(extra.items()):
             rc = cfg if isinstance(cfg, ReceiverConfig) else ReceiverConfig.model_validate(cfg)
             notifiers.append(rc.build(name))
-        raw_routes = routes if routes is not None else (getattr(settings, "alert_routes", None) or ())
+        raw_routes = routes if routes is not None else config.routes
         parsed = [r if isinstance(r, Route) else Route.model_validate(r) for r in raw_routes]
         return cls(notifiers, parsed, **kwargs)
 

@@ -29,14 +29,17 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
-from watchkeeper.alerts.model import Alert, runbook_url_for, utc
-from watchkeeper.alerts.policy import DEFAULT_POLICY, AlertPolicy, policy_for
-from watchkeeper.alerts.rules import Point, Reference, build_windows, pooled_reference
+from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.policy import AlertPolicy
+from watchkeeper.alerts.window import Point, build_windows
+from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
+from watchkeeper.detectors.timeutil import utc
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +107,14 @@ ALERT_COLUMNS_SQL = (
 
 
 def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(max(0.0, float(t)), UTC)
+    return utc(max(0.0, float(t)))
 
 
 class AlertEngine:
     """Evaluates alert policies over the store and records state changes.
 
-    ``policies`` maps model names to policies; other models use
-    ``settings.models[name].alerting`` when that field exists and is set, else
-    ``default_policy``, else ``settings.alerting`` when that field exists, else ``AlertPolicy()``.
+    ``config`` holds the window length, the per-model policies (others get its
+    default policy), owners and runbooks (see :class:`~watchkeeper.alerts.config.AlertConfig`).
     ``write=False`` evaluates without reading or writing ``alerts`` (a dry run
     from the data alone, as ``sunset-candidates`` does); ``history_days=None``
     considers all windows.
@@ -121,36 +123,26 @@ class AlertEngine:
     def __init__(
         self,
         store: Any,
-        settings: Any,
-        policies: Mapping[str, AlertPolicy] | None = None,
+        config: AlertConfig | None = None,
         *,
-        default_policy: AlertPolicy | None = None,
         history_days: float | None = 7.0,
         write: bool = True,
-        clock: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings
-        self.policies = dict(policies or {})
-        fleet_policy = getattr(settings, "alerting", None)
-        self.default_policy = default_policy or (fleet_policy if isinstance(fleet_policy, AlertPolicy) else None) \
-            or DEFAULT_POLICY  # fmt: skip
+        self.config = config or AlertConfig()
         self.history_seconds = None if history_days is None else int(history_days * 86_400)
         self.write = write
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.window_seconds = int(getattr(settings, "window_seconds", 300))
+        self.window_seconds = int(self.config.window_seconds)
         self.stats: Counter[str] = Counter()
         self._evaluators: dict[str, ModelEvaluator] = {}
-        self._references: dict[tuple[str, str, str], Reference] = {}  # complete ones only
+        self._references: dict[tuple[str, str, str], MetricBaseline] = {}  # complete ones only
         self._fleet = 0
 
     # Configuration -------------------------------------------------------------
     def policy(self, model: str) -> AlertPolicy:
-        return policy_for(model, self.settings, self.policies, self.default_policy)
-
-    def _model_config(self, model: str) -> Any:
-        getter = getattr(self.settings, "model", None)
-        return getter(model) if callable(getter) else None
+        return self.config.policy(model)
 
     def reset(self) -> None:
         """Forget all in-memory state: the next ``evaluate`` rebuilds it from the store."""
@@ -218,8 +210,7 @@ class AlertEngine:
                 rows = self.store.query(FLEET)
                 since = max(0, int(rows[0]["last_end"]) - self.history_seconds) if rows else 0
         else:
-            s = self.settings
-            late = int(getattr(s, "label_delay_seconds", 600)) + int(getattr(s, "orphan_after_seconds", 3600))
+            late = int(self.config.late_seconds)
             since = max(0, self._fleet - late - 4 * self.window_seconds)
         out: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
         for r in self.store.query(CATALOGUE, {"since": _dt(since)}):
@@ -261,7 +252,7 @@ class AlertEngine:
 
     def _load_references(
         self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int]]]
-    ) -> tuple[dict[str, dict[str, Reference]], dict[str, dict[str, Reference]]]:
+    ) -> tuple[dict[str, dict[str, MetricBaseline]], dict[str, dict[str, MetricBaseline]]]:
         """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
         wanted: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (metric, k, min_n) -> models
         versions = {m: sorted(v for v in catalogue.get(m, {}) if v) for m in models}
@@ -278,11 +269,11 @@ class AlertEngine:
             for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "min_n": min_n, "k": k}):
                 points[(r["model"], r["version"])].append((int(r["ws"]), Point(float(r["value"]), int(r["n"]))))
             for (m, v), pts in points.items():
-                ref = pooled_reference(pts, k)
+                ref = pooled_baseline(pts, k)
                 if ref is not None:
                     self._references[(m, v, metric)] = ref
-        refs: dict[str, dict[str, Reference]] = defaultdict(dict)
-        ests: dict[str, dict[str, Reference]] = defaultdict(dict)
+        refs: dict[str, dict[str, MetricBaseline]] = defaultdict(dict)
+        ests: dict[str, dict[str, MetricBaseline]] = defaultdict(dict)
         for m in models:
             rule = self.policy(m).retrain
             for v in versions[m]:
@@ -307,14 +298,11 @@ class AlertEngine:
                 log.warning("could not read silences: %s", type(exc).__name__)
         out = []
         for d in decisions:
-            cfg = self._model_config(d.model)
-            owner = getattr(cfg, "owner", None) or "unowned"
-            base = getattr(self.settings, "runbook_base_url", "")
             alert = Alert(
                 alert_id=d.alert_id, model=d.model, version=d.version, kind=d.kind,  # type: ignore[arg-type]
                 severity=d.severity, state=d.state, summary=d.summary,  # type: ignore[arg-type]
-                evidence=d.evidence, owner=owner,
-                runbook_url=runbook_url_for(d.kind, base, getattr(cfg, "runbook_url", None)),
+                evidence=d.evidence, owner=self.config.owner(d.model),
+                runbook_url=self.config.runbook_url(d.model, d.kind),
                 ts=utc(d.ts), fired_at=now,
             )  # fmt: skip
             if any(s.silences(alert, now) for s in active):

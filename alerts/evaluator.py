@@ -24,7 +24,7 @@ Traffic rules look at the gaps between windows with predictions:
 >>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300)
 >>> def win(i, acc):
 ...     return Window("v1", i * 300, i * 300 + 300, {"predictions": Point(500, 500), "accuracy": Point(acc, 400)})
->>> refs = {"v1": Reference(0.9, 1200, (0, 300, 600))}
+>>> refs = {"v1": MetricBaseline(0.9, 1200, (0, 300, 600))}
 >>> out = ev.feed([win(i, 0.9 if i < 5 else 0.6) for i in range(10)], references=refs)
 >>> [(d.kind, d.state, d.ts) for d in out]
 [('retrain', 'firing', 2400)]
@@ -41,11 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from watchkeeper.alerts.hysteresis import SeriesState, Transition, force_resolve, restored, step
-from watchkeeper.alerts.model import alert_id_for, human_duration, iso
+from watchkeeper.alerts.model import alert_id_for, human_duration
 from watchkeeper.alerts.policy import AlertPolicy, Hysteresis
 from watchkeeper.alerts.rules import (
     FeatureDrift,
-    Reference,
     Signal,
     Window,
     concept_rows,
@@ -57,6 +56,8 @@ from watchkeeper.alerts.rules import (
     ops_signals,
     retrain_signal,
 )
+from watchkeeper.detectors.reference import MetricBaseline
+from watchkeeper.detectors.timeutil import iso
 
 SeriesKey = tuple[str, str, str]  # (version, kind, subject)
 
@@ -146,8 +147,8 @@ class ModelEvaluator:
         self,
         windows: Iterable[Window],
         *,
-        references: Mapping[str, Reference] | None = None,
-        estimates: Mapping[str, Reference] | None = None,
+        references: Mapping[str, MetricBaseline] | None = None,
+        estimates: Mapping[str, MetricBaseline] | None = None,
         fleet_watermark: int | None = None,
     ) -> list[Decision]:
         """Process new windows, then the gaps up to the fleet watermark; returns the state changes."""
@@ -163,14 +164,14 @@ class ModelEvaluator:
         out += self._trailing()
         return out
 
-    def _window(self, w: Window, ref: Reference | None, est: Reference | None) -> list[Decision]:
+    def _window(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
         p, out = self.policy, []
         if w.version and w.predictions > 0:
             out += self._traffic(w)
         if w.version:
             if p.retrain.enabled:
                 if p.retrain.baseline is not None:
-                    ref = Reference(value=p.retrain.baseline, n=0)
+                    ref = MetricBaseline(value=p.retrain.baseline, n=0)
                 history = self._concept.setdefault(w.version, deque(maxlen=p.retrain.concept_windows))
                 out += self._apply(retrain_signal(self.model, w, ref, tuple(history), p.retrain), p.retrain.hysteresis)
                 rows = concept_rows(w, p.retrain)

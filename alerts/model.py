@@ -10,6 +10,7 @@ it); ``fired_at`` is the wall time at which the engine made it. Everything
 except ``fired_at`` and ``silenced`` is a function of the data, so a replay
 reproduces it exactly (compare :meth:`Alert.decision`).
 
+>>> from datetime import UTC
 >>> a = Alert(
 ...     alert_id=alert_id_for("fraud", "v3", "retrain", ""), model="fraud", version="v3",
 ...     kind="retrain", severity="critical", state="firing",
@@ -31,14 +32,21 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from watchkeeper.detectors.timeutil import iso, utc
+
 Kind = Literal["drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops"]
 Severity = Literal["info", "warning", "critical"]
 State = Literal["firing", "resolved"]
+
+# ``utc`` and ``iso`` are the project's time helpers (``detectors/timeutil.py``), imported here for the
+# modules and tests that take them with the alert model.
+__all__ = ["ALERT_COLUMNS", "KINDS", "SEVERITIES", "STATES", "Alert", "alert_id_for", "clean_evidence",
+           "evidence_json", "human_duration", "iso", "runbook_url_for", "severity_rank", "utc"]  # fmt: skip
 
 KINDS: tuple[str, ...] = ("drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
@@ -80,25 +88,6 @@ def runbook_url_for(kind: str, base: str, configured: str | None = None) -> str:
     'https://rb.example/wk.md#drift'
     """
     return configured or f"{base}#{kind}"
-
-
-def utc(t: datetime | float | int) -> datetime:
-    """An aware UTC datetime from epoch seconds or a (naive = UTC) datetime."""
-    if isinstance(t, datetime):
-        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-    return datetime.fromtimestamp(float(t), UTC)
-
-
-def iso(t: datetime | float | int) -> str:
-    """RFC 3339 in UTC with a ``Z``; milliseconds only when there are some.
-
-    >>> iso(0), iso(1.5)
-    ('1970-01-01T00:00:00Z', '1970-01-01T00:00:01.500Z')
-    """
-    d = utc(t)
-    if d.microsecond:
-        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def human_duration(seconds: float) -> str:

@@ -1,8 +1,10 @@
 """Notifiers: turn alerts into the payloads of each receiving API, and send them.
 
 Payload building (:meth:`Notifier.messages`) is pure; sending is one HTTP call
-per message that raises :class:`DeliveryError` (retriable or not) on failure.
-Retries, queues and dead letters are the dispatcher's (``alerts/dispatch.py``).
+per message that raises :class:`DeliveryError` (retriable or not) on failure
+(the interface and the request: ``alerts/transport.py``). Retries, queues and
+dead letters are the dispatcher's (``alerts/dispatch.py``). Which receivers
+exist is a :class:`DeliveryConfig` (:func:`notifiers_from_config`).
 
 - :class:`WebhookNotifier` — generic JSON: ``{"version": "1", "status", "model", "alerts": [...]}``
   per model (``WATCHKEEPER_WEBHOOK_URL`` gets every alert).
@@ -31,12 +33,6 @@ PagerDutyNotifier(name='pagerduty')
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import json
-import urllib.error
-import urllib.request
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,139 +41,31 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from watchkeeper.alerts.model import Alert, evidence_json, iso
+from watchkeeper.alerts.model import Alert, evidence_json
+from watchkeeper.alerts.transport import (
+    DeliveryError,
+    HttpNotifier,
+    Message,
+    Notifier,
+    check,
+    group_by_model,
+    idempotency_key,
+    post_json,
+    secret_value,
+)
+from watchkeeper.detectors.timeutil import iso
+
+# The interface and the request's failure are re-exported: callers take them with the receivers.
+__all__ = [
+    "PAGERDUTY_EVENTS_URL", "AlertmanagerNotifier", "DeliveryConfig", "DeliveryError", "GrafanaAnnotator",
+    "Message", "Notifier", "PagerDutyNotifier", "RetrainWebhook", "SlackNotifier", "WebhookNotifier",
+    "notifiers_from_config",
+]  # fmt: skip
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-USER_AGENT = "watchkeeper-alerts/0.1"
-RETRIABLE_STATUS = frozenset({408, 425, 429})
 
 
-class DeliveryError(Exception):
-    """A delivery failed. The message names the receiver and the cause, never a URL or a key."""
-
-    def __init__(self, receiver: str, reason: str, *, retriable: bool, retry_after: float | None = None) -> None:
-        super().__init__(f"{receiver}: {reason}")
-        self.receiver = receiver
-        self.reason = reason
-        self.retriable = retriable
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Message:
-    """One request to a receiver and the alerts it carries."""
-
-    payload: Any = field(repr=False)  # may hold a routing key
-    alerts: tuple[Alert, ...]
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    headers: Mapping[str, str]
-
-
-def _secret(value: SecretStr | str) -> str:
-    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-
-
-def post_json(
-    receiver: str, url: str, payload: Any, *, timeout: float, headers: Mapping[str, str] | None = None
-) -> Response:
-    """POST ``payload`` as JSON; any HTTP status is returned, a connection failure raises (safely)."""
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-    req = urllib.request.Request(url, data=data, method="POST")
-    req.add_header("Content-Type", "application/json")
-    req.add_header("User-Agent", USER_AGENT)
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - configured URLs only
-            return Response(resp.status, resp.read(65536), dict(resp.headers.items()))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = exc.read(4096)
-        except Exception:
-            body = b""
-        hdrs = dict(exc.headers.items()) if exc.headers else {}
-        exc.close()
-        return Response(exc.code, body, hdrs)
-    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        reason = getattr(exc, "reason", None)
-        kind = type(reason).__name__ if isinstance(reason, BaseException) else type(exc).__name__
-        raise DeliveryError(receiver, f"connection failed ({kind})", retriable=True) from None
-
-
-def check(receiver: str, resp: Response) -> None:
-    """Raise unless the status is 2xx; 408, 425, 429 and 5xx are worth retrying."""
-    if 200 <= resp.status < 300:
-        return
-    retry_after = None
-    raw = {k.lower(): v for k, v in resp.headers.items()}.get("retry-after")
-    if raw:
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = None
-    retriable = resp.status in RETRIABLE_STATUS or resp.status >= 500
-    raise DeliveryError(receiver, f"HTTP {resp.status}", retriable=retriable, retry_after=retry_after)
-
-
-def _group_by_model(alerts: Sequence[Alert]) -> list[tuple[str, list[Alert]]]:
-    groups: dict[str, list[Alert]] = {}
-    for a in alerts:
-        groups.setdefault(a.model, []).append(a)
-    return sorted(groups.items())
-
-
-def _idempotency_key(alerts: Sequence[Alert]) -> str:
-    return hashlib.sha256("|".join(a.token for a in alerts).encode()).hexdigest()[:32]
-
-
-class Notifier(ABC):
-    """One receiver. Subclasses build payloads (pure) and send one message (one HTTP call)."""
-
-    name: str = "notifier"
-    #: Routed by owner/severity (False: every alert it accepts, like the global webhook).
-    routed: bool = True
-    #: Gets silenced alerts too (records rather than pages).
-    includes_silenced: bool = False
-    #: Lowest severity sent when no route is configured.
-    default_min_severity: str = "info"
-    #: Failures are counted, never dead-lettered.
-    best_effort: bool = False
-    #: Re-send firing alerts this often (seconds), for receivers that expire them.
-    resend_seconds: float | None = None
-
-    def accepts(self, alert: Alert) -> bool:
-        return True
-
-    @abstractmethod
-    def messages(self, alerts: Sequence[Alert]) -> list[Message]:
-        """The requests that deliver ``alerts`` (pure)."""
-
-    @abstractmethod
-    def send(self, message: Message, timeout: float) -> None:
-        """Deliver one message; raise :class:`DeliveryError` on failure."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
-
-
-class _HttpNotifier(Notifier):
-    def __init__(self, url: SecretStr | str, name: str) -> None:
-        self._url = SecretStr(_secret(url))
-        self.name = name
-
-    def send(self, message: Message, timeout: float) -> None:
-        resp = post_json(self.name, self._url.get_secret_value(), message.payload, timeout=timeout,
-                         headers=message.headers)  # fmt: skip
-        check(self.name, resp)
-
-
-class WebhookNotifier(_HttpNotifier):
+class WebhookNotifier(HttpNotifier):
     """Generic JSON webhook: one POST per model and batch, alerts as published.
 
     The global one (``routed=False``) gets every alert, silenced ones included (flagged);
@@ -191,7 +79,7 @@ class WebhookNotifier(_HttpNotifier):
 
     def messages(self, alerts: Sequence[Alert]) -> list[Message]:
         out = []
-        for model, group in _group_by_model(alerts):
+        for model, group in group_by_model(alerts):
             payload = {
                 "version": "1",
                 "source": "watchkeeper",
@@ -200,11 +88,11 @@ class WebhookNotifier(_HttpNotifier):
                 "status": "firing" if any(a.firing for a in group) else "resolved",
                 "alerts": [a.to_json() for a in group],
             }
-            out.append(Message(payload, tuple(group), {"Idempotency-Key": _idempotency_key(group)}))
+            out.append(Message(payload, tuple(group), {"Idempotency-Key": idempotency_key(group)}))
         return out
 
 
-class RetrainWebhook(_HttpNotifier):
+class RetrainWebhook(HttpNotifier):
     """Calls the retraining pipeline once per firing retrain alert, with the evidence."""
 
     routed = False
@@ -231,13 +119,13 @@ class RetrainWebhook(_HttpNotifier):
                     "evidence": a.evidence,
                 },
                 (a,),
-                {"Idempotency-Key": _idempotency_key([a])},
+                {"Idempotency-Key": idempotency_key([a])},
             )
             for a in alerts
         ]
 
 
-class SlackNotifier(_HttpNotifier):
+class SlackNotifier(HttpNotifier):
     """Slack incoming webhook: one message per model and batch (Block Kit, with a text fallback)."""
 
     ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
@@ -252,7 +140,7 @@ class SlackNotifier(_HttpNotifier):
 
     def messages(self, alerts: Sequence[Alert]) -> list[Message]:
         out = []
-        for model, group in _group_by_model(alerts):
+        for model, group in group_by_model(alerts):
             for i in range(0, len(group), self.MAX_ALERTS):
                 chunk = group[i : i + self.MAX_ALERTS]
                 out.append(Message(self.payload(model, chunk), tuple(chunk)))
@@ -284,7 +172,7 @@ class PagerDutyNotifier(Notifier):
 
     def __init__(self, routing_key: SecretStr | str, *, url: str = PAGERDUTY_EVENTS_URL, name: str = "pagerduty",
                  source: str = "watchkeeper") -> None:  # fmt: skip
-        self._key = SecretStr(_secret(routing_key))
+        self._key = SecretStr(secret_value(routing_key))
         self._url = url
         self.name = name
         self.source = source
@@ -397,9 +285,9 @@ class GrafanaAnnotator(Notifier):
                  password: SecretStr | str | None = None, dashboard_uid: str | None = None,
                  name: str = "grafana") -> None:  # fmt: skip
         self._url = SecretStr(url)
-        self._token = SecretStr(_secret(token)) if token else None
+        self._token = SecretStr(secret_value(token)) if token else None
         self._user = user
-        self._password = SecretStr(_secret(password)) if password else None
+        self._password = SecretStr(secret_value(password)) if password else None
         self.dashboard_uid = dashboard_uid
         self.name = name
         self._api: Any = None
@@ -439,22 +327,47 @@ class GrafanaAnnotator(Notifier):
             raise DeliveryError(self.name, reason, retriable=True) from None
 
 
-def notifiers_from_settings(settings: Any) -> list[Notifier]:
-    """The receivers configured by the settings fields (URLs and keys are secrets)."""
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Where alerts go: the receivers configured by URL or key, named receivers and routes.
+
+    URLs that embed tokens and keys are secrets (``SecretStr``): never in a ``repr`` or a log line.
+    ``receivers`` and ``routes`` are the dispatcher's (``alerts/dispatch.py``), as configured.
+    """
+
+    webhook_url: SecretStr | str | None = field(default=None, repr=False)
+    retrain_webhook_url: SecretStr | str | None = field(default=None, repr=False)
+    slack_webhook_url: SecretStr | str | None = field(default=None, repr=False)
+    pagerduty_routing_key: SecretStr | str | None = field(default=None, repr=False)
+    pagerduty_events_url: str = PAGERDUTY_EVENTS_URL
+    alertmanager_url: str | None = None
+    grafana_url: str | None = None
+    grafana_token: SecretStr | str | None = field(default=None, repr=False)
+    grafana_user: str | None = None
+    grafana_password: SecretStr | str | None = field(default=None, repr=False)
+    receivers: Mapping[str, Any] = field(default_factory=dict)
+    routes: Sequence[Any] = ()
+
+
+def notifiers_from_config(config: DeliveryConfig) -> list[Notifier]:
+    """The receivers configured by URL or key (URLs and keys are secrets).
+
+    >>> [n.name for n in notifiers_from_config(DeliveryConfig(slack_webhook_url="https://hooks.example/x"))]
+    ['slack']
+    """
+    c = config
     out: list[Notifier] = []
-    if getattr(settings, "webhook_url", None):
-        out.append(WebhookNotifier(settings.webhook_url))
-    if getattr(settings, "retrain_webhook_url", None):
-        out.append(RetrainWebhook(settings.retrain_webhook_url))
-    if getattr(settings, "slack_webhook_url", None):
-        out.append(SlackNotifier(settings.slack_webhook_url))
-    if getattr(settings, "pagerduty_routing_key", None):
-        url = getattr(settings, "pagerduty_events_url", None) or PAGERDUTY_EVENTS_URL
-        out.append(PagerDutyNotifier(settings.pagerduty_routing_key, url=url))
-    if getattr(settings, "alertmanager_url", None):
-        out.append(AlertmanagerNotifier(settings.alertmanager_url))
-    if getattr(settings, "grafana_url", None):
-        out.append(GrafanaAnnotator(settings.grafana_url, token=getattr(settings, "grafana_token", None),
-                                    user=getattr(settings, "grafana_user", None),
-                                    password=getattr(settings, "grafana_password", None)))  # fmt: skip
+    if c.webhook_url:
+        out.append(WebhookNotifier(c.webhook_url))
+    if c.retrain_webhook_url:
+        out.append(RetrainWebhook(c.retrain_webhook_url))
+    if c.slack_webhook_url:
+        out.append(SlackNotifier(c.slack_webhook_url))
+    if c.pagerduty_routing_key:
+        out.append(PagerDutyNotifier(c.pagerduty_routing_key, url=c.pagerduty_events_url or PAGERDUTY_EVENTS_URL))
+    if c.alertmanager_url:
+        out.append(AlertmanagerNotifier(c.alertmanager_url))
+    if c.grafana_url:
+        out.append(GrafanaAnnotator(c.grafana_url, token=c.grafana_token, user=c.grafana_user,
+                                    password=c.grafana_password))  # fmt: skip
     return out

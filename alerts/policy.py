@@ -26,7 +26,7 @@ In YAML, per model (once ``ModelConfig`` has an ``alerting`` field)::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -189,21 +189,3 @@ class AlertPolicy(BaseModel):
 
 
 DEFAULT_POLICY = AlertPolicy()
-
-
-def policy_for(
-    model: str,
-    settings: Any = None,
-    policies: Mapping[str, AlertPolicy] | None = None,
-    default: AlertPolicy = DEFAULT_POLICY,
-) -> AlertPolicy:
-    """The policy of ``model``: ``policies[model]``, else ``settings.models[model].alerting``, else ``default``."""
-    if policies and model in policies:
-        return policies[model]
-    cfg = getattr(settings, "models", {}).get(model) if settings is not None else None
-    configured = getattr(cfg, "alerting", None)
-    if isinstance(configured, AlertPolicy):
-        return configured
-    if isinstance(configured, Mapping):
-        return AlertPolicy.model_validate(configured)
-    return default

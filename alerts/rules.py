@@ -1,8 +1,9 @@
 """Alert rules: pure functions from one model's windows to per-window signals.
 
-A *window* gathers what the model stage wrote for one (model, version, window):
-its metric rows (segment ``''`` in ``metrics``, others in ``segments``) and its
-drift rows. A rule looks at one window (and, for persistence, the few before
+A *window* (``alerts/window.py``) gathers what the model stage wrote for one
+(model, version, window): its metric rows and its drift rows. The statistics
+are ``detectors/stats.py``'s, the reference a ``detectors.reference.MetricBaseline``.
+A rule looks at one window (and, for persistence, the few before
 it) and returns a :class:`Signal`: bad, good, or ``None`` when the window does
 not hold enough evidence. Hysteresis (``alerts/hysteresis.py``) turns runs of
 signals into alerts. No I/O here: rows come in as plain mappings.
@@ -12,7 +13,7 @@ signals into alerts. No I/O here: rows come in as plain mappings.
 ...     {"version": "v1", "ws": 0, "we": 300, "segment": "", "metric": "label_rate", "value": 0.8, "n": 500},
 ... ]
 >>> [w] = build_windows(rows)
->>> ref = Reference(value=0.85, n=1200, starts=(-900, -600, -300))
+>>> ref = MetricBaseline(value=0.85, n=1200, starts=(-900, -600, -300))
 >>> s = retrain_signal("fraud", w, ref, (), RetrainRule())
 >>> s.bad, s.summary
 (True, 'fraud v1: accuracy fell to 0.620 from a reference of 0.850 (400 labels); retrain recommended.')
@@ -22,15 +23,22 @@ signals into alerts. No I/O here: rows come in as plain mappings.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from statistics import NormalDist
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.alerts.model import iso
 from watchkeeper.alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.window import DriftRow, Point, Signal, Window, build_windows
+from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
+from watchkeeper.detectors.stats import newcombe_drop_bound, wilson, z_one_sided
+from watchkeeper.detectors.timeutil import iso
+
+# The window types, the baseline and the statistics are re-exported: a rule's caller needs them too.
+__all__ = [
+    "PROPORTIONS", "DriftRow", "FeatureDrift", "MetricBaseline", "Point", "Signal", "Window", "build_windows",
+    "concept_rows", "drift_signal", "drifted_features", "drop_and_bound", "estimate_signal", "fairness_signals",
+    "is_concept", "lift_signal", "ops_signals", "pooled_baseline", "retrain_signal", "wilson", "z_one_sided",
+]  # fmt: skip
 
 # Metrics that are proportions of their ``n`` events: their intervals come from the counts.
 PROPORTIONS = frozenset(
@@ -39,169 +47,11 @@ PROPORTIONS = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """A metric's value and the number of events behind it."""
-
-    value: float
-    n: int
-
-
-@dataclass(frozen=True, slots=True)
-class DriftRow:
-    """One row of the ``drift`` table (one feature, one detector, one window)."""
-
-    feature: str
-    detector: str
-    statistic: float
-    threshold: float
-    drifted: bool
-
-
-@dataclass(frozen=True)
-class Window:
-    """What the model stage wrote for one window of one model version."""
-
-    version: str
-    start: int  # epoch seconds
-    end: int
-    metrics: Mapping[str, Point] = field(default_factory=dict)  # segment ''
-    segments: Mapping[str, Mapping[str, Point]] = field(default_factory=dict)  # segment -> metric -> point
-    drift: tuple[DriftRow, ...] = ()
-
-    @property
-    def predictions(self) -> int:
-        p = self.metrics.get("predictions")
-        return int(p.value) if p is not None else 0
-
-
-@dataclass(frozen=True)
-class Reference:
-    """What a version is compared with: pooled over its first labelled windows, or configured."""
-
-    value: float
-    n: int  # 0: a configured value, taken as exact
-    starts: tuple[int, ...] = ()  # the reference windows (epoch seconds)
-
-    @property
-    def configured(self) -> bool:
-        return not self.starts
-
-    def covers(self, start: int) -> bool:
-        """True for the reference's own windows (and earlier ones): they are not judged against it."""
-        return bool(self.starts) and start <= self.starts[-1]
-
-    def evidence(self) -> dict[str, Any]:
-        if self.configured:
-            return {"value": self.value, "source": "configured"}
-        return {"value": self.value, "n": self.n, "source": "first labelled windows",
-                "windows": [iso(s) for s in self.starts]}  # fmt: skip
-
-
-def pooled_reference(points: Sequence[tuple[int, Point]], k: int) -> Reference | None:
-    """The n-weighted mean of the first ``k`` windows (start, point); None until there are ``k``.
-
-    >>> pooled_reference([(0, Point(0.8, 100)), (300, Point(0.9, 300))], k=2)
-    Reference(value=0.875, n=400, starts=(0, 300))
-    """
-    first = sorted(points, key=lambda sp: sp[0])[:k]
-    if len(first) < k:
-        return None
-    n = sum(p.n for _, p in first)
-    if n <= 0:
-        return None
-    value = sum(p.value * p.n for _, p in first) / n
-    return Reference(value=value, n=n, starts=tuple(s for s, _ in first))
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One rule's verdict on one window: ``bad`` True, False, or None (not enough evidence)."""
-
-    kind: str
-    subject: str
-    version: str
-    ts: int
-    bad: bool | None
-    severity: str
-    summary: str
-    evidence: dict[str, Any]
-
-
-# Rows -> windows ------------------------------------------------------------
-
-
-def _epoch(row: Mapping[str, Any], short: str, long: str) -> int:
-    if short in row:
-        return int(row[short])
-    v = row[long]
-    if isinstance(v, datetime):
-        from watchkeeper.alerts.model import utc
-
-        return int(utc(v).timestamp())
-    return int(v)
-
-
-def build_windows(
-    metric_rows: Iterable[Mapping[str, Any]], drift_rows: Iterable[Mapping[str, Any]] = ()
-) -> list[Window]:
-    """Group ``metrics`` and ``drift`` rows of one model into windows, ordered by (end, version).
-
-    A row has ``version``, ``ws``/``we`` (epoch seconds) or ``window_start``/``window_end``,
-    and the table's other columns.
-    """
-    metrics: dict[tuple[str, int, int], dict[str, Point]] = {}
-    segments: dict[tuple[str, int, int], dict[str, dict[str, Point]]] = {}
-    drift: dict[tuple[str, int, int], list[DriftRow]] = {}
-    for r in metric_rows:
-        key = (str(r["version"]), _epoch(r, "ws", "window_start"), _epoch(r, "we", "window_end"))
-        point = Point(float(r["value"]), int(r["n"]))
-        seg = str(r.get("segment", ""))
-        if seg:
-            segments.setdefault(key, {}).setdefault(seg, {})[str(r["metric"])] = point
-        else:
-            metrics.setdefault(key, {})[str(r["metric"])] = point
-    for r in drift_rows:
-        key = (str(r["version"]), _epoch(r, "ws", "window_start"), _epoch(r, "we", "window_end"))
-        drift.setdefault(key, []).append(
-            DriftRow(str(r["feature"]), str(r["detector"]), float(r["statistic"]), float(r["threshold"]),
-                     bool(r["drifted"]))
-        )  # fmt: skip
-    keys = set(metrics) | set(segments) | set(drift)
-    return [
-        Window(
-            version=v, start=s, end=e, metrics=metrics.get((v, s, e), {}), segments=segments.get((v, s, e), {}),
-            drift=tuple(sorted(drift.get((v, s, e), []), key=lambda d: (d.feature, d.detector))),
-        )  # fmt: skip
-        for v, s, e in sorted(keys, key=lambda k: (k[2], k[0], k[1]))
-    ]
-
-
-# Statistics -----------------------------------------------------------------
-
-
-def z_one_sided(confidence: float) -> float:
-    """The normal quantile of a one-sided bound at ``confidence``."""
-    return NormalDist().inv_cdf(confidence)
-
-
-def wilson(p: float, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``p`` of ``n`` events.
-
-    >>> tuple(round(x, 3) for x in wilson(0.5, 100, 1.96))
-    (0.404, 0.596)
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = min(max(p, 0.0), 1.0)
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+# Statistics (in ``detectors/stats.py``) applied to a metric ----------------------------------------
 
 
 def drop_and_bound(
-    metric: str, ref: Reference, cur: Point, z: float, higher_is_better: bool
+    metric: str, ref: MetricBaseline, cur: Point, z: float, higher_is_better: bool
 ) -> tuple[float, float]:
     """(drop, one-sided lower bound of the drop) of ``cur`` against ``ref``; a drop is a worsening.
 
@@ -213,13 +63,7 @@ def drop_and_bound(
     drop = (r - c) if higher_is_better else (c - r)
     if metric not in PROPORTIONS or not (0.0 <= r <= 1.0 and 0.0 <= c <= 1.0):
         return drop, drop
-    lo_c, hi_c = wilson(c, cur.n, z)
-    if ref.configured:
-        return drop, (r - hi_c) if higher_is_better else (lo_c - r)
-    lo_r, hi_r = wilson(r, ref.n, z)
-    if higher_is_better:
-        return drop, drop - math.sqrt((r - lo_r) ** 2 + (hi_c - c) ** 2)
-    return drop, drop - math.sqrt((c - lo_c) ** 2 + (hi_r - r) ** 2)
+    return newcombe_drop_bound(r, None if ref.configured else ref.n, c, cur.n, z, higher_is_better)
 
 
 def _name(model: str, version: str) -> str:
@@ -245,7 +89,7 @@ def concept_rows(w: Window, rule: RetrainRule) -> list[DriftRow]:
 
 
 def retrain_signal(
-    model: str, w: Window, ref: Reference | None, concept_history: Sequence[bool], rule: RetrainRule
+    model: str, w: Window, ref: MetricBaseline | None, concept_history: Sequence[bool], rule: RetrainRule
 ) -> Signal:
     """Retrain: a material and significant drop of ``rule.metric``, or sustained concept drift.
 
@@ -309,7 +153,7 @@ def retrain_signal(
     return Signal("retrain", "", w.version, w.end, verdict, rule.severity, summary, ev)
 
 
-def estimate_signal(model: str, w: Window, ref: Reference | None, rule: RetrainRule) -> Signal:
+def estimate_signal(model: str, w: Window, ref: MetricBaseline | None, rule: RetrainRule) -> Signal:
     """Before labels arrive: the label-free estimate (``est_accuracy``) dropped against its reference."""
     name, metric = _name(model, w.version), rule.estimate_metric
     ev: dict[str, Any] = {**_window_evidence(w), "metric": metric}

@@ -31,7 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from watchkeeper.alerts import schema
-from watchkeeper.alerts.model import Alert, utc
+from watchkeeper.alerts.model import Alert
+from watchkeeper.detectors.timeutil import utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)

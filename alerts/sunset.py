@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.engine import AlertEngine
-from watchkeeper.alerts.policy import AlertPolicy
+from watchkeeper.detectors.timeutil import iso
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,6 @@ class SunsetCandidate:
     owner: str
 
     def to_json(self) -> dict[str, Any]:
-        from watchkeeper.alerts.model import iso
-
         return {"model": self.model, "version": self.version, "reasons": list(self.reasons),
                 "since": iso(self.since), "summaries": list(self.summaries), "owner": self.owner,
                 "evidence": dict(self.evidence)}  # fmt: skip
@@ -40,16 +39,13 @@ class SunsetCandidate:
 
 def sunset_candidates(
     store: Any,
-    settings: Any,
-    policies: Mapping[str, AlertPolicy] | None = None,
+    config: AlertConfig | None = None,
     *,
     models: Sequence[str] | None = None,
-    default_policy: AlertPolicy | None = None,
     history_days: float | None = None,
 ) -> list[SunsetCandidate]:
     """Every model or version whose sunset rules hold at the end of the data, with evidence."""
-    engine = AlertEngine(store, settings, policies, default_policy=default_policy, history_days=history_days,
-                         write=False)  # fmt: skip
+    engine = AlertEngine(store, config, history_days=history_days, write=False)
     engine.evaluate(models)
     grouped: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for a in engine.firing(kind="sunset", models=models):

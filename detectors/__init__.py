@@ -1,11 +1,16 @@
-"""watchkeeper detectors: drift detectors, performance metrics, fairness, baselines (pure computation).
+"""watchkeeper detectors: drift detectors, performance metrics, fairness, statistics, references (pure computation).
 
-Nothing here does I/O. Summaries (``BinarySummary``, ``MulticlassSummary``,
-``RegressionSummary``, ``LatencySketch``, ``GroupCounts``, bucket counts) are
-mergeable sufficient statistics that the stream builds per (model, version,
-window, segment); metric functions and drift tests read them. Sequential
-detectors share river's interface and are looked up by stable names in
-``registry``.
+Owns: everything that is computation on numbers and no I/O. Summaries
+(``BinarySummary``, ``MulticlassSummary``, ``RegressionSummary``,
+``LatencySketch``, ``GroupCounts``, bucket counts) are mergeable sufficient
+statistics that the stream builds per (model, version, window, segment);
+metric functions and drift tests read them. Sequential detectors share river's
+interface and are looked up by stable names in ``registry``. Also here, because
+every other package may import this one: the reference types and their
+selection (``reference``), interval statistics (``stats``), detector and cost
+configuration (``config``) and the UTC time helper (``timeutil``).
+
+May import: nothing of the project (numpy, scipy, river, pydantic only).
 """
 
 from __future__ import annotations
@@ -37,7 +42,14 @@ from .fairness import GroupCounts, fairness_metrics
 from .latency import LatencySketch, OpsSummary
 from .multiclass import MulticlassSummary
 from .presets import PRESETS, build, covariate_shift, watchkeeper_default
-from .reference import ReferenceSelection, merge_reference, select_reference
+from .reference import (
+    BinnedReference,
+    MetricBaseline,
+    ReferenceSelection,
+    merge_reference,
+    pooled_baseline,
+    select_reference,
+)
 from .regression import RegressionSummary
 from .sequential import (
     ADWIN,
@@ -62,6 +74,7 @@ __all__ = [
     "ADWIN",
     "ArmStats",
     "BinarySummary",
+    "BinnedReference",
     "CategoricalBinning",
     "CostMatrix",
     "CUSUM",
@@ -80,6 +93,7 @@ __all__ = [
     "KSWIN",
     "LatencySketch",
     "MeanShift",
+    "MetricBaseline",
     "MulticlassSummary",
     "NumericBinning",
     "OpsSummary",
@@ -112,6 +126,7 @@ __all__ = [
     "merge_all",
     "merge_reference",
     "msprt",
+    "pooled_baseline",
     "psi",
     "psi_pvalue",
     "registry",

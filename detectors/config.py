@@ -71,7 +71,7 @@ class ReferencePolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["fixed", "first_n", "rolling", "seasonal"] = "rolling"
+    kind: Literal["fixed", "first_n", "first_windows", "rolling", "seasonal"] = "rolling"
     start: int | None = None
     end: int | None = None
     n_events: int = Field(default=10_000, ge=1)
@@ -92,6 +92,10 @@ class ReferencePolicy(BaseModel):
     @classmethod
     def first_n(cls, n_events: int) -> ReferencePolicy:
         return cls(kind="first_n", n_events=n_events)
+
+    @classmethod
+    def first_windows(cls, n_windows: int) -> ReferencePolicy:
+        return cls(kind="first_windows", n_windows=n_windows)
 
     @classmethod
     def rolling(cls, n_windows: int = 1) -> ReferencePolicy:

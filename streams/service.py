@@ -77,7 +77,7 @@ class Worker:
 
     @cached_property
     def closer(self) -> WindowCloser:
-        return WindowCloser(self.store, self.settings)
+        return WindowCloser(self.store, self.settings.window_config())
 
     def ensure_schema(self) -> None:
         with self._lock:
@@ -178,14 +178,14 @@ class Worker:
     def alert_engine(self) -> Any:
         from watchkeeper.alerts.engine import AlertEngine
 
-        return AlertEngine(self.store, self.settings)
+        return AlertEngine(self.store, self.settings.alert_config())
 
     @cached_property
     def dispatcher(self) -> Any:
         from watchkeeper.alerts.dispatch import Dispatcher
         from watchkeeper.alerts.engine import list_alerts
 
-        dispatcher = Dispatcher.from_settings(self.settings)
+        dispatcher = Dispatcher.from_config(self.settings.delivery_config())
         dispatcher.resume(list_alerts(self.store, state="firing"))
         return dispatcher
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from watchkeeper.admin import ensure_topics
 from watchkeeper.client import Publisher
+from watchkeeper.detectors.timeutil import utc
 from watchkeeper.embedded import ensure_broker, ensure_store, is_listening
 from watchkeeper.publish import publish_files
 from watchkeeper.scenario import Scenario, write_scenario
@@ -113,7 +114,7 @@ def wait_until_counted(store: Store, expected: dict[str, dict[str, Any]], proc: 
 
 def summarise(store: Store, scenario: Scenario, run_start: datetime) -> dict[str, Any]:
     models = sorted(scenario.expected)
-    drift_at = datetime.fromtimestamp(scenario.drift_at, UTC)
+    drift_at = utc(scenario.drift_at)
     counts = {r["model"]: r for r in store.query(COUNTS, {"models": models})}
     split = {r["model"]: r for r in store.query(ACCURACY_SPLIT, {"models": models, "t": drift_at})}
     dead = store.query(
@@ -212,7 +213,7 @@ def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout
     def key(a: dict[str, Any]) -> tuple[str, str, str]:
         return a["alert_id"], a["state"], a["ts"]
 
-    dry = AlertEngine(store, settings, history_days=None, write=False)
+    dry = AlertEngine(store, settings.alert_config(), history_days=None, write=False)
     wanted = {key(a.to_json()) for a in dry.evaluate(models)}
     deadline = time.monotonic() + timeout
     while True:

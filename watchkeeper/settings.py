@@ -15,8 +15,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -24,20 +25,17 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.alerts.dispatch import ReceiverConfig, Route
-from watchkeeper.alerts.policy import AlertPolicy
+from watchkeeper.alerts.policy import DEFAULT_POLICY, AlertPolicy
+from watchkeeper.detectors.config import CostMatrix
+
+if TYPE_CHECKING:
+    from watchkeeper.alerts.config import AlertConfig
+    from watchkeeper.alerts.notifiers import DeliveryConfig
+    from watchkeeper.windows.config import WindowConfig
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
-
-class CostMatrix(BaseModel):
-    """Cost of each kind of answer for a binary model (wrong ones usually cost more)."""
-
-    model_config = {"frozen": True}
-
-    tp: float = 0.0
-    fp: float = 1.0
-    tn: float = 0.0
-    fn: float = 1.0
+__all__ = ["CostMatrix", "ModelConfig", "Settings", "load_settings", "mask_url", "policy_for"]
 
 
 class ModelConfig(BaseModel):
@@ -322,6 +320,64 @@ class Settings(BaseSettings):
             return ModelConfig(threshold=self.default_threshold)
         return cfg
 
+    # Typed configuration of the components: they get values, never this object.
+    def window_config(self) -> WindowConfig:
+        """What the model stage (``windows``) needs: window length, label delay, idle flush, the models."""
+        from watchkeeper.windows.config import ModelStageConfig, WindowConfig
+
+        def stage(cfg: ModelConfig) -> ModelStageConfig:
+            return ModelStageConfig(
+                task=cfg.task, threshold=cfg.threshold, cost=cfg.cost, protected_attributes=cfg.protected_attributes,
+                excluded_segments=cfg.excluded_segments, drift_reference=cfg.drift_reference,
+            )  # fmt: skip
+
+        return WindowConfig(
+            window_seconds=self.window_seconds,
+            label_delay_seconds=self.label_delay_seconds,
+            orphan_after_seconds=self.orphan_after_seconds,
+            idle_flush=self.idle_flush,
+            topic_predictions=self.topic_predictions,
+            models={name: stage(cfg) for name, cfg in self.models.items()},
+            default_model=stage(ModelConfig(threshold=self.default_threshold)),  # an unconfigured model
+        )
+
+    def alert_config(
+        self, policies: Mapping[str, AlertPolicy] | None = None, default_policy: AlertPolicy | None = None
+    ) -> AlertConfig:
+        """What the alert engine needs. ``policies`` (by model) replace the configured ones; models without
+        either get ``default_policy``, else the fleet's ``alerting``."""
+        from watchkeeper.alerts.config import AlertConfig
+
+        default = default_policy or self.alerting
+        names = sorted(set(self.models) | set(policies or {}))
+        return AlertConfig(
+            window_seconds=self.window_seconds,
+            runbook_base_url=self.runbook_base_url,
+            policies={name: policy_for(name, self, policies, default) for name in names},
+            default_policy=default,
+            owners={name: cfg.owner for name, cfg in self.models.items()},
+            runbooks={name: cfg.runbook_url for name, cfg in self.models.items() if cfg.runbook_url},
+            late_seconds=self.label_delay_seconds + self.orphan_after_seconds,
+        )
+
+    def delivery_config(self) -> DeliveryConfig:
+        """Where alerts are delivered: the receivers' URLs and keys (secrets), named receivers, routes."""
+        from watchkeeper.alerts.notifiers import DeliveryConfig
+
+        return DeliveryConfig(
+            webhook_url=self.webhook_url,
+            retrain_webhook_url=self.retrain_webhook_url,
+            slack_webhook_url=self.slack_webhook_url,
+            pagerduty_routing_key=self.pagerduty_routing_key,
+            alertmanager_url=self.alertmanager_url,
+            grafana_url=self.grafana_url,
+            grafana_token=self.grafana_token,
+            grafana_user=self.grafana_user,
+            grafana_password=self.grafana_password,
+            receivers=dict(self.alert_receivers),
+            routes=tuple(self.alert_routes),
+        )
+
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict safe to log: passwords in every URL masked (SecretStr fields already are)."""
         return {k: mask_url(v) if isinstance(v, str) else v for k, v in self.model_dump(mode="json").items()}
@@ -358,6 +414,28 @@ def mask_url(value: str) -> str:
     except ValueError:
         return value
     return value.replace(f":{password}@", ":***@") if password else value
+
+
+def policy_for(
+    model: str,
+    settings: Any = None,
+    policies: Mapping[str, AlertPolicy] | None = None,
+    default: AlertPolicy = DEFAULT_POLICY,
+) -> AlertPolicy:
+    """The policy of ``model``: ``policies[model]``, else ``settings.models[model].alerting``, else ``default``.
+
+    ``settings`` is a :class:`Settings` or anything with a ``models`` mapping of objects with ``alerting``
+    (a policy or its mapping).
+    """
+    if policies and model in policies:
+        return policies[model]
+    cfg = getattr(settings, "models", {}).get(model) if settings is not None else None
+    configured = getattr(cfg, "alerting", None)
+    if isinstance(configured, AlertPolicy):
+        return configured
+    if isinstance(configured, Mapping):
+        return AlertPolicy.model_validate(configured)
+    return default
 
 
 def load_settings(**overrides: Any) -> Settings:

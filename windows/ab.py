@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.detectors import ABTestConfig, ArmStats, msprt
+from watchkeeper.detectors.timeutil import utc
 
 if TYPE_CHECKING:
-    from watchkeeper.settings import Settings
     from watchkeeper.sinks.writer import Store
-    from watchkeeper.windows.metrics import WindowKey
+    from watchkeeper.windows.config import WindowConfig, WindowKey
 
 CONFUSION = """
 SELECT version, toUnixTimestamp(window_start) AS ws,
@@ -39,7 +38,7 @@ def pair_version(challenger: str, champion: str) -> str:
     return f"{challenger} vs {champion}"
 
 
-def ab_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
+def ab_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
     """A/B rows for the windows in ``keys`` where two or more versions served (binary models)."""
     windows = {k.start for k in keys if k.version}
     if not windows:
@@ -53,8 +52,8 @@ def ab_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowK
     if len(first_seen) < 2:
         return []
     champion = min(first_seen, key=lambda v: (first_seen[v], v))
-    cost = settings.model(model).cost
-    w = settings.window_seconds
+    cost = config.model(model).cost
+    w = config.window_seconds
     config = ABTestConfig()
     out: list[dict[str, Any]] = []
     for challenger in sorted(v for v in first_seen if v != champion):
@@ -78,8 +77,8 @@ def ab_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowK
             )
             n = err.n_a + err.n_b
             base = {
-                "window_start": _dt(ws),
-                "window_end": _dt(ws + w),
+                "window_start": utc(ws),
+                "window_end": utc(ws + w),
                 "model": model,
                 "version": pair_version(challenger, champion),
                 "segment": "",
@@ -101,7 +100,3 @@ def ab_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowK
 def _errors(c: list[int]) -> tuple[int, int]:
     tp, fp, tn, fn = c
     return tp + fp + tn + fn, fp + fn
-
-
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)

@@ -25,11 +25,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from watchkeeper.settings import Settings
+from watchkeeper.detectors.timeutil import epoch, utc
 from watchkeeper.sinks.writer import Store
 from watchkeeper.windows.ab import ab_rows
+from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.drift import DriftStage
-from watchkeeper.windows.metrics import BINARY_OUTCOMES, WindowKey, metrics_rows
+from watchkeeper.windows.metrics import metrics_rows
+from watchkeeper.windows.queries import BINARY_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +56,6 @@ SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM predictions 
 UNION ALL
 SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM outcomes GROUP BY model
 """
-
-
-def _ts(dt: datetime) -> float:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 DIRTY_PREDICTIONS = """
@@ -182,9 +178,9 @@ class WindowCloser:
     stamps ``ingested_at`` on insert, so worker clock skew cannot lose a row.
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, config: WindowConfig) -> None:
         self.store = store
-        self.settings = settings
+        self.config = config
         self.pending: dict[WindowKey, float] = {}  # window -> newest ingest time seen
         self.pending_since: dict[WindowKey, float] = {}  # window -> its unwritten rows were ingested after this
         self.computed: dict[WindowKey, float] = {}  # window -> ingest time its last write covers
@@ -194,21 +190,21 @@ class WindowCloser:
         self.saved_at = self.saved = 0.0  # when the checkpoint was last saved (store time), and its value
         self.last_activity = 0.0
         self.windows_written = 0
-        self.drift = DriftStage(store, settings)
+        self.drift = DriftStage(store, config)
 
     def store_now(self) -> float:
-        return _ts(self.store.query_rows("SELECT now64(3, 'UTC')")[0][0])
+        return epoch(self.store.query_rows("SELECT now64(3, 'UTC')")[0][0])
 
     # Discovery ------------------------------------------------------------
     def _discover(self, now: float) -> None:
         first = self.cursor is None
         since = self._resume_point() if first else max(0.0, (self.cursor or 0.0) - LOOKBACK_SECONDS)
         self.since = since
-        params = {"w": self.settings.window_seconds, "since": datetime.fromtimestamp(since, UTC)}
+        params = {"w": self.config.window_seconds, "since": utc(since)}
         found: dict[WindowKey, float] = {}
 
         def note(key: WindowKey, last_in: datetime) -> None:
-            found[key] = max(found.get(key, 0.0), _ts(last_in))
+            found[key] = max(found.get(key, 0.0), epoch(last_in))
 
         for r in self.store.query(DIRTY_PREDICTIONS, params):
             note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
@@ -250,8 +246,8 @@ class WindowCloser:
             return
         self.store.insert(
             "checkpoints",
-            {"name": [CHECKPOINT], "value": [datetime.fromtimestamp(low, UTC)],
-             "updated_at": [datetime.fromtimestamp(now, UTC)]},
+            {"name": [CHECKPOINT], "value": [utc(low)],
+             "updated_at": [utc(now)]},
         )  # fmt: skip
         self.saved_at, self.saved = now, low
 
@@ -259,7 +255,7 @@ class WindowCloser:
         """After a restart: what each window's stored metrics already cover."""
         for r in self.store.query(LAST_COMPUTED):
             key = WindowKey(r["model"], r["version"], int(r["ws"]))
-            self.computed[key] = _ts(r["computed"]) - INSERT_SAFETY_SECONDS
+            self.computed[key] = epoch(r["computed"]) - INSERT_SAFETY_SECONDS
 
     def _advance(self, model: str, ts: float) -> None:
         if ts > self.watermark.get(model, 0.0):
@@ -267,11 +263,11 @@ class WindowCloser:
 
     # Closing --------------------------------------------------------------
     def closed(self, idle: bool) -> list[WindowKey]:
-        w = self.settings.window_seconds
-        delay = self.settings.label_delay_seconds
+        w = self.config.window_seconds
+        delay = self.config.label_delay_seconds
         out = []
         for key in self.pending:
-            horizon = self.settings.orphan_after_seconds if key.version == "" else delay
+            horizon = self.config.orphan_after_seconds if key.version == "" else delay
             if idle or self.watermark.get(key.model, 0.0) >= key.start + w + horizon:
                 out.append(key)
         return sorted(out)
@@ -280,7 +276,7 @@ class WindowCloser:
         """Discover, close and write; returns the windows written. ``force`` writes every open window."""
         now = self.store_now()
         self._discover(now)
-        idle = force or (now - self.last_activity >= self.settings.idle_flush)
+        idle = force or (now - self.last_activity >= self.config.idle_flush)
         ready = self.closed(idle)
         if ready:
             self._write_ready(ready, now)
@@ -303,11 +299,11 @@ class WindowCloser:
     # Writing --------------------------------------------------------------
     def write(self, model: str, keys: Iterable[WindowKey], now: float) -> int:
         keys = list(keys)
-        computed_at = datetime.fromtimestamp(now, UTC)
-        rows = metrics_rows(self.store, self.settings, model, keys)
+        computed_at = utc(now)
+        rows = metrics_rows(self.store, self.config, model, keys)
         self._replace("metrics", model, keys, rows, computed_at)
         # Champion/challenger rows read the counts just written; their version names the pair.
-        ab = ab_rows(self.store, self.settings, model, keys)
+        ab = ab_rows(self.store, self.config, model, keys)
         ab_keys = sorted({WindowKey(model, r["version"], int(r["window_start"].timestamp())) for r in ab})
         self._replace("metrics", model, ab_keys, ab, computed_at)
         self._rollup(model, keys)
@@ -324,7 +320,7 @@ class WindowCloser:
 
     def _rollup(self, model: str, keys: list[WindowKey]) -> None:
         """Rewrite the daily rollup of the days these windows fall in."""
-        days = sorted({datetime.fromtimestamp(k.start, UTC).date() for k in keys})
+        days = sorted({utc(k.start).date() for k in keys})
         params = {"m": model, "days": days, "counts": list(COUNT_METRICS)}
         # Insert first (the table keeps the last insert of a key), then drop the keys the windows no
         # longer have: a reader never finds a day missing while it is rewritten.
@@ -337,11 +333,11 @@ class WindowCloser:
             return
         params = {
             "m": model,
-            "w": self.settings.window_seconds,
-            "thr": self.settings.model(model).threshold,
-            "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys],
-            "t0": datetime.fromtimestamp(min(k.start for k in keys), UTC),
-            "t1": datetime.fromtimestamp(max(k.start for k in keys) + self.settings.window_seconds, UTC),
+            "w": self.config.window_seconds,
+            "thr": self.config.model(model).threshold,
+            "keys": [(k.version, utc(k.start)) for k in keys],
+            "t0": utc(min(k.start for k in keys)),
+            "t1": utc(max(k.start for k in keys) + self.config.window_seconds),
             "cap": MISTAKES_PER_WINDOW,
         }
         self._delete("mistakes", "model = {m:String} AND (version, window_start) IN " + KEYS, params)
@@ -363,7 +359,7 @@ class WindowCloser:
         self._delete(
             table,
             "model = {m:String} AND (version, window_start) IN " + KEYS + " AND computed_at < {t:DateTime64(3, 'UTC')}",
-            {"m": model, "keys": [(k.version, datetime.fromtimestamp(k.start, UTC)) for k in keys], "t": computed_at},
+            {"m": model, "keys": [(k.version, utc(k.start)) for k in keys], "t": computed_at},
         )
 
     def _delete(self, table: str, where: str, params: dict[str, Any]) -> None:

@@ -1,16 +1,14 @@
 """Per-window sufficient statistics, aggregated in ClickHouse, turned into metric rows.
 
-The join happens here: each window's predictions (deduplicated by event_id with
-FINAL) are left-joined to the latest outcome of their prediction_id. Only
-counts leave the store; the metrics themselves are computed by ``detectors``.
+The queries (the join of predictions and outcomes, the aggregates) are in
+``windows/queries.py``; only counts leave the store. Here they are folded into
+the ``detectors`` summaries and turned into rows of the ``metrics`` table.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,171 +24,34 @@ from watchkeeper.detectors import (
     fairness_metrics,
     lift,
 )
+from watchkeeper.detectors.timeutil import utc
+from watchkeeper.windows.config import ModelStageConfig, WindowConfig, WindowKey
+from watchkeeper.windows.queries import (
+    BINARY_OUTCOMES,
+    DEAD_LETTERS_OF_WINDOWS,
+    LATENCY_BUCKETS,
+    MULTICLASS,
+    N_BINS,
+    ORPHANS,
+    REGRESSION,
+    SEGMENT_KEYS,
+    WINDOW_STATS,
+    binned_sql,
+)
 
 if TYPE_CHECKING:
-    from watchkeeper.settings import Settings
     from watchkeeper.sinks.writer import Store
 
-
-@dataclass(frozen=True, order=True, slots=True)
-class WindowKey:
-    """One window of one model version. ``version == ''`` is the model's outcome-side window."""
-
-    model: str
-    version: str
-    start: int  # epoch seconds
+# Re-exported: the closer and the drift stage join outcomes the same way; the key is the stage's.
+__all__ = ["BINARY_OUTCOMES", "WindowKey", "metrics_rows"]
 
 
-# Outcomes of the predictions made in [t0, t1), found through the primary key wherever their own time falls.
-OUTCOMES_OF_RANGE = (
-    "model = {m:String} AND prediction_id IN (SELECT prediction_id FROM predictions "
-    "WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})"
-)
-# Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1).
-BINARY_OUTCOMES = f"""(
-    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
-    FROM outcomes FINAL
-    WHERE outcome IN (0, 1) AND {OUTCOMES_OF_RANGE}
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id"""
-
-WINDOW_STATS = (
-    """
-SELECT p.version AS version,
-       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
-       count() AS predictions,
-       countIf(o.has = 1) AS labelled,
-       countIf(p.prediction IS NULL OR length(p.scores) > 0) AS n_class,
-       countIf(p.prediction < 0 OR p.prediction > 1) AS n_outside_unit,
-       countIf(o.has = 1 AND (o.outcome IS NULL OR o.outcome NOT IN (0, 1))) AS n_nonbinary,
-       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 1) AS tp,
-       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 0) AS fp,
-       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 0) AS tn,
-       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 1) AS fn,
-       countIf(p.fallback = 1) AS fallbacks,
-       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels,
-       countIf(p.published_at IS NOT NULL) AS n_lag,
-       quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
-                        p.published_at IS NOT NULL) AS lag_p95
-FROM (
-    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at
-    FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-) AS p
-LEFT JOIN (
-    SELECT prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
-    FROM outcomes FINAL
-    WHERE """
-    + OUTCOMES_OF_RANGE
-    + """
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
-GROUP BY version, ws
-"""
-)
-
-N_BINS = 100
 # Lift (model minus baseline) is written for the metrics a "does it beat the heuristic?" question uses.
 LIFT_METRICS = frozenset(
     f"lift_{m}"
     for m in ("accuracy", "roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "expected_cost")
 )
 MAX_SEGMENT_VALUES = 50
-
-
-def binned_sql(score: str) -> str:
-    """Per (version, window, segment, score bin) sufficient statistics of a binary model.
-
-    ``score`` is a column name from a fixed whitelist (the model's prediction or the
-    baseline's), never user input. Segments are '' (all traffic) plus ``key=value``
-    for the watched segment keys.
-    """
-    if score not in ("prediction", "baseline"):
-        raise ValueError(score)
-    return f"""
-SELECT p.version AS version,
-       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({{w:UInt32}}))) AS ws,
-       seg,
-       least(toUInt32(floor(p.s * {N_BINS})), {N_BINS - 1}) AS bin,
-       count() AS n,
-       sum(p.s) AS score_sum,
-       countIf(p.s >= {{thr:Float64}}) AS n_pred_pos,
-       countIf(o.has = 1 AND o.y = 1) AS pos,
-       countIf(o.has = 1 AND o.y = 0) AS neg,
-       sumIf(p.s, o.has = 1) AS score_sum_labeled,
-       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 1) AS tp,
-       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 0) AS fp,
-       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 0) AS tn,
-       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 1) AS fn,
-       sumIf(-(o.y * log(greatest(p.s, 1e-15)) + (1 - o.y) * log(greatest(1 - p.s, 1e-15))),
-             o.has = 1) AS sum_log_loss,
-       sumIf(pow(p.s - o.y, 2), o.has = 1) AS sum_brier
-FROM (
-    SELECT prediction_id, version, ts, assumeNotNull({score}) AS s,
-           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) -> if(has({{keys:Array(String)}}, k),
-               concat(k, '=', v), ''), mapKeys(segments), mapValues(segments)))) AS segs
-    FROM predictions FINAL
-    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
-      AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
-) AS p
-ARRAY JOIN p.segs AS seg
-LEFT JOIN {BINARY_OUTCOMES}
-GROUP BY version, ws, seg, bin
-"""
-
-
-# The joined rows of a model's windows, shared by the multiclass and regression aggregates.
-_JOINED = (
-    """
-FROM (
-    SELECT prediction_id, version, ts, prediction, prediction_class, scores,
-           toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
-    FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-) AS p
-LEFT JOIN (
-    SELECT prediction_id, argMax(outcome, ts) AS y,
-           argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
-    FROM outcomes FINAL
-    WHERE """
-    + OUTCOMES_OF_RANGE
-    + """
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
-"""
-)
-
-# Predicted class: the string prediction, else the class of the highest score, else the number as text.
-MULTICLASS = (
-    """
-SELECT p.version AS version, p.ws AS ws,
-       if(p.prediction_class != '', p.prediction_class,
-          if(length(p.scores) > 0, mapKeys(p.scores)[indexOf(mapValues(p.scores), arrayMax(mapValues(p.scores)))],
-             toString(p.prediction))) AS pc,
-       if(o.has = 1, o.oc, '') AS oc,
-       count() AS n,
-       sumIf(-log(greatest(p.scores[o.oc], 1e-15)), o.has = 1 AND mapContains(p.scores, o.oc)) AS ll,
-       countIf(o.has = 1 AND mapContains(p.scores, o.oc)) AS n_ll
-"""
-    + _JOINED
-    + "GROUP BY version, ws, pc, oc"
-)
-
-REGRESSION = (
-    """
-SELECT p.version AS version, p.ws AS ws,
-       countIf(o.has = 1) AS n,
-       sumIf(p.prediction - o.y, o.has = 1) AS sum_err,
-       sumIf(abs(p.prediction - o.y), o.has = 1) AS sum_abs_err,
-       sumIf(pow(p.prediction - o.y, 2), o.has = 1) AS sum_sq_err,
-       sumIf(o.y, o.has = 1) AS sum_y,
-       sumIf(o.y * o.y, o.has = 1) AS sum_y2,
-       countIf(p.prediction IS NOT NULL) AS n_pred,
-       sumIf(p.prediction, p.prediction IS NOT NULL) AS sum_pred
-"""
-    + _JOINED
-    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY version, ws"
-)
 
 
 def multiclass_summaries(rows: list[dict[str, Any]]) -> dict[tuple[str, int], MulticlassSummary]:
@@ -226,32 +87,10 @@ def summary_rows(key: WindowKey, w: int, metrics: dict[str, float], n: int, n_la
     return rows
 
 
-# Segment keys few enough in values to be watched (fairness, per-segment metrics).
-SEGMENT_KEYS = """
-SELECT k FROM (
-    SELECT k, uniqExact(v) AS values FROM predictions
-    ARRAY JOIN mapKeys(segments) AS k, mapValues(segments) AS v
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-    GROUP BY k)
-WHERE values <= {limit:UInt32}
-ORDER BY k
-"""
-
-# Outcomes whose prediction never arrived (looked for up to a day before the outcome).
 # Latency as the buckets of a mergeable sketch (watchkeeper.detectors.LatencySketch, 1% relative accuracy): the
 # window's percentiles come from them, and they are written too (``latency_bucket`` rows, segment
 # ``key=<k>``), so that percentiles over any range are a sum of buckets away.
 LATENCY_SKETCH = LatencySketch()
-LATENCY_BUCKETS = """
-SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-       if(latency_ms <= {lmin:Float64}, {kzero:Int32},
-          toInt32(least(ceil(log(latency_ms) / log({gamma:Float64})), {kmax:Int32}))) AS key,
-       count() AS cnt, sum(latency_ms) AS total
-FROM predictions FINAL
-WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-  AND latency_ms IS NOT NULL AND isFinite(latency_ms)
-GROUP BY version, ws, key
-"""
 
 
 def latency_sketches(store: Store, params: dict[str, Any]) -> dict[tuple[str, int], LatencySketch]:
@@ -282,41 +121,6 @@ def latency_rows(key: WindowKey, w: int, sketch: LatencySketch) -> list[dict[str
     return rows
 
 
-# Dead letters of a model among the Kafka messages that carried its window's predictions (same topic,
-# partition and offset range): bad events of an envelope and bad messages between good ones alike.
-DEAD_LETTERS_OF_WINDOWS = """
-SELECT r.version AS version, r.ws AS ws, count() AS dead
-FROM (
-    SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-           src_partition AS part, min(src_offset) AS lo, max(src_offset) AS hi
-    FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-    GROUP BY version, ws, part
-) AS r
-INNER JOIN (
-    SELECT partition, offset FROM dead_letters FINAL WHERE topic = {topic:String} AND model = {m:String}
-) AS d ON d.partition = r.part
-WHERE d.offset >= r.lo AND d.offset <= r.hi
-GROUP BY version, ws
-"""
-
-ORPHANS = """
-SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-       count() AS outcomes,
-       countIf(prediction_id NOT IN (
-           SELECT prediction_id FROM predictions
-           WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
-             AND ts < {t1:DateTime64(3, 'UTC')})) AS orphaned
-FROM outcomes FINAL
-WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-GROUP BY ws
-"""
-
-
-def _dt(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
 def infer_task(stats: dict[str, Any], configured: str) -> str:
     """The model's task: from config, else from the window's data.
 
@@ -334,8 +138,8 @@ def infer_task(stats: dict[str, Any], configured: str) -> str:
 
 def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str = "") -> dict[str, Any]:
     return {
-        "window_start": _dt(key.start),
-        "window_end": _dt(key.start + w),
+        "window_start": utc(key.start),
+        "window_end": utc(key.start + w),
         "model": key.model,
         "version": key.version,
         "segment": segment,
@@ -345,9 +149,8 @@ def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str
     }
 
 
-def window_rows(key: WindowKey, stats: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    """Task-independent metric rows of one prediction window from its aggregated counts."""
-    w = settings.window_seconds
+def window_rows(key: WindowKey, stats: dict[str, Any], w: int) -> list[dict[str, Any]]:
+    """Task-independent metric rows of one prediction window (``w`` seconds long) from its aggregated counts."""
     n = int(stats["predictions"])
     labelled = int(stats["labelled"])
     rows = [
@@ -420,16 +223,15 @@ def _finite(v: float) -> bool:
 
 def binary_rows(
     key: WindowKey,
-    settings: Settings,
+    w: int,
+    cfg: ModelStageConfig,
     summaries: dict[str, BinarySummary],
     baselines: dict[str, BinarySummary],
 ) -> list[dict[str, Any]]:
     """Performance, calibration, cost, baseline lift, histogram and fairness rows of a binary window.
 
-    ``summaries`` and ``baselines`` are keyed by segment ('' = all traffic).
+    ``w``: the window length; ``summaries`` and ``baselines`` are keyed by segment ('' = all traffic).
     """
-    w = settings.window_seconds
-    cfg = settings.model(key.model)
     rows: list[dict[str, Any]] = []
     for seg, summ in summaries.items():
         if summ.n == 0:
@@ -502,7 +304,7 @@ def binary_rows(
     return rows
 
 
-def watched_segment_keys(store: Store, params: dict[str, Any], cfg: Any) -> list[str]:
+def watched_segment_keys(store: Store, params: dict[str, Any], cfg: ModelStageConfig) -> list[str]:
     """Segment keys to slice by: the configured protected attributes, else every key with at
     most MAX_SEGMENT_VALUES values in the range; minus the excluded keys."""
     if cfg.protected_attributes:
@@ -517,10 +319,10 @@ def _pick(d: dict[tuple[str, int, str], BinarySummary], key: WindowKey) -> dict[
     return {seg: v for (ver, ws, seg), v in d.items() if ver == key.version and ws == key.start}
 
 
-def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
+def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
     """Compute the metric rows of the given windows of one model."""
-    w = settings.window_seconds
-    cfg = settings.model(model)
+    w = config.window_seconds
+    cfg = config.model(model)
     rows: list[dict[str, Any]] = []
     pred_keys = {k for k in keys if k.version != ""}
     orphan_keys = {k for k in keys if k.version == ""}
@@ -530,22 +332,22 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
         params = {
             "m": model,
             "w": w,
-            "t0": _dt(t0),
-            "t1": _dt(t1),
+            "t0": utc(t0),
+            "t1": utc(t1),
             "thr": cfg.threshold,
-            "delay": settings.label_delay_seconds,
+            "delay": config.label_delay_seconds,
             "limit": MAX_SEGMENT_VALUES,
         }
         tasks: dict[str, set[WindowKey]] = defaultdict(set)
         dead = {
             (r["version"], int(r["ws"])): int(r["dead"])
-            for r in store.query(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": settings.topic_predictions})
+            for r in store.query(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": config.topic_predictions})
         }
         latency = latency_sketches(store, params) if pred_keys else {}
         for stats in store.query(WINDOW_STATS, params):
             key = WindowKey(model, stats["version"], int(stats["ws"]))
             if key in pred_keys:
-                rows.extend(window_rows(key, stats, settings))
+                rows.extend(window_rows(key, stats, w))
                 if (key.version, key.start) in latency:
                     rows.extend(latency_rows(key, w, latency[(key.version, key.start)]))
                 n_dead, n = dead.get((key.version, key.start), 0), int(stats["predictions"])
@@ -573,11 +375,11 @@ def metrics_rows(store: Store, settings: Settings, model: str, keys: Sequence[Wi
             models = binary_summaries(store.query(binned_sql("prediction"), params), cfg.threshold)
             bases = binary_summaries(store.query(binned_sql("baseline"), params), cfg.threshold)
             for key in sorted(binary):
-                rows.extend(binary_rows(key, settings, _pick(models, key), _pick(bases, key)))
+                rows.extend(binary_rows(key, w, cfg, _pick(models, key), _pick(bases, key)))
     if orphan_keys:
         t0 = min(k.start for k in orphan_keys)
         t1 = max(k.start for k in orphan_keys) + w
-        for r in store.query(ORPHANS, {"m": model, "w": w, "t0": _dt(t0), "t1": _dt(t1)}):
+        for r in store.query(ORPHANS, {"m": model, "w": w, "t0": utc(t0), "t1": utc(t1)}):
             key = WindowKey(model, "", int(r["ws"]))
             if key in orphan_keys:
                 rows.append(_row(key, w, "orphaned_outcomes", r["orphaned"], r["outcomes"]))

@@ -44,7 +44,7 @@ def serve(worker: Worker, model: str, error_v1: float, error_v2: float, seed: in
                 "t", 0, base + seed * 100_000 + off, orjson.dumps({"events": evs[off : off + 2000]}), None
             )
             worker.write_batch(worker.build_batch([msg], kind))
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     return start
 
 

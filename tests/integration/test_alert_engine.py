@@ -134,7 +134,7 @@ def stores(store: tuple[str, int]) -> Iterator[dict[str, Store]]:
 def live(stores: dict[str, Store]) -> dict[str, Any]:
     """The live run: 8 chunks of 5 windows, evaluated after each; retrain webhook on loopback."""
     st = stores["wklive"]
-    engine = AlertEngine(st, _settings(), POLICIES)
+    engine = AlertEngine(st, _settings().alert_config(POLICIES))
     produced: list[Alert] = []
     with HttpReceiver() as rx:
         dispatcher = Dispatcher([RetrainWebhook(rx.url("/retrain"))], retry=Retry(attempts=2, initial_delay=0.05))
@@ -212,12 +212,12 @@ def test_alerts_are_recorded_once_and_listed(stores: dict[str, Store], live: dic
     }  # fmt: skip
     # Evaluating again changes nothing; a restarted engine rebuilds its state from the store.
     assert live["engine"].evaluate() == []
-    assert AlertEngine(st, _settings(), POLICIES).evaluate() == []
+    assert AlertEngine(st, _settings().alert_config(POLICIES)).evaluate() == []
     assert len(list_alerts(st, history=True)) == len(history)
 
 
 def test_sunset_candidates_with_evidence(stores: dict[str, Store], live: dict[str, Any]) -> None:
-    found = {(c.model, c.version): c for c in sunset_candidates(stores["wklive"], _settings(), POLICIES)}
+    found = {(c.model, c.version): c for c in sunset_candidates(stores["wklive"], _settings().alert_config(POLICIES))}
     assert set(found) == {("wk.idle", ""), ("wk.worse", "v1"), ("wk.versions", "v1")}
     worse = found[("wk.worse", "v1")]
     assert worse.reasons == ("below_baseline",)
@@ -230,7 +230,7 @@ def test_sunset_candidates_with_evidence(stores: dict[str, Store], live: dict[st
 def test_replay_of_the_same_rows_gives_the_same_alerts(stores: dict[str, Store], live: dict[str, Any]) -> None:
     st = stores["wkreplay"]
     _load(st, range(N_WINDOWS))
-    replayed = AlertEngine(st, _settings(), POLICIES).evaluate()
+    replayed = AlertEngine(st, _settings().alert_config(POLICIES)).evaluate()
     assert _decisions(replayed) == _decisions(live["alerts"])
 
 
@@ -238,9 +238,9 @@ def test_restarted_engine_continues_where_the_store_says(stores: dict[str, Store
     """Half the windows with one engine, the rest with a new one (state rebuilt from ``alerts``)."""
     st = stores["wkrestart"]
     _load(st, range(0, 15))
-    first = AlertEngine(st, _settings(), POLICIES).evaluate()
+    first = AlertEngine(st, _settings().alert_config(POLICIES)).evaluate()
     _load(st, range(15, N_WINDOWS))
-    second = AlertEngine(st, _settings(), POLICIES).evaluate()
+    second = AlertEngine(st, _settings().alert_config(POLICIES)).evaluate()
     assert _decisions(first + second) == _decisions(live["alerts"])
 
 
@@ -249,7 +249,7 @@ def test_silenced_alert_is_recorded_but_flagged(stores: dict[str, Store]) -> Non
     st.migrate(Retention())
     add_silence(st, model="wk.drop", duration=timedelta(hours=1), comment="known incident")
     _load(st, range(0, 15))
-    alerts = AlertEngine(st, _settings(), POLICIES).evaluate()
+    alerts = AlertEngine(st, _settings().alert_config(POLICIES)).evaluate()
     drop = _of(alerts, "wk.drop")
     assert [a.silenced for a in drop] == [True]
     assert all(not a.silenced for a in alerts if a.model != "wk.drop")
@@ -314,7 +314,7 @@ def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) 
         _insert(st, [r for i in range(N_WINDOWS) for r in _window("demo.drop", "v1", i, 0.60 if i >= 10 else 0.85)],
                 "metrics")  # fmt: skip
         assert not wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
-        recorded = AlertEngine(st, _settings()).evaluate()  # what the worker's model stage does
+        recorded = AlertEngine(st, _settings().alert_config()).evaluate()  # what the worker's model stage does
         assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
         assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)
     finally:

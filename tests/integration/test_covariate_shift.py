@@ -72,7 +72,7 @@ def test_a_half_sigma_shift_is_flagged_in_about_80_seconds_and_only_in_its_featu
     (the detector alone: median 80.5 s, mean 82 s over 40 seeds; see the README)."""
     models = [f"shifty{seed}" for seed in range(5)]
     shift_at = {m: publish(worker, m, 0.5, seed=seed) for seed, m in enumerate(models)}
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     delays = []
     for m in models:
         rows = shift_rows(worker, m)
@@ -86,7 +86,7 @@ def test_a_half_sigma_shift_is_flagged_in_about_80_seconds_and_only_in_its_featu
 
 def test_a_stable_model_gets_no_flag(worker: Worker) -> None:
     publish(worker, "steady", 0.0, seed=12)
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     closer.tick(force=True)
     rows = shift_rows(worker, "steady")
     assert len(rows) >= 5 * 7  # armed after the warm-up: every later window has its five rows

@@ -62,7 +62,7 @@ def drift_rows(worker: Worker, model: str) -> list[tuple]:
 
 def test_feature_shift_is_flagged_after_the_shift_only(worker: Worker) -> None:
     start = publish(worker, "shifty", shift_from=12, seed=1)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     rows = drift_rows(worker, "shifty")
     assert rows, "no drift rows written"
     flagged = {(f, (ws - start) // W) for f, ws, d in rows if d}
@@ -76,7 +76,7 @@ def test_feature_shift_is_flagged_after_the_shift_only(worker: Worker) -> None:
 
 def test_stable_model_stays_under_one_percent_false_flags(worker: Worker) -> None:
     publish(worker, "steady", shift_from=None, seed=2)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     rows = drift_rows(worker, "steady")
     assert len(rows) >= (WINDOWS - 3) * 6
     assert sum(d for _, _, d in rows) / len(rows) < 0.01
@@ -99,7 +99,7 @@ def test_concept_drift_on_the_error_stream(worker: Worker) -> None:
         for kind, evs, base in ((Prediction, preds, 50_000_000), (Outcome, outs, 60_000_000)):
             msg = SourceMessage("t", 0, base + off, orjson.dumps({"events": evs[off : off + 1000]}), None)
             worker.write_batch(worker.build_batch([msg], kind))
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     rows = worker.store.query_rows(
         "SELECT toUnixTimestamp(window_start), drifted, toUnixTimestamp(ts) FROM drift FINAL "
         "WHERE model = 'concept' AND feature = '__error__' ORDER BY window_start"
@@ -126,7 +126,7 @@ def test_label_drift_when_the_outcome_balance_moves(worker: Worker) -> None:
         for kind, evs, base in ((Prediction, preds, 90_000_000), (Outcome, outs, 91_000_000)):
             msg = SourceMessage("t", 0, base + off, orjson.dumps({"events": evs[off : off + 1000]}), None)
             worker.write_batch(worker.build_batch([msg], kind))
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     rows = worker.store.query_rows(
         "SELECT toUnixTimestamp(window_start), drifted FROM drift FINAL "
         "WHERE model = 'labels' AND feature = '__label__' ORDER BY window_start"

@@ -61,7 +61,7 @@ def metrics(store: Store, model: str, final: bool = False, window: int | None = 
 
 
 def test_window_waits_for_watermark_plus_label_delay(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "a", T0))
     assert closer.tick() == []  # watermark T0: window still open
     send(worker, Prediction, pred(model, "b", W0 + 300 + 599))
@@ -73,7 +73,7 @@ def test_window_waits_for_watermark_plus_label_delay(worker: Worker, model: str)
 
 
 def test_outcome_before_prediction_is_joined(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Outcome, outcome(model, "p1", T0 + 5, y=1))
     send(worker, Prediction, pred(model, "p1", T0, score=0.8))
     closer.tick(force=True)
@@ -82,7 +82,7 @@ def test_outcome_before_prediction_is_joined(worker: Worker, model: str) -> None
 
 
 def test_late_label_updates_the_window_without_double_counting(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "p1", T0, score=0.2), pred(model, "p2", T0 + 1, score=0.7))
     closer.tick(force=True)
     first = metrics(worker.store, model)
@@ -98,7 +98,7 @@ def test_late_label_updates_the_window_without_double_counting(worker: Worker, m
 
 
 def test_duplicates_and_replays_count_once(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     event = pred(model, "p1", T0)
     send(worker, Prediction, event, offset=10_000)
     send(worker, Prediction, event, offset=10_000)  # the same message replayed (same token)
@@ -112,12 +112,12 @@ def test_duplicates_and_replays_count_once(worker: Worker, model: str) -> None:
 
 
 def test_restarted_closer_recovers_pending_joins(worker: Worker, model: str) -> None:
-    first = WindowCloser(worker.store, worker.settings)
+    first = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "p1", T0, score=0.9))
     assert [k for k in first.tick() if k.model == model] == []  # pending: waiting for its label
     del first  # the worker dies; its memory is gone
     send(worker, Outcome, outcome(model, "p1", T0 + 60, y=1))
-    second = WindowCloser(worker.store, worker.settings)
+    second = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "later", W0 + 300 + 600 + 1))  # watermark passes
     written = second.tick()
     assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in written}
@@ -125,7 +125,7 @@ def test_restarted_closer_recovers_pending_joins(worker: Worker, model: str) -> 
     assert (m["labelled"], m["tp"]) == (1, 1)
     # Another restart may recompute what it cannot prove up to date: the result is the same.
     before = metrics(worker.store, model, window=W0)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     assert metrics(worker.store, model, window=W0) == before
 
 
@@ -136,7 +136,7 @@ def test_a_restart_resumes_from_the_checkpoint_and_still_closes_late_labels(
     whose late label came in meanwhile, closing it on the watermark of the rows it did not rescan."""
     monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)  # no look-back: the test needs no 30 s wait
     monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
-    first = WindowCloser(worker.store, worker.settings)
+    first = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "p1", T0, score=0.9), pred(model, "later", W0 + 300 + 600 + 1))
     first.tick(force=True)  # every window written: nothing pending
     first.tick()  # this pass's scan starts after every row above: so does the checkpoint it saves
@@ -144,7 +144,7 @@ def test_a_restart_resumes_from_the_checkpoint_and_still_closes_late_labels(
     del first  # the worker dies
     send(worker, Outcome, outcome(model, "p1", T0 + 60, y=1))  # a label, after its window was written
 
-    second = WindowCloser(worker.store, worker.settings)
+    second = WindowCloser(worker.store, worker.settings.window_config())
     written = second.tick()  # not forced: the watermark comes from rows before the checkpoint
     (newest,) = worker.store.query_rows(
         "SELECT max(toUnixTimestamp64Milli(ingested_at)) / 1000 FROM predictions WHERE model = {m:String}",
@@ -161,12 +161,12 @@ def test_the_checkpoint_never_passes_a_window_still_waiting_for_its_watermark(
 ) -> None:
     monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)
     monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
-    first = WindowCloser(worker.store, worker.settings)
+    first = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "p1", T0))
     for _ in range(2):  # the second pass's scan starts after p1, but its window is still open
         assert model not in {k.model for k in first.tick()}
     del first
-    second = WindowCloser(worker.store, worker.settings)
+    second = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "later", W0 + 300 + 600 + 1))  # the watermark passes
     assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in second.tick()}
     assert metrics(worker.store, model, window=W0)["predictions"] == 1
@@ -183,7 +183,7 @@ def test_events_older_than_the_raw_retention_are_dead_lettered(worker: Worker, m
 
 
 def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Outcome, outcome(model, "ghost-1", T0), outcome(model, "ghost-2", T0 + 1))
     send(
         worker,
@@ -201,7 +201,7 @@ def test_orphaned_outcomes_are_counted(worker: Worker, model: str) -> None:
 
 def test_dead_letter_rate_counts_the_bad_events_among_the_windows_messages(worker: Worker, model: str) -> None:
     """A bad event inside an envelope and a bad message between good ones: 2 dead of 5 events."""
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     bad = {"model": model, "version": "v1", "prediction": [0.5], "ts": T0 + 1}  # no prediction_id, a list
     send(worker, Prediction, pred(model, "a", T0), bad, pred(model, "c", T0 + 2))
     send(worker, Prediction, bad)
@@ -215,7 +215,7 @@ def test_dead_letter_rate_counts_the_bad_events_among_the_windows_messages(worke
 
 def test_lag_is_from_the_broker_time_to_the_row_in_the_store(worker: Worker, model: str) -> None:
     """lag_seconds: p95 of (ingested_at - the message's broker time); events without one are left out."""
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     published = time.time() - 120.0  # the messages waited two minutes in the broker
     for i in range(4):
         msg = SourceMessage("predictions", 0, next(_offsets), orjson.dumps(pred(model, f"p{i}", T0 + i)), published)
@@ -234,7 +234,7 @@ def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model:
     written buckets of both, summed, give the percentiles of all (a range over windows)."""
     from watchkeeper.detectors import LatencySketch
 
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     rng = np.random.default_rng(3)
     lat = np.round(rng.lognormal(3, 0.7, 600), 3)
     lat[:5] = 0.0  # the zero bucket
@@ -267,7 +267,7 @@ def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model:
 def test_the_daily_rollup_drops_what_its_windows_no_longer_have(worker: Worker, model: str) -> None:
     """A rewrite inserts the day's new rows first (a reader never finds the day empty), then drops the
     keys that are gone from the windows."""
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "r1", T0))
     keys = closer.tick(force=True)
     day_rows = (
@@ -290,7 +290,7 @@ def test_a_prediction_arriving_after_its_outcome_window_was_written_adopts_its_o
 ) -> None:
     """Outcomes first: their window is written with 2 orphans; their predictions turn up later (well
     after the write): the outcome window is rewritten with 0 orphans."""
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Outcome, outcome(model, "early-1", T0), outcome(model, "early-2", T0 + 1))
     time.sleep(INSERT_SAFETY_SECONDS + 1)  # the write below then covers the outcomes for good
     closer.tick(force=True)
@@ -312,8 +312,8 @@ def test_mistakes_sample_is_bounded_and_correct(worker: Worker, model: str) -> N
         outcomes.append(outcome(model, f"m{i}", T0 + i + 1, y=i % 2))  # half of them wrong (y = 0)
     send(worker, Prediction, *events)
     send(worker, Outcome, *outcomes)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
-    WindowCloser(worker.store, worker.settings).tick(force=True)  # a recompute replaces, never adds
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)  # a recompute replaces, never adds
     rows = worker.store.query_rows(
         "SELECT prediction_id, prediction, outcome, kind, features['x'] FROM mistakes FINAL WHERE model = {m:String}",
         {"m": model},
@@ -327,7 +327,7 @@ def test_daily_rollup_matches_the_windows(worker: Worker, model: str) -> None:
     """metrics_daily: counts add up, rates are n-weighted means of the windows, rewritten with late labels."""
     send(worker, Prediction, *[pred(model, f"d{i}", T0 + i * 60, score=0.9) for i in range(20)])
     send(worker, Outcome, *[outcome(model, f"d{i}", T0 + i * 60 + 5, y=int(i < 15)) for i in range(20)])
-    closer = WindowCloser(worker.store, worker.settings)
+    closer = WindowCloser(worker.store, worker.settings.window_config())
     closer.tick(force=True)
 
     def daily() -> dict[str, tuple[float, int]]:

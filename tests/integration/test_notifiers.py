@@ -241,7 +241,7 @@ def test_routing_by_owner_and_severity_with_named_receivers(monkeypatch: pytest.
             Route(receivers=("payments-chat",), owner="payments-ml"),
             {"receivers": ["payments-pager"], "owner": "payments-ml", "min_severity": "critical"},
         ]
-        with Dispatcher.from_settings(settings, receivers=receivers, routes=routes, retry=FAST) as d:
+        with Dispatcher.from_config(settings.delivery_config(), receivers=receivers, routes=routes, retry=FAST) as d:
             assert d.receivers == ["payments-chat", "payments-pager", "webhook"]
             d.submit([
                 alert(),  # critical, payments-ml

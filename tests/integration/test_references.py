@@ -73,14 +73,14 @@ def port(store: tuple[str, int]) -> Iterator[int]:
 def test_daily_cycle_is_not_drift_with_the_seasonal_reference(port: int) -> None:
     seasonal = make_worker(port, cyc_seasonal=ModelConfig(drift_reference="same_hour_yesterday"))
     daily_cycle(seasonal, "cyc_seasonal")
-    WindowCloser(seasonal.store, seasonal.settings).tick(force=True)
+    WindowCloser(seasonal.store, seasonal.settings.window_config()).tick(force=True)
     hits, tested = flagged(seasonal, "cyc_seasonal")
     assert tested >= 40  # days 2 and 3 are compared with the day before
     assert hits == 0
 
     fixed = make_worker(port)  # default: the first windows, which only saw the small hours
     daily_cycle(fixed, "cyc_fixed")
-    WindowCloser(fixed.store, fixed.settings).tick(force=True)
+    WindowCloser(fixed.store, fixed.settings.window_config()).tick(force=True)
     hits, tested = flagged(fixed, "cyc_fixed")
     assert hits > tested / 2  # the cycle reads as drift against a fixed reference
 
@@ -110,6 +110,6 @@ def test_loaded_training_file_is_the_reference(port: int, tmp_path: Path) -> Non
     worker = make_worker(port)
     # Live traffic centred on 0, the training data on 10: every window drifts, from the first one on.
     daily_cycle(worker, "loaded_ref", days=1, per_hour=100, seed=2)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     hits, tested = flagged(worker, "loaded_ref")
     assert tested == 24 and hits == 24

@@ -57,7 +57,7 @@ def test_multiclass_from_scores_and_class_predictions(worker: Worker) -> None:
     outs = [{"prediction_id": f"mc{i}", "model": "animals", "outcome": str(y[i]), "ts": ts + i + 5} for i in range(N)]
     send(worker, Prediction, preds, 1_000_001)
     send(worker, Outcome, outs, 1_000_002)
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     m = metrics(worker, "animals")
     assert m["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-9)
@@ -86,7 +86,7 @@ def test_regression(worker: Worker) -> None:
         [{"prediction_id": f"r{i}", "model": "price", "outcome": float(y[i]), "ts": ts + i + 5} for i in range(N)],
         2_000_002,
     )
-    WindowCloser(worker.store, worker.settings).tick(force=True)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     m = metrics(worker, "price")
     assert m["mae"] == pytest.approx(mean_absolute_error(y, p), rel=1e-9)
     assert m["rmse"] == pytest.approx(mean_squared_error(y, p) ** 0.5, rel=1e-9)
@@ -130,7 +130,7 @@ def test_protected_attributes_choose_the_sliced_segments(store: tuple[str, int])
         [{"prediction_id": f"s{i}", "model": "sliced", "outcome": i % 2, "ts": ts + i} for i in range(300)],
         3_000_002,
     )
-    WindowCloser(w.store, w.settings).tick(force=True)
+    WindowCloser(w.store, w.settings.window_config()).tick(force=True)
     segments = {r[0] for r in w.store.query_rows("SELECT DISTINCT segment FROM metrics WHERE model = 'sliced'")}
     assert {s for s in segments if not s.startswith("bin=")} == {"", "gender=f", "gender=m", "gender"}
     m = metrics(w, "sliced")

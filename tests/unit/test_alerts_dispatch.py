@@ -16,8 +16,8 @@ from watchkeeper.alerts.notifiers import (
     SlackNotifier,
     WebhookNotifier,
 )
-from watchkeeper.alerts.policy import AlertPolicy, policy_for
-from watchkeeper.settings import Settings
+from watchkeeper.alerts.policy import AlertPolicy
+from watchkeeper.settings import Settings, policy_for
 
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -77,12 +77,12 @@ def test_from_settings_uses_the_delivery_settings() -> None:
     s = Settings(webhook_url="http://127.0.0.1:9/a", slack_webhook_url="http://127.0.0.1:9/b",
                  pagerduty_routing_key="k", retrain_webhook_url="http://127.0.0.1:9/c",
                  alertmanager_url="http://127.0.0.1:9", grafana_url="http://127.0.0.1:9")  # fmt: skip
-    d = Dispatcher.from_settings(s)
+    d = Dispatcher.from_config(s.delivery_config())
     try:
         assert d.receivers == ["alertmanager", "grafana", "pagerduty", "retrain", "slack", "webhook"]
     finally:
         d.close(0.1)
-    empty = Dispatcher.from_settings(Settings())
+    empty = Dispatcher.from_config(Settings().delivery_config())
     assert empty.receivers == [] and empty.submit([alert()]) == 0
     empty.close(0.1)
 

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
 from watchkeeper.alerts.model import alert_id_for
 from watchkeeper.alerts.policy import AlertPolicy, DriftRule, Hysteresis, NoDataRule, RetrainRule, SunsetRule
-from watchkeeper.alerts.rules import DriftRow, Point, Reference, Window
+from watchkeeper.alerts.rules import DriftRow, MetricBaseline, Point, Window
 
 W = 300
-REF = {"v1": Reference(0.85, 1200, (0, 300, 600))}
+REF = {"v1": MetricBaseline(0.85, 1200, (0, 300, 600))}
 
 
 def win(i: int, acc: float | None = 0.85, version: str = "v1", drifted: Iterable[str] = (), **m: float) -> Window:

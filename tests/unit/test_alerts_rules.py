@@ -7,8 +7,8 @@ import pytest
 from watchkeeper.alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
 from watchkeeper.alerts.rules import (
     DriftRow,
+    MetricBaseline,
     Point,
-    Reference,
     Window,
     build_windows,
     drift_signal,
@@ -18,12 +18,12 @@ from watchkeeper.alerts.rules import (
     fairness_signals,
     lift_signal,
     ops_signals,
-    pooled_reference,
+    pooled_baseline,
     retrain_signal,
     wilson,
 )
 
-REF = Reference(value=0.85, n=1200, starts=(0, 300, 600))
+REF = MetricBaseline(value=0.85, n=1200, starts=(0, 300, 600))
 
 
 def win(i: int = 10, version: str = "v1", drift: tuple[DriftRow, ...] = (), **metrics: tuple[float, int]) -> Window:
@@ -48,9 +48,9 @@ def test_build_windows_groups_rows_and_orders_by_end() -> None:
 
 
 def test_reference_pools_the_first_k_windows() -> None:
-    assert pooled_reference([(600, Point(0.5, 100)), (0, Point(0.8, 100))], k=3) is None
+    assert pooled_baseline([(600, Point(0.5, 100)), (0, Point(0.8, 100))], k=3) is None
     pts = [(600, Point(0.5, 100)), (0, Point(0.8, 100)), (300, Point(0.9, 200)), (900, Point(0, 9))]
-    ref = pooled_reference(pts, 3)
+    ref = pooled_baseline(pts, 3)
     assert ref is not None and ref.starts == (0, 300, 600) and ref.value == pytest.approx(0.775) and ref.n == 400
     assert ref.covers(600) and not ref.covers(900)
 
@@ -61,7 +61,7 @@ def test_wilson_and_newcombe_bounds() -> None:
     drop, lower = drop_and_bound("accuracy", REF, Point(0.80, 400), 1.645, True)
     assert drop == pytest.approx(0.05) and 0 < lower < drop
     # A loss: higher is worse.
-    drop, lower = drop_and_bound("log_loss", Reference(0.30, 0), Point(0.45, 400), 1.645, False)
+    drop, lower = drop_and_bound("log_loss", MetricBaseline(0.30, 0), Point(0.45, 400), 1.645, False)
     assert (drop, lower) == (pytest.approx(0.15), pytest.approx(0.15))
 
 
@@ -78,7 +78,7 @@ def test_retrain_bad_only_when_material_and_significant() -> None:
     assert retrain_signal("m", win(accuracy=(0.83, 400)), REF, (), rule).bad is False  # within min_drop
     # A drop of 0.06 on 100 labels is material but not significant: no evidence either way.
     assert retrain_signal("m", win(accuracy=(0.79, 100)), REF, (), rule).bad is None
-    configured = Reference(value=0.9, n=0)
+    configured = MetricBaseline(value=0.9, n=0)
     s = retrain_signal("m", win(i=1, accuracy=(0.7, 400)), configured, (), rule)
     assert s.bad is True and s.evidence["reference"]["source"] == "configured"
 
@@ -99,7 +99,7 @@ def test_retrain_on_sustained_concept_drift() -> None:
 
 def test_estimate_warns_only_while_labels_are_missing() -> None:
     rule = RetrainRule()
-    ref = Reference(0.9, 1500, (0, 300, 600))
+    ref = MetricBaseline(0.9, 1500, (0, 300, 600))
     unlabelled = win(est_accuracy=(0.75, 500), labelled=(20, 500), label_rate=(0.04, 500))
     s = estimate_signal("m", unlabelled, ref, rule)
     assert s.bad is True and s.kind == "performance" and s.subject == "est_accuracy" and s.severity == "warning"

@@ -1,0 +1,211 @@
+"""The model stage's SQL: per-window aggregates of the joined predictions and outcomes.
+
+The join happens here: each window's predictions (deduplicated by event_id with
+FINAL) are left-joined to the latest outcome of their prediction_id. Only
+counts leave the store. Every value is a query parameter; the only text built
+in Python is :func:`binned_sql`'s score column, from a fixed whitelist.
+"""
+
+from __future__ import annotations
+
+# Score bins of a binary model's histograms (0.01 wide).
+N_BINS = 100
+
+# Outcomes of the predictions made in [t0, t1), found through the primary key wherever their own time falls.
+OUTCOMES_OF_RANGE = (
+    "model = {m:String} AND prediction_id IN (SELECT prediction_id FROM predictions "
+    "WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})"
+)
+# Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1).
+BINARY_OUTCOMES = f"""(
+    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
+    FROM outcomes FINAL
+    WHERE outcome IN (0, 1) AND {OUTCOMES_OF_RANGE}
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id"""
+
+WINDOW_STATS = (
+    """
+SELECT p.version AS version,
+       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
+       count() AS predictions,
+       countIf(o.has = 1) AS labelled,
+       countIf(p.prediction IS NULL OR length(p.scores) > 0) AS n_class,
+       countIf(p.prediction < 0 OR p.prediction > 1) AS n_outside_unit,
+       countIf(o.has = 1 AND (o.outcome IS NULL OR o.outcome NOT IN (0, 1))) AS n_nonbinary,
+       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 1) AS tp,
+       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 0) AS fp,
+       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 0) AS tn,
+       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 1) AS fn,
+       countIf(p.fallback = 1) AS fallbacks,
+       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels,
+       countIf(p.published_at IS NOT NULL) AS n_lag,
+       quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
+                        p.published_at IS NOT NULL) AS lag_p95
+FROM (
+    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at
+    FROM predictions FINAL
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+LEFT JOIN (
+    SELECT prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
+    FROM outcomes FINAL
+    WHERE """
+    + OUTCOMES_OF_RANGE
+    + """
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+GROUP BY version, ws
+"""
+)
+
+
+def binned_sql(score: str) -> str:
+    """Per (version, window, segment, score bin) sufficient statistics of a binary model.
+
+    ``score`` is a column name from a fixed whitelist (the model's prediction or the
+    baseline's), never user input. Segments are '' (all traffic) plus ``key=value``
+    for the watched segment keys.
+    """
+    if score not in ("prediction", "baseline"):
+        raise ValueError(score)
+    return f"""
+SELECT p.version AS version,
+       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({{w:UInt32}}))) AS ws,
+       seg,
+       least(toUInt32(floor(p.s * {N_BINS})), {N_BINS - 1}) AS bin,
+       count() AS n,
+       sum(p.s) AS score_sum,
+       countIf(p.s >= {{thr:Float64}}) AS n_pred_pos,
+       countIf(o.has = 1 AND o.y = 1) AS pos,
+       countIf(o.has = 1 AND o.y = 0) AS neg,
+       sumIf(p.s, o.has = 1) AS score_sum_labeled,
+       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 1) AS tp,
+       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 0) AS fp,
+       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 0) AS tn,
+       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 1) AS fn,
+       sumIf(-(o.y * log(greatest(p.s, 1e-15)) + (1 - o.y) * log(greatest(1 - p.s, 1e-15))),
+             o.has = 1) AS sum_log_loss,
+       sumIf(pow(p.s - o.y, 2), o.has = 1) AS sum_brier
+FROM (
+    SELECT prediction_id, version, ts, assumeNotNull({score}) AS s,
+           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) -> if(has({{keys:Array(String)}}, k),
+               concat(k, '=', v), ''), mapKeys(segments), mapValues(segments)))) AS segs
+    FROM predictions FINAL
+    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
+      AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
+) AS p
+ARRAY JOIN p.segs AS seg
+LEFT JOIN {BINARY_OUTCOMES}
+GROUP BY version, ws, seg, bin
+"""
+
+
+# The joined rows of a model's windows, shared by the multiclass and regression aggregates.
+_JOINED = (
+    """
+FROM (
+    SELECT prediction_id, version, ts, prediction, prediction_class, scores,
+           toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
+    FROM predictions FINAL
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+LEFT JOIN (
+    SELECT prediction_id, argMax(outcome, ts) AS y,
+           argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
+    FROM outcomes FINAL
+    WHERE """
+    + OUTCOMES_OF_RANGE
+    + """
+    GROUP BY prediction_id
+) AS o ON p.prediction_id = o.prediction_id
+"""
+)
+
+# Predicted class: the string prediction, else the class of the highest score, else the number as text.
+MULTICLASS = (
+    """
+SELECT p.version AS version, p.ws AS ws,
+       if(p.prediction_class != '', p.prediction_class,
+          if(length(p.scores) > 0, mapKeys(p.scores)[indexOf(mapValues(p.scores), arrayMax(mapValues(p.scores)))],
+             toString(p.prediction))) AS pc,
+       if(o.has = 1, o.oc, '') AS oc,
+       count() AS n,
+       sumIf(-log(greatest(p.scores[o.oc], 1e-15)), o.has = 1 AND mapContains(p.scores, o.oc)) AS ll,
+       countIf(o.has = 1 AND mapContains(p.scores, o.oc)) AS n_ll
+"""
+    + _JOINED
+    + "GROUP BY version, ws, pc, oc"
+)
+
+REGRESSION = (
+    """
+SELECT p.version AS version, p.ws AS ws,
+       countIf(o.has = 1) AS n,
+       sumIf(p.prediction - o.y, o.has = 1) AS sum_err,
+       sumIf(abs(p.prediction - o.y), o.has = 1) AS sum_abs_err,
+       sumIf(pow(p.prediction - o.y, 2), o.has = 1) AS sum_sq_err,
+       sumIf(o.y, o.has = 1) AS sum_y,
+       sumIf(o.y * o.y, o.has = 1) AS sum_y2,
+       countIf(p.prediction IS NOT NULL) AS n_pred,
+       sumIf(p.prediction, p.prediction IS NOT NULL) AS sum_pred
+"""
+    + _JOINED
+    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY version, ws"
+)
+
+
+# Segment keys few enough in values to be watched (fairness, per-segment metrics).
+SEGMENT_KEYS = """
+SELECT k FROM (
+    SELECT k, uniqExact(v) AS values FROM predictions
+    ARRAY JOIN mapKeys(segments) AS k, mapValues(segments) AS v
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    GROUP BY k)
+WHERE values <= {limit:UInt32}
+ORDER BY k
+"""
+
+# Outcomes whose prediction never arrived (looked for up to a day before the outcome): ``ORPHANS``.
+# Latency as the buckets of a mergeable sketch (watchkeeper.detectors.LatencySketch): ``LATENCY_BUCKETS``.
+LATENCY_BUCKETS = """
+SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       if(latency_ms <= {lmin:Float64}, {kzero:Int32},
+          toInt32(least(ceil(log(latency_ms) / log({gamma:Float64})), {kmax:Int32}))) AS key,
+       count() AS cnt, sum(latency_ms) AS total
+FROM predictions FINAL
+WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+  AND latency_ms IS NOT NULL AND isFinite(latency_ms)
+GROUP BY version, ws, key
+"""
+
+
+# Dead letters of a model among the Kafka messages that carried its window's predictions (same topic,
+# partition and offset range): bad events of an envelope and bad messages between good ones alike.
+DEAD_LETTERS_OF_WINDOWS = """
+SELECT r.version AS version, r.ws AS ws, count() AS dead
+FROM (
+    SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+           src_partition AS part, min(src_offset) AS lo, max(src_offset) AS hi
+    FROM predictions FINAL
+    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    GROUP BY version, ws, part
+) AS r
+INNER JOIN (
+    SELECT partition, offset FROM dead_letters FINAL WHERE topic = {topic:String} AND model = {m:String}
+) AS d ON d.partition = r.part
+WHERE d.offset >= r.lo AND d.offset <= r.hi
+GROUP BY version, ws
+"""
+
+ORPHANS = """
+SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+       count() AS outcomes,
+       countIf(prediction_id NOT IN (
+           SELECT prediction_id FROM predictions
+           WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
+             AND ts < {t1:DateTime64(3, 'UTC')})) AS orphaned
+FROM outcomes FINAL
+WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+GROUP BY ws
+"""

@@ -1,0 +1,228 @@
+"""Sequential drift detectors in the model stage: fed each window's events once, in event time.
+
+Two streams per model version, their state kept in this process:
+
+- the error stream (concept drift): the ``watchkeeper_default`` detector fed
+  each labelled binary window's errors (``__error__`` rows);
+- per-event covariate shift: the ``covariate_shift`` preset fed each window's
+  numeric features (``mean_shift`` rows, one per feature).
+
+A window recomputed for late labels gets the rows it got the first time: a
+detector sees an event once and cannot see it again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from watchkeeper.detectors.timeutil import utc
+from watchkeeper.windows.config import WindowConfig, WindowKey
+from watchkeeper.windows.queries import BINARY_OUTCOMES
+
+if TYPE_CHECKING:
+    from watchkeeper.sinks.writer import Store
+
+__all__ = ["ErrorStream", "SequentialDrift"]
+
+ERRORS = (
+    """
+SELECT toUnixTimestamp64Milli(p.ts) AS t, toUInt8((p.prediction >= {thr:Float64}) != (o.y = 1)) AS err
+FROM (
+    SELECT prediction_id, ts, assumeNotNull(prediction) AS prediction FROM predictions FINAL
+    WHERE model = {m:String} AND version = {v:String} AND prediction IS NOT NULL
+      AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+) AS p
+INNER JOIN """
+    + BINARY_OUTCOMES
+    + """
+ORDER BY t, p.prediction_id
+"""
+)
+ERROR_FEATURE = "__error__"
+ERROR_DETECTOR = "watchkeeper_default"
+
+# Per-event covariate shift: the ``covariate_shift`` preset (CUSUMs per standardised feature, tuned for
+# a 0.5 sigma mean shift, one false alarm per 500k updates of a feature) fed every event of each
+# window in event-time order; its rows name the firing event's time. Windows of more events are
+# subsampled by event id (the order is kept).
+SHIFT_DETECTOR = "mean_shift"
+SHIFT_MAX_EVENTS = 5000
+SHIFT_MAX_FEATURES = 100
+SHIFT_EVENTS = """
+SELECT toUnixTimestamp64Milli(ts) AS t, features FROM predictions FINAL
+WHERE model = {m:String} AND version = {v:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+  AND cityHash64(event_id) % {every:UInt32} = 0
+ORDER BY ts, event_id
+"""
+WINDOW_COUNT = """
+SELECT count() FROM predictions FINAL
+WHERE model = {m:String} AND version = {v:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+"""
+
+
+# Rows a sequential detector wrote per window, kept for this many windows: a window recomputed for late
+# labels gets its rows again (the detector saw its events once and cannot see them again).
+KEEP_EMITTED = 1000
+
+
+@dataclass
+class ErrorStream:
+    """A sequential detector over one version's events, the last window it has seen and what it wrote."""
+
+    detector: Any
+    last_window: int
+    features: tuple[str, ...] = ()
+    emitted: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def seen(self, window: int) -> list[dict[str, Any]] | None:
+        """The rows written for a window already fed (copies), or None for a new window."""
+        if window > self.last_window:
+            return None
+        return [dict(r) for r in self.emitted.get(window, [])]
+
+    def record(self, window: int, rows: list[dict[str, Any]]) -> None:
+        self.last_window = window
+        self.emitted[window] = [dict(r) for r in rows]
+        while len(self.emitted) > KEEP_EMITTED:
+            del self.emitted[min(self.emitted)]
+
+
+class SequentialDrift:
+    """The sequential detectors of every model version this process has fed, and the rows they wrote."""
+
+    def __init__(self, store: Store, config: WindowConfig) -> None:
+        self.store = store
+        self.config = config
+        self.error_streams: dict[tuple[str, str], ErrorStream] = {}
+        self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
+
+    def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """Concept drift: the ``watchkeeper_default`` detector fed each binary window's errors in event-time order.
+
+        Each window is fed once, in order (a recomputed window is not fed again); the row's
+        ``ts`` is the event time of the first error that made the detector fire, else the
+        window's end. Detector state lives in this process: a restarted leader starts a new
+        detector from the next window on.
+        """
+        from watchkeeper.detectors import build
+
+        w = self.config.window_seconds
+        thr = self.config.model(model).threshold
+        out: list[dict[str, Any]] = []
+        for k in _unseen(self.error_streams, model, keys, out):
+            state = self.error_streams.get((model, k.version))
+            errors = self.store.query_rows(
+                ERRORS,
+                {"m": model, "v": k.version, "thr": thr, "t0": utc(k.start), "t1": utc(k.start + w)},
+            )
+            if not errors:
+                continue
+            if state is None:
+                state = self.error_streams[(model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
+            fired_at: float | None = None
+            for t, err in errors:
+                state.detector.update(float(err))
+                if state.detector.drift_detected and fired_at is None:
+                    fired_at = t / 1000
+            end = utc(k.start + w)
+            rate = sum(e for _, e in errors) / len(errors)
+            out.append(
+                {
+                    "ts": utc(fired_at) if fired_at is not None else end,
+                    "window_start": utc(k.start),
+                    "window_end": end,
+                    "model": model,
+                    "version": k.version,
+                    "feature": ERROR_FEATURE,
+                    "detector": ERROR_DETECTOR,
+                    "statistic": rate,
+                    "threshold": 0.0,
+                    "drifted": int(fired_at is not None),
+                    "computed_at": computed_at,
+                }
+            )
+            state.record(k.start, out[-1:])
+        return out
+
+    def shift_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+        """Covariate shift per event: one ``mean_shift`` row per numeric feature and window.
+
+        The detector learns each feature's mean and spread from the version's first 1,000
+        events, so it runs only with a fixed reference (``drift_reference`` ``auto`` or
+        ``first_windows``): a rolling or seasonal reference is for cycles a fixed mean
+        would read as shifts. A row's ``ts`` is the event time of the feature's first
+        alarm in the window, else the window's end; ``statistic`` the feature's CUSUM (in
+        standard deviations; at least the threshold when it fired). State lives in this
+        process, as for the error stream.
+        """
+        from watchkeeper.detectors import build
+
+        if self.config.model(model).drift_reference not in ("auto", "first_windows"):
+            return []
+        w = self.config.window_seconds
+        out: list[dict[str, Any]] = []
+        for k in _unseen(self.shift_streams, model, keys, out):
+            state = self.shift_streams.get((model, k.version))
+            params = {"m": model, "v": k.version, "t0": utc(k.start), "t1": utc(k.start + w)}
+            n = int(self.store.query_rows(WINDOW_COUNT, params)[0][0])
+            events = self.store.query_rows(SHIFT_EVENTS, {**params, "every": max(1, math.ceil(n / SHIFT_MAX_EVENTS))})
+            if not events:
+                continue
+            if state is None:
+                names = sorted({f for _, feats in events for f in feats})[:SHIFT_MAX_FEATURES]
+                if not names:
+                    continue
+                state = ErrorStream(build("covariate_shift"), k.start, tuple(names))
+                self.shift_streams[(model, k.version)] = state
+            det = state.detector
+            x = np.array([[feats.get(f, math.nan) for f in state.features] for _, feats in events], dtype=np.float64)
+            det.update_many(x)
+            first: dict[int, float] = {}
+            for row, feature in det.alarms:
+                first.setdefault(feature, events[row][0] / 1000)
+            rows: list[dict[str, Any]] = []
+            statistic = det.statistic
+            if statistic.size:  # armed: the reference is learnt
+                end = utc(k.start + w)
+                for j, name in enumerate(state.features):
+                    fired = j in first
+                    rows.append(
+                        {
+                            "ts": utc(first[j]) if fired else end,
+                            "window_start": utc(k.start),
+                            "window_end": end,
+                            "model": model,
+                            "version": k.version,
+                            "feature": name,
+                            "detector": SHIFT_DETECTOR,
+                            "statistic": max(float(statistic[j]), det.threshold) if fired else float(statistic[j]),
+                            "threshold": float(det.threshold),
+                            "drifted": int(fired),
+                            "computed_at": computed_at,
+                        }
+                    )
+            state.record(k.start, rows)
+            out.extend(rows)
+        return out
+
+
+def _unseen(
+    streams: dict[tuple[str, str], ErrorStream], model: str, keys: Sequence[WindowKey], out: list[Any]
+) -> Iterator[WindowKey]:
+    """The versioned windows a sequential detector has not been fed, in order; the rows of
+    those it has (a recomputed window) go to ``out`` again."""
+    for k in sorted(k for k in keys if k.version):
+        state = streams.get((model, k.version))
+        again = state.seen(k.start) if state is not None else None
+        if again is None:
+            yield k
+        else:
+            out.extend(again)
