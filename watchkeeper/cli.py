@@ -187,8 +187,8 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from watchkeeper.alerts.cli import register
-    from watchkeeper.dashboards.cli import dashboards, report
+    from watchkeeper.cli_alerts import register
+    from watchkeeper.cli_dashboards import dashboards, report
 
     main.add_command(dashboards)
     main.add_command(report)

@@ -262,7 +262,7 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
 
     from click.testing import CliRunner
 
-    from watchkeeper.alerts.cli import COMMANDS
+    from watchkeeper.cli_alerts import COMMANDS
 
     cmds = {c.name: c for c in COMMANDS}
     obj = {"settings": _settings(), "store": stores["wklive"]}

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from watchkeeper.cli_dashboards import dashboards as dashboards_cli
 from watchkeeper.dashboards import build as build_mod
 from watchkeeper.dashboards.alerting import CONTACT_POINT, RULES, WEBHOOK_ENV
-from watchkeeper.dashboards.cli import dashboards as dashboards_cli
 from watchkeeper.dashboards.macros import MacroError, TimeRange, bind
 from watchkeeper.dashboards.panels import DASHBOARDS, DATASOURCE_TYPE, DATASOURCE_UID, PANELS
 from watchkeeper.dashboards.push import PushError, connect, push

@@ -250,7 +250,7 @@ def register(group: click.Group) -> None:
         group.add_command(cmd)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m watchkeeper.alerts.cli alerts ...`
+if __name__ == "__main__":  # pragma: no cover - `python -m watchkeeper.cli_alerts alerts ...`
     cli = click.Group("watchkeeper-alerts")
     register(cli)
     sys.exit(cli())
