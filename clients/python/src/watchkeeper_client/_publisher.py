@@ -305,9 +305,7 @@ class Publisher:
         """Queue one event's JSON bytes as they are (no re-encoding: the fast path for files)."""
         self._put(self.topics[kind], prediction_id.encode(), event_json, headers, False)
 
-    def send_message(
-        self, kind: str, value: bytes, key: bytes | None = None, headers: Headers | None = None
-    ) -> None:
+    def send_message(self, kind: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> None:
         """Queue one Kafka message sent as it is, outside any envelope (e.g. a line the worker must judge)."""
         self._put(self.topics[kind], key or b"", value, headers, True)
 
