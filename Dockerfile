@@ -27,10 +27,11 @@ COPY dashboards ./dashboards
 COPY alerts ./alerts
 COPY windows ./windows
 COPY watchkeeper ./watchkeeper
+COPY clients/python ./clients/python
 
 # The same install as the Makefile's, without the dev and alibi extras.
 RUN python -m pip install --quiet --upgrade "pip>=24" \
-    && python -m pip install --quiet -c constraints.txt .
+    && python -m pip install --quiet -c constraints.txt ./clients/python .
 
 
 FROM python:3.11-slim

@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast bench bench-detect lint constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The light client (clients/python, a dependency of the service) installs from the repository first.
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,alibi]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./clients/python -e ".[dev,alibi]"
 	touch $(STAMP)
 
 .venv: $(STAMP)
