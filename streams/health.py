@@ -3,9 +3,11 @@
 *Ready* means the worker can do its job: its consumer has been given its
 partitions by the group (the assignment is done; an assignment of no partitions
 counts, since with more workers than partitions some stand by) and the store
-answers ``/ping``. *Live* means the worker is not stuck: the event loop runs its
-timers (a heartbeat every ``HEARTBEAT_S``) and no write to the store has been in
-flight for longer than ``WRITE_STALL_S`` while the store answers. A store that
+answers ``/ping``. *Live* means the worker is not stuck: the event loop answers
+(the web server runs on it) and runs its timers (a heartbeat every
+``HEARTBEAT_S``, once Faust has started them after the first assignment), and
+no write to the store has been in flight for longer than ``WRITE_STALL_S``
+while the store answers. A store that
 is down makes a worker not ready, never not live: restarting it would not help.
 
 Both answer 200 or 503 with a JSON body naming each check and which failed::
@@ -140,19 +142,18 @@ def liveness(
 
     >>> now = [0.0]
     >>> p = Progress(clock=lambda: now[0])
-    >>> liveness(p, lambda: True).ok  # just started: no beat expected yet
+    >>> p.beat()
+    >>> liveness(p, lambda: True).ok
     True
     >>> now[0] = 31.0
     >>> liveness(p, lambda: True).body()["failed"]
     ['event_loop']
-    >>> p.beat()
-    >>> liveness(p, lambda: True).ok
-    True
     """
     now = progress.clock()
     if progress.loop_beat is None:
-        since_start = now - progress.started
-        loop = Check(since_start <= loop_stale_s, f"no heartbeat in the {since_start:.0f} s since start")
+        # Faust starts timers once the group has assigned partitions, which can take a while; until then,
+        # that this check runs at all (on the event loop: the web server shares it) shows the loop turns.
+        loop = Check(True, f"answering; timers start once partitions are assigned ({now - progress.started:.0f} s up)")
     else:
         age = now - progress.loop_beat
         loop = Check(age <= loop_stale_s, f"last heartbeat {age:.1f} s ago (bound {loop_stale_s:.0f} s)")

@@ -215,8 +215,11 @@ def test_worker_health_endpoints_and_status(stack: Stack) -> None:
     assert set(body["checks"]) == {"partitions", "store"}
     assigned = re.fullmatch(r"(\d+) partitions assigned.*", body["checks"]["partitions"]["detail"])
     assert assigned and int(assigned[1]) >= 2 * stack.settings.partitions  # predictions and outcomes, at least
-    code, body = _poll(lambda: _get(f"{url}/live"), lambda r: r[0] == 200)
-    assert code == 200 and set(body["checks"]) == {"event_loop", "writers"}, body
+    # Faust starts the heartbeat timer once the partitions are assigned.
+    code, body = _poll(
+        lambda: _get(f"{url}/live"), lambda r: r[1]["checks"]["event_loop"]["detail"].startswith("last heartbeat")
+    )
+    assert code == 200 and set(body["checks"]) == {"event_loop", "writers"} and body["failed"] == [], body
 
     code, report = _status(stack, "--worker", url)
     assert code == 0

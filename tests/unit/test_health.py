@@ -61,11 +61,13 @@ def test_a_stale_event_loop_is_not_live(clock: Clock) -> None:
     assert verdict.status == 503 and verdict.body()["failed"] == ["event_loop"]
 
 
-def test_no_heartbeat_at_all_fails_only_after_the_bound(clock: Clock) -> None:
+def test_before_the_first_heartbeat_answering_is_enough(clock: Clock) -> None:
+    """Faust starts timers only after the first assignment, which may take minutes: no bound before it."""
     p = Progress(clock=clock)
-    assert liveness(p, _never_asked).ok
-    clock.now += LOOP_STALE_S + 1
-    assert liveness(p, _never_asked).body()["failed"] == ["event_loop"]
+    clock.now += 10 * LOOP_STALE_S
+    verdict = liveness(p, _never_asked)
+    detail = verdict.body()["checks"]["event_loop"]["detail"]
+    assert verdict.ok and "timers start once partitions are assigned" in detail
 
 
 def test_a_write_stuck_while_the_store_answers_is_not_live(clock: Clock) -> None:
