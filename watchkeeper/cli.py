@@ -216,8 +216,10 @@ def _worker_health(url: str, timeout: float = 3.0) -> dict[str, Any]:
                 body = json.loads(exc.read())
             except ValueError:
                 body = {"status": f"HTTP {exc.code}", "checks": {}}
-        except (OSError, ValueError):
-            return found  # nothing answers there (or not a watchkeeper worker)
+        except (OSError, ValueError):  # no answer (or not a watchkeeper worker)
+            if endpoint == "live":
+                return found
+            body = {"status": "no answer", "checks": {}}
         found[endpoint] = body.get("status") == "ok"
         found["checks"].update(body.get("checks") or {})
     found["state"] = "ready" if found["ready"] else ("live" if found["live"] else "stuck")
