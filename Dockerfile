@@ -53,8 +53,9 @@ USER watchkeeper
 WORKDIR /var/lib/watchkeeper
 EXPOSE 6066
 
-# Faust's web server answers GET / once the worker runs (it binds WATCHKEEPER_WEB_HOST).
+# Liveness: GET /live answers 200 while the event loop beats and no write is stuck (503
+# otherwise, naming the check; streams/health.py). docker-compose.yml asks /ready instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('WATCHKEEPER_WEB_PORT', '6066') + '/', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('WATCHKEEPER_WEB_PORT', '6066') + '/live', timeout=4)"]
 
 CMD ["watchkeeper", "worker", "-l", "info"]

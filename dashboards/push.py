@@ -5,8 +5,10 @@ account token) or ``grafana_user`` / ``grafana_password`` from the settings.
 Idempotent: the folder is created once, dashboards are overwritten by uid, the
 alert rule group is replaced as a whole, and the ClickHouse datasource is
 created only when Grafana has none with uid ``watchkeeper-clickhouse`` (then
-from ``WATCHKEEPER_CLICKHOUSE``; the embedded store listens on 127.0.0.1 only,
-so a remote Grafana needs a ClickHouse server). The webhook contact point is
+at the address of ``WATCHKEEPER_CLICKHOUSE``; the embedded store listens on
+127.0.0.1 only, so a remote Grafana needs a ClickHouse server). Grafana reads
+as the read-only user (``WATCHKEEPER_STORE_READONLY_USER`` / ``_PASSWORD``),
+never as the writer: see :func:`datasource_credentials`. The webhook contact point is
 pushed when ``webhook_url`` is set; otherwise the rules use Grafana's default
 notification policy.
 """
@@ -56,18 +58,53 @@ def _exists(call: Callable[[], Any]) -> bool:
         raise
 
 
-def datasource_from_settings(settings: Settings) -> dict[str, Any]:
-    """The ClickHouse datasource with the store's real address (for the HTTP API, no env substitution)."""
+def datasource_credentials(settings: Settings) -> tuple[str, str]:
+    """The user and password Grafana's datasource reads the store with: the read-only user's.
+
+    A dashboard user can type any SQL into a panel, so Grafana never gets the
+    writer's password. Without a read-only user configured, pushing fails, with
+    one exception: an embedded store that has no credentials at all (user
+    ``default``, no password: nothing secret to hand over) is used as it is,
+    with a warning.
+
+    >>> datasource_credentials(Settings(store_readonly_user="analyst", store_readonly_password="ro"))
+    ('analyst', 'ro')
+    >>> datasource_credentials(Settings(clickhouse="http://writer:pw@ch:8123/watchkeeper"))
+    ... # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    PushError: no read-only store user for Grafana's datasource
+    """
+    readonly_password = settings.store_readonly_password.get_secret_value()
+    if settings.store_readonly_user or readonly_password:
+        # The embedded store names a read-only user without a name "readonly" (sinks/embedded/server.py).
+        return settings.store_readonly_user or "readonly", readonly_password
     params = settings.clickhouse_params()
+    if settings.embedded_store and params["username"] == "default" and not params["password"]:
+        log.warning(
+            "the embedded store has no read-only user: Grafana reads it as user 'default', which can write; "
+            "set WATCHKEEPER_STORE_READONLY_USER and WATCHKEEPER_STORE_READONLY_PASSWORD to give it a read-only one"
+        )
+        return "default", ""
+    raise PushError(
+        "no read-only store user for Grafana's datasource: set WATCHKEEPER_STORE_READONLY_USER and "
+        "WATCHKEEPER_STORE_READONLY_PASSWORD (the full stack's: user 'analyst', CLICKHOUSE_ANALYST_PASSWORD); "
+        "the writer's credentials are not given to Grafana"
+    )
+
+
+def datasource_from_settings(settings: Settings) -> dict[str, Any]:
+    """The ClickHouse datasource with the store's real address and the read-only user (no env substitution)."""
+    params = settings.clickhouse_params()
+    username, password = datasource_credentials(settings)
     ds = copy.deepcopy(DATASOURCE)
     ds["jsonData"].update(
         host=params["host"],
         port=int(params["port"]),
-        username=params["username"],
+        username=username,
         secure=bool(params.get("secure", False)),
         defaultDatabase=settings.clickhouse_database,
     )
-    ds["secureJsonData"] = {"password": params["password"]}
+    ds["secureJsonData"] = {"password": password}
     return ds
 
 
@@ -76,12 +113,15 @@ def push(settings: Settings, api: GrafanaApi | None = None) -> list[str]:
     api = api or connect(settings)
     done: list[str] = []
     try:
+        datasource = None
+        if not _exists(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)):
+            datasource = datasource_from_settings(settings)  # before any upload: it may refuse
         if not _exists(lambda: api.folder.get_folder(FOLDER_UID)):
             api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
             done.append(f"folder {FOLDER_TITLE} created")
-        if not _exists(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID)):
-            api.datasource.create_datasource(datasource_from_settings(settings))
-            done.append(f"datasource {DATASOURCE_UID} created")
+        if datasource is not None:
+            api.datasource.create_datasource(datasource)
+            done.append(f"datasource {DATASOURCE_UID} created (user {datasource['jsonData']['username']})")
         for uid, dashboard in all_dashboards().items():
             api.dashboard.update_dashboard(
                 {

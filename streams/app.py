@@ -91,9 +91,17 @@ app = App(
 )
 
 
+# The worker's streams.health.Progress (what /ready and /live read), once autodiscover() has run.
+health: Any = None
+
+
 def autodiscover() -> faust.App:
     """Import the modules that register topics, agents and timers; returns the app."""
-    import watchkeeper.streams.agents.ingest  # noqa: F401
+    global health
+    import watchkeeper.streams.agents.ingest as ingest
     import watchkeeper.streams.agents.model_stage  # noqa: F401
+    from watchkeeper.streams import health as health_checks
 
+    if health is None:  # /ready and /live on the web port, beside /metrics
+        health = health_checks.setup(app, ingest.worker, settings)
     return app

@@ -2,16 +2,22 @@
 
 A command that needs the broker or the store and finds nothing listening starts
 it *detached* (its own session, output to a log file under the data directory),
-so that it outlives a crashed worker, as a server would.
+so that it outlives a crashed worker, as a server would. Each one started so is
+recorded in a pid file (``<data>/run/broker.pid``, ``store.pid``: JSON with its
+pid and command line), which ``watchkeeper stop`` reads to stop exactly the
+processes watchkeeper started, and nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchkeeper.settings import Settings
@@ -99,7 +105,9 @@ def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:
     if not settings.embedded_broker or is_listening("127.0.0.1", settings.broker_port):
         return None
     log = settings.data_dir.parent / "logs" / "broker.log"
-    proc = _spawn_detached(broker_command(settings.broker_port), log)
+    cmd = broker_command(settings.broker_port)
+    proc = _spawn_detached(cmd, log)
+    _record(settings, "broker", proc, cmd, f"127.0.0.1:{settings.broker_port}", log)
     _wait_listening("127.0.0.1", settings.broker_port, proc, "broker", log)
     return proc
 
@@ -110,6 +118,131 @@ def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
         return None
     log = settings.store_path.parent / "logs" / "store.log"
     # Credentials from any settings source (a YAML file too) reach the store's process.
-    proc = _spawn_detached(store_command(settings), log, settings.store_env())
+    cmd = store_command(settings)
+    proc = _spawn_detached(cmd, log, settings.store_env())
+    _record(settings, "store", proc, cmd, f"{settings.store_host}:{settings.store_port}", log)
     _wait_listening(settings.store_host, settings.store_port, proc, "store", log)
     return proc
+
+
+# --- Pid files, and stopping what was started ------------------------------------------------
+
+SERVICES = ("broker", "store")
+# `watchkeeper stop` waits this long after SIGTERM before SIGKILL.
+STOP_TIMEOUT_S = 15.0
+
+
+def run_dir(settings: Settings) -> Path:
+    """Where the pid files are: ``run/`` beside the data directories (``./data/run`` by default)."""
+    return settings.data_dir.parent / "run"
+
+
+def pid_file(settings: Settings, service: str) -> Path:
+    return run_dir(settings) / f"{service}.pid"
+
+
+def _record(
+    settings: Settings, service: str, proc: subprocess.Popen[bytes], cmd: list[str], address: str, log: Path
+) -> None:
+    path = pid_file(settings, service)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"pid": proc.pid, "cmdline": cmd, "address": address, "log": str(log), "started": time.time()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record) + "\n")
+    tmp.replace(path)  # never a half-written pid file
+
+
+def process_cmdline(pid: int) -> list[str] | None:
+    """The command line of a running process; None if there is none (gone, or a zombie)."""
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # exited, not yet reaped
+                return None
+            raw = (proc / "cmdline").read_bytes()
+        except OSError:
+            return None
+        return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]] or None
+    out = subprocess.run(["ps", "-o", "stat=,args=", "-p", str(pid)], capture_output=True, text=True)
+    fields = out.stdout.strip().split(None, 1)
+    if out.returncode != 0 or len(fields) < 2 or fields[0].startswith("Z"):
+        return None
+    return fields[1].split()  # ps joins the arguments with spaces: compared word by word
+
+
+def _same_command(recorded: list[str], running: list[str]) -> bool:
+    """The process runs what was started: the same arguments, the same program (by name)."""
+    if not recorded or not running:
+        return False
+    if Path(recorded[0]).name != Path(running[0]).name:
+        return False
+    return recorded[1:] == running[1:] or " ".join(recorded[1:]) == " ".join(running[1:])
+
+
+@dataclass(frozen=True)
+class Started:
+    """An embedded service watchkeeper started in the background, as its pid file records it."""
+
+    service: str
+    pid: int
+    cmdline: list[str]
+    address: str
+    path: Path
+
+    def running(self) -> bool:
+        """The recorded process is alive and still runs the recorded command (the pid was not reused)."""
+        current = process_cmdline(self.pid)
+        return current is not None and _same_command(self.cmdline, current)
+
+
+def started(settings: Settings, service: str) -> Started | None:
+    """The pid file of a service, or None without one (or with one that cannot be read)."""
+    path = pid_file(settings, service)
+    try:
+        record = json.loads(path.read_text())
+        return Started(service, int(record["pid"]), list(record["cmdline"]), str(record.get("address", "")), path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _wait_gone(entry: Started, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while entry.running():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_service(settings: Settings, service: str, timeout: float = STOP_TIMEOUT_S) -> tuple[str, str]:
+    """Stop one service started in the background: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Returns what happened: ("stopped" | "none" | "failed", a line for the operator). A process whose command line is
+    not the recorded one is never signalled: its pid was reused after ours ended.
+    """
+    entry = started(settings, service)
+    if entry is None:
+        if pid_file(settings, service).exists():
+            pid_file(settings, service).unlink(missing_ok=True)
+            return "none", f"{service}: unreadable pid file removed"
+        return "none", f"{service}: not started in the background here (no {pid_file(settings, service)})"
+    if not entry.running():
+        entry.path.unlink(missing_ok=True)
+        if process_cmdline(entry.pid) is not None:
+            return "none", f"{service}: pid {entry.pid} runs something else now: left alone, stale pid file removed"
+        return "none", f"{service}: not running (stale pid file removed)"
+    how = "SIGTERM"
+    try:
+        os.kill(entry.pid, signal.SIGTERM)
+        if not _wait_gone(entry, timeout):
+            how = f"SIGKILL after {timeout:g} s"
+            os.kill(entry.pid, signal.SIGKILL)
+            if not _wait_gone(entry, 10.0):
+                return "failed", f"{service}: pid {entry.pid} still running after SIGKILL"
+    except ProcessLookupError:
+        pass  # it ended by itself meanwhile
+    except PermissionError:
+        return "failed", f"{service}: not allowed to signal pid {entry.pid}"
+    entry.path.unlink(missing_ok=True)
+    return "stopped", f"{service}: stopped pid {entry.pid} on {entry.address} ({how})"

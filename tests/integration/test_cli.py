@@ -55,3 +55,22 @@ def test_foreground_service_listens_on_loopback_and_stops_on_sigterm(command: st
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) in (0, -signal.SIGTERM, 143)
     assert not is_listening("127.0.0.1", port)
+
+
+def test_stop_leaves_a_foreground_service_alone(tmp_path: Path) -> None:
+    """`watchkeeper stop` stops only what watchkeeper started in the background (a pid file): not this."""
+    port = free_port()
+    env = {**os.environ, "WATCHKEEPER_STORE_PORT": str(port), "WATCHKEEPER_STORE_PATH": str(tmp_path / "ch")}
+    env["WATCHKEEPER_DATA_DIR"] = str(tmp_path / "faust")
+    proc = _run(["store"], env, tmp_path)
+    try:
+        _wait_listening(port, proc)
+        out = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.cli", "stop"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert "store: not started in the background here" in out.stdout
+        assert proc.poll() is None and is_listening("127.0.0.1", port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

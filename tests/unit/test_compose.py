@@ -6,7 +6,8 @@ Specification's JSON Schema (vendored in tests/data/, see its README), with the
 variables of .env.example substituted the way Compose does; every bind mount,
 variable and ``WATCHKEEPER_*`` setting it uses must exist; the Dockerfile must
 install the same pinned set as ``make test``, as a non-root user, with a
-healthcheck; the ClickHouse users file must parse and give the analyst a
+healthcheck (the image's asks the worker's /live, the compose service's /ready: both
+commands are run here against a stand-in web port); the ClickHouse users file must parse and give the analyst a
 read-only profile, whose settings the ClickHouse engine itself (chdb) then proves
 to refuse writes. Where a Docker Compose CLI is installed, ``docker compose
 config`` checks the file too.
@@ -14,15 +15,20 @@ config`` checks the file too.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -722,6 +728,80 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     assert env["WATCHKEEPER_WEB_HOST"] == "0.0.0.0"
     assert "WATCHKEEPER_WEB_PORT" in check and env["WATCHKEEPER_WEB_PORT"] == "6066"
     assert environment(services()["worker"])["WATCHKEEPER_WEB_PORT"] == env["WATCHKEEPER_WEB_PORT"]
+
+
+@contextmanager
+def _health_server(status: int) -> Iterator[tuple[int, list[str]]]:
+    """A stand-in worker web port answering every GET with ``status``; yields (port, paths asked)."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            asked.append(self.path)
+            body = json.dumps({"status": "ok" if status == 200 else "fail"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1]), asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _run_healthcheck(argv: list[str], port: int) -> int:
+    """Run a healthcheck's CMD here (the image's ``python`` is this interpreter) against ``port``."""
+    assert argv[0] == "python", argv
+    env = {"PATH": os.environ.get("PATH", ""), "WATCHKEEPER_WEB_PORT": str(port)}
+    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=60).returncode
+
+
+def _check_asks(argv: list[str], path: str) -> None:
+    """The check passes on 200 from ``path``, fails on 503 and when nothing listens."""
+    with _health_server(200) as (port, asked):
+        assert _run_healthcheck(argv, port) == 0
+    assert asked == [path]
+    with _health_server(503) as (port, asked):
+        assert _run_healthcheck(argv, port) != 0
+    assert asked == [path]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = int(sock.getsockname()[1])
+    assert _run_healthcheck(argv, dead) != 0
+
+
+def test_the_worker_service_is_healthy_when_ready() -> None:
+    """Compose waits for a worker that has its partitions and a reachable store (GET /ready, streams/health.py)."""
+    worker = services()["worker"]
+    check = worker["healthcheck"]
+    test = check["test"]
+    assert test[0] == "CMD"  # exec form: no shell in between, the exit code is python's
+    assert "/ready" in test[-1] and "WATCHKEEPER_WEB_PORT" in test[-1]
+    assert environment(worker)["WATCHKEEPER_WEB_PORT"] == "6066"
+    for key in ("interval", "timeout", "retries", "start_period"):
+        assert key in check, key
+    seconds = {k: int(str(check[k]).rstrip("s")) for k in ("interval", "timeout", "start_period")}
+    assert seconds["timeout"] < seconds["interval"] and seconds["start_period"] >= 30
+    _check_asks(test[1:], "/ready")
+    # The demo publishes only once a worker is ready.
+    assert services()["demo"]["depends_on"]["worker"]["condition"] == "service_healthy"
+
+
+def test_the_images_healthcheck_asks_for_liveness() -> None:
+    check = _dockerfile_healthcheck()
+    assert check
+    argv = json.loads(check[check.index("CMD") + len("CMD") :].strip())
+    assert "/live" in argv[-1]
+    _check_asks(argv, "/live")
 
 
 def test_dockerignore_keeps_secrets_out_and_the_sources_in() -> None:

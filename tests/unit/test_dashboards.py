@@ -239,7 +239,12 @@ class FakeGrafana:
 
 def test_push_uploads_folder_datasource_dashboards_and_rules() -> None:
     api = FakeGrafana()
-    settings = Settings(grafana_url="http://grafana:3000", clickhouse="http://analyst:pw@ch:8123/watchkeeper")
+    settings = Settings(
+        grafana_url="http://grafana:3000",
+        clickhouse="http://writer:wpw@ch:8123/watchkeeper",
+        store_readonly_user="analyst",
+        store_readonly_password="pw",
+    )
     done = push(settings, api)  # type: ignore[arg-type]
     names = [c[0] for c in api.calls]
     assert "folder.create_folder" in names and "datasource.create_datasource" in names
@@ -248,6 +253,7 @@ def test_push_uploads_folder_datasource_dashboards_and_rules() -> None:
     assert all(u["overwrite"] and u["folderUid"] == "watchkeeper" for u in uploads)
     ds = next(c[1][0] for c in api.calls if c[0] == "datasource.create_datasource")
     assert ds["uid"] == DATASOURCE_UID and ds["jsonData"]["host"] == "ch" and ds["secureJsonData"]["password"] == "pw"
+    assert ds["jsonData"]["username"] == "analyst" and "wpw" not in json.dumps(ds)  # the read-only user, not the writer
     (group_call,) = [c for c in api.calls if c[0] == "alertingprovisioning.update_rule_group"]
     folder, group, body = group_call[1]
     assert (folder, group) == ("watchkeeper", "watchkeeper")
@@ -264,6 +270,35 @@ def test_push_with_a_webhook_creates_the_contact_point() -> None:
     push(settings, api)  # type: ignore[arg-type]
     (cp_call,) = [c for c in api.calls if c[0] == "alertingprovisioning.create_contactpoint"]
     assert cp_call[1][0]["settings"]["url"] == "https://hooks/x"
+
+
+def test_push_refuses_to_give_grafana_the_writers_credentials() -> None:
+    """A ClickHouse server and no read-only user: nothing is uploaded, the error says what to set."""
+    api = FakeGrafana()
+    settings = Settings(grafana_url="http://g", grafana_token="t", clickhouse="http://writer:wpw@ch:8123/watchkeeper")
+    with pytest.raises(PushError, match="WATCHKEEPER_STORE_READONLY_USER"):
+        push(settings, api)  # type: ignore[arg-type]
+    assert [name for name, _ in api.calls] == ["datasource.get_datasource_by_uid"]
+    # An embedded store with a writer password but no read-only user: refused as well.
+    with pytest.raises(PushError, match="read-only"):
+        push(Settings(grafana_url="http://g", store_user="w", store_password="wpw"), FakeGrafana())  # type: ignore[arg-type]
+
+
+def test_push_gives_the_embedded_stores_read_only_user(caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeGrafana()
+    settings = Settings(grafana_url="http://g", store_password="wpw", store_readonly_password="ro")
+    push(settings, api)  # type: ignore[arg-type]
+    ds = next(c[1][0] for c in api.calls if c[0] == "datasource.create_datasource")
+    # Named like the embedded store names a read-only user given only a password.
+    assert (ds["jsonData"]["username"], ds["secureJsonData"]["password"]) == ("readonly", "ro")
+    assert (ds["jsonData"]["host"], ds["jsonData"]["port"]) == ("127.0.0.1", 8123)
+    # An embedded store without any credentials: its open default user, with a warning.
+    api = FakeGrafana()
+    with caplog.at_level("WARNING"):
+        push(Settings(grafana_url="http://g"), api)  # type: ignore[arg-type]
+    ds = next(c[1][0] for c in api.calls if c[0] == "datasource.create_datasource")
+    assert (ds["jsonData"]["username"], ds["secureJsonData"]["password"]) == ("default", "")
+    assert "no read-only user" in caplog.text
 
 
 def test_push_needs_a_grafana_url() -> None:
