@@ -34,8 +34,8 @@ def build(out: Path | None) -> None:
 @dashboards.command()
 def push() -> None:
     """Upload dashboards and alert rules to the Grafana at WATCHKEEPER_GRAFANA_URL."""
-    from watchkeeper.dashboards.push import PushError
-    from watchkeeper.dashboards.push import push as push_all
+    from watchkeeper.grafana_push import PushError
+    from watchkeeper.grafana_push import push as push_all
     from watchkeeper.settings import load_settings
 
     try:

@@ -24,7 +24,7 @@ from watchkeeper.dashboards import build as build_mod
 from watchkeeper.dashboards.alerting import CONTACT_POINT, RULES, WEBHOOK_ENV
 from watchkeeper.dashboards.macros import MacroError, TimeRange, bind
 from watchkeeper.dashboards.panels import DASHBOARDS, DATASOURCE_TYPE, DATASOURCE_UID, PANELS
-from watchkeeper.dashboards.push import PushError, connect, push
+from watchkeeper.grafana_push import PushError, connect, push
 from watchkeeper.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
