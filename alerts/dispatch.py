@@ -151,7 +151,7 @@ class _Lane:
     def put(self, message: Message) -> None:
         try:
             self.queue.put_nowait(message)
-            self.owner._count("queued")
+            self.owner._count("queued", receiver=self.notifier.name)
         except queue.Full:
             self.owner._dead(self.notifier, message, "queue full", 0)
 
@@ -195,7 +195,7 @@ class _Lane:
             attempt += 1
             try:
                 n.send(message, retry.timeout)
-                self.owner._count("resent" if resend else "delivered", len(message.alerts))
+                self.owner._count("resent" if resend else "delivered", len(message.alerts), receiver=n.name)
                 return
             except DeliveryError as exc:
                 err = exc
@@ -204,14 +204,14 @@ class _Lane:
             if not err.retriable or attempt > len(delays) or stop.is_set():
                 break
             wait = delays[attempt - 1] if err.retry_after is None else min(err.retry_after, retry.max_delay)
-            self.owner._count("retries")
+            self.owner._count("retries", receiver=n.name)
             log.info("delivery to %s failed (%s), retry %d in %.2fs", n.name, err.reason, attempt, wait)
             if stop.wait(wait):
                 break
         if resend:
-            self.owner._count("resend_failures")
+            self.owner._count("resend_failures", receiver=n.name)
         elif n.best_effort:
-            self.owner._count("best_effort_failures", len(message.alerts))
+            self.owner._count("best_effort_failures", len(message.alerts), receiver=n.name)
             log.info("best-effort delivery to %s failed: %s", n.name, err.reason)
         else:
             self.owner._dead(n, message, err.reason, attempt)
@@ -235,6 +235,8 @@ class Dispatcher:
         self.on_dead_letter = on_dead_letter
         self.dead_letters: deque[DeadLetter] = deque(maxlen=max_dead_letters)
         self.stats: Counter[str] = Counter()
+        # The same counts per receiver, (receiver, key): what /metrics exports.
+        self.receiver_stats: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
@@ -259,7 +261,9 @@ class Dispatcher:
         extra = receivers if receivers is not None else config.receivers
         for name, cfg in sorted(extra.items()):
             rc = cfg if isinstance(cfg, ReceiverConfig) else ReceiverConfig.model_validate(cfg)
-            notifiers.append(rc.build(name))
+            notifier = rc.build(name)
+            notifier.grafana_url = config.grafana_url  # the deep link, as for the configured receivers
+            notifiers.append(notifier)
         raw_routes = routes if routes is not None else config.routes
         parsed = [r if isinstance(r, Route) else Route.model_validate(r) for r in raw_routes]
         return cls(notifiers, parsed, **kwargs)
@@ -373,9 +377,11 @@ class Dispatcher:
         self.close()
 
     # Book-keeping ------------------------------------------------------------------
-    def _count(self, key: str, n: int = 1) -> None:
+    def _count(self, key: str, n: int = 1, *, receiver: str | None = None) -> None:
         with self._lock:
             self.stats[key] += n
+            if receiver is not None:
+                self.receiver_stats[(receiver, key)] += n
 
     def _dead(self, notifier: Notifier, message: Message, error: str, attempts: int) -> None:
         dl = DeadLetter(notifier.name, error, attempts, message.alerts, datetime.now(UTC))
@@ -383,6 +389,7 @@ class Dispatcher:
             self.dead_letters.append(dl)
             self.stats["dead_letters"] += 1
             self.stats["dead_lettered_alerts"] += len(message.alerts)
+            self.receiver_stats[(notifier.name, "dead_letters")] += 1
         log.warning("alerts %s undeliverable to %s after %d attempts: %s",
                     ",".join(dl.alert_ids), notifier.name, attempts, error)  # fmt: skip
         if self.on_dead_letter is not None:

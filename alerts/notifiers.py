@@ -86,10 +86,14 @@ class WebhookNotifier(HttpNotifier):
                 "receiver": self.name,
                 "model": model,
                 "status": "firing" if any(a.firing for a in group) else "resolved",
-                "alerts": [a.to_json() for a in group],
+                "alerts": [self.alert_json(a) for a in group],
             }
             out.append(Message(payload, tuple(group), {"Idempotency-Key": idempotency_key(group)}))
         return out
+
+    def alert_json(self, a: Alert) -> dict[str, Any]:
+        """The alert as published on the ``alerts`` topic, plus ``dashboard_url`` (null without Grafana)."""
+        return {**a.to_json(), "dashboard_url": self.dashboard_url(a)}
 
 
 class RetrainWebhook(HttpNotifier):
@@ -116,6 +120,7 @@ class RetrainWebhook(HttpNotifier):
                     "summary": a.summary,
                     "owner": a.owner,
                     "runbook_url": a.runbook_url,
+                    "dashboard_url": self.dashboard_url(a),
                     "evidence": a.evidence,
                 },
                 (a,),
@@ -158,7 +163,9 @@ class SlackNotifier(HttpNotifier):
             title = f"{icon} *{a.state.upper()}* {a.kind} ({a.severity})"
             body = f"{title}\n{self.escape(a.summary)}"[:3000]
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
-            links = f"<{a.runbook_url}|runbook>" if a.runbook_url else ""
+            dashboard = self.dashboard_url(a)
+            links = " · ".join(f"<{url}|{label}>" for url, label in ((a.runbook_url, "runbook"),
+                                                                   (dashboard, "dashboard")) if url)  # fmt: skip
             context = f"owner *{self.escape(a.owner)}* · {links} · `{a.alert_id}` · {iso(a.ts)}"
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
         text = " ".join(f"[{a.state}] {a.summary}" for a in alerts)[:3000]
@@ -202,9 +209,12 @@ class PagerDutyNotifier(Notifier):
             },
         }
         body["client"] = "watchkeeper"
-        if alert.runbook_url:
-            body["client_url"] = alert.runbook_url
-            body["links"] = [{"href": alert.runbook_url, "text": "Runbook"}]
+        dashboard = self.dashboard_url(alert)
+        links = [{"href": url, "text": text} for url, text in ((dashboard, "Model dashboard"),
+                                                             (alert.runbook_url, "Runbook")) if url]  # fmt: skip
+        if links:
+            body["client_url"] = links[0]["href"]
+            body["links"] = links
         return body
 
     def messages(self, alerts: Sequence[Alert]) -> list[Message]:
@@ -249,6 +259,9 @@ class AlertmanagerNotifier(Notifier):
         annotations = {"summary": a.summary, "description": evidence_json(a.evidence)[:8000]}
         if a.runbook_url:
             annotations["runbook_url"] = a.runbook_url
+        dashboard = self.dashboard_url(a)
+        if dashboard:
+            annotations["dashboard_url"] = dashboard
         since = a.evidence.get("firing_since") if not a.firing else None
         starts = datetime.fromisoformat(since.replace("Z", "+00:00")) if isinstance(since, str) else a.ts
         out: dict[str, Any] = {
@@ -261,8 +274,9 @@ class AlertmanagerNotifier(Notifier):
             # never before it started (Alertmanager refuses that).
             end = min(a.ts, now or datetime.now(UTC))
             out["endsAt"] = iso(max(starts, end))
+        # The link back to what generated the alert: the model dashboard at the alert's range.
         gen = self.generator_url.format(model=quote(a.model), kind=a.kind, alert_id=a.alert_id) \
-            if self.generator_url else a.runbook_url  # fmt: skip
+            if self.generator_url else (dashboard or a.runbook_url)  # fmt: skip
         if gen:
             out["generatorURL"] = gen
         return out
@@ -370,4 +384,6 @@ def notifiers_from_config(config: DeliveryConfig) -> list[Notifier]:
     if c.grafana_url:
         out.append(GrafanaAnnotator(c.grafana_url, token=c.grafana_token, user=c.grafana_user,
                                     password=c.grafana_password))  # fmt: skip
+    for notifier in out:
+        notifier.grafana_url = c.grafana_url
     return out

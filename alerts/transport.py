@@ -137,9 +137,17 @@ class Notifier(ABC):
     best_effort: bool = False
     #: Re-send firing alerts this often (seconds), for receivers that expire them.
     resend_seconds: float | None = None
+    #: Grafana's address for the deep link to the model dashboard (None: no link).
+    grafana_url: str | None = None
 
     def accepts(self, alert: Alert) -> bool:
         return True
+
+    def dashboard_url(self, alert: Alert) -> str | None:
+        """The model dashboard at this alert's model, version and time range (``alerts/links.py``)."""
+        from watchkeeper.alerts.links import dashboard_url
+
+        return dashboard_url(alert, self.grafana_url)
 
     @abstractmethod
     def messages(self, alerts: Sequence[Alert]) -> list[Message]:

@@ -2,7 +2,8 @@
 
 Faust's own sensor exports its consumer, producer, table and agent metrics;
 this collector adds watchkeeper's counters (messages, rows and dead letters
-written by this worker, windows closed and alert state changes).
+written by this worker, windows closed, alert deliveries per receiver and outcome,
+and alerts that could not be delivered).
 """
 
 from __future__ import annotations
@@ -35,6 +36,34 @@ class WorkerCollector(Collector):
         pending = GaugeMetricFamily("watchkeeper_windows_pending", "Windows waiting for their watermark")
         pending.add_metric([], float(len(closer.pending) if closer is not None else 0))
         yield pending
+        yield from delivery_metrics(self.worker.__dict__.get("dispatcher"))
+
+
+# Dispatcher counts exported per receiver (the rest — queued, retries — are in its log and stats()).
+DELIVERY_OUTCOMES = ("delivered", "resent", "retries", "dead_letters", "resend_failures", "best_effort_failures")
+
+
+def delivery_metrics(dispatcher: Any) -> Iterator[CounterMetricFamily]:
+    """``watchkeeper_alert_deliveries{receiver, outcome}``: alerts delivered, retried, dead-lettered per receiver.
+
+    A receiver that fails shows up here (``outcome="dead_letters"`` grows) rather than only in a log line.
+
+    >>> from collections import Counter
+    >>> class D:
+    ...     receiver_stats = Counter({("slack", "delivered"): 3, ("slack", "dead_letters"): 1})
+    >>> [(s.labels, s.value) for s in next(delivery_metrics(D())).samples if s.value]
+    [({'receiver': 'slack', 'outcome': 'dead_letters'}, 1.0), ({'receiver': 'slack', 'outcome': 'delivered'}, 3.0)]
+    """
+    family = CounterMetricFamily(
+        "watchkeeper_alert_deliveries",
+        "Alert deliveries per receiver and outcome (dead_letters: given up; see the worker log for why)",
+        labels=["receiver", "outcome"],
+    )
+    counts = dict(getattr(dispatcher, "receiver_stats", {}) or {})
+    for receiver in sorted({r for r, _ in counts}):
+        for outcome in sorted(DELIVERY_OUTCOMES):
+            family.add_metric([receiver, outcome], float(counts.get((receiver, outcome), 0)))
+    yield family
 
 
 class LagCollector(Collector):

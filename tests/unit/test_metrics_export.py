@@ -55,3 +55,34 @@ def test_collectors_render_in_the_prometheus_text_format() -> None:
     assert 'watchkeeper_consumer_lag{partition="3",topic="predictions"} 5.0' in text
     assert 'watchkeeper_ingested_total{kind="predictions"} 1000.0' in text
     assert 'watchkeeper_ingested_total{kind="dead_letters"} 2.0' in text
+
+
+def test_an_alert_receiver_that_fails_shows_on_metrics() -> None:
+    """Delivery failures are on /metrics per receiver, not only in a log line."""
+    from datetime import UTC, datetime
+
+    from watchkeeper.alerts.dispatch import Dispatcher, Retry
+    from watchkeeper.alerts.model import Alert
+    from watchkeeper.alerts.notifiers import WebhookNotifier
+
+    class Worker:
+        counts: dict[str, int] = {}
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    a = Alert(alert_id="drift-1", model="m", version="v1", kind="drift", severity="warning", state="firing",
+              summary="s", evidence={"subject": "features"}, ts=now, fired_at=now)  # fmt: skip
+    # Nothing listens on port 9 (discard): every attempt fails and the alert is dead-lettered.
+    dispatcher = Dispatcher([WebhookNotifier("http://127.0.0.1:9/", name="team-hook")],
+                            retry=Retry(attempts=1, initial_delay=0, timeout=0.5))  # fmt: skip
+    worker = Worker()
+    worker.__dict__["dispatcher"] = dispatcher
+    try:
+        dispatcher.submit([a])
+        dispatcher.flush(timeout=10)
+    finally:
+        dispatcher.close()
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(worker))
+    text = generate_latest(registry).decode()
+    assert 'watchkeeper_alert_deliveries_total{outcome="dead_letters",receiver="team-hook"} 1.0' in text
+    assert 'watchkeeper_alert_deliveries_total{outcome="delivered",receiver="team-hook"} 0.0' in text
