@@ -11,7 +11,7 @@ insert per table and batch; the Kafka messages behind them are acked only after
 the write succeeded, so no offset is committed past unwritten rows.
 
 Decoding is columnar: the raw events of a run of messages (up to
-``CHUNK_EVENTS``) are checked together by :func:`watchkeeper.streams.events.fast_columns`;
+``CHUNK_EVENTS``) are checked together by :func:`watchkeeper.streams.decode.fast_columns`;
 a run it cannot vouch for is halved until the events it cannot vouch for are
 isolated, and those go through the pydantic models one by one, which accept
 them or give the reason for their dead letter.
@@ -32,16 +32,8 @@ import orjson
 import pyarrow as pa
 
 from watchkeeper.sinks.schema import DEAD_LETTERS, OUTCOMES, PREDICTIONS
-from watchkeeper.streams.events import (
-    MAX_FUTURE_SECONDS,
-    Outcome,
-    Prediction,
-    Rejected,
-    fast_columns,
-    model_columns,
-    parse_message,
-    validate_event,
-)
+from watchkeeper.streams.decode import Rejected, fast_columns, model_columns, parse_message, validate_event
+from watchkeeper.streams.events import MAX_FUTURE_SECONDS, Outcome, Prediction
 
 log = logging.getLogger(__name__)
 
