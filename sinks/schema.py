@@ -1,4 +1,9 @@
-"""ClickHouse DDL for the public tables (database ``watchkeeper``).
+"""The public tables (database ``watchkeeper``): one definition each, giving the DDL and the Arrow schema.
+
+Each table is a :class:`Table` of :class:`Column` s: its ``CREATE TABLE``
+statement (:func:`ddl`) and the Arrow schema of the rows a writer inserts
+(:meth:`Table.arrow_schema`, the columns without a ``DEFAULT``) both come from
+it, so the store and the writers cannot disagree about a column.
 
 Raw tables (``predictions``, ``outcomes``, ``dead_letters``) keep a short TTL;
 aggregates (``metrics``, ``drift``, ``alerts``) a long one. Both come from the
@@ -9,11 +14,21 @@ update a window), a ReplacingMergeTree keyed on the row's identity.
 
 Only validated integers from the settings are formatted into DDL; no event
 value ever is.
+
+>>> PREDICTIONS.arrow_schema().field("features").type
+MapType(map<string, double>)
+>>> OUTCOMES.column_names(insert=True)
+['ts', 'model', 'prediction_id', 'event_id', 'outcome', 'outcome_class', 'src_partition', 'src_offset']
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEDUP = "non_replicated_deduplication_window = 10000"
 
@@ -31,188 +46,346 @@ class Retention:
                 raise ValueError("retention days must be positive integers")
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column: its ClickHouse type and, if the store fills it, its ``DEFAULT``.
+
+    >>> Column("ingested_at", "DateTime64(3, 'UTC')", default="now64(3, 'UTC')").ddl()
+    "ingested_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')"
+    """
+
+    name: str
+    type: str
+    default: str = ""  # a column with a DEFAULT is left out of inserts (and of the Arrow schema)
+
+    def ddl(self) -> str:
+        return f"{self.name} {self.type} DEFAULT {self.default}" if self.default else f"{self.name} {self.type}"
+
+    def arrow_type(self) -> pa.DataType:
+        return arrow_type(self.type)
+
+
+@dataclass(frozen=True)
+class Ttl:
+    """Rows expire ``expression`` + the raw or the aggregate retention."""
+
+    expression: str
+    keep: Literal["raw", "aggregate"]
+
+    def clause(self, retention: Retention) -> str:
+        days = retention.raw_days if self.keep == "raw" else retention.aggregate_days
+        return f"TTL {self.expression} + toIntervalDay({days})"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: its columns and the clauses of its ``CREATE TABLE`` statement."""
+
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    order_by: str
+    partition_by: str = ""
+    indexes: tuple[str, ...] = ()  # "name expression TYPE t GRANULARITY n"
+    ttl: Ttl | None = None
+    settings: str = ""
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def column_names(self, *, insert: bool = False) -> list[str]:
+        """Every column's name, or with ``insert`` only those an insert gives (no ``DEFAULT``)."""
+        return [c.name for c in self.columns if not (insert and c.default)]
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of an insert: the columns without a ``DEFAULT``, in table order."""
+        import pyarrow as pa  # only writers need it: the tables are read by processes without pyarrow
+
+        return pa.schema([(c.name, c.arrow_type()) for c in self.columns if not c.default])
+
+    def create(self, db: str, retention: Retention) -> str:
+        """The ``CREATE TABLE IF NOT EXISTS`` statement (``db`` is checked by :func:`ddl`)."""
+        items = [c.ddl() for c in self.columns] + [f"INDEX {index}" for index in self.indexes]
+        clauses = [
+            f"PARTITION BY {self.partition_by}" if self.partition_by else "",
+            f"ORDER BY {self.order_by}",
+            self.ttl.clause(retention) if self.ttl is not None else "",
+            f"SETTINGS {self.settings}" if self.settings else "",
+        ]
+        return (
+            f"CREATE TABLE IF NOT EXISTS {db}.{self.name} (\n"
+            + ",\n".join(" " * 12 + item for item in items)
+            + f"\n        ) ENGINE = {self.engine}"
+            + "".join("\n        " + clause for clause in clauses if clause)
+        )
+
+
+_WRAPPED = re.compile(r"^(\w+)\((.*)\)$")
+
+
+def arrow_type(clickhouse_type: str) -> pa.DataType:
+    """The Arrow type that ClickHouse reads into (and writes from) a column of this type.
+
+    Arrow fields are nullable, so ``Nullable`` and ``LowCardinality`` change nothing here.
+
+    >>> arrow_type("Map(String, Float64)"), arrow_type("Nullable(DateTime64(3, 'UTC'))")
+    (MapType(map<string, double>), TimestampType(timestamp[ms, tz=UTC]))
+    >>> arrow_type("LowCardinality(String)"), arrow_type("DateTime('UTC')")
+    (DataType(string), TimestampType(timestamp[s, tz=UTC]))
+    """
+    import pyarrow as pa
+
+    plain = {
+        "String": pa.string(),
+        "Float64": pa.float64(),
+        "UInt8": pa.uint8(),
+        "UInt32": pa.uint32(),
+        "UInt64": pa.uint64(),
+        "Int32": pa.int32(),
+        "Int64": pa.int64(),
+        "Date": pa.date32(),
+    }
+    if clickhouse_type in plain:
+        return plain[clickhouse_type]
+    match = _WRAPPED.match(clickhouse_type)
+    if match is not None:
+        outer, inner = match.groups()
+        if outer in ("Nullable", "LowCardinality"):
+            return arrow_type(inner)
+        if outer == "Map":
+            key, value = (part.strip() for part in inner.split(",", 1))
+            return pa.map_(arrow_type(key), arrow_type(value))
+        if outer == "DateTime64" and inner == "3, 'UTC'":
+            return pa.timestamp("ms", tz="UTC")
+        if outer == "DateTime" and inner == "'UTC'":
+            return pa.timestamp("s", tz="UTC")
+    raise ValueError(f"no Arrow type for the ClickHouse type {clickhouse_type!r}")
+
+
+# Types spelled once: the columns below use them throughout.
+_MS = "DateTime64(3, 'UTC')"
+_SECONDS = "DateTime('UTC')"
+_NAME = "LowCardinality(String)"
+_NUMBERS = "Map(String, Float64)"
+_TEXTS = "Map(String, String)"
+_NOW = "now64(3, 'UTC')"
+
+PREDICTIONS = Table(
+    "predictions",
+    (
+        Column("ts", _MS),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("prediction_id", "String"),
+        Column("event_id", "String"),
+        Column("prediction", "Nullable(Float64)"),
+        Column("prediction_class", "String"),
+        Column("scores", _NUMBERS),
+        Column("features", _NUMBERS),
+        Column("features_cat", _TEXTS),
+        Column("segments", _TEXTS),
+        Column("latency_ms", "Nullable(Float64)"),
+        Column("fallback", "UInt8"),
+        Column("baseline", "Nullable(Float64)"),
+        Column("baseline_class", "String"),
+        Column("ingested_at", _MS, default=_NOW),
+        Column("published_at", f"Nullable({_MS})"),
+        Column("src_partition", "Int32"),
+        Column("src_offset", "Int64"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMMDD(ts)",
+    order_by="(model, event_id)",
+    indexes=("ix_ingested ingested_at TYPE minmax GRANULARITY 1", "ix_ts ts TYPE minmax GRANULARITY 1"),
+    ttl=Ttl("toDateTime(ts)", "raw"),
+    settings=DEDUP,
+)
+OUTCOMES = Table(
+    "outcomes",
+    (
+        Column("ts", _MS),
+        Column("model", _NAME),
+        Column("prediction_id", "String"),
+        Column("event_id", "String"),
+        Column("outcome", "Nullable(Float64)"),
+        Column("outcome_class", "String"),
+        Column("ingested_at", _MS, default=_NOW),
+        Column("src_partition", "Int32"),
+        Column("src_offset", "Int64"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMMDD(ts)",
+    order_by="(model, prediction_id, event_id)",
+    indexes=("ix_ingested ingested_at TYPE minmax GRANULARITY 1",),
+    ttl=Ttl("toDateTime(ts)", "raw"),
+    settings=DEDUP,
+)
+METRICS = Table(
+    "metrics",
+    (
+        Column("window_start", _SECONDS),
+        Column("window_end", _SECONDS),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("segment", "String"),
+        Column("metric", _NAME),
+        Column("value", "Float64"),
+        Column("n", "UInt64"),
+        Column("computed_at", _MS),
+    ),
+    engine="ReplacingMergeTree(computed_at)",
+    partition_by="toYYYYMM(window_start)",
+    order_by="(model, version, metric, segment, window_start)",
+    ttl=Ttl("toDateTime(window_start)", "aggregate"),
+    settings=DEDUP,
+)
+DRIFT = Table(
+    "drift",
+    (
+        Column("ts", _MS),
+        Column("window_start", _SECONDS),
+        Column("window_end", _SECONDS),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("feature", "String"),
+        Column("detector", _NAME),
+        Column("statistic", "Float64"),
+        Column("threshold", "Float64"),
+        Column("drifted", "UInt8"),
+        Column("computed_at", _MS),
+    ),
+    engine="ReplacingMergeTree(computed_at)",
+    partition_by="toYYYYMM(window_start)",
+    order_by="(model, version, feature, detector, window_start)",
+    ttl=Ttl("toDateTime(window_start)", "aggregate"),
+    settings=DEDUP,
+)
+ALERTS = Table(
+    "alerts",
+    (
+        Column("ts", _MS),
+        Column("fired_at", _MS),
+        Column("alert_id", "String"),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("kind", _NAME),
+        Column("severity", _NAME),
+        Column("state", _NAME),
+        Column("summary", "String"),
+        Column("evidence", "String"),
+        Column("owner", "String"),
+        Column("runbook_url", "String"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(ts)",
+    order_by="(model, alert_id, ts, state)",
+    ttl=Ttl("toDateTime(ts)", "aggregate"),
+    settings=DEDUP,
+)
+# Daily rollup of metrics, rewritten with its day, so months of dashboards read few rows.
+METRICS_DAILY = Table(
+    "metrics_daily",
+    (
+        Column("day", "Date"),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("segment", "String"),
+        Column("metric", _NAME),
+        Column("value", "Float64"),
+        Column("n", "UInt64"),
+        Column("windows", "UInt32"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(day)",
+    order_by="(model, version, metric, segment, day)",
+    ttl=Ttl("day", "aggregate"),
+)
+# A bounded sample of each window's wrong answers, for analysts studying mistakes.
+MISTAKES = Table(
+    "mistakes",
+    (
+        Column("window_start", _SECONDS),
+        Column("window_end", _SECONDS),
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("prediction_id", "String"),
+        Column("ts", _MS),
+        Column("features", _NUMBERS),
+        Column("features_cat", _TEXTS),
+        Column("segments", _TEXTS),
+        Column("prediction", "Float64"),
+        Column("outcome", "Float64"),
+        Column("threshold", "Float64"),
+        Column("kind", _NAME),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMMDD(window_start)",
+    order_by="(model, version, window_start, prediction_id)",
+    ttl=Ttl("toDateTime(window_start)", "raw"),
+)
+# Training data loaded with `watchkeeper reference`: a model's drift reference.
+REFERENCE = Table(
+    "reference",
+    (
+        Column("model", _NAME),
+        Column("version", _NAME),
+        Column("row_id", "UInt64"),
+        Column("features", _NUMBERS),
+        Column("features_cat", _TEXTS),
+        Column("prediction", "Nullable(Float64)"),
+        Column("loaded_at", _MS, default=_NOW),
+    ),
+    engine="MergeTree",
+    order_by="(model, version, row_id)",
+)
+# Internal: how far the model stage has scanned (a restarted stage resumes there).
+CHECKPOINTS = Table(
+    "checkpoints",
+    (
+        Column("name", _NAME),
+        Column("value", _MS),
+        Column("updated_at", _MS),
+    ),
+    engine="ReplacingMergeTree(updated_at)",
+    order_by="name",
+)
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        Column("ts", _MS),
+        Column("topic", _NAME),
+        Column("partition", "Int32"),
+        Column("offset", "Int64"),
+        Column("event_index", "Int32"),
+        Column("model", "String"),
+        Column("error", "String"),
+        Column("payload", "String"),
+    ),
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMMDD(ts)",
+    order_by="(topic, partition, offset, event_index)",
+    ttl=Ttl("toDateTime(ts)", "raw"),
+    settings=DEDUP,
+)
+# Every table, in the order they are created.
+TABLES = (
+    PREDICTIONS, OUTCOMES, METRICS, DRIFT, ALERTS, METRICS_DAILY, MISTAKES, REFERENCE, CHECKPOINTS, DEAD_LETTERS,
+)  # fmt: skip
+# Columns added since the first release, for tables created before them.
+_ADDED_COLUMNS = ((PREDICTIONS, "published_at"),)
+
+
 def ddl(db: str, retention: Retention) -> list[str]:
-    """The CREATE statements of every table, in dependency order."""
+    """The CREATE statements of the database and every table, in dependency order."""
     if not db.replace("_", "").isalnum():
         raise ValueError(f"database name {db!r} must be alphanumeric")
-    raw = f"TTL toDateTime(ts) + toIntervalDay({retention.raw_days})"
-    agg = f"TTL toDateTime(window_start) + toIntervalDay({retention.aggregate_days})"
-    agg_ts = f"TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})"
-    return [
-        f"CREATE DATABASE IF NOT EXISTS {db}",
-        f"""CREATE TABLE IF NOT EXISTS {db}.predictions (
-            ts DateTime64(3, 'UTC'),
-            model LowCardinality(String),
-            version LowCardinality(String),
-            prediction_id String,
-            event_id String,
-            prediction Nullable(Float64),
-            prediction_class String,
-            scores Map(String, Float64),
-            features Map(String, Float64),
-            features_cat Map(String, String),
-            segments Map(String, String),
-            latency_ms Nullable(Float64),
-            fallback UInt8,
-            baseline Nullable(Float64),
-            baseline_class String,
-            ingested_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC'),
-            published_at Nullable(DateTime64(3, 'UTC')),
-            src_partition Int32,
-            src_offset Int64,
-            INDEX ix_ingested ingested_at TYPE minmax GRANULARITY 1,
-            INDEX ix_ts ts TYPE minmax GRANULARITY 1
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMMDD(ts)
-        ORDER BY (model, event_id)
-        {raw}
-        SETTINGS {DEDUP}""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.outcomes (
-            ts DateTime64(3, 'UTC'),
-            model LowCardinality(String),
-            prediction_id String,
-            event_id String,
-            outcome Nullable(Float64),
-            outcome_class String,
-            ingested_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC'),
-            src_partition Int32,
-            src_offset Int64,
-            INDEX ix_ingested ingested_at TYPE minmax GRANULARITY 1
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMMDD(ts)
-        ORDER BY (model, prediction_id, event_id)
-        {raw}
-        SETTINGS {DEDUP}""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.metrics (
-            window_start DateTime('UTC'),
-            window_end DateTime('UTC'),
-            model LowCardinality(String),
-            version LowCardinality(String),
-            segment String,
-            metric LowCardinality(String),
-            value Float64,
-            n UInt64,
-            computed_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(computed_at)
-        PARTITION BY toYYYYMM(window_start)
-        ORDER BY (model, version, metric, segment, window_start)
-        {agg}
-        SETTINGS {DEDUP}""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.drift (
-            ts DateTime64(3, 'UTC'),
-            window_start DateTime('UTC'),
-            window_end DateTime('UTC'),
-            model LowCardinality(String),
-            version LowCardinality(String),
-            feature String,
-            detector LowCardinality(String),
-            statistic Float64,
-            threshold Float64,
-            drifted UInt8,
-            computed_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(computed_at)
-        PARTITION BY toYYYYMM(window_start)
-        ORDER BY (model, version, feature, detector, window_start)
-        {agg}
-        SETTINGS {DEDUP}""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.alerts (
-            ts DateTime64(3, 'UTC'),
-            fired_at DateTime64(3, 'UTC'),
-            alert_id String,
-            model LowCardinality(String),
-            version LowCardinality(String),
-            kind LowCardinality(String),
-            severity LowCardinality(String),
-            state LowCardinality(String),
-            summary String,
-            evidence String,
-            owner String,
-            runbook_url String
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMM(ts)
-        ORDER BY (model, alert_id, ts, state)
-        {agg_ts}
-        SETTINGS {DEDUP}""",
-        # Daily rollup of metrics, rewritten with its day, so months of dashboards read few rows.
-        f"""CREATE TABLE IF NOT EXISTS {db}.metrics_daily (
-            day Date,
-            model LowCardinality(String),
-            version LowCardinality(String),
-            segment String,
-            metric LowCardinality(String),
-            value Float64,
-            n UInt64,
-            windows UInt32
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMM(day)
-        ORDER BY (model, version, metric, segment, day)
-        TTL day + toIntervalDay({retention.aggregate_days})""",
-        # A bounded sample of each window's wrong answers, for analysts studying mistakes.
-        f"""CREATE TABLE IF NOT EXISTS {db}.mistakes (
-            window_start DateTime('UTC'),
-            window_end DateTime('UTC'),
-            model LowCardinality(String),
-            version LowCardinality(String),
-            prediction_id String,
-            ts DateTime64(3, 'UTC'),
-            features Map(String, Float64),
-            features_cat Map(String, String),
-            segments Map(String, String),
-            prediction Float64,
-            outcome Float64,
-            threshold Float64,
-            kind LowCardinality(String)
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMMDD(window_start)
-        ORDER BY (model, version, window_start, prediction_id)
-        TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})""",
-        # Training data loaded with `watchkeeper reference`: a model's drift reference.
-        f"""CREATE TABLE IF NOT EXISTS {db}.reference (
-            model LowCardinality(String),
-            version LowCardinality(String),
-            row_id UInt64,
-            features Map(String, Float64),
-            features_cat Map(String, String),
-            prediction Nullable(Float64),
-            loaded_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')
-        ) ENGINE = MergeTree
-        ORDER BY (model, version, row_id)""",
-        # Internal: how far the model stage has scanned (a restarted stage resumes there).
-        f"""CREATE TABLE IF NOT EXISTS {db}.checkpoints (
-            name LowCardinality(String),
-            value DateTime64(3, 'UTC'),
-            updated_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(updated_at)
-        ORDER BY name""",
-        f"""CREATE TABLE IF NOT EXISTS {db}.dead_letters (
-            ts DateTime64(3, 'UTC'),
-            topic LowCardinality(String),
-            partition Int32,
-            offset Int64,
-            event_index Int32,
-            model String,
-            error String,
-            payload String
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMMDD(ts)
-        ORDER BY (topic, partition, offset, event_index)
-        {raw}
-        SETTINGS {DEDUP}""",
-    ]
+    return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [table.create(db, retention) for table in TABLES]
 
 
 def ttl_statements(db: str, retention: Retention) -> list[str]:
-    """ALTERs that bring existing tables to the configured retention (settings may change)."""
-    stmts = []
-    # Columns added since the first release, for tables created before them.
-    stmts.append(f"ALTER TABLE {db}.predictions ADD COLUMN IF NOT EXISTS published_at Nullable(DateTime64(3, 'UTC'))")
-    stmts.append(f"ALTER TABLE {db}.metrics_daily MODIFY TTL day + toIntervalDay({retention.aggregate_days})")
-    stmts.append(f"ALTER TABLE {db}.mistakes MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})")
-    for table in ("predictions", "outcomes", "dead_letters"):
-        stmts.append(f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(ts) + toIntervalDay({retention.raw_days})")
-    for table in ("metrics", "drift"):
-        stmts.append(
-            f"ALTER TABLE {db}.{table} MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.aggregate_days})"
-        )
-    stmts.append(f"ALTER TABLE {db}.alerts MODIFY TTL toDateTime(ts) + toIntervalDay({retention.aggregate_days})")
+    """ALTERs that bring existing tables to the current columns and the configured retention (settings may change)."""
+    stmts = [f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS {t.column(c).ddl()}" for t, c in _ADDED_COLUMNS]
+    for table in TABLES:
+        if table.ttl is not None:
+            stmts.append(f"ALTER TABLE {db}.{table.name} MODIFY {table.ttl.clause(retention)}")
     return stmts

@@ -11,7 +11,7 @@ insert per table and batch; the Kafka messages behind them are acked only after
 the write succeeded, so no offset is committed past unwritten rows.
 
 Decoding is columnar: the raw events of a run of messages (up to
-``CHUNK_EVENTS``) are checked together by :func:`watchkeeper.streams.events.fast_columns`;
+``CHUNK_EVENTS``) are checked together by :func:`watchkeeper.streams.decode.fast_columns`;
 a run it cannot vouch for is halved until the events it cannot vouch for are
 isolated, and those go through the pydantic models one by one, which accept
 them or give the reason for their dead letter.
@@ -31,16 +31,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from watchkeeper.streams.events import (
-    MAX_FUTURE_SECONDS,
-    Outcome,
-    Prediction,
-    Rejected,
-    fast_columns,
-    model_columns,
-    parse_message,
-    validate_event,
-)
+from watchkeeper.sinks.schema import DEAD_LETTERS, OUTCOMES, PREDICTIONS
+from watchkeeper.streams.decode import Rejected, fast_columns, model_columns, parse_message, validate_event
+from watchkeeper.streams.events import MAX_FUTURE_SECONDS, Outcome, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -54,49 +47,16 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 EXPIRED = "ts: older than the raw-data retention (raw_ttl_days)"
 NO_TIME = "ts: missing and the message has no broker time"
-_TS = pa.timestamp("ms", tz="UTC")
-_TEXT_MAP = pa.map_(pa.string(), pa.string())
-_NUMBER_MAP = pa.map_(pa.string(), pa.float64())
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("ts", _TS),
-        ("model", pa.string()),
-        ("version", pa.string()),
-        ("prediction_id", pa.string()),
-        ("event_id", pa.string()),
-        ("prediction", pa.float64()),
-        ("prediction_class", pa.string()),
-        ("scores", _NUMBER_MAP),
-        ("features", _NUMBER_MAP),
-        ("features_cat", _TEXT_MAP),
-        ("segments", _TEXT_MAP),
-        ("latency_ms", pa.float64()),
-        ("fallback", pa.uint8()),
-        ("baseline", pa.float64()),
-        ("baseline_class", pa.string()),
-        ("published_at", _TS),
-        ("src_partition", pa.int32()),
-        ("src_offset", pa.int64()),
-    ]
-)
-OUTCOME_SCHEMA = pa.schema(
-    [
-        ("ts", _TS),
-        ("model", pa.string()),
-        ("prediction_id", pa.string()),
-        ("event_id", pa.string()),
-        ("outcome", pa.float64()),
-        ("outcome_class", pa.string()),
-        ("src_partition", pa.int32()),
-        ("src_offset", pa.int64()),
-    ]
-)
+# The raw tables' columns are defined once, in sinks/schema.py (the DDL comes from the same definition).
+PREDICTION_SCHEMA = PREDICTIONS.arrow_schema()
+OUTCOME_SCHEMA = OUTCOMES.arrow_schema()
 PREDICTION_COLUMNS = PREDICTION_SCHEMA.names
 OUTCOME_COLUMNS = OUTCOME_SCHEMA.names
-DEAD_LETTER_COLUMNS = "ts topic partition offset event_index model error payload".split()
+DEAD_LETTER_COLUMNS = DEAD_LETTERS.column_names(insert=True)
+_TS = PREDICTION_SCHEMA.field("ts").type
 _TABLES: dict[type[Prediction] | type[Outcome], tuple[str, pa.Schema]] = {
-    Prediction: ("predictions", PREDICTION_SCHEMA),
-    Outcome: ("outcomes", OUTCOME_SCHEMA),
+    Prediction: (PREDICTIONS.name, PREDICTION_SCHEMA),
+    Outcome: (OUTCOMES.name, OUTCOME_SCHEMA),
 }
 
 

@@ -21,7 +21,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store, StoreUnavailable
-from watchkeeper.streams.events import Outcome, Prediction, Rejected
+from watchkeeper.streams.decode import Rejected
+from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import Batch, SourceMessage
 from watchkeeper.windows.closer import WindowCloser
 

@@ -34,14 +34,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from watchkeeper.sinks.embedded.server import (
-    StoreError,
-    StoreUser,
-    _check_statement,
-    _split_insert,
-    ping,
-    users_from_env,
-)
+from watchkeeper.sinks.embedded.errors import StoreError
+from watchkeeper.sinks.embedded.server import StoreUser, ping, users_from_env
+from watchkeeper.sinks.embedded.sql import check_statement as _check_statement
+from watchkeeper.sinks.embedded.sql import split_insert as _split_insert
 
 pytestmark = pytest.mark.integration
 

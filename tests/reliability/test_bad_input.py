@@ -45,7 +45,8 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.stack import Stack
-from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction, decode_message
+from watchkeeper.streams.decode import decode_message
+from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.streams.events import Outcome, Prediction, decode_message, json_schemas
+from watchkeeper.streams.decode import decode_message
+from watchkeeper.streams.events import Outcome, Prediction, json_schemas
 
 GOOD = {"prediction_id": "p1", "model": "fraud-v_2.x", "prediction": 0.7}
 

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction, fast_columns, model_columns
+from watchkeeper.streams.decode import fast_columns, model_columns
+from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction
 from watchkeeper.streams.ingest import Batch, SourceMessage, epoch_millis
 
 NOW = time.time()
