@@ -34,7 +34,6 @@ WRITERS = 2
 def migrate(store: Store, settings: Settings) -> None:
     """Create or update every table watchkeeper owns, with the configured retention."""
     from watchkeeper.alerts import schema as alert_schema
-
     from watchkeeper.sinks.views import view_statements
 
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))

@@ -23,7 +23,7 @@ counts computed here from the input:
    also when their window was first written with them as orphans.
 4. The worker never crashed: alive, no "Crashed" and no traceback in its log.
 
-The decoder (``watchkeeper.streams.events.decode_message``) is fuzzed with hypothesis at the
+The decoder (``watchkeeper.streams.decode.decode_message``) is fuzzed with hypothesis at the
 end, beyond what tests/unit/test_events.py fuzzes.
 """
 
