@@ -262,7 +262,7 @@ class Dispatcher:
         for name, cfg in sorted(extra.items()):
             rc = cfg if isinstance(cfg, ReceiverConfig) else ReceiverConfig.model_validate(cfg)
             notifier = rc.build(name)
-            notifier.grafana_url = config.grafana_url  # the deep link, as for the configured receivers
+            notifier.grafana_url = config.links_to  # the deep link, as for the configured receivers
             notifiers.append(notifier)
         raw_routes = routes if routes is not None else config.routes
         parsed = [r if isinstance(r, Route) else Route.model_validate(r) for r in raw_routes]

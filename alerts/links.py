@@ -2,7 +2,8 @@
 
 Every notifier puts the same link in its payload (``dashboard_url`` in the webhook
 and retrain JSON, a button in Slack, ``links``/``client_url`` in PagerDuty,
-``generatorURL`` in Alertmanager), built from ``WATCHKEEPER_GRAFANA_URL``. The
+``generatorURL`` in Alertmanager), built from ``WATCHKEEPER_GRAFANA_LINK_URL`` (Grafana as
+people open it; default ``WATCHKEEPER_GRAFANA_URL``). The
 range shows the evidence: from ``LOOKBACK`` before the decision (or from the
 firing start, for a resolution) to ``AFTER`` past it.
 

@@ -359,8 +359,15 @@ class DeliveryConfig:
     grafana_token: SecretStr | str | None = field(default=None, repr=False)
     grafana_user: str | None = None
     grafana_password: SecretStr | str | None = field(default=None, repr=False)
+    #: Grafana as people open it, for the deep links in payloads (default: ``grafana_url``).
+    grafana_link_url: str | None = None
     receivers: Mapping[str, Any] = field(default_factory=dict)
     routes: Sequence[Any] = ()
+
+    @property
+    def links_to(self) -> str | None:
+        """The Grafana address deep links use."""
+        return self.grafana_link_url or self.grafana_url
 
 
 def notifiers_from_config(config: DeliveryConfig) -> list[Notifier]:
@@ -385,5 +392,5 @@ def notifiers_from_config(config: DeliveryConfig) -> list[Notifier]:
         out.append(GrafanaAnnotator(c.grafana_url, token=c.grafana_token, user=c.grafana_user,
                                     password=c.grafana_password))  # fmt: skip
     for notifier in out:
-        notifier.grafana_url = c.grafana_url
+        notifier.grafana_url = c.links_to
     return out

@@ -1,20 +1,24 @@
-"""Grafana-managed alert rules over ClickHouse and the contact point they notify.
+"""Grafana's alert rule: the engine's firing alerts, mirrored — one source of alerts.
 
-Built with grafana-foundation-sdk's ``builders.alerting`` (rules, rule group,
-contact point) and ``builders.expr`` (reduce, threshold). Each rule is one
-ClickHouse query (refId ``A``, table format: a ``model`` string column and one
-number, so every model is its own alert instance), a ``last`` reduction (``B``)
-and a threshold (``C``, the condition).
+watchkeeper's alert engine (``alerts/``) decides every alert (with its evidence,
+statistics and hysteresis) and delivers it (webhook, Slack, PagerDuty,
+Alertmanager). Grafana must not decide on thresholds of its own, or the two
+would disagree; so its one provisioned rule reads the engine's ``alerts`` table
+(each alert's latest state) and has one alert instance per firing (model, kind,
+severity): Grafana's alert list shows exactly what the engine decided, by
+construction. No contact point is provisioned: Grafana routes the rule through
+the organisation's own notification policy, and ``WATCHKEEPER_WEBHOOK_URL``
+receives only the engine's JSON (one payload shape per URL).
 
-Two shapes come out of the same builders:
-
-- ``rule_group_api()``: the HTTP provisioning API's shape (what ``push`` sends);
-- ``rules_file()`` / ``contact_points_file()``: Grafana's file-provisioning shape
-  (``provisioning/alerting/*.yaml``). Grafana interpolates ``$VAR`` in those
-  files, but not inside a query ``model``, so the SQL's ``$__timeFilter`` is safe.
+Built with grafana-foundation-sdk's ``builders.alerting`` (rule, rule group) and
+``builders.expr`` (reduce, threshold): the ClickHouse query (refId ``A``, table
+format: string columns become labels), a ``last`` reduction (``B``) and a
+threshold (``C``, the condition). Two shapes come out of the same builders:
+``rule_group_api()`` (the HTTP provisioning API's, what ``push`` sends) and
+``rules_file()`` (``provisioning/alerting/rules.yaml``).
 
 >>> sorted(RULES)
-['wk-accuracy-drop', 'wk-critical-alerts', 'wk-dead-letter-spike', 'wk-no-predictions']
+['wk-engine-alerts']
 >>> rules_file()["groups"][0]["folder"]
 'watchkeeper'
 """
@@ -31,14 +35,12 @@ from grafana_foundation_sdk.models import alerting as alerting_models
 from grafana_foundation_sdk.models import dashboard as dash_models
 
 from watchkeeper.dashboards.grafana import ClickHouseQueryBuilder
-from watchkeeper.dashboards.panels import DATASOURCE_UID, FLEET, PIPELINE
+from watchkeeper.dashboards.panels import ALERTS, DATASOURCE_UID
 
 FOLDER_UID = "watchkeeper"
 FOLDER_TITLE = "watchkeeper"
 GROUP = "watchkeeper"
 GROUP_INTERVAL_S = 60
-CONTACT_POINT = "watchkeeper-webhook"
-WEBHOOK_ENV = "WATCHKEEPER_WEBHOOK_URL"
 EXPR = dash_models.DataSourceRef(type_val="__expr__", uid="__expr__")
 
 Comparison = Literal["gt", "lt"]
@@ -55,88 +57,41 @@ class RuleSpec:
     threshold: float
     window_s: int  # the query's time range, ending now
     summary: str
-    severity: str
+    severity: str | None  # None: the query's ``severity`` column labels each instance
     pending: str = "5m"
     no_data: Literal["OK", "NoData", "Alerting"] = "OK"
-    dashboard_uid: str = FLEET.uid
+    dashboard_uid: str = ALERTS.uid
 
+
+# Each alert's latest state up to the evaluation time; one row (instance) per firing (model, kind, severity).
+ENGINE_ALERTS_SQL = """
+SELECT model, kind, severity, count() AS firing
+FROM (
+    SELECT alert_id, argMax(model, ts) AS model, argMax(kind, ts) AS kind,
+           argMax(severity, ts) AS severity, argMax(state, ts) AS state
+    FROM alerts FINAL
+    WHERE ts <= $__toTime
+    GROUP BY alert_id
+)
+WHERE state = 'firing'
+GROUP BY model, kind, severity
+"""
 
 RULES: dict[str, RuleSpec] = {
     r.uid: r
     for r in (
         RuleSpec(
-            "wk-accuracy-drop",
-            "Model accuracy dropped",
-            """
-SELECT model,
-       sumIf(value * n, window_start >= $__toTime - INTERVAL 1 HOUR)
-           / sumIf(n, window_start >= $__toTime - INTERVAL 1 HOUR)
-       - sumIf(value * n, window_start < $__toTime - INTERVAL 1 HOUR)
-           / sumIf(n, window_start < $__toTime - INTERVAL 1 HOUR) AS accuracy_change
-FROM metrics FINAL
-WHERE metric = 'accuracy' AND segment = '' AND version != '' AND $__timeFilter(window_start)
-GROUP BY model
-HAVING sumIf(n, window_start >= $__toTime - INTERVAL 1 HOUR) > 0
-   AND sumIf(n, window_start < $__toTime - INTERVAL 1 HOUR) > 0
-""",
-            "lt",
-            -0.10,
-            7 * 86400,
-            "Accuracy of {{ $labels.model }} in the last hour differs by {{ humanizePercentage $values.B.Value }} "
-            "from its previous week.",
-            "warning",
-            pending="10m",
-        ),
-        RuleSpec(
-            "wk-dead-letter-spike",
-            "Dead-letter spike",
-            "SELECT count() AS dead_letters FROM dead_letters FINAL WHERE $__timeFilter(ts)",
-            "gt",
-            100,
-            600,
-            "{{ $values.B.Value }} messages were dead-lettered in the last 10 minutes.",
-            "warning",
-            pending="0s",
-            dashboard_uid=PIPELINE.uid,
-        ),
-        RuleSpec(
-            "wk-no-predictions",
-            "No predictions",
-            """
-SELECT model, sumIf(n, window_start >= $__toTime - INTERVAL 45 MINUTE) AS recent_predictions
-FROM metrics FINAL
-WHERE metric = 'predictions' AND segment = '' AND version != '' AND $__timeFilter(window_start)
-GROUP BY model
-""",
-            "lt",
-            1,
-            86400,
-            "{{ $labels.model }} served predictions in the last day but none in the last 45 minutes.",
-            "critical",
-            pending="5m",
-            no_data="Alerting",
-            dashboard_uid=PIPELINE.uid,
-        ),
-        RuleSpec(
-            "wk-critical-alerts",
-            "Critical watchkeeper alert firing",
-            """
-SELECT model, countIf(last_state = 'firing') AS critical_firing
-FROM (
-    SELECT model, alert_id, argMax(state, ts) AS last_state, argMax(severity, ts) AS last_severity
-    FROM alerts FINAL
-    WHERE ts <= $__toTime
-    GROUP BY model, alert_id
-)
-WHERE last_severity = 'critical'
-GROUP BY model
-""",
+            "wk-engine-alerts",
+            "watchkeeper alert firing",
+            ENGINE_ALERTS_SQL,
             "gt",
             0,
-            86400,
-            "{{ $labels.model }} has {{ $values.B.Value }} critical watchkeeper alert(s) firing.",
-            "critical",
+            400 * 86400,  # as far back as the alerts table keeps (aggregate retention)
+            "{{ $labels.model }}: {{ $values.B.Value }} {{ $labels.kind }} alert(s) firing, decided by watchkeeper "
+            "(evidence and runbook: the alerts dashboard, or `watchkeeper alerts --model {{ $labels.model }}`).",
+            None,
             pending="0s",
+            dashboard_uid=ALERTS.uid,
         ),
     )
 }
@@ -182,7 +137,7 @@ def _rule(spec: RuleSpec) -> alerting.Rule:
         .for_val(spec.pending)
         .no_data_state(spec.no_data)
         .exec_err_state("Error")
-        .labels({"service": "watchkeeper", "severity": spec.severity})
+        .labels({"service": "watchkeeper", **({"severity": spec.severity} if spec.severity else {})})
         .annotations(
             {
                 "summary": spec.summary,
@@ -196,12 +151,6 @@ def _to_plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, cls=JSONEncoder))
 
 
-def _notification_settings() -> dict[str, Any]:
-    # Simplified routing (Grafana >= 10.4): the rule names its contact point, so
-    # provisioning does not replace the organisation's notification policy tree.
-    return {"receiver": CONTACT_POINT}
-
-
 def rule_group_api() -> dict[str, Any]:
     """The rule group as the HTTP provisioning API takes it (PUT .../rule-groups/{group})."""
     group = (
@@ -211,8 +160,6 @@ def rule_group_api() -> dict[str, Any]:
         .rules([_rule(spec) for spec in RULES.values()])
     )
     out: dict[str, Any] = _to_plain(group.build())
-    for rule in out["rules"]:
-        rule["notification_settings"] = _notification_settings()
     return out
 
 
@@ -234,33 +181,4 @@ def rules_file() -> dict[str, Any]:
                 "rules": rules,
             }
         ],
-    }
-
-
-def contact_point() -> dict[str, Any]:
-    """The webhook contact point (API shape); its URL comes from the environment when provisioned."""
-    cp = (
-        alerting.ContactPoint()
-        .uid(CONTACT_POINT)
-        .name(CONTACT_POINT)
-        .type("webhook")
-        .settings({"url": f"${{{WEBHOOK_ENV}}}", "httpMethod": "POST"})
-        .disable_resolve_message(False)
-    )
-    out: dict[str, Any] = _to_plain(cp.build())
-    return out
-
-
-def contact_points_file() -> dict[str, Any]:
-    """``provisioning/alerting/contact-points.yaml``."""
-    cp = contact_point()
-    receiver = {
-        "uid": cp["uid"],
-        "type": cp["type"],
-        "settings": cp["settings"],
-        "disableResolveMessage": cp.get("disableResolveMessage", False),
-    }
-    return {
-        "apiVersion": 1,
-        "contactPoints": [{"orgId": 1, "name": cp["name"], "receivers": [receiver]}],
     }

@@ -5,13 +5,11 @@ Writes, under ``out`` (default: this package's directory, ``dashboards/``)::
     json/<uid>.json                               one file per dashboard (mounted at /var/lib/grafana/dashboards)
     provisioning/datasources/clickhouse.yaml      the ClickHouse datasource, uid watchkeeper-clickhouse
     provisioning/dashboards/watchkeeper.yaml      the provider that loads json/
-    provisioning/alerting/rules.yaml              Grafana-managed alert rules over ClickHouse
-    provisioning/alerting/contact-points.yaml     the webhook contact point
+    provisioning/alerting/rules.yaml              the rule that mirrors the engine's firing alerts
 
 Connection values are ``${CLICKHOUSE_HOST}``, ``${CLICKHOUSE_PORT}``,
-``${CLICKHOUSE_USER}``, ``${CLICKHOUSE_PASSWORD}``, ``${CLICKHOUSE_DB}`` and
-``${WATCHKEEPER_WEBHOOK_URL}``: Grafana substitutes environment variables in
-provisioning files. If ``datasources/clickhouse.yaml`` already holds a
+``${CLICKHOUSE_USER}``, ``${CLICKHOUSE_PASSWORD}`` and ``${CLICKHOUSE_DB}``: Grafana
+substitutes environment variables in provisioning files. If ``datasources/clickhouse.yaml`` already holds a
 datasource with uid ``watchkeeper-clickhouse`` (docker-compose.yml's setup owns
 it), the file is left untouched; otherwise ours is added to it.
 """
@@ -25,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from watchkeeper.dashboards.alerting import FOLDER_TITLE, contact_points_file, rules_file
+from watchkeeper.dashboards.alerting import FOLDER_TITLE, rules_file
 from watchkeeper.dashboards.grafana import all_dashboards
 from watchkeeper.dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
 
@@ -126,5 +124,4 @@ def build(out: Path | None = None) -> list[Path]:
         written.append(_write(ds_path, prefix + to_yaml(datasources)))
     written.append(_write(prov / "dashboards" / "watchkeeper.yaml", HEADER + to_yaml(provider_file())))
     written.append(_write(prov / "alerting" / "rules.yaml", HEADER + to_yaml(rules_file())))
-    written.append(_write(prov / "alerting" / "contact-points.yaml", HEADER + to_yaml(contact_points_file())))
     return written

@@ -8,9 +8,10 @@ created only when Grafana has none with uid ``watchkeeper-clickhouse`` (then
 at the address of ``WATCHKEEPER_CLICKHOUSE``; the embedded store listens on
 127.0.0.1 only, so a remote Grafana needs a ClickHouse server). Grafana reads
 as the read-only user (``WATCHKEEPER_STORE_READONLY_USER`` / ``_PASSWORD``),
-never as the writer: see :func:`datasource_credentials`. The webhook contact point is
-pushed when ``webhook_url`` is set; otherwise the rules use Grafana's default
-notification policy.
+never as the writer: see :func:`datasource_credentials`. The one alert rule mirrors
+the engine's firing alerts and goes through Grafana's own notification policy: no
+contact point is pushed, so ``WATCHKEEPER_WEBHOOK_URL`` receives only the engine's
+payload (``dashboards/alerting.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
-from watchkeeper.dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, contact_point, rule_group_api
+from watchkeeper.dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, rule_group_api
 from watchkeeper.dashboards.build import DATASOURCE
 from watchkeeper.dashboards.grafana import all_dashboards
 from watchkeeper.dashboards.panels import DATASOURCE_UID
@@ -133,26 +134,8 @@ def push(settings: Settings, api: GrafanaApi | None = None) -> list[str]:
             )
             done.append(f"dashboard {uid} uploaded")
         group = rule_group_api()
-        if settings.webhook_url is not None:
-            cp = contact_point()
-            cp["settings"]["url"] = settings.webhook_url.get_secret_value()
-            if _exists(lambda: _contact_point_by_uid(api, cp["uid"])):
-                api.alertingprovisioning.update_contactpoint(cp["uid"], cp)
-            else:
-                api.alertingprovisioning.create_contactpoint(cp)
-            done.append(f"contact point {cp['name']} uploaded")
-        else:
-            for rule in group["rules"]:
-                rule.pop("notification_settings", None)
         api.alertingprovisioning.update_rule_group(FOLDER_UID, GROUP, group)
         done.append(f"alert rule group {GROUP} uploaded ({len(group['rules'])} rules)")
     except GrafanaClientError as exc:
         raise PushError(f"Grafana refused the upload ({exc.status_code}): {exc.message}") from None
     return done
-
-
-def _contact_point_by_uid(api: GrafanaApi, uid: str) -> dict[str, Any]:
-    for cp in api.alertingprovisioning.get_contactpoints() or []:
-        if cp.get("uid") == uid:
-            return dict(cp)
-    raise GrafanaClientError(404, None, f"no contact point {uid}")

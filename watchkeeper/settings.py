@@ -158,6 +158,8 @@ class Settings(BaseSettings):
 
     # Grafana (dashboards push, annotations).
     grafana_url: str | None = None
+    # Grafana as on-call opens it (alert payloads link the model dashboard there); default: grafana_url.
+    grafana_link_url: str | None = None
     grafana_token: SecretStr | None = None
     grafana_user: str | None = None
     grafana_password: SecretStr | None = None
@@ -371,6 +373,7 @@ class Settings(BaseSettings):
             pagerduty_routing_key=self.pagerduty_routing_key,
             alertmanager_url=self.alertmanager_url,
             grafana_url=self.grafana_url,
+            grafana_link_url=self.grafana_link_url,
             grafana_token=self.grafana_token,
             grafana_user=self.grafana_user,
             grafana_password=self.grafana_password,

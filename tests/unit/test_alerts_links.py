@@ -82,3 +82,14 @@ def test_without_grafana_there_is_no_link_and_the_runbook_stays() -> None:
     assert payloads["webhook"]["alerts"][0]["dashboard_url"] is None
     assert payloads["pagerduty"]["client_url"] == "docs/runbooks.md#retrain"
     assert payloads["alertmanager"][0]["generatorURL"] == "docs/runbooks.md#retrain"
+
+
+def test_links_use_the_address_people_open() -> None:
+    """The worker may reach Grafana at an internal name; links use the public one when set."""
+    from watchkeeper.settings import Settings
+
+    s = Settings(grafana_url="http://grafana:3000", grafana_link_url="https://grafana.example.com",
+                 webhook_url="https://hook.example/")  # fmt: skip
+    (hook, *_) = notifiers_from_config(s.delivery_config())
+    url = hook.messages([alert()])[0].payload["alerts"][0]["dashboard_url"]
+    assert url.startswith("https://grafana.example.com/d/watchkeeper-model?")

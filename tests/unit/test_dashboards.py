@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from watchkeeper.cli_dashboards import dashboards as dashboards_cli
 from watchkeeper.dashboards import build as build_mod
-from watchkeeper.dashboards.alerting import CONTACT_POINT, RULES, WEBHOOK_ENV
+from watchkeeper.dashboards.alerting import RULES
 from watchkeeper.dashboards.macros import MacroError, TimeRange, bind
 from watchkeeper.dashboards.panels import DASHBOARDS, DATASOURCE_TYPE, DATASOURCE_UID, PANELS
 from watchkeeper.grafana_push import PushError, connect, push
@@ -114,11 +114,8 @@ def test_provisioning_files_parse_and_point_at_the_mounted_folders(built: Path) 
     (source,) = [s for s in ds["datasources"] if s["uid"] == DATASOURCE_UID]
     assert source["type"] == DATASOURCE_TYPE and source["jsonData"]["protocol"] == "http"
     assert source["secureJsonData"]["password"] == "${CLICKHOUSE_PASSWORD}"
-    cps = yaml.safe_load((prov / "alerting/contact-points.yaml").read_text())
-    (cp,) = cps["contactPoints"]
-    (receiver,) = cp["receivers"]
-    assert cp["name"] == CONTACT_POINT and receiver["type"] == "webhook"
-    assert receiver["settings"]["url"] == "${" + WEBHOOK_ENV + "}"
+    # One source of alerts: Grafana gets no contact point of ours (the engine delivers).
+    assert sorted(p.name for p in (prov / "alerting").iterdir()) == ["rules.yaml"]
 
 
 def test_alert_rules_are_complete(built: Path) -> None:
@@ -135,7 +132,16 @@ def test_alert_rules_are_complete(built: Path) -> None:
         # Grafana interpolates $VAR in labels (not in query models): keep labels free of "$".
         assert not any("$" in v for v in r["labels"].values())
         assert not any("${" in v for v in r["annotations"].values())
-        assert r["notification_settings"]["receiver"] == CONTACT_POINT
+        assert "notification_settings" not in r  # the organisation's notification policy routes it
+
+
+def test_the_one_rule_mirrors_the_engines_alerts_table() -> None:
+    """Grafana decides nothing itself: its only rule reads the engine's alerts (latest state per alert)."""
+    (rule,) = RULES.values()
+    assert "FROM alerts FINAL" in rule.sql and "argMax(state, ts)" in rule.sql
+    assert (rule.comparison, rule.threshold) == ("gt", 0) and rule.severity is None
+    for other in ("metrics", "drift", "dead_letters", "predictions"):
+        assert f"FROM {other}" not in rule.sql
 
 
 def test_committed_files_are_up_to_date(built: Path) -> None:
@@ -264,13 +270,12 @@ def test_push_uploads_folder_datasource_dashboards_and_rules() -> None:
     assert done[-1].startswith("alert rule group")
 
 
-def test_push_with_a_webhook_creates_the_contact_point() -> None:
+def test_push_with_a_webhook_pushes_no_contact_point() -> None:
+    """WATCHKEEPER_WEBHOOK_URL receives the engine's payload only: Grafana is not given the URL."""
     api = FakeGrafana()
-    settings = Settings(grafana_url="http://g", grafana_token="t", webhook_url="https://hooks/x")
-    push(settings, api)  # type: ignore[arg-type]
-    (cp_call,) = [c for c in api.calls if c[0] == "alertingprovisioning.create_contactpoint"]
-    assert cp_call[1][0]["settings"]["url"] == "https://hooks/x"
-
+    push(Settings(grafana_url="http://g", grafana_token="t", webhook_url="https://hooks/x"), api)  # type: ignore[arg-type]
+    assert not any("contactpoint" in name for name, _ in api.calls)
+    assert "hooks/x" not in json.dumps([args for _, args in api.calls], default=str)
 
 def test_push_refuses_to_give_grafana_the_writers_credentials() -> None:
     """A ClickHouse server and no read-only user: nothing is uploaded, the error says what to set."""
