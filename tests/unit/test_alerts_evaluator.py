@@ -35,7 +35,7 @@ def accuracy_series() -> list[Window]:
 
 
 def test_hysteresis_fires_after_k_and_resolves_after_l() -> None:
-    p = AlertPolicy(retrain=RetrainRule(hysteresis=Hysteresis(fire_after=2, resolve_after=4)))
+    p = AlertPolicy(retrain=RetrainRule(fast_path=False, hysteresis=Hysteresis(fire_after=2, resolve_after=4)))
     out = evaluator(p).feed(accuracy_series(), references=REF)
     # Bad windows 10..15: fires at the end of 11; good from 16: resolves at the end of 19.
     assert states(out) == [("retrain", "", "firing", 12), ("retrain", "", "resolved", 20)]
@@ -77,8 +77,8 @@ def test_resolution_keeps_the_severity_and_says_since_when() -> None:
     out = evaluator().feed(accuracy_series(), references=REF)
     fired, resolved = out
     assert fired.severity == resolved.severity == "critical"
-    assert resolved.evidence["firing_since"] == "1970-01-01T01:05:00Z"
-    assert len(fired.evidence["run_ends"]) == 3
+    assert resolved.evidence["firing_since"] == "1970-01-01T00:55:00Z"  # the first bad window decided
+    assert len(fired.evidence["run_ends"]) == 1 and fired.evidence["fast_path"] == "performance"
 
 
 def test_no_data_gap_inside_the_history_and_at_its_end() -> None:
@@ -106,7 +106,7 @@ def test_stale_firing_alert_resolves_itself() -> None:
     p = AlertPolicy(auto_resolve_hours=1)
     windows = [win(i, 0.6 if i >= 5 else 0.85) for i in range(10)] + [win(i, None) for i in range(10, 30)]
     out = evaluator(p).feed(windows, references=REF)
-    assert states(out) == [("retrain", "", "firing", 8), ("retrain", "", "resolved", 22)]
+    assert states(out) == [("retrain", "", "firing", 6), ("retrain", "", "resolved", 22)]
     assert out[1].evidence["reason"] == "no evidence"
 
 
