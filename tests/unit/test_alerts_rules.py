@@ -193,7 +193,8 @@ def test_an_error_stream_alarm_confirmed_by_the_window_fires_at_its_event_time()
 def test_drift_fast_path_needs_the_sequential_alarm_and_the_window_test() -> None:
     rule, retrain = DriftRule(), RetrainRule()
     alarm = DriftRow("amount", "mean_shift", 9.0, 8.0, True, 3045.2)
-    both = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True), DriftRow("age", "mean_shift", 1.0, 8.0, False)))
+    quiet = DriftRow("age", "mean_shift", 1.0, 8.0, False)
+    both = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True), quiet))
     fd = drifted_features(both, retrain, rule.sequential_detectors)
     assert fd is not None
     s = drift_signal("m", both, [fd], rule)
@@ -323,7 +324,8 @@ def test_retrain_evidence_names_the_group_driving_the_drop() -> None:
 
 def test_challenger_signal_carries_the_interval() -> None:
     m = {"ab_error_decision": Point(1.0, 4000), "ab_error_diff": Point(0.06, 4000),
-         "ab_error_ci_low": Point(0.02, 4000), "ab_error_ci_high": Point(0.1, 4000), "ab_error_p_value": Point(0.001, 4000),
+         "ab_error_ci_low": Point(0.02, 4000), "ab_error_ci_high": Point(0.1, 4000),
+         "ab_error_p_value": Point(0.001, 4000),
          "ab_cost_decision": Point(0.0, 4000), "ab_cost_diff": Point(0.1, 4000)}  # fmt: skip
     sig = {s.subject: s for s in challenger_signals("m", Window("v2 vs v1", 0, 300, m), ChallengerRule())}
     err = sig["error_rate"]
