@@ -43,16 +43,24 @@ the bound without it is the smaller of the two rates.
   the same window (lower bound above zero at 99.9 %): 0.0027 x 0.001 x 8,640 =
   0.02 per month (independent). Slow path: a drop above ``min_drop`` significant
   at 95 % in 3 windows in a row: 1e-4^3 per run, nil.
-- ``sunset`` (below baseline, ``paired``): the exact McNemar bound over the
-  last 12 windows (3,240 pairs; a model equal to its baseline with a quarter of
-  pairs discordant) clears ``min_effect`` (0.01) at 99.9 %: 1e-5 per evaluation,
-  at most 0.1 per month (every window evaluated), and then a day of cooldown.
+- ``sunset`` (below baseline, ``paired``): some span of the last 2, 4, 8 or 12
+  windows has an exact (McNemar) upper bound of the accuracy difference below
+  ``-min_effect`` (0.02), at 99.9 % split over the 4 spans. A model exactly as
+  good as its baseline, a quarter of its 270 pairs a window discordant: the
+  2-window span needs a difference of -0.10 (4.4 standard errors), about 5e-6
+  per evaluation, 0.02 per month; simulated, 0 of 100,000 evaluations (11.6
+  model-months) fired (5 with ``min_effect`` 0.01). Then a day of cooldown.
 - ``fairness`` (``horizon_events``): a gap's bound (Newcombe, 95 % with a
-  Bonferroni split over the pairs of groups and the metrics checked: 6 pairs x
-  4 metrics) exceeds the tolerance (0.1), or a disparate-impact ratio's bound
-  (Katz) is below 0.8, on counts pooled over the last 3,000 events: below 1e-5
-  per evaluation once 100 labelled positives per group are pooled, at most 0.1
-  per month.
+  Bonferroni split over the pairs of groups and the rates checked: 6 pairs x 4)
+  exceeds the tolerance (0.1), or a disparate-impact ratio's bound (Katz) is
+  below 0.8, on counts pooled over the last 3,000 events. Once the horizon is
+  full (about 225 labelled positives per group) a TPR gap must reach 0.22 to
+  breach: about 1e-6 per evaluation, 0.01 per month. While a new version's
+  pool fills (its first 6 windows, 20 to 130 positives per group) about 1e-3 per
+  evaluation (simulated: 10 of 12,000), so about 0.005 per new version. The
+  price of that start-up: a 0.3 equal-opportunity gap at 300 events a window
+  over 4 groups fires within 30 minutes in 95 of 100 simulated runs, within 40
+  in all.
 - ``challenger``: the always-valid mSPRT decides at 5 %, once per pair over its
   whole life (however often it is looked at): at most 0.05 per challenger.
 - ``no_data``/``sunset`` (idle, superseded): deterministic, no false alarms.
@@ -166,13 +174,15 @@ class SunsetRule(BaseModel):
     - ``"paired"`` (default): a paired test on the same predictions. The discordant
       pairs the model stage writes (``baseline_discordant_model_right``: model right and
       baseline wrong; ``baseline_discordant_baseline_right``: the reverse; ``n`` = pairs
-      judged) are pooled over the last ``horizon_windows`` windows; the accuracy
-      difference (model minus baseline) gets exact one-sided bounds at ``confidence``
-      (McNemar's exact binomial test on the discordant pairs). Fires when the upper bound
-      is below ``-min_effect`` (significantly worse, by at least ``min_effect``: never
-      while the interval contains zero); resolves when the lower bound is above
-      ``-min_effect`` (significantly not worse by that much); in between, no evidence.
-      At least ``min_labels`` pooled pairs are needed.
+      judged) are pooled over the last ``min_windows``, twice as many, ... up to
+      ``horizon_windows`` windows; over each span the accuracy difference (model minus
+      baseline) gets exact one-sided bounds (McNemar's exact binomial test on the
+      discordant pairs) at ``confidence`` split over the spans. Fires when some span's
+      upper bound is below ``-min_effect`` (significantly worse, by at least
+      ``min_effect``: never while the interval contains zero; the short spans see a
+      change that the longer history would dilute); resolves when no span fires and the
+      longest span's lower bound is above ``-min_effect`` (significantly not worse by
+      that much); in between, no evidence. A span needs ``min_labels`` pairs.
     - ``"run"`` (the previous rule): ``lift_metric`` (model minus baseline) below
       ``-lift_margin`` (for a loss, above ``lift_margin``) in windows with at least
       ``min_labels`` labels, ``hysteresis.fire_after`` windows in a row.
@@ -189,7 +199,8 @@ class SunsetRule(BaseModel):
     min_labels: Annotated[int, Field(ge=1)] = 100
     method: Literal["paired", "run"] = "paired"
     horizon_windows: Annotated[int, Field(ge=1)] = 12
-    min_effect: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    min_windows: Annotated[int, Field(ge=1)] = 2
+    min_effect: Annotated[float, Field(ge=0, lt=1)] = 0.02
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
     severity: Severity = "info"
     # The paired test pools its horizon: one window decides; a day of cooldown after a resolution.

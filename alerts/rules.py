@@ -47,8 +47,8 @@ __all__ = [
     "PROPORTIONS", "DriftRow", "FeatureDrift", "GroupTally", "MetricBaseline", "Paired", "Point", "Signal", "Window",
     "build_windows", "challenger_signals", "concept_rows", "drift_signal", "drifted_features", "driving_group",
     "drop_and_bound", "estimate_signal", "fairness_signals", "group_tallies", "is_concept", "is_pair", "lift_signal",
-    "ops_signals", "paired_counts", "paired_signal", "pooled_fairness_signals", "pooled_baseline", "retrain_signal",
-    "wilson", "z_one_sided",
+    "ops_signals", "paired_counts", "paired_scales", "paired_signal", "pooled_fairness_signals", "pooled_baseline",
+    "retrain_signal", "wilson", "z_one_sided",
 ]  # fmt: skip
 
 # Metrics that are proportions of their ``n`` events: their intervals come from the counts.
@@ -578,32 +578,62 @@ def paired_counts(w: Window) -> Paired | None:
     return Paired(w.start, w.end, int(round(b.value)), int(round(c.value)), max(b.n, c.n))
 
 
+def paired_scales(horizon: int, shortest: int) -> tuple[int, ...]:
+    """The spans (in windows) the paired test looks at: doubling from ``shortest`` up to ``horizon``.
+
+    >>> paired_scales(12, 2), paired_scales(1, 2)
+    ((2, 4, 8, 12), (1,))
+    """
+    out, k = set(), max(1, min(shortest, horizon))
+    while k < horizon:
+        out.add(k)
+        k *= 2
+    return tuple(sorted({*out, horizon}))
+
+
 def paired_signal(model: str, w: Window, history: Sequence[Paired], rule: SunsetRule) -> Signal:
-    """Worse than its baseline on the same predictions: the exact (McNemar) bounds of the accuracy
-    difference, pooled over ``history`` (the last ``horizon_windows`` windows with pairs)."""
+    """Worse than its baseline on the same predictions: exact (McNemar) bounds of the accuracy difference
+    over the last 2, 4, 8... windows up to ``horizon_windows`` (``history``: windows with pairs, oldest first).
+
+    The confidence is split (Bonferroni) over the spans, so a change is seen in the short spans
+    without the longer history diluting it, and a small persistent effect in the long ones.
+    Bad when some span's upper bound is below ``-min_effect``; good when none is and the
+    longest span's lower bound is above ``-min_effect`` (significantly not worse); else no evidence.
+    """
     recent = list(history)[-rule.horizon_windows :]
-    b = sum(p.model_right for p in recent)
-    c = sum(p.baseline_right for p in recent)
-    n = sum(p.n for p in recent)
-    diff, lower, upper = paired_difference_bounds(b, c, n, rule.confidence)
+    scales = [k for k in paired_scales(rule.horizon_windows, rule.min_windows) if k <= len(recent)] or [len(recent)]
+    conf = 1 - (1 - rule.confidence) / len(scales)
+    spans = []
+    for k in scales:
+        part = recent[-k:]
+        b, c, n = (sum(p.model_right for p in part), sum(p.baseline_right for p in part), sum(p.n for p in part))
+        diff, lower, upper = paired_difference_bounds(b, c, n, conf)
+        spans.append({"windows": k, "model_right": b, "baseline_right": c, "pairs": n, "lift": diff,
+                      "ci_low": lower, "ci_high": upper, "p_value": mcnemar_exact(b, c)})  # fmt: skip
+    judged = [sp for sp in spans if sp["pairs"] >= rule.min_labels]
+    worse = [sp for sp in judged if sp["ci_high"] < -rule.min_effect]
+    # The evidence shown: the span that decided (the most significant worse one), else the longest.
+    shown = min(worse, key=lambda sp: (sp["ci_high"], -sp["windows"])) if worse else spans[-1]
     ev = {
-        **_window_evidence(w), "method": "paired", "metric": "accuracy", "lift": diff, "ci_low": lower,
-        "ci_high": upper, "p_value": mcnemar_exact(b, c), "model_right": b, "baseline_right": c, "pairs": n,
-        "windows": len(recent), "horizon_from": iso(recent[0].start) if recent else None,
+        **_window_evidence(w), "method": "paired", "metric": "accuracy", **shown,
+        "horizon_from": iso(recent[-shown["windows"]].start) if recent else None, "spans": spans,
         "min_effect": rule.min_effect, "confidence": rule.confidence,
     }  # fmt: skip
     name = _name(model, w.version)
-    if n < rule.min_labels:
+    if not judged:
         return Signal("sunset", "below_baseline", w.version, w.end, None, rule.severity, "", ev)
-    bounds = f"{rule.confidence:.1%} bounds {lower:+.3f} to {upper:+.3f}"
-    span = f"{n} predictions over {len(recent)} windows"
-    if upper < -rule.min_effect:
+    diff, lower, upper, b, c, n = (shown[k] for k in ("lift", "ci_low", "ci_high", "model_right", "baseline_right",
+                                                      "pairs"))  # fmt: skip
+    bounds = f"bounds {lower:+.3f} to {upper:+.3f} at {rule.confidence:.1%}"
+    span = f"{n} predictions over {shown['windows']} windows"
+    longest = spans[-1]
+    if worse:
         verdict: bool | None = True
         summary = (
             f"{name} does worse than its baseline on the same predictions: accuracy {diff:+.3f} ({bounds}; "
             f"{c} predictions only the baseline got right, {b} only the model; {span}); consider retiring it."
         )
-    elif lower > -rule.min_effect:
+    elif longest["pairs"] >= rule.min_labels and longest["ci_low"] > -rule.min_effect:
         verdict = False
         summary = (
             f"{name} is not worse than its baseline by {rule.min_effect:g}: accuracy {diff:+.3f} ({bounds}; {span})."

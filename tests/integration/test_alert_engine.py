@@ -8,8 +8,8 @@ A synthetic fleet of ``metrics`` and ``drift`` rows, 40 windows of 5 minutes:
 - ``wk.drift``: feature ``amount`` drifted in windows 10-19, ``age`` in isolated windows:
   one drift alert per model naming ``amount`` only.
 - ``wk.idle``: traffic stops after window 4: no_data, then sunset (idle).
-- ``wk.worse``: does worse than its baseline on the same predictions (discordant pairs 20 vs 36 of
-  400 a window, accuracy -0.04): sunset evidence.
+- ``wk.worse``: does worse than its baseline on the same predictions (discordant pairs 16 vs 48 of
+  400 a window, accuracy -0.08): sunset evidence.
 - ``wk.equal``: as good as its baseline, with a coin-flip lift of -0.0025 in every window: no alert.
 - ``wk.versions``: v2 takes over from v1 at window 15: v1 is superseded.
 - ``wk.shift``: a per-event ``mean_shift`` alarm on ``amount`` 45 s into window 10, confirmed by the
@@ -137,7 +137,7 @@ def fleet() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         d += _drift("wk.drift", "v1", i, drifted)
         if i < 5:
             m += _window("wk.idle", "v1", i, 0.85)
-        m += _window("wk.worse", "v1", i, 0.80, **_paired(20, 36))
+        m += _window("wk.worse", "v1", i, 0.80, **_paired(16, 48))
         m += _window("wk.equal", "v1", i, 0.85, **_paired(40, 41))
         m += _window("wk.shift", "v1", i, 0.85)
         d += _drift("wk.shift", "v1", i, {"amount"} if i >= 10 and i < 20 else set(), alarm=i == 10)
@@ -302,7 +302,7 @@ def test_sunset_candidates_with_evidence(stores: dict[str, Store], live: dict[st
     worse = found[("wk.worse", "v1")]
     assert worse.reasons == ("below_baseline",)
     ev = worse.evidence["below_baseline"]
-    assert ev["lift"] == pytest.approx(-0.04) and ev["ci_high"] < -0.01 and ev["method"] == "paired"
+    assert ev["lift"] == pytest.approx(-0.08) and ev["ci_high"] < -0.02 and ev["method"] == "paired"
     # The pooled pairs decide after a few windows, not after a run of six.
     assert worse.since < T0 + timedelta(seconds=6 * W)
     assert found[("wk.versions", "v1")].evidence["superseded"]["superseded_by"] == "v2"

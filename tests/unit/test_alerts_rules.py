@@ -241,7 +241,7 @@ def test_paired_sunset_fires_on_a_significant_effect_and_resolves_on_evidence() 
     assert s.bad is True and s.evidence["ci_high"] < -rule.min_effect and s.evidence["p_value"] < 1e-6
     assert "does worse than its baseline on the same predictions" in s.summary
     # Significantly worse, by about min_effect: no evidence either way (no alert, no resolution).
-    edge = [pairs(i, 2000, 2400, 40_000) for i in range(6)]  # -0.01
+    edge = [pairs(i, 2000, 2800, 40_000) for i in range(6)]  # -0.02
     assert paired_signal("m", win(i=5), edge, rule).bad is None
     # Significantly worse, but significantly by less than min_effect: not worse in the sense that matters.
     small = [pairs(i, 2000, 2100, 40_000) for i in range(6)]  # -0.0025
