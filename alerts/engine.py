@@ -47,7 +47,8 @@ CATALOGUE = """
 SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
        toUnixTimestamp(max(window_end)) AS last_end
 FROM metrics
-WHERE window_end > {since:DateTime('UTC')} AND metric IN ('predictions', 'orphaned_outcomes')
+WHERE window_end > {since:DateTime('UTC')}
+  AND metric IN ('predictions', 'orphaned_outcomes', 'ab_error_decision', 'ab_cost_decision')
 GROUP BY model, version
 """
 
@@ -85,7 +86,7 @@ WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 
 DRIFT_ROWS = """
 SELECT model, version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we,
-       feature, detector, statistic, threshold, drifted
+       toUnixTimestamp64Milli(ts) AS ts_ms, feature, detector, statistic, threshold, drifted
 FROM drift FINAL
 WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 """
@@ -255,7 +256,8 @@ class AlertEngine:
     ) -> tuple[dict[str, dict[str, MetricBaseline]], dict[str, dict[str, MetricBaseline]]]:
         """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
         wanted: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (metric, k, min_n) -> models
-        versions = {m: sorted(v for v in catalogue.get(m, {}) if v) for m in models}
+        # Versions, not A/B pairs ('<challenger> vs <champion>'), have references.
+        versions = {m: sorted(v for v in catalogue.get(m, {}) if v and " vs " not in v) for m in models}
         for m in models:
             rule = self.policy(m).retrain
             if not rule.enabled:

@@ -26,8 +26,8 @@ Traffic rules look at the gaps between windows with predictions:
 ...     return Window("v1", i * 300, i * 300 + 300, {"predictions": Point(500, 500), "accuracy": Point(acc, 400)})
 >>> refs = {"v1": MetricBaseline(0.9, 1200, (0, 300, 600))}
 >>> out = ev.feed([win(i, 0.9 if i < 5 else 0.6) for i in range(10)], references=refs)
->>> [(d.kind, d.state, d.ts) for d in out]
-[('retrain', 'firing', 2400)]
+>>> [(d.kind, d.state, d.ts) for d in out]  # a strongly significant drop fires in its first window
+[('retrain', 'firing', 1800)]
 >>> out = ev.feed([win(i, 0.9) for i in range(10, 13)], references=refs)
 >>> [(d.kind, d.state, d.ts) for d in out]
 [('retrain', 'resolved', 3900)]
@@ -45,15 +45,23 @@ from watchkeeper.alerts.model import alert_id_for, human_duration
 from watchkeeper.alerts.policy import AlertPolicy, Hysteresis
 from watchkeeper.alerts.rules import (
     FeatureDrift,
+    GroupTally,
+    Paired,
     Signal,
     Window,
+    challenger_signals,
     concept_rows,
     drift_signal,
     drifted_features,
     estimate_signal,
     fairness_signals,
+    group_tallies,
+    is_pair,
     lift_signal,
     ops_signals,
+    paired_counts,
+    paired_signal,
+    pooled_fairness_signals,
     retrain_signal,
 )
 from watchkeeper.detectors.reference import MetricBaseline
@@ -116,6 +124,8 @@ class ModelEvaluator:
         self._last: dict[SeriesKey, Decision] = {}
         self._drift: dict[str, deque[Mapping[str, FeatureDrift]]] = {}
         self._concept: dict[str, deque[bool]] = {}
+        self._groups: dict[str, deque[tuple[int, int, Mapping[str, Mapping[str, GroupTally]]]]] = {}
+        self._paired: dict[str, deque[Paired]] = {}
 
     # State ------------------------------------------------------------------
     def restore(self, anchors: Iterable[Anchor]) -> None:
@@ -166,6 +176,11 @@ class ModelEvaluator:
 
     def _window(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
         p, out = self.policy, []
+        if is_pair(w.version):  # an A/B pair's rows: only the challenger rule reads them
+            if p.challenger.enabled:
+                for s in challenger_signals(self.model, w, p.challenger):
+                    out += self._apply(s, p.challenger.hysteresis)
+            return out
         if w.version and w.predictions > 0:
             out += self._traffic(w)
         if w.version:
@@ -179,21 +194,46 @@ class ModelEvaluator:
                     history.append(any(d.drifted for d in rows))
                 out += self._apply(estimate_signal(self.model, w, est, p.retrain), p.retrain.hysteresis)
             if p.drift.enabled:
-                features = drifted_features(w, p.retrain)
+                features = drifted_features(w, p.retrain, p.drift.sequential_detectors)
                 if features is not None:
                     hist = self._drift.setdefault(w.version, deque(maxlen=p.drift.windows))
                     hist.append(features)
                     out += self._apply(drift_signal(self.model, w, tuple(hist), p.drift), p.drift.hysteresis)
             if p.fairness.enabled:
-                for s in fairness_signals(self.model, w, p.fairness):
-                    out += self._apply(s, p.fairness.hysteresis)
-            lift = lift_signal(self.model, w, p.sunset) if p.sunset.enabled else None
-            if lift is not None:
-                out += self._apply(lift, p.sunset.hysteresis)
+                out += self._fairness(w)
+            if p.sunset.enabled:
+                out += self._below_baseline(w)
         if p.ops.enabled:
             for s in ops_signals(self.model, w, p.ops):
                 out += self._apply(s, p.ops.hysteresis)
         return out
+
+    def _fairness(self, w: Window) -> list[Decision]:
+        rule, out = self.policy.fairness, []
+        if rule.horizon_events is None:
+            signals = fairness_signals(self.model, w, rule)
+        else:
+            tallies = group_tallies(w)
+            if not tallies:
+                return out
+            hist = self._groups.setdefault(w.version, deque(maxlen=rule.max_horizon_windows))
+            hist.append((w.start, w.end, tallies))
+            signals = pooled_fairness_signals(self.model, w, tuple(hist), rule)
+        for s in signals:
+            out += self._apply(s, rule.hysteresis)
+        return out
+
+    def _below_baseline(self, w: Window) -> list[Decision]:
+        rule = self.policy.sunset
+        if rule.method == "run":
+            lift = lift_signal(self.model, w, rule)
+            return self._apply(lift, rule.hysteresis) if lift is not None else []
+        pairs = paired_counts(w)
+        if pairs is None:
+            return []
+        hist = self._paired.setdefault(w.version, deque(maxlen=rule.horizon_windows))
+        hist.append(pairs)
+        return self._apply(paired_signal(self.model, w, tuple(hist), rule), rule.hysteresis)
 
     def _gap_rules(self) -> list[tuple[str, str, int, str]]:
         p = self.policy
@@ -282,7 +322,7 @@ class ModelEvaluator:
             if s.ts >= t:
                 out += self._auto_resolve(key, state, t)
                 state = self._series[key]
-        new, tr = step(state, s.ts, s.bad, h)
+        new, tr = step(state, s.ts, s.bad, h, s.strong)
         self._series[key] = new
         if tr is not None:
             out.append(self._decide(key, state, tr, s.severity, s.summary, s.evidence))

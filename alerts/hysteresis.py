@@ -2,7 +2,8 @@
 
 ``step`` is a pure function: (state, signal) -> (new state, transition or None).
 A signal is ``True`` (bad window), ``False`` (good window) or ``None`` (not
-enough evidence: neither counts nor breaks a run). Signals at or before the
+enough evidence: neither counts nor breaks a run); a *strong* bad signal fires
+without a run (the fast paths of ``alerts/policy.py``). Signals at or before the
 last one seen are ignored, which makes re-feeding a window harmless and lets a
 state restored from the ``alerts`` table skip what it already decided.
 
@@ -47,8 +48,13 @@ class Transition:
     run: tuple[int, ...]
 
 
-def step(state: SeriesState, ts: int, bad: bool | None, h: Hysteresis) -> tuple[SeriesState, Transition | None]:
-    """Advance one alert by one signal at event time ``ts`` (seconds)."""
+def step(
+    state: SeriesState, ts: int, bad: bool | None, h: Hysteresis, strong: bool = False
+) -> tuple[SeriesState, Transition | None]:
+    """Advance one alert by one signal at event time ``ts`` (seconds).
+
+    A ``strong`` bad signal (evidence that needs no run) fires at once, cooldown permitting.
+    """
     if state.last_ts is not None and ts <= state.last_ts:
         return state, None
     if bad is None:
@@ -59,7 +65,7 @@ def step(state: SeriesState, ts: int, bad: bool | None, h: Hysteresis) -> tuple[
             return dataclasses.replace(seen, bad_run=()), None
         run = (*state.bad_run, ts)[-h.fire_after :]
         cooling = state.resolved_ts is not None and ts - state.resolved_ts < h.cooldown_seconds
-        if len(run) < h.fire_after or cooling:
+        if (len(run) < h.fire_after and not strong) or cooling:
             return dataclasses.replace(seen, bad_run=run), None
         fired = dataclasses.replace(seen, firing=True, bad_run=(), good_run=(), fired_ts=ts)
         return fired, Transition("firing", ts, run)

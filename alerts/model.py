@@ -5,10 +5,12 @@ subject): the same problem of the same model version always has the same id,
 so its firing and its resolution pair up, and deliveries deduplicate on it
 (PagerDuty's ``dedup_key``, Alertmanager's ``alert_id`` label).
 
-``ts`` is the event time of the decision (the end of the window that decided
-it); ``fired_at`` is the wall time at which the engine made it. Everything
-except ``fired_at`` and ``silenced`` is a function of the data, so a replay
-reproduces it exactly (compare :meth:`Alert.decision`).
+``ts`` is the decision time: the event time of the evidence (the end of the
+window that decided it, or the alarm of the sequential detector that fired it
+at once), so an alert's delay after a change is measurable; ``fired_at`` is the
+wall time at which the engine made it. Everything except ``fired_at`` and
+``silenced`` is a function of the data, so a replay reproduces it exactly
+(compare :meth:`Alert.decision`).
 
 >>> from datetime import UTC
 >>> a = Alert(
@@ -39,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from watchkeeper.detectors.timeutil import iso, utc
 
-Kind = Literal["drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops"]
+Kind = Literal["drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops", "challenger"]
 Severity = Literal["info", "warning", "critical"]
 State = Literal["firing", "resolved"]
 
@@ -48,7 +50,7 @@ State = Literal["firing", "resolved"]
 __all__ = ["ALERT_COLUMNS", "KINDS", "SEVERITIES", "STATES", "Alert", "alert_id_for", "clean_evidence",
            "evidence_json", "human_duration", "iso", "runbook_url_for", "severity_rank", "utc"]  # fmt: skip
 
-KINDS: tuple[str, ...] = ("drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops")
+KINDS: tuple[str, ...] = ("drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops", "challenger")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 STATES: tuple[str, ...] = ("firing", "resolved")
 

@@ -5,7 +5,11 @@ Configuration is separate from computation (the rules live in
 ``fire_after`` bad windows in a row, resolve after ``resolve_after`` good ones,
 and do not fire again within ``cooldown_seconds`` (event time) of a resolution.
 Windows without enough evidence (too few labels, no drift rows) neither count
-nor break a run.
+nor break a run. Strong evidence fires at once (``retrain.fast_path``,
+``drift.fast_path``), evidence pooled over a horizon fires on a significant
+difference (``sunset.method = "paired"``, ``fairness.horizon_events``); resolution
+keeps its hysteresis. ``AlertPolicy.previous()`` is the policy before these
+(three windows in a row, a run of negative lift, per-window fairness).
 
 In YAML, per model (once ``ModelConfig`` has an ``alerting`` field)::
 
@@ -14,19 +18,67 @@ In YAML, per model (once ``ModelConfig`` has an ``alerting`` field)::
         alerting:
           retrain: {metric: recall, min_drop: 0.03, min_labels: 200}
           drift: {windows: 6}
-          sunset: {idle_days: 14}
+          sunset: {idle_days: 14, horizon_windows: 24}
+
+False-alarm budget
+------------------
+Expected false alerts per model per month (30 days of 5-minute windows, 8,640
+windows) on a stable model at 1 event/s (300 predictions per window, 270
+labelled, 5 numeric features, 4 groups per protected attribute), derived from
+the detectors' stated false-alarm rates and the tests' levels. "Independent"
+marks a product of two rates taken as independent events (an approximation: a
+chance excursion that trips a sequential detector also nudges the window test);
+the bound without it is the smaller of the two rates.
+
+- ``drift`` fast path: a ``mean_shift`` alarm (one per 500,000 events per
+  feature: 300 x 5 / 500,000 = 0.003 per window) confirmed in the same window by
+  the window test (alpha 0.001, Benjamini–Hochberg across features): 0.003 x
+  0.001 x 8,640 = 0.03 per month (independent; at most 8.6 from the window test
+  alone). Slow path (flagged in each of 3 windows): 0.001^3 x 8,640, nil.
+- ``retrain`` fast path, performance: the one-sided ``fast_confidence`` (99.9 %)
+  bound of the drop clears ``min_drop`` (0.05) in one window: 2e-7 per window,
+  0.002 per month at 270 labels a window (0.07 at 100 labels, the ``min_labels``
+  floor). Concept: an error-stream alarm (``watchkeeper_default``, about one per
+  100,000 labelled events: 0.0027 per window) confirmed by a significant drop in
+  the same window (lower bound above zero at 99.9 %): 0.0027 x 0.001 x 8,640 =
+  0.02 per month (independent). Slow path: a drop above ``min_drop`` significant
+  at 95 % in 3 windows in a row: 1e-4^3 per run, nil.
+- ``sunset`` (below baseline, ``paired``): some span of the last 2, 4, 8 or 12
+  windows has an exact (McNemar) upper bound of the accuracy difference below
+  ``-min_effect`` (0.02), at 99.9 % split over the 4 spans. A model exactly as
+  good as its baseline, a quarter of its 270 pairs a window discordant: the
+  2-window span needs a difference of -0.10 (4.4 standard errors), about 5e-6
+  per evaluation, 0.02 per month; simulated, 0 of 100,000 evaluations (11.6
+  model-months) fired (5 with ``min_effect`` 0.01). Then a day of cooldown.
+- ``fairness`` (``horizon_events``): a gap's bound (Newcombe, 95 % with a
+  Bonferroni split over the pairs of groups and the rates checked: 6 pairs x 4)
+  exceeds the tolerance (0.1), or a disparate-impact ratio's bound (Katz) is
+  below 0.8, on counts pooled over the last 3,000 events. Once the horizon is
+  full (about 225 labelled positives per group) a TPR gap must reach 0.22 to
+  breach: about 1e-6 per evaluation, 0.01 per month. While a new version's
+  pool fills (its first 6 windows, 20 to 130 positives per group) about 1e-3 per
+  evaluation (simulated: 10 of 12,000), so about 0.005 per new version. The
+  price of that start-up: a 0.3 equal-opportunity gap at 300 events a window
+  over 4 groups fires within 30 minutes in 95 of 100 simulated runs, within 40
+  in all.
+- ``challenger``: the always-valid mSPRT decides at 5 %, once per pair over its
+  whole life (however often it is looked at): at most 0.05 per challenger.
+- ``no_data``/``sunset`` (idle, superseded): deterministic, no false alarms.
 
 >>> p = AlertPolicy()
->>> p.retrain.metric, p.retrain.hysteresis.fire_after, p.drift.windows
-('accuracy', 3, 3)
+>>> p.retrain.metric, p.retrain.hysteresis.fire_after, p.drift.windows, p.retrain.fast_path
+('accuracy', 3, 3, True)
 >>> AlertPolicy.model_validate({"retrain": {"min_drop": 0.1}}).retrain.min_drop
 0.1
+>>> old = AlertPolicy.previous()
+>>> old.retrain.fast_path, old.drift.fast_path, old.sunset.method, old.fairness.horizon_events
+(False, False, 'run', None)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +108,12 @@ class RetrainRule(BaseModel):
     ``min_drop``. Concept drift: detectors on the error stream (feature in
     ``concept_features`` or detector name ending in ``concept_detector_suffix``)
     fired in ``concept_min_windows`` of the last ``concept_windows`` windows.
+
+    Fast path (``fast_path``): one window fires at once when its evidence is strong: the
+    drop's one-sided ``fast_confidence`` lower bound clears ``min_drop``; or an error-stream
+    detector fired and the window's drop is significant at ``fast_confidence`` (lower
+    bound above zero). The alert's time is then the detector's alarm (the row's event
+    time) or the window's end. Resolution keeps the hysteresis.
     """
 
     model_config = _FROZEN
@@ -73,6 +131,8 @@ class RetrainRule(BaseModel):
     concept_detector_suffix: str = "_error"
     concept_windows: Annotated[int, Field(ge=1)] = 3
     concept_min_windows: Annotated[int, Field(ge=1)] = 2
+    fast_path: bool = True
+    fast_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
     hysteresis: Hysteresis = Hysteresis()
     # Before labels arrive: a warning (kind ``performance``) when the label-free estimate drops.
     estimate_metric: str = "est_accuracy"
@@ -84,6 +144,11 @@ class DriftRule(BaseModel):
     """Input drift: features flagged (``drift.drifted = 1``) in each of the last ``windows`` windows.
 
     One alert per model version lists the persistent features, ranked by statistic.
+
+    Fast path (``fast_path``): a feature flagged in one window both by a sequential
+    detector (``sequential_detectors``: per event, false-alarm rate fixed by its ARL)
+    and by the window test (any other detector on that feature) fires at once; the
+    alert's time is the sequential detector's alarm (the drift row's event time).
     """
 
     model_config = _FROZEN
@@ -93,6 +158,8 @@ class DriftRule(BaseModel):
     min_features: Annotated[int, Field(ge=1)] = 1
     max_features_listed: Annotated[int, Field(ge=1)] = 20
     severity: Severity = "warning"
+    fast_path: bool = True
+    sequential_detectors: tuple[str, ...] = ("mean_shift",)
     # The persistence is in ``windows``: one such window fires.
     hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
 
@@ -102,8 +169,23 @@ class SunsetRule(BaseModel):
 
     ``idle``: the model had no traffic for ``idle_days`` of event time (fleet watermark);
     ``superseded``: a newer version carried all traffic for ``superseded_days``;
-    ``below_baseline``: ``lift_metric`` (model minus baseline) below ``-lift_margin``
-    (for a loss, above ``lift_margin``) in windows with at least ``min_labels`` labels.
+    ``below_baseline``, by ``method``:
+
+    - ``"paired"`` (default): a paired test on the same predictions. The discordant
+      pairs the model stage writes (``baseline_discordant_model_right``: model right and
+      baseline wrong; ``baseline_discordant_baseline_right``: the reverse; ``n`` = pairs
+      judged) are pooled over the last ``min_windows``, twice as many, ... up to
+      ``horizon_windows`` windows; over each span the accuracy difference (model minus
+      baseline) gets exact one-sided bounds (McNemar's exact binomial test on the
+      discordant pairs) at ``confidence`` split over the spans. Fires when some span's
+      upper bound is below ``-min_effect`` (significantly worse, by at least
+      ``min_effect``: never while the interval contains zero; the short spans see a
+      change that the longer history would dilute); resolves when no span fires and the
+      longest span's lower bound is above ``-min_effect`` (significantly not worse by
+      that much); in between, no evidence. A span needs ``min_labels`` pairs.
+    - ``"run"`` (the previous rule): ``lift_metric`` (model minus baseline) below
+      ``-lift_margin`` (for a loss, above ``lift_margin``) in windows with at least
+      ``min_labels`` labels, ``hysteresis.fire_after`` windows in a row.
     """
 
     model_config = _FROZEN
@@ -115,8 +197,14 @@ class SunsetRule(BaseModel):
     lift_higher_is_better: bool = True
     lift_margin: Annotated[float, Field(ge=0)] = 0.0
     min_labels: Annotated[int, Field(ge=1)] = 100
+    method: Literal["paired", "run"] = "paired"
+    horizon_windows: Annotated[int, Field(ge=1)] = 12
+    min_windows: Annotated[int, Field(ge=1)] = 2
+    min_effect: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
     severity: Severity = "info"
-    hysteresis: Hysteresis = Hysteresis(fire_after=6, resolve_after=6, cooldown_seconds=86_400)
+    # The paired test pools its horizon: one window decides; a day of cooldown after a resolution.
+    hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=1, cooldown_seconds=86_400)
 
 
 class NoDataRule(BaseModel):
@@ -154,6 +242,18 @@ class FairnessRule(BaseModel):
 
     ``max_gap``: metrics whose absolute value must stay at most the bound;
     ``min_ratio``: metrics that must stay at least the bound (the four-fifths rule).
+
+    With ``horizon_events`` (default) the decision rests on each group's counts (the
+    per-group ``positive_rate``, ``tp``, ``fp``, ``tn``, ``fn`` rows of segment
+    ``attr=value``) pooled over the most recent windows until the attribute has
+    ``horizon_events`` predictions: a difference breaches when the one-sided lower
+    bound of some pair's gap (Newcombe) exceeds its tolerance, a ratio when the upper
+    bound of some pair's ratio of positive rates (Katz) is below its bound, both at
+    ``confidence`` split (Bonferroni) over the pairs and the metrics checked. Groups
+    with fewer than ``min_group_n`` events in a rate's denominator are left out. A
+    window is good when every pooled point estimate is within its bound. With
+    ``horizon_events`` None, the previous rule: the metric rows of each window, when
+    the weakest group has ``min_n`` events.
     """
 
     model_config = _FROZEN
@@ -169,8 +269,28 @@ class FairnessRule(BaseModel):
     min_ratio: Mapping[str, float] = {"disparate_impact_ratio": 0.8}
     # Support of the weakest group behind a gap (the row's n): below it a gap of 0.1 is noise.
     min_n: Annotated[int, Field(ge=1)] = 200
+    horizon_events: Annotated[int, Field(ge=1)] | None = 3000
+    max_horizon_windows: Annotated[int, Field(ge=1)] = 288
+    min_group_n: Annotated[int, Field(ge=1)] = 30
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     severity: Severity = "warning"
-    hysteresis: Hysteresis = Hysteresis()
+    hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
+
+
+class ChallengerRule(BaseModel):
+    """The always-valid A/B test decided (``ab_error_decision`` / ``ab_cost_decision`` rows of the
+    ``'<challenger> vs <champion>'`` pair): the challenger is worse (``severity_worse``) or
+    better (``severity_better``) than the champion. One alert per challenger and metric
+    (subject ``error_rate`` or ``cost``); the decision is final, so it stays firing while
+    the pair is compared and resolves itself a day after the comparison stops."""
+
+    model_config = _FROZEN
+
+    enabled: bool = True
+    metrics: tuple[Literal["error", "cost"], ...] = ("error", "cost")
+    severity_worse: Severity = "warning"
+    severity_better: Severity = "info"
+    hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=1, cooldown_seconds=0)
 
 
 class AlertPolicy(BaseModel):
@@ -184,8 +304,24 @@ class AlertPolicy(BaseModel):
     no_data: NoDataRule = NoDataRule()
     ops: OpsRule = OpsRule()
     fairness: FairnessRule = FairnessRule()
+    challenger: ChallengerRule = ChallengerRule()
     # A firing alert with no evidence either way for this long (event time) resolves itself.
     auto_resolve_hours: Annotated[float, Field(gt=0)] = 24.0
+
+
+    @classmethod
+    def previous(cls) -> AlertPolicy:
+        """The policy before strong evidence could fire at once: three windows in a row for
+        retrain and drift, six negative-lift windows for sunset, per-window fairness with
+        ``min_n`` events in the weakest group, three windows; no challenger alerts."""
+        return cls(
+            retrain=RetrainRule(fast_path=False),
+            drift=DriftRule(fast_path=False),
+            sunset=SunsetRule(method="run", hysteresis=Hysteresis(fire_after=6, resolve_after=6,
+                                                                   cooldown_seconds=86_400)),
+            fairness=FairnessRule(horizon_events=None, hysteresis=Hysteresis()),
+            challenger=ChallengerRule(enabled=False),
+        )  # fmt: skip
 
 
 DEFAULT_POLICY = AlertPolicy()

@@ -3,7 +3,8 @@
 A dry run of the sunset rules over the whole history in the store (nothing is
 written): a model idle for ``idle_days``; a version superseded by a newer one
 that has carried all traffic for ``superseded_days``; a version that does worse
-than its own baseline (``lift`` below zero) for several windows in a row.
+than its own baseline, significantly, on the same predictions (the paired test of
+``SunsetRule``; ``method="run"``: ``lift`` below zero for several windows in a row).
 """
 
 from __future__ import annotations

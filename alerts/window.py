@@ -41,6 +41,7 @@ class DriftRow:
     statistic: float
     threshold: float
     drifted: bool
+    ts: float | None = None  # event time of the row (a sequential detector's alarm), epoch seconds
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Signal:
     severity: str
     summary: str
     evidence: dict[str, Any]
+    # Strong evidence: fires at once, whatever the hysteresis asks of a run (``alerts/hysteresis.py``).
+    strong: bool = False
 
 
 # Rows -> windows ------------------------------------------------------------
@@ -84,6 +87,16 @@ def _epoch(row: Mapping[str, Any], short: str, long: str) -> int:
     if isinstance(v, datetime):
         return int(utc(v).timestamp())
     return int(v)
+
+
+def _row_ts(row: Mapping[str, Any]) -> float | None:
+    """A drift row's event time in epoch seconds (``ts_ms`` or ``ts``), None when absent."""
+    if "ts_ms" in row and row["ts_ms"] is not None:
+        return int(row["ts_ms"]) / 1000
+    v = row.get("ts")
+    if v is None:
+        return None
+    return utc(v).timestamp() if isinstance(v, datetime) else float(v)
 
 
 def build_windows(
@@ -109,7 +122,7 @@ def build_windows(
         key = (str(r["version"]), _epoch(r, "ws", "window_start"), _epoch(r, "we", "window_end"))
         drift.setdefault(key, []).append(
             DriftRow(str(r["feature"]), str(r["detector"]), float(r["statistic"]), float(r["threshold"]),
-                     bool(r["drifted"]))
+                     bool(r["drifted"]), _row_ts(r))
         )  # fmt: skip
     keys = set(metrics) | set(segments) | set(drift)
     return [

@@ -33,6 +33,7 @@ from watchkeeper.windows.queries import (
     MULTICLASS,
     N_BINS,
     ORPHANS,
+    PAIRED,
     REGRESSION,
     SEGMENT_KEYS,
     WINDOW_STATS,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from watchkeeper.sinks.writer import Store
 
 # Re-exported: the closer and the drift stage join outcomes the same way; the key is the stage's.
-__all__ = ["BINARY_OUTCOMES", "WindowKey", "metrics_rows"]
+__all__ = ["BINARY_OUTCOMES", "DISCORDANT_METRICS", "WindowKey", "metrics_rows"]
 
 
 # Lift (model minus baseline) is written for the metrics a "does it beat the heuristic?" question uses.
@@ -52,6 +53,9 @@ LIFT_METRICS = frozenset(
     for m in ("accuracy", "roc_auc", "pr_auc", "log_loss", "brier", "f1", "precision", "recall", "expected_cost")
 )
 MAX_SEGMENT_VALUES = 50
+# The discordant pairs of model and baseline (value: pairs; n: predictions labelled and scored by both),
+# for a paired (McNemar) test of "worse than its baseline" pooled over any range of windows.
+DISCORDANT_METRICS = ("baseline_discordant_model_right", "baseline_discordant_baseline_right")
 
 
 def multiclass_summaries(rows: list[dict[str, Any]]) -> dict[tuple[str, int], MulticlassSummary]:
@@ -304,6 +308,21 @@ def binary_rows(
     return rows
 
 
+def discordant_rows(
+    store: Store, params: dict[str, Any], model: str, w: int, keys: set[WindowKey]
+) -> list[dict[str, Any]]:
+    """The discordant-pair rows of the binary windows in ``keys`` whose predictions have a baseline."""
+    rows = []
+    for r in store.query(PAIRED, params):
+        key = WindowKey(model, r["version"], int(r["ws"]))
+        n = int(r["n"])
+        if key in keys and n:
+            right, base_right = DISCORDANT_METRICS
+            rows.append(_row(key, w, right, int(r["model_right"]), n))
+            rows.append(_row(key, w, base_right, int(r["baseline_right"]), n))
+    return rows
+
+
 def watched_segment_keys(store: Store, params: dict[str, Any], cfg: ModelStageConfig) -> list[str]:
     """Segment keys to slice by: the configured protected attributes, else every key with at
     most MAX_SEGMENT_VALUES values in the range; minus the excluded keys."""
@@ -376,6 +395,7 @@ def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[
             bases = binary_summaries(store.query(binned_sql("baseline"), params), cfg.threshold)
             for key in sorted(binary):
                 rows.extend(binary_rows(key, w, cfg, _pick(models, key), _pick(bases, key)))
+            rows.extend(discordant_rows(store, params, model, w, binary))
     if orphan_keys:
         t0 = min(k.start for k in orphan_keys)
         t1 = max(k.start for k in orphan_keys) + w

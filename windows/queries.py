@@ -209,3 +209,24 @@ FROM outcomes FINAL
 WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
 GROUP BY ws
 """
+
+# Paired comparison of a binary model with its baseline on the same labelled predictions: the
+# discordant pairs (model right and baseline wrong; the reverse) and the pairs judged, per window.
+PAIRED = f"""
+SELECT p.version AS version, p.ws AS ws,
+       countIf(o.has = 1) AS n,
+       countIf(o.has = 1 AND (p.s >= {{thr:Float64}}) = (o.y = 1) AND (p.b >= {{thr:Float64}}) != (o.y = 1))
+           AS model_right,
+       countIf(o.has = 1 AND (p.s >= {{thr:Float64}}) != (o.y = 1) AND (p.b >= {{thr:Float64}}) = (o.y = 1))
+           AS baseline_right
+FROM (
+    SELECT prediction_id, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
+           assumeNotNull(prediction) AS s, assumeNotNull(baseline) AS b
+    FROM predictions FINAL
+    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
+      AND prediction IS NOT NULL AND prediction >= 0 AND prediction <= 1
+      AND baseline IS NOT NULL AND baseline >= 0 AND baseline <= 1
+) AS p
+LEFT JOIN {BINARY_OUTCOMES}
+GROUP BY version, ws
+"""

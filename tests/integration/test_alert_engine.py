@@ -8,8 +8,15 @@ A synthetic fleet of ``metrics`` and ``drift`` rows, 40 windows of 5 minutes:
 - ``wk.drift``: feature ``amount`` drifted in windows 10-19, ``age`` in isolated windows:
   one drift alert per model naming ``amount`` only.
 - ``wk.idle``: traffic stops after window 4: no_data, then sunset (idle).
-- ``wk.worse``: does worse than its baseline (``lift_accuracy`` < 0): sunset evidence.
+- ``wk.worse``: does worse than its baseline on the same predictions (discordant pairs 16 vs 48 of
+  400 a window, accuracy -0.08): sunset evidence.
+- ``wk.equal``: as good as its baseline, with a coin-flip lift of -0.0025 in every window: no alert.
 - ``wk.versions``: v2 takes over from v1 at window 15: v1 is superseded.
+- ``wk.shift``: a per-event ``mean_shift`` alarm on ``amount`` 45 s into window 10, confirmed by the
+  window test: a drift alert at the alarm's event time.
+- ``wk.unfair``: 4 regions, 300 events a window, an equal-opportunity gap of 0.3 (latam): a
+  fairness alert within 30 minutes.
+- ``wk.ab``: the A/B test decides from window 8 that challenger v2 is worse than champion v1.
 
 The "live" run writes the windows in chunks and evaluates after each chunk, the
 way the model stage calls the engine; the replay writes every row into an empty
@@ -22,6 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from watchkeeper.alerts.dispatch import Dispatcher, Retry
@@ -70,16 +78,50 @@ def _window(model: str, version: str, i: int, acc: float | None, **extra: tuple[
     return [{**base, "metric": m, "value": float(v), "n": int(n)} for m, (v, n) in metrics.items()]
 
 
-def _drift(model: str, version: str, i: int, drifted: set[str]) -> list[dict[str, Any]]:
+def _drift(model: str, version: str, i: int, drifted: set[str], alarm: bool = False) -> list[dict[str, Any]]:
     start = T0 + timedelta(seconds=W * i)
     stats = {"amount": 0.31, "age": 0.12, "tenure": 0.02}
-    return [
+    seq: list[dict[str, Any]] = []
+    if alarm:  # the per-event detector: its row's ts is the alarm's event time
+        end = start + timedelta(seconds=W)
+        seq = [{"ts": start + timedelta(seconds=45.5), "window_start": start, "window_end": end, "model": model,
+                "version": version, "feature": "amount", "detector": "mean_shift", "statistic": 9.1, "threshold": 8.2,
+                "drifted": 1, "computed_at": start + timedelta(seconds=W + 600)}]  # fmt: skip
+    return seq + [
         {"ts": start + timedelta(seconds=W), "window_start": start, "window_end": start + timedelta(seconds=W),
          "model": model, "version": version, "feature": f, "detector": "ks",
          "statistic": stats[f] if f in drifted else 0.01, "threshold": 0.05, "drifted": int(f in drifted),
          "computed_at": start + timedelta(seconds=W + 600)}
         for f in sorted(stats)
     ]  # fmt: skip
+
+
+def _rows(
+    model: str, version: str, i: int, segment: str, metrics: dict[str, tuple[float, int]]
+) -> list[dict[str, Any]]:
+    start = T0 + timedelta(seconds=W * i)
+    base = {"window_start": start, "window_end": start + timedelta(seconds=W), "model": model, "version": version,
+            "segment": segment, "computed_at": start + timedelta(seconds=W + 600)}  # fmt: skip
+    return [{**base, "metric": m, "value": float(v), "n": int(n)} for m, (v, n) in metrics.items()]
+
+
+def _paired(b: int, c: int, n: int = 400) -> dict[str, tuple[float, int]]:
+    return {"lift_accuracy": ((b - c) / n, n), "baseline_discordant_model_right": (b, n),
+            "baseline_discordant_baseline_right": (c, n)}  # fmt: skip
+
+
+def _groups(i: int) -> list[dict[str, Any]]:
+    """wk.unfair's per-region rows: 75 events per region and window, TPR 0.8 except latam's 0.5."""
+    rng = np.random.default_rng(100 + i)
+    out = []
+    for g, tpr in {"eu": 0.8, "us": 0.8, "apac": 0.8, "latam": 0.5}.items():
+        n = 75
+        pos = int(rng.binomial(n, 0.3))
+        tp, fp = int(rng.binomial(pos, tpr)), int(rng.binomial(n - pos, 0.2))
+        out += _rows("wk.unfair", "v1", i, f"region={g}", {
+            "positive_rate": ((tp + fp) / n, n), "tp": (tp, n), "fp": (fp, n), "tn": (n - pos - fp, n),
+            "fn": (pos - tp, n)})  # fmt: skip
+    return out
 
 
 def fleet() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
@@ -95,7 +137,17 @@ def fleet() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         d += _drift("wk.drift", "v1", i, drifted)
         if i < 5:
             m += _window("wk.idle", "v1", i, 0.85)
-        m += _window("wk.worse", "v1", i, 0.80, lift_accuracy=(-0.04, 400))
+        m += _window("wk.worse", "v1", i, 0.80, **_paired(16, 48))
+        m += _window("wk.equal", "v1", i, 0.85, **_paired(40, 41))
+        m += _window("wk.shift", "v1", i, 0.85)
+        d += _drift("wk.shift", "v1", i, {"amount"} if i >= 10 and i < 20 else set(), alarm=i == 10)
+        m += _window("wk.unfair", "v1", i, 0.85)
+        m += _groups(i)
+        m += _window("wk.ab", "v1", i, 0.85) + _window("wk.ab", "v2", i, 0.80)
+        m += _rows("wk.ab", "v2 vs v1", i, "", {
+            "ab_error_diff": (0.05, 800 * (i + 1)), "ab_error_ci_low": (0.01 if i >= 8 else -0.02, 800 * (i + 1)),
+            "ab_error_ci_high": (0.09, 800 * (i + 1)), "ab_error_p_value": (0.01 if i >= 8 else 0.3, 800 * (i + 1)),
+            "ab_error_decision": (1.0 if i >= 8 else 0.0, 800 * (i + 1))})  # fmt: skip
         if i < 15:
             m += _window("wk.versions", "v1", i, 0.85)
         if i >= 10:
@@ -158,16 +210,16 @@ def test_sustained_accuracy_drop_fires_one_retrain_alert_that_resolves(live: dic
     assert [(a.kind, a.state) for a in alerts] == [("retrain", "firing"), ("retrain", "resolved")]
     fired, resolved = alerts
     assert fired.alert_id == resolved.alert_id
-    # Bad windows 10, 11, 12: fires at the end of window 12; good 20, 21, 22: resolves at the end of 22.
-    assert fired.ts == T0 + timedelta(seconds=13 * W) and resolved.ts == T0 + timedelta(seconds=23 * W)
+    # A strongly significant drop in window 10 fires at its end; good 20, 21, 22: resolves at the end of 22.
+    assert fired.ts == T0 + timedelta(seconds=11 * W) and resolved.ts == T0 + timedelta(seconds=23 * W)
     assert fired.severity == resolved.severity == "critical"
     ev = fired.evidence
     assert ev["reference"]["value"] == pytest.approx(0.85) and ev["current"]["value"] == pytest.approx(0.60)
     assert ev["drop_lower_bound"] > 0 and ev["label_coverage"] == pytest.approx(0.8)
-    assert ev["reasons"] == ["performance"] and len(ev["run_ends"]) == 3
+    assert ev["reasons"] == ["performance"] and len(ev["run_ends"]) == 1 and ev["fast_path"] == "performance"
     assert "accuracy fell to 0.600 from a reference of 0.850" in fired.summary
     assert fired.owner == "risk-ml" and fired.runbook_url == "https://runbooks.example/drop"
-    assert resolved.evidence["firing_since"] == "2026-03-02T09:05:00Z"
+    assert resolved.evidence["firing_since"] == "2026-03-02T08:55:00Z"
 
 
 def test_retrain_webhook_called_once_with_the_evidence(live: dict[str, Any]) -> None:
@@ -200,6 +252,33 @@ def test_idle_model_gets_no_data_then_sunset(live: dict[str, Any]) -> None:
 
 def test_stable_model_gets_no_alert(live: dict[str, Any]) -> None:
     assert _of(live["alerts"], "wk.stable") == []
+    assert _of(live["alerts"], "wk.equal") == []  # six (and forty) negative-lift windows are a coin flip
+
+
+def test_per_event_alarm_confirmed_by_the_window_test_fires_at_its_event_time(live: dict[str, Any]) -> None:
+    alerts = _of(live["alerts"], "wk.shift")
+    assert [(a.kind, a.state) for a in alerts] == [("drift", "firing"), ("drift", "resolved")]
+    assert alerts[0].ts == T0 + timedelta(seconds=10 * W + 46)  # the alarm (45.5 s in), not the window's end
+    assert alerts[0].evidence["features"][0]["detectors"] == ["ks", "mean_shift"]
+
+
+def test_fairness_gap_fires_within_30_minutes(live: dict[str, Any]) -> None:
+    alerts = _of(live["alerts"], "wk.unfair")
+    assert [(a.kind, a.subject, a.state) for a in alerts] == [("fairness", "region", "firing")]
+    assert alerts[0].ts <= T0 + timedelta(minutes=30)
+    assert any(b["metric"] == "equal_opportunity_difference" and b["groups"][1] == "latam"
+               for b in alerts[0].evidence["breaches"])  # fmt: skip
+
+
+def test_challenger_alert_when_the_ab_test_decides(live: dict[str, Any]) -> None:
+    alerts = _of(live["alerts"], "wk.ab", "challenger")
+    assert [(a.version, a.subject, a.state, a.severity) for a in alerts] == [("v2", "error_rate", "firing", "warning")]
+    ev = alerts[0].evidence
+    assert alerts[0].ts == T0 + timedelta(seconds=9 * W)
+    assert {k: ev[k] for k in ("champion", "challenger", "metric", "decision")} == {
+        "champion": "v1", "challenger": "v2", "metric": "error_rate", "decision": "worse"}
+    assert (ev["diff"], ev["ci_low"], ev["ci_high"], ev["p_value"]) == (0.05, 0.01, 0.09, 0.01)
+    assert alerts[0].runbook_url == f"{RUNBOOKS}#challenger"
 
 
 def test_alerts_are_recorded_once_and_listed(stores: dict[str, Store], live: dict[str, Any]) -> None:
@@ -208,7 +287,8 @@ def test_alerts_are_recorded_once_and_listed(stores: dict[str, Store], live: dic
     assert _decisions(history) == _decisions(live["alerts"])
     firing = list_alerts(st, state="firing")
     assert {(a.model, a.kind) for a in firing} == {
-        ("wk.idle", "no_data"), ("wk.idle", "sunset"), ("wk.worse", "sunset"), ("wk.versions", "sunset")
+        ("wk.idle", "no_data"), ("wk.idle", "sunset"), ("wk.worse", "sunset"), ("wk.versions", "sunset"),
+        ("wk.unfair", "fairness"), ("wk.ab", "challenger"),
     }  # fmt: skip
     # Evaluating again changes nothing; a restarted engine rebuilds its state from the store.
     assert live["engine"].evaluate() == []
@@ -221,8 +301,10 @@ def test_sunset_candidates_with_evidence(stores: dict[str, Store], live: dict[st
     assert set(found) == {("wk.idle", ""), ("wk.worse", "v1"), ("wk.versions", "v1")}
     worse = found[("wk.worse", "v1")]
     assert worse.reasons == ("below_baseline",)
-    assert worse.evidence["below_baseline"]["lift"] == pytest.approx(-0.04)
-    assert worse.since == T0 + timedelta(seconds=6 * W)
+    ev = worse.evidence["below_baseline"]
+    assert ev["lift"] == pytest.approx(-0.08) and ev["ci_high"] < -0.02 and ev["method"] == "paired"
+    # The pooled pairs decide after a few windows, not after a run of six.
+    assert worse.since < T0 + timedelta(seconds=6 * W)
     assert found[("wk.versions", "v1")].evidence["superseded"]["superseded_by"] == "v2"
     assert found[("wk.idle", "")].reasons == ("idle",)
 
@@ -317,5 +399,45 @@ def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) 
         recorded = AlertEngine(st, _settings().alert_config()).evaluate()  # what the worker's model stage does
         assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
         assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)
+    finally:
+        st.close()
+
+
+def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> None:
+    """The model stage's paired counts (windows/metrics.py): model right and baseline wrong, the reverse."""
+    from watchkeeper.windows.config import WindowKey
+    from watchkeeper.windows.metrics import discordant_rows
+
+    host, port = store
+    st = Store(host=host, port=port, database="wkpairs")
+    st.migrate(Retention())
+    rng = np.random.default_rng(5)
+    n = 200
+    score, base, y = rng.uniform(size=n), rng.uniform(size=n), rng.integers(0, 2, n)
+    base[:10] = np.nan  # no baseline: not a pair
+    labelled = np.arange(n) % 5 != 0
+    t0 = datetime.fromtimestamp((datetime.now(UTC).timestamp() - 3600) // W * W, UTC)  # raw rows have a TTL
+    ts = [t0 + timedelta(seconds=float(t)) for t in rng.uniform(0, W, n)]
+    try:
+        st.insert("predictions", {
+            "ts": ts, "model": ["wk.pairs"] * n, "version": ["v1"] * n,
+            "prediction_id": [f"p{i}" for i in range(n)], "event_id": [f"e{i}" for i in range(n)],
+            "prediction": score.tolist(), "baseline": [None if np.isnan(b) else float(b) for b in base],
+        })  # fmt: skip
+        idx = np.flatnonzero(labelled)
+        st.insert("outcomes", {
+            "ts": [ts[i] + timedelta(seconds=60) for i in idx], "model": ["wk.pairs"] * len(idx),
+            "prediction_id": [f"p{i}" for i in idx], "event_id": [f"o{i}" for i in idx],
+            "outcome": [float(y[i]) for i in idx],
+        })  # fmt: skip
+        params = {"m": "wk.pairs", "w": W, "t0": t0, "t1": t0 + timedelta(seconds=W), "thr": 0.5}
+        key = WindowKey("wk.pairs", "v1", int(t0.timestamp()))
+        rows = {r["metric"]: (r["value"], r["n"]) for r in discordant_rows(st, params, "wk.pairs", W, {key})}
+        judged = labelled & ~np.isnan(base)
+        m_right, b_right = (score >= 0.5) == (y == 1), (base >= 0.5) == (y == 1)
+        assert rows == {
+            "baseline_discordant_model_right": (float((judged & m_right & ~b_right).sum()), int(judged.sum())),
+            "baseline_discordant_baseline_right": (float((judged & ~m_right & b_right).sum()), int(judged.sum())),
+        }
     finally:
         st.close()

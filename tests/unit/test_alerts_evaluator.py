@@ -35,7 +35,7 @@ def accuracy_series() -> list[Window]:
 
 
 def test_hysteresis_fires_after_k_and_resolves_after_l() -> None:
-    p = AlertPolicy(retrain=RetrainRule(hysteresis=Hysteresis(fire_after=2, resolve_after=4)))
+    p = AlertPolicy(retrain=RetrainRule(fast_path=False, hysteresis=Hysteresis(fire_after=2, resolve_after=4)))
     out = evaluator(p).feed(accuracy_series(), references=REF)
     # Bad windows 10..15: fires at the end of 11; good from 16: resolves at the end of 19.
     assert states(out) == [("retrain", "", "firing", 12), ("retrain", "", "resolved", 20)]
@@ -77,8 +77,8 @@ def test_resolution_keeps_the_severity_and_says_since_when() -> None:
     out = evaluator().feed(accuracy_series(), references=REF)
     fired, resolved = out
     assert fired.severity == resolved.severity == "critical"
-    assert resolved.evidence["firing_since"] == "1970-01-01T01:05:00Z"
-    assert len(fired.evidence["run_ends"]) == 3
+    assert resolved.evidence["firing_since"] == "1970-01-01T00:55:00Z"  # the first bad window decided
+    assert len(fired.evidence["run_ends"]) == 1 and fired.evidence["fast_path"] == "performance"
 
 
 def test_no_data_gap_inside_the_history_and_at_its_end() -> None:
@@ -106,7 +106,7 @@ def test_stale_firing_alert_resolves_itself() -> None:
     p = AlertPolicy(auto_resolve_hours=1)
     windows = [win(i, 0.6 if i >= 5 else 0.85) for i in range(10)] + [win(i, None) for i in range(10, 30)]
     out = evaluator(p).feed(windows, references=REF)
-    assert states(out) == [("retrain", "", "firing", 8), ("retrain", "", "resolved", 22)]
+    assert states(out) == [("retrain", "", "firing", 6), ("retrain", "", "resolved", 22)]
     assert out[1].evidence["reason"] == "no evidence"
 
 
@@ -132,3 +132,97 @@ def test_orphan_windows_only_feed_ops() -> None:
     out = ev.feed([Window("", i * W, (i + 1) * W, {"orphaned_outcomes": Point(50, 200)}) for i in range(5)])
     assert states(out) == [("ops", "orphaned_outcomes", "firing", 3)]
     assert out[0].version == "" and "25.0% of outcomes had no prediction" in out[0].summary
+
+
+# Fast paths, evidence-based sunset and fairness, challenger alerts ---------------------------------
+
+
+def test_a_first_window_with_a_strongly_significant_drop_fires_in_that_window() -> None:
+    windows = [win(i, 0.85 if i < 10 else 0.6) for i in range(14)]
+    out = evaluator().feed(windows, references=REF)
+    assert states(out) == [("retrain", "", "firing", 11)]  # decided at the end of window 10, the first bad one
+    old = evaluator(AlertPolicy.previous()).feed(windows, references=REF)
+    assert states(old) == [("retrain", "", "firing", 13)]  # three windows in a row
+
+
+def test_a_per_event_drift_alarm_confirmed_by_the_window_test_fires_at_its_event_time() -> None:
+    def shifted(i: int) -> Window:
+        w = win(i)
+        if i < 10:
+            return w
+        alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
+        return Window(w.version, w.start, w.end, w.metrics, w.segments, (*w.drift, alarm,
+                                                                         DriftRow("f1", "ks", 0.3, 0.05, True)))
+    out = evaluator().feed([shifted(i) for i in range(14)], references=REF)
+    [fired] = [d for d in out if d.kind == "drift"]
+    assert fired.state == "firing" and fired.ts == 10 * W + 45  # the alarm's event time, not the window's end
+    assert fired.evidence["alarm"] == "1970-01-01T00:50:45Z"
+
+
+def test_a_flapping_signal_does_not_fire_resolve_fire() -> None:
+    # Bad and good windows alternate: fires on the first strong one, never gets three good ones in a row.
+    windows = [win(i, 0.85 if i < 4 or i % 2 else 0.6) for i in range(30)]
+    out = evaluator().feed(windows, references=REF)
+    assert [d.state for d in out] == ["firing"]
+
+
+def paired_window(i: int, b: int, c: int, n: int = 400) -> Window:
+    m = {"predictions": Point(500, 500), "accuracy": Point(0.85, 400), "lift_accuracy": Point((b - c) / n, n),
+         "baseline_discordant_model_right": Point(b, n), "baseline_discordant_baseline_right": Point(c, n)}  # fmt: skip
+    return Window("v1", i * W, (i + 1) * W, m)
+
+
+def test_sunset_needs_a_significant_paired_difference() -> None:
+    coin = [paired_window(i, 40, 41) for i in range(24)]  # lift -0.0025 in every window
+    assert [d for d in evaluator().feed(coin, references=REF) if d.kind == "sunset"] == []
+    old = evaluator(AlertPolicy.previous()).feed(coin, references=REF)
+    assert [(d.kind, d.state) for d in old if d.kind == "sunset"] == [("sunset", "firing")]  # a coin-flip run
+    worse = [paired_window(i, 40 if i < 6 else 20, 41 if i < 6 else 80) for i in range(24)]
+    out = [d for d in evaluator().feed(worse, references=REF) if d.kind == "sunset"]
+    assert [(d.subject, d.state) for d in out] == [("below_baseline", "firing")]
+    assert out[0].ts <= 9 * W and out[0].evidence["ci_high"] < -0.01
+
+
+def test_sunset_resolves_on_evidence_and_does_not_flap() -> None:
+    # Worse for 12 windows, then as good as the baseline: resolves once the pooled lower bound clears
+    # -min_effect; then hovering at the edge neither fires nor resolves again.
+    ws = [paired_window(i, 20, 80) for i in range(12)] + [paired_window(i, 60, 40) for i in range(12, 36)]
+    ws += [paired_window(i, 40, 44) for i in range(36, 80)]
+    out = [d for d in evaluator().feed(ws, references=REF) if d.kind == "sunset"]
+    assert [d.state for d in out] == ["firing", "resolved"]
+    assert out[1].evidence["ci_low"] > -0.01
+
+
+def test_fairness_gap_fires_within_30_minutes_at_300_events_a_window() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+
+    def window(i: int) -> Window:
+        segs = {}
+        for g, tpr in {"eu": 0.8, "us": 0.8, "apac": 0.8, "latam": 0.5}.items():
+            n = 75
+            pos = int(rng.binomial(n, 0.3))
+            tp, fp = int(rng.binomial(pos, tpr)), int(rng.binomial(n - pos, 0.2))
+            segs[f"region={g}"] = {"positive_rate": Point((tp + fp) / n, n), "tp": Point(tp, n), "fp": Point(fp, n),
+                                   "tn": Point(n - pos - fp, n), "fn": Point(pos - tp, n)}  # fmt: skip
+        return Window("v1", i * W, (i + 1) * W, {"predictions": Point(300, 300)}, segs)
+
+    out = [d for d in evaluator().feed([window(i) for i in range(12)], references=REF) if d.kind == "fairness"]
+    assert [(d.subject, d.state) for d in out] == [("region", "firing")] and out[0].ts <= 1800
+    assert out[0].evidence["breaches"][0]["groups"][1] == "latam"
+
+
+def test_challenger_alert_names_the_challenger_and_resolves_when_the_comparison_stops() -> None:
+    def pair(i: int, decision: float) -> Window:
+        m = {"ab_error_decision": Point(decision, 2000), "ab_error_diff": Point(0.05, 2000),
+             "ab_error_ci_low": Point(0.01, 2000), "ab_error_ci_high": Point(0.09, 2000),
+             "ab_error_p_value": Point(0.004, 2000)}  # fmt: skip
+        return Window("v2 vs v1", i * W, (i + 1) * W, m)
+
+    windows = [pair(i, 0.0 if i < 5 else 1.0) for i in range(10)] + [win(i) for i in range(10, 400)]
+    out = [d for d in evaluator().feed(windows, references=REF, fleet_watermark=400 * W) if d.kind == "challenger"]
+    assert [(d.version, d.subject, d.state, d.severity) for d in out] == [
+        ("v2", "error_rate", "firing", "warning"), ("v2", "error_rate", "resolved", "warning")]
+    assert out[0].ts == 6 * W and out[0].evidence["decision"] == "worse" and out[0].evidence["champion"] == "v1"
+    assert out[1].evidence["reason"] == "no evidence"

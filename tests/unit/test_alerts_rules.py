@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from watchkeeper.alerts.policy import DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.policy import ChallengerRule, DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
 from watchkeeper.alerts.rules import (
     DriftRow,
+    GroupTally,
     MetricBaseline,
+    Paired,
     Point,
     Window,
     build_windows,
+    challenger_signals,
     drift_signal,
     drifted_features,
     drop_and_bound,
@@ -18,10 +22,13 @@ from watchkeeper.alerts.rules import (
     fairness_signals,
     lift_signal,
     ops_signals,
+    paired_signal,
     pooled_baseline,
+    pooled_fairness_signals,
     retrain_signal,
     wilson,
 )
+from watchkeeper.detectors.stats import mcnemar_exact, paired_difference_bounds
 
 REF = MetricBaseline(value=0.85, n=1200, starts=(0, 300, 600))
 
@@ -157,3 +164,176 @@ def test_ops_rates() -> None:
     assert (s.subject, s.bad, s.evidence["rate"]) == ("orphaned_outcomes", True, 0.15)
     late = ops_signals("m", win(late_labels=(10, 400), dead_letter_rate=(0.5, 1000), lag_seconds=(30, 1)), OpsRule())
     assert {s.subject: s.bad for s in late} == {"late_labels": False, "dead_letters": True, "lag": False}
+
+
+# Fast paths: strong evidence fires in the first window --------------------------------------------
+
+
+def test_a_strongly_significant_drop_is_strong_a_marginal_one_is_not() -> None:
+    rule = RetrainRule()
+    s = retrain_signal("m", win(accuracy=(0.60, 400)), REF, (), rule)
+    assert s.bad is True and s.strong and s.ts == win().end and s.evidence["fast_lower_bound"] > rule.min_drop
+    # Material and significant at 95 %, but its 99.9 % bound does not clear min_drop: counts toward a run.
+    s = retrain_signal("m", win(accuracy=(0.77, 400)), REF, (), rule)
+    assert s.bad is True and not s.strong
+    assert not retrain_signal("m", win(accuracy=(0.60, 400)), REF, (), RetrainRule(fast_path=False)).strong
+
+
+def test_an_error_stream_alarm_confirmed_by_the_window_fires_at_its_event_time() -> None:
+    rule = RetrainRule()
+    alarm = (DriftRow("__error__", "watchkeeper_default", 0.3, 0.0, True, 3000 + 70.4),)
+    s = retrain_signal("m", win(drift=alarm, accuracy=(0.74, 400)), REF, (), rule)
+    assert s.bad is True and s.strong and s.ts == 3071 and s.evidence["fast_path"] == "concept_drift"
+    assert s.evidence["concept_drift"]["alarm"].startswith("1970-01-01T00:51:10.4")
+    # The same alarm in a window whose accuracy did not fall significantly: one window is not enough.
+    s = retrain_signal("m", win(drift=alarm, accuracy=(0.84, 400)), REF, (), rule)
+    assert not s.strong and s.bad is False
+
+
+def test_drift_fast_path_needs_the_sequential_alarm_and_the_window_test() -> None:
+    rule, retrain = DriftRule(), RetrainRule()
+    alarm = DriftRow("amount", "mean_shift", 9.0, 8.0, True, 3045.2)
+    quiet = DriftRow("age", "mean_shift", 1.0, 8.0, False)
+    both = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True), quiet))
+    fd = drifted_features(both, retrain, rule.sequential_detectors)
+    assert fd is not None
+    s = drift_signal("m", both, [fd], rule)
+    assert s.bad is True and s.ts == 3046 and s.evidence["features"][0]["feature"] == "amount"
+    assert "confirmed by the window test" in s.summary
+    alone = win(drift=(alarm, DriftRow("amount", "ks", 0.01, 0.001, False)))
+    fd = drifted_features(alone, retrain, rule.sequential_detectors)
+    assert fd is not None and drift_signal("m", alone, [fd], rule).bad is False
+    test_only = win(drift=(DriftRow("amount", "ks", 0.2, 0.001, True),))
+    fd = drifted_features(test_only, retrain, rule.sequential_detectors)
+    assert fd is not None and drift_signal("m", test_only, [fd], rule).bad is False
+    fd = drifted_features(both, retrain, rule.sequential_detectors)
+    assert fd is not None and drift_signal("m", both, [fd], DriftRule(fast_path=False)).bad is False
+
+
+# Sunset: a paired test, never a run of signs ------------------------------------------------------
+
+
+def pairs(i: int, b: int, c: int, n: int = 400) -> Paired:
+    return Paired(i * 300, i * 300 + 300, b, c, n)
+
+
+def test_paired_bounds_match_the_exact_mcnemar_test() -> None:
+    for b, c in ((10, 30), (40, 41), (3, 25)):
+        _, _, hi = paired_difference_bounds(b, c, 1000, 0.99)
+        # The one-sided interval excludes zero exactly when the one-sided exact test rejects at 1 %.
+        assert (hi < 0) == (mcnemar_exact(b, c) / 2 < 0.01)
+
+
+def test_a_coin_flip_run_of_negative_lift_does_not_fire_sunset() -> None:
+    """Six windows with lift -0.003: the old rule (six negative windows in a row) fires; the paired test cannot."""
+    rule = SunsetRule()
+    history = [pairs(i, 40, 41) for i in range(6)]  # lift (40 - 41) / 400 = -0.0025 per window
+    s = paired_signal("m", win(i=5), history, rule)
+    assert s.bad is not True and s.evidence["ci_low"] < 0 < s.evidence["ci_high"]
+    old = SunsetRule(method="run")
+    assert all(lift_signal("m", win(i=i, lift_accuracy=(-0.003, 400)), old).bad for i in range(6))  # type: ignore[union-attr]
+
+
+def test_paired_sunset_fires_on_a_significant_effect_and_resolves_on_evidence() -> None:
+    rule = SunsetRule()
+    worse = [pairs(i, 20, 60) for i in range(6)]  # -0.1 per window
+    s = paired_signal("m", win(i=5), worse, rule)
+    assert s.bad is True and s.evidence["ci_high"] < -rule.min_effect and s.evidence["p_value"] < 1e-6
+    assert "does worse than its baseline on the same predictions" in s.summary
+    # Significantly worse, by about min_effect: no evidence either way (no alert, no resolution).
+    edge = [pairs(i, 2000, 2800, 40_000) for i in range(6)]  # -0.02
+    assert paired_signal("m", win(i=5), edge, rule).bad is None
+    # Significantly worse, but significantly by less than min_effect: not worse in the sense that matters.
+    small = [pairs(i, 2000, 2100, 40_000) for i in range(6)]  # -0.0025
+    assert paired_signal("m", win(i=5), small, rule).bad is False
+    better = [pairs(i, 60, 20) for i in range(6)]
+    assert paired_signal("m", win(i=5), better, rule).bad is False
+    assert paired_signal("m", win(i=0), [pairs(0, 5, 9, 50)], rule).bad is None  # too few pairs
+
+
+# Fairness: each group's counts pooled over a horizon of events ------------------------------------
+
+
+def tallies(rng: np.random.Generator, tpr: dict[str, float], per_window: int = 300) -> dict[str, dict[str, GroupTally]]:
+    """One window of 4 groups (equal traffic, 30 % positives, 40 % positive predictions among negatives)."""
+    out = {}
+    for g, rate in tpr.items():
+        n = per_window // len(tpr)
+        pos = int(rng.binomial(n, 0.3))
+        tp = int(rng.binomial(pos, rate))
+        fp = int(rng.binomial(n - pos, 0.2))
+        out[g] = GroupTally(n, tp + fp, tp, fp, n - pos - fp, pos - tp)
+    return {"region": out}
+
+
+def fairness_alerts(tpr: dict[str, float], windows: int, seed: int, rule: FairnessRule) -> list[int]:
+    """Indices of the windows whose pooled fairness signal is bad."""
+    rng = np.random.default_rng(seed)
+    hist, out = [], []
+    for i in range(windows):
+        hist.append((i * 300, i * 300 + 300, tallies(rng, tpr)))
+        signals = pooled_fairness_signals("m", Window("v1", i * 300, i * 300 + 300), hist, rule)
+        if any(s.bad for s in signals):
+            out.append(i)
+    return out
+
+
+def test_a_03_equal_opportunity_gap_at_300_events_a_window_fires_within_30_minutes() -> None:
+    rule = FairnessRule()
+    unfair = {"eu": 0.8, "us": 0.8, "apac": 0.8, "latam": 0.5}
+    first = [fairness_alerts(unfair, 8, seed, rule)[:1] for seed in range(10)]
+    # The window index i is decided at its end, (i + 1) x 5 minutes after the start.
+    assert all(f and (f[0] + 1) * 300 <= 1800 for f in first), first
+    # The previous rule never judges it: the weakest group never has 200 events in a window.
+    w = Window("v1", 0, 300, {}, {"region": {"equal_opportunity_difference": Point(0.3, 20)}})
+    assert [s.bad for s in fairness_signals("m", w, FairnessRule(horizon_events=None))] == [None]
+
+
+def test_a_fair_model_stays_quiet() -> None:
+    """20 runs of 60 windows: nothing once 3,000 events are pooled; at most a rare alarm in the first windows
+    of a version, where a group's pooled support is smallest (about 1e-3 per evaluation, simulated)."""
+    rule = FairnessRule()
+    fair = {"eu": 0.7, "us": 0.7, "apac": 0.7, "latam": 0.7}
+    alarms = [i for seed in range(20) for i in fairness_alerts(fair, 60, seed, rule)]
+    assert all(i < 10 for i in alarms) and len(alarms) <= 2, alarms
+
+
+def test_fairness_evidence_names_the_groups_and_the_bound() -> None:
+    rng = np.random.default_rng(3)
+    hist = [(i * 300, i * 300 + 300, tallies(rng, {"eu": 0.9, "us": 0.9, "apac": 0.9, "latam": 0.4}))
+            for i in range(10)]  # fmt: skip
+    [s] = pooled_fairness_signals("m", Window("v1", 2700, 3000), hist, FairnessRule())
+    b = next(x for x in s.evidence["breaches"] if x["metric"] == "equal_opportunity_difference")
+    assert b["groups"][1] == "latam" and b["lower_bound"] > 0.1 and s.evidence["horizon"]["events"] >= 3000
+    assert s.subject == "region" and "latam" in s.summary
+
+
+# The group behind a drop; challenger decisions ----------------------------------------------------
+
+
+def test_retrain_evidence_names_the_group_driving_the_drop() -> None:
+    segs = {"region=eu": {"accuracy": Point(0.85, 300)}, "region=apac": {"accuracy": Point(0.35, 100)}}
+    w = Window("v1", 3000, 3300, {"predictions": Point(500, 500), "accuracy": Point(0.725, 400)}, segs)
+    s = retrain_signal("m", w, REF, (), RetrainRule())
+    assert s.bad is True and s.evidence["driving_group"]["group"] == "apac"
+    assert "driven by region=apac" in s.summary
+    even = {"region=eu": {"accuracy": Point(0.6, 200)}, "region=apac": {"accuracy": Point(0.6, 200)}}
+    w = Window("v1", 3000, 3300, {"predictions": Point(500, 500), "accuracy": Point(0.6, 400)}, even)
+    assert "driving_group" not in retrain_signal("m", w, REF, (), RetrainRule()).evidence
+
+
+def test_challenger_signal_carries_the_interval() -> None:
+    m = {"ab_error_decision": Point(1.0, 4000), "ab_error_diff": Point(0.06, 4000),
+         "ab_error_ci_low": Point(0.02, 4000), "ab_error_ci_high": Point(0.1, 4000),
+         "ab_error_p_value": Point(0.001, 4000),
+         "ab_cost_decision": Point(0.0, 4000), "ab_cost_diff": Point(0.1, 4000)}  # fmt: skip
+    sig = {s.subject: s for s in challenger_signals("m", Window("v2 vs v1", 0, 300, m), ChallengerRule())}
+    err = sig["error_rate"]
+    assert (err.kind, err.version, err.bad, err.severity) == ("challenger", "v2", True, "warning")
+    assert {k: err.evidence[k] for k in ("champion", "challenger", "metric", "decision")} == {
+        "champion": "v1", "challenger": "v2", "metric": "error_rate", "decision": "worse"}
+    assert (err.evidence["ci_low"], err.evidence["ci_high"], err.evidence["p_value"]) == (0.02, 0.1, 0.001)
+    assert sig["cost"].bad is None
+    m["ab_error_decision"] = Point(-1.0, 4000)
+    [better, _] = challenger_signals("m", Window("v2 vs v1", 0, 300, m), ChallengerRule())
+    assert better.severity == "info" and "better than champion v1" in better.summary

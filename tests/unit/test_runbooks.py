@@ -28,7 +28,7 @@ from watchkeeper.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 # Kinds being added alongside the engine's own (the A/B test's decision).
-EXTRA_KINDS = ("challenger",)
+EXTRA_KINDS = tuple(k for k in ("challenger",) if k not in KINDS)
 PARTS = ("What it means", "First three checks", "What to do")
 # Tables rewritten by design (ReplacingMergeTree): read them with FINAL or count rows twice.
 REPLACING = ("predictions", "outcomes", "metrics", "drift", "alerts", "metrics_daily", "mistakes",
