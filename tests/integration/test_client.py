@@ -22,7 +22,8 @@ from watchkeeper.admin import ensure_topics
 from watchkeeper.client import AsyncPublisher, LightPublisher, Publisher
 from watchkeeper.embedded import ensure_broker
 from watchkeeper.settings import Settings
-from watchkeeper.streams.events import Prediction, decode_message
+from watchkeeper.streams.decode import decode_message
+from watchkeeper.streams.events import Prediction
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,8 @@ from kafka.partitioner.default import murmur2
 from watchkeeper_client import AsyncPublisher, Publisher, _aio, _encode, _publisher
 
 from watchkeeper.client import Publisher as ServicePublisher
-from watchkeeper.streams.events import Outcome, Prediction, decode_message
+from watchkeeper.streams.decode import decode_message
+from watchkeeper.streams.events import Outcome, Prediction
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "clients" / "python"
