@@ -40,28 +40,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchkeeper.alerts.comparison_rules import (
+    Paired,
+    challenger_signals,
+    is_pair,
+    lift_signal,
+    paired_counts,
+    paired_signal,
+)
+from watchkeeper.alerts.fairness_rules import GroupTally, fairness_signals, group_tallies, pooled_fairness_signals
 from watchkeeper.alerts.hysteresis import SeriesState, Transition, force_resolve, restored, step
 from watchkeeper.alerts.model import alert_id_for, human_duration
 from watchkeeper.alerts.policy import AlertPolicy, Hysteresis
 from watchkeeper.alerts.rules import (
     FeatureDrift,
-    GroupTally,
-    Paired,
     Signal,
     Window,
-    challenger_signals,
     concept_rows,
     drift_signal,
     drifted_features,
     estimate_signal,
-    fairness_signals,
-    group_tallies,
-    is_pair,
-    lift_signal,
     ops_signals,
-    paired_counts,
-    paired_signal,
-    pooled_fairness_signals,
     retrain_signal,
 )
 from watchkeeper.detectors.reference import MetricBaseline
@@ -273,8 +272,12 @@ class ModelEvaluator:
                 f"{self.model} {v}: version {w.version} has carried all traffic for "
                 f"{human_duration(w.end - last)}; consider retiring {v}."
             )
-            ev: dict[str, Any] = {"superseded_by": w.version, "last_traffic": iso(last),
-                                  "days_without_traffic": (w.end - last) / 86_400, "after_days": sp.superseded_days}
+            ev: dict[str, Any] = {
+                "superseded_by": w.version,
+                "last_traffic": iso(last),
+                "days_without_traffic": (w.end - last) / 86_400,
+                "after_days": sp.superseded_days,
+            }
             out += self._apply(Signal("sunset", "superseded", v, w.end, True, sp.severity, summary, ev), TRAFFIC)
         summary = f"{self.model} {w.version}: the version has traffic again."
         ev = {"last_traffic": iso(w.end)}

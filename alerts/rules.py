@@ -19,6 +19,9 @@ signals into alerts. No I/O here: rows come in as plain mappings.
 (True, 'fraud v1: accuracy fell to 0.620 from a reference of 0.850 (400 labels); retrain recommended.')
 >>> round(s.evidence["drop_lower_bound"], 3)
 0.187
+
+Fairness rules are in ``alerts/fairness_rules.py``; the comparisons with the baseline
+and with the champion (sunset, challenger) in ``alerts/comparison_rules.py``.
 """
 
 from __future__ import annotations
@@ -28,15 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watchkeeper.alerts.policy import ChallengerRule, DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
+from watchkeeper.alerts.policy import DriftRule, OpsRule, RetrainRule
 from watchkeeper.alerts.window import DriftRow, Point, Signal, Window, build_windows
 from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
 from watchkeeper.detectors.stats import (
-    difference_bounds,
-    mcnemar_exact,
     newcombe_drop_bound,
-    paired_difference_bounds,
-    ratio_bounds,
     wilson,
     z_one_sided,
 )
@@ -44,11 +43,10 @@ from watchkeeper.detectors.timeutil import iso
 
 # The window types, the baseline and the statistics are re-exported: a rule's caller needs them too.
 __all__ = [
-    "PROPORTIONS", "DriftRow", "FeatureDrift", "GroupTally", "MetricBaseline", "Paired", "Point", "Signal", "Window",
-    "build_windows", "challenger_signals", "concept_rows", "drift_signal", "drifted_features", "driving_group",
-    "drop_and_bound", "estimate_signal", "fairness_signals", "group_tallies", "is_concept", "is_pair", "lift_signal",
-    "ops_signals", "paired_counts", "paired_scales", "paired_signal", "pooled_fairness_signals", "pooled_baseline",
-    "retrain_signal", "wilson", "z_one_sided",
+    "PROPORTIONS", "DriftRow", "FeatureDrift", "MetricBaseline", "Point", "Signal", "Window",
+    "build_windows", "concept_rows", "drift_signal", "drifted_features", "driving_group",
+    "drop_and_bound", "estimate_signal", "is_concept", "ops_signals", "pooled_baseline",
+    "retrain_signal", "subject_name", "window_evidence", "wilson", "z_one_sided",
 ]  # fmt: skip
 
 # Metrics that are proportions of their ``n`` events: their intervals come from the counts.
@@ -77,11 +75,12 @@ def drop_and_bound(
     return newcombe_drop_bound(r, None if ref.configured else ref.n, c, cur.n, z, higher_is_better)
 
 
-def _name(model: str, version: str) -> str:
+def subject_name(model: str, version: str) -> str:
+    """How summaries name a model version."""
     return f"{model} {version}" if version else model
 
 
-def _window_evidence(w: Window) -> dict[str, Any]:
+def window_evidence(w: Window) -> dict[str, Any]:
     return {"window_start": iso(w.start), "window_end": iso(w.end)}
 
 
@@ -107,8 +106,8 @@ def retrain_signal(
     ``concept_history``: whether error-stream detectors fired in each of the previous windows
     (oldest first) that had such rows; the current window is added here.
     """
-    name = _name(model, w.version)
-    ev: dict[str, Any] = {**_window_evidence(w), "metric": rule.metric, "reasons": []}
+    name = subject_name(model, w.version)
+    ev: dict[str, Any] = {**window_evidence(w), "metric": rule.metric, "reasons": []}
     lr, lab = w.metrics.get("label_rate"), w.metrics.get("labelled")
     ev["label_coverage"] = lr.value if lr else None
     ev["labelled"] = int(lab.value) if lab else None
@@ -221,8 +220,8 @@ def driving_group(w: Window, ref: MetricBaseline, rule: RetrainRule) -> dict[str
 
 def estimate_signal(model: str, w: Window, ref: MetricBaseline | None, rule: RetrainRule) -> Signal:
     """Before labels arrive: the label-free estimate (``est_accuracy``) dropped against its reference."""
-    name, metric = _name(model, w.version), rule.estimate_metric
-    ev: dict[str, Any] = {**_window_evidence(w), "metric": metric}
+    name, metric = subject_name(model, w.version), rule.estimate_metric
+    ev: dict[str, Any] = {**window_evidence(w), "metric": metric}
     lr, lab = w.metrics.get("label_rate"), w.metrics.get("labelled")
     ev["label_coverage"] = lr.value if lr else None
     labelled = int(lab.value) if lab else 0
@@ -304,7 +303,7 @@ def drift_signal(
     Fast path: a feature of this window flagged by a sequential detector and confirmed by the
     window test counts at once; the signal's time is then the earliest such alarm.
     """
-    name = _name(model, w.version)
+    name = subject_name(model, w.version)
     recent = list(history)[-rule.windows :]
     current = recent[-1] if recent else {}
     persistent = set(current)
@@ -317,7 +316,7 @@ def drift_signal(
     ranked = sorted((current[f] for f in flagged), key=lambda fd: (-fd.statistic, fd.feature))
     listed = ranked[: rule.max_features_listed]
     ev: dict[str, Any] = {
-        **_window_evidence(w),
+        **window_evidence(w),
         "windows": rule.windows,
         "n_features": len(ranked),
         "features": [
@@ -351,376 +350,13 @@ def drift_signal(
 # Fairness -------------------------------------------------------------------
 
 
-def fairness_signals(model: str, w: Window, rule: FairnessRule) -> list[Signal]:
-    """One signal per protected attribute (segment) with group-gap metrics in this window."""
-    out = []
-    groups = [("", w.metrics), *sorted(w.segments.items())]
-    for attr, metrics in groups:
-        checks = [(m, p, b, "max") for m, b in rule.max_gap.items() if (p := metrics.get(m)) is not None]
-        checks += [(m, p, b, "min") for m, b in rule.min_ratio.items() if (p := metrics.get(m)) is not None]
-        if not checks:
-            continue
-        subject = attr or "all"
-        tested = [(m, p, b, k) for m, p, b, k in sorted(checks, key=lambda c: (c[0], c[3])) if p.n >= rule.min_n]
-        breaches = [
-            (m, p, b, k) for m, p, b, k in tested if (abs(p.value) > b if k == "max" else p.value < b)
-        ]
-        ev = {
-            **_window_evidence(w),
-            "attribute": subject,
-            "breaches": [{"metric": m, "value": p.value, "bound": b, "bound_type": k, "n": p.n}
-                         for m, p, b, k in breaches],  # fmt: skip
-            "checked": [m for m, *_ in tested],
-        }
-        verdict: bool | None = None if not tested else bool(breaches)
-        if breaches:
-            m, p, b, k = max(breaches, key=lambda x: (abs(x[1].value - x[2]), x[0]))
-            more = f" (and {len(breaches) - 1} more gaps)" if len(breaches) > 1 else ""
-            word = "above" if k == "max" else "below"
-            summary = (
-                f"{_name(model, w.version)}: {m.replace('_', ' ')} for {subject} is {p.value:.3f}, "
-                f"{word} its bound {b:g}{more}."
-            )
-        else:
-            summary = f"{_name(model, w.version)}: group gaps for {subject} are within their bounds."
-        out.append(Signal("fairness", subject, w.version, w.end, verdict, rule.severity, summary, ev))
-    return out
-
-
-# Fairness pooled over a horizon of events ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GroupTally:
-    """One group's counts: predictions, positive predictions, and the labelled confusion counts."""
-
-    n: int
-    pos: int
-    tp: int
-    fp: int
-    tn: int
-    fn: int
-
-    def __add__(self, o: GroupTally) -> GroupTally:
-        return GroupTally(self.n + o.n, self.pos + o.pos, self.tp + o.tp, self.fp + o.fp, self.tn + o.tn,
-                          self.fn + o.fn)  # fmt: skip
-
-
-def group_tallies(w: Window) -> dict[str, dict[str, GroupTally]]:
-    """Per protected attribute, each group's counts in ``w``, from the segment rows ``attr=value``
-    (``positive_rate`` with its ``n``, and ``tp``, ``fp``, ``tn``, ``fn``)."""
-    out: dict[str, dict[str, GroupTally]] = {}
-    for seg, m in w.segments.items():
-        attr, eq, group = seg.partition("=")
-        pr = m.get("positive_rate")
-        if not eq or pr is None or pr.n <= 0:
-            continue
-
-        def c(name: str, m: Mapping[str, Point] = m) -> int:
-            p = m.get(name)
-            return int(round(p.value)) if p is not None else 0
-
-        tally = GroupTally(pr.n, int(round(pr.value * pr.n)), c("tp"), c("fp"), c("tn"), c("fn"))
-        out.setdefault(attr, {})[group] = tally
-    return out
-
-
-# A gap metric as the rate it compares: (numerator, denominator) of a group's tally.
-_RATES = {
-    "positive_rate": (lambda t: t.pos, lambda t: t.n),
-    "tpr": (lambda t: t.tp, lambda t: t.tp + t.fn),
-    "fpr": (lambda t: t.fp, lambda t: t.fp + t.tn),
-}
-GAP_RATES: dict[str, tuple[str, ...]] = {
-    "demographic_parity_difference": ("positive_rate",),
-    "demographic_parity_diff": ("positive_rate",),
-    "equal_opportunity_difference": ("tpr",),
-    "fpr_difference": ("fpr",),
-    "equalized_odds_difference": ("tpr", "fpr"),
-}
-RATIO_RATES: dict[str, str] = {"disparate_impact_ratio": "positive_rate"}
-
-
-def pooled_fairness_signals(
-    model: str, w: Window, history: Sequence[tuple[int, int, Mapping[str, Mapping[str, GroupTally]]]],
-    rule: FairnessRule,
-) -> list[Signal]:
-    """One signal per protected attribute, on each group's counts pooled over the most recent windows
-    (``history``: (start, end, tallies) oldest first, ending with ``w``) up to ``rule.horizon_events``.
-
-    A difference breaches when some pair's one-sided lower bound (Newcombe) exceeds its tolerance;
-    a ratio when some pair's upper bound (Katz) is below its bound; the confidence is split
-    (Bonferroni) over the pairs and tests. Good when every pooled point estimate is within bounds.
-    """
-    horizon = rule.horizon_events or 0
-    attrs = sorted({a for *_, t in history for a in t} & set(history[-1][2] if history else {}))
-    out = []
-    for attr in attrs:
-        pooled: dict[str, GroupTally] = {}
-        events, first = 0, history[-1][0]
-        for start, _, tallies in reversed(history):
-            groups = tallies.get(attr)
-            if groups is None:
-                continue
-            for g, t in groups.items():
-                pooled[g] = pooled[g] + t if g in pooled else t
-            events += sum(t.n for t in groups.values())
-            first = start
-            if events >= horizon:
-                break
-        out.append(_pooled_attribute(model, w, attr, pooled, events, first, rule))
-    return [s for s in out if s is not None]
-
-
-def _pooled_attribute(
-    model: str, w: Window, attr: str, pooled: Mapping[str, GroupTally], events: int, first: int, rule: FairnessRule
-) -> Signal | None:
-    # Distinct tests: (metric, rate, bound, kind); an alias of a tested rate at the same bound adds nothing.
-    tests: list[tuple[str, str, float, str]] = []
-    seen: set[tuple[str, float, str]] = set()
-    for m, bound in sorted(rule.max_gap.items()):
-        for rate in GAP_RATES.get(m, ()):
-            if (rate, bound, "max") not in seen:
-                seen.add((rate, bound, "max"))
-                tests.append((m, rate, bound, "max"))
-    for m, bound in sorted(rule.min_ratio.items()):
-        if (rate := RATIO_RATES.get(m)) is not None and (rate, bound, "min") not in seen:
-            seen.add((rate, bound, "min"))
-            tests.append((m, rate, bound, "min"))
-    eligible: dict[str, list[tuple[str, int, int]]] = {}
-    for _, rate, _, _ in tests:
-        num, den = _RATES[rate]
-        eligible[rate] = [(g, num(t), den(t)) for g, t in sorted(pooled.items()) if den(t) >= rule.min_group_n]
-    n_tests = sum(len(eligible[r]) * (len(eligible[r]) - 1) // 2 for _, r, _, _ in tests)
-    if n_tests == 0:
-        return None
-    z = z_one_sided(1 - (1 - rule.confidence) / n_tests)
-    breaches, checked, within = [], [], True
-    for m, rate, bound, kind in tests:
-        groups = eligible[rate]
-        if len(groups) < 2:
-            continue
-        checked.append(m)
-        rates = {g: k / n for g, k, n in groups}
-        hi_g, lo_g = max(rates, key=lambda g: (rates[g], g)), min(rates, key=lambda g: (rates[g], g))
-        best: dict[str, Any] | None = None
-        for i, (ga, ka, na) in enumerate(groups):
-            for gb, kb, nb in groups[i + 1 :]:
-                (g1, k1, n1), (g2, k2, n2) = ((ga, ka, na), (gb, kb, nb)) if ka / na >= kb / nb else \
-                    ((gb, kb, nb), (ga, ka, na))  # fmt: skip
-                if kind == "max":
-                    d, lower, _ = difference_bounds(k1 / n1, n1, k2 / n2, n2, z)
-                    if lower > bound and (best is None or lower > best["lower_bound"]):
-                        best = {"value": d, "lower_bound": lower, "groups": [g1, g2]}
-                else:
-                    r, _, upper = ratio_bounds(k2, n2, k1, n1, z)
-                    if upper < bound and (best is None or upper < best["upper_bound"]):
-                        best = {"value": r, "upper_bound": upper, "groups": [g2, g1]}
-        gap = rates[hi_g] - rates[lo_g]
-        point = gap if kind == "max" else (rates[lo_g] / rates[hi_g] if rates[hi_g] > 0 else 1.0)
-        within = within and (point <= bound if kind == "max" else point >= bound)
-        if best is not None:
-            breaches.append({"metric": m, "rate": rate, "bound": bound, "bound_type": kind, **best})
-    if not checked:
-        return None
-    rates_ev = {
-        g: {"n": t.n, "positive_rate": t.pos / t.n if t.n else None,
-            "tpr": t.tp / (t.tp + t.fn) if t.tp + t.fn else None, "fpr": t.fp / (t.fp + t.tn) if t.fp + t.tn else None}
-        for g, t in sorted(pooled.items())
-    }  # fmt: skip
-    ev = {
-        **_window_evidence(w), "attribute": attr, "breaches": breaches, "checked": sorted(set(checked)),
-        "horizon": {"events": events, "from": iso(first), "to": iso(w.end)}, "groups": rates_ev,
-        "confidence": rule.confidence, "tests": n_tests,
-    }  # fmt: skip
-    verdict: bool | None = True if breaches else False if within else None
-    name = _name(model, w.version)
-    if breaches:
-        b = max(breaches, key=lambda x: (abs(x["value"] - x["bound"]), x["metric"]))
-        more = f" (and {len(breaches) - 1} more gaps)" if len(breaches) > 1 else ""
-        if b["bound_type"] == "max":
-            detail = f"is {b['value']:.3f} (lower bound {b['lower_bound']:.3f}), above its bound {b['bound']:g}"
-        else:
-            detail = f"is {b['value']:.3f} (upper bound {b['upper_bound']:.3f}), below its bound {b['bound']:g}"
-        summary = (
-            f"{name}: {b['metric'].replace('_', ' ')} for {attr} between {b['groups'][0]} and {b['groups'][1]} "
-            f"{detail} over the last {events} events{more}."
-        )
-    elif within:
-        summary = f"{name}: group gaps for {attr} are within their bounds over the last {events} events."
-    else:
-        summary = f"{name}: group gaps for {attr} are not yet significant over the last {events} events."
-    return Signal("fairness", attr, w.version, w.end, verdict, rule.severity, summary, ev)
-
-
-# Sunset: worse than the baseline, paired on the same predictions ------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Paired:
-    """One window's discordant pairs: model right and baseline wrong, the reverse, and pairs judged."""
-
-    start: int
-    end: int
-    model_right: int
-    baseline_right: int
-    n: int
-
-
-PAIRED_METRICS = ("baseline_discordant_model_right", "baseline_discordant_baseline_right")
-
-
-def paired_counts(w: Window) -> Paired | None:
-    """The window's discordant-pair rows (``windows/metrics.py``), None when not written."""
-    b, c = (w.metrics.get(m) for m in PAIRED_METRICS)
-    if b is None or c is None:
-        return None
-    return Paired(w.start, w.end, int(round(b.value)), int(round(c.value)), max(b.n, c.n))
-
-
-def paired_scales(horizon: int, shortest: int) -> tuple[int, ...]:
-    """The spans (in windows) the paired test looks at: doubling from ``shortest`` up to ``horizon``.
-
-    >>> paired_scales(12, 2), paired_scales(1, 2)
-    ((2, 4, 8, 12), (1,))
-    """
-    out, k = set(), max(1, min(shortest, horizon))
-    while k < horizon:
-        out.add(k)
-        k *= 2
-    return tuple(sorted({*out, horizon}))
-
-
-def paired_signal(model: str, w: Window, history: Sequence[Paired], rule: SunsetRule) -> Signal:
-    """Worse than its baseline on the same predictions: exact (McNemar) bounds of the accuracy difference
-    over the last 2, 4, 8... windows up to ``horizon_windows`` (``history``: windows with pairs, oldest first).
-
-    The confidence is split (Bonferroni) over the spans, so a change is seen in the short spans
-    without the longer history diluting it, and a small persistent effect in the long ones.
-    Bad when some span's upper bound is below ``-min_effect``; good when none is and the
-    longest span's lower bound is above ``-min_effect`` (significantly not worse); else no evidence.
-    """
-    recent = list(history)[-rule.horizon_windows :]
-    scales = [k for k in paired_scales(rule.horizon_windows, rule.min_windows) if k <= len(recent)] or [len(recent)]
-    conf = 1 - (1 - rule.confidence) / len(scales)
-    spans = []
-    for k in scales:
-        part = recent[-k:]
-        b, c, n = (sum(p.model_right for p in part), sum(p.baseline_right for p in part), sum(p.n for p in part))
-        diff, lower, upper = paired_difference_bounds(b, c, n, conf)
-        spans.append({"windows": k, "model_right": b, "baseline_right": c, "pairs": n, "lift": diff,
-                      "ci_low": lower, "ci_high": upper, "p_value": mcnemar_exact(b, c)})  # fmt: skip
-    judged = [sp for sp in spans if sp["pairs"] >= rule.min_labels]
-    worse = [sp for sp in judged if sp["ci_high"] < -rule.min_effect]
-    # The evidence shown: the span that decided (the most significant worse one), else the longest.
-    shown = min(worse, key=lambda sp: (sp["ci_high"], -sp["windows"])) if worse else spans[-1]
-    ev = {
-        **_window_evidence(w), "method": "paired", "metric": "accuracy", **shown,
-        "horizon_from": iso(recent[-shown["windows"]].start) if recent else None, "spans": spans,
-        "min_effect": rule.min_effect, "confidence": rule.confidence,
-    }  # fmt: skip
-    name = _name(model, w.version)
-    if not judged:
-        return Signal("sunset", "below_baseline", w.version, w.end, None, rule.severity, "", ev)
-    diff, lower, upper, b, c, n = (shown[k] for k in ("lift", "ci_low", "ci_high", "model_right", "baseline_right",
-                                                      "pairs"))  # fmt: skip
-    bounds = f"bounds {lower:+.3f} to {upper:+.3f} at {rule.confidence:.1%}"
-    span = f"{n} predictions over {shown['windows']} windows"
-    longest = spans[-1]
-    if worse:
-        verdict: bool | None = True
-        summary = (
-            f"{name} does worse than its baseline on the same predictions: accuracy {diff:+.3f} ({bounds}; "
-            f"{c} predictions only the baseline got right, {b} only the model; {span}); consider retiring it."
-        )
-    elif longest["pairs"] >= rule.min_labels and longest["ci_low"] > -rule.min_effect:
-        verdict = False
-        summary = (
-            f"{name} is not worse than its baseline by {rule.min_effect:g}: accuracy {diff:+.3f} ({bounds}; {span})."
-        )
-    else:
-        verdict = None
-        summary = f"{name}: accuracy against its baseline {diff:+.3f} ({bounds}; {span}): not decided."
-    return Signal("sunset", "below_baseline", w.version, w.end, verdict, rule.severity, summary, ev)
-
-
-# Challenger: the A/B test decided ---------------------------------------------------------------
-
-
-def is_pair(version: str) -> bool:
-    """True for an A/B pair's rows (``'<challenger> vs <champion>'``, ``windows/ab.py``)."""
-    return " vs " in version
-
-
-def challenger_signals(model: str, w: Window, rule: ChallengerRule) -> list[Signal]:
-    """One signal per tested metric of an A/B pair's window: the always-valid test's decision (final)."""
-    challenger, _, champion = w.version.partition(" vs ")
-    out = []
-    for metric in rule.metrics:
-        dec = w.metrics.get(f"ab_{metric}_decision")
-        if dec is None:
-            continue
-
-        def val(name: str, metric: str = metric) -> float | None:
-            p = w.metrics.get(f"ab_{metric}_{name}")
-            return p.value if p is not None else None
-
-        decision = "worse" if dec.value > 0 else "better" if dec.value < 0 else "undecided"
-        subject = "error_rate" if metric == "error" else metric
-        ev = {
-            **_window_evidence(w), "champion": champion, "challenger": challenger, "metric": subject,
-            "diff": val("diff"), "ci_low": val("ci_low"), "ci_high": val("ci_high"), "p_value": val("p_value"),
-            "decision": decision, "n": dec.n,
-        }  # fmt: skip
-        verdict = True if decision != "undecided" else None
-        severity = rule.severity_worse if decision == "worse" else rule.severity_better
-        what = "error rate" if metric == "error" else "expected cost"
-        diff = ev["diff"]
-        interval = (
-            f" (difference {diff:+.4f}, always-valid interval {ev['ci_low']:+.4f} to {ev['ci_high']:+.4f}, "
-            f"p = {ev['p_value']:.2g})"
-            if diff is not None and ev["ci_low"] is not None and ev["ci_high"] is not None and ev["p_value"] is not None
-            else f" (difference {diff:+.4f})" if diff is not None else ""
-        )
-        head = f"{model} {challenger}: the challenger's {what} is"
-        if decision == "worse":
-            summary = f"{head} worse than champion {champion}'s{interval}; roll it back."
-        elif decision == "better":
-            summary = f"{head} better than champion {champion}'s{interval}; consider promoting it."
-        else:
-            summary = f"{model} {challenger}: the A/B test against {champion} has not decided on {what} yet."
-        out.append(Signal("challenger", subject, challenger, w.end, verdict, severity, summary, ev))
-    return out
-
-
-# Sunset: worse than the baseline ------------------------------------------------
-
-
-def lift_signal(model: str, w: Window, rule: SunsetRule) -> Signal | None:
-    """Worse than its own baseline: ``lift_metric`` (model minus baseline) on the wrong side of zero."""
-    metric = rule.lift_metric if rule.lift_metric in w.metrics else "lift" if "lift" in w.metrics else None
-    if metric is None:
-        return None
-    p = w.metrics[metric]
-    ev = {**_window_evidence(w), "metric": metric, "lift": p.value, "n": p.n, "margin": rule.lift_margin}
-    if p.n < rule.min_labels:
-        return Signal("sunset", "below_baseline", w.version, w.end, None, rule.severity, "", ev)
-    worse = p.value < -rule.lift_margin if rule.lift_higher_is_better else p.value > rule.lift_margin
-    name = _name(model, w.version)
-    if worse:
-        summary = f"{name} does worse than its baseline ({metric} {p.value:+.3f}); consider retiring it."
-    else:
-        summary = f"{name} does at least as well as its baseline ({metric} {p.value:+.3f})."
-    return Signal("sunset", "below_baseline", w.version, w.end, worse, rule.severity, summary, ev)
-
-
 # Ops ------------------------------------------------------------------------
 
 
 def ops_signals(model: str, w: Window, rule: OpsRule) -> list[Signal]:
     """Pipeline health: orphaned outcomes, late labels, dead letters, lag (when written)."""
     out = []
-    name = _name(model, w.version)
+    name = subject_name(model, w.version)
     rates = (
         ("orphaned_outcomes", "orphaned_outcomes", rule.max_orphan_rate, "of outcomes had no prediction"),
         ("late_labels", "late_labels", rule.max_late_label_rate, "of labels arrived after the allowed delay"),
@@ -730,20 +366,20 @@ def ops_signals(model: str, w: Window, rule: OpsRule) -> list[Signal]:
         if p is None:
             continue
         rate = p.value / p.n if p.n else 0.0
-        ev = {**_window_evidence(w), "metric": metric, "rate": rate, "count": p.value, "n": p.n, "bound": bound}
+        ev = {**window_evidence(w), "metric": metric, "rate": rate, "count": p.value, "n": p.n, "bound": bound}
         verdict = None if p.n < rule.min_events else rate > bound
         summary = f"{name}: {rate:.1%} {what} (bound {bound:.1%})."
         out.append(Signal("ops", subject, w.version, w.end, verdict, rule.severity, summary, ev))
     p = w.metrics.get("dead_letter_rate")
     if p is not None:
-        ev = {**_window_evidence(w), "metric": "dead_letter_rate", "rate": p.value, "n": p.n,
+        ev = {**window_evidence(w), "metric": "dead_letter_rate", "rate": p.value, "n": p.n,
               "bound": rule.max_dead_letter_rate}  # fmt: skip
         verdict = None if p.n < rule.min_events else p.value > rule.max_dead_letter_rate
         summary = f"{name}: {p.value:.1%} of messages were dead-lettered (bound {rule.max_dead_letter_rate:.1%})."
         out.append(Signal("ops", "dead_letters", w.version, w.end, verdict, rule.severity, summary, ev))
     p = w.metrics.get("lag_seconds")
     if p is not None:
-        ev = {**_window_evidence(w), "metric": "lag_seconds", "lag_seconds": p.value, "bound": rule.max_lag_seconds}
+        ev = {**window_evidence(w), "metric": "lag_seconds", "lag_seconds": p.value, "bound": rule.max_lag_seconds}
         summary = f"{name}: processing lag is {p.value:.0f} s (bound {rule.max_lag_seconds:.0f} s)."
         out.append(Signal("ops", "lag", w.version, w.end, p.value > rule.max_lag_seconds, rule.severity, summary, ev))
     return out

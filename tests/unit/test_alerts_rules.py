@@ -5,26 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from watchkeeper.alerts.comparison_rules import Paired, challenger_signals, lift_signal, paired_signal
+from watchkeeper.alerts.fairness_rules import GroupTally, fairness_signals, pooled_fairness_signals
 from watchkeeper.alerts.policy import ChallengerRule, DriftRule, FairnessRule, OpsRule, RetrainRule, SunsetRule
 from watchkeeper.alerts.rules import (
     DriftRow,
-    GroupTally,
     MetricBaseline,
-    Paired,
     Point,
     Window,
     build_windows,
-    challenger_signals,
     drift_signal,
     drifted_features,
     drop_and_bound,
     estimate_signal,
-    fairness_signals,
-    lift_signal,
     ops_signals,
-    paired_signal,
     pooled_baseline,
-    pooled_fairness_signals,
     retrain_signal,
     wilson,
 )
