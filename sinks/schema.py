@@ -206,6 +206,8 @@ def ttl_statements(db: str, retention: Retention) -> list[str]:
     stmts = []
     # Columns added since the first release, for tables created before them.
     stmts.append(f"ALTER TABLE {db}.predictions ADD COLUMN IF NOT EXISTS published_at Nullable(DateTime64(3, 'UTC'))")
+    # Which worker computed a window (the sharded model stage; '' for rows written before it).
+    stmts.append(f"ALTER TABLE {db}.metrics ADD COLUMN IF NOT EXISTS computed_by String DEFAULT ''")
     stmts.append(f"ALTER TABLE {db}.metrics_daily MODIFY TTL day + toIntervalDay({retention.aggregate_days})")
     stmts.append(f"ALTER TABLE {db}.mistakes MODIFY TTL toDateTime(window_start) + toIntervalDay({retention.raw_days})")
     for table in ("predictions", "outcomes", "dead_letters"):
