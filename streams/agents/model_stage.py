@@ -160,8 +160,8 @@ async def close_windows() -> None:
             _next_pass = time.monotonic() + REST_FACTOR * took
             # One line per pass that wrote windows: what ``bench/scale.py`` reads (per-worker work).
             level = logging.INFO if written else logging.DEBUG
-            log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s",
-                    written, took, cpu, ",".join(map(str, sorted(shard.owned))))  # fmt: skip
+            log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",
+                    written, took, cpu, ",".join(map(str, sorted(shard.owned))), time.time())  # fmt: skip
 
 
 def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
