@@ -183,8 +183,9 @@ class Worker:
 
     def close_windows(self, force: bool = False, shard: Shard | None = None) -> int:
         """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
-        if shard is not None:
+        if shard is not None and shard != self.shard:
             self.shard = shard
+            self._hand_over_delivery()
         if not self.shard.owned:  # owns no model: no model-stage work (the closer drops what it held)
             if "closer" in self.__dict__:
                 self.closer.assign(self.shard)
@@ -207,6 +208,17 @@ class Worker:
         # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
         dispatcher.resume([a for a in list_alerts(self.store, state="firing") if self.owns(a.model)])
         return dispatcher
+
+    def _hand_over_delivery(self) -> None:
+        """Models moved: re-sending firing alerts (Alertmanager) is their new owner's job now.
+
+        The dispatcher tracks the firing alerts it re-sends; one that kept a departed model's
+        alert would re-send it as firing after its new owner resolved it. So it is closed
+        (what is queued is delivered first) and the next one resumes the owned models' alerts.
+        """
+        old = self.__dict__.pop("dispatcher", None)
+        if old is not None:
+            old.close(timeout=5.0)
 
     def evaluate_alerts(self) -> list[Any]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
