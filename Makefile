@@ -29,7 +29,7 @@ test-fast: .venv
 bench: .venv
 	$(BIN)/python -m bench.run
 
-# The sharded model stage with 1, 2 and 3 workers on one backlog of 200 models (about 5 minutes).
+# The sharded model stage with 1, 2 and 3 workers on one backlog of 200 models (about 10 minutes).
 bench-scale: .venv
 	$(BIN)/python -m bench.scale
 

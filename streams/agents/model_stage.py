@@ -138,8 +138,7 @@ async def close_windows() -> None:
         shard = _current_shard()
         if shard != worker.shard:
             log.info("model stage: owns partitions %s of %d", sorted(shard.owned), shard.partitions)
-        if not shard.owned:
-            worker.shard = shard  # drops the state of the models that left; no work here
+        if not shard.owned:  # no work here: only drop the state of the models that left
             await asyncio.to_thread(worker.close_windows, False, shard)
             return
         started, cpu = time.monotonic(), 0.0

@@ -185,3 +185,41 @@ def test_the_store_filters_owned_models_exactly_as_python(tmp_path: Path) -> Non
             )
             assert [m for (m,) in owned] == sorted(m for m in all_names if shard.owns(m))
         store.close()
+
+
+# The alert engine judges only the models it owns ----------------------------------------------
+
+
+class CatalogueStore:
+    """A store whose metrics show two models, one window each; every other query finds nothing."""
+
+    def __init__(self, models: list[str]) -> None:
+        self.models = models
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if "GROUP BY model, version" in sql and "min(window_start)" in sql and "window_end >" in sql:
+            return [{"model": m, "version": "v1", "first_start": 0, "last_end": 300} for m in self.models]
+        if "max(window_end)" in sql:
+            return [{"last_end": 300}]
+        return []
+
+    def query_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return []
+
+
+def test_the_alert_engine_keeps_state_only_for_owned_models() -> None:
+    from watchkeeper.alerts.engine import AlertEngine
+
+    n = 6
+    mine, theirs = model_of(0, n), model_of(1, n)
+    shard = {"now": Shard(n, frozenset({0, 1}))}
+    engine = AlertEngine(CatalogueStore([mine, theirs]), owns=lambda m: shard["now"].owns(m))
+    engine.evaluate()
+    assert set(engine._evaluators) == {mine, theirs}
+    shard["now"] = Shard(n, frozenset({0}))  # partition 1 moved to another worker
+    engine.evaluate()
+    assert set(engine._evaluators) == {mine}
+    shard["now"] = Shard(n, frozenset({0, 1}))  # and came back: rebuilt from the store
+    engine.evaluate()
+    assert set(engine._evaluators) == {mine, theirs}
+    assert engine.stats["rebuilds"] == 3
