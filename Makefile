@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-detect lint constraints clean
+.PHONY: demo test test-fast bench bench-scale bench-detect lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -28,6 +28,10 @@ test-fast: .venv
 
 bench: .venv
 	$(BIN)/python -m bench.run
+
+# The sharded model stage with 1, 2 and 3 workers on one backlog of 200 models (about 10 minutes).
+bench-scale: .venv
+	$(BIN)/python -m bench.scale
 
 bench-detect: .venv
 	$(BIN)/python -m bench.detect

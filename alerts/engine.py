@@ -119,6 +119,13 @@ class AlertEngine:
     ``write=False`` evaluates without reading or writing ``alerts`` (a dry run
     from the data alone, as ``sunset-candidates`` does); ``history_days=None``
     considers all windows.
+
+    ``owns``: the models this engine judges (the sharded model stage passes its
+    ownership; default all). Others are left to their owner and their state is
+    dropped here, to be rebuilt from the store if they come back. The fleet
+    watermark is still read from every model, so each owner measures its models'
+    trailing gaps (``no_data``) against the whole fleet, and each model's
+    alert is raised once, by its owner.
     """
 
     def __init__(
@@ -129,8 +136,10 @@ class AlertEngine:
         history_days: float | None = 7.0,
         write: bool = True,
         clock: Callable[[], datetime] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
+        self.owns = owns or (lambda model: True)
         self.config = config or AlertConfig()
         self.history_seconds = None if history_days is None else int(history_days * 86_400)
         self.write = write
@@ -158,7 +167,8 @@ class AlertEngine:
             return []
         fleet = max((last for vs in catalogue.values() for v, (_, last) in vs.items() if v), default=self._fleet)
         self._fleet = max(self._fleet, fleet)
-        known = set(catalogue) | set(self._evaluators)
+        self._drop_unowned()
+        known = {m for m in set(catalogue) | set(self._evaluators) if self.owns(m)}
         names = sorted(known if models is None else known & set(models))
         fresh = [m for m in names if m not in self._evaluators]
         if fresh:
@@ -182,7 +192,9 @@ class AlertEngine:
             decisions += self._evaluators[m].feed(
                 windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet
             )
-        alerts = self._alerts(decisions)
+        # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
+        alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
+        self._drop_unowned()
         if self.write and alerts:
             self._record(alerts)
         self.stats["evaluations"] += 1
@@ -197,6 +209,13 @@ class AlertEngine:
                 continue
             out += [d for d in ev.firing() if kind is None or d.kind == kind]
         return self._alerts(out, silences=False)
+
+    def _drop_unowned(self) -> None:
+        """Forget the models another worker owns now (their state moves with them, through the store)."""
+        for m in [m for m in self._evaluators if not self.owns(m)]:
+            del self._evaluators[m]
+        for key in [k for k in self._references if not self.owns(k[0])]:
+            del self._references[key]
 
     # Loading -------------------------------------------------------------------
     def _catalogue(self) -> dict[str, dict[str, tuple[int, int]]]:

@@ -232,6 +232,8 @@ METRICS = Table(
         Column("value", "Float64"),
         Column("n", "UInt64"),
         Column("computed_at", _MS),
+        # Which worker computed the window (the sharded model stage; '' for rows written before it).
+        Column("computed_by", "String", default="''"),
     ),
     engine="ReplacingMergeTree(computed_at)",
     partition_by="toYYYYMM(window_start)",
@@ -372,7 +374,7 @@ TABLES = (
     PREDICTIONS, OUTCOMES, METRICS, DRIFT, ALERTS, METRICS_DAILY, MISTAKES, REFERENCE, CHECKPOINTS, DEAD_LETTERS,
 )  # fmt: skip
 # Columns added since the first release, for tables created before them.
-_ADDED_COLUMNS = ((PREDICTIONS, "published_at"),)
+_ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))
 
 
 def ddl(db: str, retention: Retention) -> list[str]:

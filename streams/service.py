@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import Batch, SourceMessage
 from watchkeeper.windows.closer import WindowCloser
+from watchkeeper.windows.ownership import Shard
 
 log = logging.getLogger(__name__)
 # Connections the ingest path writes batches on, concurrently (see Worker.writers).
@@ -52,6 +55,12 @@ class Worker:
         self._migrated = False
         self._lock = threading.Lock()
         self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
+        # The models whose windows and alerts this worker handles: the model stage sets both from the
+        # consumer group (``shard`` at the start of a pass, ``owns`` live: a revoke clears it at once).
+        self.shard = Shard.everything()
+        self.owns: Callable[[str], bool] = lambda model: True
+        # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
     @cached_property
     def store(self) -> Store:
@@ -81,7 +90,9 @@ class Worker:
 
     @cached_property
     def closer(self) -> WindowCloser:
-        return WindowCloser(self.store, self.settings.window_config())
+        return WindowCloser(
+            self.store, self.settings.window_config(), still_owns=lambda m: self.owns(m), computed_by=self.worker_id
+        )
 
     def ensure_schema(self) -> None:
         with self._lock:
@@ -174,15 +185,23 @@ class Worker:
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
 
-    def close_windows(self, force: bool = False) -> int:
+    def close_windows(self, force: bool = False, shard: Shard | None = None) -> int:
+        """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
+        if shard is not None and shard != self.shard:
+            self.shard = shard
+            self._hand_over_delivery()
+        if not self.shard.owned:  # owns no model: no model-stage work (the closer drops what it held)
+            if "closer" in self.__dict__:
+                self.closer.assign(self.shard)
+            return 0
         self.ensure_schema()
-        return len(self.closer.tick(force=force))
+        return len(self.closer.tick(force=force, shard=self.shard))
 
     @cached_property
     def alert_engine(self) -> Any:
         from watchkeeper.alerts.engine import AlertEngine
 
-        return AlertEngine(self.store, self.settings.alert_config())
+        return AlertEngine(self.store, self.settings.alert_config(), owns=lambda m: self.owns(m))
 
     @cached_property
     def dispatcher(self) -> Any:
@@ -190,8 +209,20 @@ class Worker:
         from watchkeeper.alerts.engine import list_alerts
 
         dispatcher = Dispatcher.from_config(self.settings.delivery_config())
-        dispatcher.resume(list_alerts(self.store, state="firing"))
+        # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
+        dispatcher.resume([a for a in list_alerts(self.store, state="firing") if self.owns(a.model)])
         return dispatcher
+
+    def _hand_over_delivery(self) -> None:
+        """Models moved: re-sending firing alerts (Alertmanager) is their new owner's job now.
+
+        The dispatcher tracks the firing alerts it re-sends; one that kept a departed model's
+        alert would re-send it as firing after its new owner resolved it. So it is closed
+        (what is queued is delivered first) and the next one resumes the owned models' alerts.
+        """
+        old = self.__dict__.pop("dispatcher", None)
+        if old is not None:
+            old.close(timeout=5.0)
 
     def evaluate_alerts(self) -> list[Any]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""

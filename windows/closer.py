@@ -15,13 +15,23 @@ their metrics. It resumes from the stage's checkpoint: every row ingested
 before it is reflected in stored metrics or was rescanned, so a restart scans
 what came since, not the whole raw history (a full join of predictions and
 outcomes took seconds per million rows).
+
+Sharded (``windows/ownership.py``): a closer works on the models of the
+partitions its :class:`~watchkeeper.windows.ownership.Shard` holds, and every
+query filters by them in the store. Scan cursor and checkpoint are kept per
+owned partition (``checkpoints`` row ``model_stage/<partitions>/<p>``), so a
+partition that moves to another worker is resumed there from where this one
+was for its models. :meth:`WindowCloser.assign` takes a new shard: state of the
+models that left (pending windows, watermarks, drift references, sequential
+detectors) is dropped, and a partition that arrives is discovered from its
+checkpoint on the next pass, its detectors starting afresh as after a restart.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +41,7 @@ from watchkeeper.windows.ab import ab_rows
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.drift import DriftStage
 from watchkeeper.windows.metrics import metrics_rows
+from watchkeeper.windows.ownership import CHECKPOINT, OWNED_SQL, Shard, parse_checkpoint
 from watchkeeper.windows.queries import BINARY_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -42,71 +53,72 @@ LOOKBACK_SECONDS = 30.0
 # a pass started is assumed committed by then; later ones make the window dirty again.
 INSERT_SAFETY_SECONDS = 5.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The checkpoint (row ``CHECKPOINT`` of ``checkpoints``) is saved at most this often: a stale one
-# only makes a restart scan a little more.
-CHECKPOINT = "model_stage"
+# The checkpoints (rows ``model_stage/<partitions>/<p>`` of ``checkpoints``, or ``CHECKPOINT`` for the
+# whole fleet) are saved at most this often: a stale one only makes a restart scan a little more.
 CHECKPOINT_EVERY_SECONDS = 5.0
-READ_CHECKPOINT = """
-SELECT toUnixTimestamp64Milli(argMax(value, updated_at)) / 1000 AS since, count() AS n
-FROM checkpoints WHERE name = {name:String}
+READ_CHECKPOINTS = """
+SELECT name, toUnixTimestamp64Milli(argMax(value, updated_at)) / 1000 AS since
+FROM checkpoints WHERE name = {legacy:String} OR startsWith(name, {prefix:String})
+GROUP BY name
 """
 # A restart that resumes from a checkpoint still needs each model's watermark (largest event time).
-WATERMARKS = """
-SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM predictions GROUP BY model
+WATERMARKS = f"""
+SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM predictions WHERE {OWNED_SQL} GROUP BY model
 UNION ALL
-SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM outcomes GROUP BY model
+SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM outcomes WHERE {OWNED_SQL} GROUP BY model
 """
 
 
-DIRTY_PREDICTIONS = """
-SELECT model, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+# Every discovery query reads only the models of the shard's partitions (``OWNED_SQL``).
+DIRTY_PREDICTIONS = f"""
+SELECT model, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
        max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
-FROM predictions WHERE ingested_at > {since:DateTime64(3, 'UTC')}
+FROM predictions WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL}
 GROUP BY model, version, ws
 """
 
-DIRTY_OUTCOMES = """
-SELECT model, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+DIRTY_OUTCOMES = f"""
+SELECT model, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
        max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
-FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')}
+FROM outcomes WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL}
 GROUP BY model, ws
 """
 
 
 # Prediction windows that a new outcome completes (found through the primary key).
-DIRTY_JOINED = """
+DIRTY_JOINED = f"""
 SELECT t.model AS model, t.version AS version,
-       toUnixTimestamp(toStartOfInterval(t.ts, toIntervalSecond({w:UInt32}))) AS ws, max(n.last_in) AS last_in
+       toUnixTimestamp(toStartOfInterval(t.ts, toIntervalSecond({{w:UInt32}}))) AS ws, max(n.last_in) AS last_in
 FROM predictions AS t
 INNER JOIN (
     SELECT model, prediction_id, max(ingested_at) AS last_in FROM outcomes
-    WHERE ingested_at > {since:DateTime64(3, 'UTC')} GROUP BY model, prediction_id) AS n
+    WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL} GROUP BY model, prediction_id) AS n
     ON t.model = n.model AND t.prediction_id = n.prediction_id
 WHERE (t.model, t.prediction_id) IN (
-    SELECT model, prediction_id FROM outcomes WHERE ingested_at > {since:DateTime64(3, 'UTC')})
+    SELECT model, prediction_id FROM outcomes WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL})
 GROUP BY model, version, ws
 """
 # Outcome windows whose orphans a newly arrived prediction adopts (the outcome came first). Only a
 # window written with orphans can change: the join is built from their outcomes, usually none, not
 # from every new prediction (0.7 s per 900k predictions, on every pass of a backlog, for nothing).
 # Read without FINAL: a window just rewritten may show its old row too, which only widens the search.
-DIRTY_ADOPTED = """
+DIRTY_ADOPTED = f"""
 SELECT o.model AS model, '' AS version, o.ws AS ws, max(p.ingested_at) AS last_in
 FROM predictions AS p
 INNER JOIN (
-    SELECT model, prediction_id, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
+    SELECT model, prediction_id, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws
     FROM outcomes
-    WHERE (model, toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) IN (
+    WHERE (model, toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) IN (
         SELECT model, window_start FROM metrics
-        WHERE version = '' AND segment = '' AND metric = 'orphaned_outcomes' AND value > 0)
+        WHERE version = '' AND segment = '' AND metric = 'orphaned_outcomes' AND value > 0 AND {OWNED_SQL})
 ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
-WHERE p.ingested_at > {since:DateTime64(3, 'UTC')}
+WHERE p.ingested_at > {{since:DateTime64(3, 'UTC')}}
 GROUP BY model, version, ws
 """
 
-LAST_COMPUTED = """
+LAST_COMPUTED = f"""
 SELECT model, version, toUnixTimestamp(window_start) AS ws, max(computed_at) AS computed
-FROM metrics WHERE metric IN ('predictions', 'orphaned_outcomes')
+FROM metrics WHERE metric IN ('predictions', 'orphaned_outcomes') AND {OWNED_SQL}
 GROUP BY model, version, ws
 """
 
@@ -176,84 +188,176 @@ class WindowCloser:
 
     All wall times here are the store's clock (``now64()``), the same clock that
     stamps ``ingested_at`` on insert, so worker clock skew cannot lose a row.
+
+    ``shard``: the models this closer works on (default: all of them).
+    ``still_owns``: asked before each model is written; a model it disowns is
+    not written (the model stage's way to stop at once when its partitions are
+    revoked mid-pass). ``computed_by``: written to the ``metrics`` rows, to tell
+    which worker computed a window (empty: the column's default).
     """
 
-    def __init__(self, store: Store, config: WindowConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: WindowConfig,
+        shard: Shard | None = None,
+        *,
+        still_owns: Callable[[str], bool] | None = None,
+        computed_by: str = "",
+    ) -> None:
         self.store = store
         self.config = config
+        self.shard = shard or Shard.everything()
+        self.still_owns = still_owns or (lambda model: True)
+        self.computed_by = computed_by
         self.pending: dict[WindowKey, float] = {}  # window -> newest ingest time seen
         self.pending_since: dict[WindowKey, float] = {}  # window -> its unwritten rows were ingested after this
         self.computed: dict[WindowKey, float] = {}  # window -> ingest time its last write covers
         self.watermark: dict[str, float] = {}  # model -> largest event time seen
-        self.cursor: float | None = None  # ingest time already scanned
-        self.since = 0.0  # rows ingested after this were scanned by the last pass
-        self.saved_at = self.saved = 0.0  # when the checkpoint was last saved (store time), and its value
-        self.last_activity = 0.0
+        self.cursors: dict[int, float] = {}  # owned partition -> ingest time already scanned
+        self.sinces: dict[int, float] = {}  # owned partition -> rows ingested after this were scanned last pass
+        self.saved: dict[int, float] = {}  # owned partition -> the value of its saved checkpoint
+        self.saved_at = 0.0  # when the checkpoints were last saved (store time)
+        self.last_activity: float | None = None
         self.windows_written = 0
         self.drift = DriftStage(store, config)
+
+    @property
+    def since(self) -> float:
+        """The earliest ingest time the last pass scanned from (over the owned partitions)."""
+        return min(self.sinces.values(), default=0.0)
+
+    @property
+    def cursor(self) -> float | None:
+        return min(self.cursors.values(), default=None)
 
     def store_now(self) -> float:
         return epoch(self.store.query_rows("SELECT now64(3, 'UTC')")[0][0])
 
+    # Ownership ------------------------------------------------------------
+    def assign(self, shard: Shard) -> None:
+        """Work on ``shard`` from now on: forget the models that left, discover the partitions that came.
+
+        A model that leaves takes nothing along: its new owner rebuilds its state from the store
+        (and the checkpoint of its partition). A model that comes back later starts afresh too.
+        """
+        if shard == self.shard:
+            return
+        if shard.partitions != self.shard.partitions:  # another layout: every partition is new
+            self.cursors.clear()
+            self.sinces.clear()
+            self.saved.clear()
+        else:
+            for p in set(self.cursors) - shard.owned:
+                self.cursors.pop(p, None)
+                self.sinces.pop(p, None)
+                self.saved.pop(p, None)
+        self.shard = shard
+        self._forget(lambda model: not shard.owns(model))
+
+    def _forget(self, gone: Callable[[str], bool]) -> None:
+        """Drop the in-memory state of the models ``gone`` selects (all of it is rebuilt from the store)."""
+        for windows in (self.pending, self.pending_since, self.computed):
+            for key in [k for k in windows if gone(k.model)]:
+                del windows[key]
+        for model in [m for m in self.watermark if gone(m)]:
+            del self.watermark[model]
+        seq = self.drift.sequential
+        for per_version in (self.drift.references, self.drift.loaded_refs, seq.error_streams, seq.shift_streams):
+            for mv in [mv for mv in per_version if gone(mv[0])]:
+                del per_version[mv]  # type: ignore[attr-defined]
+
     # Discovery ------------------------------------------------------------
     def _discover(self, now: float) -> None:
-        first = self.cursor is None
-        since = self._resume_point() if first else max(0.0, (self.cursor or 0.0) - LOOKBACK_SECONDS)
-        self.since = since
-        params = {"w": self.config.window_seconds, "since": utc(since)}
+        fresh = sorted(self.shard.owned - set(self.cursors))
+        groups: dict[float, set[int]] = defaultdict(set)  # scan start -> partitions scanned from there
+        for p in self.shard.owned & set(self.cursors):
+            groups[max(0.0, self.cursors[p] - LOOKBACK_SECONDS)].add(p)
+        if fresh:
+            for p, since in self._resume_points(fresh).items():
+                groups[since].add(p)
+            self._load_computed(set(fresh))
         found: dict[WindowKey, float] = {}
+        found_since: dict[WindowKey, float] = {}
 
-        def note(key: WindowKey, last_in: datetime) -> None:
+        def note(key: WindowKey, last_in: datetime, since: float) -> None:
             found[key] = max(found.get(key, 0.0), epoch(last_in))
+            found_since[key] = min(found_since.get(key, since), since)
 
-        for r in self.store.query(DIRTY_PREDICTIONS, params):
-            note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
-            self._advance(r["model"], float(r["max_ts"]))
-        for r in self.store.query(DIRTY_OUTCOMES, params):
-            note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"])
-            self._advance(r["model"], float(r["max_ts"]))
-        for sql in (DIRTY_JOINED, DIRTY_ADOPTED):
-            for r in self.store.query(sql, params):
-                note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"])
-        if first:
+        for since, parts in sorted(groups.items()):
+            params = {"w": self.config.window_seconds, "since": utc(since), **self.shard.params(parts)}
+            for r in self.store.query(DIRTY_PREDICTIONS, params):
+                note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"], since)
+                self._advance(r["model"], float(r["max_ts"]))
+            for r in self.store.query(DIRTY_OUTCOMES, params):
+                note(WindowKey(r["model"], "", int(r["ws"])), r["last_in"], since)
+                self._advance(r["model"], float(r["max_ts"]))
+            for sql in (DIRTY_JOINED, DIRTY_ADOPTED):
+                for r in self.store.query(sql, params):
+                    note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"], since)
+            for p in parts:
+                self.sinces[p] = since
+                self.cursors[p] = now
+        if self.last_activity is None:
             self.last_activity = max(found.values(), default=now)
-            self._load_computed()
         for key, last_in in found.items():
             if last_in > self.computed.get(key, 0.0):
                 self.pending[key] = max(self.pending.get(key, 0.0), last_in)
-                self.pending_since.setdefault(key, since)
+                self.pending_since.setdefault(key, found_since[key])
                 self.last_activity = max(self.last_activity, last_in)
-        self.cursor = now
         # Forget what the look-back can no longer rediscover.
         horizon = now - 2 * LOOKBACK_SECONDS
         self.computed = {k: t for k, t in self.computed.items() if t >= horizon or k in self.pending}
 
-    def _resume_point(self) -> float:
-        """The first pass scans from the checkpoint (0 without one: the whole history)."""
-        (since, n), *_ = self.store.query_rows(READ_CHECKPOINT, {"name": CHECKPOINT})
-        if not n:
-            return 0.0
-        self.saved = float(since)
-        # Rows before the checkpoint are not scanned again: the watermarks come from all of them.
-        for model, max_ts in self.store.query_rows(WATERMARKS):
-            self._advance(model, float(max_ts))
-        return float(since)
+    def _resume_points(self, partitions: list[int]) -> dict[int, float]:
+        """Where the first scan of each partition starts: its checkpoint, else 0 (the whole history).
+
+        A partition without its own checkpoint (the first sharded start, or a new partition count)
+        resumes from the latest complete earlier layout: the fleet-wide ``model_stage`` row, or the
+        earliest checkpoint of a layout whose every partition has one (both cover all models).
+        """
+        n = self.shard.partitions
+        rows = self.store.query_rows(READ_CHECKPOINTS, {"legacy": CHECKPOINT, "prefix": CHECKPOINT + "/"})
+        layouts: dict[int, dict[int, float]] = defaultdict(dict)
+        for name, since in rows:
+            if (parsed := parse_checkpoint(name)) is not None:
+                layouts[parsed[1]][parsed[0]] = float(since)
+        complete = [min(ps.values()) for m, ps in layouts.items() if m != n and len(ps) == m]
+        fallback = max(complete, default=0.0)
+        out = {p: layouts.get(n, {}).get(p, fallback) for p in partitions}
+        resumed = {p for p, since in out.items() if since > 0}
+        for p in resumed:
+            self.saved[p] = out[p]
+        if resumed:
+            # Rows before the checkpoint are not scanned again: the watermarks come from all of them.
+            for model, max_ts in self.store.query_rows(WATERMARKS, self.shard.params(resumed)):
+                self._advance(model, float(max_ts))
+        return out
 
     def _save_checkpoint(self, now: float) -> None:
-        """Record how far the scan is complete: before the last pass's start and every pending window's rows."""
-        low = min([self.since, *self.pending_since.values()])
-        if now - self.saved_at < CHECKPOINT_EVERY_SECONDS or low <= self.saved:
+        """Record, per owned partition, how far the scan is complete: before the last pass's start and
+        every pending window's rows."""
+        if now - self.saved_at < CHECKPOINT_EVERY_SECONDS:
+            return
+        low = dict(self.sinces)
+        for key, since in self.pending_since.items():
+            p = self.shard.partition_of(key.model)
+            if p in low:
+                low[p] = min(low[p], since)
+        due = sorted(p for p, t in low.items() if t > self.saved.get(p, 0.0))
+        if not due:
             return
         self.store.insert(
             "checkpoints",
-            {"name": [CHECKPOINT], "value": [utc(low)],
-             "updated_at": [utc(now)]},
+            {"name": [self.shard.checkpoint(p) for p in due], "value": [utc(low[p]) for p in due],
+             "updated_at": [utc(now)] * len(due)},
         )  # fmt: skip
-        self.saved_at, self.saved = now, low
+        self.saved_at = now
+        self.saved.update({p: low[p] for p in due})
 
-    def _load_computed(self) -> None:
-        """After a restart: what each window's stored metrics already cover."""
-        for r in self.store.query(LAST_COMPUTED):
+    def _load_computed(self, partitions: set[int]) -> None:
+        """After a restart or a gained partition: what each window's stored metrics already cover."""
+        for r in self.store.query(LAST_COMPUTED, self.shard.params(partitions)):
             key = WindowKey(r["model"], r["version"], int(r["ws"]))
             self.computed[key] = epoch(r["computed"]) - INSERT_SAFETY_SECONDS
 
@@ -272,29 +376,44 @@ class WindowCloser:
                 out.append(key)
         return sorted(out)
 
-    def tick(self, force: bool = False) -> list[WindowKey]:
-        """Discover, close and write; returns the windows written. ``force`` writes every open window."""
+    def tick(self, force: bool = False, shard: Shard | None = None) -> list[WindowKey]:
+        """Discover, close and write; returns the windows written. ``force`` writes every open window.
+
+        ``shard``: the partitions held now (see :meth:`assign`); a closer that holds none does nothing.
+        """
+        if shard is not None:
+            self.assign(shard)
+        if not self.shard.owned:
+            return []
         now = self.store_now()
         self._discover(now)
-        idle = force or (now - self.last_activity >= self.config.idle_flush)
+        idle = force or (now - (self.last_activity or now) >= self.config.idle_flush)
         ready = self.closed(idle)
         if ready:
-            self._write_ready(ready, now)
+            ready = self._write_ready(ready, now)
         self._save_checkpoint(now)
         return ready
 
-    def _write_ready(self, ready: list[WindowKey], now: float) -> None:
+    def _write_ready(self, ready: list[WindowKey], now: float) -> list[WindowKey]:
+        """Write the ready windows model by model, as long as the model is still ours; returns those written."""
         by_model: dict[str, list[WindowKey]] = defaultdict(list)
         for key in ready:
             by_model[key.model].append(key)
+        written: list[WindowKey] = []
         for model, keys in by_model.items():
+            if not self.still_owns(model):
+                # Revoked mid-pass: its new owner writes it. Stop here; the next pass's shard drops the rest.
+                log.info("model stage: %s no longer owned, pass stopped before writing it", model)
+                break
             self.write(model, keys, now)
-        for key in ready:
-            del self.pending[key]
-            del self.pending_since[key]
-            # Rows stamped up to a moment before this pass were visible to it.
-            self.computed[key] = now - INSERT_SAFETY_SECONDS
-        self.windows_written += len(ready)
+            for key in keys:
+                del self.pending[key]
+                del self.pending_since[key]
+                # Rows stamped up to a moment before this pass were visible to it.
+                self.computed[key] = now - INSERT_SAFETY_SECONDS
+            written += keys
+        self.windows_written += len(written)
+        return written
 
     # Writing --------------------------------------------------------------
     def write(self, model: str, keys: Iterable[WindowKey], now: float) -> int:
@@ -354,6 +473,8 @@ class WindowCloser:
             return
         for row in rows:
             row["computed_at"] = computed_at
+            if table == "metrics" and self.computed_by:
+                row["computed_by"] = self.computed_by
         if rows:
             self.store.insert(table, {c: [r[c] for r in rows] for c in rows[0]})
         self._delete(

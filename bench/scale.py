@@ -1,0 +1,248 @@
+"""``make bench-scale``: the sharded model stage's work per worker, with 1, 2 and 3 workers on one backlog.
+
+Each run starts a fresh embedded stack (broker, store, a 6-partition topic),
+starts the workers, waits until their model stages have split the partitions,
+publishes the same backlog (``--models`` models, two 5-minute windows each,
+80 % labelled) and waits until every model's windows are written with exact
+counts. It then reads, per worker count:
+
+- model-stage work per worker, from the workers' ``model stage pass`` log lines
+  (passes that wrote windows): pass seconds (wall, including the store's time
+  answering) and the stage's own CPU seconds in the worker; and the pass
+  seconds per model owned;
+- window-close latency: from the last raw row of a window in the store
+  (``ingested_at``) to the end of the pass that wrote it (wall time, one
+  clock: the store's and the workers' are the same machine's);
+- the store's and the workers' CPU seconds over the run (``/proc``).
+
+This machine has 2 cores shared by the broker, the store and every worker, so
+wall-clock speed-up cannot show; what must divide by the worker count is each
+worker's share of the work. The store is one process for all of them: its CPU
+seconds stay those of the whole backlog, whatever the worker count. Prints a
+table and writes ``bench/scale_results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from tests.stack import Stack
+from watchkeeper.windows.ownership import owner_partition
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "scale_results.json"
+PARTITIONS = 6
+WINDOW = 300
+PASS_LINE = re.compile(
+    r"model stage pass: windows=(\d+) seconds=([\d.]+) cpu=([\d.]+) partitions=([\d,]*) end=([\d.]+)"
+)
+OWNS_LINE = re.compile(r"model stage: owns partitions \[([\d, ]*)\] of (\d+)")
+COUNTS_SQL = (
+    "SELECT toUInt64(count()), toUInt64(sum(p)), toUInt64(sum(l)) FROM ("
+    " SELECT model, sumIf(n, metric = 'predictions') AS p, sumIf(value, metric = 'labelled') AS l"
+    " FROM metrics WHERE segment = '' GROUP BY model)"
+)
+# Windows written (both sides: versioned prediction windows and the outcome-side ones), as the passes count them.
+WRITTEN_SQL = (
+    "SELECT count() FROM (SELECT DISTINCT model, version, window_start FROM metrics "
+    "WHERE metric IN ('predictions', 'orphaned_outcomes'))"
+)
+# Per versioned window: when it was computed (pass start, store time), by whom, and its last raw row's ingest time.
+WINDOWS_SQL = """
+SELECT m.model, m.computed_by, toUnixTimestamp64Milli(m.computed) / 1000 AS computed,
+       toUnixTimestamp64Milli(r.last_in) / 1000 AS last_in
+FROM (SELECT model, version, window_start, max(computed_at) AS computed, any(computed_by) AS computed_by
+      FROM metrics WHERE metric = 'predictions' AND version != '' GROUP BY model, version, window_start) AS m
+INNER JOIN (
+    SELECT model, ws, max(last_in) AS last_in FROM (
+        SELECT model, toStartOfInterval(ts, toIntervalSecond({w:UInt32})) AS ws, max(ingested_at) AS last_in
+        FROM predictions GROUP BY model, ws
+        UNION ALL
+        SELECT model, toStartOfInterval(ts, toIntervalSecond({w:UInt32})) AS ws, max(ingested_at) AS last_in
+        FROM outcomes GROUP BY model, ws)
+    GROUP BY model, ws) AS r ON m.model = r.model AND m.window_start = r.ws
+"""
+
+
+def write_backlog(path: Path, models: int, per_model: int, seed: int = 0) -> tuple[int, int, int]:
+    """JSONL of ``per_model`` predictions per model over two windows, 80 % labelled; returns the totals."""
+    rng = np.random.default_rng(seed)
+    start = (time.time() - 6 * 3600) // WINDOW * WINDOW
+    step = 2 * WINDOW / per_model
+    recs: list[dict[str, Any]] = []
+    labels = 0
+    for m in range(models):
+        model = f"fleet.model-{m:03d}"
+        score = np.round(rng.uniform(size=per_model), 3)
+        labelled = rng.uniform(size=per_model) < 0.8
+        x = np.round(rng.normal(size=(per_model, 4)), 3)
+        for i in range(per_model):
+            pid = f"{model}-{i}"
+            ts = start + i * step
+            recs.append(
+                {"type": "prediction", "prediction_id": pid, "model": model, "version": "v1", "ts": ts,
+                 "prediction": float(score[i]), "features": {f"f{j}": float(x[i, j]) for j in range(4)}}
+            )  # fmt: skip
+            if labelled[i]:
+                y = int(rng.uniform() < score[i])
+                recs.append({"type": "outcome", "prediction_id": pid, "model": model, "ts": ts + 10, "outcome": y})
+                labels += 1
+    recs.sort(key=lambda r: r["ts"])
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs) + b"\n")
+    return models, models * per_model, labels
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (and its waited-for children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def owned(log: Path) -> set[int] | None:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = OWNS_LINE.findall(text)
+    return {int(x) for x in found[-1][0].split(",") if x.strip()} if found else None
+
+
+def wait_for_split(stack: Stack, n: int, timeout: float = 180) -> list[set[int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        split = [owned(stack.root / f"worker-{i}.log") for i in range(n)]
+        if all(split) and sum(len(s) for s in split if s) == PARTITIONS:  # type: ignore[arg-type]
+            return split  # type: ignore[return-value]
+        time.sleep(0.5)
+    raise RuntimeError("the workers did not split the partitions")
+
+
+def run(n_workers: int, backlog: Path, totals: tuple[int, int, int], timeout: float) -> dict[str, Any]:
+    """One stack, ``n_workers`` workers, the backlog; returns the measurements."""
+    with tempfile.TemporaryDirectory(prefix="wk-scale-") as tmp:
+        stack = Stack(Path(tmp), partitions=str(PARTITIONS), idle_flush="3")
+        stack.start_services()
+        try:
+            store_proc = next(p for p in stack.procs if "embedded.server" in " ".join(map(str, p.args)))
+            procs = [stack.start_worker() for _ in range(n_workers)]
+            split = wait_for_split(stack, n_workers)
+            cpu0 = {p.pid: cpu_seconds(p.pid) for p in [store_proc, *procs]}
+            t0 = time.monotonic()
+            stack.cli("publish", "--quiet", str(backlog))
+            seen = stack.wait_for(COUNTS_SQL, [totals], timeout=timeout)
+            if seen != [totals]:
+                raise RuntimeError(f"the backlog was not counted in {timeout:.0f} s: {seen} != {[totals]}")
+            wall = time.monotonic() - t0
+            store = stack.store()
+            # The passes that wrote the windows log when they end (after judging them): wait for those lines.
+            written = int(store.query_rows(WRITTEN_SQL)[0][0])
+            deadline = time.monotonic() + timeout
+            while True:
+                logs = [(stack.root / f"worker-{i}.log").read_text(errors="replace") for i in range(n_workers)]
+                logged = sum(int(m[0]) for log in logs for m in PASS_LINE.findall(log))
+                if logged >= written or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            cpu = {pid: cpu_seconds(pid) - c for pid, c in cpu0.items()}
+            windows = store.query(WINDOWS_SQL, {"w": WINDOW})
+            store.close()
+        finally:
+            stack.stop()
+    models = [f"fleet.model-{m:03d}" for m in range(totals[0])]
+    per_worker = []
+    ends: dict[str, list[tuple[float, float]]] = {}  # computed_by pid -> (start, end) of its passes
+    for proc, parts, log in zip(procs, split, logs, strict=True):
+        passes = [(int(w), float(s), float(c), float(e)) for w, s, c, _, e in PASS_LINE.findall(log)]
+        owned_models = sum(owner_partition(m, PARTITIONS) in parts for m in models)
+        seconds = sum(p[1] for p in passes)
+        per_worker.append(
+            {"pid": proc.pid, "partitions": sorted(parts), "models": owned_models, "passes": len(passes),
+             "windows": sum(p[0] for p in passes), "pass_seconds": round(seconds, 2),
+             "stage_cpu_seconds": round(sum(p[2] for p in passes), 2),
+             "pass_ms_per_model": round(1000 * seconds / max(1, owned_models), 1),
+             "process_cpu_seconds": round(cpu[proc.pid], 1)}
+        )  # fmt: skip
+        ends[str(proc.pid)] = [(e - s, e) for _, s, _, e in passes]
+    latencies = []
+    for w in windows:
+        pid = w["computed_by"].rsplit(":", 1)[-1]
+        # The pass that wrote it: the first of its worker's to end after the window's computed_at.
+        end = min((e for s, e in ends.get(pid, []) if e >= float(w["computed"]) - 1.0), default=None)
+        if end is not None:
+            latencies.append(end - float(w["last_in"]))
+    stage = [w["pass_seconds"] for w in per_worker]
+    return {
+        "workers": n_workers,
+        "wall_seconds": round(wall, 1),
+        "windows_written": len(windows),
+        "per_worker": per_worker,
+        "max_worker_pass_seconds": max(stage),
+        "mean_worker_pass_seconds": round(statistics.fmean(stage), 2),
+        "total_pass_seconds": round(sum(stage), 2),
+        "mean_worker_stage_cpu_seconds": round(statistics.fmean(w["stage_cpu_seconds"] for w in per_worker), 2),
+        "pass_ms_per_model": round(1000 * sum(stage) / totals[0], 1),
+        "store_cpu_seconds": round(cpu[store_proc.pid], 1),
+        "close_latency_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "close_latency_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+        "latency_windows": len(latencies),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", type=int, default=200)
+    ap.add_argument("--per-model", type=int, default=40, help="predictions per model (over two windows)")
+    ap.add_argument("--workers", default="1,2,3")
+    ap.add_argument("--timeout", type=float, default=300)
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.workers.split(",")]
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "backlog": {"models": args.models, "predictions_per_model": args.per_model, "partitions": PARTITIONS},
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="wk-scale-data-") as tmp:
+        backlog = Path(tmp) / "backlog.jsonl"
+        totals = write_backlog(backlog, args.models, args.per_model)
+        for n in counts:
+            print(f"{n} worker(s): {args.models} models ...", flush=True)
+            results["runs"].append(run(n, backlog, totals, args.timeout))
+    base = results["runs"][0]
+    for r in results["runs"]:
+        r["ratio_max_worker_pass_seconds"] = round(r["max_worker_pass_seconds"] / base["max_worker_pass_seconds"], 2)
+        r["ratio_mean_worker_stage_cpu"] = round(
+            r["mean_worker_stage_cpu_seconds"] / max(1e-9, base["mean_worker_stage_cpu_seconds"]), 2
+        )
+        if r["close_latency_p50"] is not None and base["close_latency_p50"]:
+            r["ratio_close_latency_p50"] = round(r["close_latency_p50"] / base["close_latency_p50"], 2)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    head = (
+        f"{'workers':>7} {'wall s':>7} {'windows':>7} {'pass s/worker (max, mean)':>26} {'ratio':>6} "
+        f"{'stage cpu s/worker':>18} {'ratio':>6} {'pass ms/model':>13} {'store cpu s':>11} "
+        f"{'close p50/p95 s':>16} {'ratio p50':>9}"
+    )
+    print(head)
+    for r in results["runs"]:
+        print(
+            f"{r['workers']:>7} {r['wall_seconds']:>7} {r['windows_written']:>7} "
+            f"{r['max_worker_pass_seconds']:>12} {r['mean_worker_pass_seconds']:>13} "
+            f"{r['ratio_max_worker_pass_seconds']:>6} {r['mean_worker_stage_cpu_seconds']:>18} "
+            f"{r['ratio_mean_worker_stage_cpu']:>6} {r['pass_ms_per_model']:>13} {r['store_cpu_seconds']:>11} "
+            f"{r['close_latency_p50']!s:>7}/{r['close_latency_p95']!s:<8} {r.get('ratio_close_latency_p50', '')!s:>9}"
+        )
+    print(f"per worker: see {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
