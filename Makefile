@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-detect lint constraints clean
+.PHONY: demo test test-fast bench bench-detect bench-alerts lint constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: .venv
 
 bench-detect: .venv
 	$(BIN)/python -m bench.detect
+
+# Alert delay, missed and false alerts per scenario family, this policy beside the previous one (~10 min).
+bench-alerts: .venv
+	$(BIN)/python -m bench.alerts
 
 lint: .venv
 	$(BIN)/ruff check .
