@@ -105,7 +105,9 @@ ENVELOPE = 5000  # events per message
 
 # The previous policy: the defaults before issue 17 (drift and retrain after 3 windows in a row,
 # sunset after 6 negative lifts, fairness after 3 windows with >= 200 events in the weakest group).
-# Keys a later policy no longer has are dropped (and reported); fields it adds take their defaults.
+# Keys a later policy no longer has are dropped, rules it adds are disabled, fields it adds to a rule take
+# their defaults: all three reported (``previous_policy``). A later policy whose new fields change what an
+# old rule does should add their old values here.
 PREVIOUS_POLICY: dict[str, Any] = {
     "retrain": {
         "enabled": True, "metric": "accuracy", "higher_is_better": True, "baseline": None,
@@ -142,33 +144,50 @@ PREVIOUS_POLICY: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _known(snapshot: Mapping[str, Any], model: type[Any], prefix: str = "") -> tuple[dict[str, Any], list[str]]:
-    """The part of ``snapshot`` that ``model`` (a pydantic class) still has, and the dropped keys."""
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and hasattr(t, "model_fields")
+
+
+def _known(
+    snapshot: Mapping[str, Any], model: type[Any], prefix: str = ""
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The part of ``snapshot`` that ``model`` (a pydantic class) still has; the keys dropped and added."""
     out: dict[str, Any] = {}
-    dropped: list[str] = []
+    notes: dict[str, list[str]] = {"dropped": [], "added": []}
     fields = model.model_fields
     for key, value in snapshot.items():
         if key not in fields:
-            dropped.append(prefix + key)
+            notes["dropped"].append(prefix + key)
             continue
         sub = fields[key].annotation
-        if isinstance(value, dict) and isinstance(sub, type) and hasattr(sub, "model_fields"):
+        if isinstance(value, dict) and _is_model(sub):
             out[key], more = _known(value, sub, f"{prefix}{key}.")
-            dropped += more
+            for k, v in more.items():
+                notes[k] += v
         else:
             out[key] = value
-    return out, dropped
+    notes["added"] += [prefix + k for k in fields if k not in snapshot]
+    return out, notes
 
 
-def previous_policy() -> tuple[AlertPolicy, list[str]]:
-    """The previous policy as this checkout's ``AlertPolicy``, and the snapshot keys it no longer has.
+def previous_policy() -> tuple[AlertPolicy, dict[str, list[str]]]:
+    """The previous policy as this checkout's ``AlertPolicy``, and notes on the snapshot's fit.
 
-    >>> policy, dropped = previous_policy()
+    Notes: ``dropped``, snapshot keys this policy no longer has; ``added``, fields it has that the
+    snapshot lacks (they take their defaults); ``disabled``, rules added since the snapshot (with an
+    ``enabled`` switch, e.g. a ``challenger`` rule), turned off: the previous policy had none.
+
+    >>> policy, notes = previous_policy()
     >>> policy.drift.windows, policy.retrain.hysteresis.fire_after, policy.sunset.hysteresis.fire_after
     (3, 3, 6)
     """
-    known, dropped = _known(PREVIOUS_POLICY, AlertPolicy)
-    return AlertPolicy.model_validate(known), dropped
+    known, notes = _known(PREVIOUS_POLICY, AlertPolicy)
+    notes["disabled"] = []
+    for key, f in AlertPolicy.model_fields.items():
+        if key not in known and _is_model(f.annotation) and "enabled" in f.annotation.model_fields:
+            known[key] = {"enabled": False}
+            notes["disabled"].append(key)
+    return AlertPolicy.model_validate(known), notes
 
 
 # Scenarios ---------------------------------------------------------------------------------------
@@ -395,7 +414,7 @@ def run(plan: Plan, *, log: Any = print) -> dict[str, Any]:
 
         t = time.perf_counter()
         new_policy = AlertPolicy()
-        prev, dropped = previous_policy()
+        prev, notes = previous_policy()
         AlertEngine(worker.store, settings.alert_config(default_policy=new_policy), history_days=None).evaluate()
         recorded = list_alerts(worker.store, history=True, limit=1_000_000)
         prev_alerts = AlertEngine(
@@ -416,7 +435,7 @@ def run(plan: Plan, *, log: Any = print) -> dict[str, Any]:
         "scenarios": scenarios,
         "alerts": {"new": recorded, "previous": prev_alerts},
         "policies": {"new": new_policy, "previous": prev},
-        "dropped_previous_keys": dropped,
+        "previous_notes": notes,
         "timings": timings,
     }
 
@@ -581,8 +600,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(table, ("new", "previous"))
     print()
     print_table(table, targets)
-    if results["dropped_previous_keys"]:
-        print(f"previous policy: keys this AlertPolicy no longer has: {', '.join(results['dropped_previous_keys'])}")
+    notes = results["previous_notes"]
+    for what, keys in (("no longer has (dropped)", notes["dropped"]), ("added (defaults)", notes["added"]),
+                       ("added as rules (disabled)", notes["disabled"])):  # fmt: skip
+        if keys:
+            print(f"previous policy: fields this AlertPolicy {what}: {', '.join(keys)}")
     elapsed = time.perf_counter() - t0
     per = ", ".join(f"{n} at {t}" for t, n in seeds.items())
     print(f"\n{len(results['scenarios'])} models ({len(families)} families; seeds per events/window: {per}), "
@@ -596,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         "policies": {
             "new": results["policies"]["new"].model_dump(mode="json"),
             "previous": results["policies"]["previous"].model_dump(mode="json"),
-            "previous_dropped_keys": results["dropped_previous_keys"],
+            "previous_notes": results["previous_notes"],
         },
         "families": {f: {"expect": FAMILIES[f].expect, "since": FAMILIES[f].since, "about": FAMILIES[f].about}
                      for f in families},
