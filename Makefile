@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-scale bench-detect lint constraints clean
+.PHONY: demo test test-fast bench bench-scale bench-detect bench-alerts lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -35,6 +35,10 @@ bench-scale: .venv
 
 bench-detect: .venv
 	$(BIN)/python -m bench.detect
+
+# Alert delay, missed and false alerts per scenario family, this policy beside the previous one (~10 min).
+bench-alerts: .venv
+	$(BIN)/python -m bench.alerts
 
 lint: .venv
 	$(BIN)/ruff check .
