@@ -15,6 +15,7 @@ defined in ``detectors`` but missing from the registry.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,8 +43,14 @@ def register(name: str) -> Callable[[T], T]:
     return deco
 
 
+def _load() -> None:
+    """The detectors register themselves when their modules load (the package loads them on first use)."""
+    importlib.import_module(f"{__package__}.sequential")
+
+
 def get(name: str) -> type[DriftDetector]:
     """The detector class registered as ``name``."""
+    _load()
     try:
         return REGISTRY[name]
     except KeyError:
@@ -57,11 +64,13 @@ def create(name: str, **params: Any) -> DriftDetector:
 
 def names() -> list[str]:
     """Registered names, sorted."""
+    _load()
     return sorted(REGISTRY)
 
 
 def name_of(cls_or_obj: type[DriftDetector] | DriftDetector) -> str:
     """The registry name of a detector class or instance."""
+    _load()
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     for name, c in REGISTRY.items():
         if c is cls or (c.__module__, c.__qualname__) == (cls.__module__, cls.__qualname__):

@@ -106,3 +106,8 @@ def test_registry_lookup_errors_are_clear() -> None:
         registry.get("nope")
     with pytest.raises(ValueError, match="already registered"):
         registry.register("adwin")(type("Other", (DriftDetector,), {"update": lambda self, x: self}))
+
+
+def test_the_contract_sees_every_detector() -> None:
+    """The registry lists its detectors even before anything else loaded them (they load on first use)."""
+    assert len(NAMES) >= 12 and {"adwin", "page_hinkley", "cusum", "mean_shift"} <= set(NAMES)
