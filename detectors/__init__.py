@@ -36,6 +36,7 @@ from .drift import (
 from .fairness import GroupCounts, fairness_metrics
 from .latency import LatencySketch, OpsSummary
 from .multiclass import MulticlassSummary
+from .multivariate import MultivariateReference, MultivariateResult
 from .presets import PRESETS, build, covariate_shift, watchkeeper_default
 from .reference import ReferenceSelection, merge_reference, select_reference
 from .regression import RegressionSummary
@@ -81,6 +82,8 @@ __all__ = [
     "LatencySketch",
     "MeanShift",
     "MulticlassSummary",
+    "MultivariateReference",
+    "MultivariateResult",
     "NumericBinning",
     "OpsSummary",
     "PRESETS",

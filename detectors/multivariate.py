@@ -26,8 +26,15 @@ long as it is used, so the null is centred on an upper confidence bound of the
 mean instead (``confidence``, 0.95 by default: for 95% of references the rate is
 at most ``alpha``). That margin is ``z * sd / sqrt(n_reference)``, small next to a
 window's spread unless the window is nearly as large as the reference.
+Per-row errors are capped at the reference's 99th percentile (``clip``), so a few
+outlier rows of heavy-tailed features neither fire the test nor hide in a tail
+that a reference sample of a few thousand rows cannot describe.
 
-Numeric features only: leave categorical ones to the univariate tests.
+Edge cases: a feature constant in the reference keeps scale 1 (if it moves, the
+error grows by the move); with one varying feature no component is kept and the
+test watches that feature's distance from its reference mean; if the reference
+is reconstructed exactly (collinear features), any error is drift. Numeric
+features only: leave categorical ones to the univariate tests.
 """
 
 from __future__ import annotations
