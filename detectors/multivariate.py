@@ -59,21 +59,26 @@ FOLDS = 5
 MAX_ATOMS = 1024
 
 Distance = Literal["euclidean", "squared"]
+Alternative = Literal["two-sided", "greater"]
 
 
 @dataclasses.dataclass(frozen=True)
 class MultivariateResult:
     """One window's multivariate drift decision (a row of the ``drift`` table).
 
-    ``statistic`` is the window's mean reconstruction error, ``threshold`` the
-    ``1 - alpha`` quantile of that mean under the reference for this window's
-    ``n``; ``drifted`` is ``statistic > threshold`` (equivalently ``p_value < alpha``)
-    and is never set below ``min_n`` rows. ``expected`` is the reference's mean error.
+    ``statistic`` is the window's mean reconstruction error; ``threshold`` and
+    ``lower`` bound it under the reference for this window's ``n`` (two-sided: each
+    side holds ``alpha / 2``; ``lower`` is ``-inf`` for ``alternative="greater"``).
+    ``drifted`` is ``statistic`` outside ``[lower, threshold]`` (equivalently
+    ``p_value < alpha``) and is never set below ``min_n`` rows. ``expected`` is the
+    reference's mean error: above it, the features stopped moving together as they
+    did; below it, they move together more tightly (e.g. one became a copy of another).
     """
 
     detector: str
     statistic: float
     threshold: float
+    lower: float
     p_value: float
     drifted: bool
     n: int
@@ -112,6 +117,9 @@ class MultivariateReference:
         Windows with fewer rows are scored but never flagged.
     distance
         Per-row error: ``"euclidean"`` (NannyML's) or ``"squared"``.
+    alternative
+        ``"two-sided"``: a mean error too high (correlations loosened) or too low
+        (tightened) is drift; ``"greater"``: only too high.
     cap
         Per-row errors are capped here (a quantile of the reference's, ``clip``): one
         outlier row cannot move a window's mean much, and the tail of the mean stays one
@@ -131,10 +139,16 @@ class MultivariateReference:
     >>> ref.n_components
     1
     >>> same, flipped = ref.test(sample(0.9, 300)), ref.test(sample(-0.9, 300))
-    >>> same.drifted, round(same.statistic, 3), round(same.threshold, 3), round(same.p_value, 2)
-    (False, 0.271, 0.288, 0.06)
+    >>> same.drifted, round(same.lower, 3), round(same.statistic, 3), round(same.threshold, 3)
+    (False, 0.21, 0.271, 0.29)
     >>> flipped.drifted, round(flipped.statistic, 3), flipped.p_value < 1e-12
     (True, 0.608, True)
+
+    Two-sided: features that move together more tightly than before fire too.
+
+    >>> tight = ref.test(sample(0.99, 300))
+    >>> tight.drifted, round(tight.statistic, 3), round(tight.lower, 3)
+    (True, 0.084, 0.21)
     """
 
     names: tuple[str, ...]
@@ -149,6 +163,7 @@ class MultivariateReference:
     confidence: float = 0.95
     min_n: int = 30
     distance: Distance = "euclidean"
+    alternative: Alternative = "two-sided"
     cap: float = math.inf
 
     # -- fitting ------------------------------------------------------------------------------
@@ -164,6 +179,7 @@ class MultivariateReference:
         confidence: float = 0.95,
         min_n: int = 30,
         distance: Distance = "euclidean",
+        alternative: Alternative = "two-sided",
         clip: float = 0.99,
     ) -> MultivariateReference:
         """Fit on reference rows ``X`` (``(m, d)``, columns named by ``names``).
@@ -183,8 +199,8 @@ class MultivariateReference:
             raise ValueError(f"need at least {MIN_REFERENCE} reference rows, got {m}")
         if not (0.0 < variance <= 1.0 and 0.0 < alpha < 1.0 and 0.0 < confidence < 1.0 and 0.5 <= clip <= 1.0):
             raise ValueError("variance must be in (0, 1], alpha and confidence in (0, 1), clip in [0.5, 1]")
-        if distance not in ("euclidean", "squared"):
-            raise ValueError(f"unknown distance {distance!r}")
+        if distance not in ("euclidean", "squared") or alternative not in ("two-sided", "greater"):
+            raise ValueError(f"unknown distance {distance!r} or alternative {alternative!r}")
         mean, scale, varying = _moments(Z0)
         if varying == 0:
             raise ValueError("no feature varies in the reference: nothing to learn")
@@ -212,6 +228,7 @@ class MultivariateReference:
             confidence=float(confidence),
             min_n=int(min_n),
             distance=distance,
+            alternative=alternative,
             cap=cap,
         )
 
@@ -237,35 +254,49 @@ class MultivariateReference:
 
     @property
     def margin(self) -> float:
-        """How far above the reference's mean error the null is centred (see ``confidence``)."""
+        """How far the null's centre may be from the reference's mean error (see ``confidence``)."""
         return float(special.ndtri(self.confidence)) * math.sqrt(self.variance / self.n_reference)
 
-    def threshold(self, n: int) -> float:
-        """The ``1 - alpha`` quantile of a mean error over ``n`` rows under the reference."""
+    def thresholds(self, n: int) -> tuple[float, float]:
+        """``(lower, upper)``: a mean error over ``n`` rows outside them is drift (``alpha`` in all)."""
         if n < 1:
-            return math.nan
+            return math.nan, math.nan
         if self._exact:
-            return self.expected + _TIE
-        z = float(special.ndtri(1.0 - self.alpha))
-        return self.expected + self.margin + _Saddlepoint(self.atoms - self.expected, n).quantile(z)
+            return -math.inf, self.expected + _TIE
+        two = self.alternative == "two-sided"
+        z = float(special.ndtri(1.0 - self.alpha / (2.0 if two else 1.0)))
+        sp = _Saddlepoint(self.atoms - self.expected, n)
+        upper = self.expected + self.margin + sp.quantile(z)
+        return (self.expected - self.margin + sp.quantile(-z) if two else -math.inf), upper
+
+    def threshold(self, n: int) -> float:
+        """The upper threshold of a mean error over ``n`` rows (see :meth:`thresholds`)."""
+        return self.thresholds(n)[1]
 
     def p_value(self, statistic: float, n: int) -> float:
-        """P(mean error over ``n`` rows >= ``statistic``) under the reference."""
+        """P-value of a mean error ``statistic`` over ``n`` rows (two-sided unless ``alternative="greater"``)."""
         if n < 1 or not math.isfinite(statistic):
             return math.nan
         if self._exact:
             return 1.0 if statistic <= self.threshold(n) else 0.0
-        return _Saddlepoint(self.atoms - self.expected, n).sf(statistic - self.expected - self.margin)
+        sp = _Saddlepoint(self.atoms - self.expected, n)
+        above = sp.tail(statistic - self.expected - self.margin)[0]  # P(D >= x) at the highest null centre
+        if self.alternative == "greater":
+            return above
+        below = sp.tail(statistic - self.expected + self.margin)[1]  # P(D <= x) at the lowest
+        return min(1.0, 2.0 * min(above, below))
 
     def test(self, X: Any, names: Sequence[str] | None = None) -> MultivariateResult:
         """Test a window's rows against the reference (see :meth:`errors` for ``names``)."""
         e = self.errors(X, names)
         n = int(e.size)
         stat = float(e.mean()) if n else math.nan
-        thr = self.threshold(n)
+        lower, upper = self.thresholds(n)
         p = self.p_value(stat, n)
-        drifted = bool(n >= self.min_n and stat > thr)
-        return MultivariateResult(DETECTOR, stat, thr, p, drifted, n, self.n_reference, self.expected, self.alpha)
+        drifted = bool(n >= self.min_n and (stat > upper or stat < lower))
+        return MultivariateResult(
+            DETECTOR, stat, upper, lower, p, drifted, n, self.n_reference, self.expected, self.alpha
+        )
 
     def _align(self, X: Any, names: Sequence[str] | None) -> np.ndarray:
         if names is None or tuple(names) == self.names:
@@ -380,20 +411,21 @@ class _Saddlepoint:
             return c1, w, math.sqrt(c2)
         return c1, w + math.log(u / w) / w, s * c2 / w
 
-    def sf(self, x: float) -> float:
-        """``P(D >= x)``."""
+    def tail(self, x: float) -> tuple[float, float]:
+        """``(P(D >= x), P(D <= x))``."""
         if x >= self.a.max():  # beyond every reference error: the bootstrap puts no mass there
-            return 0.0
+            return 0.0, 1.0
         if x <= self.a.min():
-            return 1.0
+            return 1.0, 0.0
         if abs(x) < 1e-6 * self.sd0:  # at the centre r* is 0/0; the normal is right there
-            return float(special.ndtr(-x / self.sd0))
-        s = _solve(lambda s: self.cgf(s)[1:], x, x / self.sd0**2)
-        _, r, _ = self._r_star(s)
-        return float(special.ndtr(-r))
+            r = x / self.sd0
+        else:
+            s = _solve(lambda s: self.cgf(s)[1:], x, x / self.sd0**2)
+            r = self._r_star(s)[1]
+        return float(special.ndtr(-r)), float(special.ndtr(r))
 
     def quantile(self, z: float) -> float:
-        """``x`` with ``r*(x) = z`` (``z > 0``), i.e. ``P(D >= x) = 1 - Phi(z)``."""
+        """``x`` with ``r*(x) = z``, i.e. ``P(D >= x) = 1 - Phi(z)`` (``z > 0``) or ``P(D <= x) = Phi(z)``."""
         s = _solve(lambda s: self._r_star(s)[1:], z, z / self.sd0)
         return self._r_star(s)[0]
 
@@ -401,7 +433,7 @@ class _Saddlepoint:
 def _solve(f: Callable[[float], tuple[float, float]], target: float, s: float) -> float:
     """Root of the increasing ``f(s)[0] - target``: Newton (``f(s)[1]`` the slope), kept in a bracket."""
     lo, hi = -math.inf, math.inf
-    for _ in range(200):
+    for _ in range(100):
         val, slope = f(s)
         g = val - target
         if abs(g) <= 1e-10 * (1.0 + abs(target)):

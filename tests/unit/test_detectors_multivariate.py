@@ -60,6 +60,19 @@ def test_fires_on_a_correlation_change_that_per_feature_tests_miss(rho_window: f
     assert [r.drifted for r in report] == [False, False]
 
 
+def test_fires_when_features_move_together_more_tightly() -> None:
+    # A pipeline bug that copies one feature into another leaves both marginals intact; rows are then
+    # reconstructed better than the reference's, and the two-sided test flags the too-low error.
+    rng = np.random.default_rng(16)
+    det = MultivariateReference.fit(equicorrelated(rng, 0.3, 5000, 3), ["a", "b", "c"])
+    window = equicorrelated(rng, 0.3, 300, 3)
+    window[:, 2] = window[:, 1]
+    res = det.test(window)
+    assert res.drifted and res.statistic < res.lower < res.expected < res.threshold
+    one_sided = MultivariateReference.fit(equicorrelated(rng, 0.3, 5000, 3), ["a", "b", "c"], alternative="greater")
+    assert not one_sided.test(window).drifted and one_sided.test(window).lower == -math.inf
+
+
 # -- (2) false alarms -------------------------------------------------------------------------------
 def _reference_like(kind: str, rng: np.random.Generator, n: int, chol: np.ndarray) -> np.ndarray:
     z = rng.normal(size=(n, chol.shape[0])) @ chol.T
@@ -87,13 +100,16 @@ def test_threshold_is_the_bootstrap_quantile_of_the_window_mean() -> None:
     chol = np.linalg.cholesky(np.array([[1, 0.7, 0.3], [0.7, 1, 0.5], [0.3, 0.5, 1]]))
     x = np.exp(rng.normal(size=(5000, 3)) @ chol.T / 1.5)
     det = MultivariateReference.fit(x, ["a", "b", "c"], distance="squared", clip=1.0, confidence=0.5)
+    half = det.alpha / 2  # two-sided: each side holds half
     for n in (50, 300):
         means = rng.choice(det.atoms, size=(200_000, n)).mean(axis=1)
-        thr = det.threshold(n)
-        assert np.mean(means >= thr) == pytest.approx(det.alpha, rel=0.25)
-        assert det.p_value(thr, n) == pytest.approx(det.alpha, rel=1e-6)
-        normal = det.expected + stats.norm.ppf(1 - det.alpha) * math.sqrt(det.variance / n)
-        assert np.mean(means >= normal) > 3 * det.alpha
+        lower, upper = det.thresholds(n)
+        assert np.mean(means >= upper) == pytest.approx(half, rel=0.3)
+        assert np.mean(means <= lower) == pytest.approx(half, rel=0.3)
+        assert det.p_value(upper, n) == pytest.approx(det.alpha, rel=1e-6)
+        assert det.p_value(lower, n) == pytest.approx(det.alpha, rel=1e-6)
+        normal = det.expected + stats.norm.ppf(1 - half) * math.sqrt(det.variance / n)
+        assert np.mean(means >= normal) > 3 * half
 
 
 def test_reference_errors_are_out_of_sample() -> None:
