@@ -49,6 +49,8 @@ _WHERE: dict[str, str] = {
     "MeanShift": "sequential",
     "MetricBaseline": "reference",
     "MulticlassSummary": "multiclass",
+    "MultivariateReference": "multivariate",
+    "MultivariateResult": "multivariate",
     "NumericBinning": "drift",
     "OpsSummary": "latency",
     "PRESETS": "presets",
@@ -117,6 +119,8 @@ __all__ = [
     "MeanShift",
     "MetricBaseline",
     "MulticlassSummary",
+    "MultivariateReference",
+    "MultivariateResult",
     "NumericBinning",
     "OpsSummary",
     "PRESETS",
@@ -201,6 +205,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .fairness import GroupCounts, fairness_metrics
     from .latency import LatencySketch, OpsSummary
     from .multiclass import MulticlassSummary
+    from .multivariate import MultivariateReference, MultivariateResult
     from .presets import PRESETS, build, covariate_shift, watchkeeper_default
     from .reference import (
         BinnedReference,
