@@ -56,7 +56,10 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-import chdb
+try:
+    import chdb
+except ModuleNotFoundError as exc:  # chdb comes with the optional extra [embedded]
+    raise ModuleNotFoundError("the embedded store needs `pip install 'watchkeeper[embedded]'`", name="chdb") from exc
 
 # A fixed name: run as ``python -m watchkeeper.sinks.embedded.server`` the module is ``__main__``.
 logger = logging.getLogger("watchkeeper.sinks.embedded.server")
