@@ -29,9 +29,11 @@ COPY windows ./windows
 COPY watchkeeper ./watchkeeper
 COPY clients/python ./clients/python
 
-# The same install as the Makefile's, without the dev and alibi extras.
+# The same pins as the Makefile's core venv. Extras: [grafana] only (annotations and
+# `dashboards push` to the stack's Grafana); not [embedded] (the stack runs Kafka and
+# ClickHouse), [alibi] (numpy < 2) or [dev].
 RUN python -m pip install --quiet --upgrade "pip>=24" \
-    && python -m pip install --quiet -c constraints.txt ./clients/python .
+    && python -m pip install --quiet -c constraints.txt ./clients/python ".[grafana]"
 
 
 FROM python:3.11-slim

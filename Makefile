@@ -3,17 +3,30 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# alibi-detect pins numpy < 2 and Python < 3.13: its tests run in a venv of their own, under
+# constraints of their own, so the core (.venv, the image) stays on numpy 2.
+ALIBI_VENV := .venv-alibi
+ALIBI_BIN := $(ALIBI_VENV)/bin
+ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-scale bench-detect bench-alerts lint constraints clean
+.PHONY: demo test test-fast test-alibi bench bench-scale bench-detect bench-alerts lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./clients/python -e ".[dev,alibi]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./clients/python -e ".[dev,embedded,grafana]"
 	touch $(STAMP)
 
 .venv: $(STAMP)
+
+$(ALIBI_STAMP): pyproject.toml constraints-alibi.txt clients/python/pyproject.toml
+	$(PYTHON) -m venv $(ALIBI_VENV)
+	$(ALIBI_BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(ALIBI_BIN)/python -m pip install --quiet -c constraints-alibi.txt -e ./clients/python -e ".[dev,embedded,grafana,alibi]"
+	touch $(ALIBI_STAMP)
+
+.venv-alibi: $(ALIBI_STAMP)
 
 demo: .venv
 	$(BIN)/watchkeeper demo
@@ -22,6 +35,11 @@ demo: .venv
 test: .venv
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the report browser test will be skipped"
 	$(BIN)/python -m pytest
+	$(MAKE) test-alibi
+
+# The tests marked `alibi` (skipped in .venv), where alibi-detect is installed: fails if it is not.
+test-alibi: .venv-alibi
+	$(ALIBI_BIN)/python -m pytest -m alibi --require-alibi tests detectors
 
 test-fast: .venv
 	$(BIN)/python -m pytest -m "not slow and not integration"
@@ -43,9 +61,23 @@ bench-alerts: .venv
 lint: .venv
 	$(BIN)/ruff check .
 
-# Re-pin every dependency (run after changing pyproject.toml, then commit constraints.txt).
+# Re-pin every dependency from a fresh resolve on $(PYTHON) (run after changing pyproject.toml, then
+# commit both files): constraints.txt for .venv and the image, constraints-alibi.txt for .venv-alibi.
+CORE_PROJECT := .[dev,embedded,grafana]
+ALIBI_PROJECT := .[dev,embedded,grafana,alibi]
+
+# $(call pin,FILE,PROJECT): a fresh venv, the project installed without constraints, its versions into FILE.
+define pin
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.venv-pin/bin/python -m pip install --quiet -e ./clients/python -e "$(2)"
+	.venv-pin/bin/python -m pip freeze --exclude-editable | grep -v '^watchkeeper' > $(1)
+	rm -rf .venv-pin
+endef
+
 constraints:
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^watchkeeper' > constraints.txt
+	$(call pin,constraints.txt,$(CORE_PROJECT))
+	$(call pin,constraints-alibi.txt,$(ALIBI_PROJECT))
 
 clean:
-	rm -rf $(VENV) data reports .pytest_cache
+	rm -rf $(VENV) $(ALIBI_VENV) data reports .pytest_cache

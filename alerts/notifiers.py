@@ -318,7 +318,12 @@ class GrafanaAnnotator(Notifier):
 
     def _client(self, timeout: float) -> Any:
         if self._api is None or self._api_timeout != timeout:
-            from grafana_client import GrafanaApi
+            try:
+                from grafana_client import GrafanaApi
+            except ModuleNotFoundError:  # an optional extra: not retried, the reason says what to install
+                raise DeliveryError(
+                    self.name, "Grafana annotations need `pip install 'watchkeeper[grafana]'`", retriable=False
+                ) from None
 
             credential: Any = None
             if self._token is not None:
@@ -335,6 +340,8 @@ class GrafanaAnnotator(Notifier):
             self._client(timeout).annotations.add_annotation(
                 time_from=p["time"], tags=p["tags"], text=p["text"], dashboard_uid=self.dashboard_uid
             )
+        except DeliveryError:
+            raise
         except Exception as exc:
             status = getattr(exc, "status_code", None)
             reason = f"HTTP {status}" if status else type(exc).__name__

@@ -29,10 +29,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from grafana_foundation_sdk.builders import alerting, expr
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import alerting as alerting_models
-from grafana_foundation_sdk.models import dashboard as dash_models
+try:
+    from grafana_foundation_sdk.builders import alerting, expr
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import alerting as alerting_models
+    from grafana_foundation_sdk.models import dashboard as dash_models
+except ModuleNotFoundError as exc:  # optional extra [grafana]; the built files are in the repository
+    raise ModuleNotFoundError(
+        "building the Grafana dashboards needs `pip install 'watchkeeper[grafana]'`", name="grafana_foundation_sdk"
+    ) from exc
 
 from watchkeeper.dashboards.grafana import ClickHouseQueryBuilder
 from watchkeeper.dashboards.panels import ALERTS, DATASOURCE_UID

@@ -15,23 +15,28 @@ from __future__ import annotations
 import json
 from typing import Any, Self
 
-from grafana_foundation_sdk.builders import (
-    barchart,
-    common,
-    heatmap,
-    stat,
-    statetimeline,
-    table,
-    timeseries,
-    xychart,
-)
-from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as common_models
-from grafana_foundation_sdk.models import dashboard as dash_models
-from grafana_foundation_sdk.models import heatmap as heatmap_models
+try:
+    from grafana_foundation_sdk.builders import (
+        barchart,
+        common,
+        heatmap,
+        stat,
+        statetimeline,
+        table,
+        timeseries,
+        xychart,
+    )
+    from grafana_foundation_sdk.builders import dashboard as dash
+    from grafana_foundation_sdk.cog import builder as cogbuilder
+    from grafana_foundation_sdk.cog import variants as cogvariants
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import common as common_models
+    from grafana_foundation_sdk.models import dashboard as dash_models
+    from grafana_foundation_sdk.models import heatmap as heatmap_models
+except ModuleNotFoundError as exc:  # optional extra [grafana]; the built files are in the repository
+    raise ModuleNotFoundError(
+        "building the Grafana dashboards needs `pip install 'watchkeeper[grafana]'`", name="grafana_foundation_sdk"
+    ) from exc
 
 from watchkeeper.dashboards.panels import (
     DASHBOARDS,

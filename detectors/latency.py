@@ -18,7 +18,7 @@ SQL: ``countIf(latency_ms <= min_value)`` for the zero bucket and, per key,
 >>> lat = rng.lognormal(3, 0.5, 100_000)
 >>> sk = LatencySketch.from_arrays(lat[:50_000]) + LatencySketch.from_arrays(lat[50_000:])
 >>> exact = np.quantile(lat, 0.99, method="lower")
->>> abs(sk.quantile(0.99) / exact - 1) <= 0.01
+>>> bool(abs(sk.quantile(0.99) / exact - 1) <= 0.01)
 True
 """
 

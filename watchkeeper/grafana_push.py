@@ -21,8 +21,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaClientError
+try:
+    from grafana_client import GrafanaApi
+    from grafana_client.client import GrafanaClientError
+except ModuleNotFoundError as exc:  # an optional extra
+    raise ModuleNotFoundError(
+        "`watchkeeper dashboards push` needs `pip install 'watchkeeper[grafana]'`", name="grafana_client"
+    ) from exc
 
 from watchkeeper.dashboards.alerting import FOLDER_TITLE, FOLDER_UID, GROUP, rule_group_api
 from watchkeeper.dashboards.build import DATASOURCE

@@ -38,6 +38,20 @@ def alibi_available() -> bool:
     return True
 
 
+def _alibi_cd() -> Any:
+    """``alibi_detect.cd``, or an ImportError that names the extra."""
+    try:
+        return importlib.import_module("alibi_detect.cd")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("alibi_detect"):
+            raise
+        raise ModuleNotFoundError(
+            "the alibi-detect detectors (cvm_online, fet_online) need `pip install 'watchkeeper[alibi]'` "
+            "(Python < 3.13, numpy < 2: install it in an environment of its own)",
+            name="alibi_detect",
+        ) from exc
+
+
 def clear_cache() -> None:
     """Forget every configured detector (frees memory; thresholds are recomputed on next use)."""
     with _LOCK:
@@ -101,7 +115,7 @@ class AlibiOnlineDetector(DriftDetector):
         with _LOCK:
             proto = _CACHE.get(key)
             if proto is None:
-                cls = getattr(importlib.import_module("alibi_detect.cd"), self._alibi_name)
+                cls = getattr(_alibi_cd(), self._alibi_name)
                 with _seeded(self.seed):
                     proto = cls(
                         x_ref,

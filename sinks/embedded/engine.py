@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import chdb
+try:
+    import chdb
+except ModuleNotFoundError as exc:  # chdb comes with the optional extra [embedded]
+    raise ModuleNotFoundError("the embedded store needs `pip install 'watchkeeper[embedded]'`", name="chdb") from exc
 
 from watchkeeper.sinks.embedded.errors import StoreError
 from watchkeeper.sinks.embedded.request import COPY_CHUNK, Query

@@ -24,7 +24,6 @@ from watchkeeper.detectors import (
     FETOnline,
     MeanShift,
     PageHinkley,
-    alibi_available,
     build,
     watchkeeper_default,
 )
@@ -168,7 +167,7 @@ def test_detectors_import_without_alibi() -> None:
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.skipif(not alibi_available(), reason="alibi-detect (watchkeeper[alibi]) not installed")
+@pytest.mark.alibi  # skipped where alibi-detect is missing (conftest.py)
 def test_alibi_detectors_detect_and_cache_thresholds() -> None:
     rng = np.random.default_rng(15)
     xs = np.r_[rng.normal(0, 1, 400), rng.normal(1.5, 1, 200)]

@@ -66,7 +66,7 @@ def label(value: Any) -> Any:
     t = type(value)
     if t is float or t is str or t is int:
         return value
-    if t is bool or t.__name__ == "bool_":
+    if t is bool or t.__name__ in ("bool_", "bool"):  # numpy.bool_ (numpy 1) is numpy.bool in numpy 2
         return int(value)
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
         return value.item()
