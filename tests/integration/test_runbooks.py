@@ -55,6 +55,12 @@ def _seed(store: Store) -> None:
         ("v3", "gender=f", "accuracy", 0.7, 180), ("v3", "gender=m", "accuracy", 0.72, 220),
         ("v3", "gender=f", "tpr", 0.5, 40), ("v3", "gender=f", "fpr", 0.05, 140),
         ("v3", "gender=f", "prevalence", 0.2, 180),
+        ("v3", "gender=f", "tp", 20.0, 180), ("v3", "gender=f", "fn", 20.0, 180),
+        ("v3", "gender=f", "fp", 7.0, 180), ("v3", "gender=f", "tn", 133.0, 180),
+        ("v3", "gender=m", "tp", 36.0, 220), ("v3", "gender=m", "fn", 4.0, 220),
+        ("v3", "gender=m", "fp", 20.0, 220), ("v3", "gender=m", "tn", 160.0, 220),
+        ("v3", "", "baseline_discordant_model_right", 18.0, 400),
+        ("v3", "", "baseline_discordant_baseline_right", 34.0, 400),
         ("v4", "", "predictions", 500.0, 500), ("v4", "", "accuracy", 0.8, 400),
         ("v4", "", "positive_rate", 0.2, 500),
         ("v4 vs v3", "", "ab_error_diff", -0.09, 800), ("v4 vs v3", "", "ab_error_ci_low", -0.14, 800),
@@ -68,24 +74,48 @@ def _seed(store: Store) -> None:
         **{c: [r[i] for r in metric_rows] for i, c in enumerate(cols)},
         "computed_at": [now] * len(metric_rows),
     })  # fmt: skip
+    # A window test, a per-event alarm (its ts inside the window) and the error stream's detector.
+    alarm = ws + timedelta(seconds=95)
     store.insert("drift", {
-        "ts": [we, we], "window_start": [ws, ws], "window_end": [we, we], "model": ["fraud", "fraud"],
-        "version": ["v3", "v3"], "feature": ["amount", "__prediction__"], "detector": ["ks", "ks"],
-        "statistic": [0.31, 0.12], "threshold": [0.001, 0.001], "drifted": [1, 0], "computed_at": [now, now],
+        "ts": [we, we, alarm, alarm], "window_start": [ws] * 4, "window_end": [we] * 4, "model": ["fraud"] * 4,
+        "version": ["v3"] * 4, "feature": ["amount", "__prediction__", "amount", "__error__"],
+        "detector": ["ks", "ks", "mean_shift", "watchkeeper_default"],
+        "statistic": [0.31, 0.12, 9.4, 1.0], "threshold": [0.001, 0.001, 8.0, 1.0], "drifted": [1, 0, 1, 1],
+        "computed_at": [now] * 4,
     })  # fmt: skip
     evidence = {
         "subject": "", "metric": "accuracy", "reasons": ["performance"], "label_coverage": 0.8,
         "labelled": 400, "reference": {"value": 0.9, "n": 1200, "source": "first labelled windows"},
         "current": {"value": 0.71, "n": 400}, "drop": 0.19, "drop_lower_bound": 0.13,
+        "fast_lower_bound": 0.09, "fast_confidence": 0.999, "fast_path": "performance",
+        "driving_group": {"attribute": "gender", "group": "f", "value": 0.55, "n": 180, "others_value": 0.84,
+                          "share_of_drop": 0.8},
     }  # fmt: skip
+    span = {"windows": 2, "model_right": 18, "baseline_right": 52, "pairs": 800, "lift": -0.0425,
+            "ci_low": -0.07, "ci_high": -0.021, "p_value": 0.0001}  # fmt: skip
+    sunset = {"subject": "below_baseline", "method": "paired", "metric": "accuracy", **span,
+              "horizon_from": ws.isoformat(), "spans": [span], "min_effect": 0.02, "confidence": 0.999}  # fmt: skip
+    fairness = {
+        "subject": "gender", "attribute": "gender",
+        "breaches": [{"metric": "equal_opportunity_difference", "rate": "tpr", "bound": 0.1, "bound_type": "max",
+                      "value": 0.4, "lower_bound": 0.18, "groups": ["m", "f"]}],
+        "checked": ["equal_opportunity_difference"],
+        "horizon": {"events": 3000, "from": ws.isoformat(), "to": we.isoformat()},
+        "groups": {"f": {"n": 1500, "positive_rate": 0.1, "tpr": 0.5, "fpr": 0.05},
+                   "m": {"n": 1500, "positive_rate": 0.3, "tpr": 0.9, "fpr": 0.11}},
+        "confidence": 0.95, "tests": 4,
+    }  # fmt: skip
+    kinds = ["retrain", "challenger", "sunset", "fairness"]
     store.insert("alerts", {
-        "ts": [we, we], "fired_at": [now, now], "alert_id": ["retrain-1", "challenger-1"],
-        "model": ["fraud", "fraud"], "version": ["v3", "v4"], "kind": ["retrain", "challenger"],
-        "severity": ["critical", "info"], "state": ["firing", "firing"],
-        "summary": ["fraud v3: accuracy fell", "fraud v4 vs v3: v4 is better"],
-        "evidence": [json.dumps(evidence), json.dumps({"pair": "v4 vs v3", "ab_error_diff": -0.09})],
-        "owner": ["payments-ml", "payments-ml"],
-        "runbook_url": ["docs/runbooks.md#retrain", "docs/runbooks.md#challenger"],
+        "ts": [we] * 4, "fired_at": [now] * 4, "alert_id": [f"{k}-1" for k in kinds],
+        "model": ["fraud"] * 4, "version": ["v3", "v4", "v3", "v3"], "kind": kinds,
+        "severity": ["critical", "info", "info", "warning"], "state": ["firing"] * 4,
+        "summary": ["fraud v3: accuracy fell", "fraud v4 vs v3: v4 is better",
+                    "fraud v3 does worse than its baseline", "fraud v3: equal opportunity difference for gender"],
+        "evidence": [json.dumps(evidence), json.dumps({"pair": "v4 vs v3", "ab_error_diff": -0.09}),
+                     json.dumps(sunset), json.dumps(fairness)],
+        "owner": ["payments-ml"] * 4,
+        "runbook_url": [f"docs/runbooks.md#{k}" for k in kinds],
     })  # fmt: skip
     ts = [now - timedelta(minutes=m) for m in (20, 10)]
     store.insert("predictions", {
