@@ -47,6 +47,7 @@ import numpy as np
 
 from .config import ReferencePolicy
 from .drift import CategoricalBinning, NumericBinning
+from .multivariate import MultivariateReference
 from .summary import Summary, merge_all
 from .timeutil import iso
 
@@ -205,12 +206,25 @@ class BinnedReference:
     binnings: dict[str, NumericBinning | CategoricalBinning]
     counts: dict[str, np.ndarray]
     kinds: dict[str, str]
+    # The joint distribution of the numeric features (a change of their correlations), when they allow it.
+    multivariate: MultivariateReference | None = None
 
     @classmethod
     def build(
-        cls, numeric: Mapping[str, np.ndarray], categorical: Mapping[str, np.ndarray], start: int, end: int
+        cls,
+        numeric: Mapping[str, np.ndarray],
+        categorical: Mapping[str, np.ndarray],
+        start: int,
+        end: int,
+        *,
+        multivariate_alpha: float | None = None,
+        exclude: tuple[str, ...] = (),
     ) -> BinnedReference:
-        """Quantile buckets of each numeric feature with two finite values or more; each categorical's categories."""
+        """Quantile buckets of each numeric feature with two finite values or more; each categorical's categories.
+
+        With ``multivariate_alpha``, also the PCA reconstruction reference of the numeric features (two or
+        more that vary, not in ``exclude``, at least 50 rows): a per-window test at that level.
+        """
         binnings: dict[str, NumericBinning | CategoricalBinning] = {}
         counts: dict[str, np.ndarray] = {}
         kinds: dict[str, str] = {}
@@ -222,7 +236,15 @@ class BinnedReference:
         for name, cats in categorical.items():
             cb = CategoricalBinning.from_reference(cats)
             binnings[name], counts[name], kinds[name] = cb, cb.counts(cats), "categorical"
-        return cls(start, end, binnings, counts, kinds)
+        joint = None
+        names = sorted(n for n, k in kinds.items() if k == "numeric" and n not in exclude)
+        if multivariate_alpha is not None and len(names) >= 2:
+            X = np.column_stack([numeric[n] for n in names])
+            try:
+                joint = MultivariateReference.fit(X, names, alpha=multivariate_alpha)
+            except ValueError:  # too few rows, or nothing varies: no joint test for this reference
+                joint = None
+        return cls(start, end, binnings, counts, kinds, joint)
 
     def contains(self, window_start: int) -> bool:
         """True for a window inside the reference's own range (it is not tested against it)."""

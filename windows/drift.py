@@ -8,7 +8,10 @@ last week (daily and weekly cycles). Each later window's features are
 bucketed with edges learnt from the reference (quantiles for numbers, the seen
 categories for strings) and tested with ``watchkeeper.detectors.drift_report`` (KS or
 chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
-size). The score distribution is tested too, as feature ``__prediction__``.
+size). The score distribution is tested too, as feature ``__prediction__``, and the joint
+distribution of the numeric features, as ``__multivariate__`` (PCA reconstruction error against
+the reference's, ``detectors.MultivariateReference``): a change in their correlation that no
+single feature shows.
 The reference is a ``detectors.reference.BinnedReference``, its time range
 chosen by ``detectors.reference.select_reference``; the samples are
 ``windows/sample.py``'s, the sequential detectors ``windows/sequential.py``'s.
@@ -24,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["PREDICTION", "POLICIES", "DriftStage", "Sample", "build_reference"]
 
 REFERENCE_WINDOWS = 3
+# The drift row of the joint test of a version's numeric features (detectors/multivariate.py).
+MULTIVARIATE = "__multivariate__"
 # The ``drift_reference`` setting as a selection policy (``auto``: a loaded file, else ``first_windows``).
 POLICIES: dict[str, ReferencePolicy] = {
     "first_windows": ReferencePolicy.first_windows(REFERENCE_WINDOWS),
@@ -217,8 +223,25 @@ class DriftStage:
     ) -> list[dict[str, Any]]:
         current = ref.current_counts(sample.numeric, sample.categorical, sample.n)
         results = drift_report(ref.counts, current, ref.kinds, self.config)
-        return [_drift_row(key, w, r, computed_at) for r in results]
+        rows = [_drift_row(key, w, r, computed_at) for r in results]
+        if ref.multivariate is not None:
+            rows.append(self._joint_row(ref, key, sample, w, computed_at))
+        return rows
 
+    @staticmethod
+    def _joint_row(
+        ref: BinnedReference, key: WindowKey, sample: Sample, w: int, computed_at: datetime
+    ) -> dict[str, Any]:
+        """The multivariate row (``__multivariate__``): a change in how the numeric features move together,
+        which no single feature's test shows. A too-low error (features tightened) is drift too."""
+        joint = ref.multivariate
+        assert joint is not None
+        missing = np.full(sample.n, np.nan)
+        X = np.column_stack([sample.numeric.get(name, missing) for name in joint.names])
+        r = joint.test(X, names=joint.names)
+        result = SimpleNamespace(feature=MULTIVARIATE, detector=r.detector, statistic=r.statistic,
+                                 threshold=r.threshold, drifted=r.drifted)  # fmt: skip
+        return _drift_row(key, w, result, computed_at)
 
 def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[str, Any]:
     end = utc(key.start + w)

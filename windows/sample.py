@@ -65,6 +65,13 @@ def _map_columns(column: pa.ChunkedArray, n: int, missing: Any, dtype: Any) -> d
     return out
 
 
+# The multivariate test's level per window: one test per window, ~8,600 five-minute windows a month,
+# so about 0.09 expected false alarms per model version per month (detectors/multivariate.py).
+MULTIVARIATE_ALPHA = 1e-5
+
+
 def build_reference(sample: Sample, start: int, end: int) -> BinnedReference:
-    """The binned reference learnt from a sample of the data in [start, end)."""
-    return BinnedReference.build(sample.numeric, sample.categorical, start, end)
+    """The binned reference learnt from a sample of the data in [start, end), with the joint test of its
+    numeric input features (the score is left out: its drift is ``__prediction__``'s)."""
+    return BinnedReference.build(sample.numeric, sample.categorical, start, end,
+                                 multivariate_alpha=MULTIVARIATE_ALPHA, exclude=(PREDICTION,))  # fmt: skip
