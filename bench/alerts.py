@@ -51,8 +51,9 @@ Features f3 and f4 play no part in the label. Families:
 Scoring, per model and policy, on the firing transitions in the alerts: a *detection*
 is the first firing of the expected kind at or after the reference time (the onset;
 the start for the families whose condition holds from the start; onset + label
-delay for ``concept``), its *delay* the alert's event time (the ``ts`` of the row:
-the event time of the decision) minus the reference time. No such firing within the
+delay for ``concept``, where a firing from the onset on counts: its evidence is dated by
+the erring predictions, before their labels came), its *delay* the alert's event time (the
+``ts`` of the row: the event time of the decision) minus the reference time (0 at least). No such firing within the
 horizon is a *missed* alert. Every other firing is a *false* alert: any alert on the
 quiet families, an alert of another kind, or one of the expected kind before the
 reference time. False alerts per model-month = false firings / (models x horizon) x
@@ -371,9 +372,12 @@ def score(scenario: Scenario, alerts: Sequence[Alert]) -> dict[str, Any]:
     """One model's detection, delay, false and refired alerts (firing transitions only)."""
     fam = FAMILIES[scenario.family]
     firing = sorted((a for a in alerts if a.model == scenario.model and a.state == "firing"), key=lambda a: a.ts)
-    hits = [a for a in firing if a.kind == fam.expect and a.ts.timestamp() >= scenario.reference]
+    # A concept drift's evidence is dated by the predictions that erred, which may precede "when the labels
+    # show it" (onset + the label delay): an alert from the onset on is right, its delay counted from the labels.
+    earliest = scenario.onset if fam.since == "labels" else scenario.reference
+    hits = [a for a in firing if a.kind == fam.expect and a.ts.timestamp() >= earliest]
     false = [a for a in firing if a not in hits]
-    delay = hits[0].ts.timestamp() - scenario.reference if hits else None
+    delay = max(0.0, hits[0].ts.timestamp() - scenario.reference) if hits else None
     return {
         "model": scenario.model,
         "delay": delay,

@@ -369,25 +369,38 @@ DEAD_LETTERS = Table(
     ttl=Ttl("toDateTime(ts)", "raw"),
     settings=DEDUP,
 )
+# Silences and acknowledgements of alerts (alerts/silences.py): human actions in wall time.
+SILENCES = Table(
+    "alert_silences",
+    (
+        Column("created_at", _MS),
+        Column("silence_id", "String"),
+        Column("action", "LowCardinality(String)"),
+        Column("model", "String"),
+        Column("version", "String"),
+        Column("kind", "String"),
+        Column("alert_id", "String"),
+        Column("episode_ts", _MS),
+        Column("starts_at", _MS),
+        Column("ends_at", _MS),
+        Column("author", "String"),
+        Column("comment", "String"),
+    ),
+    engine="ReplacingMergeTree(created_at)",
+    order_by="silence_id",
+    ttl=Ttl("toDateTime(ends_at)", "aggregate"),
+    settings=DEDUP,
+)
 # Every table, in the order they are created.
 TABLES = (
     PREDICTIONS, OUTCOMES, METRICS, DRIFT, ALERTS, METRICS_DAILY, MISTAKES, REFERENCE, CHECKPOINTS, DEAD_LETTERS,
 )  # fmt: skip
 # Columns added since the first release, for tables created before them.
-_ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))
+ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))
 
 
 def ddl(db: str, retention: Retention) -> list[str]:
     """The CREATE statements of the database and every table, in dependency order."""
     if not db.replace("_", "").isalnum():
         raise ValueError(f"database name {db!r} must be alphanumeric")
-    return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [table.create(db, retention) for table in TABLES]
-
-
-def ttl_statements(db: str, retention: Retention) -> list[str]:
-    """ALTERs that bring existing tables to the current columns and the configured retention (settings may change)."""
-    stmts = [f"ALTER TABLE {db}.{t.name} ADD COLUMN IF NOT EXISTS {t.column(c).ddl()}" for t, c in _ADDED_COLUMNS]
-    for table in TABLES:
-        if table.ttl is not None:
-            stmts.append(f"ALTER TABLE {db}.{table.name} MODIFY {table.ttl.clause(retention)}")
-    return stmts
+    return [f"CREATE DATABASE IF NOT EXISTS {db}"] + [table.create(db, retention) for table in (*TABLES, SILENCES)]

@@ -19,7 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from watchkeeper.sinks.schema import Retention, ddl, ttl_statements
+from watchkeeper.sinks.schema import Retention
 
 log = logging.getLogger(__name__)
 AUTH_FAILED = "Authentication failed: check the store user and password (WATCHKEEPER_STORE_USER/PASSWORD or the URL)"
@@ -59,9 +59,15 @@ class Store:
         database: str = "watchkeeper",
         secure: bool = False,
         connect_timeout: float = 5.0,
+        cluster: str | None = None,
         **client_kwargs: Any,
     ) -> None:
         self.database = database
+        # Cluster mode (sinks/cluster.py): inserts through the Distributed tables are synchronous, so that
+        # the deduplication token reaches the replicated tables and a retried insert is not counted twice.
+        self.cluster = cluster
+        if cluster:
+            client_kwargs["settings"] = {**client_kwargs.get("settings", {}), "insert_distributed_sync": 1}
         self._params = dict(
             host=host,
             port=port,
@@ -79,7 +85,11 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Store:
-        return cls(database=settings.clickhouse_database, **settings.clickhouse_params())
+        return cls(
+            database=settings.clickhouse_database,
+            cluster=getattr(settings, "clickhouse_cluster", None),
+            **settings.clickhouse_params(),
+        )
 
     def __repr__(self) -> str:  # never shows the password
         return f"Store({self._params['host']}:{self._params['port']}/{self.database})"
@@ -122,11 +132,14 @@ class Store:
                 raise
 
     # Schema ---------------------------------------------------------------
-    def migrate(self, retention: Retention) -> None:
-        """Create the database and tables if missing and apply the configured retention."""
-        for stmt in ddl(self.database, retention) + ttl_statements(self.database, retention):
-            # The database may not exist yet: run DDL outside its context.
-            self._call("command", stmt, use_database=False)
+    def migrate(self, retention: Retention | None = None, *, dry_run: bool = False) -> Any:
+        """Apply the pending schema migrations and, given a ``retention``, bring the TTLs to it
+        (``sinks/migrations.py``); returns the plan. ``dry_run``: only the plan."""
+        from watchkeeper.sinks import migrations
+
+        if dry_run:
+            return migrations.plan(self, retention, self.cluster)
+        return migrations.migrate(self, retention, self.cluster)
 
     # Reads ----------------------------------------------------------------
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -149,8 +162,9 @@ class Store:
         """The server's own rendering of a query in a ClickHouse output format."""
         return self._call("raw_query", sql, parameters=params or {}, fmt=fmt)
 
-    def command(self, sql: str, params: dict[str, Any] | None = None) -> Any:
-        return self._call("command", sql, parameters=params or {})
+    def command(self, sql: str, params: dict[str, Any] | None = None, *, use_database: bool = True) -> Any:
+        """One statement; ``use_database=False`` for DDL that may run before the database exists."""
+        return self._call("command", sql, parameters=params or {}, use_database=use_database)
 
     # Writes ---------------------------------------------------------------
     def insert(

@@ -36,13 +36,7 @@ WRITERS = 2
 
 def migrate(store: Store, settings: Settings) -> None:
     """Create or update every table watchkeeper owns, with the configured retention."""
-    from watchkeeper.alerts import schema as alert_schema
-    from watchkeeper.sinks.views import view_statements
-
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
-    alert_schema.migrate(store, settings.aggregate_ttl_days)
-    for _, statement in view_statements(store.database):
-        store.command(statement)
 
 
 class Worker:

@@ -18,19 +18,21 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _store(settings: Settings, start: bool = True):  # type: ignore[no-untyped-def]
-    """The store, its tables created or updated; ``start``: start the embedded store if none listens."""
+def _store(settings: Settings, start: bool = True, migrate: bool = True):  # type: ignore[no-untyped-def]
+    """The store, its tables created or updated (``migrate``); ``start``: start the embedded store if none listens."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from watchkeeper.embedded import ensure_store
     from watchkeeper.sinks.writer import Store
-    from watchkeeper.streams.service import migrate
+    from watchkeeper.streams.service import migrate as migrate_schema
 
     if start:
         ensure_store(settings)
     store = Store.from_settings(settings)
+    if not migrate:
+        return store
     try:
-        migrate(store, settings)
+        migrate_schema(store, settings)
     except DatabaseError:
         pass  # a read-only analyst cannot create tables; reading still works
     return store
@@ -245,6 +247,21 @@ def stop(services: tuple[str, ...], timeout: float) -> None:
         click.echo(line, err=outcome == "failed")
         failed |= outcome == "failed"
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+def migrate(dry_run: bool) -> None:
+    """Apply pending schema migrations and retention changes (every start does this too)."""
+    from watchkeeper.sinks.schema import Retention
+
+    settings = _settings()
+    store = _store(settings, start=settings.embedded_store, migrate=False)
+    try:
+        plan = store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run)
+    finally:
+        store.close()
+    click.echo(plan.describe() if dry_run or plan.empty else "applied:\n" + plan.describe())
 
 
 @main.command()

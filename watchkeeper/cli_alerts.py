@@ -48,7 +48,6 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if "store" in obj and "settings" in obj:
         return obj["settings"], obj["store"]
-    from watchkeeper.alerts import schema
     from watchkeeper.embedded import ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
@@ -59,7 +58,6 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
         ensure_store(settings)
         store = Store.from_settings(settings)
         store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
-        schema.migrate(store, settings.aggregate_ttl_days)
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     if isinstance(ctx.obj, dict):

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     broker: str = "embedded"
     broker_port: int = Field(9092, ge=1, le=65535)
     clickhouse: str = "embedded"
+    # A ClickHouse cluster's name (remote_servers): tables ON CLUSTER, replicated, Distributed in front
+    # (sinks/cluster.py). Unset: one server (or the embedded store).
+    clickhouse_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
     store_path: Path = Path("./data/clickhouse")
     store_port: int = Field(8123, ge=1, le=65535)
     store_host: str = "127.0.0.1"

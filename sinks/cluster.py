@@ -1,0 +1,107 @@
+"""Cluster mode: each table as replicated local tables on every shard, with a Distributed table in front.
+
+With ``WATCHKEEPER_CLICKHOUSE_CLUSTER=name`` every table ``t`` of ``sinks/schema.py``
+becomes ``t_local`` — created ``ON CLUSTER`` with the Replicated variant of its
+engine (``ReplacingMergeTree(v)`` → ``ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t_local',
+'{replica}', v)``) — and ``t``, a ``Distributed`` table over them that every reader and
+writer uses by the public name. Rows are sharded by ``cityHash64(model)`` for the
+tables that have a model (one model's predictions, outcomes and windows stay on one
+shard, so the window join is shard-local), else by a hash of the table's ORDER BY key.
+
+Exact counts: the sharding key is part of (or all of) each table's deduplication key,
+so every version of a row lands on one shard and ``FINAL`` — which a Distributed table
+applies per shard — still keeps one of them. Inserts go through the Distributed table
+synchronously (``insert_distributed_sync = 1``, set by the store client in cluster
+mode), so the ``insert_deduplication_token`` reaches the replicated table, where
+deduplication is on by default.
+
+>>> stmts = table_statements("watchkeeper", Retention(), "wk")
+>>> print(stmts[0])
+CREATE DATABASE IF NOT EXISTS watchkeeper ON CLUSTER wk
+>>> for s in stmts[1:3]:
+...     print(s.split(" (")[0].split(" ENGINE")[0])
+CREATE TABLE IF NOT EXISTS watchkeeper.predictions_local ON CLUSTER wk
+CREATE TABLE IF NOT EXISTS watchkeeper.predictions ON CLUSTER wk AS watchkeeper.predictions_local
+"""
+
+from __future__ import annotations
+
+import re
+
+from watchkeeper.sinks.schema import SILENCES, TABLES, Retention, Table
+
+LOCAL = "_local"
+_ENGINE = re.compile(r"^(\w*MergeTree)(?:\((.*)\))?$")
+
+
+def _check(cluster: str) -> str:
+    if not cluster.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"cluster name {cluster!r} must be alphanumeric (with - or _)")
+    return cluster
+
+
+def on_cluster(cluster: str | None) -> str:
+    """`` ON CLUSTER name`` in cluster mode, else nothing."""
+    return f" ON CLUSTER {_check(cluster)}" if cluster else ""
+
+
+def physical_names(table: Table, cluster: str | None) -> list[str]:
+    """The tables a column change must reach: the table, or its local tables and the Distributed one."""
+    return [table.name + LOCAL, table.name] if cluster else [table.name]
+
+
+def storage_names(table: Table, cluster: str | None) -> list[str]:
+    """The tables that hold the rows (and their TTL)."""
+    return [table.name + LOCAL] if cluster else [table.name]
+
+
+def replicated_engine(engine: str, db: str, name: str) -> str:
+    """The Replicated variant of a MergeTree engine, its path per shard and replica from the server's macros.
+
+    >>> replicated_engine("ReplacingMergeTree(computed_at)", "wk", "metrics_local")
+    "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/wk/metrics_local', '{replica}', computed_at)"
+    """
+    m = _ENGINE.match(engine.strip())
+    if m is None:
+        raise ValueError(f"not a MergeTree engine: {engine!r}")
+    args = [f"'/clickhouse/tables/{{shard}}/{db}/{name}'", "'{replica}'"] + ([m.group(2)] if m.group(2) else [])
+    return f"Replicated{m.group(1)}({', '.join(args)})"
+
+
+def sharding_key(table: Table) -> str:
+    """``cityHash64(model)`` where the table has a model, else a hash of its ORDER BY key."""
+    if any(c.name == "model" for c in table.columns) and "model" in table.order_by:
+        return "cityHash64(model)"
+    key = table.order_by.strip()
+    return f"cityHash64{key}" if key.startswith("(") else f"cityHash64({key})"
+
+
+def _settings_without_non_replicated(settings: str) -> str:
+    # Replicated tables deduplicate inserts by default (replicated_deduplication_window).
+    kept = [s.strip() for s in settings.split(",") if s.strip() and "non_replicated" not in s]
+    return ", ".join(kept)
+
+
+def table_statements(db: str, retention: Retention, cluster: str) -> list[str]:
+    """The CREATE statements of the database and every table, in cluster mode."""
+    on = on_cluster(cluster)
+    out = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
+    for table in (*TABLES, SILENCES):
+        local = table.name + LOCAL
+        spec = Table(
+            local,
+            table.columns,
+            replicated_engine(table.engine, db, local),
+            table.order_by,
+            table.partition_by,
+            table.indexes,
+            table.ttl,
+            _settings_without_non_replicated(table.settings),
+        )
+        create = spec.create(db, retention).replace(f"{db}.{local} (", f"{db}.{local}{on} (", 1)
+        out.append(create)
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {db}.{table.name}{on} AS {db}.{local} "
+            f"ENGINE = Distributed('{cluster}', '{db}', '{local}', {sharding_key(table)})"
+        )
+    return out

@@ -1,0 +1,219 @@
+"""Versioned schema migrations: numbered, applied once, recorded in ``schema_migrations``.
+
+Every start calls :func:`migrate`; a store with nothing to migrate gets no DDL at
+all — only two reads (``system.tables`` and ``schema_migrations``). A migration is
+a numbered list of statements; a schema change is a new migration appended to
+:data:`MIGRATIONS` (never an edit of an applied one):
+
+1. the tables (``sinks/schema.py``), with the configured retention;
+2. columns added since the first release, for stores created before them
+   (``ADD COLUMN IF NOT EXISTS``: a no-op where migration 1 made them);
+3. the analysts' views (``sinks/views.py``).
+
+Retention is a setting, not a migration: a table's TTL is changed only when the
+configured days differ from the table's, and then with
+``materialize_ttl_after_modify = 0`` — the new TTL applies as parts merge, without
+rewriting every part at once.
+
+Two workers starting together may both apply a pending migration: every statement
+is idempotent (``IF NOT EXISTS``, ``CREATE OR REPLACE``), and the record of a
+migration is inserted with a deduplication token, so the result is the same as
+one worker's.
+
+In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
+``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
+
+>>> [m.version for m in MIGRATIONS]
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from watchkeeper.sinks import cluster as cluster_ddl
+from watchkeeper.sinks.schema import ADDED_COLUMNS, SILENCES, TABLES, Retention, ddl
+from watchkeeper.sinks.views import view_statements
+
+MIGRATIONS_TABLE = "schema_migrations"
+NO_MATERIALIZE = "SETTINGS materialize_ttl_after_modify = 0"
+_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
+
+Statements = Callable[[str, Retention, "str | None"], list[str]]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Statements
+
+    def checksum(self, db: str) -> str:
+        """What the migration does, fingerprinted (with the default retention, which it does not depend on)."""
+        text = "\n".join(self.statements(db, Retention(), None))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tables(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    if cluster:
+        return cluster_ddl.table_statements(db, retention, cluster)
+    return ddl(db, retention)
+
+
+def _added_columns(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    out = []
+    for table, column in ADDED_COLUMNS:
+        for name in cluster_ddl.physical_names(table, cluster):
+            out.append(
+                f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
+                f"ADD COLUMN IF NOT EXISTS {table.column(column).ddl()}"
+            )
+    return out
+
+
+def _views(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    on = cluster_ddl.on_cluster(cluster)
+    return [stmt.replace(f"VIEW {db}.{name} AS", f"VIEW {db}.{name}{on} AS", 1) for name, stmt in view_statements(db)]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tables", _tables),
+    Migration(2, "columns added since the first release", _added_columns),
+    Migration(3, "analysts' views", _views),
+)
+
+
+@dataclass
+class Plan:
+    """What :func:`migrate` would run: the bootstrap, the pending migrations, the retention changes."""
+
+    bootstrap: list[str] = field(default_factory=list)
+    pending: list[tuple[Migration, list[str]]] = field(default_factory=list)
+    ttl: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.bootstrap or self.pending or self.ttl)
+
+    def statements(self) -> list[str]:
+        return [*self.bootstrap, *(s for _, stmts in self.pending for s in stmts), *self.ttl]
+
+    def describe(self) -> str:
+        """The plan in words and SQL (``watchkeeper migrate --dry-run``)."""
+        if self.empty:
+            return "nothing to migrate: the schema and the retention are up to date"
+        lines = []
+        for stmt in self.bootstrap:
+            lines += ["-- bootstrap: the migrations table", stmt + ";"]
+        for m, stmts in self.pending:
+            lines.append(f"-- migration {m.version}: {m.name}")
+            lines += [s + ";" for s in stmts]
+        if self.ttl:
+            lines.append("-- retention changed: new TTLs (existing parts are not rewritten)")
+            lines += [s + ";" for s in self.ttl]
+        return "\n".join(lines)
+
+
+def _check(db: str) -> None:
+    if not db.replace("_", "").isalnum():
+        raise ValueError(f"database name {db!r} must be alphanumeric")
+
+
+def _bootstrap(db: str, cluster: str | None) -> list[str]:
+    on = cluster_ddl.on_cluster(cluster)
+    engine = (
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{uuid}}/{MIGRATIONS_TABLE}', '{{shard}}-{{replica}}', "
+        "applied_at)"
+        if cluster
+        else "ReplacingMergeTree(applied_at)"
+    )
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {db}{on}",
+        f"CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE}{on} (\n"
+        "            version UInt32 COMMENT 'the migration number',\n"
+        "            name String COMMENT 'what it does',\n"
+        "            checksum String COMMENT 'fingerprint of its statements',\n"
+        "            applied_at DateTime64(3, 'UTC') COMMENT 'when it was applied'\n"
+        f"        ) ENGINE = {engine}\n"
+        "        ORDER BY version"
+        + ("" if cluster else "\n        SETTINGS non_replicated_deduplication_window = 1000"),
+    ]
+
+
+def ttl_days(create_table_query: str) -> int | None:
+    """The days of a table's TTL as the server reports it (``system.tables.create_table_query``).
+
+    >>> ttl_days("CREATE TABLE t (ts DateTime) ENGINE = MergeTree ORDER BY ts TTL toDateTime(ts) + toIntervalDay(30)")
+    30
+    >>> ttl_days("CREATE TABLE t (x UInt8) ENGINE = MergeTree ORDER BY x") is None
+    True
+    """
+    m = _DAYS.search(create_table_query)
+    return int(m.group(1)) if m else None
+
+
+def _ttl_changes(db: str, retention: Retention, existing: dict[str, str], cluster: str | None) -> list[str]:
+    out = []
+    for table in (*TABLES, SILENCES):
+        if table.ttl is None:
+            continue
+        for name in cluster_ddl.storage_names(table, cluster):
+            current = existing.get(name)
+            if current is None:
+                continue  # not created yet: its migration creates it with the configured retention
+            want = retention.raw_days if table.ttl.keep == "raw" else retention.aggregate_days
+            if ttl_days(current) != want:
+                out.append(
+                    f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
+                    f"MODIFY {table.ttl.clause(retention)} {NO_MATERIALIZE}"
+                )
+    return out
+
+
+def plan(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
+    """What to run on ``store`` (a ``sinks.writer.Store``); ``retention`` None: leave TTLs as they are."""
+    db = store.database
+    _check(db)
+    # The database may not exist yet (a query in its context would fail): ask the server first.
+    exists = int(store.command("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": db},
+                               use_database=False))  # fmt: skip
+    rows = store.query_rows(
+        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}", {"db": db}
+    ) if exists else []
+    existing = {str(name): str(query) for name, query in rows}
+    out = Plan()
+    applied: set[int] = set()
+    if MIGRATIONS_TABLE in existing:
+        applied = {int(v) for (v,) in store.query_rows(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL")}
+    else:
+        out.bootstrap = _bootstrap(db, cluster)
+    out.pending = [(m, m.statements(db, retention or Retention(), cluster)) for m in MIGRATIONS
+                   if m.version not in applied]  # fmt: skip
+    if retention is not None:
+        out.ttl = _ttl_changes(db, retention, existing, cluster)
+    return out
+
+
+def migrate(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
+    """Apply what :func:`plan` finds; returns the plan that was applied."""
+    p = plan(store, retention, cluster)
+    db = store.database
+    for stmt in p.bootstrap:
+        store.command(stmt, use_database=False)
+    for m, stmts in p.pending:
+        for stmt in stmts:
+            store.command(stmt, use_database=False)
+        store.insert(
+            MIGRATIONS_TABLE,
+            {"version": [m.version], "name": [m.name], "checksum": [m.checksum(db)],
+             "applied_at": [datetime.now(UTC)]},
+            token=f"migration-{m.version}",
+        )  # fmt: skip
+    for stmt in p.ttl:
+        store.command(stmt, use_database=False)
+    return p

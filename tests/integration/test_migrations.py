@@ -1,0 +1,123 @@
+"""Versioned migrations: applied once, a second start runs no DDL, retention changes without rewriting parts,
+cluster DDL that parses, ``watchkeeper migrate --dry-run``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from watchkeeper.sinks import cluster
+from watchkeeper.sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, NO_MATERIALIZE, migrate, plan, ttl_days
+from watchkeeper.sinks.schema import METRICS, SILENCES, TABLES, Retention
+from watchkeeper.sinks.writer import Store
+
+pytestmark = pytest.mark.integration
+
+
+class Spy(Store):
+    """A store that records every statement that changes something (reads are not recorded)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.commands: list[str] = []
+
+    def command(self, sql: str, params: dict[str, Any] | None = None, *, use_database: bool = True) -> Any:
+        if not sql.lstrip().upper().startswith("SELECT"):
+            self.commands.append(sql)
+        return super().command(sql, params, use_database=use_database)
+
+
+@pytest.fixture
+def spy(store: tuple[str, int], request: pytest.FixtureRequest) -> Iterator[Spy]:
+    db = "mig_" + request.node.name.replace("test_", "")[:20].replace("-", "_")
+    s = Spy(host=store[0], port=store[1], database=db)
+    yield s
+    s.command(f"DROP DATABASE IF EXISTS {db}", use_database=False)
+    s.close()
+
+
+def tables_ttl(s: Store) -> dict[str, int | None]:
+    rows = s.query_rows("SELECT name, create_table_query FROM system.tables WHERE database = {d:String}",
+                        {"d": s.database})  # fmt: skip
+    return {name: ttl_days(q) for name, q in rows}
+
+
+def test_a_fresh_store_gets_every_migration_once(spy: Spy) -> None:
+    first = migrate(spy, Retention())
+    assert [m.version for m, _ in first.pending] == [m.version for m in MIGRATIONS] and first.bootstrap
+    ttl = tables_ttl(spy)
+    assert {t.name for t in (*TABLES, SILENCES)} | {MIGRATIONS_TABLE, "metrics_wide"} <= set(ttl)
+    assert ttl["predictions"] == 30 and ttl["metrics"] == 400 and ttl["alert_silences"] == 400
+    recorded = spy.query_rows(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} FINAL ORDER BY version")
+    assert [r[0] for r in recorded] == [1, 2, 3] and all(r[2] for r in recorded)
+    # A second start: nothing to migrate, and not one statement run (no CREATE, no ALTER).
+    spy.commands.clear()
+    again = migrate(spy, Retention())
+    assert again.empty and spy.commands == []
+    assert "nothing to migrate" in again.describe()
+
+
+def test_a_retention_change_modifies_ttls_without_rewriting_parts(spy: Spy) -> None:
+    migrate(spy, Retention())
+    spy.commands.clear()
+    changed = migrate(spy, Retention(raw_days=10, aggregate_days=400))
+    assert not changed.pending and not changed.bootstrap
+    assert all("MODIFY TTL" in s and s.endswith(NO_MATERIALIZE) for s in spy.commands)
+    raw = {t.name for t in (*TABLES, SILENCES) if t.ttl is not None and t.ttl.keep == "raw"}
+    assert {s.split()[2].split(".")[1] for s in spy.commands} == raw  # only the tables whose TTL changed
+    ttl = tables_ttl(spy)
+    assert all(ttl[name] == 10 for name in raw) and ttl["metrics"] == 400
+    spy.commands.clear()
+    assert migrate(spy, Retention(raw_days=10)).empty and spy.commands == []
+    # No retention given (e.g. a CLI command that only reads): TTLs are left as they are.
+    assert plan(spy, None).empty
+
+
+def test_a_store_from_before_migrations_gets_the_added_columns(spy: Spy) -> None:
+    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
+    # The metrics table as the first release made it: no computed_by.
+    first_release = dataclasses.replace(METRICS, columns=tuple(c for c in METRICS.columns if c.name != "computed_by"))
+    spy.command(first_release.create(spy.database, Retention()), use_database=False)
+    migrate(spy, Retention())
+    columns = {n for (n,) in spy.query_rows(
+        "SELECT name FROM system.columns WHERE database = {d:String} AND table = 'metrics'", {"d": spy.database})}
+    assert "computed_by" in columns
+
+
+def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    from watchkeeper.cli import main
+
+    monkeypatch.setenv("WATCHKEEPER_STORE_PORT", str(store[1]))
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", f"http://default:@127.0.0.1:{store[1]}/mig_dry")
+    result = CliRunner().invoke(main, ["migrate", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "-- migration 1: tables" in result.output
+    assert "CREATE TABLE IF NOT EXISTS mig_dry.predictions" in result.output
+    s = Store(host=store[0], port=store[1], database="mig_dry")
+    try:
+        assert int(s.command("SELECT count() FROM system.databases WHERE name = 'mig_dry'", use_database=False)) == 0
+        applied = CliRunner().invoke(main, ["migrate"])
+        assert applied.exit_code == 0 and "applied" in applied.output
+        assert "nothing to migrate" in CliRunner().invoke(main, ["migrate", "--dry-run"]).output
+    finally:
+        s.command("DROP DATABASE IF EXISTS mig_dry", use_database=False)
+        s.close()
+
+
+def test_cluster_ddl_parses(spy: Spy) -> None:
+    """Every statement of cluster mode, as the ClickHouse engine parses it (EXPLAIN AST)."""
+    statements = cluster.table_statements("wk", Retention(), "wk_cluster")
+    for m in MIGRATIONS[1:]:
+        statements += m.statements("wk", Retention(), "wk_cluster")
+    assert sum("ENGINE = Distributed('wk_cluster', 'wk'" in s for s in statements) == len(TABLES) + 1
+    assert all("ReplicatedR" in s or "ReplicatedMergeTree" in s for s in statements if "_local ON CLUSTER" in s
+               and s.startswith("CREATE TABLE"))  # fmt: skip
+    for stmt in statements:
+        ast = spy.command(f"EXPLAIN AST {stmt}", use_database=False)
+        assert ast, stmt
+    # One model's rows stay on one shard: the model tables are sharded by the model.
+    assert cluster.sharding_key(TABLES[0]) == "cityHash64(model)"
