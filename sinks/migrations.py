@@ -11,9 +11,11 @@ a numbered list of statements; a schema change is a new migration appended to
 3. the analysts' views (``sinks/views.py``).
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
-configured days differ from the table's, and then with
-``materialize_ttl_after_modify = 0`` — the new TTL applies as parts merge, without
-rewriting every part at once.
+configured days differ from the table's (read from ``system.tables``), so a start
+with the same retention rewrites nothing. A changed TTL is materialized — the
+table's parts are rewritten once, in the background, so that rows past a shortened
+retention do expire (with ``materialize_ttl_after_modify = 0`` they would keep the
+TTL they were written with until they merge).
 
 Two workers starting together may both apply a pending migration: every statement
 is idempotent (``IF NOT EXISTS``, ``CREATE OR REPLACE``), and the record of a
@@ -41,7 +43,6 @@ from watchkeeper.sinks.schema import ADDED_COLUMNS, SILENCES, TABLES, Retention,
 from watchkeeper.sinks.views import view_statements
 
 MIGRATIONS_TABLE = "schema_migrations"
-NO_MATERIALIZE = "SETTINGS materialize_ttl_after_modify = 0"
 _DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
 
 Statements = Callable[[str, Retention, "str | None"], list[str]]
@@ -114,7 +115,7 @@ class Plan:
             lines.append(f"-- migration {m.version}: {m.name}")
             lines += [s + ";" for s in stmts]
         if self.ttl:
-            lines.append("-- retention changed: new TTLs (existing parts are not rewritten)")
+            lines.append("-- retention changed: new TTLs (each table's parts are rewritten once, in the background)")
             lines += [s + ";" for s in self.ttl]
         return "\n".join(lines)
 
@@ -170,7 +171,7 @@ def _ttl_changes(db: str, retention: Retention, existing: dict[str, str], cluste
             if ttl_days(current) != want:
                 out.append(
                     f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
-                    f"MODIFY {table.ttl.clause(retention)} {NO_MATERIALIZE}"
+                    f"MODIFY {table.ttl.clause(retention)}"
                 )
     return out
 
