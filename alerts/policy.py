@@ -160,6 +160,9 @@ class DriftRule(BaseModel):
     severity: Severity = "warning"
     fast_path: bool = True
     sequential_detectors: tuple[str, ...] = ("mean_shift",)
+    # Window tests strict enough to count at once on their own (fast path): the joint test of the numeric
+    # features runs at alpha 1e-5 per window (~0.09 false flags per version a month, windows/sample.py).
+    strong_features: tuple[str, ...] = ("__multivariate__",)
     # The persistence is in ``windows``: one such window fires.
     hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
 

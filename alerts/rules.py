@@ -311,7 +311,11 @@ def drift_signal(
         persistent &= set(h)
     if len(recent) < rule.windows:
         persistent = set()
-    fast = {f for f, fd in current.items() if confirmed(fd, rule.sequential_detectors)} if rule.fast_path else set()
+    fast = (
+        {f for f, fd in current.items() if confirmed(fd, rule.sequential_detectors) or f in rule.strong_features}
+        if rule.fast_path
+        else set()
+    )
     flagged = persistent | fast
     ranked = sorted((current[f] for f in flagged), key=lambda fd: (-fd.statistic, fd.feature))
     listed = ranked[: rule.max_features_listed]
@@ -335,13 +339,17 @@ def drift_signal(
         if len(persistent) >= rule.min_features:
             summary = f"{name}: {len(ranked)} {noun} drifted in each of the last {rule.windows} windows: {names}."
         else:
-            alarm = min(current[f].alarm_ts for f in fast)  # type: ignore[type-var]
-            ts = min(w.end, max(w.start + 1, math.ceil(alarm)))  # type: ignore[arg-type]
-            ev["alarm"] = iso(alarm)
-            summary = (
-                f"{name}: {len(ranked)} {noun} drifted, flagged per event and confirmed by the window test: "
-                f"{names} (first alarm {iso(alarm)})."
-            )
+            alarms = [current[f].alarm_ts for f in fast if current[f].alarm_ts is not None]
+            if alarms:
+                alarm = min(alarms)
+                ts = min(w.end, max(w.start + 1, math.ceil(alarm)))  # type: ignore[arg-type]
+                ev["alarm"] = iso(alarm)
+                summary = (
+                    f"{name}: {len(ranked)} {noun} drifted, flagged per event and confirmed by the window test: "
+                    f"{names} (first alarm {iso(alarm)})."
+                )
+            else:  # a strict window test alone (e.g. the joint test of the features): decided at the window's end
+                summary = f"{name}: {len(ranked)} {noun} drifted, flagged by a strict window test: {names}."
     else:
         summary = f"{name}: no feature has drifted for {rule.windows} windows in a row."
     return Signal("drift", "features", w.version, ts, bad, rule.severity, summary, ev)

@@ -332,3 +332,17 @@ def test_challenger_signal_carries_the_interval() -> None:
     m["ab_error_decision"] = Point(-1.0, 4000)
     [better, _] = challenger_signals("m", Window("v2 vs v1", 0, 300, m), ChallengerRule())
     assert better.severity == "info" and "better than champion v1" in better.summary
+
+
+def test_the_joint_test_alone_fires_drift_in_its_first_window() -> None:
+    """A correlation change (``__multivariate__``, alpha 1e-5 per window) needs no run of windows."""
+    from watchkeeper.alerts.rules import FeatureDrift
+
+    joint = {"__multivariate__": FeatureDrift("__multivariate__", 9.0, 4.0, ("pca_reconstruction",), None)}
+    one_window = Window("v1", 600, 900, {"predictions": Point(500, 500)}, {})
+    s = drift_signal("m", one_window, [joint], DriftRule())
+    assert s.bad and s.ts == 900 and "strict window test" in s.summary
+    # Without the fast path (the previous policy) one window is not enough; nor is an ordinary feature.
+    assert not drift_signal("m", one_window, [joint], DriftRule(fast_path=False)).bad
+    plain = {"f1": FeatureDrift("f1", 9.0, 4.0, ("ks",), None)}
+    assert not drift_signal("m", one_window, [plain], DriftRule()).bad
