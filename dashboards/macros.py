@@ -1,6 +1,6 @@
 r"""Grafana's SQL dialect for the ClickHouse plugin, turned into parameterised ClickHouse SQL.
 
-Panel SQL (``dashboards/panels.py``) is written once, for Grafana: it uses the
+Panel SQL (``dashboards/panels/``) is written once, for Grafana: it uses the
 macros of the official ClickHouse plugin (``grafana-clickhouse-datasource``)
 and the dashboard's template variables. The static report and the tests run the
 same SQL against the store; ``bind`` rewrites every macro and variable into a

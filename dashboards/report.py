@@ -1,6 +1,6 @@
 """The static HTML report: the Grafana panels, rendered from the store without Grafana.
 
-``render_report(store, out_dir)`` runs every panel of ``dashboards/panels.py``
+``render_report(store, out_dir)`` runs every panel of ``dashboards/panels/``
 against the store, for the range the data covers (the Grafana macros and
 template variables become query parameters, ``watchkeeper.dashboards.macros.bind``), and
 writes:

@@ -13,7 +13,7 @@ import click
 
 @click.group()
 def dashboards() -> None:
-    """Grafana dashboards, alert rules and provisioning files (built from dashboards/panels.py)."""
+    """Grafana dashboards, alert rules and provisioning files (built from dashboards/panels/)."""
 
 
 @dashboards.command()

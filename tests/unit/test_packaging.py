@@ -174,3 +174,18 @@ def test_no_two_distributions_own_the_same_top_level_package() -> None:
                 owners[top].add(dist.metadata["Name"])
     shared = {top: sorted(names) for top, names in owners.items() if len(names) > 1}
     assert not shared, f"installed by more than one distribution: {shared}"
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject lists its packages explicitly (the folders map into one namespace): none may be left out."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for package, folder in config["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            found.add(".".join([package, *rel.parts]))
+    assert found - listed == set()
