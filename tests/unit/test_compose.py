@@ -873,12 +873,6 @@ DEFAULT_SERVICES = {"kafka", "kafka-init", "clickhouse", "grafana", "worker"}
 SERVER_IMAGE, KEEPER_IMAGE = "clickhouse/clickhouse-server", "clickhouse/clickhouse-keeper"
 CONFIG_D, USERS_D = "/etc/clickhouse-server/config.d", "/etc/clickhouse-server/users.d"
 
-# Until the cluster setting of issue 15 (Settings.clickhouse_cluster) reaches this branch,
-# test_watchkeeper_variables_are_settings_fields must let its variable through; afterwards
-# this line does nothing.
-if "clickhouse_cluster" not in Settings.model_fields:
-    NOT_SETTINGS_FIELDS.add("WATCHKEEPER_CLICKHOUSE_CLUSTER")
-
 
 def profile_services(profile: str) -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in services().items() if profile in (svc.get("profiles") or [])}
@@ -1035,8 +1029,7 @@ def test_cluster_workers_write_to_the_cluster(monkeypatch: pytest.MonkeyPatch) -
     env = environment(worker)
     assert env["WATCHKEEPER_CLICKHOUSE_CLUSTER"] == cluster_name()
     s = _settings_of("worker-cluster", monkeypatch)
-    if "clickhouse_cluster" in Settings.model_fields:
-        assert s.clickhouse_cluster == cluster_name()  # type: ignore[attr-defined]
+    assert s.clickhouse_cluster == cluster_name()
     params = s.clickhouse_params()
     assert params["host"] in cluster_nodes() and params["port"] == 8123 and params["username"] == "writer"
     assert params["password"] == dotenv()["CLICKHOUSE_WRITER_PASSWORD"] and s.clickhouse_database == "watchkeeper"
