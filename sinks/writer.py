@@ -67,7 +67,12 @@ class Store:
         # the deduplication token reaches the replicated tables and a retried insert is not counted twice.
         self.cluster = cluster
         if cluster:
-            client_kwargs["settings"] = {**client_kwargs.get("settings", {}), "insert_distributed_sync": 1}
+            # The model stage joins Distributed tables sharded alike: run the joins on each shard.
+            client_kwargs["settings"] = {
+                **client_kwargs.get("settings", {}),
+                "insert_distributed_sync": 1,
+                "distributed_product_mode": "local",
+            }
         self._params = dict(
             host=host,
             port=port,
