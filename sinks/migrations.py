@@ -8,7 +8,8 @@ a numbered list of statements; a schema change is a new migration appended to
 1. the tables (``sinks/schema.py``), with the configured retention;
 2. columns added since the first release, for stores created before them
    (``ADD COLUMN IF NOT EXISTS``: a no-op where migration 1 made them);
-3. the analysts' views (``sinks/views.py``).
+3. the analysts' views (``sinks/views.py``);
+4. column comments, for stores created before them.
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
 configured days differ from the table's (read from ``system.tables``), so a start
@@ -26,7 +27,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3]
+[1, 2, 3, 4]
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ def _added_columns(db: str, retention: Retention, cluster: str | None) -> list[s
     return out
 
 
+def _comments(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """Column comments for stores created before them (migration 1 writes them into new tables)."""
+    out = []
+    for table in (*TABLES, SILENCES):
+        for name in cluster_ddl.physical_names(table, cluster):
+            parts = ", ".join(f"COMMENT COLUMN IF EXISTS {c.name} {table.comment_sql(c.name)}" for c in table.columns)
+            out.append(f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} {parts}")
+    return out
+
+
 def _views(db: str, retention: Retention, cluster: str | None) -> list[str]:
     on = cluster_ddl.on_cluster(cluster)
     return [stmt.replace(f"VIEW {db}.{name} AS", f"VIEW {db}.{name}{on} AS", 1) for name, stmt in view_statements(db)]
@@ -86,6 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "columns added since the first release", _added_columns),
     Migration(3, "analysts' views", _views),
+    Migration(4, "column comments", _comments),
 )
 
 
@@ -170,8 +182,7 @@ def _ttl_changes(db: str, retention: Retention, existing: dict[str, str], cluste
             want = retention.raw_days if table.ttl.keep == "raw" else retention.aggregate_days
             if ttl_days(current) != want:
                 out.append(
-                    f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
-                    f"MODIFY {table.ttl.clause(retention)}"
+                    f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} MODIFY {table.ttl.clause(retention)}"
                 )
     return out
 
@@ -183,9 +194,11 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
     # The database may not exist yet (a query in its context would fail): ask the server first.
     exists = int(store.command("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": db},
                                use_database=False))  # fmt: skip
-    rows = store.query_rows(
-        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}", {"db": db}
-    ) if exists else []
+    rows = (
+        store.query_rows("SELECT name, create_table_query FROM system.tables WHERE database = {db:String}", {"db": db})
+        if exists
+        else []
+    )
     existing = {str(name): str(query) for name, query in rows}
     out = Plan()
     applied: set[int] = set()

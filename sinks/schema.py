@@ -103,9 +103,21 @@ class Table:
 
         return pa.schema([(c.name, c.arrow_type()) for c in self.columns if not c.default])
 
+    def comment(self, column: str) -> str:
+        """What a column holds, for analysts (``DESCRIBE TABLE``, ``system.columns``)."""
+        return COMMENTS.get((self.name, column)) or COMMENTS[("", column)]
+
+    def comment_sql(self, column: str) -> str:
+        """The column's comment as a SQL string literal (the comments are constants of this module)."""
+        return _quote(self.comment(column))
+
+    def column_ddl(self, column: Column) -> str:
+        """The column's definition with its comment."""
+        return f"{column.ddl()} COMMENT {self.comment_sql(column.name)}"
+
     def create(self, db: str, retention: Retention) -> str:
         """The ``CREATE TABLE IF NOT EXISTS`` statement (``db`` is checked by :func:`ddl`)."""
-        items = [c.ddl() for c in self.columns] + [f"INDEX {index}" for index in self.indexes]
+        items = [self.column_ddl(c) for c in self.columns] + [f"INDEX {index}" for index in self.indexes]
         clauses = [
             f"PARTITION BY {self.partition_by}" if self.partition_by else "",
             f"ORDER BY {self.order_by}",
@@ -118,6 +130,84 @@ class Table:
             + f"\n        ) ENGINE = {self.engine}"
             + "".join("\n        " + clause for clause in clauses if clause)
         )
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Column comments: by (table, column), else by column name alone (("", name)).
+COMMENTS: dict[tuple[str, str], str] = {
+    ("", "ts"): "event time (UTC)",
+    ("", "model"): "model name",
+    ("", "version"): "model version ('' = not version-specific; 'v2 vs v1' = an A/B comparison row)",
+    ("", "prediction_id"): "joins an outcome to its prediction",
+    ("", "event_id"): "idempotency key of the event (default: prediction_id)",
+    ("", "prediction"): "the score or value predicted (NULL for class predictions)",
+    ("", "prediction_class"): "the class predicted, for multiclass models",
+    ("", "scores"): "class -> probability, for multiclass models",
+    ("", "features"): "numeric and boolean model inputs, name -> value",
+    ("", "features_cat"): "categorical model inputs, name -> value",
+    ("", "segments"): "slices and protected attributes, name -> value (not model inputs)",
+    ("", "latency_ms"): "serving latency in milliseconds",
+    ("", "fallback"): "1 when the service fell back to a default answer",
+    ("", "baseline"): "what a simple baseline predicted (score or value)",
+    ("", "baseline_class"): "what a simple baseline predicted (class)",
+    ("", "ingested_at"): "when the row reached the store (UTC)",
+    ("", "published_at"): "the Kafka message's broker time (UTC), for the lag metric",
+    ("", "src_partition"): "Kafka partition the event came from",
+    ("", "src_offset"): "Kafka offset of the message that carried the event",
+    ("", "outcome"): "the true outcome (number)",
+    ("", "outcome_class"): "the true outcome (class)",
+    ("", "window_start"): "start of the event-time window (UTC)",
+    ("", "window_end"): "end of the event-time window (UTC, exclusive)",
+    ("", "segment"): "'' = all traffic; 'attr=value' = one group; 'attr' = gaps between its groups",
+    ("", "metric"): "metric name (README: ClickHouse tables)",
+    ("", "value"): "the metric's value",
+    ("", "n"): "the events behind the value (weight rates by it)",
+    ("", "computed_at"): "when the row was computed; the latest version of a row wins (read with FINAL)",
+    ("", "computed_by"): "the worker that computed the window (host:pid; '' before sharding)",
+    ("", "feature"): "input feature, or __prediction__, __label__, __error__, __multivariate__",
+    ("", "detector"): "the test or detector that decided",
+    ("", "statistic"): "the test statistic",
+    ("", "threshold"): "the test's level or threshold",
+    ("", "drifted"): "1 when the detector flagged drift",
+    ("", "fired_at"): "wall time of the decision (UTC)",
+    ("", "alert_id"): "stable id of the alert (model, version, kind, subject)",
+    ("", "kind"): "alert kind (drift, performance, retrain, sunset, fairness, challenger, no_data, ops)",
+    ("", "severity"): "info, warning or critical",
+    ("", "state"): "firing or resolved",
+    ("", "summary"): "one line for humans",
+    ("", "evidence"): "the decision's evidence (JSON)",
+    ("", "owner"): "team that owns the model and receives its alerts",
+    ("", "runbook_url"): "what to do: the runbook section of this kind",
+    ("", "day"): "the UTC day rolled up",
+    ("", "windows"): "windows rolled into the day",
+    ("", "row_id"): "row number in the loaded reference file",
+    ("", "loaded_at"): "when the reference was loaded (UTC)",
+    ("", "name"): "what the checkpoint is of (model_stage/<partitions>/<partition>)",
+    ("", "updated_at"): "when the checkpoint was saved (UTC)",
+    ("", "topic"): "Kafka topic of the rejected message",
+    ("", "partition"): "Kafka partition of the rejected message",
+    ("", "offset"): "Kafka offset of the rejected message",
+    ("", "event_index"): "index of the event in its envelope (-1 = the whole message)",
+    ("", "error"): "why it was rejected",
+    ("", "payload"): "the rejected bytes, as text",
+    ("", "created_at"): "when the silence or acknowledgement was made (UTC)",
+    ("", "silence_id"): "id of the silence (a newer row with the same id replaces it)",
+    ("", "action"): "silence or ack",
+    ("", "episode_ts"): "the firing episode acknowledged",
+    ("", "starts_at"): "silence start (UTC)",
+    ("", "ends_at"): "silence end (UTC)",
+    ("", "author"): "who made it",
+    ("", "comment"): "note for the others on call",
+    ("checkpoints", "value"): "rows ingested before this time are reflected in the metrics",
+    ("mistakes", "kind"): "false_positive or false_negative",
+    ("dead_letters", "ts"): "when the message was rejected (UTC)",
+    ("mistakes", "threshold"): "the decision threshold the prediction was judged at",
+    ("mistakes", "ts"): "event time of the prediction (UTC)",
+    ("reference", "prediction"): "the reference score distribution (from the loaded file)",
+}
 
 
 _WRAPPED = re.compile(r"^(\w+)\((.*)\)$")

@@ -53,7 +53,12 @@ def test_a_fresh_store_gets_every_migration_once(spy: Spy) -> None:
     assert {t.name for t in (*TABLES, SILENCES)} | {MIGRATIONS_TABLE, "metrics_wide"} <= set(ttl)
     assert ttl["predictions"] == 30 and ttl["metrics"] == 400 and ttl["alert_silences"] == 400
     recorded = spy.query_rows(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} FINAL ORDER BY version")
-    assert [r[0] for r in recorded] == [1, 2, 3] and all(r[2] for r in recorded)
+    assert [r[0] for r in recorded] == [m.version for m in MIGRATIONS] and all(r[2] for r in recorded)
+    # Every column of every table says what it holds.
+    uncommented = spy.query_rows(
+        "SELECT table, name FROM system.columns WHERE database = {d:String} AND comment = '' "
+        "AND table NOT IN ('metrics_wide', 'drift_flags', 'alerts_current')", {"d": spy.database})  # fmt: skip
+    assert uncommented == []
     # A second start: nothing to migrate, and not one statement run (no CREATE, no ALTER).
     spy.commands.clear()
     again = migrate(spy, Retention())
@@ -86,6 +91,10 @@ def test_a_store_from_before_migrations_gets_the_added_columns(spy: Spy) -> None
     columns = {n for (n,) in spy.query_rows(
         "SELECT name FROM system.columns WHERE database = {d:String} AND table = 'metrics'", {"d": spy.database})}
     assert "computed_by" in columns
+    comments = dict(spy.query_rows(
+        "SELECT name, comment FROM system.columns WHERE database = {d:String} AND table = 'metrics'",
+        {"d": spy.database}))  # fmt: skip
+    assert all(comments.values()) and "events behind" in comments["n"]
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
