@@ -171,6 +171,16 @@ class Store:
         """One statement; ``use_database=False`` for DDL that may run before the database exists."""
         return self._call("command", sql, parameters=params or {}, use_database=use_database)
 
+    def delete(self, table: str, where: str, params: dict[str, Any] | None = None) -> Any:
+        """A lightweight DELETE of the rows of ``table`` matching ``where`` (both constants; values in
+        ``params``). In cluster mode it runs on every shard's local table: ClickHouse deletes nothing
+        through a Distributed table."""
+        return self.command(f"DELETE FROM {self.delete_target(table)} WHERE {where}", params)
+
+    def delete_target(self, table: str) -> str:
+        """Where a DELETE of ``table`` goes: the table, or in cluster mode its local tables on every node."""
+        return f"{self.database}.{table}_local ON CLUSTER {self.cluster}" if self.cluster else table
+
     # Writes ---------------------------------------------------------------
     def insert(
         self,

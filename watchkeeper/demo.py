@@ -245,7 +245,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
     store = Store.from_settings(settings)
     migrate(store, settings)
     for table in DEMO_TABLES:
-        store.command(f"DELETE FROM {table} WHERE model LIKE 'demo.%'")
+        store.delete(table, "model LIKE 'demo.%'")
 
     now = time.time()
     w = settings.window_seconds

@@ -82,6 +82,6 @@ def load_reference(store: Store, model: str, path: Path, version: str = "") -> i
     n = len(cols["row_id"])
     if n == 0:
         raise ValueError(f"{path}: no rows")
-    store.command("DELETE FROM reference WHERE model = {m:String} AND version = {v:String}", {"m": model, "v": version})
+    store.delete("reference", "model = {m:String} AND version = {v:String}", {"m": model, "v": version})
     store.insert("reference", {"model": [model] * n, "version": [version] * n, **cols})
     return n

@@ -489,7 +489,7 @@ class WindowCloser:
         milliseconds. Windows written for the first time have nothing to delete. ``table`` and
         ``where`` are constants; values come in ``params``."""
         if self.store.query_rows(f"SELECT count() FROM {table} WHERE {where}", params)[0][0]:
-            self.store.command(f"DELETE FROM {table} WHERE {where}", params)
+            self.store.delete(table, where, params)
 
 
 def binary_keys(rows: list[dict[str, Any]]) -> list[WindowKey]:

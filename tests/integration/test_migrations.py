@@ -130,3 +130,18 @@ def test_cluster_ddl_parses(spy: Spy) -> None:
         assert ast, stmt
     # One model's rows stay on one shard: the model tables are sharded by the model.
     assert cluster.sharding_key(TABLES[0]) == "cityHash64(model)"
+
+
+def test_deletes_reach_the_local_tables_in_cluster_mode(spy: Spy) -> None:
+    """ClickHouse deletes nothing through a Distributed table: in cluster mode a DELETE goes to every
+    shard's local table (the statement parses); on one server it names the table, as before."""
+    clustered = Store(host="127.0.0.1", port=1, database="wk", cluster="wk_cluster")
+    target = clustered.delete_target("metrics")
+    assert target == "wk.metrics_local ON CLUSTER wk_cluster"
+    spy.command(f"EXPLAIN AST DELETE FROM {target} WHERE model = 'm'", use_database=False)
+    assert spy.delete_target("metrics") == "metrics"
+    migrate(spy, Retention())
+    spy.command("INSERT INTO checkpoints (name, value, updated_at) VALUES ('a', now64(3), now64(3)), "
+                "('b', now64(3), now64(3))")  # fmt: skip
+    spy.delete("checkpoints", "name = {n:String}", {"n": "a"})
+    assert spy.query_rows("SELECT name FROM checkpoints") == [("b",)]
