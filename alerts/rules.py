@@ -355,9 +355,6 @@ def drift_signal(
     return Signal("drift", "features", w.version, ts, bad, rule.severity, summary, ev)
 
 
-# Fairness -------------------------------------------------------------------
-
-
 # Ops ------------------------------------------------------------------------
 
 
