@@ -76,10 +76,46 @@ def sharding_key(table: Table) -> str:
     return f"cityHash64{key}" if key.startswith("(") else f"cityHash64({key})"
 
 
-def _settings_without_non_replicated(settings: str) -> str:
-    # Replicated tables deduplicate inserts by default (replicated_deduplication_window).
-    kept = [s.strip() for s in settings.split(",") if s.strip() and "non_replicated" not in s]
+# How long a replicated table remembers an insert's token (the count is the table's setting): as
+# long as a non-replicated one does, whatever the server's default.
+DEDUP_SECONDS = 7 * 24 * 3600
+
+
+def replicated_settings(settings: str) -> str:
+    """A table's settings on one server, turned into those that deduplicate alike when replicated.
+
+    On one server a table deduplicates inserts only if it has ``non_replicated_deduplication_window``;
+    a replicated table deduplicates every insert by default — by its token, or without one by the
+    block's content. A table whose rows are deleted and written again (a window's mistakes after a
+    late label, a model's reference reloaded from the same file) would lose the rewrite as a
+    duplicate of the first write, so where one server keeps no window, the replicated table keeps none
+    either.
+
+    >>> replicated_settings("non_replicated_deduplication_window = 10000")
+    'replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800'
+    >>> replicated_settings("")
+    'replicated_deduplication_window = 0'
+    """
+    kept, window = [], "0"
+    for part in (p.strip() for p in settings.split(",") if p.strip()):
+        name, _, value = part.partition("=")
+        if name.strip() == "non_replicated_deduplication_window":
+            window = value.strip()
+        else:
+            kept.append(part)
+    kept.append(f"replicated_deduplication_window = {window}")
+    if window != "0":
+        kept.append(f"replicated_deduplication_window_seconds = {DEDUP_SECONDS}")
     return ", ".join(kept)
+
+
+def dedup_statements(db: str, cluster: str) -> list[str]:
+    """``MODIFY SETTING`` of every local table to :func:`replicated_settings` (for tables made before)."""
+    on = on_cluster(cluster)
+    return [
+        f"ALTER TABLE {db}.{table.name}{LOCAL}{on} MODIFY SETTING {replicated_settings(table.settings)}"
+        for table in (*TABLES, SILENCES)
+    ]
 
 
 def table_statements(db: str, retention: Retention, cluster: str) -> list[str]:
@@ -96,7 +132,7 @@ def table_statements(db: str, retention: Retention, cluster: str) -> list[str]:
             table.partition_by,
             table.indexes,
             table.ttl,
-            _settings_without_non_replicated(table.settings),
+            replicated_settings(table.settings),
         )
         create = spec.create(db, retention).replace(f"{db}.{local} (", f"{db}.{local}{on} (", 1)
         out.append(create)

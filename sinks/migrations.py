@@ -9,7 +9,9 @@ a numbered list of statements; a schema change is a new migration appended to
 2. columns added since the first release, for stores created before them
    (``ADD COLUMN IF NOT EXISTS``: a no-op where migration 1 made them);
 3. the analysts' views (``sinks/views.py``);
-4. column comments, for stores created before them.
+4. column comments, for stores created before them;
+5. in cluster mode, replicated tables that deduplicate inserts as one server does
+   (:func:`watchkeeper.sinks.cluster.replicated_settings`; nothing to do on one server).
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
 configured days differ from the table's (read from ``system.tables``), so a start
@@ -27,7 +29,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4]
+[1, 2, 3, 4, 5]
 """
 
 from __future__ import annotations
@@ -93,11 +95,16 @@ def _views(db: str, retention: Retention, cluster: str | None) -> list[str]:
     return [stmt.replace(f"VIEW {db}.{name} AS", f"VIEW {db}.{name}{on} AS", 1) for name, stmt in view_statements(db)]
 
 
+def _replicated_dedup(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    return cluster_ddl.dedup_statements(db, cluster) if cluster else []
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "columns added since the first release", _added_columns),
     Migration(3, "analysts' views", _views),
     Migration(4, "column comments", _comments),
+    Migration(5, "replicated deduplication as on one server", _replicated_dedup),
 )
 
 

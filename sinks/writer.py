@@ -42,8 +42,46 @@ _AUTH_CODES = frozenset({192, 193, 194, 516})
 _CODE = re.compile(r"(?:Code: |error code )(\d+)")
 
 
+# Errors of the store's state, not of the statement: a replica that lost its Keeper session
+# (TABLE_IS_READ_ONLY), Keeper itself, a shard no replica of which answers, too many parts or
+# queries, timeouts, an insert whose outcome is unknown. Retried like an outage, never taken as a
+# verdict on the data (a batch refused for one of these would be dead-lettered).
+TRANSIENT_CODES = frozenset({
+    159,  # TIMEOUT_EXCEEDED (also an ON CLUSTER statement some host did not finish in time)
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    203,  # NO_FREE_CONNECTION
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR (between the node we reach and a shard)
+    225,  # NO_ZOOKEEPER
+    242,  # TABLE_IS_READ_ONLY (a replica without its Keeper session)
+    252,  # TOO_MANY_PARTS
+    279,  # ALL_CONNECTION_TRIES_FAILED (no replica of a shard answered)
+    285,  # TOO_FEW_LIVE_REPLICAS
+    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+    319,  # UNKNOWN_STATUS_OF_INSERT (retrying with the same token is safe)
+    999,  # KEEPER_EXCEPTION
+})  # fmt: skip
+
+
+def _codes(exc: ClickHouseError) -> list[int]:
+    return [int(code) for code in _CODE.findall(str(exc))]
+
+
 def _auth_failure(exc: ClickHouseError) -> bool:
-    return any(int(code) in _AUTH_CODES for code in _CODE.findall(str(exc)))
+    return any(code in _AUTH_CODES for code in _codes(exc))
+
+
+def transient(exc: ClickHouseError) -> bool:
+    """Whether the store's error is about its state (retry later), judged by its first error code.
+
+    >>> transient(ClickHouseError("HTTPDriver received ClickHouse error code 242: Code: 242. DB::Exception: "
+    ...                           "Table is in readonly mode. (TABLE_IS_READ_ONLY)"))
+    True
+    >>> transient(ClickHouseError("Code: 27. DB::Exception: Cannot parse input. (CANNOT_PARSE_INPUT_ASSERTION_FAILED)"))
+    False
+    """
+    codes = _codes(exc)
+    return bool(codes) and codes[0] in TRANSIENT_CODES
 
 
 class Store:
@@ -134,6 +172,8 @@ class Store:
                 if _auth_failure(exc):  # e.g. the password was changed on the server
                     self._client = None
                     raise StoreAuthFailed(f"{self!r}: {AUTH_FAILED}") from None
+                if transient(exc):
+                    raise StoreUnavailable(f"{self!r}: {_clean(exc)}") from None
                 raise
 
     # Schema ---------------------------------------------------------------
@@ -167,15 +207,32 @@ class Store:
         """The server's own rendering of a query in a ClickHouse output format."""
         return self._call("raw_query", sql, parameters=params or {}, fmt=fmt)
 
-    def command(self, sql: str, params: dict[str, Any] | None = None, *, use_database: bool = True) -> Any:
+    def command(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        use_database: bool = True,
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
         """One statement; ``use_database=False`` for DDL that may run before the database exists."""
-        return self._call("command", sql, parameters=params or {}, use_database=use_database)
+        return self._call("command", sql, parameters=params or {}, use_database=use_database, settings=settings)
 
     def delete(self, table: str, where: str, params: dict[str, Any] | None = None) -> Any:
         """A lightweight DELETE of the rows of ``table`` matching ``where`` (both constants; values in
-        ``params``). In cluster mode it runs on every shard's local table: ClickHouse deletes nothing
-        through a Distributed table."""
-        return self.command(f"DELETE FROM {self.delete_target(table)} WHERE {where}", params)
+        ``params``, which the server substitutes before the statement is queued for the cluster).
+
+        In cluster mode it runs on every shard's local table (ClickHouse deletes nothing through a
+        Distributed table), through the cluster's DDL queue: it waits for the hosts that are up only
+        (a replica that is down applies it from the queue when it is back), and a host that does not
+        finish in time raises TIMEOUT_EXCEEDED, which the caller retries (the DELETE is idempotent).
+        """
+        settings = (
+            {"distributed_ddl_output_mode": "throw_only_active", "distributed_ddl_task_timeout": DELETE_TIMEOUT_S}
+            if self.cluster
+            else None
+        )
+        return self.command(f"DELETE FROM {self.delete_target(table)} WHERE {where}", params, settings=settings)
 
     def delete_target(self, table: str) -> str:
         """Where a DELETE of ``table`` goes: the table, or in cluster mode its local tables on every node."""
@@ -251,6 +308,9 @@ class Store:
                 time.sleep(delay)
                 delay = min(delay * 2, max_wait)
 
+
+# Seconds an ON CLUSTER delete waits for the hosts that are up before it counts as failed (and is retried).
+DELETE_TIMEOUT_S = 60
 
 # Arrow tables up to this size are inserted as one request body, larger ones streamed.
 ONE_BODY_BYTES = 1 << 20

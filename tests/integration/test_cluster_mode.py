@@ -1,0 +1,155 @@
+"""Cluster mode as far as one embedded engine can check it (no ClickHouse cluster runs here).
+
+Every DELETE the product issues — a late label's rewrite of a window's metrics and
+mistakes, a reference reloaded — is sent as cluster mode sends it: to the local tables
+``ON CLUSTER``, with its settings. The engine parses each one (``EXPLAIN AST``) with the
+real parameters: the parameters must already be literals in the statement's AST, since
+that AST is what the server queues for the other hosts. The replicated tables must
+deduplicate inserts exactly as the single-server tables do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from watchkeeper.reference import load_reference
+from watchkeeper.sinks import cluster
+from watchkeeper.sinks.migrations import MIGRATIONS
+from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
+from watchkeeper.sinks.writer import Store
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.service import Worker
+from watchkeeper.windows.closer import WindowCloser
+
+from .test_join import W0, outcome, pred, send
+
+pytestmark = pytest.mark.integration
+
+WORKER_SETTINGS = dict(window_seconds=300, label_delay_seconds=600, idle_flush=3600)
+CLUSTER = "wk_cluster"
+_models = itertools.count()
+
+
+class ClusterDeletes(Store):
+    """A cluster-mode store on the embedded engine: reads and inserts reach its (single-server) tables by
+    the public names, as they reach the Distributed tables on a cluster; each DELETE is parsed with its
+    parameters and settings (``EXPLAIN AST``), recorded, then applied to the single-server table."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(cluster=CLUSTER, **kw)
+        self.deletes: list[tuple[str, dict[str, Any], dict[str, Any], str]] = []
+
+    def command(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        use_database: bool = True,
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
+        if not sql.startswith("DELETE FROM "):
+            return super().command(sql, params, use_database=use_database, settings=settings)
+        ast = super().command(f"EXPLAIN AST {sql}", params, use_database=use_database, settings=settings)
+        self.deletes.append((sql, dict(params or {}), dict(settings or {}), str(ast)))
+        local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER {CLUSTER}", "", 1)
+        return super().command(local, params, use_database=use_database)
+
+
+def cluster_store(worker: Worker) -> ClusterDeletes:
+    p = worker.settings.clickhouse_params()
+    return ClusterDeletes(host=p["host"], port=p["port"], database=worker.settings.clickhouse_database)
+
+
+def check_delete(sql: str, settings: dict[str, Any], ast: str, table: str, literal: str) -> None:
+    assert sql.startswith(f"DELETE FROM watchkeeper.{table}_local ON CLUSTER {CLUSTER} WHERE "), sql
+    assert "QueryParameter" not in ast, ast  # substituted before the statement is queued for the cluster
+    assert re.search(r"Literal .*" + re.escape(literal), ast), ast
+    assert settings["distributed_ddl_output_mode"] == "throw_only_active"
+
+
+def test_a_late_labels_deletes_reach_every_shard_with_their_values(worker: Worker) -> None:
+    model = f"clu{next(_models)}"
+    store = cluster_store(worker)
+    closer = WindowCloser(store, worker.settings.window_config())
+    send(worker, Prediction, pred(model, "p1", W0 + 100, score=0.2), pred(model, "p2", W0 + 101, score=0.7))
+    send(worker, Outcome, outcome(model, "p1", W0 + 150, y=1))  # a false negative: the window has a mistake
+    closer.tick(force=True)
+    assert store.deletes == []  # a window written for the first time deletes nothing
+    # A label an hour later: the window is rewritten, its old rows deleted.
+    send(worker, Outcome, outcome(model, "p2", W0 + 3700, y=0))
+    closer.tick(force=True)
+    tables = {sql.split()[2].split(".")[1].removesuffix("_local") for sql, *_ in store.deletes}
+    assert {"metrics", "mistakes"} <= tables
+    for sql, _params, settings, ast in store.deletes:
+        check_delete(sql, settings, ast, sql.split()[2].split(".")[1].removesuffix("_local"), model)
+    # The rewrite counted once (the deletes were applied to the single-server tables).
+    rows = dict(store.query_rows(
+        "SELECT metric, sum(value) FROM metrics WHERE model = {m:String} AND metric IN ('predictions', 'labelled') "
+        "GROUP BY metric", {"m": model}))  # fmt: skip
+    assert rows == {"predictions": 2, "labelled": 2}
+    store.close()
+
+
+def test_a_reloaded_reference_deletes_the_old_one_on_every_shard(worker: Worker, tmp_path: Path) -> None:
+    model = f"clu{next(_models)}"
+    store = cluster_store(worker)
+    path = tmp_path / "ref.csv"
+    pd.DataFrame({"f1": [0.1, 0.2, 0.3], "prediction": [0.5, 0.6, 0.7]}).to_csv(path, index=False)
+    assert load_reference(store, model, path) == 3
+    assert load_reference(store, model, path) == 3  # the same file again: replaced, not doubled, not lost
+    (sql, params, settings, ast), *_ = store.deletes
+    check_delete(sql, settings, ast, "reference", model)
+    assert store.query_rows("SELECT count() FROM reference WHERE model = {m:String}", {"m": model}) == [(3,)]
+    store.close()
+
+
+def test_replicated_tables_deduplicate_as_one_server_does() -> None:
+    """A table that deduplicates inserts on one server keeps as many tokens when replicated (and for a week);
+    one that does not — its rows are deleted and written again — keeps none, or a rewrite identical to the
+    first write would be dropped as its duplicate."""
+    statements = cluster.table_statements("wk", Retention(), CLUSTER)
+    for table in (*TABLES, SILENCES):
+        create = next(s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS wk.{table.name}_local "))
+        window = re.search(r"non_replicated_deduplication_window = (\d+)", table.settings)
+        if window:
+            assert f"SETTINGS replicated_deduplication_window = {window.group(1)}, " in create, table.name
+            assert "replicated_deduplication_window_seconds = 604800" in create
+        else:
+            assert "SETTINGS replicated_deduplication_window = 0" in create, table.name
+        assert "non_replicated" not in create
+    for name in ("mistakes", "reference", "metrics_daily", "checkpoints"):  # rewritten by design
+        assert "replicated_deduplication_window = 0" in next(
+            s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS wk.{name}_local "))  # fmt: skip
+    # Stores made in cluster mode before this are changed by migration 5; one server needs nothing.
+    m5 = next(m for m in MIGRATIONS if m.version == 5)
+    assert m5.statements("wk", Retention(), None) == []
+    assert len(m5.statements("wk", Retention(), CLUSTER)) == len(TABLES) + 1
+
+
+def test_a_store_error_about_the_cluster_is_retried_not_a_verdict_on_the_data(worker: Worker) -> None:
+    """A replica without Keeper, a shard that does not answer: the writer sees an outage (and retries)."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from watchkeeper.sinks import writer
+
+    store = cluster_store(worker)
+    client = store._get()
+    for code, name in ((242, "TABLE_IS_READ_ONLY"), (279, "ALL_CONNECTION_TRIES_FAILED"), (999, "KEEPER_EXCEPTION")):
+
+        def fail(*a: Any, _c: int = code, _n: str = name, **k: Any) -> Any:
+            raise DatabaseError(f"HTTPDriver received ClickHouse error code {_c}\n Code: {_c}. DB::Exception: ({_n})")
+
+        client.insert = fail  # type: ignore[method-assign]
+        with pytest.raises(writer.StoreUnavailable):
+            store.insert("checkpoints", {"name": ["x"]})
+    # A statement the store refuses for itself stays an error of the statement.
+    with pytest.raises(writer.ClickHouseError) as exc:
+        store.command("SELECT no_such_function()")
+    assert not isinstance(exc.value, writer.StoreUnavailable)
+    store.close()
