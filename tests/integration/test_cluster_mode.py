@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,142 @@ def test_a_store_error_about_the_cluster_is_retried_not_a_verdict_on_the_data(wo
         store.command("SELECT no_such_function()")
     assert not isinstance(exc.value, writer.StoreUnavailable)
     store.close()
+
+
+# Every query on a sharded schema ------------------------------------------------------------------------------
+
+
+class Recording(Store):
+    """A store that records the SQL (and parameters) of every query and statement it sends."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        if fn_name in ("query", "query_arrow", "query_df", "raw_query", "command"):
+            self.sent.append((str(args[0]), dict(kwargs.get("parameters") or {})))
+        return super()._call(fn_name, *args, **kwargs)
+
+
+_INSERT_SELECT = re.compile(r"^\s*INSERT\s+INTO\s+[\w.]+\s*(?:\([^)]*\))?\s*(?=SELECT\b|WITH\b)", re.I | re.S)
+
+
+def plannable(sql: str) -> str | None:
+    """The SELECT of a query (an INSERT ... SELECT's own SELECT); None for DDL, DELETE and the like."""
+    m = _INSERT_SELECT.match(sql)
+    if m:
+        return sql[m.end() :]
+    return sql if re.match(r"^\s*(SELECT|WITH)\b", sql, re.I) else None
+
+
+def single_node_ddl(statements: list[str]) -> list[str]:
+    """Cluster-mode DDL for one engine without Keeper: no ON CLUSTER, the local tables not replicated
+    (what is checked is the Distributed tables over them)."""
+    out = []
+    for stmt in statements:
+        stmt = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
+        stmt = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'(?:, )?", r"\1(", stmt)
+        out.append(stmt)
+    return out
+
+
+def plan_on_cluster(queries: list[tuple[str, dict[str, Any]]], product_mode: str) -> list[tuple[int, str]]:
+    """``EXPLAIN PLAN`` of each query on the cluster-mode schema, two shards (tests/integration/cluster_plan.py)."""
+    import json
+    import subprocess
+    import sys
+
+    from clickhouse_connect.driver.binding import bind_query
+
+    from watchkeeper.sinks.migrations import _bootstrap
+
+    db = "watchkeeper"
+    ddl = [*_bootstrap(db, CLUSTER), *cluster.table_statements(db, Retention(), CLUSTER)]
+    ddl += next(m for m in MIGRATIONS if m.version == 3).statements(db, Retention(), CLUSTER)
+    bound = []
+    for sql, params in queries:
+        final, binds = bind_query(sql, params)
+        bound.append([final, {k.removeprefix("param_"): v for k, v in binds.items()}])
+    job = {
+        "cluster": CLUSTER,
+        "ddl": [*single_node_ddl(ddl), f"USE {db}"],
+        "settings": {"distributed_product_mode": product_mode},
+        "queries": bound,
+    }
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("cluster_plan.py"))],
+        input=json.dumps(job, default=str),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return [(i, err) for i, err in json.loads(out.stdout)]
+
+
+def profile_setting(profile: str, setting: str) -> str:
+    """A setting of a user profile of the compose cluster (deploy/clickhouse-cluster/users.d/cluster.xml)."""
+    import xml.etree.ElementTree as ET
+
+    path = Path(__file__).parents[2] / "deploy/clickhouse-cluster/users.d/cluster.xml"
+    node = ET.parse(path).getroot().find(f"profiles/{profile}/{setting}")
+    assert node is not None and node.text, (profile, setting)
+    return node.text
+
+
+def test_every_query_plans_on_a_two_shard_schema(worker: Worker, tmp_path: Path) -> None:
+    """The queries the model stage, the alert engine, `watchkeeper reference`, the DataFrame API and the
+    Grafana panels send, recorded on the embedded store, then analysed by the engine as a distributed
+    query's initiator does on the cluster-mode schema (every table Distributed over two shards).
+
+    With the client's ``distributed_product_mode = 'local'`` every query plans; with the server's default
+    (``deny``) the joins of the model stage are refused — what cluster mode would meet without it."""
+    from watchkeeper import query
+    from watchkeeper.alerts.engine import AlertEngine
+    from watchkeeper.dashboards.macros import TimeRange, bind
+    from watchkeeper.dashboards.panels import MODEL_VARIABLE, PANELS, VERSION_VARIABLE
+
+    model = f"clu{next(_models)}"
+    p = worker.settings.clickhouse_params()
+    rec = Recording(host=p["host"], port=p["port"], database=worker.settings.clickhouse_database)
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame({"f1": [0.1 * i for i in range(50)], "prediction": [0.5] * 50}).to_csv(ref, index=False)
+    load_reference(rec, model, ref)
+    events = []
+    for i in range(40):
+        version = "v1" if i % 2 else "v2"
+        events.append(pred(model, f"p{i}", W0 + 10 + i, score=(i % 10) / 10, version=version,
+                           features={"f1": float(i % 7)}, segments={"region": "eu" if i % 3 else "us"}))  # fmt: skip
+    send(worker, Prediction, *events)
+    send(worker, Outcome, *(outcome(model, f"p{i}", W0 + 60 + i, y=i % 2) for i in range(0, 40, 2)))
+    closer = WindowCloser(rec, worker.settings.window_config())
+    closer.tick(force=True)
+    send(worker, Outcome, *(outcome(model, f"p{i}", W0 + 3700 + i, y=1) for i in range(1, 40, 2)))  # late
+    closer.tick(force=True)
+    AlertEngine(rec, worker.settings.alert_config()).evaluate()
+    query.metrics(model, store=rec)
+    query.metric(model, "recall", store=rec)
+    query.drift(model, store=rec)
+    query.alerts(model, store=rec)
+
+    queries = [(s, params) for sql, params in rec.sent if (s := plannable(sql)) is not None]
+    joins = [i for i, (sql, _) in enumerate(queries) if re.search(r"\bJOIN\b|\bIN\s*\(\s*SELECT", sql, re.I)]
+    assert len(queries) > 60 and len(joins) > 5, (len(queries), len(joins))  # the scenario reached the stage
+    tr = TimeRange(datetime.fromtimestamp(W0, UTC), datetime.fromtimestamp(W0 + 7200, UTC))
+    panels = []
+    for sql in [MODEL_VARIABLE.sql, VERSION_VARIABLE.sql, *(panel.sql for panel in PANELS.values())]:
+        q = bind(sql, tr, interval_s=60, model=model, versions=["v1", "v2"])
+        panels.append((q.sql, q.params))
+
+    # The workers' client sets the mode; Grafana and analysts get it from their profile on the cluster.
+    client_mode = Store(host="h", port=1, cluster=CLUSTER)._params["settings"]["distributed_product_mode"]
+    refused = plan_on_cluster(queries, client_mode)
+    assert refused == [], "\n\n".join(f"{queries[i][0][:400]}\n-> {err}" for i, err in refused)
+    refused = plan_on_cluster(panels, profile_setting("watchkeeper_readonly", "distributed_product_mode"))
+    assert refused == [], "\n\n".join(f"{panels[i][0][:400]}\n-> {err}" for i, err in refused)
+    assert profile_setting("watchkeeper_writer", "distributed_product_mode") == "local"
+    # Without it (the server's default), the stage's joins are refused.
+    denied = {i for i, err in plan_on_cluster(queries, "deny") if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
+    assert denied and denied <= set(joins)
+    rec.close()
