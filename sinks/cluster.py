@@ -6,7 +6,7 @@ engine (``ReplacingMergeTree(v)`` → ``ReplicatedReplacingMergeTree('/clickhous
 '{replica}', v)``) — and ``t``, a ``Distributed`` table over them that every reader and
 writer uses by the public name. Rows are sharded by ``cityHash64(model)`` for the
 tables that have a model (one model's predictions, outcomes and windows stay on one
-shard, so the window join is shard-local), else by a hash of the table's ORDER BY key.
+shard, so the window join's IN subqueries run per shard), else by a hash of the table's ORDER BY key.
 
 Exact counts: the sharding key is part of (or all of) each table's deduplication key,
 so every version of a row lands on one shard and ``FINAL`` — which a Distributed table
@@ -34,7 +34,7 @@ LOCAL = "_local"
 _ENGINE = re.compile(r"^(\w*MergeTree)(?:\((.*)\))?$")
 
 
-def _check(cluster: str) -> str:
+def checked_name(cluster: str) -> str:
     if not cluster.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"cluster name {cluster!r} must be alphanumeric (with - or _)")
     return cluster
@@ -42,7 +42,7 @@ def _check(cluster: str) -> str:
 
 def on_cluster(cluster: str | None) -> str:
     """`` ON CLUSTER name`` in cluster mode, else nothing."""
-    return f" ON CLUSTER {_check(cluster)}" if cluster else ""
+    return f" ON CLUSTER {checked_name(cluster)}" if cluster else ""
 
 
 def physical_names(table: Table, cluster: str | None) -> list[str]:

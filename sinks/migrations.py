@@ -11,7 +11,8 @@ a numbered list of statements; a schema change is a new migration appended to
 3. the analysts' views (``sinks/views.py``);
 4. column comments, for stores created before them;
 5. in cluster mode, replicated tables that deduplicate inserts as one server does
-   (:func:`watchkeeper.sinks.cluster.replicated_settings`; nothing to do on one server).
+   (:func:`watchkeeper.sinks.cluster.replicated_settings`; nothing to do on one server);
+6. ``mistakes.computed_at``, for stores created before it.
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
 configured days differ from the table's (read from ``system.tables``), so a start
@@ -29,7 +30,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5]
+[1, 2, 3, 4, 5, 6]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks.schema import ADDED_COLUMNS, SILENCES, TABLES, Retention, ddl
+from watchkeeper.sinks.schema import ADDED_COLUMNS, MISTAKES, SILENCES, TABLES, Retention, Table, ddl
 from watchkeeper.sinks.views import view_statements
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -69,15 +70,25 @@ def _tables(db: str, retention: Retention, cluster: str | None) -> list[str]:
     return ddl(db, retention)
 
 
-def _added_columns(db: str, retention: Retention, cluster: str | None) -> list[str]:
-    out = []
-    for table, column in ADDED_COLUMNS:
-        for name in cluster_ddl.physical_names(table, cluster):
-            out.append(
-                f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
-                f"ADD COLUMN IF NOT EXISTS {table.column(column).ddl()}"
-            )
-    return out
+def _add_columns(columns: tuple[tuple[Table, str], ...], *, comment: bool = True) -> Statements:
+    """A migration that adds ``columns`` (``ADD COLUMN IF NOT EXISTS``: a no-op where migration 1 made them),
+    with their comments (migration 2 predates them: migration 4 comments its columns)."""
+
+    def statements(db: str, retention: Retention, cluster: str | None) -> list[str]:
+        out = []
+        for table, column in columns:
+            said = f" COMMENT {table.comment_sql(column)}" if comment else ""
+            for name in cluster_ddl.physical_names(table, cluster):
+                out.append(
+                    f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} "
+                    f"ADD COLUMN IF NOT EXISTS {table.column(column).ddl()}{said}"
+                )
+        return out
+
+    return statements
+
+
+MISTAKES_COMPUTED_AT = ((MISTAKES, "computed_at"),)
 
 
 def _comments(db: str, retention: Retention, cluster: str | None) -> list[str]:
@@ -101,10 +112,11 @@ def _replicated_dedup(db: str, retention: Retention, cluster: str | None) -> lis
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
-    Migration(2, "columns added since the first release", _added_columns),
+    Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
     Migration(3, "analysts' views", _views),
     Migration(4, "column comments", _comments),
     Migration(5, "replicated deduplication as on one server", _replicated_dedup),
+    Migration(6, "mistakes.computed_at: a recompute deletes the older mistakes", _add_columns(MISTAKES_COMPUTED_AT)),
 )
 
 
@@ -177,21 +189,37 @@ def ttl_days(create_table_query: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _ttl_changes(db: str, retention: Retention, existing: dict[str, str], cluster: str | None) -> list[str]:
+def _ttl_changes(db: str, retention: Retention, existing: dict[str, list[str]], cluster: str | None) -> list[str]:
     out = []
     for table in (*TABLES, SILENCES):
         if table.ttl is None:
             continue
         for name in cluster_ddl.storage_names(table, cluster):
-            current = existing.get(name)
-            if current is None:
+            nodes = existing.get(name)
+            if not nodes:
                 continue  # not created yet: its migration creates it with the configured retention
             want = retention.raw_days if table.ttl.keep == "raw" else retention.aggregate_days
-            if ttl_days(current) != want:
+            if any(ttl_days(q) != want for q in nodes):
                 out.append(
                     f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} MODIFY {table.ttl.clause(retention)}"
                 )
     return out
+
+
+def tables_query(cluster: str | None) -> str:
+    """The tables of the database with their DDL: in cluster mode, on every node that answers (a TTL changed
+    on the node queried only would leave the others keeping rows for another span).
+
+    >>> print(tables_query("wk"))  # doctest: +NORMALIZE_WHITESPACE
+    SELECT name, create_table_query FROM clusterAllReplicas('wk', system.tables) WHERE database = {db:String}
+    SETTINGS skip_unavailable_shards = 1
+    """
+    if not cluster:
+        return "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}"
+    return (
+        f"SELECT name, create_table_query FROM clusterAllReplicas('{cluster_ddl.checked_name(cluster)}', "
+        "system.tables) WHERE database = {db:String}\nSETTINGS skip_unavailable_shards = 1"
+    )
 
 
 def plan(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
@@ -201,12 +229,10 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
     # The database may not exist yet (a query in its context would fail): ask the server first.
     exists = int(store.command("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": db},
                                use_database=False))  # fmt: skip
-    rows = (
-        store.query_rows("SELECT name, create_table_query FROM system.tables WHERE database = {db:String}", {"db": db})
-        if exists
-        else []
-    )
-    existing = {str(name): str(query) for name, query in rows}
+    rows = store.query_rows(tables_query(cluster), {"db": db}) if exists else []
+    existing: dict[str, list[str]] = {}
+    for name, query in rows:
+        existing.setdefault(str(name), []).append(str(query))
     out = Plan()
     applied: set[int] = set()
     if MIGRATIONS_TABLE in existing:

@@ -185,6 +185,7 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("", "windows"): "windows rolled into the day",
     ("", "row_id"): "row number in the loaded reference file",
     ("", "loaded_at"): "when the reference was loaded (UTC)",
+    ("mistakes", "computed_at"): "when the window's mistakes were written; a recompute deletes the older ones",
     ("", "name"): "what the checkpoint is of (model_stage/<partitions>/<partition>)",
     ("", "updated_at"): "when the checkpoint was saved (UTC)",
     ("", "topic"): "Kafka topic of the rejected message",
@@ -409,6 +410,8 @@ MISTAKES = Table(
         Column("outcome", "Float64"),
         Column("threshold", "Float64"),
         Column("kind", _NAME),
+        # Rows from before the column count as the oldest: a recompute deletes the rows older than its own.
+        Column("computed_at", _MS, default="toDateTime64(0, 3, 'UTC')"),
     ),
     engine="ReplacingMergeTree",
     partition_by="toYYYYMMDD(window_start)",

@@ -105,11 +105,15 @@ class Store:
         # the deduplication token reaches the replicated tables and a retried insert is not counted twice.
         self.cluster = cluster
         if cluster:
-            # The model stage joins Distributed tables sharded alike: run the joins on each shard.
+            # The model stage's joins and IN subqueries are between tables sharded alike (by model), on the
+            # model: each shard joins its own rows (``raw``, a user's query, uses GLOBAL semantics instead).
             client_kwargs["settings"] = {
                 **client_kwargs.get("settings", {}),
                 "insert_distributed_sync": 1,
                 "distributed_product_mode": "local",
+                # Reads and inserts go to the first live replica of a shard, in the cluster's order: with
+                # 2+ replicas a pass reads what it just wrote (random replicas could lag behind it).
+                "load_balancing": "in_order",
             }
         self._params = dict(
             host=host,
@@ -204,8 +208,13 @@ class Store:
         return self._call("query_df", sql, parameters=params or {})
 
     def raw(self, sql: str, fmt: str = "PrettyCompact", params: dict[str, Any] | None = None) -> bytes:
-        """The server's own rendering of a query in a ClickHouse output format."""
-        return self._call("raw_query", sql, parameters=params or {}, fmt=fmt)
+        """The server's own rendering of a query in a ClickHouse output format (``watchkeeper sql``).
+
+        In cluster mode a user's query joins Distributed tables with ``GLOBAL`` semantics: the shard-by-shard
+        joins of the model stage are right only for its own queries (on tables sharded alike, on the model).
+        """
+        settings = {"distributed_product_mode": "global"} if self.cluster else None
+        return self._call("raw_query", sql, parameters=params or {}, fmt=fmt, settings=settings)
 
     def command(
         self,
@@ -228,7 +237,13 @@ class Store:
         finish in time raises TIMEOUT_EXCEEDED, which the caller retries (the DELETE is idempotent).
         """
         settings = (
-            {"distributed_ddl_output_mode": "throw_only_active", "distributed_ddl_task_timeout": DELETE_TIMEOUT_S}
+            {
+                "distributed_ddl_output_mode": "throw_only_active",
+                "distributed_ddl_task_timeout": DELETE_TIMEOUT_S,
+                # Done when the replica running it is: a replica that is down would otherwise hold every
+                # delete for replication_wait_for_inactive_replica_timeout (120 s), past the timeout above.
+                "lightweight_deletes_sync": 1,
+            }
             if self.cluster
             else None
         )

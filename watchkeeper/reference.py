@@ -82,6 +82,13 @@ def load_reference(store: Store, model: str, path: Path, version: str = "") -> i
     n = len(cols["row_id"])
     if n == 0:
         raise ValueError(f"{path}: no rows")
-    store.delete("reference", "model = {m:String} AND version = {v:String}", {"m": model, "v": version})
-    store.insert("reference", {"model": [model] * n, "version": [version] * n, **cols})
+    # The new rows first, then the older ones deleted (by the store's clock): a DELETE applied late — from
+    # a cluster's queue — cannot remove the new rows.
+    (t,) = store.query_rows("SELECT now64(3, 'UTC')")[0]
+    store.insert("reference", {"model": [model] * n, "version": [version] * n, **cols, "loaded_at": [t] * n})
+    store.delete(
+        "reference",
+        "model = {m:String} AND version = {v:String} AND loaded_at < {t:DateTime64(3, 'UTC')}",
+        {"m": model, "v": version, "t": t},
+    )
     return n

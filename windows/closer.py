@@ -148,22 +148,28 @@ FROM metrics FINAL
 WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)}
 GROUP BY day, model, version, segment, metric
 """
+# The daily keys of a model's days that its windows no longer have (read, then deleted by value:
+# a replicated table refuses a DELETE whose condition has a subquery, as nondeterministic).
 STALE_DAYS = """
-model = {m:String} AND day IN {days:Array(Date)}
+SELECT DISTINCT version, segment, metric, day FROM metrics_daily FINAL
+WHERE model = {m:String} AND day IN {days:Array(Date)}
   AND (version, segment, metric, day) NOT IN (
       SELECT DISTINCT version, segment, metric, toDate(window_start) FROM metrics FINAL
       WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)})
 """
+STALE_KEYS = "{stale:Array(Tuple(String, String, String, Date))}"
 # The (version, window_start) pairs of the windows being written, as a query parameter.
 KEYS = "{keys:Array(Tuple(String, DateTime('UTC')))}"
 MISTAKES_PER_WINDOW = 20
 # Misclassified examples, a deterministic sample (lowest hash of the event id first).
 INSERT_MISTAKES = (
     """
-INSERT INTO mistakes
+INSERT INTO mistakes (window_start, window_end, model, version, prediction_id, ts, features, features_cat,
+                      segments, prediction, outcome, threshold, kind, computed_at)
 SELECT ws AS window_start, ws + toIntervalSecond({w:UInt32}) AS window_end, {m:String} AS model, p.version,
        p.prediction_id, p.ts, p.features, p.features_cat, p.segments, p.prediction, o.y AS outcome,
-       {thr:Float64} AS threshold, if(o.y = 1, 'false_negative', 'false_positive') AS kind
+       {thr:Float64} AS threshold, if(o.y = 1, 'false_negative', 'false_positive') AS kind,
+       {t:DateTime64(3, 'UTC')} AS computed_at
 FROM (
     SELECT prediction_id, event_id, version, ts, features, features_cat, segments,
            assumeNotNull(prediction) AS prediction,
@@ -427,7 +433,7 @@ class WindowCloser:
         self._replace("metrics", model, ab_keys, ab, computed_at)
         self._rollup(model, keys)
         labelled_binary = binary_keys(rows)
-        self._mistakes(model, labelled_binary)
+        self._mistakes(model, labelled_binary, computed_at)
         drift = (
             self.drift.rows(model, keys, computed_at)
             + self.drift.label_rows(model, labelled_binary, computed_at)
@@ -444,10 +450,18 @@ class WindowCloser:
         # Insert first (the table keeps the last insert of a key), then drop the keys the windows no
         # longer have: a reader never finds a day missing while it is rewritten.
         self.store.command(ROLLUP_DAYS, params)
-        self._delete("metrics_daily", STALE_DAYS, params)
+        stale = self.store.query_rows(STALE_DAYS, params)
+        if stale:
+            self.store.delete(
+                "metrics_daily",
+                "model = {m:String} AND (version, segment, metric, day) IN " + STALE_KEYS,
+                {"m": model, "stale": [tuple(r) for r in stale]},
+            )
 
-    def _mistakes(self, model: str, keys: list[WindowKey]) -> None:
-        """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute)."""
+    def _mistakes(self, model: str, keys: list[WindowKey], computed_at: datetime) -> None:
+        """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute:
+        the new ones inserted, then the older ones deleted, so a DELETE applied late — from a cluster's
+        queue — cannot remove the new ones)."""
         if not keys:
             return
         params = {
@@ -458,9 +472,14 @@ class WindowCloser:
             "t0": utc(min(k.start for k in keys)),
             "t1": utc(max(k.start for k in keys) + self.config.window_seconds),
             "cap": MISTAKES_PER_WINDOW,
+            "t": computed_at,
         }
-        self._delete("mistakes", "model = {m:String} AND (version, window_start) IN " + KEYS, params)
         self.store.command(INSERT_MISTAKES, params)
+        self._delete(
+            "mistakes",
+            "model = {m:String} AND (version, window_start) IN " + KEYS + " AND computed_at < {t:DateTime64(3, 'UTC')}",
+            params,
+        )
 
     def _replace(
         self, table: str, model: str, keys: list[WindowKey], rows: list[dict[str, Any]], computed_at: datetime

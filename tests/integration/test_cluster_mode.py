@@ -21,7 +21,7 @@ import pytest
 
 from watchkeeper.reference import load_reference
 from watchkeeper.sinks import cluster
-from watchkeeper.sinks.migrations import MIGRATIONS
+from watchkeeper.sinks.migrations import MIGRATIONS, _ttl_changes, tables_query
 from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
 from watchkeeper.sinks.writer import Store
 from watchkeeper.streams.events import Outcome, Prediction
@@ -72,6 +72,15 @@ def check_delete(sql: str, settings: dict[str, Any], ast: str, table: str, liter
     assert "QueryParameter" not in ast, ast  # substituted before the statement is queued for the cluster
     assert re.search(r"Literal .*" + re.escape(literal), ast), ast
     assert settings["distributed_ddl_output_mode"] == "throw_only_active"
+    assert settings["lightweight_deletes_sync"] == 1
+    # A replicated table refuses a DELETE with a subquery (nondeterministic): values only.
+    assert "SELECT" not in sql.upper(), sql
+
+
+def replay(store: ClusterDeletes) -> None:
+    """Apply every recorded DELETE again, late, as a host that was down applies it from the cluster's queue."""
+    for sql, params, _, _ in list(store.deletes):
+        store.command(sql, params)
 
 
 def test_a_late_labels_deletes_reach_every_shard_with_their_values(worker: Worker) -> None:
@@ -94,6 +103,11 @@ def test_a_late_labels_deletes_reach_every_shard_with_their_values(worker: Worke
         "SELECT metric, sum(value) FROM metrics WHERE model = {m:String} AND metric IN ('predictions', 'labelled') "
         "GROUP BY metric", {"m": model}))  # fmt: skip
     assert rows == {"predictions": 2, "labelled": 2}
+    # The deletes applied again, late: they remove nothing the rewrite wrote.
+    mistakes = "SELECT prediction_id, kind FROM mistakes FINAL WHERE model = {m:String} ORDER BY prediction_id"
+    assert store.query_rows(mistakes, {"m": model}) == [("p1", "false_negative"), ("p2", "false_positive")]
+    replay(store)
+    assert store.query_rows(mistakes, {"m": model}) == [("p1", "false_negative"), ("p2", "false_positive")]
     store.close()
 
 
@@ -106,6 +120,8 @@ def test_a_reloaded_reference_deletes_the_old_one_on_every_shard(worker: Worker,
     assert load_reference(store, model, path) == 3  # the same file again: replaced, not doubled, not lost
     (sql, params, settings, ast), *_ = store.deletes
     check_delete(sql, settings, ast, "reference", model)
+    assert store.query_rows("SELECT count() FROM reference WHERE model = {m:String}", {"m": model}) == [(3,)]
+    replay(store)  # the old reference's deletes applied late remove nothing of the new one
     assert store.query_rows("SELECT count() FROM reference WHERE model = {m:String}", {"m": model}) == [(3,)]
     store.close()
 
@@ -282,14 +298,47 @@ def test_every_query_plans_on_a_two_shard_schema(worker: Worker, tmp_path: Path)
         q = bind(sql, tr, interval_s=60, model=model, versions=["v1", "v2"])
         panels.append((q.sql, q.params))
 
-    # The workers' client sets the mode; Grafana and analysts get it from their profile on the cluster.
+    # The workers' client sets `local` on its own queries; Grafana and analysts get `global` from their profile.
     client_mode = Store(host="h", port=1, cluster=CLUSTER)._params["settings"]["distributed_product_mode"]
     refused = plan_on_cluster(queries, client_mode)
     assert refused == [], "\n\n".join(f"{queries[i][0][:400]}\n-> {err}" for i, err in refused)
     refused = plan_on_cluster(panels, profile_setting("watchkeeper_readonly", "distributed_product_mode"))
     assert refused == [], "\n\n".join(f"{panels[i][0][:400]}\n-> {err}" for i, err in refused)
-    assert profile_setting("watchkeeper_writer", "distributed_product_mode") == "local"
+    assert profile_setting("watchkeeper_writer", "distributed_product_mode") == "global"
+    assert client_mode == "local"
     # Without it (the server's default), the stage's joins are refused.
     denied = {i for i, err in plan_on_cluster(queries, "deny") if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
     assert denied and denied <= set(joins)
     rec.close()
+
+
+def test_a_users_query_joins_with_global_semantics_the_workers_own_shard_by_shard(worker: Worker) -> None:
+    """`watchkeeper sql` (``Store.raw``) may join anything: GLOBAL semantics, right whatever the tables' sharding."""
+    store = cluster_store(worker)
+    mode = "SELECT getSetting('distributed_product_mode')"
+    assert store.raw(mode, fmt="TabSeparated").strip() == b"global"
+    assert store.query_rows(mode) == [("local",)]
+    assert store.query_rows("SELECT getSetting('load_balancing')") == [("in_order",)]
+    single = Store(host=store._params["host"], port=store._params["port"])
+    assert single.raw(mode, fmt="TabSeparated").strip() == b"deny"  # one server: the server's default, untouched
+    single.close()
+    store.close()
+
+
+def test_migrations_read_every_nodes_tables_and_fix_a_ttl_any_node_lacks(worker: Worker) -> None:
+    """In cluster mode the TTL check reads ``system.tables`` of every replica (``clusterAllReplicas``, the
+    statement parses): a node whose table kept another retention gets the ALTER, though the node queried
+    has the right one."""
+    store = cluster_store(worker)
+    ast = store.command(f"EXPLAIN AST {tables_query(CLUSTER)}", {"db": "watchkeeper"}, use_database=False)
+    assert "clusterAllReplicas" in str(ast)
+    right, stale = Retention(raw_days=30), Retention(raw_days=7)
+    ddl = {s.split()[5]: s for s in cluster.table_statements("wk", right, CLUSTER) if "_local ON CLUSTER" in s}
+    stale_ddl = {s.split()[5]: s for s in cluster.table_statements("wk", stale, CLUSTER) if "_local ON CLUSTER" in s}
+    nodes = {name.split(".")[1]: [q] for name, q in ddl.items()}
+    assert _ttl_changes("wk", right, nodes, CLUSTER) == []
+    nodes["wk.predictions_local".split(".")[1]].append(stale_ddl["wk.predictions_local"])  # another node, 7 days
+    assert _ttl_changes("wk", right, nodes, CLUSTER) == [
+        f"ALTER TABLE wk.predictions_local ON CLUSTER {CLUSTER} MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
+    ]
+    store.close()
