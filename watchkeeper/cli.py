@@ -214,6 +214,8 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
     from watchkeeper.sinks.writer import StoreUnavailable
     from watchkeeper.streams.health import store_address, store_reachable
 
+    if not query.strip():
+        raise click.UsageError("QUERY is empty: e.g. watchkeeper sql \"SELECT count() FROM metrics\"")
     settings = _settings()
     if start_store and not settings.embedded_store:
         raise click.UsageError("--start-store starts the embedded store; WATCHKEEPER_CLICKHOUSE names a server")
@@ -238,7 +240,14 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
 
 @main.command()
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--minutes", default=120, show_default=True, help="Event-time length of the scenario.")
+# At least two 5-minute windows: the drift is injected halfway, and each half needs a window.
+@click.option(
+    "--minutes",
+    default=120,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Event-time length of the scenario (at least 10).",
+)
 @click.option("--keep-worker", is_flag=True, help="Leave the worker running at the end.")
 def demo(out: Path, minutes: int, keep_worker: bool) -> None:
     """Embedded end-to-end run: a fleet of models, drift, late labels, bad input; prints a summary."""

@@ -95,3 +95,20 @@ def test_a_kafka_broker_that_does_not_answer_is_one_line_naming_its_address(monk
         assert message.startswith("no Kafka broker answers at k1:9092,k2:9092 (WATCHKEEPER_BROKER)")
         assert "\n" not in message
     assert _unreachable(RuntimeError("a bug")) is None  # anything else keeps its traceback
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["sql", "  "], "QUERY is empty"),
+        # --minutes 0 used to delete the previous demo's rows and report four empty models.
+        (["demo", "--minutes", "0"], "'--minutes': 0 is not in the range x>=10"),
+    ],
+)
+def test_nonsense_arguments_are_usage_errors_before_anything_runs(
+    args: list[str], fragment: str, tmp_path: Path
+) -> None:
+    # The settings point at a store that does not exist: a usage error must come before any connection.
+    proc = _run(args, {"WATCHKEEPER_CLICKHOUSE": f"http://127.0.0.1:{free_port()}/wk"}, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in proc.stderr
