@@ -20,9 +20,12 @@ __all__ = ["CostMatrix", "DetectorConfig", "DriftConfig", "ReferencePolicy", "AB
 
 
 class CostMatrix(BaseModel):
-    """Cost of each kind of answer of a binary model (wrong ones usually cost more)."""
+    """Cost of each kind of answer of a binary model (wrong ones usually cost more).
 
-    model_config = ConfigDict(frozen=True)
+    Only ``tp``, ``fp``, ``tn`` and ``fn``: another key (``FN``, ``false_negative``) is refused, not ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tp: float = 0.0
     fp: float = 1.0

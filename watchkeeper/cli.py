@@ -49,6 +49,39 @@ _EXTRAS = {
 }
 
 
+def _unreachable(exc: Exception) -> click.ClickException | None:
+    """One readable message for a store or broker that does not answer (None: not such an error).
+
+    A command that reads or writes ends here when the store or a Kafka broker is down or the
+    settings point at the wrong place: the user needs the address and the setting to check, not
+    the HTTP driver's retry chain. Passwords never appear (the address is host:port only).
+    """
+    from kafka.errors import KafkaError
+
+    from watchkeeper.sinks.writer import StoreAuthFailed, StoreUnavailable
+
+    if isinstance(exc, StoreAuthFailed):
+        return click.ClickException(str(exc))
+    if isinstance(exc, StoreUnavailable | KafkaError):
+        try:
+            settings = load_settings()
+        except SystemExit:
+            return None
+        if isinstance(exc, StoreUnavailable):
+            from watchkeeper.streams.health import store_address
+
+            where = (
+                "the embedded store: `watchkeeper status` shows it, `watchkeeper store` runs it"
+                if settings.embedded_store
+                else "WATCHKEEPER_CLICKHOUSE: is the ClickHouse server up, and the URL right?"
+            )
+            return click.ClickException(f"the store at {store_address(settings)} does not answer ({where})")
+        where = "the embedded broker" if settings.embedded_broker else "WATCHKEEPER_BROKER"
+        detail = " ".join(str(exc).split())[:300]
+        return click.ClickException(f"no Kafka broker answers at {settings.kafka_bootstrap} ({where}): {detail}")
+    return None
+
+
 class _Main(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
@@ -61,12 +94,24 @@ class _Main(click.Group):
             if "watchkeeper[" not in message:
                 message = f"this command needs `pip install 'watchkeeper[{_EXTRAS[top]}]'` ({top} is not installed)"
             raise click.ClickException(message) from None
+        except Exception as exc:
+            clean = _unreachable(exc)
+            if clean is None:
+                raise
+            raise clean from None
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="watchkeeper", message="%(prog)s %(version)s")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """watchkeeper: streaming monitoring for machine-learning models in production."""
+    if ctx.invoked_subcommand not in ("worker", "store"):
+        import logging
+
+        # clickhouse-connect warns "Unexpected Http Driver Exception" (to stderr, no handler) before
+        # raising what the command reports in one line; the long-running services keep its warnings.
+        logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -166,9 +211,11 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
     """Query the store (it must be running; --start-store starts the embedded one)."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from watchkeeper.sinks.writer import StoreAuthFailed, StoreUnavailable
+    from watchkeeper.sinks.writer import StoreUnavailable
     from watchkeeper.streams.health import store_address, store_reachable
 
+    if not query.strip():
+        raise click.UsageError("QUERY is empty: e.g. watchkeeper sql \"SELECT count() FROM metrics\"")
     settings = _settings()
     if start_store and not settings.embedded_store:
         raise click.UsageError("--start-store starts the embedded store; WATCHKEEPER_CLICKHOUSE names a server")
@@ -182,11 +229,8 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
     try:
         store = _store(settings, start=start_store)
         out = store.raw(query, fmt=fmt)
-    except StoreAuthFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    except StoreUnavailable as exc:
-        where = "the store" if settings.embedded_store else "the ClickHouse server up, and WATCHKEEPER_CLICKHOUSE right"
-        raise click.ClickException(f"{exc}\nIs {where}?") from None
+    except StoreUnavailable as exc:  # StoreAuthFailed too: its own message
+        raise (_unreachable(exc) or click.ClickException(str(exc))) from None
     except ClickHouseError as exc:
         raise click.ClickException(str(exc).strip().splitlines()[0][:2000]) from None
     sys.stdout.buffer.write(out)
@@ -196,7 +240,14 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
 
 @main.command()
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--minutes", default=120, show_default=True, help="Event-time length of the scenario.")
+# At least two 5-minute windows: the drift is injected halfway, and each half needs a window.
+@click.option(
+    "--minutes",
+    default=120,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Event-time length of the scenario (at least 10).",
+)
 @click.option("--keep-worker", is_flag=True, help="Leave the worker running at the end.")
 def demo(out: Path, minutes: int, keep_worker: bool) -> None:
     """Embedded end-to-end run: a fleet of models, drift, late labels, bad input; prints a summary."""

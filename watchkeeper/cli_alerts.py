@@ -51,15 +51,13 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
     from watchkeeper.embedded import ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
-    from watchkeeper.sinks.writer import Store, StoreUnavailable
+    from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
-    try:
-        ensure_store(settings)
-        store = Store.from_settings(settings)
-        store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
-    except StoreUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+    # A store that does not answer is reported in one line by the command group (cli._unreachable).
+    ensure_store(settings)
+    store = Store.from_settings(settings)
+    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     if isinstance(ctx.obj, dict):
         ctx.obj.update(settings=settings, store=store)
     return settings, store

@@ -11,6 +11,7 @@ every worker reads them from there.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,28 @@ IGNORED = {
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """The file as a frame; a file that cannot be read as its suffix says raises ``ValueError`` naming it.
+
+    >>> read_table(Path("train.txt"))
+    Traceback (most recent call last):
+    ValueError: train.txt: expected .csv, .parquet or .jsonl
+    """
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return pd.read_json(path, lines=True)
-    raise ValueError(f"{path}: expected .csv, .parquet or .jsonl")
+        kind, read = "CSV", pd.read_csv
+    elif suffix in (".parquet", ".pq"):
+        kind, read = "Parquet", pd.read_parquet
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        kind, read = "JSONL", partial(pd.read_json, lines=True)
+    else:
+        raise ValueError(f"{path}: expected .csv, .parquet or .jsonl")
+    try:
+        return read(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (no header, no rows)") from None
+    except (ValueError, OSError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{path}: not readable as {kind}: {detail}") from None
 
 
 def _split(record: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
@@ -78,10 +93,17 @@ def reference_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
 
 def load_reference(store: Store, model: str, path: Path, version: str = "") -> int:
     """Replace ``model``'s reference (for ``version``, '' = every version) with the file's rows."""
-    cols = reference_columns(read_table(path))
+    df = read_table(path)
+    cols = reference_columns(df)
     n = len(cols["row_id"])
     if n == 0:
         raise ValueError(f"{path}: no rows")
+    if not any(cols["features"]) and not any(cols["features_cat"]) and all(p is None for p in cols["prediction"]):
+        # Only ids, times, labels and the like: nothing to compare a window's features or scores with.
+        raise ValueError(
+            f"{path}: no feature or prediction columns (found {', '.join(map(str, df.columns))}; "
+            f"ignored as not features: {', '.join(sorted(IGNORED))})"
+        )
     # The new rows first, then the older ones deleted (by the store's clock): a DELETE applied late — from
     # a cluster's queue — cannot remove the new rows.
     (t,) = store.query_rows("SELECT now64(3, 'UTC')")[0]

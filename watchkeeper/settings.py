@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.alerts.dispatch import ReceiverConfig, Route
@@ -35,17 +35,21 @@ if TYPE_CHECKING:
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
-__all__ = ["CostMatrix", "ModelConfig", "Settings", "load_settings", "mask_url", "policy_for"]
+__all__ = ["ConfigFileError", "CostMatrix", "ModelConfig", "Settings", "load_settings", "mask_url", "policy_for"]
 
 
 class ModelConfig(BaseModel):
-    """Per-model configuration (YAML ``models:`` mapping, keyed by model name)."""
+    """Per-model configuration (YAML ``models:`` mapping, keyed by model name).
 
-    model_config = {"frozen": True}
+    Unknown keys are refused: a misspelt ``treshold`` silently ignored would leave the model at 0.5.
+    """
+
+    model_config = {"frozen": True, "extra": "forbid"}
 
     owner: str = "unowned"
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
-    threshold: float = 0.5
+    # Binary scores are probabilities in [0, 1] (README, "Task type"): a threshold outside it decides nothing.
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
     positive_label: str = "1"
     cost: CostMatrix = CostMatrix()
     # Segment keys sliced for per-group metrics and fairness: by default every key with at
@@ -62,8 +66,12 @@ class ModelConfig(BaseModel):
     ] = "auto"
 
 
+class ConfigFileError(ValueError):
+    """The file named by ``WATCHKEEPER_CONFIG`` is missing, unreadable or not a YAML mapping."""
+
+
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by ``WATCHKEEPER_CONFIG``; a missing file is an error."""
+    """Reads the YAML file named by ``WATCHKEEPER_CONFIG``; a missing or malformed file is an error."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -73,11 +81,21 @@ class _YamlSource(PydanticBaseSettingsSource):
         if not path:
             return {}
         p = Path(path)
+        if p.is_dir():
+            raise ConfigFileError(f"WATCHKEEPER_CONFIG={path!r}: a directory, not a YAML file")
         if not p.is_file():
-            raise ValueError(f"WATCHKEEPER_CONFIG={path!r}: no such file")
-        data = yaml.safe_load(p.read_text()) or {}
+            raise ConfigFileError(f"WATCHKEEPER_CONFIG={path!r}: no such file")
+        try:
+            with open(p, encoding="utf-8") as fh:  # a file object: the parser's errors name the file
+                data = yaml.safe_load(fh) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigFileError(f"WATCHKEEPER_CONFIG={path!r}: cannot read it ({exc})") from None
+        except yaml.YAMLError as exc:
+            # The parser's own message names the line and column; keep it on one line.
+            detail = " ".join(str(exc).split())
+            raise ConfigFileError(f"WATCHKEEPER_CONFIG={path!r}: not valid YAML: {detail}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"WATCHKEEPER_CONFIG={path!r}: expected a mapping at the top level")
+            raise ConfigFileError(f"WATCHKEEPER_CONFIG={path!r}: expected a mapping at the top level")
         return data
 
 
@@ -207,14 +225,16 @@ class Settings(BaseSettings):
             raise ValueError("must be 'embedded' or http(s)://user:password@host:port/database")
         return v
 
-    @model_validator(mode="after")
-    def _check_models(self) -> Settings:
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        # A field validator, so the error names `models` (a model validator's has no location).
         import re
 
-        for name in self.models:
+        for name in v:
             if not re.match(MODEL_NAME_PATTERN, name):
-                raise ValueError(f"models: {name!r} is not a valid model name")
-        return self
+                raise ValueError(f"{name!r} is not a valid model name")
+        return v
 
     @classmethod
     def settings_customise_sources(
@@ -450,6 +470,8 @@ def load_settings(**overrides: Any) -> Settings:
 
     try:
         return Settings(**overrides)
+    except ConfigFileError as exc:
+        raise SystemExit(f"watchkeeper: bad configuration:\n  {exc}") from None
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors()]
         raise SystemExit("watchkeeper: bad configuration:\n" + "\n".join(lines)) from None

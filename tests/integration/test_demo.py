@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,17 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     try:
         out = tmp_path / "reports"
         res = stack.cli("demo", "--minutes", "30", "--out", str(out), timeout=300)
+        # The query the README gives right after the demo: one accuracy per model and window.
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        query = re.search(r'\.venv/bin/watchkeeper sql "([^"]+)"', readme)
+        assert query is not None
+        rows = stack.cli("sql", "--format", "JSONEachRow", query.group(1)).stdout.splitlines()
     finally:
         stack.stop()
     assert "demo.churn" in res.stdout and "dead letters: 8" in res.stdout
+    assert ", 8 malformed lines" in res.stdout  # as the README says: eight malformed lines
+    keys = [(r["model"], r["window_start"]) for r in map(json.loads, rows)]
+    assert keys and len(keys) == len(set(keys)), "the README's query repeats windows (one row per segment)"
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "summary.html").read_text().count("<svg") == 4
     assert "demo.churn" in (out / "index.html").read_text()  # the dashboards' report
