@@ -6,6 +6,7 @@ proves the model's earlier reference is left untouched.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ class _NoStore:
 class _Store:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+
+    def query_rows(self, sql: str) -> list[tuple[Any, ...]]:  # the store's clock
+        return [(datetime(2026, 12, 4, tzinfo=UTC),)]
 
     def delete(self, table: str, where: str, params: dict[str, Any]) -> None:
         self.calls.append(("delete", params))
@@ -58,7 +62,7 @@ def test_a_file_with_features_or_scores_only_is_loaded(tmp_path: Path) -> None:
     features.write_text("amount,region,label\n1.5,eu,1\n2.5,us,0\n")
     store = _Store()
     assert load_reference(store, "fraud", features) == 2  # type: ignore[arg-type]
-    (_, inserted) = store.calls[1]
+    (_, inserted) = store.calls[0]  # the new rows first, then the older ones deleted
     assert inserted["features"] == [{"amount": 1.5}, {"amount": 2.5}]
     assert inserted["features_cat"] == [{"region": "eu"}, {"region": "us"}]
     scores = tmp_path / "scores.csv"
