@@ -114,6 +114,8 @@ class Store:
                 # Reads and inserts go to the first live replica of a shard, in the cluster's order: with
                 # 2+ replicas a pass reads what it just wrote (random replicas could lag behind it).
                 "load_balancing": "in_order",
+                # A query on one model (most of the model stage's) goes to that model's shard only.
+                "optimize_skip_unused_shards": 1,
             }
         self._params = dict(
             host=host,

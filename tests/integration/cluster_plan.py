@@ -8,7 +8,7 @@ connecting to them. (One chdb engine per process, hence the subprocess.)
 
 Input on stdin (JSON): ``cluster``, ``ddl`` (statements, run as they are), ``settings`` (name →
 value, for the session), ``queries`` (``[sql, params]``, params in ClickHouse's text format).
-Output on stdout (JSON): ``[[index, error], ...]`` for the queries the engine refused.
+Output on stdout (JSON): ``{"refused": [[index, error], ...], "plans": [plan or null, ...]}``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ def main() -> None:
         conn.query(f"SET {name} = {{v:String}}", params={"v": str(value)})
     for stmt in job["ddl"]:
         conn.query(stmt)
-    errors = []
+    errors, plans = [], []
     for i, (sql, params) in enumerate(job["queries"]):
         try:
-            conn.query(f"EXPLAIN PLAN {sql}", "TabSeparated", params=params)
+            plans.append(conn.query(f"EXPLAIN PLAN {sql}", "TabSeparated", params=params).bytes().decode())
         except Exception as exc:  # the engine's refusal, reported to the test
             errors.append([i, str(exc)[:600]])
-    json.dump(errors, sys.stdout)
+            plans.append(None)
+    json.dump({"refused": errors, "plans": plans}, sys.stdout)
 
 
 if __name__ == "__main__":

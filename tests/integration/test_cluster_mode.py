@@ -210,8 +210,11 @@ def single_node_ddl(statements: list[str]) -> list[str]:
     return out
 
 
-def plan_on_cluster(queries: list[tuple[str, dict[str, Any]]], product_mode: str) -> list[tuple[int, str]]:
-    """``EXPLAIN PLAN`` of each query on the cluster-mode schema, two shards (tests/integration/cluster_plan.py)."""
+def plan_on_cluster(
+    queries: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
+) -> tuple[list[tuple[int, str]], list[str | None]]:
+    """``EXPLAIN PLAN`` of each query on the cluster-mode schema, two shards (tests/integration/cluster_plan.py):
+    the queries refused, and the plans."""
     import json
     import subprocess
     import sys
@@ -227,12 +230,7 @@ def plan_on_cluster(queries: list[tuple[str, dict[str, Any]]], product_mode: str
     for sql, params in queries:
         final, binds = bind_query(sql, params)
         bound.append([final, {k.removeprefix("param_"): v for k, v in binds.items()}])
-    job = {
-        "cluster": CLUSTER,
-        "ddl": [*single_node_ddl(ddl), f"USE {db}"],
-        "settings": {"distributed_product_mode": product_mode},
-        "queries": bound,
-    }
+    job = {"cluster": CLUSTER, "ddl": [*single_node_ddl(ddl), f"USE {db}"], "settings": settings, "queries": bound}
     out = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("cluster_plan.py"))],
         input=json.dumps(job, default=str),
@@ -241,7 +239,13 @@ def plan_on_cluster(queries: list[tuple[str, dict[str, Any]]], product_mode: str
         timeout=600,
         check=True,
     )
-    return [(i, err) for i, err in json.loads(out.stdout)]
+    result = json.loads(out.stdout)
+    return [(i, err) for i, err in result["refused"]], result["plans"]
+
+
+def client_settings() -> dict[str, Any]:
+    """The settings the workers' client sends in cluster mode."""
+    return dict(Store(host="h", port=1, cluster=CLUSTER)._params["settings"])
 
 
 def profile_setting(profile: str, setting: str) -> str:
@@ -299,15 +303,17 @@ def test_every_query_plans_on_a_two_shard_schema(worker: Worker, tmp_path: Path)
         panels.append((q.sql, q.params))
 
     # The workers' client sets `local` on its own queries; Grafana and analysts get `global` from their profile.
-    client_mode = Store(host="h", port=1, cluster=CLUSTER)._params["settings"]["distributed_product_mode"]
-    refused = plan_on_cluster(queries, client_mode)
+    client = client_settings()
+    assert client["distributed_product_mode"] == "local"
+    refused, plans = plan_on_cluster(queries, client)
     assert refused == [], "\n\n".join(f"{queries[i][0][:400]}\n-> {err}" for i, err in refused)
-    refused = plan_on_cluster(panels, profile_setting("watchkeeper_readonly", "distributed_product_mode"))
+    readonly = {"distributed_product_mode": profile_setting("watchkeeper_readonly", "distributed_product_mode")}
+    refused, _ = plan_on_cluster(panels, readonly)
     assert refused == [], "\n\n".join(f"{panels[i][0][:400]}\n-> {err}" for i, err in refused)
     assert profile_setting("watchkeeper_writer", "distributed_product_mode") == "global"
-    assert client_mode == "local"
     # Without it (the server's default), the stage's joins are refused.
-    denied = {i for i, err in plan_on_cluster(queries, "deny") if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
+    refused, _ = plan_on_cluster(queries, {**client, "distributed_product_mode": "deny"})
+    denied = {i for i, err in refused if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
     assert denied and denied <= set(joins)
     rec.close()
 
@@ -342,3 +348,17 @@ def test_migrations_read_every_nodes_tables_and_fix_a_ttl_any_node_lacks(worker:
         f"ALTER TABLE wk.predictions_local ON CLUSTER {CLUSTER} MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
     ]
     store.close()
+
+
+def test_a_query_on_one_model_goes_to_its_shard_only() -> None:
+    """The workers' client skips the shards a query's model does not hash to (``optimize_skip_unused_shards``):
+    a per-model aggregate is planned whole on one shard (nothing to merge from the others)."""
+    per_model = ("SELECT metric, sum(value) FROM metrics FINAL WHERE model = {m:String} GROUP BY metric", {"m": "x"})
+    fleet = ("SELECT metric, sum(value) FROM metrics FINAL GROUP BY metric", {})
+    client = client_settings()
+    assert client["optimize_skip_unused_shards"] == 1
+    _, (one_shard, all_shards) = plan_on_cluster([per_model, fleet], client)
+    _, (without,) = plan_on_cluster([per_model], {**client, "optimize_skip_unused_shards": 0})
+    assert one_shard is not None and all_shards is not None and without is not None
+    assert "Merging" not in one_shard, one_shard  # the one shard aggregates it all
+    assert "Merging" in all_shards and "Merging" in without  # partial results of two shards, merged here
