@@ -37,6 +37,10 @@ class StoreAuthFailed(StoreUnavailable):
     """The store answered but refused our user or password."""
 
 
+class StoreBusy(StoreUnavailable):
+    """The store answered, with an error about its state (see ``TRANSIENT_CODES``): retried like an outage."""
+
+
 # ClickHouse's UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTHENTICATION_FAILED.
 _AUTH_CODES = frozenset({192, 193, 194, 516})
 _CODE = re.compile(r"(?:Code: |error code )(\d+)")
@@ -179,7 +183,7 @@ class Store:
                     self._client = None
                     raise StoreAuthFailed(f"{self!r}: {AUTH_FAILED}") from None
                 if transient(exc):
-                    raise StoreUnavailable(f"{self!r}: {_clean(exc)}") from None
+                    raise StoreBusy(f"{self!r}: {_server_message(exc)}") from None
                 raise
 
     # Schema ---------------------------------------------------------------
@@ -344,10 +348,16 @@ def _arrow_stream(data: Any) -> Iterator[bytes]:
 _ARROW_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
+def _server_message(exc: BaseException) -> str:
+    """The server's own line (``Code: N. DB::Exception: ...``), else the first line."""
+    line = next((x.strip() for x in str(exc).splitlines() if "Code: " in x), None)
+    return line[line.index("Code: ") :][:300] if line else _clean(exc)
+
+
 def _clean(exc: BaseException) -> str:
     """An error message without anything that could carry credentials."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
 
 
-__all__ = ["ClickHouseError", "Store", "StoreAuthFailed", "StoreUnavailable"]
+__all__ = ["ClickHouseError", "Store", "StoreAuthFailed", "StoreBusy", "StoreUnavailable"]

@@ -58,9 +58,9 @@ def _unreachable(exc: Exception) -> click.ClickException | None:
     """
     from kafka.errors import KafkaError
 
-    from watchkeeper.sinks.writer import StoreAuthFailed, StoreUnavailable
+    from watchkeeper.sinks.writer import StoreAuthFailed, StoreBusy, StoreUnavailable
 
-    if isinstance(exc, StoreAuthFailed):
+    if isinstance(exc, StoreAuthFailed | StoreBusy):  # it answered: its own message
         return click.ClickException(str(exc))
     if isinstance(exc, StoreUnavailable | KafkaError):
         try:

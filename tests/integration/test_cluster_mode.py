@@ -163,8 +163,9 @@ def test_a_store_error_about_the_cluster_is_retried_not_a_verdict_on_the_data(wo
             raise DatabaseError(f"HTTPDriver received ClickHouse error code {_c}\n Code: {_c}. DB::Exception: ({_n})")
 
         client.insert = fail  # type: ignore[method-assign]
-        with pytest.raises(writer.StoreUnavailable):
+        with pytest.raises(writer.StoreUnavailable) as busy:
             store.insert("checkpoints", {"name": ["x"]})
+        assert isinstance(busy.value, writer.StoreBusy) and f"Code: {code}. DB::Exception: ({name})" in str(busy.value)
     # A statement the store refuses for itself stays an error of the statement.
     with pytest.raises(writer.ClickHouseError) as exc:
         store.command("SELECT no_such_function()")
@@ -362,3 +363,20 @@ def test_a_query_on_one_model_goes_to_its_shard_only() -> None:
     assert one_shard is not None and all_shards is not None and without is not None
     assert "Merging" not in one_shard, one_shard  # the one shard aggregates it all
     assert "Merging" in all_shards and "Merging" in without  # partial results of two shards, merged here
+
+
+def test_watchkeeper_sql_shows_the_stores_own_error_when_it_answers(
+    store: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error about the store's state (here a query past its time limit) is retried by the worker as an
+    outage, but the store did answer: `watchkeeper sql` shows its message, not "does not answer"."""
+    from click.testing import CliRunner
+
+    from watchkeeper.cli import main
+
+    monkeypatch.setenv("WATCHKEEPER_STORE_PORT", str(store[1]))
+    slow = "SELECT sleepEachRow(0.3) FROM numbers(10) SETTINGS max_execution_time = 1, max_block_size = 1"
+    result = CliRunner().invoke(main, ["sql", slow])
+    assert result.exit_code == 1
+    assert "Code: 159. DB::Exception: Timeout exceeded" in result.output, result.output
+    assert "does not answer" not in result.output
