@@ -46,20 +46,13 @@ class ClusterDeletes(Store):
         super().__init__(cluster=CLUSTER, **kw)
         self.deletes: list[tuple[str, dict[str, Any], dict[str, Any], str]] = []
 
-    def command(
-        self,
-        sql: str,
-        params: dict[str, Any] | None = None,
-        *,
-        use_database: bool = True,
-        settings: dict[str, Any] | None = None,
-    ) -> Any:
+    def command(self, sql: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         if not sql.startswith("DELETE FROM "):
-            return super().command(sql, params, use_database=use_database, settings=settings)
-        ast = super().command(f"EXPLAIN AST {sql}", params, use_database=use_database, settings=settings)
-        self.deletes.append((sql, dict(params or {}), dict(settings or {}), str(ast)))
+            return super().command(sql, params, **kw)
+        ast = super().command(f"EXPLAIN AST {sql}", params, **kw)
+        self.deletes.append((sql, dict(params or {}), dict(kw.get("settings") or {}), str(ast)))
         local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER {CLUSTER}", "", 1)
-        return super().command(local, params, use_database=use_database)
+        return super().command(local, params, use_database=kw.get("use_database", True))
 
 
 def cluster_store(worker: Worker) -> ClusterDeletes:

@@ -25,17 +25,10 @@ class Spy(Store):
         super().__init__(**kw)
         self.commands: list[str] = []
 
-    def command(
-        self,
-        sql: str,
-        params: dict[str, Any] | None = None,
-        *,
-        use_database: bool = True,
-        settings: dict[str, Any] | None = None,
-    ) -> Any:
+    def command(self, sql: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         if not sql.lstrip().upper().startswith("SELECT"):
             self.commands.append(sql)
-        return super().command(sql, params, use_database=use_database, settings=settings)
+        return super().command(sql, params, **kw)
 
 
 @pytest.fixture
