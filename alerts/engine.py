@@ -35,7 +35,7 @@ from typing import Any
 
 from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
-from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.model import ALERT_COLUMNS_SQL, Alert
 from watchkeeper.alerts.policy import AlertPolicy
 from watchkeeper.alerts.window import Point, build_windows
 from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
@@ -100,12 +100,6 @@ WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND met
 ORDER BY model, version, metric, window_start
 LIMIT {k:UInt32} BY model, version, metric
 """
-
-ALERT_COLUMNS_SQL = (
-    "toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(fired_at) AS fired_at_ms, alert_id, "
-    "model, version, kind, severity, state, summary, evidence, owner, runbook_url"
-)
-
 
 def _dt(t: float) -> datetime:
     return utc(max(0.0, float(t)))

@@ -12,7 +12,10 @@ a numbered list of statements; a schema change is a new migration appended to
 4. column comments, for stores created before them;
 5. in cluster mode, replicated tables that deduplicate inserts as one server does
    (:func:`watchkeeper.sinks.cluster.replicated_settings`; nothing to do on one server);
-6. ``mistakes.computed_at``, for stores created before it.
+6. ``mistakes.computed_at``, for stores created before it;
+9. ``alert_deliveries`` (which receivers each alert state change went to), for stores created
+   before it; the state changes already recorded count as delivered before tracking began, so
+   an upgraded worker does not send them again.
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
 configured days differ from the table's (read from ``system.tables``), so a start
@@ -30,7 +33,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6]
+[1, 2, 3, 4, 5, 6, 9]
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks.schema import ADDED_COLUMNS, MISTAKES, SILENCES, TABLES, Retention, Table, ddl
+from watchkeeper.sinks.schema import (
+    ADDED_COLUMNS,
+    ALERTS,
+    DELIVERIES,
+    MISTAKES,
+    SILENCES,
+    TABLES,
+    Retention,
+    Table,
+    ddl,
+)
 from watchkeeper.sinks.views import view_statements
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -110,6 +123,18 @@ def _replicated_dedup(db: str, retention: Retention, cluster: str | None) -> lis
     return cluster_ddl.dedup_statements(db, cluster) if cluster else []
 
 
+def _deliveries(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """The deliveries table, and every state change recorded so far marked as delivered before tracking."""
+    ours = (f"{db}.{DELIVERIES.name} ", f"{db}.{DELIVERIES.name}{cluster_ddl.LOCAL} ")
+    create = [s for s in _tables(db, retention, cluster) if any(name in s for name in ours)]
+    keys = "ts, alert_id, state, model"
+    return [
+        *create,
+        f"INSERT INTO {db}.{DELIVERIES.name} ({keys}, receiver, outcome, updated_at, worker) "
+        f"SELECT {keys}, '', 'before_tracking', now64(3, 'UTC'), 'migration 9' FROM {db}.{ALERTS.name}",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
@@ -117,6 +142,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "column comments", _comments),
     Migration(5, "replicated deduplication as on one server", _replicated_dedup),
     Migration(6, "mistakes.computed_at: a recompute deletes the older mistakes", _add_columns(MISTAKES_COMPUTED_AT)),
+    Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
 )
 
 

@@ -13,6 +13,7 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -20,12 +21,17 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from watchkeeper.alerts.deliveries import DeliveryLog, catch_up
+from watchkeeper.alerts.dispatch import Dispatcher
+from watchkeeper.alerts.engine import AlertEngine
+from watchkeeper.alerts.model import Alert
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store, StoreUnavailable
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import Batch, SourceMessage
+from watchkeeper.streams.model_gauges import ModelGauges, read_model_gauges
 from watchkeeper.windows.closer import WindowCloser
 from watchkeeper.windows.ownership import Shard
 
@@ -55,6 +61,11 @@ class Worker:
         self.owns: Callable[[str], bool] = lambda model: True
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        # The owned models' gauges on /metrics, refreshed with each alert evaluation (streams/model_gauges.py).
+        self.model_gauges = ModelGauges()
+        # Counts of the dispatchers a handover closed (``delivery_stats``).
+        self._retired_stats: Counter[str] = Counter()
+        self._retired_receiver_stats: Counter[tuple[str, str]] = Counter()
 
     @cached_property
     def store(self) -> Store:
@@ -192,20 +203,31 @@ class Worker:
         return len(self.closer.tick(force=force, shard=self.shard))
 
     @cached_property
-    def alert_engine(self) -> Any:
-        from watchkeeper.alerts.engine import AlertEngine
-
+    def alert_engine(self) -> AlertEngine:
         return AlertEngine(self.store, self.settings.alert_config(), owns=lambda m: self.owns(m))
 
     @cached_property
-    def dispatcher(self) -> Any:
-        from watchkeeper.alerts.dispatch import Dispatcher
-        from watchkeeper.alerts.engine import list_alerts
+    def delivery_log(self) -> DeliveryLog:
+        """Records deliveries on its own connection: receivers' threads write while a pass queries."""
+        return DeliveryLog(Store.from_settings(self.settings), self.worker_id)
 
-        dispatcher = Dispatcher.from_config(self.settings.delivery_config())
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Created before the first pass judges anything: it resumes what was delivered before this
+        process started, and delivers what was recorded and not delivered (``alerts/deliveries.py``)."""
+        dispatcher = Dispatcher.from_config(self.settings.delivery_config(), journal=self.delivery_log)
         # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
-        dispatcher.resume([a for a in list_alerts(self.store, state="firing") if self.owns(a.model)])
+        catch_up(dispatcher, self.store, lambda m: self.owns(m))
         return dispatcher
+
+    def delivery_stats(self) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+        """The dispatchers' counts since this process started (a handover replaces the dispatcher)."""
+        stats, per_receiver = Counter(self._retired_stats), Counter(self._retired_receiver_stats)
+        current = self.__dict__.get("dispatcher")
+        if current is not None:
+            stats.update(current.stats)
+            per_receiver.update(current.receiver_stats)
+        return stats, per_receiver
 
     def _hand_over_delivery(self) -> None:
         """Models moved: re-sending firing alerts (Alertmanager) is their new owner's job now.
@@ -217,11 +239,19 @@ class Worker:
         old = self.__dict__.pop("dispatcher", None)
         if old is not None:
             old.close(timeout=5.0)
+            self._retired_stats.update(old.stats)
+            self._retired_receiver_stats.update(old.receiver_stats)
 
-    def evaluate_alerts(self) -> list[Any]:
+    def evaluate_alerts(self) -> list[Alert]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
+        dispatcher = self.dispatcher  # first: it must not take what this pass records for delivered
         alerts = self.alert_engine.evaluate()
         if alerts:
-            self.dispatcher.submit(alerts)
+            dispatcher.submit(alerts)
         return alerts
+
+    def refresh_model_gauges(self) -> ModelGauges:
+        """Read the owned models' gauges from the store (three statements), for the next scrapes."""
+        self.model_gauges = read_model_gauges(self.store, lambda m: self.owns(m))
+        return self.model_gauges

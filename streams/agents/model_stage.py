@@ -150,6 +150,9 @@ async def close_windows() -> None:
                 # Alerts follow the windows they judge; each state change is recorded, published and delivered.
                 alerts, alert_cpu = await asyncio.to_thread(_timed, worker.evaluate_alerts)
                 cpu += alert_cpu
+                # The per-model gauges follow the alerts (a few statements, whatever the fleet's size).
+                _, gauge_cpu = await asyncio.to_thread(_timed, worker.refresh_model_gauges)
+                cpu += gauge_cpu
                 for alert in alerts:
                     await topics.alerts.send(key=alert.alert_id.encode(), value=orjson.dumps(alert.to_json()))
         except Exception as exc:  # the store may be down: try again next tick
