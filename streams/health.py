@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import itertools
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from watchkeeper.sinks.ping import STORE_PING_TIMEOUT_S, address, reachable
 
 # The event loop beats this often (a Faust timer) ...
 HEARTBEAT_S = 1.0
@@ -41,7 +41,6 @@ LOOP_STALE_S = 30.0
 # A write (a batch, a model-stage pass) in flight this long while the store answers is stuck.
 # A batch takes well under a second; a model-stage pass over a backlog, tens of seconds.
 WRITE_STALL_S = 300.0
-STORE_PING_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -198,32 +197,13 @@ def readiness(assigned: int | None, store_ok: bool, store_address: str, rebalanc
 
 
 def store_address(settings: Any) -> str:
-    params = settings.clickhouse_params()
-    return f"{params['host']}:{params['port']}"
+    """Where the worker's store is (``host:port``): what ``/ready`` names."""
+    return address(settings.clickhouse_params())
 
 
 def store_reachable(settings: Any, timeout: float = STORE_PING_TIMEOUT_S) -> bool:
-    """True if the store (embedded or a ClickHouse server) answers ``GET /ping`` (no credentials needed)."""
-    params = settings.clickhouse_params()
-    conn: http.client.HTTPConnection
-    if params.get("secure"):
-        context = ssl.create_default_context(cafile=params.get("ca_cert"))
-        if params.get("client_cert"):
-            context.load_cert_chain(params["client_cert"], params.get("client_cert_key"))
-        if params.get("verify") is False:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(params["host"], int(params["port"]), timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(params["host"], int(params["port"]), timeout=timeout)
-    try:
-        conn.request("GET", "/ping")
-        response = conn.getresponse()
-        return response.status == 200 and response.read().startswith(b"Ok.")
-    except (OSError, http.client.HTTPException, ssl.SSLError):
-        return False
-    finally:
-        conn.close()
+    """True if the worker's store answers ``GET /ping`` (``sinks.ping``)."""
+    return reachable(settings.clickhouse_params(), timeout)
 
 
 # The worker's methods that write to the store, each timed while in flight.

@@ -26,7 +26,6 @@ from watchkeeper.alerts.dispatch import Dispatcher
 from watchkeeper.alerts.engine import AlertEngine
 from watchkeeper.alerts.model import Alert
 from watchkeeper.settings import Settings
-from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store, StoreUnavailable
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
@@ -41,8 +40,8 @@ WRITERS = 2
 
 
 def migrate(store: Store, settings: Settings) -> None:
-    """Create or update every table watchkeeper owns, with the configured retention."""
-    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    """Create or update every table watchkeeper owns, with the configured retention (``sinks.migrations``)."""
+    store.migrate(settings.retention())
 
 
 class Worker:
