@@ -17,13 +17,13 @@ Both answer 200 or 503 with a JSON body naming each check and which failed::
                 "store": {"ok": false, "detail": "no answer to /ping at 127.0.0.1:8123"}}}
 
 The logic is plain functions over a :class:`Progress` record, so it is tested
-without a worker; :func:`setup` wires it into the Faust app.
+without a worker; the worker times its writes in it and :func:`setup` serves it
+on the Faust app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import threading
 import time
@@ -206,30 +206,8 @@ def store_reachable(settings: Any, timeout: float = STORE_PING_TIMEOUT_S) -> boo
     return reachable(settings.clickhouse_params(), timeout)
 
 
-# The worker's methods that write to the store, each timed while in flight.
-TRACKED = {"write_batch": "batch write", "close_windows": "model-stage pass", "evaluate_alerts": "alert evaluation"}
-
-
-def instrument(worker: Any, progress: Progress) -> None:
-    """Time the worker's writes: each of ``TRACKED`` is wrapped on the instance (the agents call it there)."""
-    for name, what in TRACKED.items():
-        method = getattr(worker, name)
-        if getattr(method, "_health_tracked", False):
-            continue
-
-        @functools.wraps(method)
-        def tracked(*args: Any, _method: Callable[..., Any] = method, _what: str = what, **kwargs: Any) -> Any:
-            with progress.tracking(_what):
-                return _method(*args, **kwargs)
-
-        tracked._health_tracked = True  # type: ignore[attr-defined]
-        setattr(worker, name, tracked)
-
-
-def setup(app: Any, worker: Any, settings: Any) -> Progress:
-    """Serve ``/ready`` and ``/live`` on the worker's web port; returns the record they read."""
-    progress = Progress()
-    instrument(worker, progress)
+def setup(app: Any, progress: Progress, settings: Any) -> None:
+    """Serve ``/ready`` and ``/live`` on the worker's web port, from ``progress`` (the worker's record)."""
     address = store_address(settings)
 
     @app.timer(interval=HEARTBEAT_S)
@@ -250,5 +228,3 @@ def setup(app: Any, worker: Any, settings: Any) -> Progress:
     async def live(self: Any, request: Any) -> Any:
         verdict = await asyncio.to_thread(liveness, progress, lambda: store_reachable(settings))
         return self.json(verdict.body(), status=verdict.status)
-
-    return progress

@@ -7,6 +7,7 @@ lives here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -17,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -29,8 +30,10 @@ from watchkeeper.settings import Settings
 from watchkeeper.sinks.writer import Store, StoreUnavailable
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.health import Progress
 from watchkeeper.streams.ingest import Batch, SourceMessage
 from watchkeeper.streams.model_gauges import ModelGauges, read_model_gauges
+from watchkeeper.streams.ownership import Ownership
 from watchkeeper.windows.closer import WindowCloser
 from watchkeeper.windows.ownership import Shard
 
@@ -44,20 +47,45 @@ def migrate(store: Store, settings: Settings) -> None:
     store.migrate(settings.retention())
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tracked(what: str) -> Callable[[F], F]:
+    """Time the method's calls in the worker's ``progress`` while they are in flight (even one that raises)."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def tracked(self: Worker, *args: Any, **kwargs: Any) -> Any:
+            with self.progress.tracking(what):
+                return method(self, *args, **kwargs)
+
+        return tracked  # type: ignore[return-value]
+
+    return wrap
+
+
 class Worker:
     """Everything one worker process shares between its agents."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ownership: Ownership | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.settings = settings
-        # Set by the app: true once the worker is shutting down (read from the writing thread).
-        self.should_stop: Callable[[], bool] = lambda: False
+        # Times each write while in flight: what the worker's /live reads (streams/health.py).
+        self.progress = progress or Progress()
+        # True once the worker is shutting down (read from the writing thread): the app's, in the worker.
+        self.should_stop: Callable[[], bool] = should_stop or (lambda: False)
         self._migrated = False
         self._lock = threading.Lock()
         self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
-        # The models whose windows and alerts this worker handles: the model stage sets both from the
-        # consumer group (``shard`` at the start of a pass, ``owns`` live: a revoke clears it at once).
-        self.shard = Shard.everything()
-        self.owns: Callable[[str], bool] = lambda model: True
+        # The models whose windows and alerts this worker handles: in a consumer group, the model stage
+        # sets the shard at the start of a pass and the rebalance callbacks the live partitions.
+        self.ownership = ownership or Ownership.everything()
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         # The owned models' gauges on /metrics, refreshed with each alert evaluation (streams/model_gauges.py).
@@ -65,6 +93,14 @@ class Worker:
         # Counts of the dispatchers a handover closed (``delivery_stats``).
         self._retired_stats: Counter[str] = Counter()
         self._retired_receiver_stats: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def shard(self) -> Shard:
+        return self.ownership.shard
+
+    def owns(self, model: str) -> bool:
+        """Whether this worker handles ``model`` now (asked before each model is written or judged)."""
+        return self.ownership.owns(model)
 
     @cached_property
     def store(self) -> Store:
@@ -95,7 +131,7 @@ class Worker:
     @cached_property
     def closer(self) -> WindowCloser:
         return WindowCloser(
-            self.store, self.settings.window_config(), still_owns=lambda m: self.owns(m), computed_by=self.worker_id
+            self.store, self.settings.window_config(), still_owns=self.owns, computed_by=self.worker_id
         )
 
     def ensure_schema(self) -> None:
@@ -134,6 +170,7 @@ class Worker:
             return [(messages, self.reject_batch(messages, f"internal error: {type(exc).__name__}", refused=False))]
         return batches
 
+    @_tracked("batch write")
     def write_batch(self, batch: Batch) -> None:
         """Write a batch to the store (one insert per table), blocking and retrying while the store is unreachable.
 
@@ -189,10 +226,11 @@ class Worker:
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
 
+    @_tracked("model-stage pass")
     def close_windows(self, force: bool = False, shard: Shard | None = None) -> int:
         """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
         if shard is not None and shard != self.shard:
-            self.shard = shard
+            self.ownership.shard = shard
             self._hand_over_delivery()
         if not self.shard.owned:  # owns no model: no model-stage work (the closer drops what it held)
             if "closer" in self.__dict__:
@@ -203,7 +241,7 @@ class Worker:
 
     @cached_property
     def alert_engine(self) -> AlertEngine:
-        return AlertEngine(self.store, self.settings.alert_config(), owns=lambda m: self.owns(m))
+        return AlertEngine(self.store, self.settings.alert_config(), owns=self.owns)
 
     @cached_property
     def delivery_log(self) -> DeliveryLog:
@@ -216,7 +254,7 @@ class Worker:
         process started, and delivers what was recorded and not delivered (``alerts/deliveries.py``)."""
         dispatcher = Dispatcher.from_config(self.settings.delivery_config(), journal=self.delivery_log)
         # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
-        catch_up(dispatcher, self.store, lambda m: self.owns(m))
+        catch_up(dispatcher, self.store, self.owns)
         return dispatcher
 
     def delivery_stats(self) -> tuple[Counter[str], Counter[tuple[str, str]]]:
@@ -241,6 +279,7 @@ class Worker:
             self._retired_stats.update(old.stats)
             self._retired_receiver_stats.update(old.receiver_stats)
 
+    @_tracked("alert evaluation")
     def evaluate_alerts(self) -> list[Alert]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
@@ -252,5 +291,5 @@ class Worker:
 
     def refresh_model_gauges(self) -> ModelGauges:
         """Read the owned models' gauges from the store (three statements), for the next scrapes."""
-        self.model_gauges = read_model_gauges(self.store, lambda m: self.owns(m))
+        self.model_gauges = read_model_gauges(self.store, self.owns)
         return self.model_gauges
