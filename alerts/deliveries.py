@@ -84,7 +84,7 @@ class Pending:
     def owed(self, receivers: Iterable[str]) -> set[str]:
         """Of ``receivers`` (those that want it now), the ones still owed this state change."""
         wanted = set(receivers)
-        return wanted if not self.planned else (self.planned & wanted) - self.done
+        return wanted if not self.planned else set(self.planned & wanted) - self.done
 
 
 def pending(store: StoreReader, owns: Callable[[str], bool], limit: int = PENDING_LIMIT) -> list[Pending]:

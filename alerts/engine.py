@@ -40,6 +40,7 @@ from watchkeeper.alerts.policy import AlertPolicy
 from watchkeeper.alerts.window import Point, build_windows
 from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
 from watchkeeper.detectors.timeutil import utc
+from watchkeeper.sinks.protocols import StoreClient, StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class AlertEngine:
 
     def __init__(
         self,
-        store: Any,
+        store: StoreClient,
         config: AlertConfig | None = None,
         *,
         history_days: float | None = 7.0,
@@ -354,7 +355,7 @@ def _anchor(r: Mapping[str, Any]) -> Anchor:
 
 
 def list_alerts(
-    store: Any,
+    store: StoreReader,
     *,
     model: str | None = None,
     state: str | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -28,7 +28,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by aiokafka when the fetcher starts
+        app = cast("App", self.app)
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read by aiokafka when the fetcher starts
         return consumer
 
 

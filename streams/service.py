@@ -22,17 +22,18 @@ from typing import Any, TypeVar
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from watchkeeper.alerts.deliveries import DeliveryLog, catch_up
+from watchkeeper.alerts.deliveries import DeliveryLog
 from watchkeeper.alerts.dispatch import Dispatcher
 from watchkeeper.alerts.engine import AlertEngine
 from watchkeeper.alerts.model import Alert
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.writer import Store, StoreUnavailable
+from watchkeeper.streams.alert_stage import AlertStage
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.health import Progress
 from watchkeeper.streams.ingest import Batch, SourceMessage
-from watchkeeper.streams.model_gauges import ModelGauges, read_model_gauges
+from watchkeeper.streams.model_gauges import ModelGauges
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.windows.closer import WindowCloser
 from watchkeeper.windows.ownership import Shard
@@ -88,11 +89,6 @@ class Worker:
         self.ownership = ownership or Ownership.everything()
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        # The owned models' gauges on /metrics, refreshed with each alert evaluation (streams/model_gauges.py).
-        self.model_gauges = ModelGauges()
-        # Counts of the dispatchers a handover closed (``delivery_stats``).
-        self._retired_stats: Counter[str] = Counter()
-        self._retired_receiver_stats: Counter[tuple[str, str]] = Counter()
 
     @property
     def shard(self) -> Shard:
@@ -231,7 +227,8 @@ class Worker:
         """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
         if shard is not None and shard != self.shard:
             self.ownership.shard = shard
-            self._hand_over_delivery()
+            if "alert_stage" in self.__dict__:
+                self.alert_stage.hand_over()
         if not self.shard.owned:  # owns no model: no model-stage work (the closer drops what it held)
             if "closer" in self.__dict__:
                 self.closer.assign(self.shard)
@@ -240,56 +237,46 @@ class Worker:
         return len(self.closer.tick(force=force, shard=self.shard))
 
     @cached_property
+    def alert_stage(self) -> AlertStage:
+        """Judges, records and delivers the owned models' alerts (``streams/alert_stage.py``)."""
+        return AlertStage(
+            self.store,
+            self.settings.alert_config(),
+            self.settings.delivery_config(),
+            journal_store=lambda: Store.from_settings(self.settings),
+            owns=self.owns,
+            worker_id=self.worker_id,
+        )
+
+    # The alert stage's parts, as tests and tools reach them.
+    @property
     def alert_engine(self) -> AlertEngine:
-        return AlertEngine(self.store, self.settings.alert_config(), owns=self.owns)
+        return self.alert_stage.engine
 
-    @cached_property
-    def delivery_log(self) -> DeliveryLog:
-        """Records deliveries on its own connection: receivers' threads write while a pass queries."""
-        return DeliveryLog(Store.from_settings(self.settings), self.worker_id)
-
-    @cached_property
+    @property
     def dispatcher(self) -> Dispatcher:
-        """Created before the first pass judges anything: it resumes what was delivered before this
-        process started, and delivers what was recorded and not delivered (``alerts/deliveries.py``)."""
-        dispatcher = Dispatcher.from_config(self.settings.delivery_config(), journal=self.delivery_log)
-        # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
-        catch_up(dispatcher, self.store, self.owns)
-        return dispatcher
+        return self.alert_stage.dispatcher
+
+    @property
+    def delivery_log(self) -> DeliveryLog:
+        return self.alert_stage.delivery_log
+
+    @property
+    def model_gauges(self) -> ModelGauges:
+        return self.alert_stage.gauges if "alert_stage" in self.__dict__ else ModelGauges()
 
     def delivery_stats(self) -> tuple[Counter[str], Counter[tuple[str, str]]]:
         """The dispatchers' counts since this process started (a handover replaces the dispatcher)."""
-        stats, per_receiver = Counter(self._retired_stats), Counter(self._retired_receiver_stats)
-        current = self.__dict__.get("dispatcher")
-        if current is not None:
-            stats.update(current.stats)
-            per_receiver.update(current.receiver_stats)
-        return stats, per_receiver
-
-    def _hand_over_delivery(self) -> None:
-        """Models moved: re-sending firing alerts (Alertmanager) is their new owner's job now.
-
-        The dispatcher tracks the firing alerts it re-sends; one that kept a departed model's
-        alert would re-send it as firing after its new owner resolved it. So it is closed
-        (what is queued is delivered first) and the next one resumes the owned models' alerts.
-        """
-        old = self.__dict__.pop("dispatcher", None)
-        if old is not None:
-            old.close(timeout=5.0)
-            self._retired_stats.update(old.stats)
-            self._retired_receiver_stats.update(old.receiver_stats)
+        if "alert_stage" not in self.__dict__:
+            return Counter(), Counter()
+        return self.alert_stage.delivery_stats()
 
     @_tracked("alert evaluation")
     def evaluate_alerts(self) -> list[Alert]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
-        dispatcher = self.dispatcher  # first: it must not take what this pass records for delivered
-        alerts = self.alert_engine.evaluate()
-        if alerts:
-            dispatcher.submit(alerts)
-        return alerts
+        return self.alert_stage.evaluate()
 
     def refresh_model_gauges(self) -> ModelGauges:
         """Read the owned models' gauges from the store (three statements), for the next scrapes."""
-        self.model_gauges = read_model_gauges(self.store, self.owns)
-        return self.model_gauges
+        return self.alert_stage.refresh_gauges()

@@ -90,8 +90,9 @@ class ModelStage:
 
     def register(self) -> None:
         """Connect the rebalance callbacks and start the 1 s timer on the app."""
-        self.app.on_partitions_revoked.connect(self.on_revoked)
-        self.app.on_partitions_assigned.connect(self.on_assigned)
+        # (mode's handler type wants a keyword-only ``signal``; Faust passes it in ``kwargs``.)
+        self.app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
 
         async def close_windows() -> None:
             await self.tick()
