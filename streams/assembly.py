@@ -4,10 +4,11 @@ Read top to bottom, :func:`assemble` is the whole worker:
 
 1. the Faust App and its topics, from the settings (read by the caller, in ``main``);
 2. the worker's shared state (``streams/service.py``): the store connections, the
-   model stage's window closer (``windows``), the alert engine and the dispatcher
-   (``alerts``), each built from its typed configuration (``Settings.window_config()``,
-   ``alert_config()``, ``delivery_config()``, ``retention()``), and the ownership of
-   models that the consumer group decides;
+   join stage's batches, the model stage's window closer (``windows``), the alert
+   stage (``streams/alert_stage.py``: engine and dispatcher), each built from its
+   typed configuration (``WorkerConfig``: ``IngestConfig``, ``WindowConfig``,
+   ``AlertConfig``, ``DeliveryConfig``, ``Retention``, read once from the settings),
+   and the ownership of models that the consumer group decides;
 3. the join stage's agents (``agents/ingest.py``): predictions and outcomes in,
    rows and dead letters out;
 4. the model stage's timer and rebalance callbacks (``agents/model_stage.py``):

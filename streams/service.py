@@ -15,18 +15,22 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.deliveries import DeliveryLog
 from watchkeeper.alerts.dispatch import Dispatcher
 from watchkeeper.alerts.engine import AlertEngine
 from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.notifiers import DeliveryConfig
 from watchkeeper.settings import Settings
+from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store, StoreUnavailable
 from watchkeeper.streams.alert_stage import AlertStage
 from watchkeeper.streams.decode import Rejected
@@ -36,6 +40,7 @@ from watchkeeper.streams.ingest import Batch, SourceMessage
 from watchkeeper.streams.model_gauges import ModelGauges
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.windows.closer import WindowCloser
+from watchkeeper.windows.config import WindowConfig
 from watchkeeper.windows.ownership import Shard
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,47 @@ WRITERS = 2
 def migrate(store: Store, settings: Settings) -> None:
     """Create or update every table watchkeeper owns, with the configured retention (``sinks.migrations``)."""
     store.migrate(settings.retention())
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What the join stage needs: rows per insert, the largest message accepted, the raw retention
+    (an event older than it is refused: it would expire at once)."""
+
+    flush_rows: int
+    max_message_bytes: int
+    raw_ttl_days: int
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The typed configuration of every stage, read once from the settings (``from_settings``)."""
+
+    store: Mapping[str, Any]  # the store client's keywords (sinks.writer.Store): address, database, cluster
+    ingest: IngestConfig
+    windows: WindowConfig
+    alerts: AlertConfig
+    delivery: DeliveryConfig
+    retention: Retention
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            store={
+                "database": settings.clickhouse_database,
+                "cluster": settings.clickhouse_cluster,
+                **settings.clickhouse_params(),
+            },
+            ingest=IngestConfig(settings.flush_rows, settings.max_message_bytes, settings.raw_ttl_days),
+            windows=settings.window_config(),
+            alerts=settings.alert_config(),
+            delivery=settings.delivery_config(),
+            retention=settings.retention(),
+        )
+
+    def connect(self) -> Store:
+        """A new connection to the store (each is used by one thread at a time)."""
+        return Store(**self.store)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +123,8 @@ class Worker:
         progress: Progress | None = None,
     ) -> None:
         self.settings = settings
+        # Every stage is built from these, not from the settings.
+        self.config = WorkerConfig.from_settings(settings)
         # Times each write while in flight: what the worker's /live reads (streams/health.py).
         self.progress = progress or Progress()
         # True once the worker is shutting down (read from the writing thread): the app's, in the worker.
@@ -100,7 +148,7 @@ class Worker:
 
     @cached_property
     def store(self) -> Store:
-        return Store.from_settings(self.settings)
+        return self.config.connect()
 
     @cached_property
     def writers(self) -> queue.SimpleQueue[Store]:
@@ -112,7 +160,7 @@ class Worker:
         """
         writers: queue.SimpleQueue[Store] = queue.SimpleQueue()
         for _ in range(WRITERS):
-            writers.put(Store.from_settings(self.settings))
+            writers.put(self.config.connect())
         return writers
 
     @contextmanager
@@ -127,13 +175,13 @@ class Worker:
     @cached_property
     def closer(self) -> WindowCloser:
         return WindowCloser(
-            self.store, self.settings.window_config(), still_owns=self.owns, computed_by=self.worker_id
+            self.store, self.config.windows, still_owns=self.owns, computed_by=self.worker_id
         )
 
     def ensure_schema(self) -> None:
         with self._lock:
             if not self._migrated:
-                migrate(self.store, self.settings)
+                self.store.migrate(self.config.retention)
                 self._migrated = True
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
@@ -144,17 +192,17 @@ class Worker:
         self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]
     ) -> list[tuple[list[SourceMessage], Batch]]:
         """Decode consecutive messages into batches of about ``flush_rows`` rows (one insert per table each)."""
-        return self._decode(messages, kind, max_rows=self.settings.flush_rows)
+        return self._decode(messages, kind, max_rows=self.config.ingest.flush_rows)
 
     def _decode(
         self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome], max_rows: int | None
     ) -> list[tuple[list[SourceMessage], Batch]]:
-        min_ts = time.time() - self.settings.raw_ttl_days * 86400
+        min_ts = time.time() - self.config.ingest.raw_ttl_days * 86400
         batches: list[tuple[list[SourceMessage], Batch]] = []
         try:
             batch, start = Batch(), 0
             for i, msg in enumerate(messages):
-                batch.add(msg, kind, self.settings.max_message_bytes, min_ts)  # bad input is a value, never raises
+                batch.add(msg, kind, self.config.ingest.max_message_bytes, min_ts)  # bad input is a value, never raises
                 if max_rows is not None and batch.rows >= max_rows and i + 1 < len(messages):
                     batches.append((messages[start : i + 1], batch))
                     batch, start = Batch(), i + 1
@@ -241,9 +289,9 @@ class Worker:
         """Judges, records and delivers the owned models' alerts (``streams/alert_stage.py``)."""
         return AlertStage(
             self.store,
-            self.settings.alert_config(),
-            self.settings.delivery_config(),
-            journal_store=lambda: Store.from_settings(self.settings),
+            self.config.alerts,
+            self.config.delivery,
+            journal_store=self.config.connect,
             owns=self.owns,
             worker_id=self.worker_id,
         )
