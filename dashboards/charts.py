@@ -125,7 +125,15 @@ def line_chart(
     width: int = W,
     bucket_s: float = 0.0,
 ) -> str:
-    """Time series (x = epoch seconds): lines, or stacked bars of ``bucket_s`` seconds when ``stacked``."""
+    """Time series (x = epoch seconds): lines, or stacked bars of ``bucket_s`` seconds when ``stacked``.
+
+    The time axis spans ``t_range`` if given, else the data: from the first point to the last
+    (to the end of the last bar when stacked), so no part of it is empty.
+
+    >>> svg = line_chart({"a": [(0.0, 1.0), (300.0, 2.0)]}, unit=None, stacked=True, bucket_s=300)
+    >>> 'data-t0="0" data-t1="600"' in svg
+    True
+    """
     names = [n for n in series if any(v is not None for _, v in series[n])]
     if not names:
         return ""
@@ -144,8 +152,8 @@ def line_chart(
         lo, hi = min(ys), max(ys)
         if unit in ("short", "reqps"):
             lo = min(lo, 0.0)
-    if t1 <= t0:
-        t1 = t0 + 1
+    if t1 <= t0:  # one point in time: a bucket (or a minute) either side, the point in the middle
+        t0, t1 = t0 - (bucket_s or 60), t1 + (bucket_s or 60)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
     ticks = nice_ticks(lo - (0 if lo == 0 else pad), hi + pad)
     y0, y1 = ticks[0], ticks[-1]
@@ -157,7 +165,7 @@ def line_chart(
     def sy(v: float) -> float:
         return M_TOP + ph - (v - y0) / (y1 - y0) * ph
 
-    out = [_open(width, H, "time series")]
+    out = [_open(width, H, "time series").replace("<svg ", f'<svg data-t0="{t0:.0f}" data-t1="{t1:.0f}" ', 1)]
     _y_axis(out, ticks, sy, width, unit)
     span = t1 - t0
     for tt in time_ticks(t0, t1):
@@ -335,3 +343,25 @@ def state_timeline(rows: dict[str, list[tuple[float, float]]], t0: float, t1: fl
         out.append(f'<text class="xlab" x="{sx(tt):.1f}" y="{height - 8}">{esc(time_label(tt, span))}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def sparkline(points: Sequence[tuple[float, float]], *, height: int = 40) -> str:
+    """A rate in [0, 1] over time as a bare line, as wide as its container (CSS ``svg.spark``).
+
+    >>> sparkline([(0, 0.8), (300, 0.4)]).count("polyline")
+    1
+    """
+    if len(points) < 2:
+        return ""
+    width = 300
+    t0, t1 = points[0][0], points[-1][0]
+    coords = " ".join(
+        f"{(t - t0) / max(1.0, t1 - t0) * width:.1f},{height - min(max(v, 0.0), 1.0) * height:.1f}" for t, v in points
+    )
+    last = points[-1][1]
+    return (
+        f'<svg class="spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
+        f'aria-label="from {esc(fmt_value(points[0][1]))} to {esc(fmt_value(last))}">'
+        f'<polyline fill="none" stroke="{color(0)}" stroke-width="2" vector-effect="non-scaling-stroke" '
+        f'points="{coords}"/></svg>'
+    )
