@@ -392,7 +392,7 @@ table.grid td{padding:5px 8px}table.grid tbody{border-bottom:1px solid var(--lin
 table.grid td.text{padding-top:0;color:#344054}td.text b{color:var(--muted);font-weight:600}
 .multiples{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:6px 18px}
 .multiple h4{font-size:12px;font-weight:600;color:#475467;margin:4px 0 2px}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.t{white-space:nowrap;color:#475467}td.na{color:#98a2b3;text-align:right}
 td.up{color:#12813b}td.down{color:#c4162a}a{color:var(--accent)}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px}
