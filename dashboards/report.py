@@ -10,7 +10,14 @@ writes:
 
 Charts are inline SVG (``dashboards/charts.py``); each panel keeps its SQL, as
 Grafana would send it, under a "SQL" disclosure. The pages need no network and
-no JavaScript.
+no JavaScript. ``summary_page`` is the demo's ``summary.html``, in the same style.
+
+The layout is the report's, not Grafana's grid: free text (``TEXT_COLUMNS``) goes on
+a line of its own under its row, wide tables take the whole row (``panel_span``),
+the last panel of a line widens to fill it (``row_spans``), time axes span the metrics
+windows plus the panel's own data (``_time_axis``), series of different statistics
+get an axis each (``OWN_AXIS``), and charts are drawn a second time for narrow
+screens (``NARROW_PX``), where every panel takes the full width.
 """
 
 from __future__ import annotations
