@@ -102,6 +102,12 @@ def _open(width: int = W, height: int = H, label: str = "", cls: str = "chart", 
     )
 
 
+def _xlab(x: float, y: float, text: str, width: int, room: float = 18) -> str:
+    """A time axis label centred on ``x``; near the right edge anchored at its end, so it is not cut off."""
+    edge = ' style="text-anchor:end"' if x > width - room else ""
+    return f'<text class="xlab"{edge} x="{x:.1f}" y="{y:.0f}">{esc(text)}</text>'
+
+
 def _legend(names: Sequence[str]) -> str:
     items = "".join(
         f'<span class="key"><i style="background:{color(i)}"></i>{esc(n)}</span>' for i, n in enumerate(names)
@@ -173,7 +179,7 @@ def line_chart(
     for tt in time_ticks(t0, t1):
         x = sx(tt)
         out.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{M_TOP + ph}" y2="{M_TOP + ph + 4}"/>')
-        out.append(f'<text class="xlab" x="{x:.1f}" y="{H - 8}">{esc(time_label(tt, span))}</text>')
+        out.append(_xlab(x, H - 8, time_label(tt, span), width))
     if stacked:
         base: dict[float, float] = {}
         bw = max(sx(t0 + bucket_s) - sx(t0) - 1, 1.0)
@@ -310,7 +316,7 @@ def heatmap(
             )
     for tt in time_ticks(times[0], times[-1]):
         x = left + (tt - times[0]) / max(times[-1] - times[0], 1) * (pw - cw) + cw / 2
-        out.append(f'<text class="xlab" x="{x:.1f}" y="{height - 8}">{esc(time_label(tt, span))}</text>')
+        out.append(_xlab(x, height - 8, time_label(tt, span), width))
     out.append("</svg>")
     return "".join(out)
 
@@ -342,7 +348,8 @@ def state_timeline(rows: dict[str, list[tuple[float, float]]], t0: float, t1: fl
                 f"{esc(time_label(t, span))}</title></rect>"
             )
     for tt in time_ticks(t0, t1):
-        out.append(f'<text class="xlab" x="{sx(tt):.1f}" y="{height - 8}">{esc(time_label(tt, span))}</text>')
+        x = sx(tt)
+        out.append(_xlab(x, height - 8, time_label(tt, span), width))
     out.append("</svg>")
     return "".join(out)
 

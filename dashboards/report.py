@@ -499,7 +499,8 @@ def summary_page(summary: dict[str, Any]) -> str:
         f'<section class="card">{dead_table}</section>'
     )
     nav = '<a href="#alerts">Alerts</a><a href="#dead-letters">Dead letters</a><a href="index.html">Full report</a>'
-    return _page("watchkeeper demo", nav, f"drift injected at {summary['drift_at']}", body)
+    drift_at = datetime.fromisoformat(summary["drift_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _page("watchkeeper demo", nav, f"drift injected at {drift_at}", body)
 
 
 def render_report(store: QueryStore, out_dir: Path, time_range: TimeRange | None = None) -> list[Path]:

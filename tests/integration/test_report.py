@@ -411,7 +411,8 @@ def test_summary_page_lists_the_alerts(layout: dict[tuple[str, int], Any], strea
     from tests.integration.conftest import SCENARIO_ALERTS
 
     page = layout[("summary.html", 800)]
-    alerts = next(t for t in page["tables"] if "kind" in t["heads"])
+    alerts = next((t for t in page["tables"] if "kind" in t["heads"]), None)
+    assert alerts is not None, "summary.html has no table of the alerts"
     summaries = [c for c in alerts["text"] if c["col"] == "summary"]
     assert len(summaries) >= len(SCENARIO_ALERTS), "each alert with its summary"
     assert all(c["lines"] <= MAX_TEXT_LINES for c in summaries)
