@@ -268,7 +268,15 @@ def _time_axis(series: dict[str, list[charts.Point]], shown: TimeRange, bar_s: i
     """A time series' axis: the windows' range and any of the series' points beyond it (bars end
     ``bar_s`` after their time). Not the report's whole range: that reaches the last dead letter,
     stamped on arrival, which for a replayed file is hours after its windows. Series entirely
-    outside the windows (those dead letters) get an axis of their own extent."""
+    outside the windows (those dead letters) get an axis of their own extent.
+
+    >>> windows = TimeRange(datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 12, tzinfo=UTC))
+    >>> t = windows.start.timestamp()
+    >>> _time_axis({"alerts": [(t + 3600, 1.0)]}, windows, 300) == (t, t + 7200)
+    True
+    >>> _time_axis({"dead letters": [(t + 4 * 3600, 8.0)]}, windows, 300) == (t + 4 * 3600, t + 4 * 3600 + 300)
+    True
+    """
     times = [t for pts in series.values() for t, _ in pts]
     if not times:
         return None
@@ -331,9 +339,16 @@ def panel_span(data: PanelData) -> int:
     return p.width
 
 
-def row_spans(datas: list[PanelData]) -> list[int]:
-    """Each panel's span; the last panel of a line that would leave a gap widens to fill it."""
-    spans = [panel_span(d) for d in datas]
+def row_spans(spans: list[int]) -> list[int]:
+    """The panels' spans in a row of 24 columns, the last panel of a line that would leave a gap
+    widened to fill it.
+
+    >>> row_spans([12, 24, 12])  # a half-width panel before a full-width table, one after it
+    [24, 24, 24]
+    >>> row_spans([8, 8, 8, 12])
+    [8, 8, 8, 24]
+    """
+    spans = list(spans)
     used = 0
     for i, span in enumerate(spans):
         used = span if used + span > 24 else used + span
@@ -397,7 +412,7 @@ table.grid th{text-align:left;font-weight:600;color:#475467;border-bottom:2px so
 position:sticky;top:0;background:#fff;white-space:nowrap}
 table.grid td{padding:5px 8px}table.grid tbody{border-bottom:1px solid var(--line)}
 table.grid td.text{padding-top:0;color:#344054}td.text b{color:var(--muted);font-weight:600}
-.multiples{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:6px 18px}
+.multiples{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:6px 18px}
 .multiple h4{font-size:12px;font-weight:600;color:#475467;margin:4px 0 2px}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.t{white-space:nowrap;color:#475467}td.na{color:#98a2b3;text-align:right}
@@ -445,7 +460,7 @@ def _dashboard_section(
     for row in spec.rows:
         parts.append(f'<div class="row-title">{html.escape(row.title)}</div><div class="row">')
         row_datas = [by_key[p.key] for p in row.panels]
-        for data, span in zip(row_datas, row_spans(row_datas), strict=True):
+        for data, span in zip(row_datas, row_spans([panel_span(d) for d in row_datas]), strict=True):
             parts.append(render_panel(data, shown, interval_s, span))
         parts.append("</div>")
     return "".join(parts)
