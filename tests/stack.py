@@ -105,10 +105,7 @@ class Stack:
         from kafka import KafkaConsumer, TopicPartition
 
         s = self.settings
-        consumer = KafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id, enable_auto_commit=False,
-            api_version_auto_timeout_ms=10_000,
-        )  # fmt: skip
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id, enable_auto_commit=False)
         try:  # no subscribe: it reads the group's offsets without joining the group
             parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             ends = consumer.end_offsets(parts)

@@ -92,19 +92,29 @@ def publish_slowly(stack: Stack, path: Path, chunks: int = 10) -> None:
 def kill_mid_stream(stack: Stack, worker: subprocess.Popen[bytes], path: Path) -> None:
     """SIGKILL ``worker`` once it has committed part of the file and while the rest is still being
     published; assert the kill landed mid-stream (committed offsets < the file's messages)."""
-    publisher = threading.Thread(target=publish_slowly, args=(stack, path, 20))
+    failed: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            publish_slowly(stack, path, 20)
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+
+    publisher = threading.Thread(target=publish)
     publisher.start()
-    deadline = time.monotonic() + 120
-    committed = 0
-    while time.monotonic() < deadline and publisher.is_alive():
-        committed, _ = stack.offsets("predictions")
-        if committed > 0:
-            break
-        time.sleep(0.2)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    at_kill, _ = stack.offsets("predictions")
-    publisher.join()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and publisher.is_alive():
+            if stack.offsets("predictions")[0] > 0:
+                break
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        at_kill, _ = stack.offsets("predictions")
+    finally:
+        publisher.join()
+    if failed:
+        raise failed[0]
     _, published = stack.offsets("predictions")
     assert 0 < at_kill < published, (at_kill, published)
 
