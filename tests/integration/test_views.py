@@ -88,6 +88,21 @@ def test_metrics_wide_equals_the_long_table(worker: Worker, filled: tuple[str, f
     assert sum(n.values()) == 1200
 
 
+def test_metrics_that_do_not_apply_are_null_not_zero(worker: Worker, filled: tuple[str, float]) -> None:
+    """A binary classifier has no mae, rmse or macro_f1: the view showed 0 for them (maxIf of nothing)."""
+    model, _ = filled
+    rows = worker.store.query(
+        "SELECT accuracy, roc_auc, mae, rmse, r2, macro_f1 FROM metrics_wide WHERE model = {m:String}", {"m": model}
+    )
+    assert len(rows) >= 8
+    assert all(r["mae"] is None and r["rmse"] is None and r["r2"] is None and r["macro_f1"] is None for r in rows)
+    assert all(r["accuracy"] is not None and 0 < r["roc_auc"] <= 1 for r in rows)
+    zeros = worker.store.query_rows(
+        "SELECT count() FROM metrics_wide WHERE model = {m:String} AND mae = 0", {"m": model}
+    )
+    assert zeros == [(0,)]
+
+
 def test_one_metric_by_segment_and_range(worker: Worker, filled: tuple[str, float]) -> None:
     model, t0 = filled
     df = query.metric(model, "accuracy", segment="region=eu", since=t0 + W, store=worker.store)
