@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,14 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     )
 
 
+def _output_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # Any of ClickHouse's output formats (Vertical, TSV, JSON, Pretty, Markdown, ...) is passed through, and the
+    # server names an unknown one; only a name is accepted (the format is appended to the query as FORMAT x).
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", value):
+        raise click.BadParameter(f"{value!r} is not a ClickHouse output format name (e.g. Vertical, CSV, JSON)")
+    return value
+
+
 @main.command()
 @click.argument("query")
 @click.option(
@@ -204,11 +213,18 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     "fmt",
     default="PrettyCompact",
     show_default=True,
-    type=click.Choice(["JSONEachRow", "PrettyCompact", "CSV", "CSVWithNames", "TabSeparated", "JSON"]),
+    callback=_output_format,
+    help="Any ClickHouse output format: PrettyCompact, Vertical, Pretty, Markdown, TSV, TabSeparated, CSV, "
+    "CSVWithNames, JSON, JSONEachRow, ...",
 )
 @click.option("--start-store", is_flag=True, help="Start the embedded store in the background if none answers.")
-def sql(query: str, fmt: str, start_store: bool) -> None:
-    """Query the store (it must be running; --start-store starts the embedded one)."""
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Allow statements that change the store (INSERT, ALTER, DROP, ...); without it the query runs read-only.",
+)
+def sql(query: str, fmt: str, start_store: bool, write: bool) -> None:
+    """Query the store, read-only unless --write (it must be running; --start-store starts the embedded one)."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     from watchkeeper.sinks.writer import StoreUnavailable
@@ -228,14 +244,28 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
         )
     try:
         store = _store(settings, start=start_store)
-        out = store.raw(query, fmt=fmt)
+        # ClickHouse's readonly=2 for this query: reads, and setting changes (SETTINGS max_threads = 1) but not
+        # of readonly itself. A user that is read-only already (readonly 1 or 2) is left as it is: asking
+        # such a user to change the setting is refused.
+        readonly = {} if write or _readonly(store) else {"readonly": 2}
+        # An INSERT's own data (VALUES ...) would run into an appended FORMAT clause: it gets none.
+        inserting = re.match(r"\s*INSERT\b", query, re.I) is not None
+        out = store.raw(query, fmt=None if inserting else fmt, settings=readonly)
     except StoreUnavailable as exc:  # StoreAuthFailed too: its own message
         raise (_unreachable(exc) or click.ClickException(str(exc))) from None
     except ClickHouseError as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0][:2000]) from None
+        line = str(exc).strip().splitlines()[0][:2000]
+        if not write and "READONLY" in line:
+            line += "\n(watchkeeper sql runs read-only: add --write to change the store)"
+        raise click.ClickException(line) from None
     sys.stdout.buffer.write(out)
     if out and not out.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
+
+
+def _readonly(store) -> bool:  # type: ignore[no-untyped-def]
+    """The store's user is read-only already (ClickHouse's ``readonly`` setting is not 0)."""
+    return store.query_rows("SELECT getSetting('readonly')")[0][0] not in (0, "0")
 
 
 @main.command()
