@@ -28,7 +28,7 @@ def _store(settings: Settings, start: bool = True, migrate: bool = True):  # typ
     from watchkeeper.streams.service import migrate as migrate_schema
 
     if start:
-        ensure_store(settings)
+        _started(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     if not migrate:
         return store
@@ -37,6 +37,18 @@ def _store(settings: Settings, start: bool = True, migrate: bool = True):  # typ
     except DatabaseError:
         pass  # a read-only analyst cannot create tables; reading still works
     return store
+
+
+def _started(proc: subprocess.Popen[bytes] | None, service: str, settings: Settings) -> None:
+    """Say so when a command started an embedded service in the background (it keeps running after the command)."""
+    if proc is not None:
+        from watchkeeper.embedded import log_dir
+
+        click.echo(
+            f"watchkeeper: started the embedded {service} in the background (pid {proc.pid}, log "
+            f"{log_dir(settings) / (service + '.log')}; `watchkeeper stop` stops it)",
+            err=True,
+        )
 
 
 # The modules of the optional extras. A command that needs a missing one ends with the message
@@ -115,10 +127,50 @@ def main(ctx: click.Context) -> None:
         logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
 
 
+def _wants_help(faust_args: tuple[str, ...]) -> bool:
+    """``-h`` or ``--help`` among the worker's options (before a ``--``). ``-h`` is help here as in every other
+    command, not Faust's short form of ``--web-host``: ``-h HOST`` is a usage error that says so."""
+    args = faust_args[: faust_args.index("--")] if "--" in faust_args else faust_args
+    for i, arg in enumerate(args):
+        if arg == "-h" and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            raise click.UsageError(
+                f"-h is help; for the web server's host name use --web-host {args[i + 1]} "
+                "(the address it binds is WATCHKEEPER_WEB_HOST)"
+            )
+    return "-h" in args or "--help" in args
+
+
+def _worker_help() -> None:
+    """Faust's worker options, as ``watchkeeper worker`` takes them; nothing is started."""
+    import contextlib
+    import io
+
+    from watchkeeper.streams.app import autodiscover
+
+    app = autodiscover()
+    out = io.StringIO()
+    sys.argv = ["watchkeeper", "worker", "--help"]
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        app.main()
+    text = out.getvalue().replace("-h, --web-host", "    --web-host").replace("  --help  ", "  -h, --help  ")
+    # click names the program after how Python was started (python -m ...): it is `watchkeeper worker`.
+    text = re.sub(r"^Usage: .*? worker", "Usage: watchkeeper worker", text)
+    click.echo(
+        text.replace(
+            "Start worker instance for given app.",
+            "Run the Faust worker: starts the embedded broker and store if they are not running, creates\n"
+            "  the topics, applies pending schema migrations, then consumes. Faust's worker options apply.",
+        ).rstrip()
+    )
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
+    if _wants_help(faust_args):  # before anything starts: help never starts the broker or the store
+        _worker_help()
+        return
     from watchkeeper.lean import on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
@@ -128,7 +180,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     from watchkeeper.sinks.writer import StoreAuthFailed
 
     settings = _settings()
-    ensure_broker(settings)
+    _started(ensure_broker(settings), "broker", settings)
     try:
         _store(settings).close()
     except StoreAuthFailed as exc:  # an operator's fix away: the worker waits, its writes retry until then
@@ -331,13 +383,22 @@ def stop(services: tuple[str, ...], timeout: float) -> None:
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing (and start nothing).")
 def migrate(dry_run: bool) -> None:
     """Apply pending schema migrations and retention changes (every start does this too)."""
     from watchkeeper.sinks.schema import Retention
+    from watchkeeper.streams.health import store_address, store_reachable
 
     settings = _settings()
-    store = _store(settings, start=settings.embedded_store, migrate=False)
+    if dry_run and settings.embedded_store and not store_reachable(settings):
+        # Starting a store to compare with would change something (a data directory, a process): a dry run
+        # does neither. Without the store there is nothing to compare the schema with.
+        raise click.ClickException(
+            f"no store answers at {store_address(settings)} (the embedded store, data in {settings.store_path}); "
+            "a dry run starts nothing.\nStart it with `watchkeeper store`, or run `watchkeeper migrate` "
+            "(which starts it and applies the migrations)."
+        )
+    store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
     try:
         plan = store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run)
     finally:

@@ -9,7 +9,7 @@ pass ``obj={"settings": ..., "store": ...}`` instead.
 
     watchkeeper alerts [--model M] [--state firing] [--kind K] [--history] [--format table|json]
     watchkeeper sunset-candidates [--model M] [--format table|json]
-    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT]
+    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT] [--force]
     watchkeeper silence list [--all]      watchkeeper silence expire SILENCE_ID
     watchkeeper ack ALERT_ID [--comment TEXT]
 """
@@ -158,16 +158,20 @@ def silence_group() -> None:
 @click.option("--for", "duration", default="2h", show_default=True, help="How long: 30m, 2h, 1d...")
 @click.option("--comment", default="", help="Why.")
 @click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
+@click.option("--force", is_flag=True, help="Silence a model that has not been seen yet.")
 @click.pass_context
 def silence_add(
-    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str
-) -> None:
+    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str,
+    force: bool,
+) -> None:  # fmt: skip
     """Add a silence; prints its id."""
-    from watchkeeper.alerts.silences import add_silence
+    from watchkeeper.alerts.silences import add_silence, unknown_model
 
     if not (model or version or kind or alert_id):
         raise click.UsageError("give at least one of --model, --version, --kind, --alert")
-    _, store = _context(ctx)
+    settings, store = _context(ctx)
+    if not force and (why := unknown_model(store, model, settings.models)):
+        raise click.ClickException(why)
     s = add_silence(store, duration=parse_duration(duration), model=model, version=version, kind=kind,
                     alert_id=alert_id, author=author, comment=comment)  # fmt: skip
     click.echo(f"silence {s.silence_id} until {iso(s.ends_at)}")

@@ -20,11 +20,13 @@ def dashboards() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write json/ and provisioning/ into (default: the dashboards package directory).",
+    default=Path("dashboards"),
+    show_default=True,
+    help="Directory to write json/ and provisioning/ into, relative to the current directory "
+    "(docker-compose.yml mounts ./dashboards/json and ./dashboards/provisioning).",
 )
-def build(out: Path | None) -> None:
-    """Write dashboard JSON and Grafana provisioning files."""
+def build(out: Path) -> None:
+    """Write dashboard JSON and Grafana provisioning files (under ./dashboards unless --out)."""
     from watchkeeper.dashboards.build import build as build_files
 
     for path in build_files(out):
