@@ -410,20 +410,37 @@ def migrate(dry_run: bool) -> None:
 @click.argument("model")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--version", default="", help="Only for this version (default: every version of the model).")
-def reference(model: str, file: Path, version: str) -> None:
-    """Load a model's training data (CSV, Parquet or JSONL) as its drift reference."""
-    import re
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Load it even with fewer rows than the drift tests need, or no feature in common with the model's "
+    "recent predictions.",
+)
+def reference(model: str, file: Path, version: str, force: bool) -> None:
+    """Load a model's training data (CSV, Parquet or JSONL) as its drift reference.
 
+    A file with fewer rows than the drift tests need, or no feature in common with the model's recent
+    predictions, is refused (the current reference is kept) unless --force.
+    """
     from watchkeeper.reference import load_reference
     from watchkeeper.settings import MODEL_NAME_PATTERN
 
     if not re.match(MODEL_NAME_PATTERN, model):
         raise click.BadParameter(f"{model!r} is not a valid model name", param_hint="MODEL")
     try:
-        n = load_reference(_store(_settings()), model, file, version)
+        loaded = load_reference(_store(_settings()), model, file, version, force=force)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"loaded {n} reference rows for {model}{' ' + version if version else ''}")
+    name = f"{model}{' ' + version if version else ''}"
+    click.echo(f"loaded {loaded.rows} reference rows for {name} ({len(loaded.features)} features)")
+    if loaded.recent is None:
+        click.echo(f"note: no predictions of {name} yet: its features were not compared with the file's", err=True)
+    elif loaded.missing:
+        click.echo(
+            f"warning: {len(loaded.missing)} of the {len(loaded.recent)} features in {name}'s recent predictions "
+            f"are not in the reference and are not tested for drift against it: {', '.join(loaded.missing)}",
+            err=True,
+        )
 
 
 @main.command()
