@@ -40,15 +40,9 @@ def _store(settings: Settings, start: bool = True, migrate: bool = True):  # typ
 
 
 def _started(proc: subprocess.Popen[bytes] | None, service: str, settings: Settings) -> None:
-    """Say so when a command started an embedded service in the background (it keeps running after the command)."""
-    if proc is not None:
-        from watchkeeper.embedded import log_dir
+    from watchkeeper.embedded import announce
 
-        click.echo(
-            f"watchkeeper: started the embedded {service} in the background (pid {proc.pid}, log "
-            f"{log_dir(settings) / (service + '.log')}; `watchkeeper stop` stops it)",
-            err=True,
-        )
+    announce(proc, service, settings)
 
 
 # The modules of the optional extras. A command that needs a missing one ends with the message
@@ -234,7 +228,7 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     from watchkeeper.publish import publish_files
 
     settings = _settings()
-    ensure_broker(settings)
+    _started(ensure_broker(settings), "broker", settings)
     ensure_topics(settings)
     with Publisher(
         settings.kafka_bootstrap,

@@ -48,14 +48,14 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if "store" in obj and "settings" in obj:
         return obj["settings"], obj["store"]
-    from watchkeeper.embedded import ensure_store
+    from watchkeeper.embedded import announce, ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
     # A store that does not answer is reported in one line by the command group (cli._unreachable).
-    ensure_store(settings)
+    announce(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     if isinstance(ctx.obj, dict):

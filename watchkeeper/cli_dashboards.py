@@ -58,13 +58,13 @@ def push() -> None:
 def report(out: Path) -> None:
     """Render the static HTML report (the dashboards' panels) from the store."""
     from watchkeeper.dashboards.report import render_report
-    from watchkeeper.embedded import ensure_store
+    from watchkeeper.embedded import announce, ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
-    ensure_store(settings)
+    announce(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     try:

@@ -151,6 +151,17 @@ def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
     return proc
 
 
+def announce(proc: subprocess.Popen[bytes] | None, service: str, settings: Settings) -> None:
+    """Say on stderr that a command started an embedded service in the background (it outlives the command)."""
+    if proc is not None:
+        print(
+            f"watchkeeper: started the embedded {service} in the background (pid {proc.pid}, log "
+            f"{log_dir(settings) / (service + '.log')}; `watchkeeper stop` stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 # --- Pid files, and stopping what was started ------------------------------------------------
 
 SERVICES = ("broker", "store")
