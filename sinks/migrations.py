@@ -276,10 +276,25 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
         out.bootstrap = _bootstrap(db, cluster)
     out.pending = [(m, m.statements(db, retention or Retention(), cluster)) for m in MIGRATIONS
                    if m.version not in applied]  # fmt: skip
-    out.repair = _repairs(db, retention, cluster, applied, set(existing))
+    # What a pending migration creates is its to make: not a repair (an upgrade adds a table to migration 1's).
+    made = {name for _, stmts in out.pending for name in created_by(stmts, db)}
+    out.repair = _repairs(db, retention, cluster, applied, set(existing) | made)
     if retention is not None:
         out.ttl = _ttl_changes(db, retention, existing, cluster)
     return out
+
+
+def created_by(statements: list[str], db: str) -> set[str]:
+    """The tables and views that ``CREATE`` statements make.
+
+    >>> sorted(created_by(["CREATE TABLE IF NOT EXISTS wk.a (x UInt8) ENGINE = Memory",
+    ...                    "CREATE OR REPLACE VIEW wk.v ON CLUSTER c (x UInt8) AS SELECT 1", "DROP TABLE wk.b"], "wk"))
+    ['a', 'v']
+    """
+    pattern = re.compile(
+        rf"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?{db}\.(\w+)", re.I
+    )
+    return {m.group(1) for stmt in statements if (m := pattern.match(stmt))}
 
 
 def _repairs(

@@ -125,6 +125,13 @@ def test_a_dropped_view_or_table_is_created_again(spy: Spy) -> None:
     # Repaired: the next start is quiet again.
     spy.commands.clear()
     assert migrate(spy, Retention()).empty and spy.commands == []
+    # What a pending migration creates is not a repair: it makes it itself (an upgrade that adds a table).
+    spy.command(f"DROP VIEW {spy.database}.drift_flags", use_database=False)
+    spy.command(f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = 7")
+    upgrade = plan(spy, Retention())
+    assert [m.version for m, _ in upgrade.pending] == [7] and upgrade.repair == []
+    migrate(spy, Retention())
+    assert spy.query_rows("EXISTS TABLE drift_flags") == [(1,)]
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
