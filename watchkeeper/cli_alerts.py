@@ -151,6 +151,7 @@ def silence_group() -> None:
 
 
 @silence_group.command("add")
+@click.option("--force", is_flag=True, help="Silence a model that has not been seen yet.")
 @click.option("--model", default="", help="Match this model.")
 @click.option("--version", default="", help="Match this model version.")
 @click.option("--kind", default="", type=click.Choice(["", *KINDS]), help="Match this kind.")
@@ -158,7 +159,6 @@ def silence_group() -> None:
 @click.option("--for", "duration", default="2h", show_default=True, help="How long: 30m, 2h, 1d...")
 @click.option("--comment", default="", help="Why.")
 @click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
-@click.option("--force", is_flag=True, help="Silence a model that has not been seen yet.")
 @click.pass_context
 def silence_add(
     ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str,
