@@ -294,9 +294,10 @@ def sql(query: str, fmt: str, start_store: bool, write: bool) -> None:
         # of readonly itself. A user that is read-only already (readonly 1 or 2) is left as it is: asking
         # such a user to change the setting is refused.
         readonly = {} if write or _readonly(store) else {"readonly": 2}
-        # An INSERT's own data (VALUES ...) would run into an appended FORMAT clause: it gets none.
-        inserting = re.match(r"\s*INSERT\b", query, re.I) is not None
-        out = store.raw(query, fmt=None if inserting else fmt, settings=readonly)
+        # An INSERT's own data (VALUES ...), or a query that ends with its own FORMAT clause, would run into an
+        # appended FORMAT clause: it gets none (the query's own format wins over --format).
+        own_format = re.match(r"\s*INSERT\b", query, re.I) or re.search(r"\bFORMAT\s+\w+\s*;?\s*$", query, re.I)
+        out = store.raw(query, fmt=None if own_format else fmt, settings=readonly)
     except StoreUnavailable as exc:  # StoreAuthFailed too: its own message
         raise (_unreachable(exc) or click.ClickException(str(exc))) from None
     except ClickHouseError as exc:

@@ -232,6 +232,9 @@ def test_sql_is_read_only_unless_write_and_takes_clickhouse_formats(stack: Stack
     for fmt, expected in formats.items():
         out = stack.cli("sql", "SELECT a, b FROM scratch", "--format", fmt)
         assert expected in out.stdout, (fmt, out.stdout)
+    # A query with its own FORMAT clause, as clickhouse-client users write it.
+    assert stack.cli("sql", "SELECT a, b FROM scratch FORMAT Vertical").stdout.startswith("Row 1:")
+    assert stack.cli("sql", "select a from scratch format JSONEachRow;").stdout.strip() == '{"a":1}'
     unknown = stack.cli("sql", "SELECT 1", "--format", "Bogus", check=False)
     assert unknown.returncode == 1 and "Unknown format Bogus" in unknown.stderr
     bad = stack.cli("sql", "SELECT 1", "--format", "CSV; DROP TABLE metrics", check=False)
