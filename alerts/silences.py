@@ -110,9 +110,7 @@ def _insert(store: Any, s: Silence) -> None:
 
 def known_models(store: Any) -> list[str]:
     """Every model the store has seen: written windows or alerts (a silence for any other matches nothing)."""
-    rows = store.query_rows(
-        "SELECT DISTINCT model FROM metrics UNION DISTINCT SELECT DISTINCT model FROM alerts"
-    )
+    rows = store.query_rows("SELECT DISTINCT model FROM metrics UNION DISTINCT SELECT DISTINCT model FROM alerts")
     return sorted({str(m) for (m,) in rows if m})
 
 
