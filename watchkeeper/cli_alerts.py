@@ -9,7 +9,7 @@ pass ``obj={"settings": ..., "store": ...}`` instead.
 
     watchkeeper alerts [--model M] [--state firing] [--kind K] [--history] [--format table|json]
     watchkeeper sunset-candidates [--model M] [--format table|json]
-    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT]
+    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT] [--force]
     watchkeeper silence list [--all]      watchkeeper silence expire SILENCE_ID
     watchkeeper ack ALERT_ID [--comment TEXT]
 """
@@ -48,14 +48,14 @@ def _context(ctx: click.Context) -> tuple[Any, Any]:
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if "store" in obj and "settings" in obj:
         return obj["settings"], obj["store"]
-    from watchkeeper.embedded import ensure_store
+    from watchkeeper.embedded import announce, ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
     # A store that does not answer is reported in one line by the command group (cli._unreachable).
-    ensure_store(settings)
+    announce(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     if isinstance(ctx.obj, dict):
@@ -151,6 +151,7 @@ def silence_group() -> None:
 
 
 @silence_group.command("add")
+@click.option("--force", is_flag=True, help="Silence a model that has not been seen yet.")
 @click.option("--model", default="", help="Match this model.")
 @click.option("--version", default="", help="Match this model version.")
 @click.option("--kind", default="", type=click.Choice(["", *KINDS]), help="Match this kind.")
@@ -160,14 +161,17 @@ def silence_group() -> None:
 @click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
 @click.pass_context
 def silence_add(
-    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str
-) -> None:
+    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str,
+    force: bool,
+) -> None:  # fmt: skip
     """Add a silence; prints its id."""
-    from watchkeeper.alerts.silences import add_silence
+    from watchkeeper.alerts.silences import add_silence, unknown_model
 
     if not (model or version or kind or alert_id):
         raise click.UsageError("give at least one of --model, --version, --kind, --alert")
-    _, store = _context(ctx)
+    settings, store = _context(ctx)
+    if not force and (why := unknown_model(store, model, settings.models)):
+        raise click.ClickException(why)
     s = add_silence(store, duration=parse_duration(duration), model=model, version=version, kind=kind,
                     alert_id=alert_id, author=author, comment=comment)  # fmt: skip
     click.echo(f"silence {s.silence_id} until {iso(s.ends_at)}")

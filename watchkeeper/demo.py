@@ -224,7 +224,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
     w = settings.window_seconds
     start = (now - minutes * 60 - 3600) // w * w
     scenario = Scenario(start=start, minutes=minutes)
-    data_dir = settings.data_dir.parent / "demo"
+    data_dir = settings.data_dir / "demo"  # this instance's: never a neighbour's data directory
     path = data_dir / "scenario.jsonl"
     write_scenario(path, scenario)
 
