@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from watchkeeper_client._contract import InvalidEvent
+
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 
 _PLAIN = (str, float, int)
@@ -91,11 +93,16 @@ def features_dict(features: Any, names: Sequence[str] | None) -> dict[Any, Any] 
     shape = getattr(features, "shape", None)
     if shape is not None and len(shape) == 2 and shape[0] == 1:
         features = features[0]
-    values = features.tolist() if hasattr(features, "tolist") else list(features)
+    try:
+        values = features.tolist() if hasattr(features, "tolist") else list(features)
+    except TypeError:
+        raise InvalidEvent(
+            "features", f"expected a mapping, a pandas Series or a sequence, got {type(features).__name__}"
+        ) from None
     if names is None:
         return {f"x{i}": v for i, v in enumerate(values)}
     if len(names) != len(values):
-        raise ValueError(f"{len(values)} feature values but {len(names)} feature names")
+        raise InvalidEvent("features", f"{len(values)} feature values but {len(names)} feature names")
     return dict(zip(names, values, strict=True))
 
 
