@@ -271,14 +271,14 @@ class Contract:
             for k in f:
                 if k not in self._feature_names:
                     self.feature_name(k)
-        # The common case in one C-level pass: numbers only (bools, ints, floats) sum to a Python int or
-        # float, finite unless one of them is not (or the sum overflows); anything else (None, text, numpy
-        # scalars, arrays, ...) fails the sum or gives another type, and is looked at value by value.
+        # The common case in one C-level pass: numbers only (bools, ints, floats) sum to a float, finite
+        # unless one of them is not (or the sum overflows); anything else (None, text, numpy scalars,
+        # arrays, ...) fails the sum or gives another type, and is looked at value by value.
         try:
-            total = sum(f.values())
+            total = sum(f.values(), 0.0)
         except Exception:
             total = None
-        if type(total) is int or (type(total) is float and total - total == 0.0):
+        if type(total) is float and total - total == 0.0:
             return
         for k, v in f.items():
             self.feature_value(k, v)

@@ -68,6 +68,8 @@ def label(value: Any) -> Any:
     t = type(value)
     if t is float or t is str or t is int:
         return value
+    if t.__name__ == "float64":  # numpy.float64, what models return most (a float subclass: exact here)
+        return float(value)
     if t is bool or t.__name__ in ("bool_", "bool"):  # numpy.bool_ (numpy 1) is numpy.bool in numpy 2
         return int(value)
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
@@ -86,7 +88,7 @@ def features_dict(features: Any, names: Sequence[str] | None) -> dict[Any, Any] 
         return None
     if isinstance(features, dict):
         return features
-    if isinstance(features, Mapping):
+    if type(features).__name__ != "ndarray" and isinstance(features, Mapping):  # (an ABC check: slow)
         return dict(features)
     if hasattr(features, "index") and hasattr(features, "to_dict"):  # pandas.Series
         return dict(features.to_dict())

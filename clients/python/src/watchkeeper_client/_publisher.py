@@ -286,20 +286,22 @@ class Publisher:
                 c.ts(ts)
                 event["ts"] = ts
             if features is not None:
-                if type(features) is dict:
-                    named = features
-                else:
-                    named = features_dict(features, feature_names or self.feature_names)
+                named: Any = (
+                    features if type(features) is dict else features_dict(features, feature_names or self.feature_names)
+                )
                 event["features"] = named
-                # The common case inline: known names, numbers only. Bools, ints and floats sum to a
-                # Python int or float, finite unless one of them is not (or the sum overflows); None,
-                # text, numpy scalars or anything else fail the sum or give another type.
+                # The common case inline: numbers only, names seen before. Bools, ints and floats sum to a
+                # float, finite unless one of them is not (or the sum overflows); None, text, lists or
+                # numpy scalars fail the sum or give another type. Anything else: value by value.
                 try:
-                    total = sum(named.values()) if len(named) <= MAX_FEATURES else None
+                    total = sum(named.values(), 0.0)
                 except Exception:
                     total = None
-                if not (type(total) is float and total - total == 0.0 or type(total) is int) or not (
-                    c._feature_names.issuperset(named)
+                if (
+                    type(total) is not float
+                    or not total - total == 0.0
+                    or len(named) > MAX_FEATURES
+                    or not c._feature_names.issuperset(named)
                 ):
                     c.features(named)
             if scores is not None:
