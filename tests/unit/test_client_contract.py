@@ -195,6 +195,17 @@ def test_the_service_limits_that_are_settings_are_options() -> None:
     assert (s["sent"], s["rejected_reasons"]) == (1, {"ts": 1, "size": 1})
     assert "4,096" in s["last_error"]
     pub.close(1)
+    # Envelopes stay within the worker's limit too: a larger one would be refused whole.
+    fake = FakeProducer(partitions=1)
+    pub = with_fake(Publisher("unused:9092", max_message_bytes=4096, linger=0.05), fake)
+    for i in range(40):
+        pub.prediction(**{**GOOD, "prediction_id": f"r{i}"}, features={f"f{j}": "x" * 20 for j in range(10)})
+    assert pub.flush(5)
+    pub.close(1)
+    assert pub.stats()["sent"] == 40 and len(fake.sent) > 1
+    for message in fake.sent:
+        good, bad = decode_message(message["value"], Prediction, max_bytes=4096)
+        assert bad == [] and len(message["value"]) <= 4096
     # The defaults: 30 days and 8 MiB, as the service's.
     default = Publisher(closed_port())
     assert (default.contract.raw_ttl_days, default.contract.max_message_bytes) == (

@@ -54,7 +54,8 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _MISSING = frozenset({"NoneType", "NAType", "NaTType"})  # None, pandas.NA, pandas.NaT
-_MAX_CACHE = 100_000  # names remembered as valid
+_MAX_CACHE = 20_000  # names remembered as valid (a few MB at most)
+ENVELOPE_OVERHEAD = len(b'{"events":[]}')  # what the envelope adds to its events' bytes
 
 
 class InvalidEvent(ValueError):
@@ -188,10 +189,11 @@ class Contract:
                 self.ts(ts)
 
     def size(self, payload: bytes) -> None:
-        """The encoded event fits in one message the worker takes."""
-        if len(payload) > self.max_message_bytes:
+        """The encoded event fits, alone in an envelope, in one message the worker takes."""
+        if len(payload) + ENVELOPE_OVERHEAD > self.max_message_bytes:
             raise InvalidEvent(
-                "size", f"the event is {len(payload):,} bytes; the worker takes at most {self.max_message_bytes:,}"
+                "size", f"the event is {len(payload):,} bytes; the worker takes messages of at most "
+                f"{self.max_message_bytes:,}"
             )
 
     # Fields --------------------------------------------------------------------

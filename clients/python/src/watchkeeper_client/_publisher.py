@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from watchkeeper_client._contract import (
+    ENVELOPE_OVERHEAD,
     MAX_FEATURES,
     MAX_MESSAGE_BYTES,
     MAX_NAME,
@@ -180,7 +181,8 @@ class Publisher:
         self.topics = {"prediction": predictions_topic, "outcome": outcomes_topic}
         self.capacity = capacity
         self.max_batch = max_batch
-        self.max_envelope_bytes = max_envelope_bytes
+        # An envelope never exceeds what the worker takes (it would refuse every event in it).
+        self.max_envelope_bytes = min(max_envelope_bytes, max_message_bytes - ENVELOPE_OVERHEAD)
         self.linger = linger
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.strict = strict
@@ -322,7 +324,7 @@ class Publisher:
                 c.ident("event_id", event_id)
                 event["event_id"] = event_id
             payload = encode(event)
-            if len(payload) > c.max_message_bytes:
+            if len(payload) > self.max_envelope_bytes:
                 c.size(payload)
         except Exception as exc:
             self._reject(exc)
@@ -349,7 +351,7 @@ class Publisher:
                 event["event_id"] = event_id
             self.contract.outcome(event, ts_checked=ts is None)
             payload = encode(event)
-            if len(payload) > self.contract.max_message_bytes:
+            if len(payload) > self.max_envelope_bytes:
                 self.contract.size(payload)
         except Exception as exc:
             self._reject(exc)
