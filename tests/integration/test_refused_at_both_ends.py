@@ -71,3 +71,27 @@ def test_the_worker_says_at_start_up_that_the_runbook_base_is_unset(stack: Stack
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if "WATCHKEEPER_RUNBOOK_BASE_URL" in ln]
     assert len(lines) == 1, lines
     assert "WARNING" in lines[0] and "first steps" in lines[0]
+
+
+def test_the_sql_in_the_first_steps_runs(stack: Stack) -> None:
+    """The queries payloads carry instead of a runbook link run as shown, against the real store."""
+    import shlex
+    from datetime import UTC, datetime
+
+    from watchkeeper.alerts.links import FIRST_STEPS, first_steps
+    from watchkeeper.alerts.model import Alert
+
+    t = datetime.now(UTC)
+    commands = set()
+    for kind in FIRST_STEPS:
+        a = Alert(alert_id="x", model="inf.other", version="v1", kind=kind, severity="warning", state="firing",
+                  summary="s", evidence={"subject": ""}, ts=t, fired_at=t,
+                  runbook_url=f"docs/runbooks.md#{kind}")  # fmt: skip
+        for step in first_steps(a):
+            commands |= {c for c in step.split("`") if c.startswith("watchkeeper sql ")}
+    assert len(commands) == 3  # dead letters (no_data, ops), traffic by model name (no_data)
+    for command in sorted(commands):
+        out = stack.cli(*shlex.split(command)[1:])
+        assert out.returncode == 0, out.stderr
+    dead = stack.cli("sql", "SELECT error FROM dead_letters FINAL WHERE model = 'inf.other'").stdout
+    assert "NaN and infinity" in dead
