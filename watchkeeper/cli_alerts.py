@@ -16,6 +16,7 @@ pass ``obj={"settings": ..., "store": ...}`` instead.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -41,6 +42,23 @@ def parse_duration(text: str) -> timedelta:
     if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhdw])", "", text.strip().lower()).strip():
         raise click.BadParameter(f"{text!r} is not a duration like 30m, 2h or 1d")
     return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def os_user() -> str:
+    """Who runs the command: the login name (``LOGNAME``, ``USER``, ... then the password database), else
+    ``uid-<n>`` (a container's arbitrary uid has no name).
+
+    >>> os_user() != ""
+    True
+    """
+    try:
+        name = getpass.getuser()
+    except Exception:  # no variable and no password entry (KeyError before Python 3.13, OSError since)
+        name = ""
+    if name:
+        return name
+    getuid = getattr(os, "getuid", None)
+    return f"uid-{getuid()}" if getuid is not None else "unknown"
 
 
 def _context(ctx: click.Context) -> tuple[Any, Any]:
@@ -158,7 +176,7 @@ def silence_group() -> None:
 @click.option("--alert", "alert_id", default="", help="Match this alert id.")
 @click.option("--for", "duration", default="2h", show_default=True, help="How long: 30m, 2h, 1d...")
 @click.option("--comment", default="", help="Why.")
-@click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
+@click.option("--author", default=os_user, help="Who (default: the OS user running the command).")
 @click.pass_context
 def silence_add(
     ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str,
@@ -216,7 +234,7 @@ def silence_expire(ctx: click.Context, silence_id: str) -> None:
 @click.command("ack")
 @click.argument("alert_id")
 @click.option("--comment", default="", help="Note for the others on call.")
-@click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
+@click.option("--author", default=os_user, help="Who (default: the OS user running the command).")
 @click.pass_context
 def ack_command(ctx: click.Context, alert_id: str, comment: str, author: str) -> None:
     """Acknowledge a firing alert (and its PagerDuty incident, when PagerDuty is configured)."""

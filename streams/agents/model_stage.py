@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from watchkeeper.alerts.links import warn_if_runbook_base_unset
 from watchkeeper.streams import metrics_export, topics
 from watchkeeper.streams.agents.ingest import worker
 from watchkeeper.streams.app import app, settings
@@ -55,6 +56,11 @@ from watchkeeper.windows.ownership import Shard, owner_partition
 
 log = logging.getLogger(__name__)
 metrics_export.setup(app, worker, faust_sensor=settings.faust_sensor)
+
+
+@app.task
+async def _start_up_notes() -> None:
+    warn_if_runbook_base_unset(settings.runbook_base_url, log)  # payloads then carry the runbooks' first steps
 
 # After each pass the stage rests this many times as long as the pass took (and at least until the
 # next 1 s tick): under a heavy backlog it takes at most a third of the store's time from ingest.
