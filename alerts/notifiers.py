@@ -16,6 +16,12 @@ exist is a :class:`DeliveryConfig` (:func:`notifiers_from_config`).
 - :class:`RetrainWebhook` — once per firing retrain alert, with the evidence.
 - :class:`GrafanaAnnotator` — an annotation per state change, through grafana-client (best effort).
 
+Where the runbook link is not an address one can open (the default base,
+``docs/runbooks.md``, is a path in the repository), payloads carry the runbook's
+first steps instead (``alerts/links.py``): ``runbook_steps`` in the webhook and
+retrain JSON, a "First steps" block in Slack, ``custom_details.first_steps`` in
+PagerDuty, a ``runbook_steps`` annotation in Alertmanager.
+
 Secrets (webhook URLs with tokens, routing keys, Grafana credentials) are held
 by the notifiers and never appear in their ``repr``, in log lines or in
 exception messages: errors name the receiver and the HTTP status or the
@@ -41,6 +47,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from watchkeeper.alerts.links import first_steps, runbook_link
 from watchkeeper.alerts.model import Alert, evidence_json
 from watchkeeper.alerts.transport import (
     DeliveryError,
@@ -92,8 +99,9 @@ class WebhookNotifier(HttpNotifier):
         return out
 
     def alert_json(self, a: Alert) -> dict[str, Any]:
-        """The alert as published on the ``alerts`` topic, plus ``dashboard_url`` (null without Grafana)."""
-        return {**a.to_json(), "dashboard_url": self.dashboard_url(a)}
+        """The alert as published on the ``alerts`` topic, plus ``dashboard_url`` (null without Grafana) and
+        ``runbook_steps`` (the runbook's first steps when ``runbook_url`` is not an http(s) address, else [])."""
+        return {**a.to_json(), "dashboard_url": self.dashboard_url(a), "runbook_steps": list(first_steps(a))}
 
 
 class RetrainWebhook(HttpNotifier):
@@ -120,6 +128,7 @@ class RetrainWebhook(HttpNotifier):
                     "summary": a.summary,
                     "owner": a.owner,
                     "runbook_url": a.runbook_url,
+                    "runbook_steps": list(first_steps(a)),
                     "dashboard_url": self.dashboard_url(a),
                     "evidence": a.evidence,
                 },
@@ -134,7 +143,7 @@ class SlackNotifier(HttpNotifier):
     """Slack incoming webhook: one message per model and batch (Block Kit, with a text fallback)."""
 
     ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
-    MAX_ALERTS = 10  # two blocks each, well under Slack's 50 blocks
+    MAX_ALERTS = 10  # three blocks each at most, under Slack's 50 blocks
 
     def __init__(self, url: SecretStr | str, name: str = "slack") -> None:
         super().__init__(url, name)
@@ -163,10 +172,17 @@ class SlackNotifier(HttpNotifier):
             title = f"{icon} *{a.state.upper()}* {a.kind} ({a.severity})"
             body = f"{title}\n{self.escape(a.summary)}"[:3000]
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body}})
+            steps = first_steps(a)
+            if steps and a.firing:  # no link one can open: the runbook's first steps, here
+                lines = [f"*First steps* (runbook `{self.escape(a.runbook_url or a.kind)}`)"]
+                lines += [f"{i}. {self.escape(step)}" for i, step in enumerate(steps, 1)]
+                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
             dashboard = self.dashboard_url(a)
-            links = " · ".join(f"<{url}|{label}>" for url, label in ((a.runbook_url, "runbook"),
-                                                                   (dashboard, "dashboard")) if url)  # fmt: skip
-            context = f"owner *{self.escape(a.owner)}* · {links} · `{a.alert_id}` · {iso(a.ts)}"
+            parts = [f"owner *{self.escape(a.owner)}*"]
+            parts += [f"<{url}|{label}>" for url, label in ((runbook_link(a), "runbook"), (dashboard, "dashboard"))
+                      if url]  # fmt: skip
+            parts += [f"`{a.alert_id}`", iso(a.ts)]
+            context = " · ".join(parts)
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
         text = " ".join(f"[{a.state}] {a.summary}" for a in alerts)[:3000]
         return {"text": self.escape(text), "blocks": blocks}
@@ -208,10 +224,13 @@ class PagerDutyNotifier(Notifier):
                 "evidence": alert.evidence,
             },
         }
+        steps = first_steps(alert)
+        if steps:  # the runbook has no address a pager can open: its first steps, in the incident
+            body["payload"]["custom_details"].update(first_steps=list(steps), runbook=alert.runbook_url)
         body["client"] = "watchkeeper"
         dashboard = self.dashboard_url(alert)
         links = [{"href": url, "text": text} for url, text in ((dashboard, "Model dashboard"),
-                                                             (alert.runbook_url, "Runbook")) if url]  # fmt: skip
+                                                             (runbook_link(alert), "Runbook")) if url]  # fmt: skip
         if links:
             body["client_url"] = links[0]["href"]
             body["links"] = links
@@ -257,8 +276,13 @@ class AlertmanagerNotifier(Notifier):
             "alert_id": a.alert_id,
         }
         annotations = {"summary": a.summary, "description": evidence_json(a.evidence)[:8000]}
-        if a.runbook_url:
-            annotations["runbook_url"] = a.runbook_url
+        runbook = runbook_link(a)
+        if runbook:
+            annotations["runbook_url"] = runbook
+        else:
+            steps = first_steps(a)
+            if steps:
+                annotations["runbook_steps"] = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
         dashboard = self.dashboard_url(a)
         if dashboard:
             annotations["dashboard_url"] = dashboard
@@ -276,7 +300,7 @@ class AlertmanagerNotifier(Notifier):
             out["endsAt"] = iso(max(starts, end))
         # The link back to what generated the alert: the model dashboard at the alert's range.
         gen = self.generator_url.format(model=quote(a.model), kind=a.kind, alert_id=a.alert_id) \
-            if self.generator_url else (dashboard or a.runbook_url)  # fmt: skip
+            if self.generator_url else (dashboard or runbook)  # fmt: skip
         if gen:
             out["generatorURL"] = gen
         return out

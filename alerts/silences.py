@@ -108,6 +108,30 @@ def _insert(store: Any, s: Silence) -> None:
                  token=f"silence:{s.silence_id}:{int(s.created_at.timestamp() * 1000)}")  # fmt: skip
 
 
+def known_models(store: Any) -> list[str]:
+    """Every model the store has seen: written windows or alerts (a silence for any other matches nothing)."""
+    rows = store.query_rows("SELECT DISTINCT model FROM metrics UNION DISTINCT SELECT DISTINCT model FROM alerts")
+    return sorted({str(m) for (m,) in rows if m})
+
+
+def unknown_model(store: Any, model: str, configured: Iterable[str] = ()) -> str | None:
+    """Why a silence for ``model`` would match nothing — a model never seen nor configured — or None.
+
+    ``watchkeeper silence add --model`` refuses it without ``--force`` (a typo would silence nothing, silently).
+    """
+    if not model or model in configured:
+        return None
+    known = known_models(store)
+    if model in known:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(model, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") if known else "none yet"
+    return f"no model {model!r} has been seen (known: {listed}); {hint}--force silences it anyway"
+
+
 def add_silence(
     store: Any,
     *,

@@ -95,11 +95,17 @@ def time_label(t: float, span: float) -> str:
     return d.strftime("%H:%M") if span <= 2 * 86400 else d.strftime("%m-%d %H:%M")
 
 
-def _open(width: int = W, height: int = H, label: str = "", cls: str = "chart") -> str:
+def _open(width: int = W, height: int = H, label: str = "", cls: str = "chart", attrs: str = "") -> str:
     return (
-        f'<svg class="{cls}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'<svg class="{cls}"{attrs} xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'preserveAspectRatio="xMidYMid meet" role="img" aria-label="{esc(label)}">'
     )
+
+
+def _xlab(x: float, y: float, text: str, width: int, room: float = 18) -> str:
+    """A time axis label centred on ``x``; near the right edge anchored at its end, so it is not cut off."""
+    edge = ' style="text-anchor:end"' if x > width - room else ""
+    return f'<text class="xlab"{edge} x="{x:.1f}" y="{y:.0f}">{esc(text)}</text>'
 
 
 def _legend(names: Sequence[str]) -> str:
@@ -125,7 +131,15 @@ def line_chart(
     width: int = W,
     bucket_s: float = 0.0,
 ) -> str:
-    """Time series (x = epoch seconds): lines, or stacked bars of ``bucket_s`` seconds when ``stacked``."""
+    """Time series (x = epoch seconds): lines, or stacked bars of ``bucket_s`` seconds when ``stacked``.
+
+    The time axis spans ``t_range`` if given, else the data: from the first point to the last
+    (to the end of the last bar when stacked), so no part of it is empty.
+
+    >>> svg = line_chart({"a": [(0.0, 1.0), (300.0, 2.0)]}, unit=None, stacked=True, bucket_s=300)
+    >>> 'data-t0="0" data-t1="600"' in svg
+    True
+    """
     names = [n for n in series if any(v is not None for _, v in series[n])]
     if not names:
         return ""
@@ -144,10 +158,11 @@ def line_chart(
         lo, hi = min(ys), max(ys)
         if unit in ("short", "reqps"):
             lo = min(lo, 0.0)
-    if t1 <= t0:
-        t1 = t0 + 1
+    if t1 <= t0:  # one point in time: a bucket (or a minute) either side, the point in the middle
+        t0, t1 = t0 - (bucket_s or 60), t1 + (bucket_s or 60)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
-    ticks = nice_ticks(lo - (0 if lo == 0 else pad), hi + pad)
+    # Values that cannot be negative (counts, rates, test statistics) keep the axis at or above 0.
+    ticks = nice_ticks(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
     y0, y1 = ticks[0], ticks[-1]
     pw, ph = width - M_LEFT - M_RIGHT, H - M_TOP - M_BOTTOM
 
@@ -157,13 +172,14 @@ def line_chart(
     def sy(v: float) -> float:
         return M_TOP + ph - (v - y0) / (y1 - y0) * ph
 
-    out = [_open(width, H, "time series")]
+    # The time axis' range, for readers of the page's markup (the report test compares it with the data).
+    out = [_open(width, H, "time series", attrs=f' data-t0="{t0:.0f}" data-t1="{t1:.0f}"')]
     _y_axis(out, ticks, sy, width, unit)
     span = t1 - t0
     for tt in time_ticks(t0, t1):
         x = sx(tt)
         out.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{M_TOP + ph}" y2="{M_TOP + ph + 4}"/>')
-        out.append(f'<text class="xlab" x="{x:.1f}" y="{H - 8}">{esc(time_label(tt, span))}</text>')
+        out.append(_xlab(x, H - 8, time_label(tt, span), width))
     if stacked:
         base: dict[float, float] = {}
         bw = max(sx(t0 + bucket_s) - sx(t0) - 1, 1.0)
@@ -300,7 +316,7 @@ def heatmap(
             )
     for tt in time_ticks(times[0], times[-1]):
         x = left + (tt - times[0]) / max(times[-1] - times[0], 1) * (pw - cw) + cw / 2
-        out.append(f'<text class="xlab" x="{x:.1f}" y="{height - 8}">{esc(time_label(tt, span))}</text>')
+        out.append(_xlab(x, height - 8, time_label(tt, span), width))
     out.append("</svg>")
     return "".join(out)
 
@@ -332,6 +348,29 @@ def state_timeline(rows: dict[str, list[tuple[float, float]]], t0: float, t1: fl
                 f"{esc(time_label(t, span))}</title></rect>"
             )
     for tt in time_ticks(t0, t1):
-        out.append(f'<text class="xlab" x="{sx(tt):.1f}" y="{height - 8}">{esc(time_label(tt, span))}</text>')
+        x = sx(tt)
+        out.append(_xlab(x, height - 8, time_label(tt, span), width))
     out.append("</svg>")
     return "".join(out)
+
+
+def sparkline(points: Sequence[tuple[float, float]], *, height: int = 40) -> str:
+    """A rate in [0, 1] over time as a bare line, as wide as its container (CSS ``svg.spark``).
+
+    >>> sparkline([(0, 0.8), (300, 0.4)]).count("polyline")
+    1
+    """
+    if len(points) < 2:
+        return ""
+    width = 300
+    t0, t1 = points[0][0], points[-1][0]
+    coords = " ".join(
+        f"{(t - t0) / max(1.0, t1 - t0) * width:.1f},{height - min(max(v, 0.0), 1.0) * height:.1f}" for t, v in points
+    )
+    last = points[-1][1]
+    return (
+        f'<svg class="spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
+        f'aria-label="from {esc(fmt_value(points[0][1]))} to {esc(fmt_value(last))}">'
+        f'<polyline fill="none" stroke="{color(0)}" stroke-width="2" vector-effect="non-scaling-stroke" '
+        f'points="{coords}"/></svg>'
+    )

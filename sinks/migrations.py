@@ -13,9 +13,19 @@ a numbered list of statements; a schema change is a new migration appended to
 5. in cluster mode, replicated tables that deduplicate inserts as one server does
    (:func:`watchkeeper.sinks.cluster.replicated_settings`; nothing to do on one server);
 6. ``mistakes.computed_at``, for stores created before it;
+7. the views again: NULL (not 0) in ``metrics_wide`` where a metric does not apply, a comment on
+   every view column, ``alerts_current.evidence``;
 9. ``alert_deliveries`` (which receivers each alert state change went to), for stores created
    before it; the state changes already recorded count as delivered before tracking began, so
-   an upgraded worker does not send them again.
+   an upgraded worker does not send them again. (It declares nothing it ``creates``: a dropped
+   ``alert_deliveries`` is made again, empty, by migration 1's repair — re-running this one would
+   mark every recorded state change delivered.)
+
+A migration applied once is not forgotten: the tables and views that migrations
+create are checked on every start (by name, in the same read of ``system.tables``),
+and one that is missing — a view dropped by hand — is created again by re-running
+the migrations that create it (their statements are idempotent). ``migrate --dry-run``
+lists them under ``-- repair``.
 
 Retention is a setting, not a migration: a table's TTL is changed only when the
 configured days differ from the table's (read from ``system.tables``), so a start
@@ -33,7 +43,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 9]
+[1, 2, 3, 4, 5, 6, 7, 9]
 """
 
 from __future__ import annotations
@@ -63,6 +73,12 @@ MIGRATIONS_TABLE = "schema_migrations"
 _DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.S)
 
 Statements = Callable[[str, Retention, "str | None"], list[str]]
+# The names of the tables and views a migration creates, in cluster mode or not.
+Creates = Callable[["str | None"], list[str]]
+
+
+def _nothing(cluster: str | None) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class Migration:
     version: int
     name: str
     statements: Statements
+    # What it creates: checked on every start, and created again (the statements re-run) when missing.
+    creates: Creates = _nothing
 
     def checksum(self, db: str) -> str:
         """What the migration does, fingerprinted (with the default retention, which it does not depend on)."""
@@ -114,9 +132,17 @@ def _comments(db: str, retention: Retention, cluster: str | None) -> list[str]:
     return out
 
 
+def _table_names(cluster: str | None) -> list[str]:
+    return [name for table in (*TABLES, SILENCES) for name in cluster_ddl.physical_names(table, cluster)]
+
+
 def _views(db: str, retention: Retention, cluster: str | None) -> list[str]:
     on = cluster_ddl.on_cluster(cluster)
-    return [stmt.replace(f"VIEW {db}.{name} AS", f"VIEW {db}.{name}{on} AS", 1) for name, stmt in view_statements(db)]
+    return [stmt.replace(f"VIEW {db}.{name} (", f"VIEW {db}.{name}{on} (", 1) for name, stmt in view_statements(db)]
+
+
+def _view_names(cluster: str | None) -> list[str]:
+    return [name for name, _ in view_statements("db")]
 
 
 def _replicated_dedup(db: str, retention: Retention, cluster: str | None) -> list[str]:
@@ -136,30 +162,38 @@ def _deliveries(db: str, retention: Retention, cluster: str | None) -> list[str]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "tables", _tables),
+    Migration(1, "tables", _tables, _table_names),
     Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
-    Migration(3, "analysts' views", _views),
+    Migration(3, "analysts' views", _views, _view_names),
     Migration(4, "column comments", _comments),
     Migration(5, "replicated deduplication as on one server", _replicated_dedup),
     Migration(6, "mistakes.computed_at: a recompute deletes the older mistakes", _add_columns(MISTAKES_COMPUTED_AT)),
+    Migration(7, "views: NULL where a metric does not apply, column comments, alert evidence", _views, _view_names),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
 )
 
 
 @dataclass
 class Plan:
-    """What :func:`migrate` would run: the bootstrap, the pending migrations, the retention changes."""
+    """What :func:`migrate` would run: the bootstrap, the pending migrations, the repairs of applied
+    migrations whose objects are missing, the retention changes."""
 
     bootstrap: list[str] = field(default_factory=list)
     pending: list[tuple[Migration, list[str]]] = field(default_factory=list)
+    repair: list[tuple[Migration, list[str], list[str]]] = field(default_factory=list)  # (m, missing, statements)
     ttl: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.bootstrap or self.pending or self.ttl)
+        return not (self.bootstrap or self.pending or self.repair or self.ttl)
 
     def statements(self) -> list[str]:
-        return [*self.bootstrap, *(s for _, stmts in self.pending for s in stmts), *self.ttl]
+        return [
+            *self.bootstrap,
+            *(s for _, _, stmts in self.repair for s in stmts),
+            *(s for _, stmts in self.pending for s in stmts),
+            *self.ttl,
+        ]
 
     def describe(self) -> str:
         """The plan in words and SQL (``watchkeeper migrate --dry-run``)."""
@@ -168,6 +202,9 @@ class Plan:
         lines = []
         for stmt in self.bootstrap:
             lines += ["-- bootstrap: the migrations table", stmt + ";"]
+        for m, missing, stmts in self.repair:
+            lines.append(f"-- repair: migration {m.version} ({m.name}) created {', '.join(missing)}, now missing")
+            lines += [s + ";" for s in stmts]
         for m, stmts in self.pending:
             lines.append(f"-- migration {m.version}: {m.name}")
             lines += [s + ";" for s in stmts]
@@ -267,9 +304,45 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
         out.bootstrap = _bootstrap(db, cluster)
     out.pending = [(m, m.statements(db, retention or Retention(), cluster)) for m in MIGRATIONS
                    if m.version not in applied]  # fmt: skip
+    # What a pending migration creates is its to make: not a repair (an upgrade adds a table to migration 1's).
+    made = {name for _, stmts in out.pending for name in created_by(stmts, db)}
+    out.repair = _repairs(db, retention, cluster, applied, set(existing) | made)
     if retention is not None:
         out.ttl = _ttl_changes(db, retention, existing, cluster)
     return out
+
+
+def created_by(statements: list[str], db: str) -> set[str]:
+    """The tables and views that ``CREATE`` statements make.
+
+    >>> sorted(created_by(["CREATE TABLE IF NOT EXISTS wk.a (x UInt8) ENGINE = Memory",
+    ...                    "CREATE OR REPLACE VIEW wk.v ON CLUSTER c (x UInt8) AS SELECT 1", "DROP TABLE wk.b"], "wk"))
+    ['a', 'v']
+    """
+    pattern = re.compile(
+        rf"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?{db}\.(\w+)", re.I
+    )
+    return {m.group(1) for stmt in statements if (m := pattern.match(stmt))}
+
+
+def _repairs(
+    db: str, retention: Retention | None, cluster: str | None, applied: set[int], existing: set[str]
+) -> list[tuple[Migration, list[str], list[str]]]:
+    """The applied migrations whose tables or views are gone, with the statements that create them again.
+
+    A statement two of them share (migrations 3 and 7 both create the views) runs once, in the later one.
+    """
+    out: list[tuple[Migration, list[str], list[str]]] = []
+    for m in MIGRATIONS:
+        missing = [name for name in m.creates(cluster) if name not in existing]
+        if m.version in applied and missing:
+            out.append((m, missing, m.statements(db, retention or Retention(), cluster)))
+    seen: set[str] = set()
+    for i in range(len(out) - 1, -1, -1):
+        m, missing, stmts = out[i]
+        out[i] = (m, missing, [s for s in stmts if s not in seen])
+        seen.update(stmts)
+    return [r for r in out if r[2]]
 
 
 def migrate(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
@@ -278,6 +351,9 @@ def migrate(store: Any, retention: Retention | None, cluster: str | None = None)
     db = store.database
     for stmt in p.bootstrap:
         store.command(stmt, use_database=False)
+    for _, _, stmts in p.repair:
+        for stmt in stmts:
+            store.command(stmt, use_database=False)
     for m, stmts in p.pending:
         for stmt in stmts:
             store.command(stmt, use_database=False)

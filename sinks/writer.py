@@ -213,14 +213,21 @@ class Store:
     def query_df(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self._call("query_df", sql, parameters=params or {})
 
-    def raw(self, sql: str, fmt: str = "PrettyCompact", params: dict[str, Any] | None = None) -> bytes:
-        """The server's own rendering of a query in a ClickHouse output format (``watchkeeper sql``).
+    def raw(
+        self,
+        sql: str,
+        fmt: str | None = "PrettyCompact",
+        params: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The server's own rendering of a query in a ClickHouse output format (``watchkeeper sql``),
+        with ``settings`` for this query only (e.g. ``readonly``).
 
         In cluster mode a user's query joins Distributed tables with ``GLOBAL`` semantics: the shard-by-shard
         joins of the model stage are right only for its own queries (on tables sharded alike, on the model).
         """
-        settings = {"distributed_product_mode": "global"} if self.cluster else None
-        return self._call("raw_query", sql, parameters=params or {}, fmt=fmt, settings=settings)
+        settings = {**({"distributed_product_mode": "global"} if self.cluster else {}), **(settings or {})}
+        return self._call("raw_query", sql, parameters=params or {}, fmt=fmt, settings=settings or None)
 
     def command(
         self,

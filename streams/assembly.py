@@ -66,7 +66,7 @@ def assemble(settings: Settings, *, register_metrics: bool = True) -> Assembly:
     ingest = Ingest(worker, topics, flush_interval=settings.flush_interval)
     ingest.register(app)
     model_stage = ModelStage(app, worker, topics, ownership, partitions=settings.partitions)
-    model_stage.register()
+    model_stage.register(runbook_base_url=settings.runbook_base_url)
 
     if register_metrics:
         metrics_export.setup(app, worker, faust_sensor=settings.faust_sensor)

@@ -25,6 +25,7 @@ reading them side by side is how a change to one is carried to the other.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -81,7 +82,9 @@ def parse_message(value: bytes | None, max_bytes: int = 8 * 1024 * 1024) -> tupl
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return [], False, Rejected(f"bad JSON: {exc}", value)
+        doc = _nonfinite_json(value, exc)
+        if doc is None:
+            return [], False, Rejected(f"bad JSON: {exc}", value)
     if isinstance(doc, dict) and "events" in doc and "prediction_id" not in doc:
         items = doc["events"]
         if not isinstance(items, list):
@@ -92,6 +95,19 @@ def parse_message(value: bytes | None, max_bytes: int = 8 * 1024 * 1024) -> tupl
     return [], False, Rejected('expected a JSON object or an envelope {"events": [...]}', value)
 
 
+def _nonfinite_json(value: bytes, exc: orjson.JSONDecodeError) -> Any:
+    """JSON with NaN or Infinity, as other encoders write them (orjson refuses them), parsed: the events
+    that carry them are then refused one by one and their envelope neighbours kept. None if not that."""
+    if b"NaN" not in value and b"Infinity" not in value and "infinity" not in str(exc):
+        return None
+    try:
+        doc = json.loads(value.decode())
+        orjson.dumps(doc)  # what orjson cannot write (lone surrogates, deep nesting) stays bad JSON
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return doc
+
+
 def validate_event(
     raw: Any, kind: type[Prediction] | type[Outcome], index: int, envelope: bool, value: bytes
 ) -> Prediction | Outcome | Rejected:
@@ -99,8 +115,12 @@ def validate_event(
     try:
         return kind.model_validate(raw)
     except ValidationError as exc:
-        payload = orjson.dumps(raw) if envelope else value
-        return Rejected(_reason(exc), payload, index if envelope else -1, _model_of(raw))
+        reason = _reason(exc)
+        if envelope:  # the event alone; NaN and infinity as they came (orjson would write null)
+            payload = json.dumps(raw).encode() if "NaN and infinity" in reason else orjson.dumps(raw)
+        else:
+            payload = value
+        return Rejected(reason, payload, index if envelope else -1, _model_of(raw))
     except (RecursionError, ValueError, TypeError) as exc:  # pathological nesting
         return Rejected(f"invalid event: {exc}", value[:4096], index, _model_of(raw))
 

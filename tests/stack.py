@@ -99,6 +99,21 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def offsets(self, topic: str) -> tuple[int, int]:
+        """(offsets the worker group has committed, offsets the broker holds), summed over the topic's
+        partitions: a fault test checks its fault landed while the stream was still being read."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        s = self.settings
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id, enable_auto_commit=False)
+        try:  # no subscribe: it reads the group's offsets without joining the group
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = consumer.end_offsets(parts)
+            committed = sum(consumer.committed(tp) or 0 for tp in parts)
+            return committed, sum(ends.values())
+        finally:
+            consumer.close()
+
     def wait_for(self, sql: str, expected: Any, timeout: float = 180, params: dict[str, Any] | None = None) -> Any:
         """Poll a query until it returns ``expected`` (or time out, returning what it last saw)."""
         store = self.store()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def _store(settings: Settings, start: bool = True, migrate: bool = True):  # typ
     from watchkeeper.streams.service import migrate as migrate_schema
 
     if start:
-        ensure_store(settings)
+        _started(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     if not migrate:
         return store
@@ -36,6 +37,12 @@ def _store(settings: Settings, start: bool = True, migrate: bool = True):  # typ
     except DatabaseError:
         pass  # a read-only analyst cannot create tables; reading still works
     return store
+
+
+def _started(proc: subprocess.Popen[bytes] | None, service: str, settings: Settings) -> None:
+    from watchkeeper.embedded import announce
+
+    announce(proc, service, settings)
 
 
 # The modules of the optional extras. A command that needs a missing one ends with the message
@@ -114,10 +121,50 @@ def main(ctx: click.Context) -> None:
         logging.getLogger("clickhouse_connect").setLevel(logging.ERROR)
 
 
+def _wants_help(faust_args: tuple[str, ...]) -> bool:
+    """``-h`` or ``--help`` among the worker's options (before a ``--``). ``-h`` is help here as in every other
+    command, not Faust's short form of ``--web-host``: ``-h HOST`` is a usage error that says so."""
+    args = faust_args[: faust_args.index("--")] if "--" in faust_args else faust_args
+    for i, arg in enumerate(args):
+        if arg == "-h" and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            raise click.UsageError(
+                f"-h is help; for the web server's host name use --web-host {args[i + 1]} "
+                "(the address it binds is WATCHKEEPER_WEB_HOST)"
+            )
+    return "-h" in args or "--help" in args
+
+
+def _worker_help() -> None:
+    """Faust's worker options, as ``watchkeeper worker`` takes them; nothing is started."""
+    import contextlib
+    import io
+
+    from watchkeeper.streams.app import autodiscover
+
+    app = autodiscover()
+    out = io.StringIO()
+    sys.argv = ["watchkeeper", "worker", "--help"]
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        app.main()
+    text = out.getvalue().replace("-h, --web-host", "    --web-host").replace("  --help  ", "  -h, --help  ")
+    # click names the program after how Python was started (python -m ...): it is `watchkeeper worker`.
+    text = re.sub(r"^Usage: .*? worker", "Usage: watchkeeper worker", text)
+    click.echo(
+        text.replace(
+            "Start worker instance for given app.",
+            "Run the Faust worker: starts the embedded broker and store if they are not running, creates\n"
+            "  the topics, applies pending schema migrations, then consumes. Faust's worker options apply.",
+        ).rstrip()
+    )
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
+    if _wants_help(faust_args):  # before anything starts: help never starts the broker or the store
+        _worker_help()
+        return
     from watchkeeper.lean import on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
@@ -127,7 +174,7 @@ def worker(faust_args: tuple[str, ...]) -> None:
     from watchkeeper.sinks.writer import StoreAuthFailed
 
     settings = _settings()
-    ensure_broker(settings)
+    _started(ensure_broker(settings), "broker", settings)
     try:
         _store(settings).close()
     except StoreAuthFailed as exc:  # an operator's fix away: the worker waits, its writes retry until then
@@ -181,7 +228,7 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     from watchkeeper.publish import publish_files
 
     settings = _settings()
-    ensure_broker(settings)
+    _started(ensure_broker(settings), "broker", settings)
     ensure_topics(settings)
     with Publisher(
         settings.kafka_bootstrap,
@@ -197,6 +244,14 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     )
 
 
+def _output_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # Any of ClickHouse's output formats (Vertical, TSV, JSON, Pretty, Markdown, ...) is passed through, and the
+    # server names an unknown one; only a name is accepted (the format is appended to the query as FORMAT x).
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", value):
+        raise click.BadParameter(f"{value!r} is not a ClickHouse output format name (e.g. Vertical, CSV, JSON)")
+    return value
+
+
 @main.command()
 @click.argument("query")
 @click.option(
@@ -204,11 +259,18 @@ def publish(files: tuple[Path, ...], quiet: bool) -> None:
     "fmt",
     default="PrettyCompact",
     show_default=True,
-    type=click.Choice(["JSONEachRow", "PrettyCompact", "CSV", "CSVWithNames", "TabSeparated", "JSON"]),
+    callback=_output_format,
+    help="Any ClickHouse output format: PrettyCompact, Vertical, Pretty, Markdown, TSV, TabSeparated, CSV, "
+    "CSVWithNames, JSON, JSONEachRow, ...",
 )
 @click.option("--start-store", is_flag=True, help="Start the embedded store in the background if none answers.")
-def sql(query: str, fmt: str, start_store: bool) -> None:
-    """Query the store (it must be running; --start-store starts the embedded one)."""
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Allow statements that change the store (INSERT, ALTER, DROP, ...); without it the query runs read-only.",
+)
+def sql(query: str, fmt: str, start_store: bool, write: bool) -> None:
+    """Query the store, read-only unless --write (it must be running; --start-store starts the embedded one)."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     from watchkeeper.sinks.writer import StoreUnavailable
@@ -228,14 +290,29 @@ def sql(query: str, fmt: str, start_store: bool) -> None:
         )
     try:
         store = _store(settings, start=start_store)
-        out = store.raw(query, fmt=fmt)
+        # ClickHouse's readonly=2 for this query: reads, and setting changes (SETTINGS max_threads = 1) but not
+        # of readonly itself. A user that is read-only already (readonly 1 or 2) is left as it is: asking
+        # such a user to change the setting is refused.
+        readonly = {} if write or _readonly(store) else {"readonly": 2}
+        # An INSERT's own data (VALUES ...), or a query that ends with its own FORMAT clause, would run into an
+        # appended FORMAT clause: it gets none (the query's own format wins over --format).
+        own_format = re.match(r"\s*INSERT\b", query, re.I) or re.search(r"\bFORMAT\s+\w+\s*;?\s*$", query, re.I)
+        out = store.raw(query, fmt=None if own_format else fmt, settings=readonly)
     except StoreUnavailable as exc:  # StoreAuthFailed too: its own message
         raise (_unreachable(exc) or click.ClickException(str(exc))) from None
     except ClickHouseError as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0][:2000]) from None
+        line = str(exc).strip().splitlines()[0][:2000]
+        if not write and "READONLY" in line:
+            line += "\n(watchkeeper sql runs read-only: add --write to change the store)"
+        raise click.ClickException(line) from None
     sys.stdout.buffer.write(out)
     if out and not out.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
+
+
+def _readonly(store) -> bool:  # type: ignore[no-untyped-def]
+    """The store's user is read-only already (ClickHouse's ``readonly`` setting is not 0)."""
+    return store.query_rows("SELECT getSetting('readonly')")[0][0] not in (0, "0")
 
 
 @main.command()
@@ -301,13 +378,22 @@ def stop(services: tuple[str, ...], timeout: float) -> None:
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing (and start nothing).")
 def migrate(dry_run: bool) -> None:
     """Apply pending schema migrations and retention changes (every start does this too)."""
     from watchkeeper.sinks.schema import Retention
+    from watchkeeper.streams.health import store_address, store_reachable
 
     settings = _settings()
-    store = _store(settings, start=settings.embedded_store, migrate=False)
+    if dry_run and settings.embedded_store and not store_reachable(settings):
+        # Starting a store to compare with would change something (a data directory, a process): a dry run
+        # does neither. Without the store there is nothing to compare the schema with.
+        raise click.ClickException(
+            f"no store answers at {store_address(settings)} (the embedded store, data in {settings.store_path}); "
+            "a dry run starts nothing.\nStart it with `watchkeeper store`, or run `watchkeeper migrate` "
+            "(which starts it and applies the migrations)."
+        )
+    store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
     try:
         plan = store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run)
     finally:
@@ -319,20 +405,37 @@ def migrate(dry_run: bool) -> None:
 @click.argument("model")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--version", default="", help="Only for this version (default: every version of the model).")
-def reference(model: str, file: Path, version: str) -> None:
-    """Load a model's training data (CSV, Parquet or JSONL) as its drift reference."""
-    import re
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Load it even with fewer rows than the drift tests need, or no feature in common with the model's "
+    "recent predictions.",
+)
+def reference(model: str, file: Path, version: str, force: bool) -> None:
+    """Load a model's training data (CSV, Parquet or JSONL) as its drift reference.
 
+    A file with fewer rows than the drift tests need, or no feature in common with the model's recent
+    predictions, is refused (the current reference is kept) unless --force.
+    """
     from watchkeeper.reference import load_reference
     from watchkeeper.settings import MODEL_NAME_PATTERN
 
     if not re.match(MODEL_NAME_PATTERN, model):
         raise click.BadParameter(f"{model!r} is not a valid model name", param_hint="MODEL")
     try:
-        n = load_reference(_store(_settings()), model, file, version)
+        loaded = load_reference(_store(_settings()), model, file, version, force=force)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"loaded {n} reference rows for {model}{' ' + version if version else ''}")
+    name = f"{model}{' ' + version if version else ''}"
+    click.echo(f"loaded {loaded.rows} reference rows for {name} ({len(loaded.features)} features)")
+    if loaded.recent is None:
+        click.echo(f"note: no predictions of {name} yet: its features were not compared with the file's", err=True)
+    elif loaded.missing:
+        click.echo(
+            f"warning: {len(loaded.missing)} of the {len(loaded.recent)} features in {name}'s recent predictions "
+            f"are not in the reference and are not tested for drift against it: {', '.join(loaded.missing)}",
+            err=True,
+        )
 
 
 @main.command()

@@ -9,13 +9,14 @@ pass ``obj={"settings": ..., "store": ...}`` instead.
 
     watchkeeper alerts [--model M] [--state firing] [--kind K] [--history] [--format table|json]
     watchkeeper sunset-candidates [--model M] [--format table|json]
-    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT]
+    watchkeeper silence add (--model M | --kind K | --version V | --alert ID)... --for 2h [--comment TEXT] [--force]
     watchkeeper silence list [--all]      watchkeeper silence expire SILENCE_ID
     watchkeeper ack ALERT_ID [--comment TEXT]
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -43,19 +44,36 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
+def os_user() -> str:
+    """Who runs the command: the login name (``LOGNAME``, ``USER``, ... then the password database), else
+    ``uid-<n>`` (a container's arbitrary uid has no name).
+
+    >>> os_user() != ""
+    True
+    """
+    try:
+        name = getpass.getuser()
+    except Exception:  # no variable and no password entry (KeyError before Python 3.13, OSError since)
+        name = ""
+    if name:
+        return name
+    getuid = getattr(os, "getuid", None)
+    return f"uid-{getuid()}" if getuid is not None else "unknown"
+
+
 def _context(ctx: click.Context) -> tuple[Any, Any]:
     """(settings, store): from ``ctx.obj`` when given (tests), else from the environment."""
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if "store" in obj and "settings" in obj:
         return obj["settings"], obj["store"]
-    from watchkeeper.embedded import ensure_store
+    from watchkeeper.embedded import announce, ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
     # A store that does not answer is reported in one line by the command group (cli._unreachable).
-    ensure_store(settings)
+    announce(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     if isinstance(ctx.obj, dict):
@@ -151,23 +169,27 @@ def silence_group() -> None:
 
 
 @silence_group.command("add")
+@click.option("--force", is_flag=True, help="Silence a model that has not been seen yet.")
 @click.option("--model", default="", help="Match this model.")
 @click.option("--version", default="", help="Match this model version.")
 @click.option("--kind", default="", type=click.Choice(["", *KINDS]), help="Match this kind.")
 @click.option("--alert", "alert_id", default="", help="Match this alert id.")
 @click.option("--for", "duration", default="2h", show_default=True, help="How long: 30m, 2h, 1d...")
 @click.option("--comment", default="", help="Why.")
-@click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
+@click.option("--author", default=os_user, help="Who (default: the OS user running the command).")
 @click.pass_context
 def silence_add(
-    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str
-) -> None:
+    ctx: click.Context, model: str, version: str, kind: str, alert_id: str, duration: str, comment: str, author: str,
+    force: bool,
+) -> None:  # fmt: skip
     """Add a silence; prints its id."""
-    from watchkeeper.alerts.silences import add_silence
+    from watchkeeper.alerts.silences import add_silence, unknown_model
 
     if not (model or version or kind or alert_id):
         raise click.UsageError("give at least one of --model, --version, --kind, --alert")
-    _, store = _context(ctx)
+    settings, store = _context(ctx)
+    if not force and (why := unknown_model(store, model, settings.models)):
+        raise click.ClickException(why)
     s = add_silence(store, duration=parse_duration(duration), model=model, version=version, kind=kind,
                     alert_id=alert_id, author=author, comment=comment)  # fmt: skip
     click.echo(f"silence {s.silence_id} until {iso(s.ends_at)}")
@@ -212,7 +234,7 @@ def silence_expire(ctx: click.Context, silence_id: str) -> None:
 @click.command("ack")
 @click.argument("alert_id")
 @click.option("--comment", default="", help="Note for the others on call.")
-@click.option("--author", default=lambda: os.environ.get("USER", ""), help="Who (default: $USER).")
+@click.option("--author", default=os_user, help="Who (default: the OS user running the command).")
 @click.pass_context
 def ack_command(ctx: click.Context, alert_id: str, comment: str, author: str) -> None:
     """Acknowledge a firing alert (and its PagerDuty incident, when PagerDuty is configured)."""

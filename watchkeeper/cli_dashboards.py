@@ -20,11 +20,13 @@ def dashboards() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write json/ and provisioning/ into (default: the dashboards package directory).",
+    default=Path("dashboards"),
+    show_default=True,
+    help="Directory to write json/ and provisioning/ into, relative to the current directory "
+    "(docker-compose.yml mounts ./dashboards/json and ./dashboards/provisioning).",
 )
-def build(out: Path | None) -> None:
-    """Write dashboard JSON and Grafana provisioning files."""
+def build(out: Path) -> None:
+    """Write dashboard JSON and Grafana provisioning files (under ./dashboards unless --out)."""
     from watchkeeper.dashboards.build import build as build_files
 
     for path in build_files(out):
@@ -56,13 +58,13 @@ def push() -> None:
 def report(out: Path) -> None:
     """Render the static HTML report (the dashboards' panels) from the store."""
     from watchkeeper.dashboards.report import render_report
-    from watchkeeper.embedded import ensure_store
+    from watchkeeper.embedded import announce, ensure_store
     from watchkeeper.settings import load_settings
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.sinks.writer import Store
 
     settings = load_settings()
-    ensure_store(settings)
+    announce(ensure_store(settings), "store", settings)
     store = Store.from_settings(settings)
     store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
     try:

@@ -9,7 +9,6 @@ cleared first so that the numbers are this run's.
 
 from __future__ import annotations
 
-import html
 import os
 import signal
 import subprocess
@@ -159,39 +158,13 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  {d['n']:>4}  {d['model'] or '(unknown model)'}: {d['error'][:100]}")
 
 
-def _sparkline(points: list[tuple[int, float]], width: int = 360, height: int = 60) -> str:
-    if len(points) < 2:
-        return ""
-    t0, t1 = points[0][0], points[-1][0]
-    coords = " ".join(f"{(t - t0) / max(1, t1 - t0) * width:.1f},{height - v * height:.1f}" for t, v in points)
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
-        f'<polyline fill="none" stroke="#3366cc" stroke-width="2" points="{coords}"/></svg>'
-    )
-
-
 def write_reports(summary: dict[str, Any], out: Path) -> None:
+    """``summary.json`` and ``summary.html`` (models, alerts, dead letters) into ``out``."""
+    from watchkeeper.dashboards.report import summary_page
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    rows = []
-    for m, s in summary["models"].items():
-        rows.append(
-            f"<tr><td>{html.escape(m)}</td><td>{s['predictions']}</td><td>{s['labelled']}</td>"
-            f"<td>{_fmt(s['accuracy_before'])}</td><td>{_fmt(s['accuracy_after'])}</td>"
-            f"<td>{_sparkline(s['accuracy_by_window'])}</td></tr>"
-        )
-    dead = "".join(
-        f"<tr><td>{d['n']}</td><td>{html.escape(d['model'])}</td><td>{html.escape(d['error'])}</td></tr>"
-        for d in summary["dead_letters"]
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>watchkeeper demo</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>watchkeeper demo</h1><p>Drift injected at {html.escape(summary["drift_at"])}.</p>
-<table><tr><th>model</th><th>predictions</th><th>labelled</th><th>accuracy before</th><th>accuracy after</th>
-<th>accuracy by window</th></tr>{"".join(rows)}</table>
-<h2>Dead letters ({summary["dead_letters_total"]})</h2>
-<table><tr><th>n</th><th>model</th><th>reason</th></tr>{dead}</table></body></html>"""
-    (out / "summary.html").write_text(page)
+    (out / "summary.html").write_text(summary_page(summary))
 
 
 def demo_alerts(store: Store) -> list[dict[str, Any]]:
@@ -251,7 +224,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
     w = settings.window_seconds
     start = (now - minutes * 60 - 3600) // w * w
     scenario = Scenario(start=start, minutes=minutes)
-    data_dir = settings.data_dir.parent / "demo"
+    data_dir = settings.data_dir / "demo"  # this instance's: never a neighbour's data directory
     path = data_dir / "scenario.jsonl"
     write_scenario(path, scenario)
 

@@ -1,11 +1,13 @@
 """The embedded services: the Tansu broker and the chdb store, started on demand.
 
 A command that needs the broker or the store and finds nothing listening starts
-it *detached* (its own session, output to a log file under the data directory),
-so that it outlives a crashed worker, as a server would. Each one started so is
-recorded in a pid file (``<data>/run/broker.pid``, ``store.pid``: JSON with its
-pid and command line), which ``watchkeeper stop`` reads to stop exactly the
-processes watchkeeper started, and nothing else.
+it *detached* (its own session, output to ``logs/broker.log`` or ``logs/store.log``
+under ``WATCHKEEPER_DATA_DIR``), so that it outlives a crashed worker, as a server
+would. Each one started so is recorded in a pid file (``<data dir>/run/broker.pid``,
+``store.pid``: JSON with its pid and command line), which ``watchkeeper stop`` reads
+to stop exactly the processes watchkeeper started, and nothing else. Everything an
+instance writes lives under its own data directory: two instances with data
+directories side by side (``/srv/a``, ``/srv/b``) share no pid file or log.
 """
 
 from __future__ import annotations
@@ -126,10 +128,10 @@ def ensure_broker(settings: Settings) -> subprocess.Popen[bytes] | None:
     """Start the embedded broker detached unless one listens already; the process if started."""
     if not settings.embedded_broker or is_listening("127.0.0.1", settings.broker_port):
         return None
-    log = settings.data_dir.parent / "logs" / "broker.log"
+    log = log_dir(settings) / "broker.log"
     cmd = broker_command(settings.broker_port)
     proc = _spawn_detached(cmd, log)
-    _record(settings, "broker", proc, cmd, f"127.0.0.1:{settings.broker_port}", log)
+    _record(settings, "broker", proc, cmd, _address(settings, "broker"), log)
     _wait_listening("127.0.0.1", settings.broker_port, proc, "broker", log)
     return proc
 
@@ -140,13 +142,24 @@ def ensure_store(settings: Settings) -> subprocess.Popen[bytes] | None:
         return None
     if not _installed("chdb"):  # checked here: the store's own process would only log the ImportError
         raise ModuleNotFoundError(STORE_EXTRA, name="chdb")
-    log = settings.store_path.parent / "logs" / "store.log"
+    log = log_dir(settings) / "store.log"
     # Credentials from any settings source (a YAML file too) reach the store's process.
     cmd = store_command(settings)
     proc = _spawn_detached(cmd, log, settings.store_env())
-    _record(settings, "store", proc, cmd, f"{settings.store_host}:{settings.store_port}", log)
+    _record(settings, "store", proc, cmd, _address(settings, "store"), log)
     _wait_listening(settings.store_host, settings.store_port, proc, "store", log)
     return proc
+
+
+def announce(proc: subprocess.Popen[bytes] | None, service: str, settings: Settings) -> None:
+    """Say on stderr that a command started an embedded service in the background (it outlives the command)."""
+    if proc is not None:
+        print(
+            f"watchkeeper: started the embedded {service} in the background (pid {proc.pid}, log "
+            f"{log_dir(settings) / (service + '.log')}; `watchkeeper stop` stops it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # --- Pid files, and stopping what was started ------------------------------------------------
@@ -157,12 +170,34 @@ STOP_TIMEOUT_S = 15.0
 
 
 def run_dir(settings: Settings) -> Path:
-    """Where the pid files are: ``run/`` beside the data directories (``./data/run`` by default)."""
-    return settings.data_dir.parent / "run"
+    """Where the pid files are: ``run/`` under the data directory (``./data/faust/run`` by default)."""
+    return settings.data_dir / "run"
+
+
+def log_dir(settings: Settings) -> Path:
+    """Where the background services log: ``logs/`` under the data directory."""
+    return settings.data_dir / "logs"
 
 
 def pid_file(settings: Settings, service: str) -> Path:
     return run_dir(settings) / f"{service}.pid"
+
+
+def _address(settings: Settings, service: str) -> str:
+    if service == "broker":
+        return f"127.0.0.1:{settings.broker_port}"
+    return f"{settings.store_host}:{settings.store_port}"
+
+
+def _legacy_pid_file(settings: Settings, service: str) -> Path | None:
+    """A pid file where earlier releases wrote it (``run/`` beside the data directory), if it records this
+    instance's address: services started before an upgrade are still found, another instance's never."""
+    path = settings.data_dir.parent / "run" / f"{service}.pid"
+    try:
+        recorded = json.loads(path.read_text()).get("address")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if recorded == _address(settings, service) else None
 
 
 def _record(
@@ -223,6 +258,8 @@ class Started:
 def started(settings: Settings, service: str) -> Started | None:
     """The pid file of a service, or None without one (or with one that cannot be read)."""
     path = pid_file(settings, service)
+    if not path.exists():
+        path = _legacy_pid_file(settings, service) or path
     try:
         record = json.loads(path.read_text())
         return Started(service, int(record["pid"]), list(record["cmdline"]), str(record.get("address", "")), path)

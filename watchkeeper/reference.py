@@ -6,11 +6,20 @@ and segments are ignored); JSONL lines may carry a ``features`` object instead.
 Numbers (and booleans) become numeric features, anything else categorical. The
 rows go to the ``reference`` table, replacing the model's earlier reference, and
 every worker reads them from there.
+
+A bad file never replaces a good reference. Unless ``force``, a file is refused
+(``ValueError``, before anything is written) when it has fewer rows than the drift
+tests need (:data:`MIN_ROWS`), or when it shares no feature with the model's recent
+predictions (the last day of its traffic) — a semicolon-separated file read as one
+column ``amount;n``, a file of another model. Features of the recent predictions that
+the file lacks are reported (:attr:`Loaded.missing`): they are not tested for drift
+against it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,6 +27,38 @@ from typing import Any
 import pandas as pd
 
 from watchkeeper.sinks.writer import Store
+from watchkeeper.windows.drift import MIN_REFERENCE_ROWS
+
+# Fewer rows than this and the drift stage would not test against the reference (a window of traffic
+# needs as many to become one): refused unless forced.
+MIN_ROWS = MIN_REFERENCE_ROWS
+# What "recent predictions" means: the last day of the model's traffic (by event time, so a replay counts).
+# Two statements, not a scalar subquery: in cluster mode the initiator would run that on every shard first.
+LATEST_PREDICTION = """
+SELECT max(ts), count() FROM predictions WHERE model = {m:String} AND ({v:String} = '' OR version = {v:String})
+"""
+RECENT_FEATURES = """
+SELECT arraySort(groupUniqArrayArray(mapKeys(features))), arraySort(groupUniqArrayArray(mapKeys(features_cat)))
+FROM predictions
+WHERE model = {m:String} AND ({v:String} = '' OR version = {v:String})
+  AND ts >= {latest:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
+"""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What :func:`load_reference` loaded, and how it compares with the model's recent predictions."""
+
+    rows: int
+    features: list[str]  # the reference's features (numeric and categorical)
+    recent: list[str] | None  # the features of the model's recent predictions (None: no predictions yet)
+    forced: bool = False
+
+    @property
+    def missing(self) -> list[str]:
+        """Features of the recent predictions that the reference lacks (not tested for drift against it)."""
+        return sorted(set(self.recent or ()) - set(self.features))
+
 
 IGNORED = {
     "prediction_id",
@@ -91,8 +132,38 @@ def reference_columns(df: pd.DataFrame) -> dict[str, list[Any]]:
     return cols
 
 
-def load_reference(store: Store, model: str, path: Path, version: str = "") -> int:
-    """Replace ``model``'s reference (for ``version``, '' = every version) with the file's rows."""
+def _features(cols: dict[str, list[Any]]) -> list[str]:
+    return sorted({k for row in cols["features"] for k in row} | {k for row in cols["features_cat"] for k in row})
+
+
+def recent_features(store: Store, model: str, version: str = "") -> list[str] | None:
+    """The features of ``model``'s predictions in the last day of its traffic (None: no predictions)."""
+    ((latest, n),) = store.query_rows(LATEST_PREDICTION, {"m": model, "v": version})
+    if not n:
+        return None
+    ((numeric, categorical),) = store.query_rows(RECENT_FEATURES, {"m": model, "v": version, "latest": latest})
+    names = sorted({*numeric, *categorical})
+    return names or None
+
+
+def _listed(names: list[str], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _separator_hint(features: list[str]) -> str:
+    for name in features:
+        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in name:
+                return f" (a column is named {name!r}: is the file separated by {what}? save it comma-separated)"
+    return ""
+
+
+def load_reference(store: Store, model: str, path: Path, version: str = "", *, force: bool = False) -> Loaded:
+    """Replace ``model``'s reference (for ``version``, '' = every version) with the file's rows.
+
+    Unless ``force``: refused (``ValueError``, nothing written) with fewer than :data:`MIN_ROWS` rows, or
+    when the file's features share none with the model's recent predictions.
+    """
     df = read_table(path)
     cols = reference_columns(df)
     n = len(cols["row_id"])
@@ -104,6 +175,19 @@ def load_reference(store: Store, model: str, path: Path, version: str = "") -> i
             f"{path}: no feature or prediction columns (found {', '.join(map(str, df.columns))}; "
             f"ignored as not features: {', '.join(sorted(IGNORED))})"
         )
+    features = _features(cols)
+    if n < MIN_ROWS and not force:
+        raise ValueError(
+            f"{path}: {n} rows; the drift tests need at least {MIN_ROWS} to compare a window with "
+            "(the model's current reference is kept; --force loads it anyway)"
+        )
+    recent = recent_features(store, model, version)
+    if recent and features and not set(recent) & set(features) and not force:
+        raise ValueError(
+            f"{path}: shares no feature with the recent predictions of {model}{' ' + version if version else ''}: "
+            f"the file has {_listed(features)}; the predictions have {_listed(recent)}, all missing from the file"
+            f"{_separator_hint(features)}. The model's current reference is kept; --force loads it anyway."
+        )
     # The new rows first, then the older ones deleted (by the store's clock): a DELETE applied late — from
     # a cluster's queue — cannot remove the new rows.
     (t,) = store.query_rows("SELECT now64(3, 'UTC')")[0]
@@ -113,4 +197,4 @@ def load_reference(store: Store, model: str, path: Path, version: str = "") -> i
         "model = {m:String} AND version = {v:String} AND loaded_at < {t:DateTime64(3, 'UTC')}",
         {"m": model, "v": version, "t": t},
     )
-    return n
+    return Loaded(n, features, recent, forced=force)

@@ -142,10 +142,7 @@ class MeanShift(DriftDetector):
             self._n_warm += min(need, x.shape[0])
             if self._n_warm < self.warmup:
                 return np.zeros(0, dtype=np.int64)
-            w = np.concatenate(self._warm)
-            self._mean = np.nanmean(w, axis=0)
-            std = np.nanstd(w, axis=0, ddof=1)
-            self._std = np.where(std > 0, std, 1.0)
+            self._mean, self._std = _reference(np.concatenate(self._warm))
             self._warm = []
             offset, x = need, x[need:]
         else:
@@ -185,6 +182,26 @@ class MeanShift(DriftDetector):
             self._up, self._down = s_up[-1].copy(), s_down[-1].copy()
         self._drift_detected = bool(rows)
         return np.asarray(rows, dtype=np.int64)
+
+
+def _reference(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column of the warm-up rows, NaNs left out.
+
+    A feature with no value in the warm-up (all null) gets a NaN mean: its standardised values are NaN,
+    so its CUSUMs never move — and no ``Mean of empty slice`` warning, which ``np.nanmean`` would give.
+
+    >>> mean, std = _reference(np.array([[1.0, np.nan], [3.0, np.nan]]))
+    >>> mean.tolist(), std.tolist()
+    ([2.0, nan], [1.4142135623730951, 1.0])
+    """
+    seen = ~np.isnan(w)
+    n = seen.sum(axis=0)
+    total = np.where(seen, w, 0.0).sum(axis=0)
+    mean = np.divide(total, n, out=np.full(w.shape[1], np.nan), where=n > 0)
+    sq = np.where(seen, w - mean, 0.0) ** 2
+    var = np.divide(sq.sum(axis=0), n - 1, out=np.zeros(w.shape[1]), where=n > 1)
+    std = np.sqrt(var)
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def _cusum_path(s0: np.ndarray, inc: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import faust
 import orjson
 
+from watchkeeper.alerts.links import warn_if_runbook_base_unset
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.streams.service import Worker
 from watchkeeper.streams.topics import Topics
@@ -88,8 +89,14 @@ class ModelStage:
         self.last_alerts = 0.0
         self._warned_count: int | None = None
 
-    def register(self) -> None:
-        """Connect the rebalance callbacks and start the 1 s timer on the app."""
+    def register(self, runbook_base_url: str) -> None:
+        """Connect the rebalance callbacks and start the 1 s timer on the app; say at start-up when the
+        runbook links cannot be opened (payloads then carry the runbooks' first steps)."""
+
+        async def start_up_notes() -> None:
+            warn_if_runbook_base_unset(runbook_base_url, log)
+
+        self.app.task(start_up_notes)
         # (mode's handler type wants a keyword-only ``signal``; Faust passes it in ``kwargs``.)
         self.app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
         self.app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]

@@ -54,11 +54,18 @@ def test_a_fresh_store_gets_every_migration_once(spy: Spy) -> None:
     assert ttl["predictions"] == 30 and ttl["metrics"] == 400 and ttl["alert_silences"] == 400
     recorded = spy.query_rows(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} FINAL ORDER BY version")
     assert [r[0] for r in recorded] == [m.version for m in MIGRATIONS] and all(r[2] for r in recorded)
-    # Every column of every table says what it holds.
+    # Every column of every table and view says what it holds.
     uncommented = spy.query_rows(
-        "SELECT table, name FROM system.columns WHERE database = {d:String} AND comment = '' "
-        "AND table NOT IN ('metrics_wide', 'drift_flags', 'alerts_current')", {"d": spy.database})  # fmt: skip
+        "SELECT table, name FROM system.columns WHERE database = {d:String} AND comment = ''", {"d": spy.database}
+    )
     assert uncommented == []
+    view_rows = spy.query_rows(
+        "SELECT DISTINCT table FROM system.columns WHERE database = {d:String} AND table IN "
+        "(SELECT name FROM system.tables WHERE database = {d:String} AND engine = 'View')",
+        {"d": spy.database},
+    )
+    views = {n for (n,) in view_rows}
+    assert views == {"metrics_wide", "drift_flags", "alerts_current"}
     # A second start: nothing to migrate, and not one statement run (no CREATE, no ALTER).
     spy.commands.clear()
     again = migrate(spy, Retention())
@@ -95,6 +102,36 @@ def test_a_store_from_before_migrations_gets_the_added_columns(spy: Spy) -> None
         "SELECT name, comment FROM system.columns WHERE database = {d:String} AND table = 'metrics'",
         {"d": spy.database}))  # fmt: skip
     assert all(comments.values()) and "events behind" in comments["n"]
+
+
+def test_a_dropped_view_or_table_is_created_again(spy: Spy) -> None:
+    """`watchkeeper migrate` said "nothing to migrate" after a view was dropped by hand: it stayed gone."""
+    migrate(spy, Retention())
+    spy.command(f"DROP VIEW {spy.database}.metrics_wide", use_database=False)
+    spy.command(f"DROP TABLE {spy.database}.dead_letters", use_database=False)
+    dry = plan(spy, Retention())
+    assert not dry.empty and not dry.pending
+    text = dry.describe()
+    assert "-- repair: migration 1 (tables) created dead_letters, now missing" in text
+    assert "created metrics_wide, now missing" in text and "nothing to migrate" not in text
+    spy.commands.clear()
+    migrate(spy, Retention())
+    names = {n for (n,) in spy.query_rows("SELECT name FROM system.tables WHERE database = {d:String}",
+                                          {"d": spy.database})}  # fmt: skip
+    assert {"metrics_wide", "dead_letters", "drift_flags", "alerts_current"} <= names
+    assert sum("VIEW" in c and "metrics_wide" in c for c in spy.commands) == 1  # 3 and 7 share it: run once
+    assert spy.query_rows("SELECT comment FROM system.columns WHERE database = {d:String} "
+                          "AND table = 'metrics_wide' AND name = 'mae'", {"d": spy.database})[0][0]  # fmt: skip
+    # Repaired: the next start is quiet again.
+    spy.commands.clear()
+    assert migrate(spy, Retention()).empty and spy.commands == []
+    # What a pending migration creates is not a repair: it makes it itself (an upgrade that adds a table).
+    spy.command(f"DROP VIEW {spy.database}.drift_flags", use_database=False)
+    spy.command(f"DELETE FROM {MIGRATIONS_TABLE} WHERE version = 7")
+    upgrade = plan(spy, Retention())
+    assert [m.version for m, _ in upgrade.pending] == [7] and upgrade.repair == []
+    migrate(spy, Retention())
+    assert spy.query_rows("EXISTS TABLE drift_flags") == [(1,)]
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

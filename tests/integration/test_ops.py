@@ -203,6 +203,44 @@ def test_sql_without_a_store_says_so_and_starts_one_only_when_asked(stack: Stack
     assert "Traceback" not in unreachable.stderr and ":pw@" not in unreachable.stderr
 
 
+def test_sql_is_read_only_unless_write_and_takes_clickhouse_formats(stack: Stack) -> None:
+    """`watchkeeper sql "DROP TABLE metrics"` dropped the table; `--format Vertical` was refused."""
+    stack.cli("sql", "--start-store", "SELECT 1")
+    for statement in ("DROP TABLE metrics", "INSERT INTO checkpoints (name, value) VALUES ('x', now64(3))",
+                      "CREATE TABLE scratch (a UInt8) ENGINE = Memory", "SELECT 1 SETTINGS readonly = 0"):  # fmt: skip
+        out = stack.cli("sql", statement, check=False)
+        assert out.returncode == 1 and "readonly" in out.stderr.lower(), (statement, out.stderr)
+        assert "add --write" in out.stderr or "readonly" in statement, out.stderr
+        assert "Traceback" not in out.stderr
+    assert stack.cli("sql", "EXISTS TABLE metrics", "--format", "TSV").stdout.strip() == "1"
+    assert stack.cli("sql", "SELECT count() FROM checkpoints", "--format", "TSV").stdout.strip() == "0"
+    # Reads may still change their own settings.
+    assert stack.cli("sql", "SELECT 7 SETTINGS max_threads = 1", "--format", "CSV").stdout.strip() == "7"
+    stack.cli("sql", "--write", "CREATE TABLE scratch (a UInt8, b String) ENGINE = Memory")
+    stack.cli("sql", "--write", "INSERT INTO scratch VALUES (1, 'x')")
+    formats = {
+        "Vertical": "Row 1:",
+        "TSV": "1\tx",
+        "TabSeparated": "1\tx",
+        "JSON": '"rows": 1',
+        "Pretty": "┃ a ┃ b ┃",
+        "PrettyCompact": "─a─┬─b─",
+        "Markdown": "| a | b |",
+        "CSVWithNames": '"a","b"',
+        "JSONEachRow": '{"a":1,"b":"x"}',
+    }
+    for fmt, expected in formats.items():
+        out = stack.cli("sql", "SELECT a, b FROM scratch", "--format", fmt)
+        assert expected in out.stdout, (fmt, out.stdout)
+    # A query with its own FORMAT clause, as clickhouse-client users write it.
+    assert stack.cli("sql", "SELECT a, b FROM scratch FORMAT Vertical").stdout.startswith("Row 1:")
+    assert stack.cli("sql", "select a from scratch format JSONEachRow;").stdout.strip() == '{"a":1}'
+    unknown = stack.cli("sql", "SELECT 1", "--format", "Bogus", check=False)
+    assert unknown.returncode == 1 and "Unknown format Bogus" in unknown.stderr
+    bad = stack.cli("sql", "SELECT 1", "--format", "CSV; DROP TABLE metrics", check=False)
+    assert bad.returncode == 2 and "not a ClickHouse output format name" in bad.stderr
+
+
 def test_worker_health_endpoints_and_status(stack: Stack) -> None:
     """/ready and /live on a real worker: ready once assigned; the store stopped makes it not ready but still live."""
     pids = _start_in_background(stack)

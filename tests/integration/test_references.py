@@ -113,3 +113,50 @@ def test_loaded_training_file_is_the_reference(port: int, tmp_path: Path) -> Non
     WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
     hits, tested = flagged(worker, "loaded_ref")
     assert tested == 24 and hits == 24
+
+
+def test_a_bad_reference_file_never_replaces_a_good_one(port: int, tmp_path: Path) -> None:
+    """A semicolon-separated file, read as one column `amount;n`, replaced a good reference."""
+    worker = make_worker(port)
+    model = "ref_guard"
+    features = [{"amount": float(i), "n": i % 3, "channel": "web"} for i in range(100)]
+    events = [{"prediction_id": f"g{i}", "model": model, "version": "v1", "ts": time.time() - 3600 + i,
+               "prediction": 0.5, "features": f} for i, f in enumerate(features)]  # fmt: skip
+    worker.write_batch(worker.build_batch([SourceMessage("t", 0, 7, orjson.dumps({"events": events}), None)],
+                                          Prediction))  # fmt: skip
+    env = {"WATCHKEEPER_STORE_PORT": str(port), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "watchkeeper.cli", "reference", model, *args],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)  # fmt: skip
+
+    def reference() -> list[tuple[int, list[str]]]:
+        return worker.store.query_rows(
+            "SELECT count(), arraySort(groupUniqArrayArray(mapKeys(features))) FROM reference "
+            "WHERE model = {m:String}", {"m": model})  # fmt: skip
+
+    good = tmp_path / "good.csv"
+    pd.DataFrame({"amount": np.arange(200.0), "n": np.arange(200) % 3}).to_csv(good, index=False)
+    res = cli(str(good))
+    assert res.returncode == 0 and "loaded 200 reference rows for ref_guard (2 features)" in res.stdout
+    assert "1 of the 3 features in ref_guard's recent predictions are not in the reference" in res.stderr
+    assert "channel" in res.stderr
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("amount;n\n" + "".join(f"{i}.5;{i % 3}\n" for i in range(200)))
+    res = cli(str(bad))
+    assert res.returncode == 1 and "shares no feature with the recent predictions of ref_guard" in res.stderr
+    assert "the predictions have amount, channel, n, all missing from the file" in res.stderr
+    assert "separated by semicolons" in res.stderr
+    assert reference() == [(200, ["amount", "n"])]  # the good reference is still there
+
+    few = tmp_path / "few.csv"
+    few.write_text("amount,n\n1,2\n3,4\n")
+    res = cli(str(few))
+    assert res.returncode == 1 and "2 rows; the drift tests need at least" in res.stderr
+    assert reference() == [(200, ["amount", "n"])]
+
+    res = cli(str(bad), "--force")
+    assert res.returncode == 0 and "loaded 200 reference rows" in res.stdout
+    assert worker.store.query_rows("SELECT count() FROM reference WHERE model = {m:String}", {"m": model}) == [(200,)]
+    worker.store.close()

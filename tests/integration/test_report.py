@@ -6,6 +6,12 @@ each page is loaded, every console message, uncaught exception and log entry of
 level error is collected, and a script inspects every panel — its chart must
 have a size and marks, its table rows, its stat a value. Panels whose data the
 stream does not write yet (``PENDING_DATA`` of test_panels.py) may say "No data".
+
+Every page (the report's and the demo's ``summary.html``) is also laid out at
+1400 and 800 px wide and measured as a reader sees it (``MEASURE``): no sideways
+scrolling of the page or of a table, alert summaries in a column wide enough to
+read them in a few lines, time axes that end where the data ends, each drift
+statistic on an axis of its own, chart text no smaller than 9 px.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +222,200 @@ def test_every_chart_loads_in_chromium_without_console_errors(
                 assert p["tableRows"] > 0, where
             else:
                 assert p["stat"] not in (None, "", "–"), where
+
+
+# --------------------------------------------------------------------------- layout, as a reader sees it
+
+WIDTHS = (1400, 800)
+# Columns of free text (an alert's summary, a dead letter's example) a reader must be able to read.
+TEXT_COLUMNS = ("summary", "example")
+MIN_FONT_PX = 9.0
+MAX_TEXT_LINES = 4
+MAX_EMPTY_AXIS = 0.1  # share of a time axis with no data at either end
+
+MEASURE = """
+(() => {
+  const box = e => e.getBoundingClientRect();
+  const lineHeight = e => parseFloat(getComputedStyle(e).lineHeight) || 1.45 * parseFloat(getComputedStyle(e).fontSize);
+  const textCells = table => {
+    const heads = Array.from(table.querySelectorAll('thead th')).map(th => th.textContent.trim());
+    const cols = heads.map((h, i) => [h, i]).filter(([h]) => TEXT_COLUMNS.includes(h));
+    const byHead = cols.flatMap(([h, i]) =>
+      Array.from(table.querySelectorAll(`tbody tr > td:nth-child(${i + 1})`)).map(td => [h, td]));
+    const byAttr = Array.from(table.querySelectorAll('td[data-col]'))
+      .filter(td => TEXT_COLUMNS.includes(td.dataset.col)).map(td => [td.dataset.col, td]);
+    return (byAttr.length ? byAttr : byHead).map(([col, td]) => ({
+      col, width: box(td).width, lines: Math.round(box(td).height / lineHeight(td)),
+    }));
+  };
+  const chart = svg => {
+    const frame = svg.querySelector('rect.frame');
+    const f = frame ? box(frame) : null;
+    const marks = Array.from(svg.querySelectorAll('polyline.line, rect.bar, circle')).map(box);
+    const lines = Array.from(svg.querySelectorAll('polyline.line')).map(l => ({
+      name: (l.querySelector('title') || {}).textContent || '', height: box(l).height,
+    }));
+    const fonts = Array.from(svg.querySelectorAll('text')).filter(t => t.textContent.trim())
+      .map(t => box(t).height).filter(h => h > 0);
+    const t = name => svg.hasAttribute(name) ? parseFloat(svg.getAttribute(name)) : null;
+    return {
+      visible: box(svg).width > 0, t0: t('data-t0'), t1: t('data-t1'),
+      frame: f && {left: f.left, right: f.right, width: f.width, height: f.height},
+      marksLeft: marks.length ? Math.min(...marks.map(b => b.left)) : null,
+      marksRight: marks.length ? Math.max(...marks.map(b => b.right)) : null,
+      lines, minTextHeight: fonts.length ? Math.min(...fonts) : null,
+    };
+  };
+  const panels = Array.from(document.querySelectorAll('figure.panel')).map(f => ({
+    key: f.dataset.panel, viz: f.dataset.viz, state: f.dataset.state,
+    tables: Array.from(f.querySelectorAll('table')).map(t => ({
+      width: box(t).width, scroller: t.parentElement.clientWidth, scrollWidth: t.parentElement.scrollWidth,
+      text: textCells(t),
+    })),
+    charts: Array.from(f.querySelectorAll('svg.chart')).map(chart).filter(c => c.visible),
+  }));
+  const loose = Array.from(document.querySelectorAll('table')).filter(t => !t.closest('figure.panel'))
+    .map(t => ({
+      width: box(t).width, scroller: t.parentElement.clientWidth, scrollWidth: t.parentElement.scrollWidth,
+      text: textCells(t), rows: t.querySelectorAll('tbody tr').length,
+      heads: Array.from(t.querySelectorAll('th')).map(th => th.textContent.trim()),
+    }));
+  return {
+    viewport: window.innerWidth, pageWidth: document.documentElement.scrollWidth,
+    panels, tables: loose, text: document.body.innerText,
+    links: Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href')),
+  };
+})()
+""".replace("TEXT_COLUMNS", json.dumps(list(TEXT_COLUMNS)))
+
+
+async def measure(endpoint: str, pages: list[Path], shots: Path | None = None) -> dict[tuple[str, int], Any]:
+    """``MEASURE`` of every page at every width in ``WIDTHS`` (screenshots into ``shots`` if given)."""
+    out: dict[tuple[str, int], Any] = {}
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{endpoint}/json/new?about:blank") as resp:
+            target = await resp.json(content_type=None)
+        async with http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            dt = DevTools(ws)
+            await dt.call("Page.enable")
+            for width in WIDTHS:
+                await dt.call(
+                    "Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False
+                )
+                for page in pages:
+                    dt.events.clear()
+                    await dt.call("Page.navigate", url=page.resolve().as_uri())
+                    await dt.wait_for_event("Page.loadEventFired")
+                    result = await dt.call("Runtime.evaluate", expression=MEASURE, returnByValue=True)
+                    out[(page.name, width)] = result["result"]["value"]
+                    if shots is not None:
+                        shot = await dt.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+                        (shots / f"{page.stem}-{width}.png").write_bytes(base64.b64decode(shot["data"]))
+    return out
+
+
+def layout_problems(page: str, width: int, m: dict[str, Any], windows: tuple[float, float]) -> list[str]:
+    """What a reader of ``page`` at ``width`` px would trip over, one line each (empty: nothing).
+
+    ``windows`` is the range the stored metrics windows cover (epoch seconds): a time axis may
+    show where there are windows but no events of its own (alerts are sparse), never beyond the
+    windows and its own data.
+    """
+    where = f"{page} @{width}px"
+    problems = []
+    if m["pageWidth"] > m["viewport"]:
+        problems.append(f"{where}: the page scrolls sideways ({m['pageWidth']} px wide)")
+    tables = [(p["key"], t) for p in m["panels"] for t in p["tables"]] + [("page", t) for t in m["tables"]]
+    for key, t in tables:
+        if t.get("scrollWidth", 0) > t.get("scroller", 0) + 1:
+            problems.append(f"{where} {key}: the table scrolls sideways ({t['scrollWidth']} > {t['scroller']} px)")
+        for cell in t["text"]:
+            if cell["width"] < min(0.6 * t["width"], 600) or cell["lines"] > MAX_TEXT_LINES:
+                problems.append(
+                    f"{where} {key}: {cell['col']} squeezed into {cell['width']:.0f} px of {t['width']:.0f} "
+                    f"({cell['lines']} lines)"
+                )
+                break
+    for p in m["panels"]:
+        for c in p["charts"]:
+            if c["minTextHeight"] is not None and c["minTextHeight"] < MIN_FONT_PX:
+                problems.append(f"{where} {p['key']}: chart text {c['minTextHeight']:.1f} px high")
+            if p["viz"] != "timeseries" or not c["frame"] or c["marksRight"] is None:
+                continue
+            f = c["frame"]
+            empty_right = (f["right"] - c["marksRight"]) / f["width"]
+            empty_left = (c["marksLeft"] - f["left"]) / f["width"]
+            past_end = empty_right > MAX_EMPTY_AXIS and (c["t1"] is None or c["t1"] > windows[1])
+            before_start = empty_left > MAX_EMPTY_AXIS and (c["t0"] is None or c["t0"] < windows[0])
+            if past_end or before_start:
+                problems.append(
+                    f"{where} {p['key']}: the time axis runs past the data "
+                    f"({empty_left:.0%} empty on the left, {empty_right:.0%} on the right)"
+                )
+            if p["key"] == "model_output_drift":
+                for line in c["lines"]:
+                    if line["height"] < 0.3 * f["height"]:
+                        problems.append(
+                            f"{where} {p['key']}: {line['name']} spans {line['height']:.0f} of "
+                            f"{f['height']:.0f} px: it looks flat on a shared axis"
+                        )
+    return problems
+
+
+@pytest.fixture(scope="module")
+def summary_page(stream_run: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's ``summary.html`` for the stream run, as ``watchkeeper demo`` writes it."""
+    from watchkeeper.demo import demo_alerts, summarise, write_reports
+
+    out = tmp_path_factory.mktemp("summary")
+    summary = summarise(stream_run.store, stream_run.scenario, datetime(1970, 1, 1, tzinfo=UTC))
+    summary["alerts"] = demo_alerts(stream_run.store)
+    write_reports(summary, out)
+    return out / "summary.html"
+
+
+@pytest.fixture(scope="module")
+def layout(report: list[Path], summary_page: Path, chromium: str) -> dict[tuple[str, int], Any]:
+    return asyncio.run(measure(chromium, [*report, summary_page]))
+
+
+def windows_range(store: Any) -> tuple[float, float]:
+    """The range the stored metrics windows cover, in epoch seconds."""
+    r = store.query(
+        "SELECT toUnixTimestamp(min(window_start)) AS t0, toUnixTimestamp(max(window_end)) AS t1 FROM metrics"
+    )
+    return float(r[0]["t0"]), float(r[0]["t1"])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_reads_without_sideways_scrolling_squeezed_text_or_empty_axes(
+    layout: dict[tuple[str, int], Any], width: int, stream_run: Any
+) -> None:
+    windows = windows_range(stream_run.store)
+    problems = [
+        line for (page, w), m in sorted(layout.items()) if w == width for line in layout_problems(page, w, m, windows)
+    ]
+    assert problems == [], "\n".join(problems)
+
+
+def test_drift_statistics_each_fill_their_own_axis(layout: dict[tuple[str, int], Any]) -> None:
+    """The drifting model's prediction KS (0-0.4) is not drawn on the label chi-square's axis (0-50)."""
+    for width in WIDTHS:
+        panel = next(p for p in layout[("model-demo.churn.html", width)]["panels"] if p["key"] == "model_output_drift")
+        names = sorted(line["name"].split(" (")[0] for c in panel["charts"] for line in c["lines"])
+        assert names == ["label · chi2", "prediction · ks"], names
+        assert len(panel["charts"]) == 2, "one axis per statistic"
+
+
+def test_summary_page_lists_the_alerts(layout: dict[tuple[str, int], Any], stream_run: Any) -> None:
+    from tests.integration.conftest import SCENARIO_ALERTS
+
+    page = layout[("summary.html", 800)]
+    alerts = next((t for t in page["tables"] if "kind" in t["heads"]), None)
+    assert alerts is not None, "summary.html has no table of the alerts"
+    summaries = [c for c in alerts["text"] if c["col"] == "summary"]
+    assert len(summaries) >= len(SCENARIO_ALERTS), "each alert with its summary"
+    assert all(c["lines"] <= MAX_TEXT_LINES for c in summaries)
+    for model, kind in SCENARIO_ALERTS:
+        assert model in page["text"] and kind in page["text"]
+    assert "index.html" in page["links"], "the summary links to the full report"

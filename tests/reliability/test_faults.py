@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,36 @@ def publish_slowly(stack: Stack, path: Path, chunks: int = 10) -> None:
         stack.cli("publish", "--quiet", str(part))
 
 
+def kill_mid_stream(stack: Stack, worker: subprocess.Popen[bytes], path: Path) -> None:
+    """SIGKILL ``worker`` once it has committed part of the file and while the rest is still being
+    published; assert the kill landed mid-stream (committed offsets < the file's messages)."""
+    failed: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            publish_slowly(stack, path, 20)
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and publisher.is_alive():
+            if stack.offsets("predictions")[0] > 0:
+                break
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        at_kill, _ = stack.offsets("predictions")
+    finally:
+        publisher.join()
+    if failed:
+        raise failed[0]
+    _, published = stack.offsets("predictions")
+    assert 0 < at_kill < published, (at_kill, published)
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     s = Stack(tmp_path, partitions="4")
@@ -101,10 +132,7 @@ def test_kill_9_mid_stream_then_restart_gives_exact_totals(stack: Stack, tmp_pat
     answers equal the file's — at-least-once redelivery is absorbed by idempotent writes."""
     expected = write_file(tmp_path / "a.jsonl", 4000, seed=1)
     worker = stack.start_worker()
-    publish_slowly(stack, tmp_path / "a.jsonl")
-    time.sleep(4)  # part of it processed, part not
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_mid_stream(stack, worker, tmp_path / "a.jsonl")
     stack.start_worker()
     seen = stack.wait_for(COUNTS_SQL, expected, timeout=240)
     assert seen == expected
@@ -125,9 +153,7 @@ def test_two_workers_one_killed_partitions_move_totals_exact(stack: Stack, tmp_p
         time.sleep(0.5)
     assert split[0] and split[1] and not split[0] & split[1], split
     assert split[0] | split[1] == {0, 1, 2, 3}
-    publish_slowly(stack, tmp_path / "b.jsonl")
-    a.send_signal(signal.SIGKILL)
-    a.wait()
+    kill_mid_stream(stack, a, tmp_path / "b.jsonl")
     seen = stack.wait_for(COUNTS_SQL, expected, timeout=240)
     assert seen == expected
 

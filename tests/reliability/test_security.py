@@ -285,7 +285,7 @@ def test_cli_passes_hostile_operator_values_as_data(secure: Secure) -> None:
         secure.outputs += [out.stdout, out.stderr]
         assert json.loads(out.stdout) == []
     comment = "it's \\ fine'); DROP TABLE silences; --"
-    out = stack.cli("silence", "add", "--model", evil, "--comment", comment, "--for", "1h")
+    out = stack.cli("silence", "add", "--model", evil, "--comment", comment, "--for", "1h", "--force")
     secure.outputs += [out.stdout, out.stderr]
     out = stack.cli("silence", "list", "--format", "json")
     secure.outputs += [out.stdout, out.stderr]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
 from watchkeeper.alerts.model import alert_id_for
 from watchkeeper.alerts.policy import AlertPolicy, DriftRule, Hysteresis, NoDataRule, RetrainRule, SunsetRule
@@ -226,3 +228,48 @@ def test_challenger_alert_names_the_challenger_and_resolves_when_the_comparison_
         ("v2", "error_rate", "firing", "warning"), ("v2", "error_rate", "resolved", "warning")]
     assert out[0].ts == 6 * W and out[0].evidence["decision"] == "worse" and out[0].evidence["champion"] == "v1"
     assert out[1].evidence["reason"] == "no evidence"
+
+def group_windows(sizes: dict[str, int], gap: float, count: int, seed: int) -> list[Window]:
+    """Windows whose groups have ``sizes`` events each; the last (smallest) group's TPR is ``gap`` lower."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    unfair = list(sizes)[-1]
+
+    def window(i: int) -> Window:
+        segs = {}
+        for g, n in sizes.items():
+            tpr = 0.8 - (gap if g == unfair else 0.0)
+            pos = int(rng.binomial(n, 0.3))
+            tp, fp = int(rng.binomial(pos, tpr)), int(rng.binomial(n - pos, 0.2))
+            segs[f"region={g}"] = {"positive_rate": Point((tp + fp) / n, n), "tp": Point(tp, n), "fp": Point(fp, n),
+                                   "tn": Point(n - pos - fp, n), "fn": Point(pos - tp, n)}  # fmt: skip
+        total = sum(sizes.values())
+        return Window("v1", i * W, (i + 1) * W, {"predictions": Point(total, total)}, segs)
+
+    return [window(i) for i in range(count)]
+
+
+# Off the design point (4 equal groups, 300 events, gap 0.3): 2, 3 and 6 groups of unequal sizes.
+GROUP_LAYOUTS = [
+    {"a": 200, "b": 40},
+    {"a": 150, "b": 100, "c": 30},
+    {"a": 100, "b": 80, "c": 60, "d": 30, "e": 20, "f": 10},
+]
+
+
+@pytest.mark.parametrize("sizes", GROUP_LAYOUTS, ids=lambda s: f"{len(s)}-groups")
+def test_fair_groups_of_unequal_sizes_raise_no_fairness_alert(sizes: dict[str, int]) -> None:
+    for seed in range(3):  # 3 x 300 windows (75 hours) of equal TPRs: not one alert
+        out = evaluator().feed(group_windows(sizes, 0.0, 300, seed), references=REF)
+        assert [d for d in out if d.kind == "fairness"] == [], (sizes, seed)
+
+
+@pytest.mark.parametrize("sizes", GROUP_LAYOUTS, ids=lambda s: f"{len(s)}-groups")
+@pytest.mark.parametrize(("gap", "within"), [(0.4, 15), (0.25, 60)])
+def test_a_gap_in_the_smallest_group_fires(sizes: dict[str, int], gap: float, within: int) -> None:
+    for seed in range(3):
+        out = [d for d in evaluator().feed(group_windows(sizes, gap, within, seed), references=REF)
+               if d.kind == "fairness"]  # fmt: skip
+        assert out and out[0].state == "firing", (sizes, gap, seed)
+        assert out[0].evidence["breaches"][0]["groups"][1] == list(sizes)[-1]

@@ -1,16 +1,21 @@
-"""Deep links: every notifier's payload links the model dashboard at the alert's model, version and range."""
+"""Links in payloads: the model dashboard at the alert's model, version and range; the runbook, or its first steps."""
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from watchkeeper.alerts.dispatch import Dispatcher
-from watchkeeper.alerts.links import MODEL_DASHBOARD_UID, dashboard_url
-from watchkeeper.alerts.model import Alert, alert_id_for
+from watchkeeper.alerts.links import MODEL_DASHBOARD_UID, dashboard_url, first_steps, warn_if_runbook_base_unset
+from watchkeeper.alerts.model import KINDS, Alert, alert_id_for, runbook_url_for
 from watchkeeper.alerts.notifiers import DeliveryConfig, notifiers_from_config
+from watchkeeper.settings import Settings
 
 GRAFANA = "https://grafana.example/"
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -75,13 +80,75 @@ def test_named_receivers_carry_the_link_too() -> None:
         dispatcher.close()
 
 
-def test_without_grafana_there_is_no_link_and_the_runbook_stays() -> None:
+def test_without_grafana_there_is_no_dashboard_link() -> None:
     config = DeliveryConfig(webhook_url="https://hook.example/", pagerduty_routing_key="K",
                             alertmanager_url="https://am.example")  # fmt: skip
-    payloads = {n.name: n.messages([alert()])[0].payload for n in notifiers_from_config(config)}
+    a = alert().model_copy(update={"runbook_url": "https://rb.example/wk.md#retrain"})
+    payloads = {n.name: n.messages([a])[0].payload for n in notifiers_from_config(config)}
     assert payloads["webhook"]["alerts"][0]["dashboard_url"] is None
-    assert payloads["pagerduty"]["client_url"] == "docs/runbooks.md#retrain"
-    assert payloads["alertmanager"][0]["generatorURL"] == "docs/runbooks.md#retrain"
+    assert payloads["pagerduty"]["client_url"] == "https://rb.example/wk.md#retrain"
+    assert payloads["alertmanager"][0]["generatorURL"] == "https://rb.example/wk.md#retrain"
+
+
+ALL = DeliveryConfig(webhook_url="https://hook.example/", retrain_webhook_url="https://retrain.example/",
+                     slack_webhook_url="https://slack.example/", pagerduty_routing_key="K",
+                     alertmanager_url="https://am.example")  # fmt: skip
+
+
+def payloads_of(a: Alert) -> dict[str, Any]:
+    return {n.name: n.messages([a])[0].payload for n in notifiers_from_config(ALL)}
+
+
+def test_with_the_default_runbook_base_every_payload_carries_the_first_steps_not_a_dead_link() -> None:
+    """``docs/runbooks.md#retrain`` opens nowhere from Slack or a pager: the steps travel in the payload."""
+    base = Settings().runbook_base_url
+    a = alert().model_copy(update={"runbook_url": runbook_url_for("retrain", base)})
+    steps = list(first_steps(a))
+    assert len(steps) == 3 and "watchkeeper alerts --model fraud --kind retrain" in steps[0]
+    p = payloads_of(a)
+
+    assert p["webhook"]["alerts"][0]["runbook_steps"] == steps
+    assert p["retrain"]["runbook_steps"] == steps
+    slack = json.dumps(p["slack"]["blocks"], ensure_ascii=False)
+    assert "*First steps* (runbook `docs/runbooks.md#retrain`)" in slack
+    assert "1. Read the evidence" in slack and "3. Look for a drift alert" in slack
+    assert "docs/runbooks.md#retrain|" not in slack  # no <link|runbook> that opens nothing
+    details = p["pagerduty"]["payload"]["custom_details"]
+    assert (details["first_steps"], details["runbook"]) == (steps, "docs/runbooks.md#retrain")
+    assert "client_url" not in p["pagerduty"] and "links" not in p["pagerduty"]
+    am = p["alertmanager"][0]
+    assert "runbook_url" not in am["annotations"] and "generatorURL" not in am
+    assert am["annotations"]["runbook_steps"].startswith("1. Read the evidence")
+
+
+def test_with_a_runbook_address_payloads_link_it_and_carry_no_steps() -> None:
+    a = alert().model_copy(update={"runbook_url": runbook_url_for("retrain", "https://git.example/wk/runbooks.md")})
+    p = payloads_of(a)
+    link = "https://git.example/wk/runbooks.md#retrain"
+    assert p["webhook"]["alerts"][0]["runbook_steps"] == [] and p["retrain"]["runbook_steps"] == []
+    assert f"<{link}|runbook>" in json.dumps(p["slack"]["blocks"], ensure_ascii=False)
+    assert "First steps" not in json.dumps(p["slack"])
+    assert {"href": link, "text": "Runbook"} in p["pagerduty"]["links"]
+    assert "first_steps" not in p["pagerduty"]["payload"]["custom_details"]
+    assert p["alertmanager"][0]["annotations"]["runbook_url"] == link
+
+
+def test_every_kind_has_first_steps_with_a_command() -> None:
+    for kind in (*KINDS, "challenger"):
+        a = alert().model_copy(update={"kind": kind, "runbook_url": f"docs/runbooks.md#{kind}"})
+        steps = first_steps(a)
+        assert len(steps) == 3, kind
+        assert any("`watchkeeper " in s for s in steps), kind
+
+
+def test_the_worker_says_at_start_up_that_the_runbook_base_is_unset(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_runbook_base_unset(Settings().runbook_base_url)
+    assert "WATCHKEEPER_RUNBOOK_BASE_URL is unset" in caplog.text and "first steps" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert not warn_if_runbook_base_unset("https://git.example/wk/docs/runbooks.md")
+    assert caplog.text == ""
 
 
 def test_links_use_the_address_people_open() -> None:

@@ -44,9 +44,14 @@ def test_from_key_counts_matches_sketch() -> None:
 
 def test_ops_metrics() -> None:
     rng = np.random.default_rng(4)
-    ops = OpsSummary.from_arrays(rng.lognormal(3, 1, 3000), rng.random(3000) < 0.05)
+    lat = rng.lognormal(3, 1, 3000)
+    ops = OpsSummary.from_arrays(lat, rng.random(3000) < 0.05)
     m = (ops + ops).metrics(window_seconds=60)
     assert m["traffic"] == pytest.approx(100.0)
     assert m["fallback_rate"] == pytest.approx(ops.n_fallback / 3000)
-    assert m["latency_p50"] < m["latency_p95"] < m["latency_p99"]
+    both = np.r_[lat, lat]
+    assert m["latency_mean"] == pytest.approx(both.mean())
+    for q in (50, 95, 99):  # each named quantile is that quantile, not a neighbour
+        exact = np.quantile(both, q / 100, method="lower")
+        assert abs(m[f"latency_p{q}"] - exact) <= 0.01 * exact, q
     assert OpsSummary.from_dict(ops.to_dict()) == ops

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -109,6 +110,20 @@ def test_mean_shift_batch_equals_per_event_and_warms_up() -> None:
     rows_single = [i for i, row in enumerate(x) if single.update(row).drift_detected]
     assert rows_batch == rows_single and rows_single and rows_single[0] >= 2000
     assert np.allclose(batch.statistic, single.statistic)
+
+
+def test_mean_shift_with_an_all_null_feature_warns_nothing_and_watches_the_others() -> None:
+    """A feature that is always null (an unused input) gave ``RuntimeWarning: Mean of empty slice`` in the log."""
+    rng = np.random.default_rng(21)
+    x = np.c_[rng.normal(size=3000), np.full(3000, np.nan)]
+    x[2000:, 0] += 1.0
+    det = MeanShift(warmup=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = det.update_many(x)
+    assert rows.size and 2000 <= rows[0] < 2100
+    assert {f for _, f in det.alarms} == {0}  # the null feature never fires
+    assert np.isfinite(det.statistic).all()
 
 
 def test_cusum_false_alarms_and_detection() -> None:

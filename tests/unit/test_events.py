@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from pathlib import Path
 
@@ -177,9 +179,44 @@ json_values = st.recursive(
 )
 
 
+def _required_fields_hold(doc: dict) -> bool:
+    """The contract's required fields, checked independently of the models (an oracle for the decoder)."""
+    pid, model, pred = doc.get("prediction_id"), doc.get("model"), doc.get("prediction")
+    number = type(pred) in (int, float) and math.isfinite(pred)
+    return (
+        type(pid) is str
+        and 1 <= len(pid) <= 256
+        and type(model) is str
+        and re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", model) is not None
+        and (number or (type(pred) is str and len(pred) <= 1024))
+    )
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(list(Prediction.model_fields) + ["x"]), json_values, max_size=12))
-def test_decoder_never_raises_on_arbitrary_objects(doc: dict) -> None:
+@given(
+    st.dictionaries(st.sampled_from(list(Prediction.model_fields) + ["x"]), json_values, max_size=12),
+    st.booleans(),
+)
+def test_every_object_is_accepted_with_its_values_or_rejected_with_a_reason(doc: dict, valid_core: bool) -> None:
+    """The partition: each event of an envelope is either accepted, carrying the values it was sent with,
+    or rejected with a reason, its index and its own bytes — never dropped, never altered."""
+    if valid_core:  # half the examples get a valid core, so both sides of the partition are exercised
+        doc = {**doc, **GOOD, "prediction_id": "q1"}
     good, bad = decode_message(orjson.dumps({"events": [doc, GOOD]}), Prediction)
     assert [e.prediction_id for e in good][-1] == "p1"
     assert len(good) + len(bad) == 2
+    if len(good) == 2:
+        e = good[0]
+        assert _required_fields_hold(doc)
+        assert (e.prediction_id, e.model) == (doc["prediction_id"], doc["model"])
+        sent = doc["prediction"]
+        assert e.prediction == (sent if isinstance(sent, str) else float(sent))
+        assert e.event_id == doc.get("event_id") or (doc.get("event_id") is None and e.event_id == e.prediction_id)
+    else:
+        (r,) = bad
+        assert r.index == 0 and r.reason and r.payload == orjson.dumps(doc)
+        field = r.reason.split(":")[0].split(".")[0]
+        assert field in Prediction.model_fields or field == "event", r.reason
+        if not _required_fields_hold(doc):
+            return
+        assert field not in ("prediction_id", "model", "prediction"), (r.reason, doc)

@@ -103,7 +103,7 @@ def test_starting_the_embedded_store_without_chdb_names_the_extra(tmp_path: Path
     assert out.returncode == 0, out.stderr[-2000:]
     name, message = out.stdout.strip().split(" | ")
     assert name == "chdb" and "pip install 'watchkeeper[embedded]'" in message and "WATCHKEEPER_CLICKHOUSE" in message
-    assert not (tmp_path / "data" / "run" / "store.pid").exists()  # nothing was started
+    assert not (tmp_path / "data" / "faust" / "run" / "store.pid").exists()  # nothing was started
 
 
 def test_the_alibi_detectors_without_alibi_name_the_extra(tmp_path: Path) -> None:

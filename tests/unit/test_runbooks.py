@@ -7,7 +7,9 @@
 - every SQL block can be pasted into ``watchkeeper sql "..."`` (no double quote, ``$``,
   backtick, ``;`` or ``{name:Type}`` placeholder) and reads deduplicated tables with ``FINAL``;
 - every ``watchkeeper`` command shown parses with the real CLI (commands, options, choices);
-- the default runbook base is the repository's own doc, and the README names only docs that exist.
+- the default runbook base is the repository's own doc, and the README names only docs that exist;
+- each section's "First steps" are the ones alert payloads carry when the runbook has no address
+  (``watchkeeper.alerts.links.FIRST_STEPS``), word for word.
 
 The SQL blocks are executed against a real store in tests/integration/test_runbooks.py.
 """
@@ -21,7 +23,8 @@ from pathlib import Path
 import click
 import pytest
 
-from watchkeeper.alerts.model import KINDS, runbook_url_for
+from watchkeeper.alerts.links import first_steps
+from watchkeeper.alerts.model import KINDS, Alert, runbook_url_for
 from watchkeeper.cli import main
 from watchkeeper.settings import Settings
 
@@ -148,3 +151,18 @@ def test_the_readme_names_only_docs_that_exist() -> None:
     assert {"docs/runbooks.md", "docs/design.md"} <= named
     missing = sorted(n for n in named if not (ROOT / n).is_file())
     assert not missing, f"README names missing files: {missing}"
+
+
+@pytest.mark.parametrize("kind", [*KINDS, *EXTRA_KINDS])
+def test_the_first_steps_in_payloads_are_the_sections_own(kind: str) -> None:
+    """What Slack, PagerDuty and the webhooks show instead of a link that opens nothing is what this doc says."""
+    from datetime import UTC, datetime
+
+    body = SECTIONS[kind].split("### What it means", 1)[0]
+    assert "**First steps**" in body, f"{kind}: no First steps list at the top of its section"
+    listed = re.findall(r"^\d\. (.+)$", body, re.M)
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    alert = Alert(alert_id="x", model="fraud", version="v3", kind=kind, severity="warning", state="firing",
+                  summary="s", evidence={"subject": ""}, ts=t, fired_at=t,
+                  runbook_url=runbook_url_for(kind, Settings().runbook_base_url))  # fmt: skip
+    assert listed == list(first_steps(alert))

@@ -10,14 +10,18 @@ Three lines in a serving process::
 
 Calls never wait on the network: events go to a bounded buffer and a background
 thread sends them in envelopes. When Kafka is unreachable or slow the oldest
-buffered events are dropped and counted (:meth:`Publisher.stats`).
+buffered events are dropped and counted (:meth:`Publisher.stats`). An event the
+service would refuse (a bad model name, NaN, too many features, a time outside
+the retention, ...) is refused at the call and counted per reason; ``strict=True``
+raises :class:`InvalidEvent` instead.
 """
 
 from __future__ import annotations
 
 from watchkeeper_client._aio import AsyncPublisher
+from watchkeeper_client._contract import Contract, InvalidEvent
 from watchkeeper_client._encode import encode, features_dict
 from watchkeeper_client._publisher import Publisher
 
 __version__ = "0.1.0"
-__all__ = ["AsyncPublisher", "Publisher", "__version__", "encode", "features_dict"]
+__all__ = ["AsyncPublisher", "Contract", "InvalidEvent", "Publisher", "__version__", "encode", "features_dict"]

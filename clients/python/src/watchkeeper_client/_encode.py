@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from watchkeeper_client._contract import InvalidEvent
+
 OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 
 _PLAIN = (str, float, int)
@@ -66,6 +68,8 @@ def label(value: Any) -> Any:
     t = type(value)
     if t is float or t is str or t is int:
         return value
+    if t.__name__ == "float64":  # numpy.float64, what models return most (a float subclass: exact here)
+        return float(value)
     if t is bool or t.__name__ in ("bool_", "bool"):  # numpy.bool_ (numpy 1) is numpy.bool in numpy 2
         return int(value)
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
@@ -84,18 +88,23 @@ def features_dict(features: Any, names: Sequence[str] | None) -> dict[Any, Any] 
         return None
     if isinstance(features, dict):
         return features
-    if isinstance(features, Mapping):
+    if type(features).__name__ != "ndarray" and isinstance(features, Mapping):  # (an ABC check: slow)
         return dict(features)
     if hasattr(features, "index") and hasattr(features, "to_dict"):  # pandas.Series
         return dict(features.to_dict())
     shape = getattr(features, "shape", None)
     if shape is not None and len(shape) == 2 and shape[0] == 1:
         features = features[0]
-    values = features.tolist() if hasattr(features, "tolist") else list(features)
+    try:
+        values = features.tolist() if hasattr(features, "tolist") else list(features)
+    except TypeError:
+        raise InvalidEvent(
+            "features", f"expected a mapping, a pandas Series or a sequence, got {type(features).__name__}"
+        ) from None
     if names is None:
         return {f"x{i}": v for i, v in enumerate(values)}
     if len(names) != len(values):
-        raise ValueError(f"{len(values)} feature values but {len(names)} feature names")
+        raise InvalidEvent("features", f"{len(values)} feature values but {len(names)} feature names")
     return dict(zip(names, values, strict=True))
 
 

@@ -31,6 +31,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from watchkeeper_client._contract import (
+    ENVELOPE_OVERHEAD,
+    MAX_FEATURES,
+    MAX_MESSAGE_BYTES,
+    MAX_NAME,
+    RAW_TTL_DAYS,
+    Contract,
+    InvalidEvent,
+    number_or_text,
+)
 from watchkeeper_client._encode import encode, features_dict, header_pairs, label
 
 log = logging.getLogger("watchkeeper_client")
@@ -113,9 +123,14 @@ class Publisher:
     feature_names
         Names for features passed as a sequence or array (default ``x0, x1, ...``).
     strict
-        Raise on events that cannot be encoded and on use after close, instead
-        of counting them in ``stats()["rejected"]``. Off by default: a
-        monitoring client must not break the service it monitors.
+        Raise on events the service would refuse (:class:`InvalidEvent`, a
+        ``ValueError``), on values that cannot be encoded and on use after
+        close, instead of counting them in ``stats()["rejected"]``. Off by
+        default: a monitoring client must not break the service it monitors.
+    raw_ttl_days, max_message_bytes
+        The service's settings of the same names (defaults: the service's, 30
+        days and 8 MiB): an event time older than the raw retention, or an event
+        larger than the worker takes, is refused at the call.
     exit_timeout
         Seconds spent delivering buffered events when the interpreter exits.
     compression
@@ -152,6 +167,8 @@ class Publisher:
         headers: Headers | None = None,
         feature_names: Sequence[str] | None = None,
         strict: bool = False,
+        raw_ttl_days: float = RAW_TTL_DAYS,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         exit_timeout: float = 5.0,
         compression: str | None = "gzip",
         kafka_logs: bool = False,
@@ -164,10 +181,12 @@ class Publisher:
         self.topics = {"prediction": predictions_topic, "outcome": outcomes_topic}
         self.capacity = capacity
         self.max_batch = max_batch
-        self.max_envelope_bytes = max_envelope_bytes
+        # An envelope never exceeds what the worker takes (it would refuse every event in it).
+        self.max_envelope_bytes = min(max_envelope_bytes, max_message_bytes - ENVELOPE_OVERHEAD)
         self.linger = linger
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.strict = strict
+        self.contract = Contract(raw_ttl_days, max_message_bytes)
         self.exit_timeout = exit_timeout
         self._block = when_full == "block"
         self._kafka_logs = kafka_logs
@@ -203,6 +222,7 @@ class Publisher:
         self._producer: Any = None
         self._close_deadline: float | None = None
         self._enqueued = self._dropped = self._rejected = 0
+        self._rejected_reasons: dict[str, int] = {}
         self._sent = self._failed = self._messages = self._send_errors = self._in_flight = 0
         self._connects = self._connect_errors = 0
         self._last_error: str | None = None
@@ -241,31 +261,74 @@ class Publisher:
 
         ``features`` may be a mapping, a pandas Series, or a sequence / numpy
         array (named by ``feature_names``); values may be numpy or pandas scalars.
+        An event the service would refuse is refused here (see :class:`Contract`):
+        counted in ``stats()["rejected"]``, or raised as :class:`InvalidEvent` when strict.
         """
-        pid = uuid.uuid4().hex if prediction_id is None else str(prediction_id)
+        pid = uuid.uuid4().hex if prediction_id is None else prediction_id
+        c = self.contract
         try:
-            event: dict[str, Any] = {"prediction_id": pid, "model": model, "prediction": label(prediction)}
+            # The contract's checks inline, cheapest first (the common case costs well under a microsecond).
+            if type(pid) is not str:
+                pid = str(pid)
+            if not 0 < len(pid) <= MAX_NAME:
+                c.ident("prediction_id", pid)
+            if type(model) is not str or model not in c._models:
+                c.model(model)
+            value = prediction if type(prediction) is float else label(prediction)
+            if type(value) is not float or not value - value == 0.0:
+                number_or_text("prediction", value)
+            event: dict[str, Any] = {"prediction_id": pid, "model": model, "prediction": value}
             if version is not None:
+                if type(version) is not str or version not in c._versions:
+                    c.version(version)
                 event["version"] = version
-            event["ts"] = time.time() if ts is None else ts
+            if ts is None:
+                event["ts"] = time.time()
+            else:
+                c.ts(ts)
+                event["ts"] = ts
             if features is not None:
-                event["features"] = features_dict(features, feature_names or self.feature_names)
+                named: Any = (
+                    features if type(features) is dict else features_dict(features, feature_names or self.feature_names)
+                )
+                event["features"] = named
+                # The common case inline: numbers only, names seen before. Bools, ints and floats sum to a
+                # float, finite unless one of them is not (or the sum overflows); None, text, lists or
+                # numpy scalars fail the sum or give another type. Anything else: value by value.
+                try:
+                    total = sum(named.values(), 0.0)
+                except Exception:
+                    total = None
+                if (
+                    type(total) is not float
+                    or not total - total == 0.0
+                    or len(named) > MAX_FEATURES
+                    or not c._feature_names.issuperset(named)
+                ):
+                    c.features(named)
             if scores is not None:
+                c.scores(scores)
                 event["scores"] = scores
             if latency_ms is not None:
+                c.latency(latency_ms)
                 event["latency_ms"] = latency_ms
             if fallback is not None:
                 event["fallback"] = bool(fallback)
             if segments is not None:
+                c.segments(segments)
                 event["segments"] = segments
             if baseline is not None:
-                event["baseline"] = label(baseline)
+                event["baseline"] = base = label(baseline)
+                number_or_text("baseline", base)
             if event_id is not None:
+                c.ident("event_id", event_id)
                 event["event_id"] = event_id
             payload = encode(event)
+            if len(payload) > self.max_envelope_bytes:
+                c.size(payload)
         except Exception as exc:
             self._reject(exc)
-            return pid
+            return pid if type(pid) is str else ""
         self._put(self.topics["prediction"], pid.encode(), payload, headers, False)
         return pid
 
@@ -279,30 +342,38 @@ class Publisher:
         event_id: str | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Log the true outcome of an earlier prediction."""
-        pid = str(prediction_id)
+        """Log the true outcome of an earlier prediction (refused like a prediction when the service would)."""
         try:
+            pid = prediction_id if type(prediction_id) is str else str(prediction_id)
             event: dict[str, Any] = {"prediction_id": pid, "model": model, "outcome": label(outcome)}
             event["ts"] = time.time() if ts is None else ts
             if event_id is not None:
                 event["event_id"] = event_id
+            self.contract.outcome(event, ts_checked=ts is None)
             payload = encode(event)
+            if len(payload) > self.max_envelope_bytes:
+                self.contract.size(payload)
         except Exception as exc:
             self._reject(exc)
             return
         self._put(self.topics["outcome"], pid.encode(), payload, headers, False)
 
     def send(self, kind: str, event: Mapping[str, Any], headers: Headers | None = None) -> None:
-        """Queue an already-built event (``kind`` is ``"prediction"`` or ``"outcome"``)."""
+        """Queue an already-built event (``kind`` is ``"prediction"`` or ``"outcome"``), checked as the calls are."""
         try:
+            if kind == "prediction":
+                self.contract.prediction(event)
+            else:
+                self.contract.outcome(event)
             payload = encode(event)
+            self.contract.size(payload)
         except Exception as exc:
             self._reject(exc)
             return
         self.send_raw(kind, payload, str(event.get("prediction_id", "")), headers)
 
     def send_raw(self, kind: str, event_json: bytes, prediction_id: str, headers: Headers | None = None) -> None:
-        """Queue one event's JSON bytes as they are (no re-encoding: the fast path for files)."""
+        """Queue one event's JSON bytes as they are (no re-encoding, no checks: the fast path for files)."""
         self._put(self.topics[kind], prediction_id.encode(), event_json, headers, False)
 
     def send_message(self, kind: str, value: bytes, key: bytes | None = None, headers: Headers | None = None) -> None:
@@ -315,15 +386,19 @@ class Publisher:
         ``enqueued`` items accepted into the buffer; ``sent`` acknowledged by the
         broker (in ``messages`` Kafka messages); ``dropped`` evicted from a full
         buffer or left over at close; ``failed`` refused by the broker or timed
-        out; ``rejected`` not encodable (or offered after close);
-        ``send_errors`` failed sends; ``buffered`` waiting in the buffer and
-        ``in_flight`` handed to the producer but not yet acknowledged.
+        out; ``rejected`` refused at the call, and ``rejected_reasons`` the same
+        per reason: the field the service would have refused (``model``,
+        ``features``, ``ts``, ...), ``size``, ``encoding`` (a value that cannot be
+        encoded) or ``closed`` (offered after close); ``send_errors`` failed
+        sends; ``buffered`` waiting in the buffer and ``in_flight`` handed to
+        the producer but not yet acknowledged.
         """
         with self._lock:
             out: dict[str, Any] = {
                 "enqueued": self._enqueued,
                 "dropped": self._dropped,
                 "rejected": self._rejected,
+                "rejected_reasons": dict(self._rejected_reasons),
                 "buffered": len(self._buf),
             }
         with self._acks:
@@ -406,7 +481,7 @@ class Publisher:
         hdrs = self._headers if headers is None else self._headers + header_pairs(headers)
         with self._lock:
             if self._closed:
-                self._rejected += 1
+                self._count_rejected("closed")
                 if self.strict:
                     raise RuntimeError("publisher is closed")
                 return
@@ -417,7 +492,7 @@ class Publisher:
                     while len(buf) >= self.capacity and not self._closed:
                         self._room.wait(0.5)
                     if self._closed:  # closed while waiting for room
-                        self._rejected += 1
+                        self._count_rejected("closed")
                         if self.strict:
                             raise RuntimeError("publisher is closed")
                         return
@@ -434,12 +509,18 @@ class Publisher:
             self._wake.set()
 
     def _reject(self, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, InvalidEvent) else "encoding"
         with self._lock:
-            self._rejected += 1
+            self._count_rejected(reason)
         self._last_error = f"{type(exc).__name__}: {exc}"
         if self.strict:
             raise exc
         self._ensure_sender()  # its loop writes the (rate-limited) log line
+
+    def _count_rejected(self, reason: str) -> None:
+        """Count a refusal (the caller holds the lock)."""
+        self._rejected += 1
+        self._rejected_reasons[reason] = self._rejected_reasons.get(reason, 0) + 1
 
     def _ensure_sender(self) -> None:
         with self._lock:
