@@ -136,7 +136,8 @@ def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str
     """Each window-keyed table rebuilt with the engine of ``sinks/schema.py`` (an engine cannot be altered):
     a new table beside it, the rows copied, the two exchanged, the old one dropped.
 
-    Safe to run again, from any step: the new table is dropped first, and the copy reads the live table.
+    Safe to run again, from any step: the new table is dropped first, and the copy reads the live table's
+    latest rows (``FINAL``: one version of each key, no tombstone).
     Where migration 1 has just made the tables with the new engine (a new store), it exchanges two empty
     tables. In cluster mode the new local tables' replication paths name their UUID, so that the name
     stays free for a later migration.
@@ -151,7 +152,7 @@ def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str
             out += [f"DROP TABLE IF EXISTS {db}.{new}{on} SYNC", f"DROP TABLE IF EXISTS {db}.{new_local}{on} SYNC"]
             out += cluster_ddl.create_statements(table, db, retention, cluster, name=new, unique_path=True)
             out += [
-                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name}",
+                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name} FINAL",
                 f"EXCHANGE TABLES {db}.{local} AND {db}.{new_local}{on}",
                 f"DROP TABLE IF EXISTS {db}.{new}{on} SYNC",
                 f"DROP TABLE IF EXISTS {db}.{new_local}{on} SYNC",
@@ -162,7 +163,7 @@ def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str
             out += [
                 f"DROP TABLE IF EXISTS {db}.{new} SYNC",
                 spec.create(db, retention),
-                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name}",
+                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name} FINAL",
                 f"EXCHANGE TABLES {db}.{table.name} AND {db}.{new}",
                 f"DROP TABLE IF EXISTS {db}.{new} SYNC",
             ]
