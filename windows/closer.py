@@ -7,9 +7,15 @@ delay, or the stream has been idle for ``idle_flush`` seconds — then joins
 predictions to outcomes in ClickHouse, aggregates sufficient statistics per
 (model, version, window), computes the metrics and writes them.
 
-A window written once and touched again later (a late label) is recomputed and
-its rows replaced: the new rows are inserted, then the older version deleted,
-so ``sum(n)`` never counts an event twice. All state can be rebuilt from the
+A pass writes every ready window of every model it owns at once (the due set),
+in a fixed number of statements whatever the number of models: each table gets
+one insert. A window written once and touched again later (more or late
+labels) is recomputed as a new version of its rows — insert-only:
+the window-keyed tables keep the latest version of each row (ReplacingMergeTree
+on ``computed_at``), and the keys the new version no longer has get a tombstone
+(``is_deleted``), so readers with ``FINAL`` see each window once and no
+DELETE is ever needed. Two owners writing one window during a rebalance
+converge on the newest version. All state can be rebuilt from the
 store: a restarted leader rediscovers windows whose raw rows are newer than
 their metrics. It resumes from the stage's checkpoint: every row ingested
 before it is reflected in stored metrics or was rescanned, so a restart scans
@@ -453,7 +459,7 @@ class WindowCloser:
         self._insert("drift", drift, computed_at, keys)
         self.last_pass_statements = self.counter.statements - before
         log.info(
-            "model stage pass: %d windows of %d models written in %d statements (%.2f s)",
+            "model stage write: windows=%d models=%d statements=%d seconds=%.2f",
             len(keys), len({k.model for k in keys}), self.last_pass_statements, time.perf_counter() - started,
         )  # fmt: skip
         return len(rows)
