@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,15 @@ INNER JOIN (
 """
 
 
-WRITE_LINE = re.compile(r"model stage write: windows=(\d+) models=(\d+) statements=(\d+) seconds=([\d.]+)")
+WRITE_LINE = re.compile(
+    r"^\[([\d-]+ [\d:,]+)\].*model stage write: windows=(\d+) models=(\d+) statements=(\d+) seconds=([\d.]+)",
+    re.M,
+)
+# The model-windows (prediction side) in the store.
+MODEL_WINDOWS_SQL = (
+    "SELECT count() FROM (SELECT DISTINCT model, version, window_start FROM metrics FINAL "
+    "WHERE version != '' AND metric = 'predictions')"
+)
 # Every event of the store's raw tables reached it by then (store clock).
 INGEST_END_SQL = (
     "SELECT toUnixTimestamp64Milli(greatest((SELECT max(ingested_at) FROM predictions), "
@@ -136,10 +145,29 @@ def write_fleet(path: Path, models: int, windows: int, per_window: int, late: bo
     return (models, n, n), late_path
 
 
-def writes(log: Path) -> list[tuple[int, int, int, float]]:
-    """The closer's ``model stage write`` lines: (windows, models, statements, seconds) per pass."""
+def writes(log: Path) -> list[tuple[int, int, int, float, float]]:
+    """The closer's ``model stage write`` lines: (windows, models, statements, seconds, end time) per pass
+    (windows of both sides: prediction windows and the outcome-side ones)."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    return [(int(w), int(m), int(s), float(t)) for w, m, s, t in WRITE_LINE.findall(text)]
+    out = []
+    for stamp, w, m, s, t in WRITE_LINE.findall(text):
+        end = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # the worker's local time
+        out.append((int(w), int(m), int(s), float(t), end))
+    return out
+
+
+def quiet(log: Path, since: int, seconds: float, timeout: float) -> list[tuple[int, int, int, float, float]]:
+    """The write lines after the first ``since``, once none has come for ``seconds``."""
+    deadline = time.monotonic() + timeout
+    seen, last_change = len(writes(log)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = len(writes(log))
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+        elif now > since and time.monotonic() - last_change >= seconds:
+            break
+    return writes(log)[since:]
 
 
 def fleet_run(name: str, backlog: Path, totals: tuple[int, int, int], late: Path | None,
@@ -166,23 +194,28 @@ def fleet_run(name: str, backlog: Path, totals: tuple[int, int, int], late: Path
                 seen = stack.wait_for(COUNTS_SQL, [want], timeout=timeout)
                 if seen != [want]:
                     raise RuntimeError(f"{phase}: not counted in {timeout:.0f} s: {seen} != {[want]}")
-                done = float(store.query_rows("SELECT toUnixTimestamp64Milli(now64(3)) / 1000")[0][0])
+                # The passes end (drift, alerts) after the counts show: wait until the worker is quiet.
+                passes = quiet(log, passes0, seconds=8.0, timeout=timeout)
                 ingest_end = float(store.query_rows(INGEST_END_SQL)[0][0])
                 cpu = {pid: cpu_seconds(pid) - c for pid, c in cpu0.items()}
-                passes = writes(log)[passes0:]
                 windows = sum(p[0] for p in passes)
-                after = max(0.001, done - ingest_end)
+                model_windows = int(store.query_rows(MODEL_WINDOWS_SQL)[0][0])
+                after = max(0.001, max(p[4] for p in passes) - ingest_end)
                 out[phase] = {
                     "publish_seconds": round(ingest_wall, 1),
                     "closed_seconds_after_ingest": round(after, 1),
+                    "model_windows": model_windows,
                     "windows_written": windows,
-                    "windows_per_second_after_ingest": round(windows / after, 1),
+                    "model_windows_per_second_after_ingest": round(model_windows / after, 1),
                     "passes": len(passes),
                     "statements_per_pass": sorted({p[2] for p in passes}),
                     "pass_seconds_max": round(max((p[3] for p in passes), default=0.0), 2),
                     "store_cpu_ms_per_window": round(1000 * cpu[store_proc.pid] / max(1, windows), 2),
                     "worker_cpu_ms_per_window": round(1000 * cpu[proc.pid] / max(1, windows), 2),
                 }
+            if not writes(log):  # say why: the worker's own lines about the model stage
+                lines = log.read_text(errors="replace").splitlines()
+                print("\n".join([line for line in lines if "model stage" in line or "Error" in line][-20:]))
             out["mutations"] = int(store.query_rows(MUTATIONS_SQL)[0][0])
             out["labelled"] = int(store.query_rows(LABELLED_SQL)[0][0])
             out["exact"] = out["labelled"] == totals[2]
@@ -198,9 +231,9 @@ def print_fleet(r: dict[str, Any]) -> None:
             continue
         p = r[phase]
         print(
-            f"{r['case']:>8} {phase:>11}: {p['windows_written']} model-windows written, closed "
-            f"{p['closed_seconds_after_ingest']} s after the end of ingest "
-            f"({p['windows_per_second_after_ingest']}/s); {p['passes']} passes of {p['statements_per_pass']} "
+            f"{r['case']:>8} {phase:>11}: {p['model_windows']} model-windows ({p['windows_written']} windows with "
+            f"the outcome side) closed {p['closed_seconds_after_ingest']} s after the end of ingest "
+            f"({p['model_windows_per_second_after_ingest']}/s); {p['passes']} passes of {p['statements_per_pass']} "
             f"statements (longest {p['pass_seconds_max']} s); store CPU {p['store_cpu_ms_per_window']} ms/window, "
             f"worker CPU {p['worker_cpu_ms_per_window']} ms/window"
         )

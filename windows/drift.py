@@ -209,10 +209,10 @@ class DriftStage:
                 sample = Sample.from_arrow(pa.concat_tables(parts))
                 if sample.n:
                     self.references[(model, version)] = build_reference(sample, start, end)
-        for k in due:
-            table = tables.get((k.model, k.version, k.start))
-            if table is not None:
-                samples[k] = Sample.from_arrow(table)
+        due_set = set(due)
+        for k, sample in _split_samples(tables).items():
+            if WindowKey(*k) in due_set:
+                samples[WindowKey(*k)] = sample
         self._rolling = {}
         for k, ref_key in rolling.items():
             table = tables.get((ref_key.model, ref_key.version, ref_key.start))
@@ -332,6 +332,35 @@ def _split_tables(table: pa.Table, by: tuple[str, ...]) -> dict[tuple[Any, ...],
             key = tuple(int(x) if isinstance(x, int) else x for x in keys[start])
             out[key] = table.slice(start, i - start)
             start = i
+    return out
+
+
+def _split_samples(tables: dict[tuple[Any, ...], pa.Table]) -> dict[tuple[Any, ...], Sample]:
+    """Each slice's Sample, from one conversion of the whole table: the slices of ``_split_tables`` share
+    its buffers, so the columns are converted once and cut per window (a feature a window lacks is left
+    out of its sample, as a sample of that window alone has it)."""
+    if not tables:
+        return {}
+    parts = list(tables.items())
+    whole = pa.concat_tables([t for _, t in parts])
+    full = Sample.from_arrow(whole)
+    out: dict[tuple[Any, ...], Sample] = {}
+    start = 0
+    for key, table in parts:
+        n = table.num_rows
+        end = start + n
+        numeric = {}
+        for name, col in full.numeric.items():
+            cut = col[start:end]
+            if name == PREDICTION or not np.isnan(cut).all():
+                numeric[name] = cut
+        categorical = {}
+        for name, col in full.categorical.items():
+            cut = col[start:end]
+            if any(v is not None for v in cut):
+                categorical[name] = cut
+        out[key] = Sample(n, numeric, categorical)
+        start = end
     return out
 
 

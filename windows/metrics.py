@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -141,10 +143,16 @@ def infer_task(stats: dict[str, Any], configured: str) -> str:
     return "binary"
 
 
+@lru_cache(maxsize=1 << 16)
+def _utc(t: int) -> datetime:
+    """``utc`` of a window bound (a pass makes dozens of rows per window: one datetime each)."""
+    return utc(t)
+
+
 def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str = "") -> dict[str, Any]:
     return {
-        "window_start": utc(key.start),
-        "window_end": utc(key.start + w),
+        "window_start": _utc(key.start),
+        "window_end": _utc(key.start + w),
         "model": key.model,
         "version": key.version,
         "segment": segment,
@@ -351,6 +359,7 @@ def metrics_rows(store: Store, config: WindowConfig, keys: Sequence[WindowKey]) 
     if pred_keys:
         params = {**due_params(config, pred_keys), "delay": config.label_delay_seconds, "limit": MAX_SEGMENT_VALUES}
         tasks: dict[str, set[WindowKey]] = defaultdict(set)
+        with_baseline: set[WindowKey] = set()
         dead = {
             WindowKey(m, v, int(ws)): int(n)
             for m, v, ws, n in store.query_rows(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": config.topic_predictions})
@@ -365,6 +374,8 @@ def metrics_rows(store: Store, config: WindowConfig, keys: Sequence[WindowKey]) 
                 n_dead, n = dead.get(key, 0), int(stats["predictions"])
                 rows.append(_row(key, w, "dead_letter_rate", n_dead / (n_dead + n) if n else 0.0, n_dead + n))
                 tasks[infer_task(stats, config.model(key.model).task)].add(key)
+                if int(stats.get("n_baseline") or 0):
+                    with_baseline.add(key)
         binary = tasks["binary"]
         if tasks["multiclass"]:
             for (model, version, ws), summ in multiclass_summaries(store.query(MULTICLASS, params)).items():
@@ -389,11 +400,16 @@ def metrics_rows(store: Store, config: WindowConfig, keys: Sequence[WindowKey]) 
                 return config.model(m).threshold
 
             models = binary_summaries(store.query(binned_sql("prediction"), params), threshold)
-            bases = binary_summaries(store.query(binned_sql("baseline"), params), threshold)
+            # The baseline's statistics only where some prediction has one (most fleets have none).
+            based = binary & with_baseline
+            bases = {}
+            if based:
+                bases = binary_summaries(store.query(binned_sql("baseline"), params), threshold)
             for key in sorted(binary):
                 cfg = config.model(key.model)
                 rows.extend(binary_rows(key, w, cfg, models.get(key, {}), bases.get(key, {})))
-            rows.extend(discordant_rows(store, params, w, binary))
+            if based:
+                rows.extend(discordant_rows(store, params, w, based))
     if orphan_keys:
         params = due_params(config, orphan_keys)
         for model, ws, outcomes, orphaned in store.query_rows(ORPHANS, params):

@@ -51,11 +51,12 @@ SELECT p.model AS model, p.version AS version, p.ws AS ws,
        countIf(p.fallback = 1) AS fallbacks,
        countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {{w:UInt32}} + {{delay:UInt32}}) AS late_labels,
        countIf(p.published_at IS NOT NULL) AS n_lag,
+       countIf(p.baseline IS NOT NULL) AS n_baseline,
        quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
                         p.published_at IS NOT NULL) AS lag_p95
 FROM (
     SELECT model, prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at,
-           {WS} AS ws, {THRESHOLD} AS thr
+           baseline, {WS} AS ws, {THRESHOLD} AS thr
     FROM predictions FINAL
     WHERE {DUE}
 ) AS p
