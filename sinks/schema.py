@@ -10,7 +10,11 @@ aggregates (``metrics``, ``drift``, ``alerts``) a long one. Both come from the
 settings. Every table that a replay could write twice is a MergeTree with
 ``non_replicated_deduplication_window`` (so a repeated insert deduplication
 token inserts nothing) and, where rows are rewritten by design (late labels
-update a window), a ReplacingMergeTree keyed on the row's identity.
+update a window), a ReplacingMergeTree keyed on the row's identity. The
+window-keyed tables (``metrics``, ``drift``, ``mistakes``, ``metrics_daily``)
+are insert-only: ``ReplacingMergeTree(computed_at, is_deleted)``, a rewrite
+being a newer version of its rows and a tombstone (``is_deleted = 1``) where a
+key disappears; ``FINAL`` reads the latest version and hides the tombstones.
 
 Only validated integers from the settings are formatted into DDL; no event
 value ever is.
