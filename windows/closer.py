@@ -455,7 +455,9 @@ class WindowCloser:
         self._rollup(keys, computed_at)
         labelled_binary = binary_keys(rows)
         self._mistakes(labelled_binary, computed_at)
-        drift = self.drift.pass_rows(keys, labelled_binary, computed_at)
+        sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
+                 for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
+        drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes)
         self._insert("drift", drift, computed_at, keys)
         self.last_pass_statements = self.counter.statements - before
         log.info(

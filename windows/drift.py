@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,8 @@ POLICIES: dict[str, ReferencePolicy] = {
     "same_hour_last_week": ReferencePolicy.seasonal(period=7 * 86_400),
 }
 SAMPLE_PER_WINDOW = 5000
+# The predictions a round of the drift stage's queries covers at most (a pass of large windows has several).
+ROWS_PER_ROUND = 2_000_000
 
 # The first window of each (model, version) of the pass (its traffic's start), with its count.
 FIRST_TS = """
@@ -122,16 +124,30 @@ class DriftStage:
         self.sequential = SequentialDrift(store, config)
 
     def pass_rows(
-        self, keys: Sequence[WindowKey], labelled: Sequence[WindowKey], computed_at: datetime
+        self,
+        keys: Sequence[WindowKey],
+        labelled: Sequence[WindowKey],
+        computed_at: datetime,
+        sizes: Mapping[WindowKey, int] | None = None,
     ) -> list[dict[str, Any]]:
         """Every ``drift`` row of the pass: features, score and joint drift of ``keys``; label drift and the
-        error stream of the ``labelled`` binary windows; per-event covariate shift of ``keys``."""
-        return (
-            self.rows(keys, computed_at, labelled)
-            + self.label_rows(labelled, computed_at)
-            + self.sequential.error_rows(labelled, computed_at)
-            + self.sequential.shift_rows(keys, computed_at)
-        )
+        error stream of the ``labelled`` binary windows; per-event covariate shift of ``keys``.
+
+        ``sizes`` (a window's predictions) bound the rows one round of queries reads: a backlog of large
+        windows is tested in rounds of at most ``ROWS_PER_ROUND`` rows (in window order, so that each
+        sequential detector still sees its windows in order); a fleet of small windows is one round.
+        """
+        out: list[dict[str, Any]] = []
+        done = set(labelled)
+        for part in _rounds(sorted(keys), sizes or {}):
+            mine = [k for k in part if k in done]
+            out += (
+                self.rows(part, computed_at, mine)
+                + self.label_rows(mine, computed_at)
+                + self.sequential.error_rows(mine, computed_at)
+                + self.sequential.shift_rows(part, computed_at)
+            )
+        return out
 
     # References -------------------------------------------------------------
     def _load(self, models: set[str]) -> None:
@@ -316,6 +332,28 @@ class DriftStage:
         result = SimpleNamespace(feature=MULTIVARIATE, detector=r.detector, statistic=r.statistic,
                                  threshold=r.threshold, drifted=r.drifted)  # fmt: skip
         return _drift_row(key, w, result, computed_at)
+
+
+def _rounds(keys: list[WindowKey], sizes: Mapping[WindowKey, int]) -> list[list[WindowKey]]:
+    """``keys`` (sorted) cut into rounds of at most ROWS_PER_ROUND predictions (a window of more is a round).
+
+    >>> a, b, c = WindowKey("m", "v", 0), WindowKey("m", "v", 60), WindowKey("n", "v", 0)
+    >>> _rounds([a, b, c], {a: ROWS_PER_ROUND - 1, b: 2, c: 1})
+    [[WindowKey(model='m', version='v', start=0)], [WindowKey(model='m', version='v', start=60), \
+WindowKey(model='n', version='v', start=0)]]
+    >>> len(_rounds([a, b, c], {}))
+    1
+    """
+    out: list[list[WindowKey]] = [[]]
+    rows = 0
+    for k in keys:
+        n = sizes.get(k, 0)
+        if out[-1] and rows + n > ROWS_PER_ROUND:
+            out.append([])
+            rows = 0
+        out[-1].append(k)
+        rows += n
+    return out if out[-1] else []
 
 
 def _split_tables(table: pa.Table, by: tuple[str, ...]) -> dict[tuple[Any, ...], pa.Table]:
