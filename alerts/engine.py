@@ -47,19 +47,19 @@ log = logging.getLogger(__name__)
 CATALOGUE = """
 SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
        toUnixTimestamp(max(window_end)) AS last_end
-FROM metrics
+FROM metrics FINAL
 WHERE window_end > {since:DateTime('UTC')}
   AND metric IN ('predictions', 'orphaned_outcomes', 'ab_error_decision', 'ab_cost_decision')
 GROUP BY model, version
 """
 
-FLEET = "SELECT toUnixTimestamp(max(window_end)) AS last_end FROM metrics WHERE metric = 'predictions'"
+FLEET = "SELECT toUnixTimestamp(max(window_end)) AS last_end FROM metrics FINAL WHERE metric = 'predictions'"
 
 # Traffic before the rebuild horizon: when each version was first and last seen.
 SEEDS = """
 SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
        toUnixTimestamp(max(window_end)) AS last_end
-FROM metrics
+FROM metrics FINAL
 WHERE model IN {models:Array(String)} AND metric = 'predictions' AND version != '' AND value > 0
   AND window_end <= {start:DateTime('UTC')}
 GROUP BY model, version

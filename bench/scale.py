@@ -1,5 +1,17 @@
-"""``make bench-scale``: the sharded model stage's work per worker, with 1, 2 and 3 workers on one backlog.
+"""``make bench-scale``: the model stage's throughput on a wide fleet, its rewrites, and its work per worker.
 
+Three cases, each on a fresh embedded stack (broker, store, a 6-partition topic):
+
+- ``wide``: the issue's fleet of many small models — 2,000 models x 3 one-minute-spaced
+  5-minute windows x 12 labelled predictions, 1 worker and the embedded store. It
+  prints the model-windows closed per second after the end of ingest (the stage's
+  throughput), the store's and the worker's CPU per window, and the statements per
+  pass (from the closer's ``model stage write`` log lines).
+- ``rewrites``: 1,000-row windows whose labels arrive late (an hour after their
+  predictions, once the windows are written): every window is rewritten as a new
+  version. Prints the rewrite throughput and checks that the store ran no mutation
+  (``system.mutations``) and that ``FINAL`` counts every event once.
+- ``workers`` (the sharded stage):
 Each run starts a fresh embedded stack (broker, store, a 6-partition topic),
 starts the workers, waits until their model stages have split the partitions,
 publishes the same backlog (``--models`` models, two 5-minute windows each,
@@ -32,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +65,7 @@ OWNS_LINE = re.compile(r"model stage: owns partitions \[([\d, ]*)\] of (\d+)")
 COUNTS_SQL = (
     "SELECT toUInt64(count()), toUInt64(sum(p)), toUInt64(sum(l)) FROM ("
     " SELECT model, sumIf(n, metric = 'predictions') AS p, sumIf(value, metric = 'labelled') AS l"
-    " FROM metrics WHERE segment = '' GROUP BY model)"
+    " FROM metrics FINAL WHERE segment = '' GROUP BY model)"
 )
 # Windows written (both sides: versioned prediction windows and the outcome-side ones), as the passes count them.
 WRITTEN_SQL = (
@@ -74,6 +87,158 @@ INNER JOIN (
         FROM outcomes GROUP BY model, ws)
     GROUP BY model, ws) AS r ON m.model = r.model AND m.window_start = r.ws
 """
+
+
+WRITE_LINE = re.compile(
+    r"^\[([\d-]+ [\d:,]+)\].*model stage write: windows=(\d+) models=(\d+) statements=(\d+) seconds=([\d.]+)",
+    re.M,
+)
+# The model-windows (prediction side) in the store.
+MODEL_WINDOWS_SQL = (
+    "SELECT count() FROM (SELECT DISTINCT model, version, window_start FROM metrics FINAL "
+    "WHERE version != '' AND metric = 'predictions')"
+)
+# Every event of the store's raw tables reached it by then (store clock).
+INGEST_END_SQL = (
+    "SELECT toUnixTimestamp64Milli(greatest((SELECT max(ingested_at) FROM predictions), "
+    "(SELECT max(ingested_at) FROM outcomes))) / 1000"
+)
+MUTATIONS_SQL = "SELECT count() FROM system.mutations WHERE database = currentDatabase()"
+LABELLED_SQL = "SELECT toUInt64(sum(value)) FROM metrics FINAL WHERE metric = 'labelled' AND segment = ''"
+
+
+def write_fleet(path: Path, models: int, windows: int, per_window: int, late: bool = False,
+                seed: int = 1) -> tuple[tuple[int, int, int], Path | None]:  # fmt: skip
+    """JSONL of ``models`` binary models, ``windows`` 5-minute windows of ``per_window`` predictions each,
+    every one labelled. ``late``: half of the labels go to a second file, an hour after their predictions
+    (the rewrites). Returns the totals and the late file."""
+    rng = np.random.default_rng(seed)
+    start = (time.time() - 6 * 3600) // WINDOW * WINDOW
+    recs: list[dict[str, Any]] = []
+    later: list[dict[str, Any]] = []
+    step = WINDOW / per_window
+    for m in range(models):
+        model = f"wide.model-{m:04d}"
+        for w in range(windows):
+            score = np.round(rng.uniform(size=per_window), 3)
+            x = np.round(rng.normal(size=(per_window, 3)), 3)
+            for i in range(per_window):
+                pid = f"{model}-{w}-{i}"
+                ts = start + w * WINDOW + i * step
+                recs.append(
+                    {"type": "prediction", "prediction_id": pid, "model": model, "version": "v1", "ts": ts,
+                     "prediction": float(score[i]), "features": {f"f{j}": float(x[i, j]) for j in range(3)}}
+                )  # fmt: skip
+                outcome = {"type": "outcome", "prediction_id": pid, "model": model,
+                           "outcome": int(rng.uniform() < score[i])}  # fmt: skip
+                if late and i % 2:
+                    later.append({**outcome, "ts": ts + 3600})
+                else:
+                    recs.append({**outcome, "ts": ts + 5})
+    recs.sort(key=lambda r: r["ts"])
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs) + b"\n")
+    late_path = None
+    if later:
+        late_path = path.with_name(path.stem + "-late.jsonl")
+        late_path.write_bytes(b"\n".join(orjson.dumps(r) for r in later) + b"\n")
+    n = models * windows * per_window
+    return (models, n, n), late_path
+
+
+def writes(log: Path) -> list[tuple[int, int, int, float, float]]:
+    """The closer's ``model stage write`` lines: (windows, models, statements, seconds, end time) per pass
+    (windows of both sides: prediction windows and the outcome-side ones)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    out = []
+    for stamp, w, m, s, t in WRITE_LINE.findall(text):
+        end = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # the worker's local time
+        out.append((int(w), int(m), int(s), float(t), end))
+    return out
+
+
+def quiet(log: Path, since: int, seconds: float, timeout: float) -> list[tuple[int, int, int, float, float]]:
+    """The write lines after the first ``since``, once none has come for ``seconds``."""
+    deadline = time.monotonic() + timeout
+    seen, last_change = len(writes(log)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = len(writes(log))
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+        elif now > since and time.monotonic() - last_change >= seconds:
+            break
+    return writes(log)[since:]
+
+
+def fleet_run(name: str, backlog: Path, totals: tuple[int, int, int], late: Path | None,
+              timeout: float) -> dict[str, Any]:  # fmt: skip
+    """One worker on a fresh stack: the backlog, then (``late``) its late labels; returns the measurements."""
+    with tempfile.TemporaryDirectory(prefix="wk-scale-") as tmp:
+        stack = Stack(Path(tmp), partitions=str(PARTITIONS), idle_flush="3")
+        stack.start_services()
+        try:
+            store_proc = next(p for p in stack.procs if "embedded.server" in " ".join(map(str, p.args)))
+            proc = stack.start_worker()
+            wait_for_split(stack, 1)
+            store = stack.store()
+            log = stack.root / "worker-0.log"
+            first = totals if late is None else (totals[0], totals[1], totals[2] // 2)
+            phases = [("ingest", backlog, first)] + ([("late labels", late, totals)] if late else [])
+            out: dict[str, Any] = {"case": name, "models": totals[0], "predictions": totals[1]}
+            for phase, path, want in phases:
+                cpu0 = {p.pid: cpu_seconds(p.pid) for p in (store_proc, proc)}
+                passes0 = len(writes(log))
+                t0 = time.monotonic()
+                stack.cli("publish", "--quiet", str(path))
+                ingest_wall = time.monotonic() - t0
+                seen = stack.wait_for(COUNTS_SQL, [want], timeout=timeout)
+                if seen != [want]:
+                    raise RuntimeError(f"{phase}: not counted in {timeout:.0f} s: {seen} != {[want]}")
+                # The passes end (drift, alerts) after the counts show: wait until the worker is quiet.
+                passes = quiet(log, passes0, seconds=8.0, timeout=timeout)
+                ingest_end = float(store.query_rows(INGEST_END_SQL)[0][0])
+                cpu = {pid: cpu_seconds(pid) - c for pid, c in cpu0.items()}
+                windows = sum(p[0] for p in passes)
+                model_windows = int(store.query_rows(MODEL_WINDOWS_SQL)[0][0])
+                after = max(0.001, max(p[4] for p in passes) - ingest_end)
+                out[phase] = {
+                    "publish_seconds": round(ingest_wall, 1),
+                    "closed_seconds_after_ingest": round(after, 1),
+                    "model_windows": model_windows,
+                    "windows_written": windows,
+                    "model_windows_per_second_after_ingest": round(model_windows / after, 1),
+                    "passes": len(passes),
+                    "statements_per_pass": sorted({p[2] for p in passes}),
+                    "pass_seconds_max": round(max((p[3] for p in passes), default=0.0), 2),
+                    "store_cpu_ms_per_window": round(1000 * cpu[store_proc.pid] / max(1, windows), 2),
+                    "worker_cpu_ms_per_window": round(1000 * cpu[proc.pid] / max(1, windows), 2),
+                }
+            if not writes(log):  # say why: the worker's own lines about the model stage
+                lines = log.read_text(errors="replace").splitlines()
+                print("\n".join([line for line in lines if "model stage" in line or "Error" in line][-20:]))
+            out["mutations"] = int(store.query_rows(MUTATIONS_SQL)[0][0])
+            out["labelled"] = int(store.query_rows(LABELLED_SQL)[0][0])
+            out["exact"] = out["labelled"] == totals[2]
+            store.close()
+        finally:
+            stack.stop()
+    return out
+
+
+def print_fleet(r: dict[str, Any]) -> None:
+    for phase in ("ingest", "late labels"):
+        if phase not in r:
+            continue
+        p = r[phase]
+        print(
+            f"{r['case']:>8} {phase:>11}: {p['model_windows']} model-windows ({p['windows_written']} windows with "
+            f"the outcome side) closed {p['closed_seconds_after_ingest']} s after the end of ingest "
+            f"({p['model_windows_per_second_after_ingest']}/s); {p['passes']} passes of {p['statements_per_pass']} "
+            f"statements (longest {p['pass_seconds_max']} s); store CPU {p['store_cpu_ms_per_window']} ms/window, "
+            f"worker CPU {p['worker_cpu_ms_per_window']} ms/window"
+        )
+    print(f"{r['case']:>8}: exact counts {r['exact']} ({r['labelled']} labelled); mutations in the store: "
+          f"{r['mutations']}")  # fmt: skip
 
 
 def write_backlog(path: Path, models: int, per_model: int, seed: int = 0) -> tuple[int, int, int]:
@@ -204,14 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-model", type=int, default=40, help="predictions per model (over two windows)")
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--cases", default="wide,rewrites,workers", help="which cases to run (comma-separated)")
+    ap.add_argument("--wide-models", type=int, default=2000)
+    ap.add_argument("--rewrite-models", type=int, default=20)
     args = ap.parse_args(argv)
-    counts = [int(x) for x in args.workers.split(",")]
+    cases = set(args.cases.split(","))
+    counts = [int(x) for x in args.workers.split(",")] if "workers" in cases else []
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "backlog": {"models": args.models, "predictions_per_model": args.per_model, "partitions": PARTITIONS},
+        "fleet": [],
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="wk-scale-data-") as tmp:
+        for case, models, windows, per_window, late in (("wide", args.wide_models, 3, 12, False),
+                                                        ("rewrites", args.rewrite_models, 3, 1000, True)):  # fmt: skip
+            if case not in cases:
+                continue
+            print(f"{case}: {models} models x {windows} windows x {per_window} predictions ...", flush=True)
+            totals, late_path = write_fleet(Path(tmp) / f"{case}.jsonl", models, windows, per_window, late)
+            r = fleet_run(case, Path(tmp) / f"{case}.jsonl", totals, late_path, args.timeout)
+            results["fleet"].append(r)
+            print_fleet(r)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        if not counts:
+            return 0
         backlog = Path(tmp) / "backlog.jsonl"
         totals = write_backlog(backlog, args.models, args.per_model)
         for n in counts:

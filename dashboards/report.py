@@ -96,7 +96,7 @@ def _num(v: Any) -> float | None:
 def data_range(store: QueryStore) -> TimeRange | None:
     """The range the stored data covers: metrics windows, alerts and dead letters."""
     spans = [
-        "SELECT min(window_start) AS t0, max(window_end) AS t1, count() AS n FROM metrics",
+        "SELECT min(window_start) AS t0, max(window_end) AS t1, count() AS n FROM metrics FINAL",
         "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM alerts",
         "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM dead_letters",
     ]
@@ -118,7 +118,7 @@ def data_range(store: QueryStore) -> TimeRange | None:
 def windows_range(store: QueryStore) -> TimeRange | None:
     """The range the metrics windows cover: where the time series' data is (dead letters are stamped
     when they arrive, which for a replayed file is long after its windows)."""
-    r = store.query("SELECT min(window_start) AS t0, max(window_end) AS t1, count() AS n FROM metrics")[0]
+    r = store.query("SELECT min(window_start) AS t0, max(window_end) AS t1, count() AS n FROM metrics FINAL")[0]
     if int(r["n"]) == 0:
         return None
     return TimeRange(datetime.fromtimestamp(_epoch(r["t0"]), UTC), datetime.fromtimestamp(_epoch(r["t1"]), UTC))
@@ -134,7 +134,9 @@ def _within(inner: TimeRange | None, outer: TimeRange) -> TimeRange:
 
 def report_interval(store: QueryStore, time_range: TimeRange) -> int:
     """Grafana's ``$__interval_s`` for the report: at most ``MAX_POINTS`` points, whole windows."""
-    rows = store.query("SELECT max(dateDiff('second', window_start, window_end)) AS w FROM metrics WHERE version != ''")
+    rows = store.query(
+        "SELECT max(dateDiff('second', window_start, window_end)) AS w FROM metrics FINAL WHERE version != ''"
+    )
     window = int(rows[0]["w"] or 0) if rows else 0
     interval = time_range.interval_s(MAX_POINTS)
     if window > 0:

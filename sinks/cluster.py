@@ -55,16 +55,23 @@ def storage_names(table: Table, cluster: str | None) -> list[str]:
     return [table.name + LOCAL] if cluster else [table.name]
 
 
-def replicated_engine(engine: str, db: str, name: str) -> str:
+def replicated_engine(engine: str, db: str, name: str, *, unique_path: bool = False) -> str:
     """The Replicated variant of a MergeTree engine, its path per shard and replica from the server's macros.
+
+    ``unique_path``: the path names the table's UUID, not its name — for a table that a migration
+    builds beside the live one and then exchanges with it (a later table of that name must not find
+    the path taken).
 
     >>> replicated_engine("ReplacingMergeTree(computed_at)", "wk", "metrics_local")
     "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/wk/metrics_local', '{replica}', computed_at)"
+    >>> replicated_engine("ReplacingMergeTree(computed_at, is_deleted)", "wk", "metrics_v8_local", unique_path=True)
+    "ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', computed_at, is_deleted)"
     """
     m = _ENGINE.match(engine.strip())
     if m is None:
         raise ValueError(f"not a MergeTree engine: {engine!r}")
-    args = [f"'/clickhouse/tables/{{shard}}/{db}/{name}'", "'{replica}'"] + ([m.group(2)] if m.group(2) else [])
+    path = "'/clickhouse/tables/{uuid}/{shard}'" if unique_path else f"'/clickhouse/tables/{{shard}}/{db}/{name}'"
+    args = [path, "'{replica}'"] + ([m.group(2)] if m.group(2) else [])
     return f"Replicated{m.group(1)}({', '.join(args)})"
 
 
@@ -120,24 +127,33 @@ def dedup_statements(db: str, cluster: str) -> list[str]:
 
 def table_statements(db: str, retention: Retention, cluster: str) -> list[str]:
     """The CREATE statements of the database and every table, in cluster mode."""
-    on = on_cluster(cluster)
-    out = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
+    out = [f"CREATE DATABASE IF NOT EXISTS {db}{on_cluster(cluster)}"]
     for table in (*TABLES, SILENCES):
-        local = table.name + LOCAL
-        spec = Table(
-            local,
-            table.columns,
-            replicated_engine(table.engine, db, local),
-            table.order_by,
-            table.partition_by,
-            table.indexes,
-            table.ttl,
-            replicated_settings(table.settings),
-        )
-        create = spec.create(db, retention).replace(f"{db}.{local} (", f"{db}.{local}{on} (", 1)
-        out.append(create)
-        out.append(
-            f"CREATE TABLE IF NOT EXISTS {db}.{table.name}{on} AS {db}.{local} "
-            f"ENGINE = Distributed('{cluster}', '{db}', '{local}', {sharding_key(table)})"
-        )
+        out += create_statements(table, db, retention, cluster)
     return out
+
+
+def create_statements(
+    table: Table, db: str, retention: Retention, cluster: str, *, name: str = "", unique_path: bool = False
+) -> list[str]:
+    """The CREATE statements of one table in cluster mode (``name``: another name for it, e.g. a migration's
+    new table): its replicated local table and the Distributed table over it."""
+    on = on_cluster(cluster)
+    public = name or table.name
+    local = public + LOCAL
+    spec = Table(
+        local,
+        table.columns,
+        replicated_engine(table.engine, db, local, unique_path=unique_path),
+        table.order_by,
+        table.partition_by,
+        table.indexes,
+        table.ttl,
+        replicated_settings(table.settings),
+    )
+    create = spec.create(db, retention).replace(f"{db}.{local} (", f"{db}.{local}{on} (", 1)
+    return [
+        create,
+        f"CREATE TABLE IF NOT EXISTS {db}.{public}{on} AS {db}.{local} "
+        f"ENGINE = Distributed('{cluster}', '{db}', '{local}', {sharding_key(table)})",
+    ]

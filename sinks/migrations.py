@@ -15,6 +15,10 @@ a numbered list of statements; a schema change is a new migration appended to
 6. ``mistakes.computed_at``, for stores created before it;
 7. the views again: NULL (not 0) in ``metrics_wide`` where a metric does not apply, a comment on
    every view column, ``alerts_current.evidence``;
+8. insert-only windows: ``metrics``, ``drift``, ``mistakes`` and ``metrics_daily`` become
+   ``ReplacingMergeTree(computed_at, is_deleted)`` — a recomputed window is a new version of its rows,
+   with tombstones for the keys it no longer has, so the model stage rewrites nothing in place
+   (:func:`_insert_only`);
 9. ``alert_deliveries`` (which receivers each alert state change went to), for stores created
    before it; the state changes already recorded count as delivered before tracking began, so
    an upgraded worker does not send them again. (It declares nothing it ``creates``: a dropped
@@ -43,7 +47,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 9]
+[1, 2, 3, 4, 5, 6, 7, 8, 9]
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
     ALERTS,
     DELIVERIES,
+    DRIFT,
+    METRICS,
+    METRICS_DAILY,
     MISTAKES,
     SILENCES,
     TABLES,
@@ -149,10 +156,56 @@ def _replicated_dedup(db: str, retention: Retention, cluster: str | None) -> lis
     return cluster_ddl.dedup_statements(db, cluster) if cluster else []
 
 
+# The window-keyed tables that migration 8 turns insert-only, and the columns it adds to each.
+INSERT_ONLY = ((METRICS, ("is_deleted",)), (DRIFT, ("is_deleted",)), (MISTAKES, ("is_deleted",)),
+               (METRICS_DAILY, ("computed_at", "is_deleted")))  # fmt: skip
+NEW = "_v8"
+
+
+def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """Each window-keyed table rebuilt with the engine of ``sinks/schema.py`` (an engine cannot be altered):
+    a new table beside it, the rows copied, the two exchanged, the old one dropped.
+
+    Safe to run again, from any step: the new table is dropped first, and the copy reads the live table's
+    latest rows (``FINAL``: one version of each key, no tombstone).
+    Where migration 1 has just made the tables with the new engine (a new store), it exchanges two empty
+    tables. In cluster mode the new local tables' replication paths name their UUID, so that the name
+    stays free for a later migration.
+    """
+    on = cluster_ddl.on_cluster(cluster)
+    out: list[str] = []
+    for table, added in INSERT_ONLY:
+        new = table.name + NEW
+        copied = ", ".join(c for c in table.column_names() if c not in added)
+        if cluster:
+            local, new_local = table.name + cluster_ddl.LOCAL, new + cluster_ddl.LOCAL
+            out += [f"DROP TABLE IF EXISTS {db}.{new}{on} SYNC", f"DROP TABLE IF EXISTS {db}.{new_local}{on} SYNC"]
+            out += cluster_ddl.create_statements(table, db, retention, cluster, name=new, unique_path=True)
+            out += [
+                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name} FINAL",
+                f"EXCHANGE TABLES {db}.{local} AND {db}.{new_local}{on}",
+                f"DROP TABLE IF EXISTS {db}.{new}{on} SYNC",
+                f"DROP TABLE IF EXISTS {db}.{new_local}{on} SYNC",
+            ]
+        else:
+            spec = Table(new, table.columns, table.engine, table.order_by, table.partition_by, table.indexes,
+                         table.ttl, table.settings)  # fmt: skip
+            out += [
+                f"DROP TABLE IF EXISTS {db}.{new} SYNC",
+                spec.create(db, retention),
+                f"INSERT INTO {db}.{new} ({copied}) SELECT {copied} FROM {db}.{table.name} FINAL",
+                f"EXCHANGE TABLES {db}.{table.name} AND {db}.{new}",
+                f"DROP TABLE IF EXISTS {db}.{new} SYNC",
+            ]
+    return out
+
+
 def _deliveries(db: str, retention: Retention, cluster: str | None) -> list[str]:
     """The deliveries table, and every state change recorded so far marked as delivered before tracking."""
-    ours = (f"{db}.{DELIVERIES.name} ", f"{db}.{DELIVERIES.name}{cluster_ddl.LOCAL} ")
-    create = [s for s in _tables(db, retention, cluster) if any(name in s for name in ours)]
+    if cluster:
+        create = cluster_ddl.create_statements(DELIVERIES, db, retention, cluster)
+    else:
+        create = [DELIVERIES.create(db, retention)]
     keys = "ts, alert_id, state, model"
     return [
         *create,
@@ -169,6 +222,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "replicated deduplication as on one server", _replicated_dedup),
     Migration(6, "mistakes.computed_at: a recompute deletes the older mistakes", _add_columns(MISTAKES_COMPUTED_AT)),
     Migration(7, "views: NULL where a metric does not apply, column comments, alert evidence", _views, _view_names),
+    Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
 )
 

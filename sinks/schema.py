@@ -10,7 +10,11 @@ aggregates (``metrics``, ``drift``, ``alerts``) a long one. Both come from the
 settings. Every table that a replay could write twice is a MergeTree with
 ``non_replicated_deduplication_window`` (so a repeated insert deduplication
 token inserts nothing) and, where rows are rewritten by design (late labels
-update a window), a ReplacingMergeTree keyed on the row's identity.
+update a window), a ReplacingMergeTree keyed on the row's identity. The
+window-keyed tables (``metrics``, ``drift``, ``mistakes``, ``metrics_daily``)
+are insert-only: ``ReplacingMergeTree(computed_at, is_deleted)``, a rewrite
+being a newer version of its rows and a tombstone (``is_deleted = 1``) where a
+key disappears; ``FINAL`` reads the latest version and hides the tombstones.
 
 Only validated integers from the settings are formatted into DDL; no event
 value ever is.
@@ -191,7 +195,8 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("", "windows"): "windows rolled into the day",
     ("", "row_id"): "row number in the loaded reference file",
     ("", "loaded_at"): "when the reference was loaded (UTC)",
-    ("mistakes", "computed_at"): "when the window's mistakes were written; a recompute deletes the older ones",
+    ("mistakes", "computed_at"): "when the window's mistakes were written; the latest version wins (read with FINAL)",
+    ("", "is_deleted"): "1 = a tombstone: a newer version of the window lacks this row (FINAL hides it)",
     ("", "name"): "what the checkpoint is of (model_stage/<partitions>/<partition>)",
     ("", "updated_at"): "when the checkpoint was saved (UTC)",
     ("", "topic"): "Kafka topic of the rejected message",
@@ -331,8 +336,10 @@ METRICS = Table(
         Column("computed_at", _MS),
         # Which worker computed the window (the sharded model stage; '' for rows written before it).
         Column("computed_by", "String", default="''"),
+        # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
+        Column("is_deleted", "UInt8", default="0"),
     ),
-    engine="ReplacingMergeTree(computed_at)",
+    engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(window_start)",
     order_by="(model, version, metric, segment, window_start)",
     ttl=Ttl("toDateTime(window_start)", "aggregate"),
@@ -352,8 +359,10 @@ DRIFT = Table(
         Column("threshold", "Float64"),
         Column("drifted", "UInt8"),
         Column("computed_at", _MS),
+        # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
+        Column("is_deleted", "UInt8", default="0"),
     ),
-    engine="ReplacingMergeTree(computed_at)",
+    engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(window_start)",
     order_by="(model, version, feature, detector, window_start)",
     ttl=Ttl("toDateTime(window_start)", "aggregate"),
@@ -414,8 +423,12 @@ METRICS_DAILY = Table(
         Column("value", "Float64"),
         Column("n", "UInt64"),
         Column("windows", "UInt32"),
+        # The version of the day's row (rows from before the column count as the oldest).
+        Column("computed_at", _MS, default="toDateTime64(0, 3, 'UTC')"),
+        # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
+        Column("is_deleted", "UInt8", default="0"),
     ),
-    engine="ReplacingMergeTree",
+    engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(day)",
     order_by="(model, version, metric, segment, day)",
     ttl=Ttl("day", "aggregate"),
@@ -437,10 +450,12 @@ MISTAKES = Table(
         Column("outcome", "Float64"),
         Column("threshold", "Float64"),
         Column("kind", _NAME),
-        # Rows from before the column count as the oldest: a recompute deletes the rows older than its own.
+        # Rows from before the column count as the oldest version.
         Column("computed_at", _MS, default="toDateTime64(0, 3, 'UTC')"),
+        # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
+        Column("is_deleted", "UInt8", default="0"),
     ),
-    engine="ReplacingMergeTree",
+    engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMMDD(window_start)",
     order_by="(model, version, window_start, prediction_id)",
     ttl=Ttl("toDateTime(window_start)", "raw"),

@@ -266,6 +266,12 @@ class Store:
         """Where a DELETE of ``table`` goes: the table, or in cluster mode its local tables on every node."""
         return f"{self.database}.{table}_local ON CLUSTER {self.cluster}" if self.cluster else table
 
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        """One statement without a result (an ``INSERT ... SELECT``) whose parameters may be too long for a
+        URL — the model stage's due set of thousands of windows: they travel form-encoded in the request's
+        body (``command`` puts them in the URL, which servers cap: the embedded store at 64 KiB)."""
+        self._call("raw_query", sql, parameters=params or {})
+
     # Writes ---------------------------------------------------------------
     def insert(
         self,

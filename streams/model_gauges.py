@@ -49,7 +49,7 @@ LATEST_DRIFT = """
 SELECT model, feature, max(drifted) AS drifted
 FROM drift FINAL
 WHERE (model, window_end) IN (
-    SELECT model, max(window_end) FROM drift
+    SELECT model, max(window_end) FROM drift FINAL
     WHERE window_end > (SELECT max(window_end) FROM drift) - toIntervalDay({days:UInt32})
     GROUP BY model
 )

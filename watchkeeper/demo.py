@@ -265,7 +265,7 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
             f"\nreports written to {out}/ (summary.json, summary.html, index.html and {len(pages) - 1} model pages)"
             f" in {time.monotonic() - t_start:.0f} s"
         )
-        print('query the tables with: watchkeeper sql "SELECT * FROM metrics LIMIT 10"')
+        print('query the tables with: watchkeeper sql "SELECT * FROM metrics FINAL LIMIT 10"')
         return 0 if ok else 1
     finally:
         if not keep_worker:

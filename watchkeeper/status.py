@@ -103,7 +103,7 @@ def _last_window(settings: Settings) -> tuple[str | None, str | None]:
 
     store = Store.from_settings(settings)
     try:
-        rows = store.query_rows("SELECT toUnixTimestamp(max(window_end)), count() FROM metrics")
+        rows = store.query_rows("SELECT toUnixTimestamp(max(window_end)), count() FROM metrics FINAL")
     except (ClickHouseError, StoreUnavailable) as exc:
         text = str(exc)
         if any(code in text for code in ("UNKNOWN_TABLE", "UNKNOWN_DATABASE")):

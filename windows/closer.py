@@ -7,9 +7,15 @@ delay, or the stream has been idle for ``idle_flush`` seconds — then joins
 predictions to outcomes in ClickHouse, aggregates sufficient statistics per
 (model, version, window), computes the metrics and writes them.
 
-A window written once and touched again later (a late label) is recomputed and
-its rows replaced: the new rows are inserted, then the older version deleted,
-so ``sum(n)`` never counts an event twice. All state can be rebuilt from the
+A pass writes every ready window of every model it owns at once (the due set),
+in a fixed number of statements whatever the number of models: each table gets
+one insert. A window written once and touched again later (more or late
+labels) is recomputed as a new version of its rows — insert-only:
+the window-keyed tables keep the latest version of each row (ReplacingMergeTree
+on ``computed_at``), and the keys the new version no longer has get a tombstone
+(``is_deleted``), so readers with ``FINAL`` see each window once and no
+DELETE is ever needed. Two owners writing one window during a rebalance
+converge on the newest version. All state can be rebuilt from the
 store: a restarted leader rediscovers windows whose raw rows are newer than
 their metrics. It resumes from the stage's checkpoint: every row ingested
 before it is reflected in stored metrics or was rescanned, so a restart scans
@@ -30,19 +36,23 @@ checkpoint on the next pass, its detectors starting afresh as after a restart.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from watchkeeper.detectors.timeutil import epoch, utc
+from watchkeeper.sinks.schema import DRIFT, METRICS, METRICS_DAILY, MISTAKES, Table
 from watchkeeper.sinks.writer import Store
 from watchkeeper.windows.ab import ab_rows
 from watchkeeper.windows.config import WindowConfig, WindowKey
+from watchkeeper.windows.counting import CountingStore
 from watchkeeper.windows.drift import DriftStage
+from watchkeeper.windows.due import due_params
 from watchkeeper.windows.metrics import metrics_rows
 from watchkeeper.windows.ownership import CHECKPOINT, OWNED_SQL, Shard, parse_checkpoint
-from watchkeeper.windows.queries import BINARY_OUTCOMES
+from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, THRESHOLD, WS
 
 log = logging.getLogger(__name__)
 
@@ -137,55 +147,61 @@ COUNT_METRICS = (
     "score_hist_neg",
     "latency_bucket",
 )
+# The due windows as rows of a window-keyed table (``window_start`` a DateTime column).
+DUE_WINDOWS = (
+    "model IN {models:Array(String)} AND (model, version, toUnixTimestamp(window_start)) "
+    "IN {due:Array(Tuple(String, String, UInt32))}"
+)
+# The daily rollup of the days the pass's windows fall in, every model's, as a new version of each day.
 ROLLUP_DAYS = """
-INSERT INTO metrics_daily
+INSERT INTO metrics_daily (day, model, version, segment, metric, value, n, windows, computed_at)
 SELECT toDate(window_start) AS day, model, version, segment, metric,
        multiIf(metric IN {counts:Array(String)}, sum(value),
                startsWith(metric, 'ab_'), argMax(value, window_start),
                sum(n) > 0, sum(value * n) / sum(n), avg(value)) AS rolled_value,
-       sum(n) AS rolled_n, count() AS windows
+       sum(n) AS rolled_n, count() AS windows, {t:DateTime64(3, 'UTC')} AS computed_at
 FROM metrics FINAL
-WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)}
+WHERE model IN {models:Array(String)} AND (model, toDate(window_start)) IN {days:Array(Tuple(String, Date))}
 GROUP BY day, model, version, segment, metric
 """
-# The daily keys of a model's days that its windows no longer have (read, then deleted by value:
-# a replicated table refuses a DELETE whose condition has a subquery, as nondeterministic).
-STALE_DAYS = """
-SELECT DISTINCT version, segment, metric, day FROM metrics_daily FINAL
-WHERE model = {m:String} AND day IN {days:Array(Date)}
-  AND (version, segment, metric, day) NOT IN (
-      SELECT DISTINCT version, segment, metric, toDate(window_start) FROM metrics FINAL
-      WHERE model = {m:String} AND toDate(window_start) IN {days:Array(Date)})
-"""
-STALE_KEYS = "{stale:Array(Tuple(String, String, String, Date))}"
-# The (version, window_start) pairs of the windows being written, as a query parameter.
-KEYS = "{keys:Array(Tuple(String, DateTime('UTC')))}"
 MISTAKES_PER_WINDOW = 20
-# Misclassified examples, a deterministic sample (lowest hash of the event id first).
-INSERT_MISTAKES = (
-    """
+# Misclassified examples, a deterministic sample (lowest hash of the event id first), of every labelled
+# binary window of the pass.
+INSERT_MISTAKES = f"""
 INSERT INTO mistakes (window_start, window_end, model, version, prediction_id, ts, features, features_cat,
                       segments, prediction, outcome, threshold, kind, computed_at)
-SELECT ws AS window_start, ws + toIntervalSecond({w:UInt32}) AS window_end, {m:String} AS model, p.version,
-       p.prediction_id, p.ts, p.features, p.features_cat, p.segments, p.prediction, o.y AS outcome,
-       {thr:Float64} AS threshold, if(o.y = 1, 'false_negative', 'false_positive') AS kind,
-       {t:DateTime64(3, 'UTC')} AS computed_at
+SELECT toDateTime(p.ws, 'UTC') AS window_start, toDateTime(p.ws + {{w:UInt32}}, 'UTC') AS window_end, p.model,
+       p.version, p.prediction_id, p.ts, p.features, p.features_cat, p.segments, p.prediction, o.y AS outcome,
+       p.thr AS threshold, if(o.y = 1, 'false_negative', 'false_positive') AS kind,
+       {{t:DateTime64(3, 'UTC')}} AS computed_at
 FROM (
-    SELECT prediction_id, event_id, version, ts, features, features_cat, segments,
-           assumeNotNull(prediction) AS prediction,
-           toDateTime(toStartOfInterval(ts, toIntervalSecond({w:UInt32})), 'UTC') AS ws
+    SELECT model, prediction_id, event_id, version, ts, features, features_cat, segments,
+           assumeNotNull(prediction) AS prediction, {WS} AS ws, {THRESHOLD} AS thr
     FROM predictions FINAL
-    WHERE model = {m:String} AND prediction IS NOT NULL
-      AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    WHERE {DUE} AND prediction IS NOT NULL
 ) AS p
-INNER JOIN """
-    + BINARY_OUTCOMES
-    + """
-WHERE (p.version, p.ws) IN {keys:Array(Tuple(String, DateTime('UTC')))}
-  AND (p.prediction >= {thr:Float64}) != (o.y = 1)
-ORDER BY p.version, p.ws, cityHash64(p.event_id)
-LIMIT {cap:UInt32} BY p.version, p.ws
+INNER JOIN {BINARY_OUTCOMES}
+WHERE (p.prediction >= p.thr) != (o.y = 1)
+ORDER BY p.model, p.version, p.ws, cityHash64(p.event_id)
+LIMIT {{cap:UInt32}} BY p.model, p.version, p.ws
 """
+
+
+def tombstones_sql(table: Table, where: str) -> str:
+    """Tombstones, at version ``t``, of the rows of ``table`` selected by ``where`` that the pass did not
+    rewrite (their latest version is older than ``t``): a key that the new version of its window no
+    longer has. ``table`` is one of the schema's tables and ``where`` a constant; values are parameters."""
+    cols = [c for c in table.column_names() if c not in ("computed_at", "is_deleted")]
+    return (
+        f"INSERT INTO {table.name} ({', '.join(cols)}, computed_at, is_deleted)\n"
+        f"SELECT {', '.join(cols)}, {{t:DateTime64(3, 'UTC')}}, 1 FROM {table.name} FINAL\n"
+        f"WHERE {where} AND computed_at < {{t:DateTime64(3, 'UTC')}}"
+    )
+
+
+TOMBSTONES = {table.name: tombstones_sql(table, DUE_WINDOWS) for table in (METRICS, DRIFT, MISTAKES)}
+TOMBSTONES["metrics_daily"] = tombstones_sql(
+    METRICS_DAILY, "model IN {models:Array(String)} AND (model, day) IN {days:Array(Tuple(String, Date))}"
 )
 
 
@@ -211,7 +227,8 @@ class WindowCloser:
         still_owns: Callable[[str], bool] | None = None,
         computed_by: str = "",
     ) -> None:
-        self.store = store
+        self.counter = CountingStore.wrap(store)  # counts the statements of each pass
+        self.store = cast(Store, self.counter)
         self.config = config
         self.shard = shard or Shard.everything()
         self.still_owns = still_owns or (lambda model: True)
@@ -226,7 +243,8 @@ class WindowCloser:
         self.saved_at = 0.0  # when the checkpoints were last saved (store time)
         self.last_activity: float | None = None
         self.windows_written = 0
-        self.drift = DriftStage(store, config)
+        self.last_pass_statements = 0  # statements of the last pass's write (logged with each pass)
+        self.drift = DriftStage(self.store, config)
 
     @property
     def since(self) -> float:
@@ -401,90 +419,75 @@ class WindowCloser:
         return ready
 
     def _write_ready(self, ready: list[WindowKey], now: float) -> list[WindowKey]:
-        """Write the ready windows model by model, as long as the model is still ours; returns those written."""
-        by_model: dict[str, list[WindowKey]] = defaultdict(list)
-        for key in ready:
-            by_model[key.model].append(key)
-        written: list[WindowKey] = []
-        for model, keys in by_model.items():
-            if not self.still_owns(model):
-                # Revoked mid-pass: its new owner writes it. Stop here; the next pass's shard drops the rest.
-                log.info("model stage: %s no longer owned, pass stopped before writing it", model)
-                break
-            self.write(model, keys, now)
-            for key in keys:
-                del self.pending[key]
-                del self.pending_since[key]
-                # Rows stamped up to a moment before this pass were visible to it.
-                self.computed[key] = now - INSERT_SAFETY_SECONDS
-            written += keys
+        """Write the ready windows of the models still ours, all in one pass; returns those written."""
+        owned = {m for m in {k.model for k in ready} if self.still_owns(m)}
+        if len(owned) < len({k.model for k in ready}):
+            # Revoked mid-pass: their new owner writes them; the next pass's shard drops the rest.
+            log.info("model stage: %d models no longer owned, not written", len({k.model for k in ready}) - len(owned))
+        written = [k for k in ready if k.model in owned]
+        if not written:
+            return []
+        self.write(written, now)
+        for key in written:
+            del self.pending[key]
+            del self.pending_since[key]
+            # Rows stamped up to a moment before this pass were visible to it.
+            self.computed[key] = now - INSERT_SAFETY_SECONDS
         self.windows_written += len(written)
         return written
 
     # Writing --------------------------------------------------------------
-    def write(self, model: str, keys: Iterable[WindowKey], now: float) -> int:
-        keys = list(keys)
+    def write(self, keys: Iterable[WindowKey], now: float) -> int:
+        """Compute and write the given windows of every model: each table gets one insert of the new version
+        of its rows and one of the tombstones of the keys that version no longer has — a fixed number of
+        statements, whatever the number of models. Returns the metric rows written."""
+        keys = sorted(set(keys))
+        if not keys:
+            return 0
+        before = self.counter.statements
+        started = time.perf_counter()
         computed_at = utc(now)
-        rows = metrics_rows(self.store, self.config, model, keys)
-        self._replace("metrics", model, keys, rows, computed_at)
-        # Champion/challenger rows read the counts just written; their version names the pair.
-        ab = ab_rows(self.store, self.config, model, keys)
-        ab_keys = sorted({WindowKey(model, r["version"], int(r["window_start"].timestamp())) for r in ab})
-        self._replace("metrics", model, ab_keys, ab, computed_at)
-        self._rollup(model, keys)
+        rows = metrics_rows(self.store, self.config, keys)
+        # Champion/challenger rows: from the counts being written and the stored ones of earlier windows.
+        ab = ab_rows(self.store, self.config, keys, rows)
+        ab_keys = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())) for r in ab}
+        self._insert("metrics", rows + ab, computed_at, sorted(set(keys) | ab_keys))
+        self._rollup(keys, computed_at)
         labelled_binary = binary_keys(rows)
-        self._mistakes(model, labelled_binary, computed_at)
-        drift = (
-            self.drift.rows(model, keys, computed_at)
-            + self.drift.label_rows(model, labelled_binary, computed_at)
-            + self.drift.error_rows(model, labelled_binary, computed_at)
-            + self.drift.shift_rows(model, keys, computed_at)
-        )
-        self._replace("drift", model, keys, drift, computed_at)
+        self._mistakes(labelled_binary, computed_at)
+        sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
+                 for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
+        drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes)
+        self._insert("drift", drift, computed_at, keys)
+        self.last_pass_statements = self.counter.statements - before
+        log.info(
+            "model stage write: windows=%d models=%d statements=%d seconds=%.2f",
+            len(keys), len({k.model for k in keys}), self.last_pass_statements, time.perf_counter() - started,
+        )  # fmt: skip
         return len(rows)
 
-    def _rollup(self, model: str, keys: list[WindowKey]) -> None:
-        """Rewrite the daily rollup of the days these windows fall in."""
-        days = sorted({utc(k.start).date() for k in keys})
-        params = {"m": model, "days": days, "counts": list(COUNT_METRICS)}
-        # Insert first (the table keeps the last insert of a key), then drop the keys the windows no
-        # longer have: a reader never finds a day missing while it is rewritten.
-        self.store.command(ROLLUP_DAYS, params)
-        stale = self.store.query_rows(STALE_DAYS, params)
-        if stale:
-            self.store.delete(
-                "metrics_daily",
-                "model = {m:String} AND (version, segment, metric, day) IN " + STALE_KEYS,
-                {"m": model, "stale": [tuple(r) for r in stale]},
-            )
+    def _rollup(self, keys: list[WindowKey], computed_at: datetime) -> None:
+        """Rewrite the daily rollup of the days these windows fall in (every model's at once), then
+        tombstone the daily keys those days no longer have: a reader never finds a day missing while it is
+        rewritten."""
+        days = sorted({(k.model, utc(k.start).date()) for k in keys})
+        params = {"models": sorted({m for m, _ in days}), "days": days, "counts": list(COUNT_METRICS),
+                  "t": computed_at}  # fmt: skip
+        self.store.execute(ROLLUP_DAYS, params)
+        self.store.execute(TOMBSTONES["metrics_daily"], params)
 
-    def _mistakes(self, model: str, keys: list[WindowKey], computed_at: datetime) -> None:
-        """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window (replaced on recompute:
-        the new ones inserted, then the older ones deleted, so a DELETE applied late — from a cluster's
-        queue — cannot remove the new ones)."""
+    def _mistakes(self, keys: list[WindowKey], computed_at: datetime) -> None:
+        """Keep up to MISTAKES_PER_WINDOW wrong answers of each labelled binary window: a recompute writes a
+        new version of them, and tombstones the older ones it no longer has."""
         if not keys:
             return
-        params = {
-            "m": model,
-            "w": self.config.window_seconds,
-            "thr": self.config.model(model).threshold,
-            "keys": [(k.version, utc(k.start)) for k in keys],
-            "t0": utc(min(k.start for k in keys)),
-            "t1": utc(max(k.start for k in keys) + self.config.window_seconds),
-            "cap": MISTAKES_PER_WINDOW,
-            "t": computed_at,
-        }
-        self.store.command(INSERT_MISTAKES, params)
-        self._delete(
-            "mistakes",
-            "model = {m:String} AND (version, window_start) IN " + KEYS + " AND computed_at < {t:DateTime64(3, 'UTC')}",
-            params,
-        )
+        params = {**due_params(self.config, keys), "cap": MISTAKES_PER_WINDOW, "t": computed_at}
+        self.store.execute(INSERT_MISTAKES, params)
+        self.store.execute(TOMBSTONES["mistakes"], params)
 
-    def _replace(
-        self, table: str, model: str, keys: list[WindowKey], rows: list[dict[str, Any]], computed_at: datetime
-    ) -> None:
-        """Insert the windows' new rows, then delete the versions they supersede (late labels).
+    def _insert(self, table: str, rows: list[dict[str, Any]], computed_at: datetime, keys: list[WindowKey]) -> None:
+        """Insert the windows' new rows (one insert), then tombstone the keys of those windows that the new
+        version lacks (one ``INSERT ... SELECT``): insert-only, no mutation, and ``FINAL`` reads the newest.
 
         ``table`` is ``metrics`` or ``drift`` (not user input).
         """
@@ -495,20 +498,13 @@ class WindowCloser:
             if table == "metrics" and self.computed_by:
                 row["computed_by"] = self.computed_by
         if rows:
-            self.store.insert(table, {c: [r[c] for r in rows] for c in rows[0]})
-        self._delete(
-            table,
-            "model = {m:String} AND (version, window_start) IN " + KEYS + " AND computed_at < {t:DateTime64(3, 'UTC')}",
-            {"m": model, "keys": [(k.version, utc(k.start)) for k in keys], "t": computed_at},
-        )
+            columns = list(dict.fromkeys(c for r in rows for c in r))
+            self.store.insert(table, {c: [r.get(c, _DEFAULTS.get(c)) for r in rows] for c in columns})
+        self.store.execute(TOMBSTONES[table], {**due_params(self.config, keys), "t": computed_at})
 
-    def _delete(self, table: str, where: str, params: dict[str, Any]) -> None:
-        """A lightweight DELETE, only when some row matches: one that matches nothing still costs a
-        mutation (0.1-0.6 s each on a store taking a backlog, measured), a count by the same condition
-        milliseconds. Windows written for the first time have nothing to delete. ``table`` and
-        ``where`` are constants; values come in ``params``."""
-        if self.store.query_rows(f"SELECT count() FROM {table} WHERE {where}", params)[0][0]:
-            self.store.delete(table, where, params)
+
+# Values of a column that some rows of one insert lack (``computed_by`` is set on every row or none).
+_DEFAULTS: dict[str, Any] = {"computed_by": ""}
 
 
 def binary_keys(rows: list[dict[str, Any]]) -> list[WindowKey]:

@@ -25,17 +25,20 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from watchkeeper.detectors import DriftConfig, drift_report
 from watchkeeper.detectors.reference import BinnedReference, ReferencePolicy, select_reference
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
+from watchkeeper.windows.due import due_params
+from watchkeeper.windows.queries import DUE, WS
 from watchkeeper.windows.sample import PREDICTION, Sample, build_reference
 from watchkeeper.windows.sequential import SequentialDrift
 
@@ -56,46 +59,59 @@ POLICIES: dict[str, ReferencePolicy] = {
     "same_hour_last_week": ReferencePolicy.seasonal(period=7 * 86_400),
 }
 SAMPLE_PER_WINDOW = 5000
+# The predictions a round of the drift stage's queries covers at most (a pass of large windows has several).
+ROWS_PER_ROUND = 2_000_000
 
+# The first window of each (model, version) of the pass (its traffic's start), with its count.
 FIRST_TS = """
-SELECT toUnixTimestamp(toStartOfInterval(min(ts), toIntervalSecond({w:UInt32}))) AS ws, count() AS n
-FROM predictions WHERE model = {m:String} AND version = {v:String}
+SELECT model, version, toUnixTimestamp(toStartOfInterval(min(ts), toIntervalSecond({w:UInt32}))) AS ws, count() AS n
+FROM predictions WHERE (model, version) IN {pairs:Array(Tuple(String, String))}
+GROUP BY model, version
 """
 
-SAMPLE = """
-SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-       features, features_cat, prediction
+# Every window's sample (the due windows and the windows of the references built in the pass) in one query.
+SAMPLE = f"""
+SELECT model, version, {WS} AS ws, features, features_cat, prediction
 FROM predictions FINAL
-WHERE model = {m:String} AND version = {v:String}
-  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-ORDER BY ws, cityHash64(event_id)
-LIMIT {cap:UInt32} BY ws
+WHERE {DUE}
+ORDER BY model, version, ws, cityHash64(event_id)
+LIMIT {{cap:UInt32}} BY model, version, ws
 """
 
 
 # Label balance per window, from the confusion counts the model stage just wrote.
 LABELS = """
-SELECT toUnixTimestamp(window_start) AS ws,
+SELECT model, version, toUnixTimestamp(window_start) AS ws,
        sumIf(value, metric IN ('tp', 'fn')) AS pos, sumIf(value, metric IN ('fp', 'tn')) AS neg
 FROM metrics FINAL
-WHERE model = {m:String} AND version = {v:String} AND segment = '' AND metric IN ('tp', 'fn', 'fp', 'tn')
+WHERE (model, version) IN {pairs:Array(Tuple(String, String))} AND segment = ''
+  AND metric IN ('tp', 'fn', 'fp', 'tn')
   AND window_start >= {t0:DateTime('UTC')} AND window_start < {t1:DateTime('UTC')}
-GROUP BY ws
+GROUP BY model, version, ws
 """
 LABEL = "__label__"
 
 
+# The loaded training data of the pass's models (every version's, and the model-wide '' one).
 LOADED = """
-SELECT features, features_cat, prediction FROM reference
-WHERE model = {m:String} AND version = {v:String}
-ORDER BY cityHash64(row_id) LIMIT {cap:UInt32}
+SELECT model, version, features, features_cat, prediction FROM reference
+WHERE model IN {models:Array(String)}
+ORDER BY model, version, cityHash64(row_id)
+LIMIT {cap:UInt32} BY model, version
 """
 LOADED_CAP = 20000
 MIN_REFERENCE_ROWS = 30
+LOADED_TTL_SECONDS = 60.0
 
 
 class DriftStage:
-    """Keeps each version's reference (rebuilt from the store on demand) and tests windows against it."""
+    """Keeps each version's reference (rebuilt from the store on demand) and tests windows against it.
+
+    :meth:`pass_rows` tests every due window of the pass in a fixed number of queries: the loaded
+    references, the first windows of the versions without a reference yet, one sample query for every
+    window it needs (the due ones and their references'), the label balance, the sequential detectors'
+    events; the tests then run per window in Python.
+    """
 
     def __init__(self, store: Store, config: WindowConfig, drift: DriftConfig | None = None) -> None:
         self.store = store
@@ -107,115 +123,189 @@ class DriftStage:
         self.loaded_refs: dict[tuple[str, str], tuple[float, BinnedReference | None]] = {}
         self.sequential = SequentialDrift(store, config)
 
-    def label_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+    def pass_rows(
+        self,
+        keys: Sequence[WindowKey],
+        labelled: Sequence[WindowKey],
+        computed_at: datetime,
+        sizes: Mapping[WindowKey, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every ``drift`` row of the pass: features, score and joint drift of ``keys``; label drift and the
+        error stream of the ``labelled`` binary windows; per-event covariate shift of ``keys``.
+
+        ``sizes`` (a window's predictions) bound the rows one round of queries reads: a backlog of large
+        windows is tested in rounds of at most ``ROWS_PER_ROUND`` rows (in window order, so that each
+        sequential detector still sees its windows in order); a fleet of small windows is one round.
+        """
+        out: list[dict[str, Any]] = []
+        done = set(labelled)
+        for part in _rounds(sorted(keys), sizes or {}):
+            mine = [k for k in part if k in done]
+            out += (
+                self.rows(part, computed_at, mine)
+                + self.label_rows(mine, computed_at)
+                + self.sequential.error_rows(mine, computed_at)
+                + self.sequential.shift_rows(part, computed_at)
+            )
+        return out
+
+    # References -------------------------------------------------------------
+    def _load(self, models: set[str]) -> None:
+        """Refresh the loaded references of ``models`` whose cache is a minute old (one query)."""
+        now = time.monotonic()
+        stale = {mv for mv in self._pairs_of(models) if now - self.loaded_refs.get(mv, (-1e18, None))[0]
+                 >= LOADED_TTL_SECONDS}  # fmt: skip
+        if not stale:
+            return
+        params = {"models": sorted({m for m, _ in stale}), "cap": LOADED_CAP}
+        samples = _split(self.store.query_arrow(LOADED, params), ("model", "version"))
+        for model, version in stale:
+            ref = None
+            for v in (version, ""):
+                sample = samples.get((model, v))
+                if sample is not None and sample.n:
+                    ref = build_reference(sample, 0, 0)
+                    break
+            self.loaded_refs[(model, version)] = (now, ref)
+
+    def _pairs_of(self, models: set[str]) -> set[tuple[str, str]]:
+        return {mv for mv in self._wanted if mv[0] in models}
+
+    def _policy(self, model: str) -> str:
+        return self.window.model(model).drift_reference
+
+    def _first_ranges(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+        """The first REFERENCE_WINDOWS windows of the versions in ``pairs`` without a built reference."""
+        todo = sorted(mv for mv in pairs if self.references.get(mv) is None)
+        if not todo:
+            return {}
+        w = self.window.window_seconds
+        out = {}
+        for model, version, ws, n in self.store.query_rows(FIRST_TS, {"w": w, "pairs": todo}):
+            # Counted from the first window with events, whichever window is judged (hence window start 0).
+            selection = select_reference(0, w, POLICIES["first_windows"], history={int(ws): int(n)})
+            if selection.ranges:
+                ((start, end),) = selection.ranges
+                out[(model, version)] = (start, end)
+        return out
+
+    def _prepare(self, keys: Sequence[WindowKey], labelled: Sequence[WindowKey]) -> dict[WindowKey, Sample]:
+        """Load and build the references the pass needs; returns the samples of the due windows."""
+        w = self.window.window_seconds
+        due = sorted(k for k in keys if k.version)
+        self._wanted = {(k.model, k.version) for k in due}
+        auto = {k.model for k in due if self._policy(k.model) == "auto"}
+        if auto:
+            self._load(auto)
+        firsts = {(k.model, k.version) for k in labelled}
+        for k in due:
+            policy = self._policy(k.model)
+            if policy == "first_windows" or (policy == "auto" and self._loaded(k.model, k.version) is None):
+                firsts.add((k.model, k.version))
+        ranges = self._first_ranges(firsts)
+        wanted: set[WindowKey] = set(due)
+        for (model, version), (start, end) in ranges.items():
+            wanted.update(WindowKey(model, version, t) for t in range(start, end, w))
+        rolling: dict[WindowKey, WindowKey] = {}
+        for k in due:
+            policy = self._policy(k.model)
+            if policy not in ("auto", "first_windows"):
+                # One window at the same phase of the cycle (a wider range would mix phases).
+                ((t0, _t1),) = select_reference(k.start, w, POLICIES[policy]).ranges
+                rolling[k] = WindowKey(k.model, k.version, t0 - t0 % w)
+                wanted.add(rolling[k])
+        samples: dict[WindowKey, Sample] = {}
+        tables: dict[tuple[Any, ...], Any] = {}
+        if wanted:
+            params = {**due_params(self.window, wanted), "cap": SAMPLE_PER_WINDOW}
+            tables = _split_tables(self.store.query_arrow(SAMPLE, params), ("model", "version", "ws"))
+        for (model, version), (start, end) in ranges.items():
+            parts = [tables[(model, version, t)] for t in range(start, end, w) if (model, version, t) in tables]
+            if parts:
+                sample = Sample.from_arrow(pa.concat_tables(parts))
+                if sample.n:
+                    self.references[(model, version)] = build_reference(sample, start, end)
+        due_set = set(due)
+        for k, sample in _split_samples(tables).items():
+            if WindowKey(*k) in due_set:
+                samples[WindowKey(*k)] = sample
+        self._rolling = {}
+        for k, ref_key in rolling.items():
+            table = tables.get((ref_key.model, ref_key.version, ref_key.start))
+            sample = Sample.from_arrow(table) if table is not None else None
+            self._rolling[k] = (
+                build_reference(sample, ref_key.start, ref_key.start + w)
+                if sample is not None and sample.n >= MIN_REFERENCE_ROWS else None
+            )  # fmt: skip
+        return samples
+
+    def _loaded(self, model: str, version: str) -> BinnedReference | None:
+        cached = self.loaded_refs.get((model, version))
+        return cached[1] if cached is not None else None
+
+    def first_windows(self, model: str, version: str) -> BinnedReference | None:
+        """The version's first REFERENCE_WINDOWS windows of traffic (once built in a pass)."""
+        return self.references.get((model, version))
+
+    def reference_for(self, key: WindowKey) -> BinnedReference | None:
+        """The reference a window is compared with, by the model's ``drift_reference`` policy."""
+        policy = self._policy(key.model)
+        if policy == "auto":
+            return self._loaded(key.model, key.version) or self.first_windows(key.model, key.version)
+        if policy == "first_windows":
+            return self.first_windows(key.model, key.version)
+        return self._rolling.get(key)
+
+    # Rows -------------------------------------------------------------------
+    def rows(
+        self, keys: Sequence[WindowKey], computed_at: datetime, labelled: Sequence[WindowKey] = ()
+    ) -> list[dict[str, Any]]:
+        """``drift`` rows of the given windows (a window inside its own reference is not tested)."""
+        w = self.window.window_seconds
+        samples = self._prepare(keys, labelled)
+        out: list[dict[str, Any]] = []
+        for k in sorted(samples):
+            sample = samples[k]
+            if not sample.n:
+                continue
+            ref = self.reference_for(k)
+            if ref is None or ref.contains(k.start):
+                continue
+            out.extend(self._window_rows(ref, k, sample, w, computed_at))
+        return out
+
+    def label_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Label drift of labelled binary windows: their positive/negative balance against the reference
         windows' (chi-square, same decision rule as the features). A loaded training file has no labels
-        here, so label drift uses the version's first windows then."""
+        here, so label drift uses the version's first windows then. Call after :meth:`rows` (which builds
+        the references) and after the pass's metrics are written (it reads their confusion counts)."""
         w = self.window.window_seconds
         out: list[dict[str, Any]] = []
-        by_version: dict[str, list[WindowKey]] = defaultdict(list)
+        by_version: dict[tuple[str, str], list[WindowKey]] = defaultdict(list)
         for k in keys:
-            by_version[k.version].append(k)
-        for version, vkeys in by_version.items():
-            ref = self.first_windows(model, version)
-            if ref is None:
-                continue
-            t0 = min(ref.start, *(k.start for k in vkeys))
-            t1 = max(k.start for k in vkeys) + w
-            counts = {
-                int(r["ws"]): np.array([r["neg"], r["pos"]], dtype=np.int64)
-                for r in self.store.query(LABELS, {"m": model, "v": version, "t0": utc(t0), "t1": utc(t1)})
-            }
-            reference = sum((c for ws, c in counts.items() if ref.contains(ws)), np.zeros(2, np.int64))
+            if self.first_windows(k.model, k.version) is not None:
+                by_version[(k.model, k.version)].append(k)
+        if not by_version:
+            return out
+        t0 = min(min(self.references[mv].start, *(k.start for k in ks)) for mv, ks in by_version.items())  # type: ignore[union-attr]
+        t1 = max(k.start for ks in by_version.values() for k in ks) + w
+        params = {"pairs": sorted(by_version), "t0": utc(t0), "t1": utc(t1)}
+        counts: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
+        for model, version, ws, pos, neg in self.store.query_rows(LABELS, params):
+            counts[(model, version)][int(ws)] = np.array([neg, pos], dtype=np.int64)
+        for mv, vkeys in sorted(by_version.items()):
+            ref = self.references[mv]
+            assert ref is not None
+            mine = counts.get(mv, {})
+            reference = sum((c for ws, c in mine.items() if ref.contains(ws)), np.zeros(2, np.int64))
             if reference.sum() == 0:
                 continue
-            for k in vkeys:
-                cur = counts.get(k.start)
+            for k in sorted(vkeys):
+                cur = mine.get(k.start)
                 if cur is None or cur.sum() == 0 or ref.contains(k.start):
                     continue
                 (r,) = drift_report({LABEL: reference}, {LABEL: cur}, {LABEL: "categorical"}, self.config)
                 out.append(_drift_row(k, w, r, computed_at))
-        return out
-
-    def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
-        """Concept drift rows of labelled binary windows (see ``windows/sequential.py``)."""
-        return self.sequential.error_rows(model, keys, computed_at)
-
-    def shift_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
-        """Per-event covariate shift rows (see ``windows/sequential.py``)."""
-        return self.sequential.shift_rows(model, keys, computed_at)
-
-    def _sample(self, model: str, version: str, t0: int, t1: int) -> Sample:
-        w = self.window.window_seconds
-        params = {"w": w, "m": model, "v": version, "t0": utc(t0), "t1": utc(t1), "cap": SAMPLE_PER_WINDOW}
-        return Sample.from_arrow(self.store.query_arrow(SAMPLE, params))
-
-    def first_windows(self, model: str, version: str) -> BinnedReference | None:
-        """The version's first REFERENCE_WINDOWS windows of traffic (cached once built)."""
-        key = (model, version)
-        if self.references.get(key) is not None:
-            return self.references[key]
-        w = self.window.window_seconds
-        first = self.store.query(FIRST_TS, {"w": w, "m": model, "v": version})
-        # Counted from the first window with events, whichever window is judged (hence window start 0).
-        history = {int(r["ws"]): int(r["n"]) for r in first}
-        selection = select_reference(0, w, POLICIES["first_windows"], history=history)
-        if not selection.ranges:
-            return None
-        ((start, end),) = selection.ranges
-        sample = self._sample(model, version, start, end)
-        if not sample.n:
-            return None
-        self.references[key] = ref = build_reference(sample, start, end)
-        return ref
-
-    def loaded(self, model: str, version: str) -> BinnedReference | None:
-        """The training data loaded with ``watchkeeper reference`` (version-specific first), cached a minute."""
-        key = (model, version)
-        cached = self.loaded_refs.get(key)
-        if cached is not None and time.monotonic() - cached[0] < 60:
-            return cached[1]
-        ref = None
-        for v in (version, ""):
-            sample = Sample.from_arrow(self.store.query_arrow(LOADED, {"m": model, "v": v, "cap": LOADED_CAP}))
-            if sample.n:
-                ref = build_reference(sample, 0, 0)
-                break
-        self.loaded_refs[key] = (time.monotonic(), ref)
-        return ref
-
-    def reference_for(self, model: str, version: str, window_start: int) -> BinnedReference | None:
-        """The reference a window is compared with, by the model's ``drift_reference`` policy."""
-        policy = self.window.model(model).drift_reference
-        if policy == "auto":
-            return self.loaded(model, version) or self.first_windows(model, version)
-        if policy == "first_windows":
-            return self.first_windows(model, version)
-        w = self.window.window_seconds
-        # One window at the same phase of the cycle (a wider range would mix phases).
-        ((t0, t1),) = select_reference(window_start, w, POLICIES[policy]).ranges
-        sample = self._sample(model, version, t0, t1)
-        return build_reference(sample, t0, t1) if sample.n >= MIN_REFERENCE_ROWS else None
-
-    def rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
-        """``drift`` rows of the given windows (a window inside its own reference is not tested)."""
-        w = self.window.window_seconds
-        out: list[dict[str, Any]] = []
-        by_version: dict[str, list[WindowKey]] = defaultdict(list)
-        for k in keys:
-            if k.version:
-                by_version[k.version].append(k)
-        for version, vkeys in by_version.items():
-            for k in sorted(vkeys):
-                # One window's sample at a time: a backlog closes many windows at once, and their
-                # samples together made the worker's peak memory.
-                sample = self._sample(model, version, k.start, k.start + w)
-                if not sample.n:
-                    continue
-                ref = self.reference_for(model, version, k.start)
-                if ref is None or ref.contains(k.start):
-                    continue
-                out.extend(self._window_rows(ref, k, sample, w, computed_at))
         return out
 
     def _window_rows(
@@ -242,6 +332,79 @@ class DriftStage:
         result = SimpleNamespace(feature=MULTIVARIATE, detector=r.detector, statistic=r.statistic,
                                  threshold=r.threshold, drifted=r.drifted)  # fmt: skip
         return _drift_row(key, w, result, computed_at)
+
+
+def _rounds(keys: list[WindowKey], sizes: Mapping[WindowKey, int]) -> list[list[WindowKey]]:
+    """``keys`` (sorted) cut into rounds of at most ROWS_PER_ROUND predictions (a window of more is a round).
+
+    >>> a, b, c = WindowKey("m", "v", 0), WindowKey("m", "v", 60), WindowKey("n", "v", 0)
+    >>> _rounds([a, b, c], {a: ROWS_PER_ROUND - 1, b: 2, c: 1})
+    [[WindowKey(model='m', version='v', start=0)], [WindowKey(model='m', version='v', start=60), \
+WindowKey(model='n', version='v', start=0)]]
+    >>> len(_rounds([a, b, c], {}))
+    1
+    """
+    out: list[list[WindowKey]] = [[]]
+    rows = 0
+    for k in keys:
+        n = sizes.get(k, 0)
+        if out[-1] and rows + n > ROWS_PER_ROUND:
+            out.append([])
+            rows = 0
+        out[-1].append(k)
+        rows += n
+    return out if out[-1] else []
+
+
+def _split_tables(table: pa.Table, by: tuple[str, ...]) -> dict[tuple[Any, ...], pa.Table]:
+    """The slices of ``table`` (sorted by the ``by`` columns) per value of those columns."""
+    n = table.num_rows
+    if n == 0:
+        return {}
+    cols = [table.column(c).to_pylist() for c in by]
+    keys = list(zip(*cols, strict=True))
+    out: dict[tuple[Any, ...], pa.Table] = {}
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or keys[i] != keys[start]:
+            key = tuple(int(x) if isinstance(x, int) else x for x in keys[start])
+            out[key] = table.slice(start, i - start)
+            start = i
+    return out
+
+
+def _split_samples(tables: dict[tuple[Any, ...], pa.Table]) -> dict[tuple[Any, ...], Sample]:
+    """Each slice's Sample, from one conversion of the whole table: the slices of ``_split_tables`` share
+    its buffers, so the columns are converted once and cut per window (a feature a window lacks is left
+    out of its sample, as a sample of that window alone has it)."""
+    if not tables:
+        return {}
+    parts = list(tables.items())
+    whole = pa.concat_tables([t for _, t in parts])
+    full = Sample.from_arrow(whole)
+    out: dict[tuple[Any, ...], Sample] = {}
+    start = 0
+    for key, table in parts:
+        n = table.num_rows
+        end = start + n
+        numeric = {}
+        for name, col in full.numeric.items():
+            cut = col[start:end]
+            if name == PREDICTION or not np.isnan(cut).all():
+                numeric[name] = cut
+        categorical = {}
+        for name, col in full.categorical.items():
+            cut = col[start:end]
+            if any(v is not None for v in cut):
+                categorical[name] = cut
+        out[key] = Sample(n, numeric, categorical)
+        start = end
+    return out
+
+
+def _split(table: pa.Table, by: tuple[str, ...]) -> dict[tuple[Any, ...], Sample]:
+    return {k: Sample.from_arrow(t) for k, t in _split_tables(table, by).items()}
+
 
 def _drift_row(key: WindowKey, w: int, r: Any, computed_at: datetime) -> dict[str, Any]:
     end = utc(key.start + w)

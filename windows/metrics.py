@@ -8,7 +8,9 @@ the ``detectors`` summaries and turned into rows of the ``metrics`` table.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from watchkeeper.detectors import (
 )
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import ModelStageConfig, WindowConfig, WindowKey
+from watchkeeper.windows.due import due_params
 from watchkeeper.windows.queries import (
     BINARY_OUTCOMES,
     DEAD_LETTERS_OF_WINDOWS,
@@ -58,11 +61,11 @@ MAX_SEGMENT_VALUES = 50
 DISCORDANT_METRICS = ("baseline_discordant_model_right", "baseline_discordant_baseline_right")
 
 
-def multiclass_summaries(rows: list[dict[str, Any]]) -> dict[tuple[str, int], MulticlassSummary]:
-    """Fold (version, window, predicted, true) counts into one MulticlassSummary per window."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+def multiclass_summaries(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], MulticlassSummary]:
+    """Fold (model, version, window, predicted, true) counts into one MulticlassSummary per window."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["version"], int(r["ws"]))].append(r)
+        groups[(r["model"], r["version"], int(r["ws"]))].append(r)
     out = {}
     for k, rs in groups.items():
         classes = sorted({r["pc"] for r in rs} | {r["oc"] for r in rs if r["oc"] != ""})
@@ -97,13 +100,13 @@ def summary_rows(key: WindowKey, w: int, metrics: dict[str, float], n: int, n_la
 LATENCY_SKETCH = LatencySketch()
 
 
-def latency_sketches(store: Store, params: dict[str, Any]) -> dict[tuple[str, int], LatencySketch]:
-    """The latency sketch of each (version, window start) with latencies."""
+def latency_sketches(store: Store, params: dict[str, Any]) -> dict[WindowKey, LatencySketch]:
+    """The latency sketch of each due window with latencies."""
     sk = LATENCY_SKETCH
     bound = {"lmin": sk.min_value, "kzero": sk.key_min - 1, "gamma": sk.gamma, "kmax": sk.key_max}
-    parts: dict[tuple[str, int], list[tuple[int, int, float]]] = defaultdict(list)
-    for r in store.query(LATENCY_BUCKETS, {**params, **bound}):
-        parts[(r["version"], int(r["ws"]))].append((int(r["key"]), int(r["cnt"]), float(r["total"])))
+    parts: dict[WindowKey, list[tuple[int, int, float]]] = defaultdict(list)
+    for model, version, ws, key, cnt, total in store.query_rows(LATENCY_BUCKETS, {**params, **bound}):
+        parts[WindowKey(model, version, int(ws))].append((int(key), int(cnt), float(total)))
     out = {}
     for window, buckets in parts.items():
         zero = sum(c for k, c, _ in buckets if k < sk.key_min)
@@ -140,10 +143,16 @@ def infer_task(stats: dict[str, Any], configured: str) -> str:
     return "binary"
 
 
+@lru_cache(maxsize=1 << 16)
+def _utc(t: int) -> datetime:
+    """``utc`` of a window bound (a pass makes dozens of rows per window: one datetime each)."""
+    return utc(t)
+
+
 def _row(key: WindowKey, w: int, metric: str, value: float, n: int, segment: str = "") -> dict[str, Any]:
     return {
-        "window_start": utc(key.start),
-        "window_end": utc(key.start + w),
+        "window_start": _utc(key.start),
+        "window_end": _utc(key.start + w),
         "model": key.model,
         "version": key.version,
         "segment": segment,
@@ -186,11 +195,13 @@ _BIN_FIELDS = (
 )
 
 
-def binary_summaries(rows: list[dict[str, Any]], threshold: float) -> dict[tuple[str, int, str], BinarySummary]:
-    """Fold per-bin rows into one BinarySummary per (version, window, segment)."""
-    acc: dict[tuple[str, int, str], dict[str, Any]] = {}
+def binary_summaries(
+    rows: list[dict[str, Any]], threshold: Callable[[str], float]
+) -> dict[WindowKey, dict[str, BinarySummary]]:
+    """Fold per-bin rows into one BinarySummary per window and segment (``threshold``: a model's)."""
+    acc: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for r in rows:
-        k = (r["version"], int(r["ws"]), r["seg"])
+        k = (r["model"], r["version"], int(r["ws"]), r["seg"])
         a = acc.get(k)
         if a is None:
             a = acc[k] = {
@@ -218,7 +229,10 @@ def binary_summaries(rows: list[dict[str, Any]], threshold: float) -> dict[tuple
             a[f] += int(r[f])
         a["sum_log_loss"] += float(r["sum_log_loss"])
         a["sum_brier"] += float(r["sum_brier"])
-    return {k: BinarySummary(threshold, N_BINS, **a) for k, a in acc.items()}
+    out: dict[WindowKey, dict[str, BinarySummary]] = defaultdict(dict)
+    for (model, version, ws, seg), a in acc.items():
+        out[WindowKey(model, version, ws)][seg] = BinarySummary(threshold(model), N_BINS, **a)
+    return out
 
 
 def _finite(v: float) -> bool:
@@ -308,13 +322,11 @@ def binary_rows(
     return rows
 
 
-def discordant_rows(
-    store: Store, params: dict[str, Any], model: str, w: int, keys: set[WindowKey]
-) -> list[dict[str, Any]]:
+def discordant_rows(store: Store, params: dict[str, Any], w: int, keys: set[WindowKey]) -> list[dict[str, Any]]:
     """The discordant-pair rows of the binary windows in ``keys`` whose predictions have a baseline."""
     rows = []
     for r in store.query(PAIRED, params):
-        key = WindowKey(model, r["version"], int(r["ws"]))
+        key = WindowKey(r["model"], r["version"], int(r["ws"]))
         n = int(r["n"])
         if key in keys and n:
             right, base_right = DISCORDANT_METRICS
@@ -323,65 +335,57 @@ def discordant_rows(
     return rows
 
 
-def watched_segment_keys(store: Store, params: dict[str, Any], cfg: ModelStageConfig) -> list[str]:
-    """Segment keys to slice by: the configured protected attributes, else every key with at
-    most MAX_SEGMENT_VALUES values in the range; minus the excluded keys."""
-    if cfg.protected_attributes:
-        keys = list(cfg.protected_attributes)
-    else:
-        keys = [r[0] for r in store.query_rows(SEGMENT_KEYS, params)]
-    return [k for k in keys if k not in set(cfg.excluded_segments)]
+def watched_segment_keys(store: Store, params: dict[str, Any], config: WindowConfig, models: set[str]) -> list[str]:
+    """Segment keys to slice each model by, as ``model/key``: its configured protected attributes, else
+    every key with at most MAX_SEGMENT_VALUES values in its due windows; minus its excluded keys."""
+    keys: dict[str, list[str]] = defaultdict(list)
+    if any(not config.model(m).protected_attributes for m in models):
+        for m, k in store.query_rows(SEGMENT_KEYS, params):
+            keys[m].append(k)
+    out = []
+    for m in sorted(models):
+        cfg = config.model(m)
+        chosen = list(cfg.protected_attributes) if cfg.protected_attributes else keys.get(m, [])
+        out += [f"{m}/{k}" for k in chosen if k not in set(cfg.excluded_segments)]
+    return out
 
 
-def _pick(d: dict[tuple[str, int, str], BinarySummary], key: WindowKey) -> dict[str, BinarySummary]:
-    """The summaries of one window, by segment."""
-    return {seg: v for (ver, ws, seg), v in d.items() if ver == key.version and ws == key.start}
-
-
-def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
-    """Compute the metric rows of the given windows of one model."""
+def metrics_rows(store: Store, config: WindowConfig, keys: Sequence[WindowKey]) -> list[dict[str, Any]]:
+    """Compute the metric rows of the given windows, of every model at once (a fixed number of queries)."""
     w = config.window_seconds
-    cfg = config.model(model)
     rows: list[dict[str, Any]] = []
     pred_keys = {k for k in keys if k.version != ""}
     orphan_keys = {k for k in keys if k.version == ""}
     if pred_keys:
-        t0 = min(k.start for k in pred_keys)
-        t1 = max(k.start for k in pred_keys) + w
-        params = {
-            "m": model,
-            "w": w,
-            "t0": utc(t0),
-            "t1": utc(t1),
-            "thr": cfg.threshold,
-            "delay": config.label_delay_seconds,
-            "limit": MAX_SEGMENT_VALUES,
-        }
+        params = {**due_params(config, pred_keys), "delay": config.label_delay_seconds, "limit": MAX_SEGMENT_VALUES}
         tasks: dict[str, set[WindowKey]] = defaultdict(set)
+        with_baseline: set[WindowKey] = set()
         dead = {
-            (r["version"], int(r["ws"])): int(r["dead"])
-            for r in store.query(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": config.topic_predictions})
+            WindowKey(m, v, int(ws)): int(n)
+            for m, v, ws, n in store.query_rows(DEAD_LETTERS_OF_WINDOWS, {**params, "topic": config.topic_predictions})
         }
-        latency = latency_sketches(store, params) if pred_keys else {}
+        latency = latency_sketches(store, params)
         for stats in store.query(WINDOW_STATS, params):
-            key = WindowKey(model, stats["version"], int(stats["ws"]))
+            key = WindowKey(stats["model"], stats["version"], int(stats["ws"]))
             if key in pred_keys:
                 rows.extend(window_rows(key, stats, w))
-                if (key.version, key.start) in latency:
-                    rows.extend(latency_rows(key, w, latency[(key.version, key.start)]))
-                n_dead, n = dead.get((key.version, key.start), 0), int(stats["predictions"])
+                if key in latency:
+                    rows.extend(latency_rows(key, w, latency[key]))
+                n_dead, n = dead.get(key, 0), int(stats["predictions"])
                 rows.append(_row(key, w, "dead_letter_rate", n_dead / (n_dead + n) if n else 0.0, n_dead + n))
-                tasks[infer_task(stats, cfg.task)].add(key)
+                tasks[infer_task(stats, config.model(key.model).task)].add(key)
+                if int(stats.get("n_baseline") or 0):
+                    with_baseline.add(key)
         binary = tasks["binary"]
         if tasks["multiclass"]:
-            for (version, ws), summ in multiclass_summaries(store.query(MULTICLASS, params)).items():
+            for (model, version, ws), summ in multiclass_summaries(store.query(MULTICLASS, params)).items():
                 key = WindowKey(model, version, ws)
                 if key in tasks["multiclass"]:
                     labelled = int(summ.confusion.sum())
                     rows.extend(summary_rows(key, w, summ.metrics(), int(summ.pred_counts.sum()), labelled))
         if tasks["regression"]:
             for r in store.query(REGRESSION, params):
-                key = WindowKey(model, r["version"], int(r["ws"]))
+                key = WindowKey(r["model"], r["version"], int(r["ws"]))
                 if key in tasks["regression"]:
                     fields = {
                         f: r[f]
@@ -390,17 +394,26 @@ def metrics_rows(store: Store, config: WindowConfig, model: str, keys: Sequence[
                     summ = RegressionSummary(**fields)
                     rows.extend(summary_rows(key, w, summ.metrics(), summ.n_pred, summ.n))
         if binary:
-            params["keys"] = watched_segment_keys(store, params, cfg)
-            models = binary_summaries(store.query(binned_sql("prediction"), params), cfg.threshold)
-            bases = binary_summaries(store.query(binned_sql("baseline"), params), cfg.threshold)
+            params["segkeys"] = watched_segment_keys(store, params, config, {k.model for k in binary})
+
+            def threshold(m: str) -> float:
+                return config.model(m).threshold
+
+            models = binary_summaries(store.query(binned_sql("prediction"), params), threshold)
+            # The baseline's statistics only where some prediction has one (most fleets have none).
+            based = binary & with_baseline
+            bases = {}
+            if based:
+                bases = binary_summaries(store.query(binned_sql("baseline"), params), threshold)
             for key in sorted(binary):
-                rows.extend(binary_rows(key, w, cfg, _pick(models, key), _pick(bases, key)))
-            rows.extend(discordant_rows(store, params, model, w, binary))
+                cfg = config.model(key.model)
+                rows.extend(binary_rows(key, w, cfg, models.get(key, {}), bases.get(key, {})))
+            if based:
+                rows.extend(discordant_rows(store, params, w, based))
     if orphan_keys:
-        t0 = min(k.start for k in orphan_keys)
-        t1 = max(k.start for k in orphan_keys) + w
-        for r in store.query(ORPHANS, {"m": model, "w": w, "t0": utc(t0), "t1": utc(t1)}):
-            key = WindowKey(model, "", int(r["ws"]))
+        params = due_params(config, orphan_keys)
+        for model, ws, outcomes, orphaned in store.query_rows(ORPHANS, params):
+            key = WindowKey(model, "", int(ws))
             if key in orphan_keys:
-                rows.append(_row(key, w, "orphaned_outcomes", r["orphaned"], r["outcomes"]))
+                rows.append(_row(key, w, "orphaned_outcomes", orphaned, outcomes))
     return rows

@@ -1,9 +1,17 @@
-"""The model stage's SQL: per-window aggregates of the joined predictions and outcomes.
+"""The model stage's SQL: per-window aggregates of the joined predictions and outcomes, fleet-wide.
+
+Every query here reads the pass's whole due set at once — every window of every
+model the worker closes in this pass — and groups by model, version and window:
+a pass costs a fixed number of statements however many models it covers. The due
+set is one array parameter, ``due`` = [(model, version, window start), ...]
+(:data:`DUE`), with the models (``models``) and the time range (``t0``, ``t1``)
+beside it so that the store reads only their parts through the primary key.
 
 The join happens here: each window's predictions (deduplicated by event_id with
 FINAL) are left-joined to the latest outcome of their prediction_id. Only
-counts leave the store. Every value is a query parameter; the only text built
-in Python is :func:`binned_sql`'s score column, from a fixed whitelist.
+counts leave the store. Every value is a query parameter (a model's decision
+threshold too: :data:`THRESHOLD`); the only text built in Python is
+:func:`binned_sql`'s score column, from a fixed whitelist.
 """
 
 from __future__ import annotations
@@ -11,121 +19,116 @@ from __future__ import annotations
 # Score bins of a binary model's histograms (0.01 wide).
 N_BINS = 100
 
-# Outcomes of the predictions made in [t0, t1), found through the primary key wherever their own time falls.
-OUTCOMES_OF_RANGE = (
-    "model = {m:String} AND prediction_id IN (SELECT prediction_id FROM predictions "
-    "WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')})"
-)
+# The window start (epoch seconds) of a row's ``ts``.
+WS = "toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32})))"
+# Rows of the due windows: the primary key's models and the time range first, then the exact set.
+IN_RANGE = "model IN {models:Array(String)} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}"
+DUE = f"{IN_RANGE} AND (model, version, {WS}) IN {{due:Array(Tuple(String, String, UInt32))}}"
+# A model's decision threshold: configured per model (``thr_m`` → ``thr_v``), else the default ``thr``.
+THRESHOLD = "transform(toString(model), {thr_m:Array(String)}, {thr_v:Array(Float64)}, {thr:Float64})"
+
+# Outcomes of the due windows' predictions, found through the primary key wherever their own time falls.
+OUTCOMES_OF_DUE = f"(model, prediction_id) IN (SELECT model, prediction_id FROM predictions WHERE {DUE})"
 # Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1).
 BINARY_OUTCOMES = f"""(
-    SELECT prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
+    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
     FROM outcomes FINAL
-    WHERE outcome IN (0, 1) AND {OUTCOMES_OF_RANGE}
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id"""
+    WHERE outcome IN (0, 1) AND {OUTCOMES_OF_DUE}
+    GROUP BY model, prediction_id
+) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id"""
 
-WINDOW_STATS = (
-    """
-SELECT p.version AS version,
-       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w:UInt32}))) AS ws,
+WINDOW_STATS = f"""
+SELECT p.model AS model, p.version AS version, p.ws AS ws,
        count() AS predictions,
        countIf(o.has = 1) AS labelled,
        countIf(p.prediction IS NULL OR length(p.scores) > 0) AS n_class,
        countIf(p.prediction < 0 OR p.prediction > 1) AS n_outside_unit,
        countIf(o.has = 1 AND (o.outcome IS NULL OR o.outcome NOT IN (0, 1))) AS n_nonbinary,
-       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 1) AS tp,
-       countIf(o.has = 1 AND p.prediction >= {thr:Float64} AND o.outcome = 0) AS fp,
-       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 0) AS tn,
-       countIf(o.has = 1 AND p.prediction < {thr:Float64} AND o.outcome = 1) AS fn,
+       countIf(o.has = 1 AND p.prediction >= p.thr AND o.outcome = 1) AS tp,
+       countIf(o.has = 1 AND p.prediction >= p.thr AND o.outcome = 0) AS fp,
+       countIf(o.has = 1 AND p.prediction < p.thr AND o.outcome = 0) AS tn,
+       countIf(o.has = 1 AND p.prediction < p.thr AND o.outcome = 1) AS fn,
        countIf(p.fallback = 1) AS fallbacks,
-       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {w:UInt32} + {delay:UInt32}) AS late_labels,
+       countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {{w:UInt32}} + {{delay:UInt32}}) AS late_labels,
        countIf(p.published_at IS NOT NULL) AS n_lag,
+       countIf(p.baseline IS NOT NULL) AS n_baseline,
        quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
                         p.published_at IS NOT NULL) AS lag_p95
 FROM (
-    SELECT prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at
+    SELECT model, prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at,
+           baseline, {WS} AS ws, {THRESHOLD} AS thr
     FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    WHERE {DUE}
 ) AS p
 LEFT JOIN (
-    SELECT prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
+    SELECT model, prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
     FROM outcomes FINAL
-    WHERE """
-    + OUTCOMES_OF_RANGE
-    + """
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
-GROUP BY version, ws
+    WHERE {OUTCOMES_OF_DUE}
+    GROUP BY model, prediction_id
+) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+GROUP BY model, version, ws
 """
-)
 
 
 def binned_sql(score: str) -> str:
-    """Per (version, window, segment, score bin) sufficient statistics of a binary model.
+    """Per (model, version, window, segment, score bin) sufficient statistics of binary models.
 
     ``score`` is a column name from a fixed whitelist (the model's prediction or the
     baseline's), never user input. Segments are '' (all traffic) plus ``key=value``
-    for the watched segment keys.
+    for each model's watched segment keys (``segkeys``: ``model/key`` strings).
     """
     if score not in ("prediction", "baseline"):
         raise ValueError(score)
     return f"""
-SELECT p.version AS version,
-       toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({{w:UInt32}}))) AS ws,
-       seg,
+SELECT p.model AS model, p.version AS version, p.ws AS ws, seg,
        least(toUInt32(floor(p.s * {N_BINS})), {N_BINS - 1}) AS bin,
        count() AS n,
        sum(p.s) AS score_sum,
-       countIf(p.s >= {{thr:Float64}}) AS n_pred_pos,
+       countIf(p.s >= p.thr) AS n_pred_pos,
        countIf(o.has = 1 AND o.y = 1) AS pos,
        countIf(o.has = 1 AND o.y = 0) AS neg,
        sumIf(p.s, o.has = 1) AS score_sum_labeled,
-       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 1) AS tp,
-       countIf(o.has = 1 AND p.s >= {{thr:Float64}} AND o.y = 0) AS fp,
-       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 0) AS tn,
-       countIf(o.has = 1 AND p.s < {{thr:Float64}} AND o.y = 1) AS fn,
+       countIf(o.has = 1 AND p.s >= p.thr AND o.y = 1) AS tp,
+       countIf(o.has = 1 AND p.s >= p.thr AND o.y = 0) AS fp,
+       countIf(o.has = 1 AND p.s < p.thr AND o.y = 0) AS tn,
+       countIf(o.has = 1 AND p.s < p.thr AND o.y = 1) AS fn,
        sumIf(-(o.y * log(greatest(p.s, 1e-15)) + (1 - o.y) * log(greatest(1 - p.s, 1e-15))),
              o.has = 1) AS sum_log_loss,
        sumIf(pow(p.s - o.y, 2), o.has = 1) AS sum_brier
 FROM (
-    SELECT prediction_id, version, ts, assumeNotNull({score}) AS s,
-           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) -> if(has({{keys:Array(String)}}, k),
-               concat(k, '=', v), ''), mapKeys(segments), mapValues(segments)))) AS segs
+    SELECT model, prediction_id, version, {WS} AS ws, assumeNotNull({score}) AS s, {THRESHOLD} AS thr,
+           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) ->
+               if(has({{segkeys:Array(String)}}, concat(toString(model), '/', k)), concat(k, '=', v), ''),
+               mapKeys(segments), mapValues(segments)))) AS segs
     FROM predictions FINAL
-    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
-      AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
+    WHERE {DUE} AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
 ) AS p
 ARRAY JOIN p.segs AS seg
 LEFT JOIN {BINARY_OUTCOMES}
-GROUP BY version, ws, seg, bin
+GROUP BY model, version, ws, seg, bin
 """
 
 
-# The joined rows of a model's windows, shared by the multiclass and regression aggregates.
-_JOINED = (
-    """
+# The joined rows of the due windows, shared by the multiclass and regression aggregates.
+_JOINED = f"""
 FROM (
-    SELECT prediction_id, version, ts, prediction, prediction_class, scores,
-           toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws
+    SELECT model, prediction_id, version, ts, prediction, prediction_class, scores, {WS} AS ws
     FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    WHERE {DUE}
 ) AS p
 LEFT JOIN (
-    SELECT prediction_id, argMax(outcome, ts) AS y,
+    SELECT model, prediction_id, argMax(outcome, ts) AS y,
            argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
     FROM outcomes FINAL
-    WHERE """
-    + OUTCOMES_OF_RANGE
-    + """
-    GROUP BY prediction_id
-) AS o ON p.prediction_id = o.prediction_id
+    WHERE {OUTCOMES_OF_DUE}
+    GROUP BY model, prediction_id
+) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
 """
-)
 
 # Predicted class: the string prediction, else the class of the highest score, else the number as text.
 MULTICLASS = (
     """
-SELECT p.version AS version, p.ws AS ws,
+SELECT p.model AS model, p.version AS version, p.ws AS ws,
        if(p.prediction_class != '', p.prediction_class,
           if(length(p.scores) > 0, mapKeys(p.scores)[indexOf(mapValues(p.scores), arrayMax(mapValues(p.scores)))],
              toString(p.prediction))) AS pc,
@@ -135,12 +138,12 @@ SELECT p.version AS version, p.ws AS ws,
        countIf(o.has = 1 AND mapContains(p.scores, o.oc)) AS n_ll
 """
     + _JOINED
-    + "GROUP BY version, ws, pc, oc"
+    + "GROUP BY model, version, ws, pc, oc"
 )
 
 REGRESSION = (
     """
-SELECT p.version AS version, p.ws AS ws,
+SELECT p.model AS model, p.version AS version, p.ws AS ws,
        countIf(o.has = 1) AS n,
        sumIf(p.prediction - o.y, o.has = 1) AS sum_err,
        sumIf(abs(p.prediction - o.y), o.has = 1) AS sum_abs_err,
@@ -151,82 +154,80 @@ SELECT p.version AS version, p.ws AS ws,
        sumIf(p.prediction, p.prediction IS NOT NULL) AS sum_pred
 """
     + _JOINED
-    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY version, ws"
+    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY model, version, ws"
 )
 
 
-# Segment keys few enough in values to be watched (fairness, per-segment metrics).
-SEGMENT_KEYS = """
-SELECT k FROM (
-    SELECT k, uniqExact(v) AS values FROM predictions
+# Segment keys few enough in values (within the due windows) to be watched (fairness, per-segment metrics).
+SEGMENT_KEYS = f"""
+SELECT model, k FROM (
+    SELECT model, k, uniqExact(v) AS values FROM predictions
     ARRAY JOIN mapKeys(segments) AS k, mapValues(segments) AS v
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-    GROUP BY k)
-WHERE values <= {limit:UInt32}
-ORDER BY k
+    WHERE {DUE}
+    GROUP BY model, k)
+WHERE values <= {{limit:UInt32}}
+ORDER BY model, k
 """
 
-# Outcomes whose prediction never arrived (looked for up to a day before the outcome): ``ORPHANS``.
 # Latency as the buckets of a mergeable sketch (watchkeeper.detectors.LatencySketch): ``LATENCY_BUCKETS``.
-LATENCY_BUCKETS = """
-SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-       if(latency_ms <= {lmin:Float64}, {kzero:Int32},
-          toInt32(least(ceil(log(latency_ms) / log({gamma:Float64})), {kmax:Int32}))) AS key,
+LATENCY_BUCKETS = f"""
+SELECT model, version, {WS} AS ws,
+       if(latency_ms <= {{lmin:Float64}}, {{kzero:Int32}},
+          toInt32(least(ceil(log(latency_ms) / log({{gamma:Float64}})), {{kmax:Int32}}))) AS key,
        count() AS cnt, sum(latency_ms) AS total
 FROM predictions FINAL
-WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-  AND latency_ms IS NOT NULL AND isFinite(latency_ms)
-GROUP BY version, ws, key
+WHERE {DUE} AND latency_ms IS NOT NULL AND isFinite(latency_ms)
+GROUP BY model, version, ws, key
 """
 
 
 # Dead letters of a model among the Kafka messages that carried its window's predictions (same topic,
 # partition and offset range): bad events of an envelope and bad messages between good ones alike.
-DEAD_LETTERS_OF_WINDOWS = """
-SELECT r.version AS version, r.ws AS ws, count() AS dead
+DEAD_LETTERS_OF_WINDOWS = f"""
+SELECT r.model AS model, r.version AS version, r.ws AS ws, count() AS dead
 FROM (
-    SELECT version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
-           src_partition AS part, min(src_offset) AS lo, max(src_offset) AS hi
+    SELECT model, version, {WS} AS ws, src_partition AS part, min(src_offset) AS lo, max(src_offset) AS hi
     FROM predictions FINAL
-    WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-    GROUP BY version, ws, part
+    WHERE {DUE}
+    GROUP BY model, version, ws, part
 ) AS r
 INNER JOIN (
-    SELECT partition, offset FROM dead_letters FINAL WHERE topic = {topic:String} AND model = {m:String}
-) AS d ON d.partition = r.part
+    SELECT model, partition, offset FROM dead_letters FINAL
+    WHERE topic = {{topic:String}} AND model IN {{models:Array(String)}}
+) AS d ON d.model = r.model AND d.partition = r.part
 WHERE d.offset >= r.lo AND d.offset <= r.hi
-GROUP BY version, ws
+GROUP BY model, version, ws
 """
 
-ORPHANS = """
-SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32}))) AS ws,
+# Outcomes whose prediction never arrived (looked for up to a day before the outcome), per outcome window
+# (``due`` holds (model, '', window start) for them).
+ORPHANS = f"""
+SELECT model, {WS} AS ws,
        count() AS outcomes,
-       countIf(prediction_id NOT IN (
-           SELECT prediction_id FROM predictions
-           WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
-             AND ts < {t1:DateTime64(3, 'UTC')})) AS orphaned
+       countIf((model, prediction_id) NOT IN (
+           SELECT model, prediction_id FROM predictions
+           WHERE model IN {{models:Array(String)}} AND ts >= {{t0:DateTime64(3, 'UTC')}} - INTERVAL 1 DAY
+             AND ts < {{t1:DateTime64(3, 'UTC')}})) AS orphaned
 FROM outcomes FINAL
-WHERE model = {m:String} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-GROUP BY ws
+WHERE {IN_RANGE} AND (model, '', {WS}) IN {{due:Array(Tuple(String, String, UInt32))}}
+GROUP BY model, ws
 """
 
 # Paired comparison of a binary model with its baseline on the same labelled predictions: the
 # discordant pairs (model right and baseline wrong; the reverse) and the pairs judged, per window.
 PAIRED = f"""
-SELECT p.version AS version, p.ws AS ws,
+SELECT p.model AS model, p.version AS version, p.ws AS ws,
        countIf(o.has = 1) AS n,
-       countIf(o.has = 1 AND (p.s >= {{thr:Float64}}) = (o.y = 1) AND (p.b >= {{thr:Float64}}) != (o.y = 1))
-           AS model_right,
-       countIf(o.has = 1 AND (p.s >= {{thr:Float64}}) != (o.y = 1) AND (p.b >= {{thr:Float64}}) = (o.y = 1))
-           AS baseline_right
+       countIf(o.has = 1 AND (p.s >= p.thr) = (o.y = 1) AND (p.b >= p.thr) != (o.y = 1)) AS model_right,
+       countIf(o.has = 1 AND (p.s >= p.thr) != (o.y = 1) AND (p.b >= p.thr) = (o.y = 1)) AS baseline_right
 FROM (
-    SELECT prediction_id, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
+    SELECT model, prediction_id, version, {WS} AS ws, {THRESHOLD} AS thr,
            assumeNotNull(prediction) AS s, assumeNotNull(baseline) AS b
     FROM predictions FINAL
-    WHERE model = {{m:String}} AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{t1:DateTime64(3, 'UTC')}}
+    WHERE {DUE}
       AND prediction IS NOT NULL AND prediction >= 0 AND prediction <= 1
       AND baseline IS NOT NULL AND baseline >= 0 AND baseline <= 1
 ) AS p
 LEFT JOIN {BINARY_OUTCOMES}
-GROUP BY version, ws
+GROUP BY model, version, ws
 """

@@ -14,6 +14,7 @@ detector sees an event once and cannot see it again.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,27 +24,27 @@ import numpy as np
 
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
-from watchkeeper.windows.queries import BINARY_OUTCOMES
+from watchkeeper.windows.due import due_params
+from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, THRESHOLD, WS
 
 if TYPE_CHECKING:
     from watchkeeper.sinks.writer import Store
 
 __all__ = ["ErrorStream", "SequentialDrift"]
 
-ERRORS = (
-    """
-SELECT toUnixTimestamp64Milli(p.ts) AS t, toUInt8((p.prediction >= {thr:Float64}) != (o.y = 1)) AS err
+# The errors of every labelled binary window of the pass, in event-time order per model version.
+ERRORS = f"""
+SELECT p.model AS model, p.version AS version, p.ws AS ws, toUnixTimestamp64Milli(p.ts) AS t,
+       toUInt8((p.prediction >= p.thr) != (o.y = 1)) AS err
 FROM (
-    SELECT prediction_id, ts, assumeNotNull(prediction) AS prediction FROM predictions FINAL
-    WHERE model = {m:String} AND version = {v:String} AND prediction IS NOT NULL
-      AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+    SELECT model, prediction_id, version, ts, {WS} AS ws, {THRESHOLD} AS thr,
+           assumeNotNull(prediction) AS prediction
+    FROM predictions FINAL
+    WHERE {DUE} AND prediction IS NOT NULL
 ) AS p
-INNER JOIN """
-    + BINARY_OUTCOMES
-    + """
-ORDER BY t, p.prediction_id
+INNER JOIN {BINARY_OUTCOMES}
+ORDER BY model, version, t, p.prediction_id
 """
-)
 ERROR_FEATURE = "__error__"
 ERROR_DETECTOR = "watchkeeper_default"
 
@@ -54,17 +55,15 @@ ERROR_DETECTOR = "watchkeeper_default"
 SHIFT_DETECTOR = "mean_shift"
 SHIFT_MAX_EVENTS = 5000
 SHIFT_MAX_FEATURES = 100
-SHIFT_EVENTS = """
-SELECT toUnixTimestamp64Milli(ts) AS t, features FROM predictions FINAL
-WHERE model = {m:String} AND version = {v:String}
-  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-  AND cityHash64(event_id) % {every:UInt32} = 0
-ORDER BY ts, event_id
-"""
-WINDOW_COUNT = """
-SELECT count() FROM predictions FINAL
-WHERE model = {m:String} AND version = {v:String}
-  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+# The events of every window of the pass, subsampled per window to SHIFT_MAX_EVENTS (by event id).
+SHIFT_EVENTS = f"""
+SELECT model, version, ws, t, features FROM (
+    SELECT model, version, {WS} AS ws, toUnixTimestamp64Milli(ts) AS t, ts, event_id, features,
+           cityHash64(event_id) AS h, count() OVER (PARTITION BY model, version, ws) AS n
+    FROM predictions FINAL
+    WHERE {DUE})
+WHERE h % toUInt64(greatest(1, ceil(n / {{max_events:UInt32}}))) = 0
+ORDER BY model, version, ts, event_id
 """
 
 
@@ -104,29 +103,31 @@ class SequentialDrift:
         self.error_streams: dict[tuple[str, str], ErrorStream] = {}
         self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
 
-    def error_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+    def error_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Concept drift: the ``watchkeeper_default`` detector fed each binary window's errors in event-time order.
 
         Each window is fed once, in order (a recomputed window is not fed again); the row's
         ``ts`` is the event time of the first error that made the detector fire, else the
         window's end. Detector state lives in this process: a restarted leader starts a new
-        detector from the next window on.
+        detector from the next window on. One query reads the errors of every window of the pass.
         """
         from watchkeeper.detectors import build
 
         w = self.config.window_seconds
-        thr = self.config.model(model).threshold
         out: list[dict[str, Any]] = []
-        for k in _unseen(self.error_streams, model, keys, out):
-            state = self.error_streams.get((model, k.version))
-            errors = self.store.query_rows(
-                ERRORS,
-                {"m": model, "v": k.version, "thr": thr, "t0": utc(k.start), "t1": utc(k.start + w)},
-            )
+        todo = list(_unseen(self.error_streams, keys, out))
+        if not todo:
+            return out
+        events: dict[WindowKey, list[tuple[int, int]]] = defaultdict(list)
+        for model, version, ws, t, err in self.store.query_rows(ERRORS, due_params(self.config, todo)):
+            events[WindowKey(model, version, int(ws))].append((int(t), int(err)))
+        for k in todo:
+            errors = events.get(k)
             if not errors:
                 continue
+            state = self.error_streams.get((k.model, k.version))
             if state is None:
-                state = self.error_streams[(model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
+                state = self.error_streams[(k.model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
             fired_at: float | None = None
             for t, err in errors:
                 state.detector.update(float(err))
@@ -139,7 +140,7 @@ class SequentialDrift:
                     "ts": utc(fired_at) if fired_at is not None else end,
                     "window_start": utc(k.start),
                     "window_end": end,
-                    "model": model,
+                    "model": k.model,
                     "version": k.version,
                     "feature": ERROR_FEATURE,
                     "detector": ERROR_DETECTOR,
@@ -152,7 +153,7 @@ class SequentialDrift:
             state.record(k.start, out[-1:])
         return out
 
-    def shift_rows(self, model: str, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+    def shift_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Covariate shift per event: one ``mean_shift`` row per numeric feature and window.
 
         The detector learns each feature's mean and spread from the version's first 1,000
@@ -161,27 +162,31 @@ class SequentialDrift:
         would read as shifts. A row's ``ts`` is the event time of the feature's first
         alarm in the window, else the window's end; ``statistic`` the feature's CUSUM (in
         standard deviations; at least the threshold when it fired). State lives in this
-        process, as for the error stream.
+        process, as for the error stream. One query reads the events of every window of the pass.
         """
         from watchkeeper.detectors import build
 
-        if self.config.model(model).drift_reference not in ("auto", "first_windows"):
-            return []
+        fixed = [k for k in keys if self.config.model(k.model).drift_reference in ("auto", "first_windows")]
         w = self.config.window_seconds
         out: list[dict[str, Any]] = []
-        for k in _unseen(self.shift_streams, model, keys, out):
-            state = self.shift_streams.get((model, k.version))
-            params = {"m": model, "v": k.version, "t0": utc(k.start), "t1": utc(k.start + w)}
-            n = int(self.store.query_rows(WINDOW_COUNT, params)[0][0])
-            events = self.store.query_rows(SHIFT_EVENTS, {**params, "every": max(1, math.ceil(n / SHIFT_MAX_EVENTS))})
+        todo = list(_unseen(self.shift_streams, fixed, out))
+        if not todo:
+            return out
+        by_window: dict[WindowKey, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        params = {**due_params(self.config, todo), "max_events": SHIFT_MAX_EVENTS}
+        for model, version, ws, t, feats in self.store.query_rows(SHIFT_EVENTS, params):
+            by_window[WindowKey(model, version, int(ws))].append((int(t), feats))
+        for k in todo:
+            events = by_window.get(k)
             if not events:
                 continue
+            state = self.shift_streams.get((k.model, k.version))
             if state is None:
                 names = sorted({f for _, feats in events for f in feats})[:SHIFT_MAX_FEATURES]
                 if not names:
                     continue
                 state = ErrorStream(build("covariate_shift"), k.start, tuple(names))
-                self.shift_streams[(model, k.version)] = state
+                self.shift_streams[(k.model, k.version)] = state
             det = state.detector
             x = np.array([[feats.get(f, math.nan) for f in state.features] for _, feats in events], dtype=np.float64)
             det.update_many(x)
@@ -199,7 +204,7 @@ class SequentialDrift:
                             "ts": utc(first[j]) if fired else end,
                             "window_start": utc(k.start),
                             "window_end": end,
-                            "model": model,
+                            "model": k.model,
                             "version": k.version,
                             "feature": name,
                             "detector": SHIFT_DETECTOR,
@@ -215,12 +220,12 @@ class SequentialDrift:
 
 
 def _unseen(
-    streams: dict[tuple[str, str], ErrorStream], model: str, keys: Sequence[WindowKey], out: list[Any]
+    streams: dict[tuple[str, str], ErrorStream], keys: Sequence[WindowKey], out: list[Any]
 ) -> Iterator[WindowKey]:
     """The versioned windows a sequential detector has not been fed, in order; the rows of
     those it has (a recomputed window) go to ``out`` again."""
     for k in sorted(k for k in keys if k.version):
-        state = streams.get((model, k.version))
+        state = streams.get((k.model, k.version))
         again = state.seen(k.start) if state is not None else None
         if again is None:
             yield k

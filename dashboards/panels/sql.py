@@ -34,12 +34,12 @@ METRIC_ROWS = f"""(
 MODEL_VARIABLE = Variable(
     "model",
     "Model",
-    "SELECT DISTINCT model FROM metrics WHERE $__timeFilter(window_start) AND version != '' ORDER BY model",
+    "SELECT DISTINCT model FROM metrics FINAL WHERE $__timeFilter(window_start) AND version != '' ORDER BY model",
 )
 VERSION_VARIABLE = Variable(
     "version",
     "Version",
-    "SELECT DISTINCT version FROM metrics WHERE model = ${model:singlequote} AND version != '' "
+    "SELECT DISTINCT version FROM metrics FINAL WHERE model = ${model:singlequote} AND version != '' "
     "AND $__timeFilter(window_start) ORDER BY version",
     multi=True,
 )

@@ -405,7 +405,8 @@ def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) 
 
 def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> None:
     """The model stage's paired counts (windows/metrics.py): model right and baseline wrong, the reverse."""
-    from watchkeeper.windows.config import WindowKey
+    from watchkeeper.windows.config import WindowConfig, WindowKey
+    from watchkeeper.windows.due import due_params
     from watchkeeper.windows.metrics import discordant_rows
 
     host, port = store
@@ -430,9 +431,9 @@ def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> No
             "prediction_id": [f"p{i}" for i in idx], "event_id": [f"o{i}" for i in idx],
             "outcome": [float(y[i]) for i in idx],
         })  # fmt: skip
-        params = {"m": "wk.pairs", "w": W, "t0": t0, "t1": t0 + timedelta(seconds=W), "thr": 0.5}
         key = WindowKey("wk.pairs", "v1", int(t0.timestamp()))
-        rows = {r["metric"]: (r["value"], r["n"]) for r in discordant_rows(st, params, "wk.pairs", W, {key})}
+        params = due_params(WindowConfig(window_seconds=W), [key])
+        rows = {r["metric"]: (r["value"], r["n"]) for r in discordant_rows(st, params, W, {key})}
         judged = labelled & ~np.isnan(base)
         m_right, b_right = (score >= 0.5) == (y == 1), (base >= 0.5) == (y == 1)
         assert rows == {

@@ -50,7 +50,7 @@ def outcome(model: str, pid: str, ts: float, y: int = 1) -> dict[str, Any]:
     return {"prediction_id": pid, "model": model, "outcome": y, "ts": ts}
 
 
-def metrics(store: Store, model: str, final: bool = False, window: int | None = None) -> dict[str, float]:
+def metrics(store: Store, model: str, final: bool = True, window: int | None = None) -> dict[str, float]:
     only = "AND toUnixTimestamp(window_start) = {w:UInt32}" if window is not None else ""
     rows = store.query_rows(
         f"SELECT metric, sum(value) FROM metrics {'FINAL' if final else ''} "
@@ -90,8 +90,7 @@ def test_late_label_updates_the_window_without_double_counting(worker: Worker, m
     # Labels an hour later (past the allowed delay): the window is rewritten, not added to.
     send(worker, Outcome, outcome(model, "p1", T0 + 3600, y=0), outcome(model, "p2", T0 + 3600, y=0))
     closer.tick(force=True)
-    after = metrics(worker.store, model)  # no FINAL: what a naive sum(n) sees
-    assert after == metrics(worker.store, model, final=True)
+    after = metrics(worker.store, model)  # FINAL: the latest version of each row, tombstones hidden
     assert (after["predictions"], after["labelled"], after["tn"], after["fp"]) == (2, 2, 1, 1)
     assert after["late_labels"] == 2
     assert after["accuracy"] == 0.5
@@ -265,8 +264,8 @@ def test_latency_percentiles_come_from_a_mergeable_sketch(worker: Worker, model:
 
 
 def test_the_daily_rollup_drops_what_its_windows_no_longer_have(worker: Worker, model: str) -> None:
-    """A rewrite inserts the day's new rows first (a reader never finds the day empty), then drops the
-    keys that are gone from the windows."""
+    """A rewrite inserts the day's new version first (a reader never finds the day empty), then tombstones
+    the keys that are gone from the windows: FINAL no longer shows them."""
     closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Prediction, pred(model, "r1", T0))
     keys = closer.tick(force=True)
@@ -274,14 +273,15 @@ def test_the_daily_rollup_drops_what_its_windows_no_longer_have(worker: Worker, 
         "SELECT metric FROM metrics_daily FINAL WHERE model = {m:String} AND version = 'v1' AND segment = '' "
         "AND metric IN ('predictions', 'gone') ORDER BY metric"
     )
+    now = datetime.now(UTC)
     extra = {"window_start": [datetime.fromtimestamp(W0, UTC)], "window_end": [datetime.fromtimestamp(W0 + 300, UTC)],
              "model": [model], "version": ["v1"], "segment": [""], "metric": ["gone"], "value": [1.0], "n": [1],
-             "computed_at": [datetime.now(UTC)]}  # fmt: skip
+             "computed_at": [now]}  # fmt: skip
     worker.store.insert("metrics", extra)
-    closer._rollup(model, keys)
+    closer._rollup(keys, now)
     assert worker.store.query_rows(day_rows, {"m": model}) == [("gone",), ("predictions",)]
-    worker.store.command("DELETE FROM metrics WHERE model = {m:String} AND metric = 'gone'", {"m": model})
-    closer._rollup(model, keys)
+    worker.store.insert("metrics", {**extra, "computed_at": [datetime.now(UTC)], "is_deleted": [1]})
+    closer._rollup(keys, datetime.now(UTC))
     assert worker.store.query_rows(day_rows, {"m": model}) == [("predictions",)]
 
 

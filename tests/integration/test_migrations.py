@@ -134,6 +134,58 @@ def test_a_dropped_view_or_table_is_created_again(spy: Spy) -> None:
     assert spy.query_rows("EXISTS TABLE drift_flags") == [(1,)]
 
 
+def test_migration_8_makes_the_window_tables_insert_only_and_keeps_their_rows(spy: Spy) -> None:
+    """A store from before versions and tombstones: its window tables get the new engine, every row is kept,
+    and a tombstone then hides its key from FINAL (a rewrite needs no DELETE)."""
+    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
+    old_engines = {"metrics": "ReplacingMergeTree(computed_at)", "drift": "ReplacingMergeTree(computed_at)",
+                   "mistakes": "ReplacingMergeTree", "metrics_daily": "ReplacingMergeTree"}  # fmt: skip
+    for table in TABLES:
+        if table.name in old_engines:
+            dropped = ("is_deleted", "computed_at") if table.name == "metrics_daily" else ("is_deleted",)
+            table = dataclasses.replace(table, engine=old_engines[table.name],
+                                        columns=tuple(c for c in table.columns if c.name not in dropped))  # fmt: skip
+        spy.command(table.create(spy.database, Retention()), use_database=False)
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at) "
+        "VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'predictions', 3, 3, now64(3)), "
+        "('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'tpr', 0.5, 2, now64(3))"
+    )
+    spy.command("INSERT INTO metrics_daily (day, model, version, segment, metric, value, n, windows) "
+                "VALUES ('2026-01-01', 'm', 'v1', '', 'predictions', 3, 3, 1)")  # fmt: skip
+    # Applied as a store that had migrations 1-6 (the tables above are theirs).
+    spy.command(
+        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
+        use_database=False,
+    )
+    for m in MIGRATIONS:
+        if m.version < 8:
+            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+    applied = migrate(spy, None)
+    assert [m.version for m, _ in applied.pending] == [8, 9]  # 9: alert_deliveries, since
+    engines = dict(spy.query_rows("SELECT name, engine_full FROM system.tables WHERE database = {d:String}",
+                                  {"d": spy.database}))  # fmt: skip
+    for name in old_engines:
+        assert "is_deleted" in engines[name], engines[name]
+    assert not any(name.endswith("_v8") for name in engines)
+    assert spy.query_rows("SELECT metric, value FROM metrics FINAL ORDER BY metric") == [("predictions", 3.0),
+                                                                                         ("tpr", 0.5)]  # fmt: skip
+    assert spy.query_rows("SELECT metric, value, n FROM metrics_daily FINAL") == [("predictions", 3.0, 3)]
+    # A newer version without 'tpr': its tombstone hides the old row, no DELETE needed.
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at, "
+        "is_deleted) VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'tpr', 0.5, 2, "
+        "now64(3) + 1, 1)"
+    )
+    assert spy.query_rows("SELECT metric FROM metrics FINAL") == [("predictions",)]
+    # Run again (a worker that crashed mid-migration): the same result, the rows still there once.
+    for stmt in next(m for m in MIGRATIONS if m.version == 8).statements(spy.database, Retention(), None):
+        spy.command(stmt, use_database=False)
+    assert spy.query_rows("SELECT metric, value FROM metrics FINAL") == [("predictions", 3.0)]
+    assert migrate(spy, None).empty
+
+
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     from watchkeeper.cli import main
 
@@ -159,8 +211,9 @@ def test_cluster_ddl_parses(spy: Spy) -> None:
     statements = cluster.table_statements("wk", Retention(), "wk_cluster")
     for m in MIGRATIONS[1:]:
         statements += m.statements("wk", Retention(), "wk_cluster")
-    # Every table and the silences once, alert_deliveries again in migration 9 (for stores made before it).
-    assert sum("ENGINE = Distributed('wk_cluster', 'wk'" in s for s in statements) == len(TABLES) + 2
+    # Every table, the silences, migration 8's new tables (made beside the old, then exchanged) and
+    # alert_deliveries again in migration 9 (for stores made before it).
+    assert sum("ENGINE = Distributed('wk_cluster', 'wk'" in s for s in statements) == len(TABLES) + 1 + 4 + 1
     assert all("ReplicatedR" in s or "ReplicatedMergeTree" in s for s in statements if "_local ON CLUSTER" in s
                and s.startswith("CREATE TABLE"))  # fmt: skip
     for stmt in statements:

@@ -114,7 +114,7 @@ def published(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Publish
     expected = [(m, N, N) for m in sorted(MODELS)]
     seen = stack.wait_for(
         "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
-        "FROM metrics WHERE segment = '' GROUP BY model ORDER BY model",
+        "FROM metrics FINAL WHERE segment = '' GROUP BY model ORDER BY model",
         expected,
         timeout=240,
     )
@@ -129,7 +129,8 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, publishe
 
     res = stack.cli(
         "sql",
-        "SELECT model, sum(n) AS predictions FROM metrics WHERE metric = 'predictions' GROUP BY model ORDER BY model",
+        "SELECT model, sum(n) AS predictions FROM metrics FINAL WHERE metric = 'predictions' "
+        "GROUP BY model ORDER BY model",
         "--format",
         "JSONEachRow",
     )
@@ -139,7 +140,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, publishe
     res = stack.cli(
         "sql",
         "SELECT model, sumIf(value, metric IN ('tp', 'tn')) / sumIf(value, metric = 'labelled') AS accuracy "
-        "FROM metrics WHERE segment = '' GROUP BY model ORDER BY model",
+        "FROM metrics FINAL WHERE segment = '' GROUP BY model ORDER BY model",
         "--format",
         "JSONEachRow",
     )
@@ -150,7 +151,7 @@ def test_publish_then_sql_shows_exact_counts_and_accuracy(stack: Stack, publishe
     # The window-level accuracy rows agree with the counts (weighted by their n).
     res = stack.cli(
         "sql",
-        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics "
+        "SELECT model, sum(value * n) / sum(n) AS accuracy FROM metrics FINAL "
         "WHERE metric = 'accuracy' AND segment = '' GROUP BY model",
         "--format",
         "JSONEachRow",
@@ -178,7 +179,7 @@ def test_sql_formats_and_errors(stack: Stack) -> None:
 
 def _weighted(stack: Stack, metric: str, segment: str = "") -> dict[str, float]:
     rows = stack.store().query_rows(
-        "SELECT model, sum(value * n) / sum(n) FROM metrics WHERE metric = {m:String} AND segment = {s:String} "
+        "SELECT model, sum(value * n) / sum(n) FROM metrics FINAL WHERE metric = {m:String} AND segment = {s:String} "
         "GROUP BY model",
         {"m": metric, "s": segment},
     )
@@ -189,9 +190,9 @@ def test_metrics_match_scikit_learn(stack: Stack, published: Published) -> None:
     """Window metrics, weighted by their n, equal scikit-learn's over the same data."""
     from sklearn.metrics import brier_score_loss, log_loss, recall_score, roc_auc_score
 
-    windows = stack.store().query_rows("SELECT count() FROM metrics WHERE metric = 'predictions' AND model = 'alpha'")[
-        0
-    ][0]
+    windows = stack.store().query_rows(
+        "SELECT count() FROM metrics FINAL WHERE metric = 'predictions' AND model = 'alpha'"
+    )[0][0]
     ll, brier, auc = _weighted(stack, "log_loss"), _weighted(stack, "brier"), _weighted(stack, "roc_auc")
     recall_eu = _weighted(stack, "tpr", "region=eu")
     for model, t in published.truth.items():

@@ -34,14 +34,14 @@ STEP = 30.0
 # a window written twice without its older rows deleted would count twice).
 COUNTS_SQL = (
     "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
-    "FROM metrics WHERE segment = '' GROUP BY model ORDER BY model"
+    "FROM metrics FINAL WHERE segment = '' GROUP BY model ORDER BY model"
 )
 # Windows whose current rows were computed by more than one worker, or by none.
 SHARED_WINDOWS_SQL = (
-    "SELECT model, version, window_start, groupUniqArray(computed_by) FROM metrics "
+    "SELECT model, version, window_start, groupUniqArray(computed_by) FROM metrics FINAL "
     "GROUP BY model, version, window_start HAVING uniqExact(computed_by) != 1 OR has(groupUniqArray(computed_by), '')"
 )
-WRITERS_SQL = "SELECT model, groupUniqArray(computed_by) FROM metrics GROUP BY model ORDER BY model"
+WRITERS_SQL = "SELECT model, groupUniqArray(computed_by) FROM metrics FINAL GROUP BY model ORDER BY model"
 
 
 def write_batch(path: Path, start: float, seed: int, prefix: str) -> dict[str, tuple[int, int]]:
@@ -140,7 +140,7 @@ def test_each_window_is_written_once_by_its_owner_and_survivors_take_a_killed_wo
     assert store.query_rows(SHARED_WINDOWS_SQL) == []
     # The dead worker's models: their windows of the second batch were written by a survivor.
     late = store.query_rows(
-        "SELECT DISTINCT computed_by FROM metrics WHERE model IN {ms:Array(String)} "
+        "SELECT DISTINCT computed_by FROM metrics FINAL WHERE model IN {ms:Array(String)} "
         "AND window_start >= {t:DateTime('UTC')}",
         {"ms": victim_models, "t": utc(start + PER_MODEL * STEP)},
     )

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODELS = ("m1", "m2", "m3")
 COUNTS_SQL = (
     "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')), "
-    "toUInt64(sumIf(value, metric IN ('tp', 'tn'))) FROM metrics WHERE segment = '' GROUP BY model ORDER BY model"
+    "toUInt64(sumIf(value, metric IN ('tp', 'tn'))) FROM metrics FINAL WHERE segment = '' GROUP BY model ORDER BY model"
 )
 
 
