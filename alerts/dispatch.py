@@ -10,6 +10,12 @@ full, the message becomes a :class:`DeadLetter`: kept in ``dead_letters``,
 counted in ``stats``, passed to ``on_dead_letter`` if given, and re-sendable
 with :meth:`Dispatcher.redeliver`.
 
+Delivery records: given a ``journal`` (:class:`~watchkeeper.alerts.deliveries.DeliveryLog`),
+the dispatcher records each state change it routes (``queued`` per receiver, ``unrouted``
+when none wants it) and each receiver's outcome (``delivered``, ``dead_letter``), so that a
+restarted worker delivers what it recorded but did not deliver, and nothing twice. Messages
+still queued when the dispatcher closes stay ``queued``: the next worker delivers them.
+
 Routing: the global webhook (``WATCHKEEPER_WEBHOOK_URL``), the retrain webhook
 and Grafana annotations get every alert they accept. The others (Slack,
 PagerDuty, Alertmanager, named receivers) follow the routes: an alert goes to
@@ -37,7 +43,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -55,6 +61,16 @@ from watchkeeper.alerts.notifiers import (
 )
 
 log = logging.getLogger(__name__)
+
+# Outcomes recorded in a journal (alerts/deliveries.py reads them back).
+QUEUED, DELIVERED, DEAD_LETTER, UNROUTED, FAILED = "queued", "delivered", "dead_letter", "unrouted", "failed"
+SHUTDOWN = "shutdown"  # the reason of what a closing dispatcher did not send (not recorded: it stays owed)
+
+
+class Journal(Protocol):
+    """Where the dispatcher records what it routed and each receiver's outcome."""
+
+    def record(self, alerts: Sequence[Alert], receiver: str, outcome: str) -> None: ...
 
 
 class Route(BaseModel):
@@ -196,6 +212,8 @@ class _Lane:
             try:
                 n.send(message, retry.timeout)
                 self.owner._count("resent" if resend else "delivered", len(message.alerts), receiver=n.name)
+                if not resend:
+                    self.owner._journal(message.alerts, n.name, DELIVERED)
                 return
             except DeliveryError as exc:
                 err = exc
@@ -213,8 +231,10 @@ class _Lane:
         elif n.best_effort:
             self.owner._count("best_effort_failures", len(message.alerts), receiver=n.name)
             log.info("best-effort delivery to %s failed: %s", n.name, err.reason)
+            self.owner._journal(message.alerts, n.name, FAILED)
         else:
-            self.owner._dead(n, message, err.reason, attempt)
+            # Interrupted by the shutdown rather than given up on: it stays owed, the next worker sends it.
+            self.owner._dead(n, message, err.reason, attempt, final=not (stop.is_set() and err.retriable))
 
 
 class Dispatcher:
@@ -229,8 +249,10 @@ class Dispatcher:
         queue_size: int = 1000,
         on_dead_letter: Callable[[DeadLetter], Any] | None = None,
         max_dead_letters: int = 10_000,
+        journal: Journal | None = None,
     ) -> None:
         self.retry = retry or Retry()
+        self.journal = journal
         self.routes = tuple(routes)
         self.on_dead_letter = on_dead_letter
         self.dead_letters: deque[DeadLetter] = deque(maxlen=max_dead_letters)
@@ -292,8 +314,14 @@ class Dispatcher:
         return [name for name, lane in sorted(self._lanes.items()) if self.wants(lane.notifier, alert)]
 
     # Submitting ------------------------------------------------------------------
-    def submit(self, alerts: Iterable[Alert]) -> int:
-        """Queue ``alerts`` for delivery; returns the number of messages queued. Never blocks."""
+    def submit(
+        self, alerts: Iterable[Alert], *, only: Mapping[tuple[str, str, int], Iterable[str]] | None = None
+    ) -> int:
+        """Queue ``alerts`` for delivery; returns the number of messages queued. Never blocks.
+
+        ``only``: per state change (``Alert.key()``), the receivers it goes to (of those that want
+        it): a restarted worker delivers a state change only to the receivers still owed it.
+        """
         if self._closed:
             raise RuntimeError("the dispatcher is closed")
         fresh = []
@@ -310,10 +338,16 @@ class Dispatcher:
                 if a.silenced:
                     self.stats["silenced"] += 1
         queued = 0
+        allowed = None if only is None else {k: set(v) for k, v in only.items()}
+        routed: set[tuple[str, str, int]] = set()
         for lane in self._lanes.values():
-            chosen = [a for a in fresh if self.wants(lane.notifier, a)]
+            name = lane.notifier.name
+            chosen = [a for a in fresh if self.wants(lane.notifier, a)
+                      and (allowed is None or name in allowed.get(a.key(), ()))]  # fmt: skip
             if not chosen:
                 continue
+            routed.update(a.key() for a in chosen)
+            self._journal(chosen, name, QUEUED)
             lane.track(chosen)
             try:
                 messages = lane.notifier.messages(chosen)
@@ -323,6 +357,8 @@ class Dispatcher:
             for m in messages:
                 lane.put(m)
                 queued += 1
+        if only is None:
+            self._journal([a for a in fresh if a.key() not in routed], "", UNROUTED)
         return queued
 
     def resume(self, firing: Iterable[Alert]) -> None:
@@ -367,7 +403,7 @@ class Dispatcher:
                     m = lane.queue.get_nowait()
                 except queue.Empty:
                     break
-                self._dead(lane.notifier, m, "shutdown", 0)
+                self._dead(lane.notifier, m, SHUTDOWN, 0, final=False)
                 lane.queue.task_done()
 
     def __enter__(self) -> Dispatcher:
@@ -383,7 +419,15 @@ class Dispatcher:
             if receiver is not None:
                 self.receiver_stats[(receiver, key)] += n
 
-    def _dead(self, notifier: Notifier, message: Message, error: str, attempts: int) -> None:
+    def _journal(self, alerts: Sequence[Alert], receiver: str, outcome: str) -> None:
+        if self.journal is None or not alerts:
+            return
+        try:
+            self.journal.record(alerts, receiver, outcome)
+        except Exception as exc:  # a record is never worth a delivery
+            log.warning("could not record deliveries to %s: %s", receiver or "(none)", type(exc).__name__)
+
+    def _dead(self, notifier: Notifier, message: Message, error: str, attempts: int, *, final: bool = True) -> None:
         dl = DeadLetter(notifier.name, error, attempts, message.alerts, datetime.now(UTC))
         with self._lock:
             self.dead_letters.append(dl)
@@ -392,6 +436,8 @@ class Dispatcher:
             self.receiver_stats[(notifier.name, "dead_letters")] += 1
         log.warning("alerts %s undeliverable to %s after %d attempts: %s",
                     ",".join(dl.alert_ids), notifier.name, attempts, error)  # fmt: skip
+        if final:  # what a closing dispatcher did not send stays owed (recorded as queued)
+            self._journal(message.alerts, notifier.name, DEAD_LETTER)
         if self.on_dead_letter is not None:
             try:
                 self.on_dead_letter(dl)

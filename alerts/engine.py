@@ -35,11 +35,12 @@ from typing import Any
 
 from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
-from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.model import ALERT_COLUMNS_SQL, Alert
 from watchkeeper.alerts.policy import AlertPolicy
 from watchkeeper.alerts.window import Point, build_windows
 from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
 from watchkeeper.detectors.timeutil import utc
+from watchkeeper.sinks.protocols import StoreClient, StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,6 @@ ORDER BY model, version, metric, window_start
 LIMIT {k:UInt32} BY model, version, metric
 """
 
-ALERT_COLUMNS_SQL = (
-    "toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(fired_at) AS fired_at_ms, alert_id, "
-    "model, version, kind, severity, state, summary, evidence, owner, runbook_url"
-)
-
-
 def _dt(t: float) -> datetime:
     return utc(max(0.0, float(t)))
 
@@ -130,7 +125,7 @@ class AlertEngine:
 
     def __init__(
         self,
-        store: Any,
+        store: StoreClient,
         config: AlertConfig | None = None,
         *,
         history_days: float | None = 7.0,
@@ -360,7 +355,7 @@ def _anchor(r: Mapping[str, Any]) -> Anchor:
 
 
 def list_alerts(
-    store: Any,
+    store: StoreReader,
     *,
     model: str | None = None,
     state: str | None = None,

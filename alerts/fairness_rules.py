@@ -15,6 +15,8 @@ from typing import Any
 from watchkeeper.alerts.policy import FairnessRule
 from watchkeeper.alerts.rules import subject_name, window_evidence
 from watchkeeper.alerts.window import Point, Signal, Window
+from watchkeeper.detectors.fairness import GAP_ALIASES, RATIO_RATES
+from watchkeeper.detectors.fairness import GAP_RATES as _GAPS
 from watchkeeper.detectors.stats import (
     difference_bounds,
     ratio_bounds,
@@ -102,14 +104,8 @@ _RATES = {
     "tpr": (lambda t: t.tp, lambda t: t.tp + t.fn),
     "fpr": (lambda t: t.fp, lambda t: t.fp + t.tn),
 }
-GAP_RATES: dict[str, tuple[str, ...]] = {
-    "demographic_parity_difference": ("positive_rate",),
-    "demographic_parity_diff": ("positive_rate",),
-    "equal_opportunity_difference": ("tpr",),
-    "fpr_difference": ("fpr",),
-    "equalized_odds_difference": ("tpr", "fpr"),
-}
-RATIO_RATES: dict[str, str] = {"disparate_impact_ratio": "positive_rate"}
+# Every name a policy may bound (detectors/fairness.py's vocabulary, short names included).
+GAP_RATES: dict[str, tuple[str, ...]] = {**_GAPS, **{short: _GAPS[long] for short, long in GAP_ALIASES.items()}}
 
 
 def pooled_fairness_signals(

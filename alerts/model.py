@@ -40,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from watchkeeper.detectors.timeutil import iso, utc
+from watchkeeper.sinks.schema import ALERTS
 
 Kind = Literal["drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops", "challenger"]
 Severity = Literal["info", "warning", "critical"]
@@ -47,18 +48,22 @@ State = Literal["firing", "resolved"]
 
 # ``utc`` and ``iso`` are the project's time helpers (``detectors/timeutil.py``), imported here for the
 # modules and tests that take them with the alert model.
-__all__ = ["ALERT_COLUMNS", "KINDS", "SEVERITIES", "STATES", "Alert", "alert_id_for", "clean_evidence",
-           "evidence_json", "human_duration", "iso", "runbook_url_for", "severity_rank", "utc"]  # fmt: skip
+__all__ = ["ALERT_COLUMNS", "ALERT_COLUMNS_SQL", "KINDS", "SEVERITIES", "STATES", "Alert", "alert_id_for",
+           "clean_evidence", "evidence_json", "human_duration", "iso", "runbook_url_for", "severity_rank",
+           "utc"]  # fmt: skip
 
 KINDS: tuple[str, ...] = ("drift", "performance", "retrain", "sunset", "fairness", "no_data", "ops", "challenger")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 STATES: tuple[str, ...] = ("firing", "resolved")
 
-# Columns of the ``alerts`` table (sinks/schema.py), in order.
-ALERT_COLUMNS: tuple[str, ...] = (
-    "ts", "fired_at", "alert_id", "model", "version", "kind", "severity", "state",
-    "summary", "evidence", "owner", "runbook_url",
-)  # fmt: skip
+# Columns of the ``alerts`` table, in order: from its one definition (sinks/schema.py).
+ALERT_COLUMNS: tuple[str, ...] = tuple(ALERTS.column_names())
+# The time columns, read as epoch milliseconds (``Alert.from_row`` takes ``<name>_ms``).
+TIME_COLUMNS = ("ts", "fired_at")
+# What a query selects to build :class:`Alert` s with ``Alert.from_row``.
+ALERT_COLUMNS_SQL = ", ".join(
+    f"toUnixTimestamp64Milli({c}) AS {c}_ms" if c in TIME_COLUMNS else c for c in ALERT_COLUMNS
+)
 
 # Evidence floats are rounded: enough digits to act on, few enough to read.
 EVIDENCE_DIGITS = 6
@@ -190,27 +195,15 @@ class Alert(BaseModel):
         return self.model_dump(mode="json", exclude={"fired_at", "silenced"})
 
     def to_row(self) -> dict[str, Any]:
-        """The row of the ``alerts`` table."""
-        return {
-            "ts": self.ts,
-            "fired_at": self.fired_at,
-            "alert_id": self.alert_id,
-            "model": self.model,
-            "version": self.version,
-            "kind": self.kind,
-            "severity": self.severity,
-            "state": self.state,
-            "summary": self.summary,
-            "evidence": evidence_json(self.evidence),
-            "owner": self.owner,
-            "runbook_url": self.runbook_url,
-        }
+        """The row of the ``alerts`` table (its columns, in order; the evidence as canonical JSON)."""
+        fields = {**dict(self), "evidence": evidence_json(self.evidence)}
+        return {c: fields[c] for c in ALERT_COLUMNS}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Alert:
         """An alert from an ``alerts`` row (``ts_ms``/``fired_at_ms`` epoch-millisecond columns accepted)."""
         data = dict(row)
-        for col in ("ts", "fired_at"):
+        for col in TIME_COLUMNS:
             if f"{col}_ms" in data:
                 data[col] = int(data.pop(f"{col}_ms")) / 1000
         ev = data.get("evidence")

@@ -83,6 +83,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.alerts.model import Severity
+from watchkeeper.detectors.fairness import GAP_RATES, RATIO_RATES
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -262,14 +263,10 @@ class FairnessRule(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    max_gap: Mapping[str, float] = {
-        "demographic_parity_difference": 0.1,
-        "demographic_parity_diff": 0.1,
-        "equal_opportunity_difference": 0.1,
-        "equalized_odds_difference": 0.1,
-        "fpr_difference": 0.1,
-    }
-    min_ratio: Mapping[str, float] = {"disparate_impact_ratio": 0.8}
+    # Every gap at 0.1; the selection-rate gap is also bounded under its short name, which sorts first,
+    # so a breach of it is reported as ``demographic_parity_diff`` (docs/runbooks.md).
+    max_gap: Mapping[str, float] = {name: 0.1 for name in (*GAP_RATES, "demographic_parity_diff")}
+    min_ratio: Mapping[str, float] = dict.fromkeys(RATIO_RATES, 0.8)
     # Support of the weakest group behind a gap (the row's n): below it a gap of 0.1 is noise.
     min_n: Annotated[int, Field(ge=1)] = 200
     horizon_events: Annotated[int, Field(ge=1)] | None = 3000

@@ -30,7 +30,27 @@ import numpy as np
 
 from ._util import as_float_array, group_index
 
-__all__ = ["GroupCounts", "fairness_metrics"]
+__all__ = ["GAP_ALIASES", "GAP_METRICS", "GAP_NAMES", "GAP_RATES", "RATIO_RATES", "GroupCounts", "fairness_metrics"]
+
+# The vocabulary of fairness gaps, defined once: the model stage writes these metrics, the alert rules
+# and policies judge them, the dashboards chart them (all derive their lists from here).
+# A gap between groups (largest minus smallest) and the per-group rates it compares.
+GAP_RATES: dict[str, tuple[str, ...]] = {
+    "demographic_parity_difference": ("positive_rate",),
+    "equal_opportunity_difference": ("tpr",),
+    "fpr_difference": ("fpr",),
+    "equalized_odds_difference": ("tpr", "fpr"),
+}
+# A ratio between groups (smallest over largest) and the rate it compares.
+RATIO_RATES: dict[str, str] = {"disparate_impact_ratio": "positive_rate"}
+# Short names accepted wherever a gap is named (a policy's bounds, the dashboards): short -> long.
+GAP_ALIASES: dict[str, str] = {
+    "demographic_parity_diff": "demographic_parity_difference",
+    "equal_opportunity_diff": "equal_opportunity_difference",
+    "equalized_odds_diff": "equalized_odds_difference",
+}
+GAP_METRICS: tuple[str, ...] = (*GAP_RATES, *RATIO_RATES)
+GAP_NAMES: tuple[str, ...] = (*GAP_METRICS, *GAP_ALIASES)
 
 _FIELDS = ("n", "n_pred_pos", "tp", "fp", "tn", "fn")
 

@@ -18,7 +18,12 @@ a numbered list of statements; a schema change is a new migration appended to
 8. insert-only windows: ``metrics``, ``drift``, ``mistakes`` and ``metrics_daily`` become
    ``ReplacingMergeTree(computed_at, is_deleted)`` — a recomputed window is a new version of its rows,
    with tombstones for the keys it no longer has, so the model stage rewrites nothing in place
-   (:func:`_insert_only`).
+   (:func:`_insert_only`);
+9. ``alert_deliveries`` (which receivers each alert state change went to), for stores created
+   before it; the state changes already recorded count as delivered before tracking began, so
+   an upgraded worker does not send them again. (It declares nothing it ``creates``: a dropped
+   ``alert_deliveries`` is made again, empty, by migration 1's repair — re-running this one would
+   mark every recorded state change delivered.)
 
 A migration applied once is not forgotten: the tables and views that migrations
 create are checked on every start (by name, in the same read of ``system.tables``),
@@ -42,7 +47,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 8]
+[1, 2, 3, 4, 5, 6, 7, 8, 9]
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from typing import Any
 from watchkeeper.sinks import cluster as cluster_ddl
 from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
+    ALERTS,
+    DELIVERIES,
     DRIFT,
     METRICS,
     METRICS_DAILY,
@@ -193,6 +200,20 @@ def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str
     return out
 
 
+def _deliveries(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """The deliveries table, and every state change recorded so far marked as delivered before tracking."""
+    if cluster:
+        create = cluster_ddl.create_statements(DELIVERIES, db, retention, cluster)
+    else:
+        create = [DELIVERIES.create(db, retention)]
+    keys = "ts, alert_id, state, model"
+    return [
+        *create,
+        f"INSERT INTO {db}.{DELIVERIES.name} ({keys}, receiver, outcome, updated_at, worker) "
+        f"SELECT {keys}, '', 'before_tracking', now64(3, 'UTC'), 'migration 9' FROM {db}.{ALERTS.name}",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables, _table_names),
     Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
@@ -202,6 +223,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "mistakes.computed_at: a recompute deletes the older mistakes", _add_columns(MISTAKES_COMPUTED_AT)),
     Migration(7, "views: NULL where a metric does not apply, column comments, alert evidence", _views, _view_names),
     Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
+    Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
 )
 
 

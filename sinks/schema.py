@@ -185,6 +185,12 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("", "evidence"): "the decision's evidence (JSON)",
     ("", "owner"): "team that owns the model and receives its alerts",
     ("", "runbook_url"): "what to do: the runbook section of this kind",
+    ("alert_deliveries", "ts"): "decision time of the alert state change delivered (alerts.ts)",
+    ("", "receiver"): "the receiver it was handed to ('' = none wanted it)",
+    ("alert_deliveries", "outcome"): "queued, then delivered, dead_letter, failed or abandoned; unrouted; "
+    "before_tracking (recorded before migration 9)",
+    ("alert_deliveries", "updated_at"): "when this outcome was recorded (UTC)",
+    ("", "worker"): "the worker that delivered it (host:pid)",
     ("", "day"): "the UTC day rolled up",
     ("", "windows"): "windows rolled into the day",
     ("", "row_id"): "row number in the loaded reference file",
@@ -384,6 +390,27 @@ ALERTS = Table(
     ttl=Ttl("toDateTime(ts)", "aggregate"),
     settings=DEDUP,
 )
+# Which receivers each alert state change went to (alerts/deliveries.py): a restarted worker delivers
+# what was recorded but not delivered, and nothing twice. One row per (state change, receiver) and
+# outcome: ``queued`` when handed to the receiver, then ``delivered``, ``dead_letter`` or ``failed``.
+DELIVERIES = Table(
+    "alert_deliveries",
+    (
+        Column("ts", _MS),
+        Column("alert_id", "String"),
+        Column("state", _NAME),
+        Column("model", _NAME),
+        Column("receiver", _NAME),
+        Column("outcome", _NAME),
+        Column("updated_at", _MS),
+        Column("worker", "String"),
+    ),
+    engine="ReplacingMergeTree(updated_at)",
+    partition_by="toYYYYMM(ts)",
+    order_by="(model, alert_id, ts, state, receiver, outcome)",
+    ttl=Ttl("toDateTime(ts)", "aggregate"),
+    settings=DEDUP,
+)
 # Daily rollup of metrics, rewritten with its day, so months of dashboards read few rows.
 METRICS_DAILY = Table(
     "metrics_daily",
@@ -502,6 +529,7 @@ SILENCES = Table(
 # Every table, in the order they are created.
 TABLES = (
     PREDICTIONS, OUTCOMES, METRICS, DRIFT, ALERTS, METRICS_DAILY, MISTAKES, REFERENCE, CHECKPOINTS, DEAD_LETTERS,
+    DELIVERIES,
 )  # fmt: skip
 # Columns added since the first release, for tables created before them.
 ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))

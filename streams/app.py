@@ -1,20 +1,22 @@
-"""The Faust application: one App, configured from the settings.
+"""The Faust application: one App, configured from the settings it is given.
 
-Run it with ``watchkeeper worker`` (Faust's own worker options apply).
+Run it with ``watchkeeper worker`` (Faust's own worker options apply): the CLI
+reads the settings and calls :func:`autodiscover`, which assembles the worker
+(``streams/assembly.py``). Nothing is read or built at import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from watchkeeper.settings import load_settings
+if TYPE_CHECKING:
+    from watchkeeper.settings import Settings
 
-settings = load_settings()
 log = logging.getLogger(__name__)
 
 # On shutdown, how long to wait for batches being written before leaving them un-acked.
@@ -26,7 +28,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by aiokafka when the fetcher starts
+        app = cast("App", self.app)
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read by aiokafka when the fetcher starts
         return consumer
 
 
@@ -40,14 +43,23 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class App(faust.App):
-    """Faust's App, except that stopping never waits forever for a write that cannot finish."""
+    """Faust's App, except that stopping never waits forever for a write that cannot finish.
+
+    ``fetch_max_wait_ms``: the consumer's fetch wait; ``faust_sensor``: keep Faust's own
+    per-event Monitor (nothing of watchkeeper reads it).
+    """
+
+    def __init__(self, id: str, *, fetch_max_wait_ms: int, faust_sensor: bool, **options: Any) -> None:  # noqa: A002
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.faust_sensor = faust_sensor
+        super().__init__(id, **options)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
     def on_init_dependencies(self) -> Any:
         deps = super().on_init_dependencies()
-        if not settings.faust_sensor:
+        if not self.faust_sensor:
             # Faust's in-memory Monitor keeps per-event statistics that nothing here reads (``/metrics``
             # has watchkeeper's own): about 4 µs of each message's ~75 µs in Faust, measured.
             self.sensors.remove(self.monitor)
@@ -66,42 +78,41 @@ class App(faust.App):
             await consumer.commit_and_end_transactions()
 
 
-app = App(
-    settings.app_id,
-    broker=f"kafka://{settings.kafka_bootstrap}",
-    # Tansu takes 30 s to settle a group join with Faust's default (measured).
-    broker_rebalance_timeout=3.0 if settings.embedded_broker else 60.0,
-    broker_credentials=settings.faust_credentials(),
-    broker_session_timeout=settings.session_timeout,
-    broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
-    datadir=str(settings.data_dir),
-    # No Faust tables hold per-event state (see streams/ingest.py): memory is enough.
-    store="memory://",
-    topic_partitions=settings.partitions,
-    web_enabled=True,
-    web_bind=settings.web_host,
-    web_port=settings.web_port,
-    web_in_thread=False,
-    consumer_auto_offset_reset="earliest",
-    # Per partition and fetch; a larger message still comes whole (it is the first of its fetch).
-    consumer_max_fetch_size=1024 * 1024,
-    producer_max_request_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
-    stream_buffer_maxsize=4096,
-    logging_config=None,
-)
+def build_app(settings: Settings) -> App:
+    """The worker's Faust App, configured from ``settings`` (no topics, agents or timers yet)."""
+    return App(
+        settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        faust_sensor=settings.faust_sensor,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        # Tansu takes 30 s to settle a group join with Faust's default (measured).
+        broker_rebalance_timeout=3.0 if settings.embedded_broker else 60.0,
+        broker_credentials=settings.faust_credentials(),
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 10),
+        datadir=str(settings.data_dir),
+        # No Faust tables hold per-event state (see streams/ingest.py): memory is enough.
+        store="memory://",
+        topic_partitions=settings.partitions,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        # Per partition and fetch; a larger message still comes whole (it is the first of its fetch).
+        consumer_max_fetch_size=1024 * 1024,
+        producer_max_request_size=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+        stream_buffer_maxsize=4096,
+        logging_config=None,
+    )
 
 
-# The worker's streams.health.Progress (what /ready and /live read), once autodiscover() has run.
-health: Any = None
+def autodiscover(settings: Settings | None = None) -> faust.App:
+    """The assembled worker's App: topics, agents, timers and web pages registered (``streams/assembly.py``).
 
+    ``settings`` default: read now, from the environment and ``WATCHKEEPER_CONFIG``.
+    """
+    from watchkeeper.settings import load_settings
+    from watchkeeper.streams.assembly import assemble
 
-def autodiscover() -> faust.App:
-    """Import the modules that register topics, agents and timers; returns the app."""
-    global health
-    import watchkeeper.streams.agents.ingest as ingest
-    import watchkeeper.streams.agents.model_stage  # noqa: F401
-    from watchkeeper.streams import health as health_checks
-
-    if health is None:  # /ready and /live on the web port, beside /metrics
-        health = health_checks.setup(app, ingest.worker, settings)
-    return app
+    return assemble(settings if settings is not None else load_settings()).app

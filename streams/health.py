@@ -17,22 +17,22 @@ Both answer 200 or 503 with a JSON body naming each check and which failed::
                 "store": {"ok": false, "detail": "no answer to /ping at 127.0.0.1:8123"}}}
 
 The logic is plain functions over a :class:`Progress` record, so it is tested
-without a worker; :func:`setup` wires it into the Faust app.
+without a worker; the worker times its writes in it and :func:`setup` serves it
+on the Faust app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import http.client
 import itertools
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from watchkeeper.sinks.ping import STORE_PING_TIMEOUT_S, address, reachable
 
 # The event loop beats this often (a Faust timer) ...
 HEARTBEAT_S = 1.0
@@ -41,7 +41,6 @@ LOOP_STALE_S = 30.0
 # A write (a batch, a model-stage pass) in flight this long while the store answers is stuck.
 # A batch takes well under a second; a model-stage pass over a backlog, tens of seconds.
 WRITE_STALL_S = 300.0
-STORE_PING_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -198,58 +197,17 @@ def readiness(assigned: int | None, store_ok: bool, store_address: str, rebalanc
 
 
 def store_address(settings: Any) -> str:
-    params = settings.clickhouse_params()
-    return f"{params['host']}:{params['port']}"
+    """Where the worker's store is (``host:port``): what ``/ready`` names."""
+    return address(settings.clickhouse_params())
 
 
 def store_reachable(settings: Any, timeout: float = STORE_PING_TIMEOUT_S) -> bool:
-    """True if the store (embedded or a ClickHouse server) answers ``GET /ping`` (no credentials needed)."""
-    params = settings.clickhouse_params()
-    conn: http.client.HTTPConnection
-    if params.get("secure"):
-        context = ssl.create_default_context(cafile=params.get("ca_cert"))
-        if params.get("client_cert"):
-            context.load_cert_chain(params["client_cert"], params.get("client_cert_key"))
-        if params.get("verify") is False:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(params["host"], int(params["port"]), timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(params["host"], int(params["port"]), timeout=timeout)
-    try:
-        conn.request("GET", "/ping")
-        response = conn.getresponse()
-        return response.status == 200 and response.read().startswith(b"Ok.")
-    except (OSError, http.client.HTTPException, ssl.SSLError):
-        return False
-    finally:
-        conn.close()
+    """True if the worker's store answers ``GET /ping`` (``sinks.ping``)."""
+    return reachable(settings.clickhouse_params(), timeout)
 
 
-# The worker's methods that write to the store, each timed while in flight.
-TRACKED = {"write_batch": "batch write", "close_windows": "model-stage pass", "evaluate_alerts": "alert evaluation"}
-
-
-def instrument(worker: Any, progress: Progress) -> None:
-    """Time the worker's writes: each of ``TRACKED`` is wrapped on the instance (the agents call it there)."""
-    for name, what in TRACKED.items():
-        method = getattr(worker, name)
-        if getattr(method, "_health_tracked", False):
-            continue
-
-        @functools.wraps(method)
-        def tracked(*args: Any, _method: Callable[..., Any] = method, _what: str = what, **kwargs: Any) -> Any:
-            with progress.tracking(_what):
-                return _method(*args, **kwargs)
-
-        tracked._health_tracked = True  # type: ignore[attr-defined]
-        setattr(worker, name, tracked)
-
-
-def setup(app: Any, worker: Any, settings: Any) -> Progress:
-    """Serve ``/ready`` and ``/live`` on the worker's web port; returns the record they read."""
-    progress = Progress()
-    instrument(worker, progress)
+def setup(app: Any, progress: Progress, settings: Any) -> None:
+    """Serve ``/ready`` and ``/live`` on the worker's web port, from ``progress`` (the worker's record)."""
     address = store_address(settings)
 
     @app.timer(interval=HEARTBEAT_S)
@@ -270,5 +228,3 @@ def setup(app: Any, worker: Any, settings: Any) -> Progress:
     async def live(self: Any, request: Any) -> Any:
         verdict = await asyncio.to_thread(liveness, progress, lambda: store_reachable(settings))
         return self.json(verdict.body(), status=verdict.status)
-
-    return progress

@@ -3,16 +3,19 @@
 Faust's own sensor exports its consumer, producer, table and agent metrics;
 this collector adds watchkeeper's counters (messages, rows and dead letters
 written by this worker, windows closed, alert deliveries per receiver and outcome,
-and alerts that could not be delivered).
+alerts that could not be delivered, duplicates suppressed and state changes
+delivered after a restart).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from watchkeeper.streams.model_gauges import ModelGauges
 
 
 class WorkerCollector(Collector):
@@ -36,22 +39,88 @@ class WorkerCollector(Collector):
         pending = GaugeMetricFamily("watchkeeper_windows_pending", "Windows waiting for their watermark")
         pending.add_metric([], float(len(closer.pending) if closer is not None else 0))
         yield pending
-        yield from delivery_metrics(self.worker.__dict__.get("dispatcher"))
+        stats, per_receiver = delivery_counts(self.worker)
+        yield from delivery_metrics(per_receiver)
+        duplicates = CounterMetricFamily(
+            "watchkeeper_alert_duplicates_suppressed",
+            "Alert state changes submitted again and not sent again (already delivered by this worker)",
+        )
+        duplicates.add_metric([], float(stats.get("duplicates", 0)))
+        yield duplicates
+        caught_up = CounterMetricFamily(
+            "watchkeeper_alert_redelivered",
+            "Alert state changes recorded before this worker started but not delivered then, delivered by it",
+        )
+        caught_up.add_metric([], float(stats.get("caught_up", 0)))
+        yield caught_up
+        gauges = getattr(self.worker, "model_gauges", None)
+        if gauges is not None:
+            yield from model_metrics(gauges)
+
+
+def model_metrics(g: ModelGauges) -> Iterator[GaugeMetricFamily]:
+    """The owned models' gauges (``streams/model_gauges.py``), from the last snapshot."""
+    family = GaugeMetricFamily(
+        "watchkeeper_model_metric",
+        "The model's latest window: accuracy, est_accuracy (estimated without labels), mae, rmse, macro_f1",
+        labels=["model", "version", "metric"],
+    )
+    for (model, version, metric), value in sorted(g.metrics.items()):
+        family.add_metric([model, version, metric], value)
+    yield family
+    family = GaugeMetricFamily(
+        "watchkeeper_model_label_coverage",
+        "Share of the model's latest window's predictions that have their label",
+        labels=["model", "version"],
+    )
+    for (model, version), value in sorted(g.coverage.items()):
+        family.add_metric([model, version], value)
+    yield family
+    family = GaugeMetricFamily(
+        "watchkeeper_model_last_window_end_seconds",
+        "End of the model's latest window written (Unix time)",
+        labels=["model"],
+    )
+    for model, value in sorted(g.last_window_end.items()):
+        family.add_metric([model], value)
+    yield family
+    family = GaugeMetricFamily(
+        "watchkeeper_model_drifted",
+        "1 if a drift test flagged the feature (__prediction__: the score) in the model's latest window",
+        labels=["model", "feature"],
+    )
+    for (model, feature), value in sorted(g.drifted.items()):
+        family.add_metric([model, feature], float(value))
+    yield family
+    family = GaugeMetricFamily(
+        "watchkeeper_alerts_firing", "Alerts firing now, per model, kind and severity",
+        labels=["model", "kind", "severity"],
+    )
+    for (model, kind, severity), n in sorted(g.firing.items()):
+        family.add_metric([model, kind, severity], float(n))
+    yield family
+
+
+def delivery_counts(worker: Any) -> tuple[Mapping[str, int], Mapping[tuple[str, str], int]]:
+    """The worker's dispatcher counts: (totals, per (receiver, outcome)), since the process started."""
+    if hasattr(worker, "delivery_stats"):
+        return worker.delivery_stats()  # type: ignore[no-any-return]
+    dispatcher = worker.__dict__.get("dispatcher")
+    return dict(getattr(dispatcher, "stats", {}) or {}), dict(getattr(dispatcher, "receiver_stats", {}) or {})
 
 
 # Dispatcher counts exported per receiver (the rest — queued, retries — are in its log and stats()).
 DELIVERY_OUTCOMES = ("delivered", "resent", "retries", "dead_letters", "resend_failures", "best_effort_failures")
 
 
-def delivery_metrics(dispatcher: Any) -> Iterator[CounterMetricFamily]:
+def delivery_metrics(counts: Mapping[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:
     """``watchkeeper_alert_deliveries{receiver, outcome}``: alerts delivered, retried, dead-lettered per receiver.
 
     A receiver that fails shows up here (``outcome="dead_letters"`` grows) rather than only in a log line.
 
     >>> from collections import Counter
-    >>> class D:
-    ...     receiver_stats = Counter({("slack", "delivered"): 3, ("slack", "dead_letters"): 1})
-    >>> [(s.labels, s.value) for s in next(delivery_metrics(D())).samples if s.value]
+    >>> counts = Counter({("slack", "delivered"): 3, ("slack", "dead_letters"): 1})
+    >>> [(s.labels, s.value) for s in next(delivery_metrics(counts)).samples if s.value]
     [({'receiver': 'slack', 'outcome': 'dead_letters'}, 1.0), ({'receiver': 'slack', 'outcome': 'delivered'}, 3.0)]
     """
     family = CounterMetricFamily(
@@ -59,7 +128,6 @@ def delivery_metrics(dispatcher: Any) -> Iterator[CounterMetricFamily]:
         "Alert deliveries per receiver and outcome (dead_letters: given up; see the worker log for why)",
         labels=["receiver", "outcome"],
     )
-    counts = dict(getattr(dispatcher, "receiver_stats", {}) or {})
     for receiver in sorted({r for r, _ in counts}):
         for outcome in sorted(DELIVERY_OUTCOMES):
             family.add_metric([receiver, outcome], float(counts.get((receiver, outcome), 0)))

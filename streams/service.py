@@ -7,26 +7,40 @@ lives here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from watchkeeper.alerts.config import AlertConfig
+from watchkeeper.alerts.deliveries import DeliveryLog
+from watchkeeper.alerts.dispatch import Dispatcher
+from watchkeeper.alerts.engine import AlertEngine
+from watchkeeper.alerts.model import Alert
+from watchkeeper.alerts.notifiers import DeliveryConfig
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store, StoreUnavailable
+from watchkeeper.streams.alert_stage import AlertStage
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.health import Progress
 from watchkeeper.streams.ingest import Batch, SourceMessage
+from watchkeeper.streams.model_gauges import ModelGauges
+from watchkeeper.streams.ownership import Ownership
 from watchkeeper.windows.closer import WindowCloser
+from watchkeeper.windows.config import WindowConfig
 from watchkeeper.windows.ownership import Shard
 
 log = logging.getLogger(__name__)
@@ -35,30 +49,106 @@ WRITERS = 2
 
 
 def migrate(store: Store, settings: Settings) -> None:
-    """Create or update every table watchkeeper owns, with the configured retention."""
-    store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days))
+    """Create or update every table watchkeeper owns, with the configured retention (``sinks.migrations``)."""
+    store.migrate(settings.retention())
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What the join stage needs: rows per insert, the largest message accepted, the raw retention
+    (an event older than it is refused: it would expire at once)."""
+
+    flush_rows: int
+    max_message_bytes: int
+    raw_ttl_days: int
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The typed configuration of every stage, read once from the settings (``from_settings``)."""
+
+    store: Mapping[str, Any]  # the store client's keywords (sinks.writer.Store): address, database, cluster
+    ingest: IngestConfig
+    windows: WindowConfig
+    alerts: AlertConfig
+    delivery: DeliveryConfig
+    retention: Retention
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            store={
+                "database": settings.clickhouse_database,
+                "cluster": settings.clickhouse_cluster,
+                **settings.clickhouse_params(),
+            },
+            ingest=IngestConfig(settings.flush_rows, settings.max_message_bytes, settings.raw_ttl_days),
+            windows=settings.window_config(),
+            alerts=settings.alert_config(),
+            delivery=settings.delivery_config(),
+            retention=settings.retention(),
+        )
+
+    def connect(self) -> Store:
+        """A new connection to the store (each is used by one thread at a time)."""
+        return Store(**self.store)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tracked(what: str) -> Callable[[F], F]:
+    """Time the method's calls in the worker's ``progress`` while they are in flight (even one that raises)."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def tracked(self: Worker, *args: Any, **kwargs: Any) -> Any:
+            with self.progress.tracking(what):
+                return method(self, *args, **kwargs)
+
+        return tracked  # type: ignore[return-value]
+
+    return wrap
 
 
 class Worker:
     """Everything one worker process shares between its agents."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ownership: Ownership | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.settings = settings
-        # Set by the app: true once the worker is shutting down (read from the writing thread).
-        self.should_stop: Callable[[], bool] = lambda: False
+        # Every stage is built from these, not from the settings.
+        self.config = WorkerConfig.from_settings(settings)
+        # Times each write while in flight: what the worker's /live reads (streams/health.py).
+        self.progress = progress or Progress()
+        # True once the worker is shutting down (read from the writing thread): the app's, in the worker.
+        self.should_stop: Callable[[], bool] = should_stop or (lambda: False)
         self._migrated = False
         self._lock = threading.Lock()
         self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
-        # The models whose windows and alerts this worker handles: the model stage sets both from the
-        # consumer group (``shard`` at the start of a pass, ``owns`` live: a revoke clears it at once).
-        self.shard = Shard.everything()
-        self.owns: Callable[[str], bool] = lambda model: True
+        # The models whose windows and alerts this worker handles: in a consumer group, the model stage
+        # sets the shard at the start of a pass and the rebalance callbacks the live partitions.
+        self.ownership = ownership or Ownership.everything()
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
+    @property
+    def shard(self) -> Shard:
+        return self.ownership.shard
+
+    def owns(self, model: str) -> bool:
+        """Whether this worker handles ``model`` now (asked before each model is written or judged)."""
+        return self.ownership.owns(model)
+
     @cached_property
     def store(self) -> Store:
-        return Store.from_settings(self.settings)
+        return self.config.connect()
 
     @cached_property
     def writers(self) -> queue.SimpleQueue[Store]:
@@ -70,7 +160,7 @@ class Worker:
         """
         writers: queue.SimpleQueue[Store] = queue.SimpleQueue()
         for _ in range(WRITERS):
-            writers.put(Store.from_settings(self.settings))
+            writers.put(self.config.connect())
         return writers
 
     @contextmanager
@@ -85,13 +175,13 @@ class Worker:
     @cached_property
     def closer(self) -> WindowCloser:
         return WindowCloser(
-            self.store, self.settings.window_config(), still_owns=lambda m: self.owns(m), computed_by=self.worker_id
+            self.store, self.config.windows, still_owns=self.owns, computed_by=self.worker_id
         )
 
     def ensure_schema(self) -> None:
         with self._lock:
             if not self._migrated:
-                migrate(self.store, self.settings)
+                self.store.migrate(self.config.retention)
                 self._migrated = True
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
@@ -102,17 +192,17 @@ class Worker:
         self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]
     ) -> list[tuple[list[SourceMessage], Batch]]:
         """Decode consecutive messages into batches of about ``flush_rows`` rows (one insert per table each)."""
-        return self._decode(messages, kind, max_rows=self.settings.flush_rows)
+        return self._decode(messages, kind, max_rows=self.config.ingest.flush_rows)
 
     def _decode(
         self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome], max_rows: int | None
     ) -> list[tuple[list[SourceMessage], Batch]]:
-        min_ts = time.time() - self.settings.raw_ttl_days * 86400
+        min_ts = time.time() - self.config.ingest.raw_ttl_days * 86400
         batches: list[tuple[list[SourceMessage], Batch]] = []
         try:
             batch, start = Batch(), 0
             for i, msg in enumerate(messages):
-                batch.add(msg, kind, self.settings.max_message_bytes, min_ts)  # bad input is a value, never raises
+                batch.add(msg, kind, self.config.ingest.max_message_bytes, min_ts)  # bad input is a value, never raises
                 if max_rows is not None and batch.rows >= max_rows and i + 1 < len(messages):
                     batches.append((messages[start : i + 1], batch))
                     batch, start = Batch(), i + 1
@@ -124,6 +214,7 @@ class Worker:
             return [(messages, self.reject_batch(messages, f"internal error: {type(exc).__name__}", refused=False))]
         return batches
 
+    @_tracked("batch write")
     def write_batch(self, batch: Batch) -> None:
         """Write a batch to the store (one insert per table), blocking and retrying while the store is unreachable.
 
@@ -179,11 +270,13 @@ class Worker:
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
 
+    @_tracked("model-stage pass")
     def close_windows(self, force: bool = False, shard: Shard | None = None) -> int:
         """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
         if shard is not None and shard != self.shard:
-            self.shard = shard
-            self._hand_over_delivery()
+            self.ownership.shard = shard
+            if "alert_stage" in self.__dict__:
+                self.alert_stage.hand_over()
         if not self.shard.owned:  # owns no model: no model-stage work (the closer drops what it held)
             if "closer" in self.__dict__:
                 self.closer.assign(self.shard)
@@ -192,36 +285,46 @@ class Worker:
         return len(self.closer.tick(force=force, shard=self.shard))
 
     @cached_property
-    def alert_engine(self) -> Any:
-        from watchkeeper.alerts.engine import AlertEngine
+    def alert_stage(self) -> AlertStage:
+        """Judges, records and delivers the owned models' alerts (``streams/alert_stage.py``)."""
+        return AlertStage(
+            self.store,
+            self.config.alerts,
+            self.config.delivery,
+            journal_store=self.config.connect,
+            owns=self.owns,
+            worker_id=self.worker_id,
+        )
 
-        return AlertEngine(self.store, self.settings.alert_config(), owns=lambda m: self.owns(m))
+    # The alert stage's parts, as tests and tools reach them.
+    @property
+    def alert_engine(self) -> AlertEngine:
+        return self.alert_stage.engine
 
-    @cached_property
-    def dispatcher(self) -> Any:
-        from watchkeeper.alerts.dispatch import Dispatcher
-        from watchkeeper.alerts.engine import list_alerts
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.alert_stage.dispatcher
 
-        dispatcher = Dispatcher.from_config(self.settings.delivery_config())
-        # Re-sending what fires is the owner's job: each worker tracks its own models' alerts.
-        dispatcher.resume([a for a in list_alerts(self.store, state="firing") if self.owns(a.model)])
-        return dispatcher
+    @property
+    def delivery_log(self) -> DeliveryLog:
+        return self.alert_stage.delivery_log
 
-    def _hand_over_delivery(self) -> None:
-        """Models moved: re-sending firing alerts (Alertmanager) is their new owner's job now.
+    @property
+    def model_gauges(self) -> ModelGauges:
+        return self.alert_stage.gauges if "alert_stage" in self.__dict__ else ModelGauges()
 
-        The dispatcher tracks the firing alerts it re-sends; one that kept a departed model's
-        alert would re-send it as firing after its new owner resolved it. So it is closed
-        (what is queued is delivered first) and the next one resumes the owned models' alerts.
-        """
-        old = self.__dict__.pop("dispatcher", None)
-        if old is not None:
-            old.close(timeout=5.0)
+    def delivery_stats(self) -> tuple[Counter[str], Counter[tuple[str, str]]]:
+        """The dispatchers' counts since this process started (a handover replaces the dispatcher)."""
+        if "alert_stage" not in self.__dict__:
+            return Counter(), Counter()
+        return self.alert_stage.delivery_stats()
 
-    def evaluate_alerts(self) -> list[Any]:
+    @_tracked("alert evaluation")
+    def evaluate_alerts(self) -> list[Alert]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
-        alerts = self.alert_engine.evaluate()
-        if alerts:
-            self.dispatcher.submit(alerts)
-        return alerts
+        return self.alert_stage.evaluate()
+
+    def refresh_model_gauges(self) -> ModelGauges:
+        """Read the owned models' gauges from the store (three statements), for the next scrapes."""
+        return self.alert_stage.refresh_gauges()

@@ -13,19 +13,14 @@ subpackages, in the order the data flows through them:
 - ``watchkeeper.dashboards`` Grafana dashboards and the static report
 
 Installed, the subpackages are folders inside this one (one namespace in
-site-packages); in a source checkout they are the top-level folders beside it,
-which this module adds to its search path.
+site-packages); in a source checkout (``pip install -e .``) they are the top-level
+folders beside it, which the editable install maps to the same names. Each module
+has one name: ``watchkeeper.watchkeeper`` or ``watchkeeper.sinks.sinks`` do not exist.
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
-from pathlib import Path as _Path
-
-_ROOT = _Path(__file__).resolve().parent.parent
-if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "streams" / "__init__.py").is_file():
-    # A source checkout: ``watchkeeper.streams`` is ``./streams`` (pyproject maps it the same way when installing).
-    __path__.append(str(_ROOT))  # noqa: F821 - a package's __path__
 
 try:
     __version__ = _metadata.version("watchkeeper")

@@ -31,6 +31,7 @@ from watchkeeper.detectors.config import CostMatrix
 if TYPE_CHECKING:
     from watchkeeper.alerts.config import AlertConfig
     from watchkeeper.alerts.notifiers import DeliveryConfig
+    from watchkeeper.sinks.schema import Retention
     from watchkeeper.windows.config import WindowConfig
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -346,6 +347,12 @@ class Settings(BaseSettings):
         return cfg
 
     # Typed configuration of the components: they get values, never this object.
+    def retention(self) -> Retention:
+        """How long the store keeps raw rows and aggregates (``sinks``: the tables' TTLs)."""
+        from watchkeeper.sinks.schema import Retention
+
+        return Retention(self.raw_ttl_days, self.aggregate_ttl_days)
+
     def window_config(self) -> WindowConfig:
         """What the model stage (``windows``) needs: window length, label delay, idle flush, the models."""
         from watchkeeper.windows.config import ModelStageConfig, WindowConfig

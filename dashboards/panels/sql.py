@@ -7,18 +7,10 @@ variables); these fragments are the parts most panels repeat, kept once.
 from __future__ import annotations
 
 from watchkeeper.dashboards.panels.spec import Variable
+from watchkeeper.detectors.fairness import GAP_NAMES
 
 # Fairness gaps between groups (detectors/fairness.py), under their long and short names.
-GAP_METRICS = (
-    "demographic_parity_difference",
-    "equal_opportunity_difference",
-    "fpr_difference",
-    "equalized_odds_difference",
-    "disparate_impact_ratio",
-    "demographic_parity_diff",
-    "equal_opportunity_diff",
-    "equalized_odds_diff",
-)
+GAP_METRICS = GAP_NAMES
 GAP_LIST = ", ".join(f"'{m}'" for m in GAP_METRICS)  # constants, never user values
 
 # Filters shared by the model-detail panels.

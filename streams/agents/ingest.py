@@ -23,18 +23,16 @@ import logging
 from collections import deque
 from typing import Any
 
+import faust
+
 from watchkeeper.sinks.writer import StoreUnavailable
-from watchkeeper.streams import topics
-from watchkeeper.streams.app import app, settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import BATCH_BYTES, Batch, SourceMessage
 from watchkeeper.streams.service import WRITERS, Worker
 from watchkeeper.streams.take import take
+from watchkeeper.streams.topics import Topics
 
 log = logging.getLogger(__name__)
-worker = Worker(settings)
-# A write waiting for the store (down, or refusing our password) gives up when the worker stops.
-worker.should_stop = lambda: bool(app.should_stop)
 TAKE_MESSAGES = 2000
 # Groups whose messages average at least this many bytes (envelopes, not single events) decode in a thread.
 THREAD_DECODE_BYTES = 16 * 1024
@@ -48,76 +46,86 @@ def _source(event: Any) -> SourceMessage:
     return SourceMessage(m.topic, m.partition, m.offset, m.value, ts)
 
 
-async def _write_then_ack(
-    stream: Any,
-    events: list[Any],
-    batches: list[tuple[list[SourceMessage], Batch]],
-    previous: asyncio.Task[None] | None,
-) -> None:
-    """Write a take's batches at once (takes are written concurrently, on the worker's
-    WRITERS connections), then ack its messages once the take before it is acked."""
-    written = asyncio.ensure_future(_write(batches))
-    try:
-        if previous is not None:
-            await previous  # messages are acked in the order they were taken
-    except BaseException:
-        if not written.cancel():
-            written.exception()  # already over: its outcome no longer matters, nothing after a failure is acked
-        raise
-    if await written:
-        for event in events:
-            await stream.ack(event)
-
-
-async def _write(batches: list[tuple[list[SourceMessage], Batch]]) -> bool:
-    """Write batches in order; false if the store is unavailable while the worker stops (then nothing is acked:
-    the messages are redelivered after the restart, and inserts are idempotent)."""
-    for messages, batch in batches:
-        try:
-            await worker.flush(messages, batch, topics.dead_letters)
-        except StoreUnavailable:
-            if worker.should_stop():
-                return False
-            raise
-    return True
-
-
 def _report(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("writing a batch failed; its messages are not acked", exc_info=task.exception())
 
 
-async def _consume(stream: Any, kind: type[Prediction] | type[Outcome]) -> None:
-    # Everything allocated so far (modules, the app) lives as long as the worker: keep it out of
-    # the cyclic collector, whose full passes over it cost ~0.1 s each under a heavy stream.
-    gc.freeze()
-    in_flight: deque[asyncio.Task[None]] = deque()
-    try:
-        async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, settings.flush_interval):
-            messages = [_source(e) for e in events]
-            if sum(len(m.value or b"") for m in messages) >= THREAD_DECODE_BYTES * len(messages):
-                batches = await asyncio.to_thread(worker.build_batches, messages, kind)
-            else:
-                batches = worker.build_batches(messages, kind)
-            task = asyncio.create_task(_write_then_ack(stream, events, batches, in_flight[-1] if in_flight else None))
-            task.add_done_callback(_report)
-            in_flight.append(task)
-            await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
-            while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
-                await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
-        while in_flight:
-            await in_flight.popleft()
-    finally:
-        # Shutdown: writes still in flight ack nothing (their messages are redelivered; inserts are idempotent).
-        for task in in_flight:
-            task.cancel()
+class Ingest:
+    """The join stage's agents: take, decode, write, then ack (see the module doc)."""
 
+    def __init__(self, worker: Worker, topics: Topics, flush_interval: float) -> None:
+        self.worker = worker
+        self.topics = topics
+        self.flush_interval = flush_interval
 
-@app.agent(topics.predictions)
-async def ingest_predictions(stream: Any) -> None:
-    await _consume(stream, Prediction)
+    def register(self, app: faust.App) -> None:
+        """Declare the two agents on ``app`` (under the names they always had)."""
 
+        async def ingest_predictions(stream: Any) -> None:
+            await self.consume(stream, Prediction)
 
-@app.agent(topics.outcomes)
-async def ingest_outcomes(stream: Any) -> None:
-    await _consume(stream, Outcome)
+        async def ingest_outcomes(stream: Any) -> None:
+            await self.consume(stream, Outcome)
+
+        app.agent(self.topics.predictions, name=f"{__name__}.ingest_predictions")(ingest_predictions)
+        app.agent(self.topics.outcomes, name=f"{__name__}.ingest_outcomes")(ingest_outcomes)
+
+    async def _write_then_ack(
+        self,
+        stream: Any,
+        events: list[Any],
+        batches: list[tuple[list[SourceMessage], Batch]],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Write a take's batches at once (takes are written concurrently, on the worker's
+        WRITERS connections), then ack its messages once the take before it is acked."""
+        written = asyncio.ensure_future(self._write(batches))
+        try:
+            if previous is not None:
+                await previous  # messages are acked in the order they were taken
+        except BaseException:
+            if not written.cancel():
+                written.exception()  # already over: its outcome no longer matters, nothing after a failure is acked
+            raise
+        if await written:
+            for event in events:
+                await stream.ack(event)
+
+    async def _write(self, batches: list[tuple[list[SourceMessage], Batch]]) -> bool:
+        """Write batches in order; false if the store is unavailable while the worker stops (then nothing is acked:
+        the messages are redelivered after the restart, and inserts are idempotent)."""
+        for messages, batch in batches:
+            try:
+                await self.worker.flush(messages, batch, self.topics.dead_letters)
+            except StoreUnavailable:
+                if self.worker.should_stop():
+                    return False
+                raise
+        return True
+
+    async def consume(self, stream: Any, kind: type[Prediction] | type[Outcome]) -> None:
+        # Everything allocated so far (modules, the app) lives as long as the worker: keep it out of
+        # the cyclic collector, whose full passes over it cost ~0.1 s each under a heavy stream.
+        gc.freeze()
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, self.flush_interval):
+                messages = [_source(e) for e in events]
+                if sum(len(m.value or b"") for m in messages) >= THREAD_DECODE_BYTES * len(messages):
+                    batches = await asyncio.to_thread(self.worker.build_batches, messages, kind)
+                else:
+                    batches = self.worker.build_batches(messages, kind)
+                previous = in_flight[-1] if in_flight else None
+                task = asyncio.create_task(self._write_then_ack(stream, events, batches, previous))
+                task.add_done_callback(_report)
+                in_flight.append(task)
+                await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
+                while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
+                    await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
+            while in_flight:
+                await in_flight.popleft()
+        finally:
+            # Shutdown: writes still in flight ack nothing (their messages are redelivered; inserts are idempotent).
+            for task in in_flight:
+                task.cancel()

@@ -13,14 +13,14 @@ The guarantee: two workers never write the same model's windows or alerts at
 the same time, provided a single model's write takes less than
 ``REVOKE_WAIT_S`` (a fraction of the group's rebalance timeout). Why:
 
-- A pass holds ``_pass_lock`` from reading the assignment to the last write.
+- A pass holds the stage's ``pass_lock`` from reading the assignment to the last write.
 - Faust awaits ``on_partitions_revoked`` before this worker rejoins the group,
   and the group hands partitions out only once every member has rejoined; so
   no new owner starts before that callback returns.
-- The callback first clears the live ownership (``_live``), which the pass
+- The callback first clears the live ownership (``Ownership.live``), which the pass
   checks before each model it writes (closer) and before recording each alert
   (engine): from then on the pass writes nothing more, and stops. The callback
-  then waits on ``_pass_lock`` for the model being written to finish, at most
+  then waits on ``pass_lock`` for the model being written to finish, at most
   ``REVOKE_WAIT_S``; past that it logs a warning and lets the rebalance go on
   (staying longer would get this worker dropped from the group anyway). A
   window then written twice is still exact: each write recomputes the window
@@ -44,23 +44,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import faust
 import orjson
 
 from watchkeeper.alerts.links import warn_if_runbook_base_unset
-from watchkeeper.streams import metrics_export, topics
-from watchkeeper.streams.agents.ingest import worker
-from watchkeeper.streams.app import app, settings
-from watchkeeper.windows.ownership import Shard, owner_partition
+from watchkeeper.streams.ownership import Ownership
+from watchkeeper.streams.service import Worker
+from watchkeeper.streams.topics import Topics
+from watchkeeper.windows.ownership import Shard
 
 log = logging.getLogger(__name__)
-metrics_export.setup(app, worker, faust_sensor=settings.faust_sensor)
-
-
-@app.task
-async def _start_up_notes() -> None:
-    warn_if_runbook_base_unset(settings.runbook_base_url, log)  # payloads then carry the runbooks' first steps
 
 # After each pass the stage rests this many times as long as the pass took (and at least until the
 # next 1 s tick): under a heavy backlog it takes at most a third of the store's time from ingest.
@@ -68,108 +64,124 @@ REST_FACTOR = 2.0
 # A worker whose models wrote nothing still judges them this often: the fleet watermark moves with the
 # other workers' windows, and a model that went silent must get its ``no_data`` alert.
 ALERTS_EVERY_S = 10.0
-# How long a revoke waits for the pass in progress (bounded: the group's rebalance does not wait forever).
-REVOKE_WAIT_S = max(1.0, 0.8 * float(app.conf.broker_rebalance_timeout))
 
-_next_pass = 0.0
-_last_alerts = 0.0
-_pass_lock = asyncio.Lock()
-# Partitions of the predictions topic held, as the rebalance callbacks last said (empty in a rebalance).
-_live: frozenset[int] = frozenset()
-_warned_count: int | None = None
+T = TypeVar("T")
 
 
-def _partition_count() -> int:
-    """The predictions topic's partition count: from the consumer's metadata, else the settings."""
-    global _warned_count
-    try:
-        n = app.consumer.topic_partitions(settings.topic_predictions)
-    except Exception:  # consumer not started yet
-        n = None
-    if not n:
-        return settings.partitions
-    if n != settings.partitions and _warned_count != n:
-        _warned_count = n
-        log.warning(
-            "topic %s has %d partitions, WATCHKEEPER_PARTITIONS says %d: models are sharded over %d",
-            settings.topic_predictions, n, settings.partitions, n,
-        )  # fmt: skip
-    return int(n)
+class ModelStage:
+    """The model stage's timer and the rebalance callbacks that bound it (see the module doc).
 
+    ``ownership`` is the worker's (the callbacks set its live partitions); ``partitions`` the
+    configured partition count, used until the consumer's metadata gives the topic's.
+    """
 
-def _current_shard() -> Shard:
-    """The partitions held now: in the consumer's assignment and not revoked since the last assignment."""
-    n = _partition_count()
-    try:
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_predictions}
-    except Exception:  # consumer not started yet
-        assigned = set()
-    return Shard(n, frozenset(p for p in assigned & _live if p < n))
+    def __init__(self, app: faust.App, worker: Worker, topics: Topics, ownership: Ownership, partitions: int) -> None:
+        self.app = app
+        self.worker = worker
+        self.topics = topics
+        self.ownership = ownership
+        self.partitions = partitions
+        self.topic = topics.predictions.get_topic_name()
+        # How long a revoke waits for the pass in progress (bounded: the group's rebalance does not wait forever).
+        self.revoke_wait_s = max(1.0, 0.8 * float(app.conf.broker_rebalance_timeout))
+        self.pass_lock = asyncio.Lock()
+        self.next_pass = 0.0
+        self.last_alerts = 0.0
+        self._warned_count: int | None = None
 
+    def register(self, runbook_base_url: str) -> None:
+        """Connect the rebalance callbacks and start the 1 s timer on the app; say at start-up when the
+        runbook links cannot be opened (payloads then carry the runbooks' first steps)."""
 
-def _still_owns(model: str) -> bool:
-    """Asked before each model is written or judged: false as soon as its partition is revoked."""
-    shard = worker.shard
-    p = owner_partition(model, shard.partitions)
-    return p in shard.owned and p in _live
+        async def start_up_notes() -> None:
+            warn_if_runbook_base_unset(runbook_base_url, log)
 
+        self.app.task(start_up_notes)
+        # (mode's handler type wants a keyword-only ``signal``; Faust passes it in ``kwargs``.)
+        self.app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
 
-worker.owns = _still_owns
+        async def close_windows() -> None:
+            await self.tick()
 
+        self.app.timer(interval=1.0, name=f"{__name__}.close_windows")(close_windows)
 
-@app.on_partitions_revoked.connect
-async def _on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-    global _live
-    _live = _live - {tp.partition for tp in revoked if tp.topic == settings.topic_predictions}
-    try:  # let the model being written finish (the pass stops after it)
-        await asyncio.wait_for(_pass_lock.acquire(), timeout=REVOKE_WAIT_S)
-    except TimeoutError:
-        log.warning("model stage still writing after %.1fs; letting the rebalance proceed", REVOKE_WAIT_S)
-        return
-    _pass_lock.release()
-
-
-@app.on_partitions_assigned.connect
-async def _on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-    global _live
-    _live = frozenset(tp.partition for tp in assigned if tp.topic == settings.topic_predictions)
-
-
-@app.timer(interval=1.0)
-async def close_windows() -> None:
-    global _next_pass, _last_alerts
-    if time.monotonic() < _next_pass:
-        return
-    async with _pass_lock:
-        shard = _current_shard()
-        if shard != worker.shard:
-            log.info("model stage: owns partitions %s of %d", sorted(shard.owned), shard.partitions)
-        if not shard.owned:  # no work here: only drop the state of the models that left
-            await asyncio.to_thread(worker.close_windows, False, shard)
-            return
-        started, cpu = time.monotonic(), 0.0
-        written = 0
+    def partition_count(self) -> int:
+        """The predictions topic's partition count: from the consumer's metadata, else the settings."""
         try:
-            written, cpu = await asyncio.to_thread(_timed, worker.close_windows, False, shard)
-            if written or time.monotonic() - _last_alerts >= ALERTS_EVERY_S:
-                _last_alerts = time.monotonic()
-                # Alerts follow the windows they judge; each state change is recorded, published and delivered.
-                alerts, alert_cpu = await asyncio.to_thread(_timed, worker.evaluate_alerts)
-                cpu += alert_cpu
-                for alert in alerts:
-                    await topics.alerts.send(key=alert.alert_id.encode(), value=orjson.dumps(alert.to_json()))
-        except Exception as exc:  # the store may be down: try again next tick
-            log.warning("closing windows failed, will retry: %s", exc)
-        finally:
-            took = time.monotonic() - started
-            _next_pass = time.monotonic() + REST_FACTOR * took
-            # One line per pass that wrote windows: what ``bench/scale.py`` reads (per-worker work).
-            level = logging.INFO if written else logging.DEBUG
-            log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",
-                    written, took, cpu, ",".join(map(str, sorted(shard.owned))), time.time())  # fmt: skip
+            n = self.app.consumer.topic_partitions(self.topic)
+        except Exception:  # consumer not started yet
+            n = None
+        if not n:
+            return self.partitions
+        if n != self.partitions and self._warned_count != n:
+            self._warned_count = n
+            log.warning(
+                "topic %s has %d partitions, WATCHKEEPER_PARTITIONS says %d: models are sharded over %d",
+                self.topic, n, self.partitions, n,
+            )  # fmt: skip
+        return int(n)
+
+    def current_shard(self) -> Shard:
+        """The partitions held now: in the consumer's assignment and not revoked since the last assignment."""
+        n = self.partition_count()
+        try:
+            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topic}
+        except Exception:  # consumer not started yet
+            assigned = set()
+        live = self.ownership.live or frozenset()
+        return Shard(n, frozenset(p for p in assigned & live if p < n))
+
+    async def on_revoked(self, sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        live = self.ownership.live or frozenset()
+        self.ownership.live = live - {tp.partition for tp in revoked if tp.topic == self.topic}
+        try:  # let the model being written finish (the pass stops after it)
+            await asyncio.wait_for(self.pass_lock.acquire(), timeout=self.revoke_wait_s)
+        except TimeoutError:
+            log.warning("model stage still writing after %.1fs; letting the rebalance proceed", self.revoke_wait_s)
+            return
+        self.pass_lock.release()
+
+    async def on_assigned(self, sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        self.ownership.live = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
+
+    async def tick(self) -> None:
+        if time.monotonic() < self.next_pass:
+            return
+        worker = self.worker
+        async with self.pass_lock:
+            shard = self.current_shard()
+            if shard != worker.shard:
+                log.info("model stage: owns partitions %s of %d", sorted(shard.owned), shard.partitions)
+            if not shard.owned:  # no work here: only drop the state of the models that left
+                await asyncio.to_thread(worker.close_windows, False, shard)
+                return
+            started, cpu = time.monotonic(), 0.0
+            written = 0
+            try:
+                written, cpu = await asyncio.to_thread(_timed, worker.close_windows, False, shard)
+                if written or time.monotonic() - self.last_alerts >= ALERTS_EVERY_S:
+                    self.last_alerts = time.monotonic()
+                    # Alerts follow the windows they judge; each state change is recorded, published and delivered.
+                    alerts, alert_cpu = await asyncio.to_thread(_timed, worker.evaluate_alerts)
+                    cpu += alert_cpu
+                    # The per-model gauges follow the alerts (a few statements, whatever the fleet's size).
+                    _, gauge_cpu = await asyncio.to_thread(_timed, worker.refresh_model_gauges)
+                    cpu += gauge_cpu
+                    for alert in alerts:
+                        await self.topics.alerts.send(key=alert.alert_id.encode(), value=orjson.dumps(alert.to_json()))
+            except Exception as exc:  # the store may be down: try again next tick
+                log.warning("closing windows failed, will retry: %s", exc)
+            finally:
+                took = time.monotonic() - started
+                self.next_pass = time.monotonic() + REST_FACTOR * took
+                # One line per pass that wrote windows: what ``bench/scale.py`` reads (per-worker work).
+                level = logging.INFO if written else logging.DEBUG
+                log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",
+                        written, took, cpu, ",".join(map(str, sorted(shard.owned))), time.time())  # fmt: skip
 
 
-def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     """``fn(*args)`` and the CPU time this thread spent in it."""
     t0 = time.thread_time()
     out = fn(*args)

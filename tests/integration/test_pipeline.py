@@ -232,3 +232,33 @@ def test_worker_exports_prometheus_metrics(stack: Stack, published: Published) -
     assert lag and all(float(x.split()[-1]) >= 0 for x in lag), body[-2000:]
     line = next(x for x in body.splitlines() if x.startswith('watchkeeper_ingested_total{kind="predictions"}'))
     assert float(line.split()[-1]) >= 4 * N
+
+
+def test_worker_exports_each_models_latest_window_on_metrics(stack: Stack) -> None:
+    """Per-model gauges, scraped from the running worker: each model's latest window's accuracy and
+    label coverage, and the end of that window, as the store has them."""
+    import urllib.request
+
+    if not stack.web_ports:
+        pytest.skip("needs the publish test's worker")
+    res = stack.cli(
+        "sql",
+        "SELECT model, argMax(value, window_end) AS v, toUnixTimestamp(max(window_end)) AS end FROM metrics FINAL "
+        "WHERE metric = 'accuracy' AND segment = '' AND version = 'v1' GROUP BY model ORDER BY model",
+        "--format",
+        "JSONEachRow",
+    )
+    latest = {r["model"]: (r["v"], float(r["end"])) for r in map(json.loads, res.stdout.splitlines())}
+    assert sorted(latest) == sorted(MODELS)
+    deadline = time.monotonic() + 60  # the gauges are read again with each alert evaluation (at least every 10 s)
+    while True:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{stack.web_ports[0]}/metrics", timeout=10).read().decode()
+        series = dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
+        key = 'watchkeeper_model_metric{{metric="accuracy",model="{}",version="v1"}}'
+        if all(key.format(m) in series for m in MODELS) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for model, (accuracy, end) in latest.items():
+        assert float(series[key.format(model)]) == pytest.approx(accuracy, abs=1e-9)
+        assert float(series[f'watchkeeper_model_last_window_end_seconds{{model="{model}"}}']) == end
+        assert 0 < float(series[f'watchkeeper_model_label_coverage{{model="{model}",version="v1"}}']) <= 1

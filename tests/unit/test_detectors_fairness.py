@@ -48,3 +48,21 @@ def test_merge_unites_groups() -> None:
     assert merged.groups == ("f", "m", "x")
     assert merged.n.tolist() == [6, 6, 1] and merged.tn.tolist() == [2, 3, 0]
     assert GroupCounts.from_dict(merged.to_dict()) == merged
+
+
+def test_the_gap_vocabulary_is_what_is_computed_and_what_policies_bound() -> None:
+    """One list of gap names: every gap computed is in it, and every name a policy, the alert rules or the
+    dashboards use is one of them (a misspelt bound would otherwise be ignored silently)."""
+    from watchkeeper.alerts.fairness_rules import GAP_RATES as RULE_RATES
+    from watchkeeper.alerts.policy import FairnessRule
+    from watchkeeper.dashboards.panels.sql import GAP_METRICS as CHARTED
+    from watchkeeper.detectors.fairness import GAP_ALIASES, GAP_METRICS, GAP_NAMES
+
+    g = GroupCounts.from_arrays(["a"] * 40 + ["b"] * 40, [1, 0] * 40, [1, 1, 0, 0] * 20)
+    computed = {k for k, v in fairness_metrics(g).items() if isinstance(v, float)}
+    assert computed == set(GAP_METRICS)
+    assert set(GAP_ALIASES.values()) <= set(GAP_METRICS)
+    rule = FairnessRule()
+    assert set(rule.max_gap) | set(rule.min_ratio) <= set(GAP_NAMES)
+    assert set(RULE_RATES) | {"disparate_impact_ratio"} == set(GAP_NAMES)
+    assert set(CHARTED) == set(GAP_NAMES)

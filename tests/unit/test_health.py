@@ -19,7 +19,6 @@ from watchkeeper.streams.health import (
     LOOP_STALE_S,
     WRITE_STALL_S,
     Progress,
-    instrument,
     liveness,
     readiness,
     store_reachable,
@@ -114,35 +113,21 @@ def test_readiness_names_the_failed_check() -> None:
     assert ok.status == 200 and ok.body()["checks"]["partitions"]["detail"] == "3 partitions assigned"
 
 
-class _Worker:
-    """Stands in for streams.service.Worker: the methods the health record times."""
+def test_the_worker_times_its_writes_even_those_that_fail(clock: Clock) -> None:
+    """The worker records each write in its progress while it is in flight: a store that does not answer
+    makes the write fail, and the write is still recorded as done (never stuck in flight)."""
+    from watchkeeper.sinks.writer import StoreUnavailable
+    from watchkeeper.streams.service import Worker
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.seen: list[Any] = []
-
-    def write_batch(self, batch: Any) -> None:
-        self.seen.append(self.progress.oldest_in_flight())
-
-    def close_windows(self, force: bool = False) -> int:
-        self.seen.append(self.progress.oldest_in_flight())
-        return 2
-
-    def evaluate_alerts(self) -> list[Any]:
-        raise RuntimeError("store refused")
-
-
-def test_instrument_times_the_workers_writes(clock: Clock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
     p = Progress(clock=clock)
-    worker = _Worker(p)
-    instrument(worker, p)
-    instrument(worker, p)  # twice is once
-    worker.write_batch("b")
-    assert worker.close_windows(force=True) == 2
-    assert worker.seen == [("batch write", 0.0), ("model-stage pass", 0.0)]
-    with pytest.raises(RuntimeError):
-        worker.evaluate_alerts()
-    assert set(p.last_done) == {"batch write", "model-stage pass", "alert evaluation"}
+    worker = Worker(Settings(store_port=port), progress=p)
+    for write in (worker.evaluate_alerts, worker.close_windows):
+        with pytest.raises(StoreUnavailable):
+            write()
+    assert set(p.last_done) == {"alert evaluation", "model-stage pass"}
     assert p.oldest_in_flight() is None
 
 

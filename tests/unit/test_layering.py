@@ -223,3 +223,42 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
         "watchkeeper.detectors.bad:5 imports watchkeeper.streams",
         "watchkeeper.detectors.bad:5 imports watchkeeper.streams.app",
     ]
+
+
+def _module_level_calls(path: Path) -> list[str]:
+    """Names of the functions a module calls at import (outside functions, classes' methods and TYPE_CHECKING)."""
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                for decorator in child.decorator_list:  # run at import: ``@app.agent(...)``
+                    visit(ast.Expression(decorator))
+                if isinstance(child, ast.ClassDef):  # its body runs at import, its methods' bodies do not
+                    methods = (ast.FunctionDef, ast.AsyncFunctionDef)
+                    visit(ast.Module([b for b in child.body if not isinstance(b, methods)], []))
+                continue
+            if isinstance(child, ast.Lambda):
+                continue
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                continue
+            if isinstance(child, ast.Call):
+                f = child.func
+                found.append(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return found
+
+
+def test_the_worker_reads_its_settings_in_main_and_builds_nothing_at_import() -> None:
+    """No module of the stream reads the settings, builds a Faust app or declares agents, timers or topics
+    when imported: the assembly (streams/assembly.py) does, from the settings ``main`` read."""
+    building = {"load_settings", "Settings", "App", "build_app", "assemble", "agent", "timer", "topic", "connect"}
+    found = {
+        f"{module_name(path)}: {name}"
+        for path in sorted((ROOT / "streams").rglob("*.py"))
+        for name in _module_level_calls(path)
+        if name in building
+    }
+    assert found == set()

@@ -189,3 +189,26 @@ def test_every_package_folder_is_installed() -> None:
             rel = init.parent.relative_to(root / folder)
             found.add(".".join([package, *rel.parts]))
     assert found - listed == set()
+
+
+def test_each_module_is_imported_under_one_name_only(tmp_path: Path) -> None:
+    """The subpackages are ``watchkeeper.<folder>`` and nothing else: a module loaded under two names
+    would run twice (two Faust apps, two registries of detectors)."""
+    code = (
+        "import importlib\n"
+        "import watchkeeper.streams.service, watchkeeper.sinks.writer, watchkeeper.alerts.engine\n"
+        "for name in ('watchkeeper.watchkeeper', 'watchkeeper.watchkeeper.cli', 'watchkeeper.sinks.sinks'):\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "        print('imported', name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        print('absent', name)\n"
+        "import watchkeeper\n"
+        "print(len(watchkeeper.__path__))\n"
+    )
+    out = _run(code, (), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == [
+        "absent", "watchkeeper.watchkeeper", "absent", "watchkeeper.watchkeeper.cli",
+        "absent", "watchkeeper.sinks.sinks", "1",
+    ]  # fmt: skip

@@ -79,7 +79,8 @@ def test_without_pandas_changes_nothing_once_pandas_is_imported(tmp_path: Path) 
 def test_faust_monitor_sensor_is_registered_only_with_the_faust_sensor_setting(tmp_path: Path) -> None:
     """Faust's in-memory Monitor costs every message a few µs and nothing reads it; the Prometheus one is opt-in."""
     code = (
-        "from watchkeeper.streams.app import app\n"
+        "from watchkeeper.streams.app import autodiscover\n"
+        "app = autodiscover()\n"
         "app.on_init_dependencies()\n"
         "print(app.monitor in set(app.sensors), len(list(app.sensors)))\n"
     )

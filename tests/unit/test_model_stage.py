@@ -1,0 +1,82 @@
+"""The model stage's rebalance callbacks (streams/agents/model_stage.py), on a stand-in consumer.
+
+A revoke takes the models away at once — the pass in progress stops writing them —
+and returns only when that pass is over (bounded), so the next owner never writes
+alongside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+from watchkeeper.streams.agents.model_stage import ModelStage
+from watchkeeper.streams.ownership import Ownership
+from watchkeeper.windows.ownership import Shard, owner_partition
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.assigned: set[TP] = set()
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    def topic_partitions(self, topic: str) -> int:
+        return 4
+
+
+def _stage() -> tuple[ModelStage, Any, Ownership]:
+    app = SimpleNamespace(conf=SimpleNamespace(broker_rebalance_timeout=3.0), consumer=_Consumer())
+    topics = SimpleNamespace(predictions=SimpleNamespace(get_topic_name=lambda: "predictions"))
+    ownership = Ownership.sharded()
+    return ModelStage(app, None, topics, ownership, partitions=4), app, ownership  # type: ignore[arg-type]
+
+
+def test_the_shard_is_what_is_both_assigned_and_not_revoked() -> None:
+    stage, app, ownership = _stage()
+
+    async def run() -> None:
+        app.consumer.assigned = {TP("predictions", 0), TP("predictions", 1), TP("outcomes", 2)}
+        await stage.on_assigned(None, app.consumer.assigned)
+        assert stage.current_shard() == Shard(4, frozenset({0, 1}))
+        await stage.on_revoked(None, {TP("predictions", 1)})
+        assert stage.current_shard() == Shard(4, frozenset({0}))  # still in the consumer's assignment: not ours
+
+    asyncio.run(run())
+
+
+def test_a_revoke_stops_the_pass_at_once_and_waits_for_it() -> None:
+    stage, app, ownership = _stage()
+    model = next(f"m{i}" for i in range(100) if owner_partition(f"m{i}", 4) == 1)
+
+    async def run() -> list[str]:
+        events: list[str] = []
+        app.consumer.assigned = {TP("predictions", 1)}
+        await stage.on_assigned(None, app.consumer.assigned)
+        ownership.shard = stage.current_shard()
+        assert ownership.owns(model)
+
+        async def a_pass() -> None:
+            async with stage.pass_lock:
+                events.append("pass starts")
+                while ownership.owns(model):  # a pass asks before each model it writes
+                    await asyncio.sleep(0.01)
+                events.append("pass sees the revoke")
+                await asyncio.sleep(0.2)  # the model being written finishes
+                events.append("pass ends")
+
+        task = asyncio.create_task(a_pass())
+        await asyncio.sleep(0.05)
+        await stage.on_revoked(None, {TP("predictions", 1)})
+        events.append("revoke returns")
+        await task
+        return events
+
+    assert asyncio.run(run()) == ["pass starts", "pass sees the revoke", "pass ends", "revoke returns"]
