@@ -15,6 +15,12 @@ up to ``history_days`` of windows (event time, before the fleet watermark) to
 rebuild its counters; transitions already recorded are not repeated, and ones
 that a crash kept from being written are written then.
 
+An alert's ``ts`` is its decision time: the event-time watermark at which the
+model stage had written the window it was decided from (its end plus the label
+delay, or the stream's last event when an idle flush wrote it sooner), so it
+reads the models' event-time watermarks (largest prediction or outcome time) with
+each evaluation. The evidence's own time is ``evidence_ts``.
+
 Decisions depend on event time and data only. Replaying the same ``metrics`` and
 ``drift`` rows into an empty store gives the same alerts (``Alert.decision()``);
 ``fired_at`` and ``silenced`` are the only wall-time fields. Caveats: a window
@@ -65,17 +71,27 @@ WHERE model IN {models:Array(String)} AND metric = 'predictions' AND version != 
 GROUP BY model, version
 """
 
+# The hysteresis runs on evidence times: a restored alert continues from its last evidence.
 ANCHORS = """
 SELECT model, alert_id, argMax(version, ts) AS last_version, argMax(kind, ts) AS last_kind,
-       argMax(state, ts) AS last_state, intDiv(toUnixTimestamp64Milli(max(ts)), 1000) AS t,
-       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'firing')), 1000) AS fired,
-       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'resolved')), 1000) AS resolved,
+       argMax(state, ts) AS last_state, intDiv(toUnixTimestamp64Milli(max(evidence_ts)), 1000) AS t,
+       intDiv(toUnixTimestamp64Milli(maxIf(evidence_ts, state = 'firing')), 1000) AS fired,
+       intDiv(toUnixTimestamp64Milli(maxIf(evidence_ts, state = 'resolved')), 1000) AS resolved,
        countIf(state = 'firing') AS n_fired, countIf(state = 'resolved') AS n_resolved,
        argMax(severity, ts) AS last_severity, argMax(summary, ts) AS last_summary,
        argMax(evidence, ts) AS last_evidence
 FROM alerts FINAL
 WHERE model IN {models:Array(String)}
 GROUP BY model, alert_id
+"""
+
+# Each model's event-time watermark (its largest prediction or outcome time), which dates decisions.
+WATERMARKS = """
+SELECT model, max(ms) / 1000 AS max_ts FROM (
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM predictions GROUP BY model
+    UNION ALL
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM outcomes GROUP BY model
+) GROUP BY model
 """
 
 METRIC_ROWS = """
@@ -181,11 +197,14 @@ class AlertEngine:
         with_rows = sorted(m for m, since in work.items() if since is not None)
         refs, ests = self._load_references(with_rows, catalogue)
 
+        marks = {str(r["model"]): float(r["max_ts"]) for r in self.store.query(WATERMARKS)}
+        stream = max(marks.values(), default=None)
         decisions: list[Decision] = []
         for m in sorted(work):
             windows = build_windows(metric_rows.get(m, ()), drift_rows.get(m, ()))
             decisions += self._evaluators[m].feed(
-                windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet
+                windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet,
+                watermark=marks.get(m), stream_watermark=stream,
             )
         # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
         alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
@@ -235,7 +254,12 @@ class AlertEngine:
     def _rebuild(self, models: list[str], fleet: int) -> None:
         w = self.window_seconds
         start = 0 if self.history_seconds is None else max(0, (fleet - self.history_seconds) // w * w)
-        evs = {m: ModelEvaluator(m, self.policy(m), w, start) for m in models}
+        cfg = self.config
+        evs = {
+            m: ModelEvaluator(m, self.policy(m), w, start, label_delay=cfg.label_delay_seconds,
+                              orphan_after=cfg.orphan_after_seconds)
+            for m in models
+        }  # fmt: skip
         if self.write:
             anchors: dict[str, list[Anchor]] = defaultdict(list)
             for r in self.store.query(ANCHORS, {"models": models}):
@@ -319,7 +343,7 @@ class AlertEngine:
                 severity=d.severity, state=d.state, summary=d.summary,  # type: ignore[arg-type]
                 evidence=d.evidence, owner=self.config.owner(d.model),
                 runbook_url=self.config.runbook_url(d.model, d.kind),
-                ts=utc(d.ts), fired_at=now,
+                ts=utc(d.ts), evidence_ts=utc(d.ts if d.evidence_ts is None else d.evidence_ts), fired_at=now,
             )  # fmt: skip
             if any(s.silences(alert, now) for s in active):
                 alert = alert.model_copy(update={"silenced": True})

@@ -124,6 +124,7 @@ class RetrainWebhook(HttpNotifier):
                     "model": a.model,
                     "version": a.version,
                     "ts": iso(a.ts),
+                    "evidence_ts": iso(a.evidence_ts or a.ts),
                     "severity": a.severity,
                     "summary": a.summary,
                     "owner": a.owner,
@@ -221,6 +222,7 @@ class PagerDutyNotifier(Notifier):
                 "version": alert.version,
                 "subject": alert.subject,
                 "alert_id": alert.alert_id,
+                "evidence_ts": iso(alert.evidence_ts or alert.ts),
                 "evidence": alert.evidence,
             },
         }

@@ -390,6 +390,8 @@ class Settings(BaseSettings):
             owners={name: cfg.owner for name, cfg in self.models.items()},
             runbooks={name: cfg.runbook_url for name, cfg in self.models.items() if cfg.runbook_url},
             late_seconds=self.label_delay_seconds + self.orphan_after_seconds,
+            label_delay_seconds=self.label_delay_seconds,
+            orphan_after_seconds=self.orphan_after_seconds,
         )
 
     def delivery_config(self) -> DeliveryConfig:
