@@ -37,7 +37,9 @@ class AlertConfig:
     window may still be rewritten (label delay plus orphan horizon), which bounds
     how far back each evaluation looks for new windows. ``label_delay_seconds`` and
     ``orphan_after_seconds``: how long after its end a window is written, which dates
-    the decisions taken from it (``alerts.ts``).
+    the decisions taken from it (``alerts.ts``). ``reference_labels`` /
+    ``reference_predictions``: the sample a version's performance reference (and its
+    label-free estimate's) is pooled from, however many windows that takes.
     """
 
     window_seconds: int = 300
@@ -51,6 +53,10 @@ class AlertConfig:
     # the earliest event time at which an alert decided from it could have been decided.
     label_delay_seconds: int = 600
     orphan_after_seconds: int = 3600
+    # References from a sample size: a version's metric reference pools its first windows until they hold
+    # this many labels (the label-free estimate's: this many predictions).
+    reference_labels: int = 300
+    reference_predictions: int = 1000
 
     def policy(self, model: str) -> AlertPolicy:
         return self.policies.get(model, self.default_policy)

@@ -44,7 +44,7 @@ from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
 from watchkeeper.alerts.model import ALERT_COLUMNS_SQL, Alert
 from watchkeeper.alerts.policy import AlertPolicy
 from watchkeeper.alerts.window import Point, build_windows
-from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
+from watchkeeper.detectors.reference import MetricBaseline, baseline_from_sample
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.sinks.protocols import StoreClient, StoreReader
 
@@ -108,14 +108,19 @@ FROM drift FINAL
 WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 """
 
-# The first k windows of each version with enough events: the reference.
+# The first windows of each version until they hold ``size`` events (labels, for a labelled metric): the
+# reference, from a sample size (each window's events before it are summed in the store).
 REFERENCES = """
-SELECT model, version, metric, toUnixTimestamp(window_start) AS ws, value, n
-FROM metrics FINAL
-WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
-  AND n >= {min_n:UInt64}
-ORDER BY model, version, metric, window_start
-LIMIT {k:UInt32} BY model, version, metric
+SELECT model, version, metric, ws, value, n FROM (
+    SELECT model, version, metric, toUnixTimestamp(window_start) AS ws, value, n,
+           sum(n) OVER (PARTITION BY model, version, metric ORDER BY window_start
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM metrics FINAL
+    WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
+      AND n > 0
+)
+WHERE before < {size:UInt64}
+ORDER BY model, version, metric, ws
 """
 
 def _dt(t: float) -> datetime:
@@ -293,23 +298,25 @@ class AlertEngine:
         self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int]]]
     ) -> tuple[dict[str, dict[str, MetricBaseline]], dict[str, dict[str, MetricBaseline]]]:
         """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
-        wanted: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (metric, k, min_n) -> models
+        wanted: dict[tuple[str, int], list[str]] = defaultdict(list)  # (metric, sample size) -> models
         # Versions, not A/B pairs ('<challenger> vs <champion>'), have references.
         versions = {m: sorted(v for v in catalogue.get(m, {}) if v and " vs " not in v) for m in models}
         for m in models:
             rule = self.policy(m).retrain
             if not rule.enabled:
                 continue
+            # The labelled metric's reference: the first M labels; the label-free estimate's: N predictions.
+            sizes = {rule.metric: self.config.reference_labels, rule.estimate_metric: self.config.reference_predictions}
             metrics = [rule.estimate_metric] if rule.baseline is not None else [rule.metric, rule.estimate_metric]
             for metric in metrics:
                 if any((m, v, metric) not in self._references for v in versions[m]):
-                    wanted[(metric, rule.reference_windows, rule.min_labels)].append(m)
-        for (metric, k, min_n), ms in sorted(wanted.items()):
+                    wanted[(metric, sizes[metric])].append(m)
+        for (metric, size), ms in sorted(wanted.items()):
             points: dict[tuple[str, str], list[tuple[int, Point]]] = defaultdict(list)
-            for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "min_n": min_n, "k": k}):
+            for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "size": size}):
                 points[(r["model"], r["version"])].append((int(r["ws"]), Point(float(r["value"]), int(r["n"]))))
             for (m, v), pts in points.items():
-                ref = pooled_baseline(pts, k)
+                ref = baseline_from_sample(pts, size)
                 if ref is not None:
                     self._references[(m, v, metric)] = ref
         refs: dict[str, dict[str, MetricBaseline]] = defaultdict(dict)

@@ -455,3 +455,29 @@ def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> No
         }
     finally:
         st.close()
+
+
+def test_the_performance_reference_is_the_first_labels_not_the_first_three_windows(store: tuple[str, int]) -> None:
+    """A busy version has its reference after its first 300 labels (one window here), so a drop in its second
+    window is judged; a quiet one pools as many windows as 300 labels take."""
+    host, port = store
+    st = Store(host=host, port=port, database="wkrefsize")
+    st.migrate(Retention())
+    try:
+        busy = [r for i in range(4) for r in _window("busy", "v1", i, 0.90 if i == 0 else 0.60,
+                                                      accuracy=(0.90 if i == 0 else 0.60, 3000))]  # fmt: skip
+        quiet = [r for i in range(8) for r in _window("quiet", "v1", i, None, accuracy=(0.85, 60))]
+        _insert(st, busy + quiet, "metrics")
+        engine = AlertEngine(st, _settings().alert_config())
+        fired = [a for a in engine.evaluate() if a.model == "busy"]
+        assert [(a.kind, a.state) for a in fired] == [("retrain", "firing")]
+        # Decided on window 1 (the first after the reference), its window written 600 s after its end.
+        assert fired[0].evidence_ts == T0 + timedelta(seconds=2 * W)
+        assert fired[0].ts == fired[0].evidence_ts + LABEL_DELAY
+        ref = fired[0].evidence["reference"]
+        assert ref["n"] == 3000 and ref["windows"] == ["2026-03-02T08:00:00Z"]
+        # 60 labels a window: the first 5 windows hold 300.
+        quiet_ref = engine._load_references(["quiet"], {"quiet": {"v1": (0, 0)}})[0]["quiet"]["v1"]
+        assert quiet_ref.n == 300 and len(quiet_ref.starts) == 5
+    finally:
+        st.close()
