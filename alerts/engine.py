@@ -85,12 +85,16 @@ WHERE model IN {models:Array(String)}
 GROUP BY model, alert_id
 """
 
-# Each model's event-time watermark (its largest prediction or outcome time), which dates decisions.
+# Each model's event-time watermark (its largest prediction or outcome time), which dates decisions. Only
+# rows since the earliest window evaluated are read (the tables are partitioned by day): a model with a
+# window to judge has events since then.
 WATERMARKS = """
 SELECT model, max(ms) / 1000 AS max_ts FROM (
-    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM predictions GROUP BY model
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM predictions WHERE ts >= {since:DateTime('UTC')}
+    GROUP BY model
     UNION ALL
-    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM outcomes GROUP BY model
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM outcomes WHERE ts >= {since:DateTime('UTC')}
+    GROUP BY model
 ) GROUP BY model
 """
 
@@ -202,7 +206,8 @@ class AlertEngine:
         with_rows = sorted(m for m, since in work.items() if since is not None)
         refs, ests = self._load_references(with_rows, catalogue)
 
-        marks = {str(r["model"]): float(r["max_ts"]) for r in self.store.query(WATERMARKS)}
+        since = min((s for s in work.values() if s is not None), default=self._fleet - self.window_seconds)
+        marks = {str(r["model"]): float(r["max_ts"]) for r in self.store.query(WATERMARKS, {"since": _dt(since)})}
         stream = max(marks.values(), default=None)
         decisions: list[Decision] = []
         for m in sorted(work):

@@ -476,6 +476,19 @@ def test_the_performance_reference_is_the_first_labels_not_the_first_three_windo
         assert fired[0].ts == fired[0].evidence_ts + LABEL_DELAY
         ref = fired[0].evidence["reference"]
         assert ref["n"] == 3000 and ref["windows"] == ["2026-03-02T08:00:00Z"]
+        # A stream that went quiet 100 s after window 1 ended: the model stage flushed it idle, sooner than
+        # the label delay; the decision is dated by the stream's last event, from the store's raw rows (recent
+        # ones: raw rows older than the retention are dropped).
+        shift = (datetime.now(UTC) - timedelta(days=1) - T0) // timedelta(seconds=W) * timedelta(seconds=W)
+        recent = [{**r, "model": "flushed", "window_start": r["window_start"] + shift,
+                   "window_end": r["window_end"] + shift, "computed_at": r["computed_at"] + shift}
+                  for r in busy if r["window_start"] < T0 + timedelta(seconds=2 * W)]  # fmt: skip
+        _insert(st, recent, "metrics")
+        last = T0 + shift + timedelta(seconds=2 * W + 100)
+        st.insert("predictions", {"ts": [last], "model": ["flushed"], "version": ["v1"], "prediction_id": ["p"],
+                                  "event_id": ["e"]})  # fmt: skip
+        [flushed] = [a for a in AlertEngine(st, _settings().alert_config()).evaluate() if a.model == "flushed"]
+        assert flushed.evidence_ts == T0 + shift + timedelta(seconds=2 * W) and flushed.ts == last
         # 60 labels a window: the first 5 windows hold 300.
         quiet_ref = engine._load_references(["quiet"], {"quiet": {"v1": (0, 0)}})[0]["quiet"]["v1"]
         assert quiet_ref.n == 300 and len(quiet_ref.starts) == 5
