@@ -263,7 +263,8 @@ class ModelEvaluator:
         return out
 
     def _fairness(self, w: Window) -> list[Decision]:
-        rule, out = self.policy.fairness, []
+        rule = self.policy.fairness
+        out: list[Decision] = []
         if rule.horizon_events is None:
             signals = fairness_signals(self.model, w, rule)
         else:
