@@ -220,7 +220,8 @@ class ModelEvaluator:
     def _written_at(self, end: int, horizon: int, watermark: float | None = None) -> int:
         """When the model stage wrote a window ending at ``end``: once the (model's) watermark passed
         ``end`` + ``horizon``; before that only on an idle flush, when the whole stream had gone quiet:
-        at the stream's last event."""
+        at the stream's last event. Never later than ``end`` + ``horizon``: the window of a model that
+        stopped while others went on, flushed later, is dated as if written when due (a lower bound)."""
         due = int(end) + int(horizon)
         wm = self.watermark if watermark is None else watermark
         if wm is None or wm >= due:
