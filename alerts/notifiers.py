@@ -183,6 +183,8 @@ class SlackNotifier(HttpNotifier):
             parts += [f"<{url}|{label}>" for url, label in ((runbook_link(a), "runbook"), (dashboard, "dashboard"))
                       if url]  # fmt: skip
             parts += [f"`{a.alert_id}`", iso(a.ts)]
+            if a.evidence_ts is not None and a.evidence_ts != a.ts:
+                parts.append(f"evidence {iso(a.evidence_ts)}")
             context = " · ".join(parts)
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
         text = " ".join(f"[{a.state}] {a.summary}" for a in alerts)[:3000]
