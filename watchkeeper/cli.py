@@ -118,10 +118,11 @@ def main(ctx: click.Context) -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
-    from watchkeeper.lean import on_first_use, without_pandas
+    from watchkeeper.lean import arrow_system_allocator, on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
     on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
+    arrow_system_allocator()  # freed Arrow buffers are reused, not kept per thread: ~15 MB
     from watchkeeper.admin import ensure_topics
     from watchkeeper.embedded import ensure_broker
     from watchkeeper.sinks.writer import StoreAuthFailed

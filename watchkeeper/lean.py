@@ -14,6 +14,14 @@ its package imports them all): with scipy.optimize, which it imports, ~45 MB.
 watchkeeper's own tests need only scipy.special (``detectors/drift.py``), so
 the worker registers a stand-in that imports the real module on first use:
 only a KSWIN detector, or ``ks_samples``, pays for it.
+
+Arrow's default allocator (mimalloc) keeps what the worker frees in per-thread
+heaps: decoding, inserting and the model stage's query results each run in
+threads of their own, and each thread's heap kept its high-water mark. The
+worker takes Arrow's memory from the system allocator instead, which gives it
+back for reuse (measured: decoding and serialising the 100 models x 20 features
+backlog added 19 MB of resident memory with mimalloc, 5 MB with the system
+allocator; no measurable change in decoding speed).
 """
 
 from __future__ import annotations
@@ -76,3 +84,11 @@ def on_first_use(name: str) -> bool:
     stand_in.__getattr__ = load  # type: ignore[method-assign]
     sys.modules[name] = stand_in
     return True
+
+
+def arrow_system_allocator() -> str:
+    """Make the system allocator Arrow's default in this process (see above); returns the backend's name."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    return str(pa.default_memory_pool().backend_name)

@@ -127,3 +127,21 @@ def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path
         "      on_first_use('no_such_mod'), on_first_use('no_such_pkg.mod'))\n"
     )
     assert _run(code, tmp_path) == "False True False False"
+
+
+def test_the_worker_takes_arrow_memory_from_the_system_allocator(tmp_path: Path) -> None:
+    """mimalloc kept each thread's freed Arrow buffers (~15 MB of the worker's peak); the worker command
+    switches Arrow to the system allocator before it starts (stopped here at its first step)."""
+    code = (
+        "import pyarrow as pa\n"
+        "before = pa.default_memory_pool().backend_name\n"
+        "import watchkeeper.embedded as embedded\n"
+        "def stop(settings):\n"
+        "    raise SystemExit(7)\n"
+        "embedded.ensure_broker = stop\n"
+        "from click.testing import CliRunner\n"
+        "from watchkeeper.cli import main\n"
+        "result = CliRunner().invoke(main, ['worker'])\n"
+        "print(before != 'system', result.exit_code, pa.default_memory_pool().backend_name)\n"
+    )
+    assert _run(code, tmp_path) == "True 7 system"
