@@ -6,7 +6,8 @@ the stream buffer, the web server, no Monitor sensor unless
 ``WATCHKEEPER_FAUST_SENSOR``), taken in the worker's batches (``streams/take.py``:
 ``TAKE_MESSAGES`` messages or ``BATCH_BYTES``, the flush interval) and acked one
 message at a time as the worker acks them. What it leaves out is the worker's
-own work: decoding, writing to the store, the model stage and its timers.
+own work: decoding, writing to the store, the model stage and its timers. Its process is set up as
+the worker's is (``watchkeeper/lean.py``: malloc arenas, Arrow's allocator).
 
 The benchmark runs it with ``WATCHKEEPER_APP_ID`` set to a group of its own and
 ``BENCH_TOPIC`` a topic of its own. It counts messages: at the first (a primer)
@@ -22,9 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchkeeper.streams.app import app, settings
-from watchkeeper.streams.ingest import BATCH_BYTES
-from watchkeeper.streams.take import take
+from watchkeeper.lean import arrow_system_allocator, cap_malloc_arenas
+
+cap_malloc_arenas()  # the worker's process set-up (watchkeeper worker), before Faust's threads
+arrow_system_allocator()
+
+from watchkeeper.streams.app import app, settings  # noqa: E402 (after the allocators, as in the worker)
+from watchkeeper.streams.ingest import BATCH_BYTES  # noqa: E402
+from watchkeeper.streams.take import take  # noqa: E402
 
 # The worker's batch size in messages (``streams/agents/ingest.py``, not imported: importing it
 # registers the worker's agents; a unit test checks the two are equal).

@@ -118,11 +118,12 @@ def main(ctx: click.Context) -> None:
 @click.argument("faust_args", nargs=-1, type=click.UNPROCESSED)
 def worker(faust_args: tuple[str, ...]) -> None:
     """Run the Faust worker (Faust's own worker options apply, e.g. --web-port)."""
-    from watchkeeper.lean import arrow_system_allocator, on_first_use, without_pandas
+    from watchkeeper.lean import arrow_system_allocator, cap_malloc_arenas, on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
     on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
-    arrow_system_allocator()  # freed Arrow buffers are reused, not kept per thread: ~15 MB
+    cap_malloc_arenas()  # before the worker's threads: ~20 MB of free memory kept per thread's arena
+    arrow_system_allocator()  # freed Arrow buffers are reused, not kept per thread: ~10 MB
     from watchkeeper.admin import ensure_topics
     from watchkeeper.embedded import ensure_broker
     from watchkeeper.sinks.writer import StoreAuthFailed
