@@ -443,8 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="the envelope ratio and the memory only (make bench-quick, ~3 minutes)"
     )
+    ap.add_argument("--rows", action="store_true", help="print the README rows of the results file only")
     args = ap.parse_args(argv)
     name = "bench-quick" if args.quick else "bench"
+    if args.rows:
+        print(markdown(load(name)))
+        return 0
     load_at_start = os.getloadavg()[0]  # other jobs on the machine: the noise the figures carry
     results: dict[str, Any] = {"runs": {}}
 
