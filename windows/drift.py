@@ -343,7 +343,7 @@ def _rounds(keys: list[WindowKey], sizes: Mapping[WindowKey, int]) -> list[list[
 
     >>> keys = [WindowKey("m", "v", 60 * i) for i in range(25)]
     >>> [len(r) for r in _rounds(keys, {k: 10**6 for k in keys})]  # each window reads its sample: <= 5,000 rows
-    [10, 10, 5]
+    [4, 4, 4, 4, 4, 4, 1]
     >>> len(_rounds(keys, {}))
     1
     """
