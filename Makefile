@@ -9,7 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast test-alibi bench bench-scale bench-detect bench-alerts lint constraints clean
+.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -46,6 +46,11 @@ test-fast: .venv
 
 bench: .venv
 	$(BIN)/python -m bench.run
+
+# The envelope ratio and the worker's memory only (a few minutes): run it before submitting a change to
+# streams/, sinks/writer.py, windows/ or what the worker imports; writes bench/results/bench-quick.json.
+bench-quick: .venv
+	$(BIN)/python -m bench.run --quick
 
 # The sharded model stage with 1, 2 and 3 workers on one backlog of 200 models (about 10 minutes).
 bench-scale: .venv

@@ -55,6 +55,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import record  # noqa: E402
 from watchkeeper.detectors import registry  # noqa: E402
 from watchkeeper.detectors.base import DriftDetector  # noqa: E402
 from watchkeeper.detectors.presets import covariate_shift, watchkeeper_default  # noqa: E402
@@ -320,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     "alibi": args.alibi,
                     "seconds": elapsed,
                 },
+                "commit": record.commit(),
+                "machine": record.machine(),
                 "table": table,
                 "verdicts": verdict,
                 "not_tuned_on": {"table": unseen, "verdicts": unseen_verdict},
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The target (the tuned families pass) decides the exit status; the others are reported as they are.
     failed = [fam for fam, v in verdict.items() if not v["pass"]]
-    outcome = "MISSED " + ", ".join(failed) if failed else "met"
+    outcome = "MISSED " + ", ".join(failed) if failed else ("met" if verdict else "not judged (no tuned family run)")
     print(f"\ntarget: watchkeeper_default passes every tuned family: {outcome}")
     return 1 if failed else 0
 

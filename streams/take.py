@@ -16,6 +16,15 @@ still makes few, large inserts. The next batch fills while the caller works on
 the last one (Faust's take stops buffering until asked again).
 
 The caller acks each event itself, once its rows are written: nothing is acked here.
+
+What the stream holds ahead of the batch is bounded in bytes too. Faust's
+buffer (``stream_buffer_maxsize``) counts messages: 4,096 one-event messages
+are a megabyte, 4,096 envelopes of 500 events a gigabyte — a whole backlog in
+the worker's memory (measured: 147 of the 200 envelopes of ``make bench``'s
+100-model backlog, 29 MB, held at once). After each batch, the buffer's limit
+becomes ``buffer_bytes`` divided by the batch's mean message size (within
+``MIN_BUFFER_MESSAGES`` and the configured size), and Faust's flow control
+pauses fetching at that many messages.
 """
 
 from __future__ import annotations
@@ -26,13 +35,37 @@ from typing import Any
 
 QUIET_SECONDS = 0.02
 EARLY_FRACTION = 0.5
+# Bytes of messages the stream may buffer ahead of the batch being filled (two 4 MiB batches' worth).
+BUFFER_BYTES = 8 * 1024 * 1024
+MIN_BUFFER_MESSAGES = 16
+
+
+def bound_buffer(queue: Any, mean_message_bytes: float, buffer_bytes: int, configured: int) -> int:
+    """Set a stream buffer's limit to ``buffer_bytes`` of messages of this mean size; returns the limit.
+
+    Faust pauses a partition's fetching when its queue reaches the limit / 1.25 and resumes it at 0.4 x
+    the limit (``mode.utils.queues.FlowControlQueue``, whose thresholds are cached: they are reset here).
+
+    >>> import asyncio
+    >>> q = asyncio.Queue(maxsize=4096)
+    >>> bound_buffer(q, 200_000, 8 << 20, 4096), bound_buffer(q, 300, 8 << 20, 4096), q.maxsize
+    (41, 4096, 4096)
+    """
+    limit = int(max(MIN_BUFFER_MESSAGES, min(configured, buffer_bytes // max(1.0, mean_message_bytes))))
+    if queue._maxsize != limit:
+        queue._maxsize = limit
+        for cached in ("pressure_high_size", "pressure_drop_size"):
+            queue.__dict__.pop(cached, None)
+    return limit
 
 
 class _Batcher:
     """The buffer between the stream's processor (``add``) and the consumer (``batches``)."""
 
-    def __init__(self, stream: Any, max_messages: int, max_bytes: int, within: float) -> None:
+    def __init__(self, stream: Any, max_messages: int, max_bytes: int, within: float, buffer_bytes: int) -> None:
         self.stream, self.max_messages, self.max_bytes, self.within = stream, max_messages, max_bytes, within
+        self.buffer_bytes = buffer_bytes
+        self.configured = 0  # the buffer's configured size, read when its queue exists
         self.early_messages, self.early_bytes = max_messages * EARLY_FRACTION, max_bytes * EARLY_FRACTION
         self.loop = asyncio.get_running_loop()
         self.events: list[Any] = []
@@ -93,7 +126,11 @@ class _Batcher:
         while not self.stream.should_stop:
             if not await self._ready():
                 continue
-            taken, self.events, self.size = self.events, [], 0
+            taken, size, self.events, self.size = self.events, self.size, [], 0
+            queue = getattr(self.stream.channel, "queue", None)  # Faust's buffer, made on first use
+            if queue is not None and getattr(queue, "_maxsize", 0):
+                self.configured = self.configured or queue._maxsize
+                bound_buffer(queue, size / len(taken), self.buffer_bytes, self.configured)
             self.after_full = self.full.is_set()
             for flag in (self.started, self.early, self.full):
                 flag.clear()
@@ -101,14 +138,17 @@ class _Batcher:
             yield taken
 
 
-async def take(stream: Any, max_messages: int, max_bytes: int, within: float) -> AsyncIterator[list[Any]]:
-    """Yield lists of the stream's events (at least one each), in order, never acked.
+async def take(
+    stream: Any, max_messages: int, max_bytes: int, within: float, buffer_bytes: int = BUFFER_BYTES
+) -> AsyncIterator[list[Any]]:
+    """Yield lists of the stream's events (at least one each), in order, never acked; the stream buffers
+    about ``buffer_bytes`` of messages ahead.
 
     >>> import inspect
     >>> inspect.isasyncgenfunction(take)
     True
     """
-    batcher = _Batcher(stream, max_messages, max_bytes, within)
+    batcher = _Batcher(stream, max_messages, max_bytes, within, buffer_bytes)
     enable_acks = stream.enable_acks
     stream.enable_acks = False  # the caller acks, after writing
     channel_it = aiter(stream.channel)

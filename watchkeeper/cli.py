@@ -165,10 +165,12 @@ def worker(faust_args: tuple[str, ...]) -> None:
     if _wants_help(faust_args):  # before anything starts: help never starts the broker or the store
         _worker_help()
         return
-    from watchkeeper.lean import on_first_use, without_pandas
+    from watchkeeper.lean import arrow_system_allocator, cap_malloc_arenas, on_first_use, without_pandas
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
     on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
+    cap_malloc_arenas()  # before the worker's threads: ~20 MB of free memory kept per thread's arena
+    arrow_system_allocator()  # freed Arrow buffers are reused, not kept per thread: ~10 MB
     from watchkeeper.admin import ensure_topics
     from watchkeeper.embedded import ensure_broker
     from watchkeeper.sinks.writer import StoreAuthFailed

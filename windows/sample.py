@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from watchkeeper.detectors.reference import BinnedReference
 
-__all__ = ["PREDICTION", "Sample", "build_reference"]
+__all__ = ["PREDICTION", "Sample", "build_reference", "map_columns"]
 
 PREDICTION = "__prediction__"
 
@@ -38,13 +38,13 @@ class Sample:
         cost the worker more than all the drift tests on it).
         """
         n = table.num_rows
-        numeric = _map_columns(table["features"], n, np.nan, np.float64)
+        numeric = map_columns(table["features"], n, np.nan, np.float64)
         if n:
             numeric[PREDICTION] = pc.fill_null(table["prediction"], math.nan).to_numpy().astype(np.float64)
-        return cls(n, numeric, _map_columns(table["features_cat"], n, None, object))
+        return cls(n, numeric, map_columns(table["features_cat"], n, None, object))
 
 
-def _map_columns(column: pa.ChunkedArray, n: int, missing: Any, dtype: Any) -> dict[str, np.ndarray]:
+def map_columns(column: pa.ChunkedArray, n: int, missing: Any, dtype: Any) -> dict[str, np.ndarray]:
     """One array per key of a Map column, ``missing`` where a row lacks the key (the last value of a
     repeated key wins)."""
     maps = column.combine_chunks()

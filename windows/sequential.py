@@ -26,6 +26,7 @@ from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.due import due_params
 from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, THRESHOLD, WS
+from watchkeeper.windows.sample import map_columns
 
 if TYPE_CHECKING:
     from watchkeeper.sinks.writer import Store
@@ -173,27 +174,29 @@ class SequentialDrift:
         todo = list(_unseen(self.shift_streams, fixed, out))
         if not todo:
             return out
-        by_window: dict[WindowKey, list[tuple[int, dict[str, float]]]] = defaultdict(list)
         params = {**due_params(self.config, todo), "max_events": SHIFT_MAX_EVENTS}
-        for model, version, ws, t, feats in self.store.query_rows(SHIFT_EVENTS, params):
-            by_window[WindowKey(model, version, int(ws))].append((int(t), feats))
+        # Columnar (Arrow, then one array per feature and window): a pass of a backlog reads up to
+        # SHIFT_MAX_EVENTS events a window, and a Python dict per event cost the worker ~1.7 KB each.
+        by_window = _window_slices(self.store.query_arrow(SHIFT_EVENTS, params))
         for k in todo:
-            events = by_window.get(k)
-            if not events:
+            window = by_window.get(k)
+            if window is None:
                 continue
+            times, numeric = window
             state = self.shift_streams.get((k.model, k.version))
             if state is None:
-                names = sorted({f for _, feats in events for f in feats})[:SHIFT_MAX_FEATURES]
+                names = sorted(numeric)[:SHIFT_MAX_FEATURES]
                 if not names:
                     continue
                 state = ErrorStream(build("covariate_shift"), k.start, tuple(names))
                 self.shift_streams[(k.model, k.version)] = state
+            missing = np.full(times.size, math.nan)
+            x = np.column_stack([numeric.get(f, missing) for f in state.features])
             det = state.detector
-            x = np.array([[feats.get(f, math.nan) for f in state.features] for _, feats in events], dtype=np.float64)
             det.update_many(x)
             first: dict[int, float] = {}
             for row, feature in det.alarms:
-                first.setdefault(feature, events[row][0] / 1000)
+                first.setdefault(feature, float(times[row]) / 1000)
             rows: list[dict[str, Any]] = []
             statistic = det.statistic
             if statistic.size:  # armed: the reference is learnt
@@ -218,6 +221,27 @@ class SequentialDrift:
             state.record(k.start, rows)
             out.extend(rows)
         return out
+
+
+def _window_slices(table: Any) -> dict[WindowKey, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per window of an Arrow result (rows grouped by model, version, ws): its event times (ms) and one
+    array per numeric feature present in it (NaN where an event lacks it; a feature with no value in the
+    window is left out)."""
+    n = table.num_rows
+    if n == 0:
+        return {}
+    model = table["model"].to_numpy(zero_copy_only=False)
+    version = table["version"].to_numpy(zero_copy_only=False)
+    ws = table["ws"].to_numpy()
+    times = table["t"].to_numpy()
+    cut = np.flatnonzero((model[1:] != model[:-1]) | (version[1:] != version[:-1]) | (ws[1:] != ws[:-1])) + 1
+    out: dict[WindowKey, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for lo, hi in zip(np.r_[0, cut], np.r_[cut, n], strict=True):
+        lo, hi = int(lo), int(hi)
+        numeric = map_columns(table["features"].slice(lo, hi - lo), hi - lo, np.nan, np.float64)
+        present = {f: col for f, col in numeric.items() if not np.isnan(col).all()}
+        out[WindowKey(str(model[lo]), str(version[lo]), int(ws[lo]))] = (times[lo:hi], present)
+    return out
 
 
 def _unseen(

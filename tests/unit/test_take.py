@@ -152,3 +152,39 @@ def test_the_next_batch_fills_while_the_caller_works_on_the_last() -> None:
     order, last_fed = _run(main())
     assert order == [0, 1, 2, 3]
     assert last_fed == 3  # the whole next batch had arrived before the caller asked for it
+
+
+def test_the_stream_buffers_about_buffer_bytes_of_large_messages_and_its_configured_count_of_small_ones() -> None:
+    """Faust's buffer counts messages (4,096): a backlog of envelopes sat in it whole. After each batch
+    its limit is the byte budget over the batch's mean message size, never above the configured count."""
+
+    class BufferedStream(FakeStream):
+        def __init__(self) -> None:
+            super().__init__()
+            self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4096)
+
+    async def main() -> list[int]:
+        stream = BufferedStream()
+        limits = []
+        gen = take(stream, max_messages=4, max_bytes=1 << 30, within=0.05, buffer_bytes=1_000_000)
+        for sizes in ([100_000] * 4, [50] * 4, [250_000] * 4):
+            feeder = asyncio.ensure_future(stream.feed(sizes))
+            await gen.__anext__()
+            await feeder
+            limits.append(stream.queue.maxsize)
+        await gen.aclose()
+        return limits
+
+    assert _run(main()) == [take_module.MIN_BUFFER_MESSAGES, 4096, take_module.MIN_BUFFER_MESSAGES]
+
+
+def test_bound_buffer_resets_faust_flow_control_thresholds() -> None:
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    async def main() -> tuple[int, int, int]:
+        queue: FlowControlQueue[Any] = FlowControlQueue(maxsize=4096, flow_control=FlowControlEvent())
+        assert queue.pressure_high_size == 3276  # cached by mode
+        limit = take_module.bound_buffer(queue, 100_000, 4_000_000, 4096)
+        return limit, queue.pressure_high_size, queue.pressure_drop_size
+
+    assert _run(main()) == (40, 32, 16)

@@ -128,3 +128,31 @@ def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path
         "      on_first_use('no_such_mod'), on_first_use('no_such_pkg.mod'))\n"
     )
     assert _run(code, tmp_path) == "False True False False"
+
+
+def test_the_worker_takes_arrow_memory_from_the_system_allocator(tmp_path: Path) -> None:
+    """mimalloc kept each thread's freed Arrow buffers (~10 MB of the worker's peak); the worker command
+    switches Arrow to the system allocator and caps malloc's arenas before it starts (stopped here at
+    its first step)."""
+    code = (
+        "import pyarrow as pa\n"
+        "before = pa.default_memory_pool().backend_name\n"
+        "import watchkeeper.lean as lean\n"
+        "capped = []\n"
+        "lean.cap_malloc_arenas = lambda: capped.append(True) or True\n"
+        "import watchkeeper.embedded as embedded\n"
+        "def stop(settings):\n"
+        "    raise SystemExit(7)\n"
+        "embedded.ensure_broker = stop\n"
+        "from click.testing import CliRunner\n"
+        "from watchkeeper.cli import main\n"
+        "result = CliRunner().invoke(main, ['worker'])\n"
+        "print(before != 'system', result.exit_code, pa.default_memory_pool().backend_name, capped)\n"
+    )
+    assert _run(code, tmp_path) == "True 7 system [True]"
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(tmp_path: Path) -> None:
+    code = "from watchkeeper.lean import cap_malloc_arenas\nprint(cap_malloc_arenas())\n"
+    assert _run(code, tmp_path) == "True"  # glibc here
+    assert _run("import os\nos.environ['MALLOC_ARENA_MAX'] = '4'\n" + code, tmp_path) == "False"
