@@ -35,7 +35,11 @@ class AlertConfig:
     ``owners``/``runbooks``: per-model owner and runbook URL (others: ``unowned``,
     ``{runbook_base_url}#{kind}``). ``late_seconds``: how long after its end a
     window may still be rewritten (label delay plus orphan horizon), which bounds
-    how far back each evaluation looks for new windows.
+    how far back each evaluation looks for new windows. ``label_delay_seconds`` and
+    ``orphan_after_seconds``: how long after its end a window is written, which dates
+    the decisions taken from it (``alerts.ts``). ``reference_labels`` /
+    ``reference_predictions``: the sample a version's performance reference (and its
+    label-free estimate's) is pooled from, however many windows that takes.
     """
 
     window_seconds: int = 300
@@ -45,6 +49,14 @@ class AlertConfig:
     owners: Mapping[str, str] = field(default_factory=dict)
     runbooks: Mapping[str, str] = field(default_factory=dict)
     late_seconds: int = DEFAULT_LATE_SECONDS
+    # When the model stage writes a window after its end (a version's; outcomes without a prediction):
+    # the earliest event time at which an alert decided from it could have been decided.
+    label_delay_seconds: int = 600
+    orphan_after_seconds: int = 3600
+    # References from a sample size: a version's metric reference pools its first windows until they hold
+    # this many labels (the label-free estimate's: this many predictions).
+    reference_labels: int = 300
+    reference_predictions: int = 1000
 
     def policy(self, model: str) -> AlertPolicy:
         return self.policies.get(model, self.default_policy)

@@ -15,6 +15,12 @@ up to ``history_days`` of windows (event time, before the fleet watermark) to
 rebuild its counters; transitions already recorded are not repeated, and ones
 that a crash kept from being written are written then.
 
+An alert's ``ts`` is its decision time: the event-time watermark at which the
+model stage had written the window it was decided from (its end plus the label
+delay, or the stream's last event when an idle flush wrote it sooner), so it
+reads the models' event-time watermarks (largest prediction or outcome time) with
+each evaluation. The evidence's own time is ``evidence_ts``.
+
 Decisions depend on event time and data only. Replaying the same ``metrics`` and
 ``drift`` rows into an empty store gives the same alerts (``Alert.decision()``);
 ``fired_at`` and ``silenced`` are the only wall-time fields. Caveats: a window
@@ -38,7 +44,7 @@ from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
 from watchkeeper.alerts.model import ALERT_COLUMNS_SQL, Alert
 from watchkeeper.alerts.policy import AlertPolicy
 from watchkeeper.alerts.window import Point, build_windows
-from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
+from watchkeeper.detectors.reference import MetricBaseline, baseline_from_sample
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.sinks.protocols import StoreClient, StoreReader
 
@@ -65,17 +71,31 @@ WHERE model IN {models:Array(String)} AND metric = 'predictions' AND version != 
 GROUP BY model, version
 """
 
+# The hysteresis runs on evidence times: a restored alert continues from its last evidence.
 ANCHORS = """
 SELECT model, alert_id, argMax(version, ts) AS last_version, argMax(kind, ts) AS last_kind,
-       argMax(state, ts) AS last_state, intDiv(toUnixTimestamp64Milli(max(ts)), 1000) AS t,
-       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'firing')), 1000) AS fired,
-       intDiv(toUnixTimestamp64Milli(maxIf(ts, state = 'resolved')), 1000) AS resolved,
+       argMax(state, ts) AS last_state, intDiv(toUnixTimestamp64Milli(max(evidence_ts)), 1000) AS t,
+       intDiv(toUnixTimestamp64Milli(maxIf(evidence_ts, state = 'firing')), 1000) AS fired,
+       intDiv(toUnixTimestamp64Milli(maxIf(evidence_ts, state = 'resolved')), 1000) AS resolved,
        countIf(state = 'firing') AS n_fired, countIf(state = 'resolved') AS n_resolved,
        argMax(severity, ts) AS last_severity, argMax(summary, ts) AS last_summary,
        argMax(evidence, ts) AS last_evidence
 FROM alerts FINAL
 WHERE model IN {models:Array(String)}
 GROUP BY model, alert_id
+"""
+
+# Each model's event-time watermark (its largest prediction or outcome time), which dates decisions. Only
+# rows since the earliest window evaluated are read (the tables are partitioned by day): a model with a
+# window to judge has events since then.
+WATERMARKS = """
+SELECT model, max(ms) / 1000 AS max_ts FROM (
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM predictions WHERE ts >= {since:DateTime('UTC')}
+    GROUP BY model
+    UNION ALL
+    SELECT model, max(toUnixTimestamp64Milli(ts)) AS ms FROM outcomes WHERE ts >= {since:DateTime('UTC')}
+    GROUP BY model
+) GROUP BY model
 """
 
 METRIC_ROWS = """
@@ -92,14 +112,19 @@ FROM drift FINAL
 WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 """
 
-# The first k windows of each version with enough events: the reference.
+# The first windows of each version until they hold ``size`` events (labels, for a labelled metric): the
+# reference, from a sample size (each window's events before it are summed in the store).
 REFERENCES = """
-SELECT model, version, metric, toUnixTimestamp(window_start) AS ws, value, n
-FROM metrics FINAL
-WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
-  AND n >= {min_n:UInt64}
-ORDER BY model, version, metric, window_start
-LIMIT {k:UInt32} BY model, version, metric
+SELECT model, version, metric, ws, value, n FROM (
+    SELECT model, version, metric, toUnixTimestamp(window_start) AS ws, value, n,
+           sum(n) OVER (PARTITION BY model, version, metric ORDER BY window_start
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM metrics FINAL
+    WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
+      AND n > 0
+)
+WHERE before < {size:UInt64}
+ORDER BY model, version, metric, ws
 """
 
 def _dt(t: float) -> datetime:
@@ -181,11 +206,15 @@ class AlertEngine:
         with_rows = sorted(m for m, since in work.items() if since is not None)
         refs, ests = self._load_references(with_rows, catalogue)
 
+        since = min((s for s in work.values() if s is not None), default=self._fleet - self.window_seconds)
+        marks = {str(r["model"]): float(r["max_ts"]) for r in self.store.query(WATERMARKS, {"since": _dt(since)})}
+        stream = max(marks.values(), default=None)
         decisions: list[Decision] = []
         for m in sorted(work):
             windows = build_windows(metric_rows.get(m, ()), drift_rows.get(m, ()))
             decisions += self._evaluators[m].feed(
-                windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet
+                windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet,
+                watermark=marks.get(m), stream_watermark=stream,
             )
         # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
         alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
@@ -235,7 +264,12 @@ class AlertEngine:
     def _rebuild(self, models: list[str], fleet: int) -> None:
         w = self.window_seconds
         start = 0 if self.history_seconds is None else max(0, (fleet - self.history_seconds) // w * w)
-        evs = {m: ModelEvaluator(m, self.policy(m), w, start) for m in models}
+        cfg = self.config
+        evs = {
+            m: ModelEvaluator(m, self.policy(m), w, start, label_delay=cfg.label_delay_seconds,
+                              orphan_after=cfg.orphan_after_seconds)
+            for m in models
+        }  # fmt: skip
         if self.write:
             anchors: dict[str, list[Anchor]] = defaultdict(list)
             for r in self.store.query(ANCHORS, {"models": models}):
@@ -269,23 +303,25 @@ class AlertEngine:
         self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int]]]
     ) -> tuple[dict[str, dict[str, MetricBaseline]], dict[str, dict[str, MetricBaseline]]]:
         """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
-        wanted: dict[tuple[str, int, int], list[str]] = defaultdict(list)  # (metric, k, min_n) -> models
+        wanted: dict[tuple[str, int], list[str]] = defaultdict(list)  # (metric, sample size) -> models
         # Versions, not A/B pairs ('<challenger> vs <champion>'), have references.
         versions = {m: sorted(v for v in catalogue.get(m, {}) if v and " vs " not in v) for m in models}
         for m in models:
             rule = self.policy(m).retrain
             if not rule.enabled:
                 continue
+            # The labelled metric's reference: the first M labels; the label-free estimate's: N predictions.
+            sizes = {rule.metric: self.config.reference_labels, rule.estimate_metric: self.config.reference_predictions}
             metrics = [rule.estimate_metric] if rule.baseline is not None else [rule.metric, rule.estimate_metric]
             for metric in metrics:
                 if any((m, v, metric) not in self._references for v in versions[m]):
-                    wanted[(metric, rule.reference_windows, rule.min_labels)].append(m)
-        for (metric, k, min_n), ms in sorted(wanted.items()):
+                    wanted[(metric, sizes[metric])].append(m)
+        for (metric, size), ms in sorted(wanted.items()):
             points: dict[tuple[str, str], list[tuple[int, Point]]] = defaultdict(list)
-            for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "min_n": min_n, "k": k}):
+            for r in self.store.query(REFERENCES, {"models": ms, "metric": metric, "size": size}):
                 points[(r["model"], r["version"])].append((int(r["ws"]), Point(float(r["value"]), int(r["n"]))))
             for (m, v), pts in points.items():
-                ref = pooled_baseline(pts, k)
+                ref = baseline_from_sample(pts, size)
                 if ref is not None:
                     self._references[(m, v, metric)] = ref
         refs: dict[str, dict[str, MetricBaseline]] = defaultdict(dict)
@@ -319,7 +355,7 @@ class AlertEngine:
                 severity=d.severity, state=d.state, summary=d.summary,  # type: ignore[arg-type]
                 evidence=d.evidence, owner=self.config.owner(d.model),
                 runbook_url=self.config.runbook_url(d.model, d.kind),
-                ts=utc(d.ts), fired_at=now,
+                ts=utc(d.ts), evidence_ts=utc(d.ts if d.evidence_ts is None else d.evidence_ts), fired_at=now,
             )  # fmt: skip
             if any(s.silences(alert, now) for s in active):
                 alert = alert.model_copy(update={"silenced": True})

@@ -4,9 +4,19 @@
 processed in order of window end, and a window at or before that version's
 cursor is skipped), runs every rule of the model's policy, passes the signals
 through hysteresis and returns the state changes as :class:`Decision` s.
-Decisions depend on the windows and the fleet watermark only, never on the
-wall clock, so feeding the same rows in one call or in many gives the same
+Decisions depend on the windows, the fleet watermark and the model's
+event-time watermark only, never on the wall clock, so feeding the same rows in one call or in many gives the same
 decisions — that is what makes replays exact.
+
+Two times per decision. ``evidence_ts`` is the event time of the evidence: the
+window's end, or the alarm of the per-event detector it confirms. ``ts`` is the
+decision time: the event-time watermark at which the model stage had written
+the window (its end plus the label delay — the orphan horizon for outcome-only
+windows — or, when the stream went idle first, the watermark then), never
+before the evidence. Hysteresis runs on evidence times; only the decision is
+dated later. Gap rules (``no_data``, ``sunset``) are decided against the fleet
+watermark, which is itself a written window's end: the label delay is added
+the same way.
 
 The state is rebuildable: :meth:`restore` takes the last recorded transition
 of each alert (from the ``alerts`` table) and the counters restart from there.
@@ -31,10 +41,18 @@ Traffic rules look at the gaps between windows with predictions:
 >>> out = ev.feed([win(i, 0.9) for i in range(10, 13)], references=refs)
 >>> [(d.kind, d.state, d.ts) for d in out]
 [('retrain', 'resolved', 3900)]
+
+With a label delay the window is written, hence decided, that much after its end (``evidence_ts``: its end):
+
+>>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300, label_delay=600)
+>>> out = ev.feed([win(i, 0.9 if i < 5 else 0.6) for i in range(10)], references=refs, watermark=3000)
+>>> [(d.kind, d.state, d.evidence_ts, d.ts) for d in out]
+[('retrain', 'firing', 1800, 2400)]
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -85,9 +103,10 @@ class Decision:
     subject: str
     severity: str
     state: str
-    ts: int
+    ts: int  # decision time
     summary: str
     evidence: dict[str, Any]
+    evidence_ts: int | None = None  # the evidence's event time (None: ``ts``)
 
 
 @dataclass(frozen=True)
@@ -108,10 +127,22 @@ class Anchor:
 
 
 class ModelEvaluator:
-    """The alert state of one model; ``start`` is the event time from which windows are considered."""
+    """The alert state of one model; ``start`` is the event time from which windows are considered.
 
-    def __init__(self, model: str, policy: AlertPolicy, window_seconds: int, start: int = 0) -> None:
+    ``label_delay``/``orphan_after``: how long after its end the model stage writes a window of a
+    version / of outcomes without a prediction (``windows.config.WindowConfig``), which dates decisions.
+    """
+
+    def __init__(
+        self, model: str, policy: AlertPolicy, window_seconds: int, start: int = 0, *,
+        label_delay: int = 0, orphan_after: int = 0,
+    ) -> None:  # fmt: skip
         self.model = model
+        self.label_delay = int(label_delay)
+        self.orphan_after = int(orphan_after)
+        self.watermark: float | None = None  # the model's event-time watermark (None: not known)
+        self.stream_watermark: float | None = None  # the whole stream's (every model's) event-time watermark
+        self._decided_at: int | None = 0  # the decision time of the window being fed (None: a gap's own)
         self.policy = policy
         self.w = int(window_seconds)
         self.start = int(start)
@@ -159,19 +190,44 @@ class ModelEvaluator:
         references: Mapping[str, MetricBaseline] | None = None,
         estimates: Mapping[str, MetricBaseline] | None = None,
         fleet_watermark: int | None = None,
+        watermark: float | None = None,
+        stream_watermark: float | None = None,
     ) -> list[Decision]:
-        """Process new windows, then the gaps up to the fleet watermark; returns the state changes."""
+        """Process new windows, then the gaps up to the fleet watermark; returns the state changes.
+
+        ``watermark``: the model's largest event time seen so far; ``stream_watermark`` the whole
+        stream's. They date the decisions on windows that the model stage flushed before they were
+        due (the stream idle) and on gaps.
+        """
         refs, ests = references or {}, estimates or {}
+        if watermark is not None:
+            self.watermark = max(self.watermark or 0.0, float(watermark))
+        if stream_watermark is not None:
+            self.stream_watermark = max(self.stream_watermark or 0.0, float(stream_watermark))
         out: list[Decision] = []
         for w in sorted(windows, key=lambda w: (w.end, w.version, w.start)):
             if w.end <= self.cursor_of(w.version):
                 continue
             self.cursor[w.version] = w.end
+            self._decided_at = self._written_at(w.end, self.label_delay if w.version else self.orphan_after)
             out += self._window(w, refs.get(w.version), ests.get(w.version))
         if fleet_watermark is not None:
             self.fleet_watermark = max(self.fleet_watermark, int(fleet_watermark))
+        self._decided_at = None
         out += self._trailing()
         return out
+
+    def _written_at(self, end: int, horizon: int, watermark: float | None = None) -> int:
+        """When the model stage wrote a window ending at ``end``: once the (model's) watermark passed
+        ``end`` + ``horizon``; before that only on an idle flush, when the whole stream had gone quiet:
+        at the stream's last event. Never later than ``end`` + ``horizon``: the window of a model that
+        stopped while others went on, flushed later, is dated as if written when due (a lower bound)."""
+        due = int(end) + int(horizon)
+        wm = self.watermark if watermark is None else watermark
+        if wm is None or wm >= due:
+            return due
+        last = self.stream_watermark if self.stream_watermark is not None else wm
+        return min(due, math.ceil(max(wm, last)))
 
     def _window(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
         p, out = self.policy, []
@@ -208,7 +264,8 @@ class ModelEvaluator:
         return out
 
     def _fairness(self, w: Window) -> list[Decision]:
-        rule, out = self.policy.fairness, []
+        rule = self.policy.fairness
+        out: list[Decision] = []
         if rule.horizon_events is None:
             signals = fairness_signals(self.model, w, rule)
         else:
@@ -249,7 +306,10 @@ class ModelEvaluator:
         prev = max(self.last_end.values(), default=None)
         for kind, subject, gap, severity in self._gap_rules():
             if prev is not None and w.start - prev >= gap:
+                # A gap in the history was there to see when it reached its length: dated on its own.
+                at, self._decided_at = self._decided_at, None
                 out += self._apply(self._gap_signal(kind, subject, gap, severity, prev), TRAFFIC)
+                self._decided_at = at
             summary = f"{self.model}: traffic is flowing (window {iso(w.start)})."
             ev = {"last_traffic": iso(w.end), "version": w.version}
             out += self._apply(Signal(kind, subject, "", w.end, False, severity, summary, ev), TRAFFIC)
@@ -358,9 +418,16 @@ class ModelEvaluator:
             if before.fired_ts is not None:
                 evidence["firing_since"] = iso(before.fired_ts)
         d = Decision(alert_id_for(self.model, version, kind, subject), self.model, version, kind, subject,
-                     severity, tr.state, tr.ts, summary, evidence)  # fmt: skip
+                     severity, tr.state, max(tr.ts, self._decision_time(tr.ts)), summary, evidence,
+                     tr.ts)  # fmt: skip
         self._last[key] = d
         return d
+
+    def _decision_time(self, evidence_ts: int) -> int:
+        if self._decided_at is not None:
+            return self._decided_at
+        # A gap (or an auto-resolution) at ``evidence_ts`` is seen once a window ending then is written.
+        return self._written_at(evidence_ts, self.label_delay, self.stream_watermark)
 
     def _align_up(self, t: int) -> int:
         return -(-int(t) // self.w) * self.w

@@ -5,10 +5,13 @@ subject): the same problem of the same model version always has the same id,
 so its firing and its resolution pair up, and deliveries deduplicate on it
 (PagerDuty's ``dedup_key``, Alertmanager's ``alert_id`` label).
 
-``ts`` is the decision time: the event time of the evidence (the end of the
-window that decided it, or the alarm of the sequential detector that fired it
-at once), so an alert's delay after a change is measurable; ``fired_at`` is the
-wall time at which the engine made it. Everything except ``fired_at`` and
+``ts`` is the decision time: the event-time watermark at which the alert could
+have been decided — the window that decided it written by the model stage (its
+end plus the label delay, or earlier on an idle flush), its labels arrived — so
+an alert's delay after a change is the delay a person paged from a live stream
+would see. ``evidence_ts`` is the event time of the evidence (the per-event
+alarm of a sequential detector, the prediction behind it, or the window's end):
+at or before ``ts``. ``fired_at`` is the wall time at which the engine made it. Everything except ``fired_at`` and
 ``silenced`` is a function of the data, so a replay reproduces it exactly
 (compare :meth:`Alert.decision`).
 
@@ -19,13 +22,16 @@ wall time at which the engine made it. Everything except ``fired_at`` and
 ...     summary="fraud v3: accuracy fell to 0.71 from 0.90; retrain recommended.",
 ...     evidence={"drop": 0.19000000000000003, "nan": float("nan")},
 ...     owner="payments-ml", runbook_url="https://runbooks.example/wk#retrain",
-...     ts=datetime(2026, 1, 1, 12, 5, tzinfo=UTC), fired_at=datetime(2026, 1, 1, 12, 20, tzinfo=UTC))
+...     ts=datetime(2026, 1, 1, 12, 15, tzinfo=UTC), evidence_ts=datetime(2026, 1, 1, 12, 5, tzinfo=UTC),
+...     fired_at=datetime(2026, 1, 1, 12, 20, tzinfo=UTC))
 >>> a.alert_id
 'retrain-6021ce51acd66fd9d224'
 >>> a.evidence
 {'drop': 0.19, 'nan': None}
 >>> Alert.from_row(a.to_row()).decision() == a.decision()
 True
+>>> a.to_json()["ts"], a.to_json()["evidence_ts"]
+('2026-01-01T12:15:00Z', '2026-01-01T12:05:00Z')
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from watchkeeper.detectors.timeutil import iso, utc
 from watchkeeper.sinks.schema import ALERTS
@@ -59,7 +65,7 @@ STATES: tuple[str, ...] = ("firing", "resolved")
 # Columns of the ``alerts`` table, in order: from its one definition (sinks/schema.py).
 ALERT_COLUMNS: tuple[str, ...] = tuple(ALERTS.column_names())
 # The time columns, read as epoch milliseconds (``Alert.from_row`` takes ``<name>_ms``).
-TIME_COLUMNS = ("ts", "fired_at")
+TIME_COLUMNS = ("ts", "fired_at", "evidence_ts")
 # What a query selects to build :class:`Alert` s with ``Alert.from_row``.
 ALERT_COLUMNS_SQL = ", ".join(
     f"toUnixTimestamp64Milli({c}) AS {c}_ms" if c in TIME_COLUMNS else c for c in ALERT_COLUMNS
@@ -157,6 +163,8 @@ class Alert(BaseModel):
     runbook_url: str = ""
     ts: datetime
     fired_at: datetime
+    # The evidence's event time (None: the same as ``ts``, as for alerts made before the column).
+    evidence_ts: datetime | None = None
     # Not stored in the table: set by the engine from the silences in force when it decided.
     silenced: bool = False
 
@@ -165,12 +173,19 @@ class Alert(BaseModel):
     def _clean(cls, v: Any) -> Any:
         return clean_evidence(v) if isinstance(v, Mapping) else v
 
-    @field_validator("ts", "fired_at", mode="before")
+    @field_validator("ts", "fired_at", "evidence_ts", mode="before")
     @classmethod
     def _utc(cls, v: Any) -> Any:
         if isinstance(v, datetime | int | float) and not isinstance(v, bool):
             return utc(v)
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evidence_time(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("evidence_ts") is None and "ts" in data:
+            return {**data, "evidence_ts": data["ts"]}
+        return data
 
     @property
     def subject(self) -> str:
@@ -215,5 +230,6 @@ class Alert(BaseModel):
         """A JSON-ready dict (times in RFC 3339), as published and as sent to generic webhooks."""
         out = self.model_dump(mode="json")
         out["ts"], out["fired_at"] = iso(self.ts), iso(self.fired_at)
+        out["evidence_ts"] = iso(self.evidence_ts or self.ts)
         out["subject"] = self.subject
         return out

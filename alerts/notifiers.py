@@ -124,6 +124,7 @@ class RetrainWebhook(HttpNotifier):
                     "model": a.model,
                     "version": a.version,
                     "ts": iso(a.ts),
+                    "evidence_ts": iso(a.evidence_ts or a.ts),
                     "severity": a.severity,
                     "summary": a.summary,
                     "owner": a.owner,
@@ -182,6 +183,8 @@ class SlackNotifier(HttpNotifier):
             parts += [f"<{url}|{label}>" for url, label in ((runbook_link(a), "runbook"), (dashboard, "dashboard"))
                       if url]  # fmt: skip
             parts += [f"`{a.alert_id}`", iso(a.ts)]
+            if a.evidence_ts is not None and a.evidence_ts != a.ts:
+                parts.append(f"evidence {iso(a.evidence_ts)}")
             context = " · ".join(parts)
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context[:3000]}]})
         text = " ".join(f"[{a.state}] {a.summary}" for a in alerts)[:3000]
@@ -221,6 +224,7 @@ class PagerDutyNotifier(Notifier):
                 "version": alert.version,
                 "subject": alert.subject,
                 "alert_id": alert.alert_id,
+                "evidence_ts": iso(alert.evidence_ts or alert.ts),
                 "evidence": alert.evidence,
             },
         }

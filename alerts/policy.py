@@ -101,8 +101,9 @@ class Hysteresis(BaseModel):
 class RetrainRule(BaseModel):
     """A sustained performance drop against the version's reference, or sustained concept drift.
 
-    The reference is the pooled metric of the version's first ``reference_windows``
-    windows with at least ``min_labels`` labels, or ``baseline`` when configured.
+    The reference is the pooled metric of the version's first windows that hold
+    ``WATCHKEEPER_REFERENCE_LABELS`` labels (300 by default; a sample size, not a
+    window count), or ``baseline`` when configured.
     A window is bad when its drop is both material (more than ``min_drop``) and
     significant (the one-sided ``confidence`` lower bound of the drop, Newcombe's
     interval for proportions, is above zero); good when the drop is at most
@@ -123,6 +124,8 @@ class RetrainRule(BaseModel):
     metric: str = "accuracy"
     higher_is_better: bool = True
     baseline: float | None = None
+    # Ignored since references come from a sample size (``WATCHKEEPER_REFERENCE_LABELS``); kept so that
+    # existing configurations still load.
     reference_windows: Annotated[int, Field(ge=1)] = 3
     min_labels: Annotated[int, Field(ge=1)] = 100
     min_drop: Annotated[float, Field(ge=0)] = 0.05

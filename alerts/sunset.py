@@ -53,10 +53,11 @@ def sunset_candidates(
         grouped[(a.model, a.version)].append(a)
     out = []
     for (model, version), alerts in sorted(grouped.items()):
-        alerts.sort(key=lambda a: (a.ts, a.subject))
+        alerts.sort(key=lambda a: (a.evidence_ts or a.ts, a.subject))
         out.append(
             SunsetCandidate(
-                model=model, version=version, reasons=tuple(a.subject for a in alerts), since=alerts[0].ts,
+                model=model, version=version, reasons=tuple(a.subject for a in alerts),
+                since=alerts[0].evidence_ts or alerts[0].ts,
                 summaries=tuple(a.summary for a in alerts), evidence={a.subject: a.evidence for a in alerts},
                 owner=alerts[0].owner,
             )  # fmt: skip

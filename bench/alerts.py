@@ -49,12 +49,15 @@ Features f3 and f4 play no part in the label. Families:
 - ``idle``: traffic stops at the onset (other models go on). Expected: ``no_data``.
 
 Scoring, per model and policy, on the firing transitions in the alerts: a *detection*
-is the first firing of the expected kind at or after the reference time (the onset;
-the start for the families whose condition holds from the start; onset + label
-delay for ``concept``, where a firing from the onset on counts: its evidence is dated by
-the erring predictions, before their labels came), its *delay* the alert's event time (the
-``ts`` of the row: the event time of the decision) minus the reference time (0 at least). No such firing within the
-horizon is a *missed* alert. Every other firing is a *false* alert: any alert on the
+is the first firing of the expected kind whose evidence (``evidence_ts``) is at or after
+the reference time (the onset; the start for the families whose condition holds from the
+start; for ``concept`` evidence from the onset on counts — it is dated by the erring
+predictions, before their labels came — but the reference is the moment the labels show
+it, onset + 2 minutes). Its *delay* is the alert's decision time (``ts``: the event-time
+watermark at which the model stage had written the window it was decided from, its end
+plus the label delay of 600 s) minus the reference time: what a person paged from a live
+stream would have waited. Negative delays (decided before the reference) are shown, never
+clamped. No such firing within the horizon is a *missed* alert. Every other firing is a *false* alert: any alert on the
 quiet families, an alert of another kind, or one of the expected kind before the
 reference time. False alerts per model-month = false firings / (models x horizon) x
 30 days. ``refired`` counts further firings of the expected kind after the first
@@ -375,16 +378,23 @@ def score(scenario: Scenario, alerts: Sequence[Alert]) -> dict[str, Any]:
     # A concept drift's evidence is dated by the predictions that erred, which may precede "when the labels
     # show it" (onset + the label delay): an alert from the onset on is right, its delay counted from the labels.
     earliest = scenario.onset if fam.since == "labels" else scenario.reference
-    hits = [a for a in firing if a.kind == fam.expect and a.ts.timestamp() >= earliest]
+    hits = [a for a in firing if a.kind == fam.expect and _evidence_time(a) >= earliest]
     false = [a for a in firing if a not in hits]
-    delay = max(0.0, hits[0].ts.timestamp() - scenario.reference) if hits else None
+    # The decision time minus the reference, as measured: a negative delay would be a decision before the
+    # change could be seen, and is shown as such.
+    delay = hits[0].ts.timestamp() - scenario.reference if hits else None
     return {
         "model": scenario.model,
         "delay": delay,
         "missed": fam.expect is not None and not hits,
-        "false": [f"{a.kind}:{a.evidence.get('subject', '')}@{a.ts.timestamp() - scenario.start:.0f}s" for a in false],
+        "evidence_delay": _evidence_time(hits[0]) - scenario.reference if hits else None,
+        "false": [f"{a.kind}:{a.evidence.get('subject', '')}@{_evidence_time(a) - scenario.start:.0f}s" for a in false],
         "refired": max(0, len(hits) - 1),
     }
+
+
+def _evidence_time(a: Alert) -> float:
+    return (a.evidence_ts or a.ts).timestamp()
 
 
 def summarise(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,7 +492,7 @@ def print_table(table: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]) 
                 if row[p]["false_kinds"]:
                     kinds = ", ".join(f"{k} x{v}" for k, v in row[p]["false_kinds"].items())
                     print(f"{'':<38}{p} false: {kinds}")
-    print("delay: event time from the change (reference) to the alert's decision, minutes; "
+    print("delay: decision time (alerts.ts) minus the change (reference), event-time minutes, negatives shown; "
           "false/mo: false alerts per model-month")  # fmt: skip
     print("\nTargets (delay: median, none missed):")
     for t in targets:
@@ -492,10 +502,10 @@ def print_table(table: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]) 
             if v is None:
                 cells.append(f"{p}: not run")
             elif "delay_median_s" in v:
-                cells.append(f"{p}: {'MET' if v['met'] else 'not met'} ({_min(v['delay_median_s'])} min, "
+                cells.append(f"{p}: {'met' if v['met'] else 'MISSED'} ({_min(v['delay_median_s'])} min, "
                              f"{v['missed']} missed)")  # fmt: skip
             else:
-                cells.append(f"{p}: {'MET' if v['met'] else 'not met'} ({v['false']} false)")
+                cells.append(f"{p}: {'met' if v['met'] else 'MISSED'} ({v['false']} false)")
         print(f"- {t['target']}: " + "; ".join(cells))
 
 
@@ -554,7 +564,20 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
-    return 0
+    missed = missed_targets(targets)
+    if missed:
+        print(f"\n{len(missed)} target(s) missed by this checkout's policy: " + "; ".join(missed))
+    return 1 if missed else 0
+
+
+def missed_targets(targets: Sequence[Mapping[str, Any]], policy: str = "new") -> list[str]:
+    """The targets that ``policy`` ran and missed (the exit code is non-zero when there are any).
+
+    >>> missed_targets([{"target": "a", "new": {"met": False}}, {"target": "b", "new": None},
+    ...                 {"target": "c", "new": {"met": True}}])
+    ['a']
+    """
+    return [t["target"] for t in targets if t.get(policy) is not None and not t[policy]["met"]]
 
 
 if __name__ == "__main__":

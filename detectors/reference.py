@@ -4,7 +4,8 @@ Two kinds of reference, one per question:
 
 - :class:`MetricBaseline` — a metric's value to judge later windows against
   (the alert rules' "did accuracy drop?"): pooled over a version's first
-  labelled windows by :func:`pooled_baseline`, or configured.
+  windows until they hold a sample size (its first M labels) by
+  :func:`baseline_from_sample`, or configured.
 - :class:`BinnedReference` — bucket edges learnt from reference data and the
   reference's counts per bucket (the drift stage's "did the distribution move?").
 
@@ -56,6 +57,7 @@ __all__ = [
     "MetricBaseline",
     "ReferencePolicy",
     "ReferenceSelection",
+    "baseline_from_sample",
     "merge_reference",
     "pooled_baseline",
     "select_reference",
@@ -146,7 +148,7 @@ class Measured(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class MetricBaseline:
-    """What a version's metric is compared with: pooled over its first labelled windows, or configured."""
+    """What a version's metric is compared with: pooled over its first windows (a sample size), or configured."""
 
     value: float
     n: int  # 0: a configured value, taken as exact
@@ -163,7 +165,7 @@ class MetricBaseline:
     def evidence(self) -> dict[str, Any]:
         if self.configured:
             return {"value": self.value, "source": "configured"}
-        return {"value": self.value, "n": self.n, "source": "first labelled windows",
+        return {"value": self.value, "n": self.n, "source": "first events of the version",
                 "windows": [iso(s) for s in self.starts]}  # fmt: skip
 
 
@@ -182,6 +184,29 @@ def pooled_baseline(points: Sequence[tuple[int, Measured]], k: int) -> MetricBas
         return None
     value = sum(p.value * p.n for _, p in first) / n
     return MetricBaseline(value=value, n=n, starts=tuple(s for s, _ in first))
+
+
+def baseline_from_sample(points: Sequence[tuple[int, Measured]], n: int) -> MetricBaseline | None:
+    """The n-weighted mean of the first windows (start, point) that together hold ``n`` events (labels, for
+    a labelled metric); None until they do — a reference from a sample size, not a window count.
+
+    >>> from types import SimpleNamespace as P
+    >>> pts = [(0, P(value=0.8, n=100)), (300, P(value=0.9, n=300)), (600, P(value=0.5, n=900))]
+    >>> baseline_from_sample(pts, n=300)
+    MetricBaseline(value=0.875, n=400, starts=(0, 300))
+    >>> baseline_from_sample(pts[:1], n=300) is None
+    True
+    """
+    total, first = 0, []
+    for s, p in sorted(points, key=lambda sp: sp[0]):
+        if p.n <= 0:
+            continue
+        first.append((s, p))
+        total += int(p.n)
+        if total >= n:
+            value = sum(q.value * q.n for _, q in first) / total
+            return MetricBaseline(value=value, n=total, starts=tuple(t for t, _ in first))
+    return None
 
 
 # Bucketed reference data (drift) ---------------------------------------------------------------

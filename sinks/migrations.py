@@ -24,6 +24,10 @@ a numbered list of statements; a schema change is a new migration appended to
    an upgraded worker does not send them again. (It declares nothing it ``creates``: a dropped
    ``alert_deliveries`` is made again, empty, by migration 1's repair — re-running this one would
    mark every recorded state change delivered.)
+10. ``alerts.evidence_ts``: ``alerts.ts`` becomes the decision time (the event-time watermark at
+    which the alert could be decided) and the evidence's time moves to its own column; rows
+    recorded before it get ``evidence_ts = ts`` (their ``ts`` was the evidence's time), through the
+    column's ``DEFAULT`` — no rewrite of the table (:func:`_evidence_ts`).
 
 A migration applied once is not forgotten: the tables and views that migrations
 create are checked on every start (by name, in the same read of ``system.tables``),
@@ -47,7 +51,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 8, 9]
+[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from watchkeeper.sinks import cluster as cluster_ddl
 from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
     ALERTS,
+    ALERTS_EVIDENCE_TS,
     DELIVERIES,
     DRIFT,
     METRICS,
@@ -214,6 +219,20 @@ def _deliveries(db: str, retention: Retention, cluster: str | None) -> list[str]
     ]
 
 
+def _evidence_ts(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """``alerts.evidence_ts``, defaulting to ``ts`` for the rows already recorded (a no-op where
+    migration 1 made the column: new rows always give it)."""
+    out = []
+    for table, column in ALERTS_EVIDENCE_TS:
+        col = table.column(column)
+        for name in cluster_ddl.physical_names(table, cluster):
+            out.append(
+                f"ALTER TABLE {db}.{name}{cluster_ddl.on_cluster(cluster)} ADD COLUMN IF NOT EXISTS "
+                f"{col.name} {col.type} DEFAULT ts COMMENT {table.comment_sql(column)}"
+            )
+    return out
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables, _table_names),
     Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
@@ -224,6 +243,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "views: NULL where a metric does not apply, column comments, alert evidence", _views, _view_names),
     Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
+    Migration(10, "alerts.evidence_ts: ts is the decision time, the evidence's time beside it", _evidence_ts),
 )
 
 

@@ -185,6 +185,10 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("", "evidence"): "the decision's evidence (JSON)",
     ("", "owner"): "team that owns the model and receives its alerts",
     ("", "runbook_url"): "what to do: the runbook section of this kind",
+    ("alerts", "ts"): "decision time (UTC): the event-time watermark at which the alert could be decided "
+    "(its window written, its labels arrived); replays give the same",
+    ("", "evidence_ts"): "event time of the evidence (UTC): the per-event alarm, or the end of the window "
+    "that decided it; at or before ts (migration 10 sets it to ts for older rows)",
     ("alert_deliveries", "ts"): "decision time of the alert state change delivered (alerts.ts)",
     ("", "receiver"): "the receiver it was handed to ('' = none wanted it)",
     ("alert_deliveries", "outcome"): "queued, then delivered, dead_letter, failed or abandoned; unrouted; "
@@ -383,6 +387,7 @@ ALERTS = Table(
         Column("evidence", "String"),
         Column("owner", "String"),
         Column("runbook_url", "String"),
+        Column("evidence_ts", _MS),
     ),
     engine="ReplacingMergeTree",
     partition_by="toYYYYMM(ts)",
@@ -532,6 +537,8 @@ TABLES = (
     DELIVERIES,
 )  # fmt: skip
 # Columns added since the first release, for tables created before them.
+# ``alerts.evidence_ts`` (migration 10): older rows' ``ts`` was the evidence's time.
+ALERTS_EVIDENCE_TS = ((ALERTS, "evidence_ts"),)
 ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))
 
 

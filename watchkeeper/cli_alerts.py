@@ -134,11 +134,11 @@ def alerts_command(
         click.echo("no alerts")
         return
     table = [
-        [_short(a.ts), a.state, a.severity, a.kind, a.model, a.version or "-", a.alert_id,
-         _notes(a, silences, now), a.summary]
+        [_short(a.ts), _short(a.evidence_ts or a.ts), a.state, a.severity, a.kind, a.model, a.version or "-",
+         a.alert_id, _notes(a, silences, now), a.summary]
         for a in rows
     ]  # fmt: skip
-    headers = ["TS", "STATE", "SEVERITY", "KIND", "MODEL", "VERSION", "ALERT_ID", "NOTE", "SUMMARY"]
+    headers = ["TS", "EVIDENCE_TS", "STATE", "SEVERITY", "KIND", "MODEL", "VERSION", "ALERT_ID", "NOTE", "SUMMARY"]
     click.echo(_table(headers, table))
 
 

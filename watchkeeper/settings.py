@@ -60,10 +60,12 @@ class ModelConfig(BaseModel):
     runbook_url: str | None = None
     alerting: AlertPolicy | None = None  # replaces the fleet's policy for this model
     # What a window's features are compared with: "auto" = the file loaded with
-    # `watchkeeper reference` if any, else the version's first windows; "previous_window"
+    # `watchkeeper reference` if any, else the version's first predictions (``reference_predictions``;
+    # "first_predictions", formerly "first_windows", always); "previous_window"
     # follows slow trends; the seasonal ones ignore daily and weekly cycles.
     drift_reference: Literal[
-        "auto", "first_windows", "previous_window", "same_hour_yesterday", "same_hour_last_week"
+        "auto", "first_predictions", "first_windows", "previous_window", "same_hour_yesterday",
+        "same_hour_last_week",
     ] = "auto"
 
 
@@ -162,6 +164,10 @@ class Settings(BaseSettings):
     flush_interval: float = Field(1.0, gt=0)
     flush_rows: int = Field(20_000, ge=1)
     orphan_after_seconds: int = Field(3600, ge=0)
+    # References from a sample size: a version's drift reference is its first N predictions, its
+    # performance reference its first M labels (unless a reference is loaded or a baseline configured).
+    reference_predictions: int = Field(1000, ge=50, le=100_000)
+    reference_labels: int = Field(300, ge=30, le=100_000)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
 
     # Retention (days).
@@ -368,6 +374,7 @@ class Settings(BaseSettings):
             label_delay_seconds=self.label_delay_seconds,
             orphan_after_seconds=self.orphan_after_seconds,
             idle_flush=self.idle_flush,
+            reference_predictions=self.reference_predictions,
             topic_predictions=self.topic_predictions,
             models={name: stage(cfg) for name, cfg in self.models.items()},
             default_model=stage(ModelConfig(threshold=self.default_threshold)),  # an unconfigured model
@@ -390,6 +397,10 @@ class Settings(BaseSettings):
             owners={name: cfg.owner for name, cfg in self.models.items()},
             runbooks={name: cfg.runbook_url for name, cfg in self.models.items() if cfg.runbook_url},
             late_seconds=self.label_delay_seconds + self.orphan_after_seconds,
+            label_delay_seconds=self.label_delay_seconds,
+            orphan_after_seconds=self.orphan_after_seconds,
+            reference_labels=self.reference_labels,
+            reference_predictions=self.reference_predictions,
         )
 
     def delivery_config(self) -> DeliveryConfig:

@@ -21,7 +21,11 @@ from watchkeeper.detectors.config import CostMatrix
 __all__ = ["DriftReference", "ModelStageConfig", "WindowConfig", "WindowKey"]
 
 # What a window's features are compared with (see ``windows/drift.py``).
-DriftReference = Literal["auto", "first_windows", "previous_window", "same_hour_yesterday", "same_hour_last_week"]
+# ``first_predictions``: the version's first ``reference_predictions`` predictions (``first_windows`` is its
+# former name, kept as an alias).
+DriftReference = Literal[
+    "auto", "first_predictions", "first_windows", "previous_window", "same_hour_yesterday", "same_hour_last_week"
+]
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -52,6 +56,8 @@ class WindowConfig:
 
     ``idle_flush``: seconds without new rows after which open windows are written anyway;
     ``topic_predictions``: the topic whose dead letters count against a window.
+    ``reference_predictions``: a version's drift reference is its first that many predictions
+    (when no reference is loaded): its windows are tested once they have arrived.
     Models not in ``models`` get ``default_model``.
     """
 
@@ -60,6 +66,7 @@ class WindowConfig:
     orphan_after_seconds: int = 3600
     idle_flush: float = 30.0
     topic_predictions: str = "predictions"
+    reference_predictions: int = 1000
     models: Mapping[str, ModelStageConfig] = field(default_factory=dict)
     default_model: ModelStageConfig = field(default_factory=ModelStageConfig)
 

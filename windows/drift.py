@@ -2,9 +2,10 @@
 
 The reference of a version is, by the model's ``drift_reference`` setting: the
 training data loaded with ``watchkeeper reference`` (``auto``, when present), else
-its first ``REFERENCE_WINDOWS`` windows of traffic (the "first N events" default of
-DESIGN.md); or the previous window (slow trends); or the same hour yesterday or
-last week (daily and weekly cycles). Each later window's features are
+its first ``reference_predictions`` predictions (the "first N events" of DESIGN.md;
+a setting, 1,000 by default: a window is tested once they have all arrived, and the
+windows they fall in are the reference's own, not tested); or the previous window
+(slow trends); or the same hour yesterday or last week (daily and weekly cycles). Each later window's features are
 bucketed with edges learnt from the reference (quantiles for numbers, the seen
 categories for strings) and tested with ``watchkeeper.detectors.drift_report`` (KS or
 chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
@@ -48,12 +49,12 @@ if TYPE_CHECKING:
 # ``PREDICTION`` and ``build_reference`` are re-exported: the drift stage's names for its sample.
 __all__ = ["PREDICTION", "POLICIES", "DriftStage", "Sample", "build_reference"]
 
-REFERENCE_WINDOWS = 3
 # The drift row of the joint test of a version's numeric features (detectors/multivariate.py).
 MULTIVARIATE = "__multivariate__"
-# The ``drift_reference`` setting as a selection policy (``auto``: a loaded file, else ``first_windows``).
+# The ``drift_reference`` setting as a selection policy (``auto``: a loaded file, else the first predictions,
+# selected by :data:`FIRST_N`, not by time ranges).
+FIRST = ("first_predictions", "first_windows")
 POLICIES: dict[str, ReferencePolicy] = {
-    "first_windows": ReferencePolicy.first_windows(REFERENCE_WINDOWS),
     "previous_window": ReferencePolicy.rolling(1),
     "same_hour_yesterday": ReferencePolicy.seasonal(period=86_400),
     "same_hour_last_week": ReferencePolicy.seasonal(period=7 * 86_400),
@@ -66,11 +67,14 @@ SAMPLE_PER_WINDOW = 5000
 # columnar; then 50k rows 248 MB, 20k rows 234 MB, 10k rows 226 MB. A fleet of small windows is one round.
 ROWS_PER_ROUND = 20_000
 
-# The first window of each (model, version) of the pass (its traffic's start), with its count.
-FIRST_TS = """
-SELECT model, version, toUnixTimestamp(toStartOfInterval(min(ts), toIntervalSecond({w:UInt32}))) AS ws, count() AS n
-FROM predictions WHERE (model, version) IN {pairs:Array(Tuple(String, String))}
-GROUP BY model, version
+# The first ``n`` predictions (in event time) of the versions without a reference yet, in one query: a
+# version with fewer has no reference yet.
+FIRST_N = """
+SELECT model, version, toUnixTimestamp64Milli(ts) AS ts_ms, features, features_cat, prediction
+FROM predictions FINAL
+WHERE (model, version) IN {pairs:Array(Tuple(String, String))}
+ORDER BY model, version, ts, cityHash64(event_id)
+LIMIT {n:UInt32} BY model, version
 """
 
 # Every window's sample (the due windows and the windows of the references built in the pass) in one query.
@@ -112,7 +116,7 @@ class DriftStage:
     """Keeps each version's reference (rebuilt from the store on demand) and tests windows against it.
 
     :meth:`pass_rows` tests every due window of the pass in a fixed number of queries: the loaded
-    references, the first windows of the versions without a reference yet, one sample query for every
+    references, the first predictions of the versions without a reference yet, one sample query for every
     window it needs (the due ones and their references'), the label balance, the sequential detectors'
     events; the tests then run per window in Python.
     """
@@ -178,20 +182,24 @@ class DriftStage:
     def _policy(self, model: str) -> str:
         return self.window.model(model).drift_reference
 
-    def _first_ranges(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
-        """The first REFERENCE_WINDOWS windows of the versions in ``pairs`` without a built reference."""
+    def _build_first(self, pairs: set[tuple[str, str]]) -> None:
+        """Build the reference of the versions in ``pairs`` without one from their first
+        ``reference_predictions`` predictions (one query); a version with fewer gets none yet.
+
+        The reference's range runs from its first window's start to just after its last prediction: the
+        windows it touches are its own (not tested), the next one is the first tested."""
         todo = sorted(mv for mv in pairs if self.references.get(mv) is None)
         if not todo:
-            return {}
-        w = self.window.window_seconds
-        out = {}
-        for model, version, ws, n in self.store.query_rows(FIRST_TS, {"w": w, "pairs": todo}):
-            # Counted from the first window with events, whichever window is judged (hence window start 0).
-            selection = select_reference(0, w, POLICIES["first_windows"], history={int(ws): int(n)})
-            if selection.ranges:
-                ((start, end),) = selection.ranges
-                out[(model, version)] = (start, end)
-        return out
+            return
+        w, n = self.window.window_seconds, int(self.window.reference_predictions)
+        table = self.store.query_arrow(FIRST_N, {"pairs": todo, "n": n})
+        for (model, version), part in _split_tables(table, ("model", "version")).items():
+            if part.num_rows < n:
+                continue
+            ts = part["ts_ms"].to_numpy()
+            start = int(ts.min() // 1000) // w * w
+            end = int(ts.max() // 1000) + 1
+            self.references[(model, version)] = build_reference(Sample.from_arrow(part), start, end)
 
     def _prepare(self, keys: Sequence[WindowKey], labelled: Sequence[WindowKey]) -> dict[WindowKey, Sample]:
         """Load and build the references the pass needs; returns the samples of the due windows."""
@@ -204,16 +212,14 @@ class DriftStage:
         firsts = {(k.model, k.version) for k in labelled}
         for k in due:
             policy = self._policy(k.model)
-            if policy == "first_windows" or (policy == "auto" and self._loaded(k.model, k.version) is None):
+            if policy in FIRST or (policy == "auto" and self._loaded(k.model, k.version) is None):
                 firsts.add((k.model, k.version))
-        ranges = self._first_ranges(firsts)
+        self._build_first(firsts)
         wanted: set[WindowKey] = set(due)
-        for (model, version), (start, end) in ranges.items():
-            wanted.update(WindowKey(model, version, t) for t in range(start, end, w))
         rolling: dict[WindowKey, WindowKey] = {}
         for k in due:
             policy = self._policy(k.model)
-            if policy not in ("auto", "first_windows"):
+            if policy not in ("auto", *FIRST):
                 # One window at the same phase of the cycle (a wider range would mix phases).
                 ((t0, _t1),) = select_reference(k.start, w, POLICIES[policy]).ranges
                 rolling[k] = WindowKey(k.model, k.version, t0 - t0 % w)
@@ -223,12 +229,6 @@ class DriftStage:
         if wanted:
             params = {**due_params(self.window, wanted), "cap": SAMPLE_PER_WINDOW}
             tables = _split_tables(self.store.query_arrow(SAMPLE, params), ("model", "version", "ws"))
-        for (model, version), (start, end) in ranges.items():
-            parts = [tables[(model, version, t)] for t in range(start, end, w) if (model, version, t) in tables]
-            if parts:
-                sample = Sample.from_arrow(pa.concat_tables(parts))
-                if sample.n:
-                    self.references[(model, version)] = build_reference(sample, start, end)
         due_set = set(due)
         for k, sample in _split_samples(tables).items():
             if WindowKey(*k) in due_set:
@@ -248,7 +248,7 @@ class DriftStage:
         return cached[1] if cached is not None else None
 
     def first_windows(self, model: str, version: str) -> BinnedReference | None:
-        """The version's first REFERENCE_WINDOWS windows of traffic (once built in a pass)."""
+        """The version's first ``reference_predictions`` predictions (once they have arrived)."""
         return self.references.get((model, version))
 
     def reference_for(self, key: WindowKey) -> BinnedReference | None:
@@ -256,7 +256,7 @@ class DriftStage:
         policy = self._policy(key.model)
         if policy == "auto":
             return self._loaded(key.model, key.version) or self.first_windows(key.model, key.version)
-        if policy == "first_windows":
+        if policy in FIRST:
             return self.first_windows(key.model, key.version)
         return self._rolling.get(key)
 

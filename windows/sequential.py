@@ -159,7 +159,7 @@ class SequentialDrift:
 
         The detector learns each feature's mean and spread from the version's first 1,000
         events, so it runs only with a fixed reference (``drift_reference`` ``auto`` or
-        ``first_windows``): a rolling or seasonal reference is for cycles a fixed mean
+        ``first_predictions``): a rolling or seasonal reference is for cycles a fixed mean
         would read as shifts. A row's ``ts`` is the event time of the feature's first
         alarm in the window, else the window's end; ``statistic`` the feature's CUSUM (in
         standard deviations; at least the threshold when it fired). State lives in this
@@ -167,7 +167,8 @@ class SequentialDrift:
         """
         from watchkeeper.detectors import build
 
-        fixed = [k for k in keys if self.config.model(k.model).drift_reference in ("auto", "first_windows")]
+        fixed_refs = ("auto", "first_predictions", "first_windows")
+        fixed = [k for k in keys if self.config.model(k.model).drift_reference in fixed_refs]
         w = self.config.window_seconds
         out: list[dict[str, Any]] = []
         todo = list(_unseen(self.shift_streams, fixed, out))

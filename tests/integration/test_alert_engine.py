@@ -49,6 +49,7 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 W = 300
 N_WINDOWS = 40
+LABEL_DELAY = timedelta(seconds=600)  # the default: a window is written that long after its end
 RUNBOOKS = "https://runbooks.example/watchkeeper.md"
 
 POLICIES = {
@@ -210,8 +211,11 @@ def test_sustained_accuracy_drop_fires_one_retrain_alert_that_resolves(live: dic
     assert [(a.kind, a.state) for a in alerts] == [("retrain", "firing"), ("retrain", "resolved")]
     fired, resolved = alerts
     assert fired.alert_id == resolved.alert_id
-    # A strongly significant drop in window 10 fires at its end; good 20, 21, 22: resolves at the end of 22.
-    assert fired.ts == T0 + timedelta(seconds=11 * W) and resolved.ts == T0 + timedelta(seconds=23 * W)
+    # A strongly significant drop in window 10 fires on its evidence at its end; good 20, 21, 22: resolves on
+    # the end of 22. Each is decided when the model stage wrote its window: the label delay (600 s) later.
+    assert fired.evidence_ts == T0 + timedelta(seconds=11 * W)
+    assert resolved.evidence_ts == T0 + timedelta(seconds=23 * W)
+    assert fired.ts == fired.evidence_ts + LABEL_DELAY and resolved.ts == resolved.evidence_ts + LABEL_DELAY
     assert fired.severity == resolved.severity == "critical"
     ev = fired.evidence
     assert ev["reference"]["value"] == pytest.approx(0.85) and ev["current"]["value"] == pytest.approx(0.60)
@@ -238,7 +242,7 @@ def test_feature_shift_gives_one_drift_alert_naming_the_feature(live: dict[str, 
     assert [f["feature"] for f in fired.evidence["features"]] == ["amount"]
     assert fired.evidence["features"][0]["detectors"] == ["ks"]
     assert "amount" in fired.summary and "age" not in fired.summary
-    assert fired.ts == T0 + timedelta(seconds=13 * W)
+    assert fired.evidence_ts == T0 + timedelta(seconds=13 * W) and fired.ts == fired.evidence_ts + LABEL_DELAY
 
 
 def test_idle_model_gets_no_data_then_sunset(live: dict[str, Any]) -> None:
@@ -246,7 +250,10 @@ def test_idle_model_gets_no_data_then_sunset(live: dict[str, Any]) -> None:
     kinds = [(a.kind, a.subject, a.state) for a in alerts]
     assert kinds == [("no_data", "traffic", "firing"), ("sunset", "idle", "firing")]
     last = T0 + timedelta(seconds=5 * W)
-    assert alerts[0].ts == last + timedelta(minutes=30) and alerts[1].ts == last + timedelta(hours=1)
+    assert alerts[0].evidence_ts == last + timedelta(minutes=30)
+    assert alerts[1].evidence_ts == last + timedelta(hours=1)
+    # A gap is seen once a window ending then is written (the other models' windows): the label delay later.
+    assert [a.ts - a.evidence_ts for a in alerts] == [LABEL_DELAY, LABEL_DELAY]
     assert alerts[1].severity == "info" and alerts[1].evidence["last_traffic"] == "2026-03-02T08:25:00Z"
 
 
@@ -255,17 +262,19 @@ def test_stable_model_gets_no_alert(live: dict[str, Any]) -> None:
     assert _of(live["alerts"], "wk.equal") == []  # six (and forty) negative-lift windows are a coin flip
 
 
-def test_per_event_alarm_confirmed_by_the_window_test_fires_at_its_event_time(live: dict[str, Any]) -> None:
+def test_per_event_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_evidence(live: dict[str, Any]) -> None:
     alerts = _of(live["alerts"], "wk.shift")
     assert [(a.kind, a.state) for a in alerts] == [("drift", "firing"), ("drift", "resolved")]
-    assert alerts[0].ts == T0 + timedelta(seconds=10 * W + 46)  # the alarm (45.5 s in), not the window's end
+    assert alerts[0].evidence_ts == T0 + timedelta(seconds=10 * W + 46)  # the alarm (45.5 s in)
+    # Decided when the window test could run: its window written, at its end plus the label delay.
+    assert alerts[0].ts == T0 + timedelta(seconds=11 * W) + LABEL_DELAY
     assert alerts[0].evidence["features"][0]["detectors"] == ["ks", "mean_shift"]
 
 
 def test_fairness_gap_fires_within_30_minutes(live: dict[str, Any]) -> None:
     alerts = _of(live["alerts"], "wk.unfair")
     assert [(a.kind, a.subject, a.state) for a in alerts] == [("fairness", "region", "firing")]
-    assert alerts[0].ts <= T0 + timedelta(minutes=30)
+    assert alerts[0].ts <= T0 + timedelta(minutes=30) + LABEL_DELAY
     assert any(b["metric"] == "equal_opportunity_difference" and b["groups"][1] == "latam"
                for b in alerts[0].evidence["breaches"])  # fmt: skip
 
@@ -274,7 +283,8 @@ def test_challenger_alert_when_the_ab_test_decides(live: dict[str, Any]) -> None
     alerts = _of(live["alerts"], "wk.ab", "challenger")
     assert [(a.version, a.subject, a.state, a.severity) for a in alerts] == [("v2", "error_rate", "firing", "warning")]
     ev = alerts[0].evidence
-    assert alerts[0].ts == T0 + timedelta(seconds=9 * W)
+    assert alerts[0].evidence_ts == T0 + timedelta(seconds=9 * W)
+    assert alerts[0].ts == alerts[0].evidence_ts + LABEL_DELAY
     assert {k: ev[k] for k in ("champion", "challenger", "metric", "decision")} == {
         "champion": "v1", "challenger": "v2", "metric": "error_rate", "decision": "worse"}
     assert (ev["diff"], ev["ci_low"], ev["ci_high"], ev["p_value"]) == (0.05, 0.01, 0.09, 0.01)
@@ -359,8 +369,11 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
     assert all(a["state"] == "firing" and not a["silenced"] for a in firing)
     history = json.loads(run("alerts", "--model", "wk.drop", "--history", "--format", "json"))
     assert [a["state"] for a in history] == ["resolved", "firing"]
+    # Both times: the decision's and, before it, the evidence's.
+    assert [(a["ts"], a["evidence_ts"]) for a in history][1] == ("2026-03-02T09:05:00Z", "2026-03-02T08:55:00Z")
     table = run("alerts", "--kind", "retrain")
-    assert table.splitlines()[0].split()[:4] == ["TS", "STATE", "SEVERITY", "KIND"] and "wk.drop" in table
+    head = ["TS", "EVIDENCE_TS", "STATE", "SEVERITY", "KIND"]
+    assert table.splitlines()[0].split()[:5] == head and "wk.drop" in table
 
     # With the default policy (idle after 7 days), only the model worse than its baseline is a candidate.
     cands = json.loads(run("sunset-candidates", "--format", "json"))
@@ -440,5 +453,44 @@ def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> No
             "baseline_discordant_model_right": (float((judged & m_right & ~b_right).sum()), int(judged.sum())),
             "baseline_discordant_baseline_right": (float((judged & ~m_right & b_right).sum()), int(judged.sum())),
         }
+    finally:
+        st.close()
+
+
+def test_the_performance_reference_is_the_first_labels_not_the_first_three_windows(store: tuple[str, int]) -> None:
+    """A busy version has its reference after its first 300 labels (one window here), so a drop in its second
+    window is judged; a quiet one pools as many windows as 300 labels take."""
+    host, port = store
+    st = Store(host=host, port=port, database="wkrefsize")
+    st.migrate(Retention())
+    try:
+        busy = [r for i in range(4) for r in _window("busy", "v1", i, 0.90 if i == 0 else 0.60,
+                                                      accuracy=(0.90 if i == 0 else 0.60, 3000))]  # fmt: skip
+        quiet = [r for i in range(8) for r in _window("quiet", "v1", i, None, accuracy=(0.85, 60))]
+        _insert(st, busy + quiet, "metrics")
+        engine = AlertEngine(st, _settings().alert_config())
+        fired = [a for a in engine.evaluate() if a.model == "busy"]
+        assert [(a.kind, a.state) for a in fired] == [("retrain", "firing")]
+        # Decided on window 1 (the first after the reference), its window written 600 s after its end.
+        assert fired[0].evidence_ts == T0 + timedelta(seconds=2 * W)
+        assert fired[0].ts == fired[0].evidence_ts + LABEL_DELAY
+        ref = fired[0].evidence["reference"]
+        assert ref["n"] == 3000 and ref["windows"] == ["2026-03-02T08:00:00Z"]
+        # A stream that went quiet 100 s after window 1 ended: the model stage flushed it idle, sooner than
+        # the label delay; the decision is dated by the stream's last event, from the store's raw rows (recent
+        # ones: raw rows older than the retention are dropped).
+        shift = (datetime.now(UTC) - timedelta(days=1) - T0) // timedelta(seconds=W) * timedelta(seconds=W)
+        recent = [{**r, "model": "flushed", "window_start": r["window_start"] + shift,
+                   "window_end": r["window_end"] + shift, "computed_at": r["computed_at"] + shift}
+                  for r in busy if r["window_start"] < T0 + timedelta(seconds=2 * W)]  # fmt: skip
+        _insert(st, recent, "metrics")
+        last = T0 + shift + timedelta(seconds=2 * W + 100)
+        st.insert("predictions", {"ts": [last], "model": ["flushed"], "version": ["v1"], "prediction_id": ["p"],
+                                  "event_id": ["e"]})  # fmt: skip
+        [flushed] = [a for a in AlertEngine(st, _settings().alert_config()).evaluate() if a.model == "flushed"]
+        assert flushed.evidence_ts == T0 + shift + timedelta(seconds=2 * W) and flushed.ts == last
+        # 60 labels a window: the first 5 windows hold 300.
+        quiet_ref = engine._load_references(["quiet"], {"quiet": {"v1": (0, 0)}})[0]["quiet"]["v1"]
+        assert quiet_ref.n == 300 and len(quiet_ref.starts) == 5
     finally:
         st.close()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from watchkeeper.sinks import cluster
 from watchkeeper.sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, migrate, plan, ttl_days
-from watchkeeper.sinks.schema import METRICS, SILENCES, TABLES, Retention
+from watchkeeper.sinks.schema import ALERTS, METRICS, SILENCES, TABLES, Retention
 from watchkeeper.sinks.writer import Store
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def test_migration_8_makes_the_window_tables_insert_only_and_keeps_their_rows(sp
         if m.version < 8:
             spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
     applied = migrate(spy, None)
-    assert [m.version for m, _ in applied.pending] == [8, 9]  # 9: alert_deliveries, since
+    assert [m.version for m, _ in applied.pending] == [8, 9, 10]  # 9: alert_deliveries, since; 10: evidence_ts
     engines = dict(spy.query_rows("SELECT name, engine_full FROM system.tables WHERE database = {d:String}",
                                   {"d": spy.database}))  # fmt: skip
     for name in old_engines:
@@ -184,6 +184,41 @@ def test_migration_8_makes_the_window_tables_insert_only_and_keeps_their_rows(sp
         spy.command(stmt, use_database=False)
     assert spy.query_rows("SELECT metric, value FROM metrics FINAL") == [("predictions", 3.0)]
     assert migrate(spy, None).empty
+
+
+def test_migration_10_keeps_recorded_alerts_with_their_time_as_the_evidence_time(spy: Spy) -> None:
+    """A store from before ``alerts.evidence_ts``: recorded alerts read their ``ts`` (then the evidence's
+    time) as ``evidence_ts``; new alerts are recorded with both times."""
+    from watchkeeper.alerts.engine import list_alerts
+    from watchkeeper.alerts.model import Alert
+
+    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
+    for table in TABLES:
+        if table.name == "alerts":
+            table = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.name != "evidence_ts"))
+        spy.command(table.create(spy.database, Retention()), use_database=False)
+    spy.command(
+        "INSERT INTO alerts (ts, fired_at, alert_id, model, version, kind, severity, state, summary, evidence, "
+        "owner, runbook_url) VALUES ('2026-01-01 00:05:00', '2026-01-01 01:00:00', 'drift-1', 'm', 'v1', "
+        "'drift', 'warning', 'firing', 'old', '{}', 'team', '')"
+    )
+    spy.command(
+        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
+        use_database=False,
+    )
+    for m in MIGRATIONS:
+        if m.version < 10:
+            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+    assert [m.version for m, _ in migrate(spy, None).pending] == [10]
+    [old] = list_alerts(spy)
+    assert old.evidence_ts == old.ts and old.ts.isoformat() == "2026-01-01T00:05:00+00:00"
+    new = old.model_copy(update={"alert_id": "drift-2", "ts": old.ts.replace(minute=20)})
+    spy.insert(ALERTS.name, {c: [v] for c, v in new.to_row().items()}, token=new.token)
+    got = {a.alert_id: (a.ts.minute, a.evidence_ts.minute if a.evidence_ts else None) for a in list_alerts(spy)}
+    assert got == {"drift-1": (5, 5), "drift-2": (20, 5)}
+    assert migrate(spy, None).empty
+    assert isinstance(new, Alert)
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

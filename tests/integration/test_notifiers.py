@@ -62,6 +62,7 @@ def alert(
     subject: str = "",
     ts: datetime = T,
     silenced: bool = False,
+    evidence_ts: datetime | None = None,
 ) -> Alert:
     evidence: dict[str, Any] = {"subject": subject, "drop": 0.25, "reference": {"value": 0.85}}
     if state == "resolved":
@@ -70,7 +71,7 @@ def alert(
         alert_id=alert_id_for(model, version, kind, subject), model=model, version=version, kind=kind,
         severity=severity, state=state, summary=f"{model} {version}: accuracy fell to 0.600 <from 0.850>.",
         evidence=evidence, owner=owner, runbook_url=f"https://runbooks.example/wk.md#{kind}", ts=ts,
-        fired_at=datetime.now(UTC), silenced=silenced,
+        evidence_ts=evidence_ts, fired_at=datetime.now(UTC), silenced=silenced,
     ))  # fmt: skip
 
 
@@ -102,8 +103,22 @@ def test_generic_webhook_posts_every_alert_grouped_per_model() -> None:
     assert body["version"] == "1" and body["status"] == "firing" and len(body["alerts"]) == 2
     a = body["alerts"][0]
     assert {"alert_id", "model", "version", "kind", "severity", "state", "summary", "evidence", "owner",
-            "runbook_url", "ts", "fired_at", "subject", "silenced"} <= set(a)  # fmt: skip
+            "runbook_url", "ts", "fired_at", "subject", "silenced", "evidence_ts"} <= set(a)  # fmt: skip
     rfc3339(a["ts"])
+    assert a["evidence_ts"] == a["ts"]  # an alert made without one: its evidence is dated at its decision
+
+
+def test_payloads_carry_the_decision_time_and_the_evidence_time() -> None:
+    """``ts`` is when the alert could be decided, ``evidence_ts`` when its evidence happened (earlier)."""
+    seen = T - timedelta(minutes=14)
+    with HttpReceiver() as rx, Dispatcher([WebhookNotifier(rx.url("/hook")), RetrainWebhook(rx.url("/retrain"))],
+                                          retry=FAST) as d:  # fmt: skip
+        d.submit([alert(evidence_ts=seen)])
+        assert rx.wait_for(2) and d.flush(5)
+    by_path = {r.path: r.json for r in rx.requests}
+    generic = by_path["/hook"]["alerts"][0]
+    assert rfc3339(generic["ts"]) == T and rfc3339(generic["evidence_ts"]) == seen
+    assert rfc3339(by_path["/retrain"]["ts"]) == T and rfc3339(by_path["/retrain"]["evidence_ts"]) == seen
 
 
 def test_alertmanager_v2_postable_alerts() -> None:
@@ -185,6 +200,7 @@ def test_pagerduty_events_v2_trigger_and_resolve() -> None:
     assert p["severity"] in ("critical", "error", "warning", "info")
     rfc3339(p["timestamp"])
     assert p["custom_details"]["evidence"]["drop"] == 0.25
+    assert rfc3339(p["timestamp"]) == T and rfc3339(p["custom_details"]["evidence_ts"]) == T
     assert trigger["links"][0]["href"].startswith("https://")
     assert resolve == {"routing_key": SECRET, "event_action": "resolve", "dedup_key": a.alert_id}
 

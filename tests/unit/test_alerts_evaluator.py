@@ -147,7 +147,7 @@ def test_a_first_window_with_a_strongly_significant_drop_fires_in_that_window() 
     assert states(old) == [("retrain", "", "firing", 13)]  # three windows in a row
 
 
-def test_a_per_event_drift_alarm_confirmed_by_the_window_test_fires_at_its_event_time() -> None:
+def test_a_per_event_drift_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_evidence() -> None:
     def shifted(i: int) -> Window:
         w = win(i)
         if i < 10:
@@ -157,7 +157,8 @@ def test_a_per_event_drift_alarm_confirmed_by_the_window_test_fires_at_its_event
                                                                          DriftRow("f1", "ks", 0.3, 0.05, True)))
     out = evaluator().feed([shifted(i) for i in range(14)], references=REF)
     [fired] = [d for d in out if d.kind == "drift"]
-    assert fired.state == "firing" and fired.ts == 10 * W + 45  # the alarm's event time, not the window's end
+    assert fired.state == "firing" and fired.evidence_ts == 10 * W + 45  # the alarm's event time
+    assert fired.ts == 11 * W  # decided when the window test ran: its window written (no label delay here)
     assert fired.evidence["alarm"] == "1970-01-01T00:50:45Z"
 
 
@@ -273,3 +274,31 @@ def test_a_gap_in_the_smallest_group_fires(sizes: dict[str, int], gap: float, wi
                if d.kind == "fairness"]  # fmt: skip
         assert out and out[0].state == "firing", (sizes, gap, seed)
         assert out[0].evidence["breaches"][0]["groups"][1] == list(sizes)[-1]
+
+
+def test_decision_time_is_when_the_model_stage_wrote_the_window_never_the_evidence() -> None:
+    """Honest times: with a label delay, a window is written (and its alerts decided) that long after its
+    end; a window flushed idle sooner is decided at the stream's last event; never before the evidence."""
+
+    def shifted(i: int) -> Window:
+        w = win(i)
+        if i < 10:
+            return w
+        alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
+        return Window(w.version, w.start, w.end, w.metrics, w.segments, (*w.drift, alarm,
+                                                                         DriftRow("f1", "ks", 0.3, 0.05, True)))
+
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
+    [fired] = [d for d in ev.feed([shifted(i) for i in range(14)], references=REF, watermark=20 * W)
+               if d.kind == "drift"]  # fmt: skip
+    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 600)
+    # Flushed idle: the stream stopped 100 s after window 10 ended, before the label delay passed.
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
+    [fired] = [d for d in ev.feed([shifted(i) for i in range(11)], references=REF, watermark=11 * W + 100,
+                                  stream_watermark=11 * W + 100) if d.kind == "drift"]  # fmt: skip
+    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 100)
+    # The same windows fed one at a time decide the same, at the same times (replays are exact).
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
+    again = [d for i in range(11) for d in ev.feed([shifted(i)], references=REF, watermark=11 * W + 100,
+                                                      stream_watermark=11 * W + 100) if d.kind == "drift"]
+    assert [(d.evidence_ts, d.ts) for d in again] == [(10 * W + 45, 11 * W + 100)]

@@ -48,7 +48,7 @@ def test_row_round_trip_keeps_the_decision() -> None:
     a = make(evidence={"subject": "features", "features": [{"feature": "amount", "statistic": 0.3}]})
     row = a.to_row()
     assert set(row) == {"ts", "fired_at", "alert_id", "model", "version", "kind", "severity", "state", "summary",
-                        "evidence", "owner", "runbook_url"}  # fmt: skip
+                        "evidence", "owner", "runbook_url", "evidence_ts"}  # fmt: skip
     assert isinstance(row["evidence"], str)
     back = Alert.from_row({**row, "ts_ms": int(a.ts.timestamp() * 1000)} | {"ts": None})
     assert back.decision() == a.decision() and back.subject == "features"

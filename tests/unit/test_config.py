@@ -142,3 +142,16 @@ def test_kafka_and_clickhouse_security_settings_reach_the_clients(monkeypatch: p
 def test_plaintext_kafka_needs_no_credentials() -> None:
     s = Settings()
     assert s.kafka_python_config() == {} and s.faust_credentials() is None
+
+
+def test_reference_sample_sizes_reach_the_model_stage_and_the_alert_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_REFERENCE_PREDICTIONS", "2000")
+    monkeypatch.setenv("WATCHKEEPER_REFERENCE_LABELS", "500")
+    monkeypatch.setenv("WATCHKEEPER_LABEL_DELAY_SECONDS", "60")
+    s = Settings()
+    assert s.window_config().reference_predictions == 2000
+    cfg = s.alert_config()
+    assert (cfg.reference_labels, cfg.reference_predictions, cfg.label_delay_seconds) == (500, 2000, 60)
+    monkeypatch.setenv("WATCHKEEPER_REFERENCE_LABELS", "5")
+    with pytest.raises(ValueError, match="reference_labels"):
+        Settings()
