@@ -111,7 +111,7 @@ class RetrainRule(BaseModel):
 
     Fast path (``fast_path``): one window fires at once when its evidence is strong: the
     drop's one-sided ``fast_confidence`` lower bound clears ``min_drop``; or an error-stream
-    detector fired and the window's drop is significant at ``fast_confidence`` (lower
+    detector fired and the window's drop is significant at ``concept_confidence`` on its own (lower
     bound above zero). The alert's time is then the detector's alarm (the row's event
     time) or the window's end. Resolution keeps the hysteresis.
     """
@@ -125,7 +125,9 @@ class RetrainRule(BaseModel):
     reference_windows: Annotated[int, Field(ge=1)] = 3
     min_labels: Annotated[int, Field(ge=1)] = 100
     min_drop: Annotated[float, Field(ge=0)] = 0.05
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # 99.9 %, not 95 %: the windows of a run share the reference, whose own error (810 labels) makes
+    # three windows in a row far likelier than the cube of one window's level (see "False-alarm budget").
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
     severity: Severity = "critical"
     concept_features: tuple[str, ...] = ("__error__",)
     concept_detector_suffix: str = "_error"
@@ -133,6 +135,9 @@ class RetrainRule(BaseModel):
     concept_min_windows: Annotated[int, Field(ge=1)] = 2
     fast_path: bool = True
     fast_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
+    # The drop that confirms an error-stream alarm must be significant at this level on its own: the alarm
+    # and the window's accuracy see the same errors, so the alarm does not make a weak drop rarer.
+    concept_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.99999
     hysteresis: Hysteresis = Hysteresis()
     # Before labels arrive: a warning (kind ``performance``) when the label-free estimate drops.
     estimate_metric: str = "est_accuracy"

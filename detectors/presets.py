@@ -34,7 +34,7 @@ def covariate_shift(
     reference_mean: Sequence[float] | None = None,
     reference_std: Sequence[float] | None = None,
     shift: float = 0.5,
-    arl: float = 500_000.0,
+    arl: float = 20_000_000.0,
 ) -> MeanShift:
     """Per-feature mean-shift detector over all numeric features of a model."""
     return MeanShift(

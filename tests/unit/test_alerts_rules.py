@@ -85,6 +85,15 @@ def test_retrain_bad_only_when_material_and_significant() -> None:
     assert s.bad is True and s.evidence["reference"]["source"] == "configured"
 
 
+def test_a_window_of_a_run_must_be_significant_at_the_default_999_not_95() -> None:
+    # A drop of 0.06 on 400 labels against 1,200: significant at 95 % (lower bound 0.02), not at 99.9 %.
+    # At 95 % a stable model whose reference came out 1.5 points high fired about monthly on three such
+    # windows in a row (bench/false_alarms.py); at 99.9 % it is no evidence either way.
+    s = retrain_signal("m", win(accuracy=(0.79, 400)), REF, (), RetrainRule())
+    assert s.bad is None and s.evidence["confidence"] == 0.999 and s.evidence["drop_lower_bound"] < 0
+    assert retrain_signal("m", win(accuracy=(0.79, 400)), REF, (), RetrainRule(confidence=0.95)).bad is True
+
+
 def test_retrain_on_sustained_concept_drift() -> None:
     rule = RetrainRule(concept_windows=3, concept_min_windows=2)
     err = (DriftRow("__error__", "adwin_error", 1.0, 0.5, True),)
@@ -183,6 +192,13 @@ def test_an_error_stream_alarm_confirmed_by_the_window_fires_at_its_event_time()
     # The same alarm in a window whose accuracy did not fall significantly: one window is not enough.
     s = retrain_signal("m", win(drift=alarm, accuracy=(0.84, 400)), REF, (), rule)
     assert not s.strong and s.bad is False
+    # A drop of 0.08, significant at 99.9 % but not at 99.999 % (concept_confidence): the alarm saw the same
+    # errors as the window, so it does not confirm a drop that is weak on its own; it counts toward a run.
+    s = retrain_signal("m", win(drift=alarm, accuracy=(0.77, 400)), REF, (), rule)
+    assert s.evidence["fast_lower_bound"] < rule.min_drop and s.evidence["drop_lower_bound"] > 0
+    assert not s.strong and s.evidence["concept_lower_bound"] < 0 and "fast_path" not in s.evidence
+    weaker = RetrainRule(concept_confidence=0.999)
+    assert retrain_signal("m", win(drift=alarm, accuracy=(0.77, 400)), REF, (), weaker).strong
 
 
 def test_drift_fast_path_needs_the_sequential_alarm_and_the_window_test() -> None:
