@@ -18,7 +18,7 @@ signals into alerts. No I/O here: rows come in as plain mappings.
 >>> s.bad, s.summary
 (True, 'fraud v1: accuracy fell to 0.620 from a reference of 0.850 (400 labels); retrain recommended.')
 >>> round(s.evidence["drop_lower_bound"], 3)
-0.187
+0.151
 
 Fairness rules are in ``alerts/fairness_rules.py``; the comparisons with the baseline
 and with the champion (sunset, challenger) in ``alerts/comparison_rules.py``.
