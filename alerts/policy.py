@@ -32,9 +32,9 @@ of a confirmation are never multiplied as independent: the chance excursion
 that trips a per-event detector also moves the window it is confirmed by.
 Before this (commit 9850241) the same simulation saw 6 drift and 15 retrain
 alerts in 10 model-months, 20 to 75 times the figures then claimed here (0.03
-and 0.002 + 0.02); in 4 of those models the drift alerts were all the fast path
-(``mean_shift`` + ``ks``), the retrain alerts the concept fast path (3) and the
-performance slow path (2).
+and 0.002 + 0.02): all 6 drift alerts by the fast path (``mean_shift`` +
+``ks``), 12 retrain alerts by the concept fast path and 3 by the performance
+slow path.
 
 - ``drift``: simulated 1 in 10 model-months (95 % upper bound 0.47 a month), by
   the fast path; derived, about 0.12 (0.03 + 0.09 below). Fast path: a
@@ -47,8 +47,8 @@ performance slow path (2).
   2e-7 measured (32 alarms in 12 model-months of 5 features), about 2.7 alarms
   a month, so about 0.03 confirmed; the bound without the confirmation is the
   alarm rate. The price: a 0.5 sigma shift of one feature is found a median 1.6
-  min after its onset (100 simulated runs, none missed; 1.2 min in 30 runs at
-  the former ARL). The strict window test alone (``__multivariate__``, alpha
+  min after its onset (100 simulated runs, none missed; 1.2 min at the former
+  ARL). The strict window test alone (``__multivariate__``, alpha
   1e-5 a window against an upper confidence bound of the reference's error): at
   most 0.09. Slow path (the same feature flagged in each of 3 windows): none
   simulated.
