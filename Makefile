@@ -9,7 +9,8 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts lint constraints clean
+.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-false-alarms lint \
+	constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -62,6 +63,10 @@ bench-detect: .venv
 # Alert delay, missed and false alerts per scenario family, this policy beside the previous one (~10 min).
 bench-alerts: .venv
 	$(BIN)/python -m bench.alerts
+
+# False alerts of the default policy on 10 stable model-months, and its power (~35 min on 2 busy cores).
+bench-false-alarms: .venv
+	$(BIN)/python -m bench.false_alarms
 
 lint: .venv
 	$(BIN)/ruff check .

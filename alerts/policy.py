@@ -22,45 +22,74 @@ In YAML, per model (once ``ModelConfig`` has an ``alerting`` field)::
 
 False-alarm budget
 ------------------
-Expected false alerts per model per month (30 days of 5-minute windows, 8,640
-windows) on a stable model at 1 event/s (300 predictions per window, 270
-labelled, 5 numeric features, 4 groups per protected attribute), derived from
-the detectors' stated false-alarm rates and the tests' levels. "Independent"
-marks a product of two rates taken as independent events (an approximation: a
-chance excursion that trips a sequential detector also nudges the window test);
-the bound without it is the smaller of the two rates.
+False alerts per model per month (30 days of 5-minute windows, 8,640 windows)
+on a stable model at 1 event/s (300 predictions per window, 270 labelled, 5
+numeric features, 4 groups per protected attribute, a baseline exactly as
+good), simulated through the product's detectors and this policy's evaluator
+(``make bench-false-alarms``; ``bench/results/false_alarms.json``, commit
+cf764e0: 10 model-months), with the derivations that still hold. The two legs
+of a confirmation are never multiplied as independent: the chance excursion
+that trips a per-event detector also moves the window it is confirmed by.
+Before this (commit 9850241) the same simulation saw 6 drift and 15 retrain
+alerts in 10 model-months, 20 to 75 times the figures then claimed here (0.03
+and 0.002 + 0.02): all 6 drift alerts by the fast path (``mean_shift`` +
+``ks``), 12 retrain alerts by the concept fast path and 3 by the performance
+slow path.
 
-- ``drift`` fast path: a ``mean_shift`` alarm (one per 500,000 events per
-  feature: 300 x 5 / 500,000 = 0.003 per window) confirmed in the same window by
-  the window test (alpha 0.001, Benjamini–Hochberg across features): 0.003 x
-  0.001 x 8,640 = 0.03 per month (independent; at most 8.6 from the window test
-  alone). Slow path (flagged in each of 3 windows): 0.001^3 x 8,640, nil.
-- ``retrain`` fast path, performance: the one-sided ``fast_confidence`` (99.9 %)
-  bound of the drop clears ``min_drop`` (0.05) in one window: 2e-7 per window,
-  0.002 per month at 270 labels a window (0.07 at 100 labels, the ``min_labels``
-  floor). Concept: an error-stream alarm (``watchkeeper_default``, about one per
-  100,000 labelled events: 0.0027 per window) confirmed by a significant drop in
-  the same window (lower bound above zero at 99.9 %): 0.0027 x 0.001 x 8,640 =
-  0.02 per month (independent). Slow path: a drop above ``min_drop`` significant
-  at 95 % in 3 windows in a row: 1e-4^3 per run, nil.
+- ``drift``: simulated 1 in 10 model-months (95 % upper bound 0.47 a month), by
+  the fast path; derived, about 0.12 (0.03 + 0.09 below). Fast path: a
+  ``mean_shift`` alarm confirmed by the window test (alpha 0.001,
+  Benjamini–Hochberg) of the same window. The alarms are measured, not taken
+  from the nominal ARL: the CUSUMs standardise with a reference learnt from
+  1,000 events, which shortens their run length (4.7e-6 alarms per
+  feature-event at the former nominal 2e-6, about 60 a month over 5 features;
+  about 1 in 100 was confirmed). At the ``covariate_shift`` default ARL of 2e7:
+  2e-7 measured (32 alarms in 12 model-months of 5 features), about 2.7 alarms
+  a month, so about 0.03 confirmed; the bound without the confirmation is the
+  alarm rate. The price: a 0.5 sigma shift of one feature is found a median 1.6
+  min after its onset (100 simulated runs, none missed; 1.2 min at the former
+  ARL). The strict window test alone (``__multivariate__``, alpha
+  1e-5 a window against an upper confidence bound of the reference's error): at
+  most 0.09. Slow path (the same feature flagged in each of 3 windows): none
+  simulated.
+- ``retrain``: simulated 0 in 10 model-months (95 % upper bound 0.30 a month);
+  derived, at most about 0.1 (the concept path's bound). Fast path,
+  performance: the 99.9 % bound of the drop (Newcombe's two-sample interval:
+  the reference's own 810 labels count) clears ``min_drop`` (0.05): a drop of
+  0.137 at 270 labels, 4.9 standard errors, 5e-7 a window, 0.005 a month. Fast
+  path, concept: an error-stream alarm (``watchkeeper_default``, measured 19 a
+  month at 270 labels a window) confirmed by a drop significant at
+  ``concept_confidence`` (99.999 %) on its own: at most 1e-5 a window, 0.09 a
+  month, without counting on the alarm. Simulated on the error stream alone (4
+  model-months, 76 alarms): the windows with an alarm had a mean drop of 0.045
+  and at most 0.098; the bound needs about 0.12, so none was confirmed, against
+  5 at the former 99.9 %. Slow path: a drop above ``min_drop`` significant at
+  ``confidence`` (99.9 %) in 3 windows without a good window between. The
+  windows of a run share the reference, and a reference 1.5 points high (one of
+  its standard errors) makes a material drop a 7 % event per window: at the
+  former 95 % the same 4 model-months had 3 runs, at 99.9 % none (19 bad
+  windows, never 3 in a row); averaged over the reference's error, about 0.003
+  a month. Concept slow path (alarms in 2 of 3 windows, 3 windows running): no
+  two consecutive windows had alarms.
 - ``sunset`` (below baseline, ``paired``): some span of the last 2, 4, 8 or 12
   windows has an exact (McNemar) upper bound of the accuracy difference below
   ``-min_effect`` (0.02), at 99.9 % split over the 4 spans. A model exactly as
   good as its baseline, a quarter of its 270 pairs a window discordant: the
   2-window span needs a difference of -0.10 (4.4 standard errors), about 5e-6
-  per evaluation, 0.02 per month; simulated, 0 of 100,000 evaluations (11.6
-  model-months) fired (5 with ``min_effect`` 0.01). Then a day of cooldown.
+  per evaluation, 0.02 per month; simulated, 0 in 10 model-months (95 % upper
+  bound 0.30 a month). Then a day of cooldown.
 - ``fairness`` (``horizon_events``): a gap's bound (Newcombe, 95 % with a
   Bonferroni split over the pairs of groups and the rates checked: 6 pairs x 4)
   exceeds the tolerance (0.1), or a disparate-impact ratio's bound (Katz) is
   below 0.8, on counts pooled over the last 3,000 events. Once the horizon is
   full (about 225 labelled positives per group) a TPR gap must reach 0.22 to
-  breach: about 1e-6 per evaluation, 0.01 per month. While a new version's
-  pool fills (its first 6 windows, 20 to 130 positives per group) about 1e-3 per
-  evaluation (simulated: 10 of 12,000), so about 0.005 per new version. The
-  price of that start-up: a 0.3 equal-opportunity gap at 300 events a window
-  over 4 groups fires within 30 minutes in 95 of 100 simulated runs, within 40
-  in all.
+  breach: about 1e-6 per evaluation, 0.01 per month. While a new version's pool
+  fills (its first 6 windows, 20 to 130 positives per group) about 1e-3 per
+  evaluation, so about 0.005 per new version. The price of that start-up: a 0.3
+  equal-opportunity gap at 300 events a window over 4 groups fires within 30
+  minutes in 90 of 100 simulated runs, within 40 in 96
+  (``bench/false_alarms.py``); stable and fair models: 0 in 10 model-months
+  (95 % upper bound 0.30 a month).
 - ``challenger``: the always-valid mSPRT decides at 5 %, once per pair over its
   whole life (however often it is looked at): at most 0.05 per challenger.
 - ``no_data``/``sunset`` (idle, superseded): deterministic, no false alarms.
@@ -113,7 +142,7 @@ class RetrainRule(BaseModel):
 
     Fast path (``fast_path``): one window fires at once when its evidence is strong: the
     drop's one-sided ``fast_confidence`` lower bound clears ``min_drop``; or an error-stream
-    detector fired and the window's drop is significant at ``fast_confidence`` (lower
+    detector fired and the window's drop is significant at ``concept_confidence`` on its own (lower
     bound above zero). The alert's time is then the detector's alarm (the row's event
     time) or the window's end. Resolution keeps the hysteresis.
     """
@@ -129,7 +158,9 @@ class RetrainRule(BaseModel):
     reference_windows: Annotated[int, Field(ge=1)] = 3
     min_labels: Annotated[int, Field(ge=1)] = 100
     min_drop: Annotated[float, Field(ge=0)] = 0.05
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # 99.9 %, not 95 %: the windows of a run share the reference, whose own error (810 labels) makes
+    # three windows in a row far likelier than the cube of one window's level (see "False-alarm budget").
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
     severity: Severity = "critical"
     concept_features: tuple[str, ...] = ("__error__",)
     concept_detector_suffix: str = "_error"
@@ -137,6 +168,9 @@ class RetrainRule(BaseModel):
     concept_min_windows: Annotated[int, Field(ge=1)] = 2
     fast_path: bool = True
     fast_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.999
+    # The drop that confirms an error-stream alarm must be significant at this level on its own: the alarm
+    # and the window's accuracy see the same errors, so the alarm does not make a weak drop rarer.
+    concept_confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.99999
     hysteresis: Hysteresis = Hysteresis()
     # Before labels arrive: a warning (kind ``performance``) when the label-free estimate drops.
     estimate_metric: str = "est_accuracy"

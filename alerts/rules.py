@@ -18,7 +18,7 @@ signals into alerts. No I/O here: rows come in as plain mappings.
 >>> s.bad, s.summary
 (True, 'fraud v1: accuracy fell to 0.620 from a reference of 0.850 (400 labels); retrain recommended.')
 >>> round(s.evidence["drop_lower_bound"], 3)
-0.187
+0.151
 
 Fairness rules are in ``alerts/fairness_rules.py``; the comparisons with the baseline
 and with the champion (sunset, challenger) in ``alerts/comparison_rules.py``.
@@ -115,6 +115,7 @@ def retrain_signal(
     perf: bool | None = None
     strong_perf = strong_concept = False
     fast_lower: float | None = None
+    concept_lower: float | None = None
     cur = w.metrics.get(rule.metric)
     if cur is not None and ref is not None and cur.n >= rule.min_labels and not ref.covers(w.start):
         drop, lower = drop_and_bound(rule.metric, ref, cur, z_one_sided(rule.confidence), rule.higher_is_better)
@@ -127,7 +128,11 @@ def retrain_signal(
             z_fast = z_one_sided(rule.fast_confidence)
             _, fast_lower = drop_and_bound(rule.metric, ref, cur, z_fast, rule.higher_is_better)
             strong_perf = fast_lower > rule.min_drop
-            ev.update(fast_lower_bound=fast_lower, fast_confidence=rule.fast_confidence)
+            _, concept_lower = drop_and_bound(
+                rule.metric, ref, cur, z_one_sided(rule.concept_confidence), rule.higher_is_better
+            )
+            ev.update(fast_lower_bound=fast_lower, fast_confidence=rule.fast_confidence,
+                      concept_lower_bound=concept_lower, concept_confidence=rule.concept_confidence)  # fmt: skip
 
     concept: bool | None = None
     rows = concept_rows(w, rule)
@@ -142,8 +147,9 @@ def retrain_signal(
             "of_windows": len(recent),
         }
         alarms = [d.ts for d in fired if d.ts is not None]
-        if fired and rule.fast_path and fast_lower is not None and fast_lower > 0:
-            # An error-stream alarm confirmed by the window: its accuracy fell significantly.
+        if fired and rule.fast_path and concept_lower is not None and concept_lower > 0:
+            # An error-stream alarm confirmed by the window: its accuracy fell significantly at
+            # ``concept_confidence``, a level that holds the budget without the alarm's help.
             strong_concept = concept = True
             alarm_ts = min(alarms) if alarms else None
             ev["concept_drift"]["alarm"] = iso(alarm_ts) if alarm_ts is not None else None

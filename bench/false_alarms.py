@@ -167,7 +167,23 @@ class _Sample:
         self.n, self.numeric, self.categorical = n, numeric, {}
 
 
-def run_model(seed: int, windows: int, **kw: Any) -> list[tuple[str, str, str, int]]:
+def path_of(kind: str, ev: dict[str, Any]) -> str:
+    """Which path of a rule fired, from a firing decision's evidence (e.g. ``fast:mean_shift+ks``)."""
+    if kind == "drift":
+        feats = ev.get("features", [])
+        if any(f["persistent"] for f in feats):
+            return "slow:" + "+".join(sorted({d for f in feats if f["persistent"] for d in f["detectors"]}))
+        if ev.get("alarm"):
+            return "fast:" + "+".join(sorted({d for f in feats for d in f["detectors"]}))
+        return "strong:" + "+".join(f["feature"] for f in feats)
+    if kind == "retrain":
+        if ev.get("fast_path"):
+            return f"fast:{ev['fast_path']}"
+        return "slow:" + "+".join(ev.get("reasons", []))
+    return kind
+
+
+def run_model(seed: int, windows: int, **kw: Any) -> list[tuple[str, str, str, int, str]]:
     """Feed one simulated model's windows to the evaluator a day at a time; its decisions."""
     from watchkeeper.alerts.evaluator import ModelEvaluator
     from watchkeeper.alerts.policy import AlertPolicy
@@ -185,11 +201,12 @@ def run_model(seed: int, windows: int, **kw: Any) -> list[tuple[str, str, str, i
             if (ref := pooled_baseline(pts, REFERENCE_WINDOWS)) is not None:
                 refs["v1"] = ref
         for dec in evaluator.feed(batch, references=refs, fleet_watermark=batch[-1].end):
-            out.append((dec.kind, dec.subject, dec.state, int(dec.ts)))
+            path = path_of(dec.kind, dec.evidence) if dec.state == "firing" else ""
+            out.append((dec.kind, dec.subject, dec.state, int(dec.ts), path))
     return out
 
 
-def _stable(args: tuple[int, int]) -> list[tuple[str, str, str, int]]:
+def _stable(args: tuple[int, int]) -> list[tuple[str, str, str, int, str]]:
     return run_model(*args)
 
 
@@ -205,26 +222,28 @@ def false_alarms(models: int, months: float, workers: int) -> dict[str, Any]:
     with ProcessPoolExecutor(workers) as pool:
         decisions = list(pool.map(_stable, [(1000 + s, windows) for s in range(models)]))
     exposure = models * windows / WINDOWS_PER_MONTH
-    fired = Counter(kind for ds in decisions for kind, _, state, _ in ds if state == "firing")
+    fired = Counter(kind for ds in decisions for kind, _, state, _, _ in ds if state == "firing")
+    paths = Counter(f"{kind} {path}" for ds in decisions for kind, _, state, _, path in ds if state == "firing")
     kinds = ("drift", "retrain", "performance", "fairness", "sunset", "no_data", "challenger", "ops")
     return {
         "models": models,
         "model_months": round(exposure, 2),
         "fired": {k: fired.get(k, 0) for k in kinds},
         "upper_95_per_month": {k: round(poisson_upper(fired.get(k, 0), exposure), 4) for k in kinds},
+        "paths": dict(sorted(paths.items())),
     }
 
 
 def _fairness_run(seed: int) -> float | None:
     out = run_model(seed, 12, tpr_gap=0.3)
-    fired = [ts for kind, _, state, ts in out if kind == "fairness" and state == "firing"]
+    fired = [ts for kind, _, state, ts, _ in out if kind == "fairness" and state == "firing"]
     return fired[0] / 60 if fired else None
 
 
 def _shift_run(seed: int) -> float | None:
     onset = 12  # after an hour of stable traffic
     out = run_model(seed, onset + 12, shift_at=onset, shift=0.5)
-    fired = [ts for kind, _, state, ts in out if kind == "drift" and state == "firing"]
+    fired = [ts for kind, _, state, ts, _ in out if kind == "drift" and state == "firing"]
     return (fired[0] - onset * W) / 60 if fired else None
 
 
@@ -277,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'kind':<12} {'fired':>6} {'95% upper / model-month':>24}")
     for kind, k in s["fired"].items():
         print(f"{kind:<12} {k:>6} {s['upper_95_per_month'][kind]:>24.4f}")
+    for path, k in s["paths"].items():
+        print(f"  {path}: {k}")
     print(json.dumps(result["power"], indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

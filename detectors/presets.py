@@ -34,9 +34,18 @@ def covariate_shift(
     reference_mean: Sequence[float] | None = None,
     reference_std: Sequence[float] | None = None,
     shift: float = 0.5,
-    arl: float = 500_000.0,
+    arl: float = 20_000_000.0,
 ) -> MeanShift:
-    """Per-feature mean-shift detector over all numeric features of a model."""
+    """Per-feature mean-shift detector over all numeric features of a model.
+
+    ``arl`` is the nominal in-control run length (Siegmund's approximation). With the
+    reference learnt from the first 1,000 events its estimation error shortens the real
+    run length: measured on N(0, 1) features, 4.7e-6 false alarms per feature-event at
+    the nominal 2e-6 (ARL 500,000), 4e-7 at the nominal 1e-7. The default, 2e7 (about
+    2e-7 per feature-event measured: 32 alarms in 12 months of 5 features at 1 event/s),
+    keeps the drift alert's fast path within its budget (``alerts/policy.py``) and costs
+    about 30 events of delay on a 0.5 sigma shift (h 28.3 instead of 20.9).
+    """
     return MeanShift(
         reference_mean=None if reference_mean is None else tuple(float(v) for v in reference_mean),
         reference_std=None if reference_std is None else tuple(float(v) for v in reference_std),

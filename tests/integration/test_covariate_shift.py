@@ -1,7 +1,7 @@
 """Per-event covariate shift in the stream: the ``mean_shift`` rows of the drift table.
 
 The fleet of issue 3's measurement: one event per second, five numeric features,
-and a 0.5 sigma mean shift in one of them. The shift must be flagged in about 80 s
+and a 0.5 sigma mean shift in one of them. The shift must be flagged in about 100 s
 of event time (the rows' ``ts`` is the firing event's time), and a stable model
 must get no flag at all.
 """
@@ -67,9 +67,10 @@ def shift_rows(worker: Worker, model: str) -> list[tuple[str, float, int]]:
     )
 
 
-def test_a_half_sigma_shift_is_flagged_in_about_80_seconds_and_only_in_its_feature(worker: Worker) -> None:
-    """Five models (seeds): every shift flagged, in f3 only and never before it; median delay <= 90 s
-    (the detector alone: median 80.5 s, mean 82 s over 40 seeds; see the README)."""
+def test_a_half_sigma_shift_is_flagged_in_about_100_seconds_and_only_in_its_feature(worker: Worker) -> None:
+    """Five models (seeds): every shift flagged, in f3 only and never before it; median delay <= 120 s
+    (the detector alone at its default ARL 2e7: about 25 s later than at the previous 500,000, whose
+    false alarms made the drift alert's fast path 20 times over its budget; see the README)."""
     models = [f"shifty{seed}" for seed in range(5)]
     shift_at = {m: publish(worker, m, 0.5, seed=seed) for seed, m in enumerate(models)}
     WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
@@ -81,7 +82,7 @@ def test_a_half_sigma_shift_is_flagged_in_about_80_seconds_and_only_in_its_featu
         assert flagged, f"{m}: the shift was not flagged"
         assert all(f == "f3" and t > shift_at[m] for f, t in flagged), flagged  # nothing else, nothing before
         delays.append(flagged[0][1] - shift_at[m])
-    assert max(delays) <= 300 and float(np.median(delays)) <= 90, delays
+    assert max(delays) <= 300 and float(np.median(delays)) <= 120, delays
 
 
 def test_a_stable_model_gets_no_flag(worker: Worker) -> None:

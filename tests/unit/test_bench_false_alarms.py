@@ -12,7 +12,8 @@ def test_a_stable_model_raises_no_alert_in_a_day() -> None:
 
 def test_a_fairness_gap_and_a_mean_shift_are_found() -> None:
     fair = run_model(seed=4, windows=12, tpr_gap=0.3)
-    assert [(k, s) for k, _, s, _ in fair] == [("fairness", "firing")]
+    assert [(k, s, path) for k, _, s, _, path in fair] == [("fairness", "firing", "fairness")]
     shifted = run_model(seed=4, windows=24, shift_at=12, shift=0.5)
-    drift = [ts for k, _, s, ts in shifted if k == "drift" and s == "firing"]
-    assert drift and 12 * W < drift[0] <= 24 * W
+    drift = [(ts, path) for k, _, s, ts, path in shifted if k == "drift" and s == "firing"]
+    # Found by the fast path: the per-event alarm confirmed by the window test, at the alarm's time.
+    assert drift and 12 * W < drift[0][0] <= 13 * W and drift[0][1] == "fast:ks+mean_shift"
