@@ -55,13 +55,16 @@ HUGE = 9 * 1024 * 1024  # above the default 8 MiB message limit
 TAG = re.compile(rb"BAD\|([a-z0-9_]+)\|\d+")
 
 # kind -> the reason its dead letter must give (a regex searched in ``error``).
+NON_FINITE = r"^(prediction: Value error, NaN and infinity are not allowed|outcome: Field required)"
 REASONS: dict[str, str] = {
     # Whole messages (event_index -1).
     "bad_json": r"^bad JSON: unexpected end of data",
     "non_utf8": r"^bad JSON: str is not valid UTF-8",
-    "nan_literal": r"^bad JSON: unexpected character",
-    "infinity_literal": r"^bad JSON: no digit after sign",
-    "overflow_number": r"^bad JSON: number is infinity",
+    # JSON has no NaN or infinity, but other encoders write them: the event is refused for the value
+    # (a prediction) or for what it lacks (the same bytes on the outcomes topic), not as bad JSON.
+    "nan_literal": NON_FINITE,
+    "infinity_literal": NON_FINITE,
+    "overflow_number": NON_FINITE,
     "too_deep_json": r"^bad JSON: depth limit exceeded",
     "not_an_object": r"^expected a JSON object or an envelope",
     "events_not_a_list": r"^envelope: 'events' must be a list$",
