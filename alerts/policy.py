@@ -143,8 +143,9 @@ class RetrainRule(BaseModel):
     Fast path (``fast_path``): one window fires at once when its evidence is strong: the
     drop's one-sided ``fast_confidence`` lower bound clears ``min_drop``; or an error-stream
     detector fired and the window's drop is significant at ``concept_confidence`` on its own (lower
-    bound above zero). The alert's time is then the detector's alarm (the row's event
-    time) or the window's end. Resolution keeps the hysteresis.
+    bound above zero). The alert's evidence time (``evidence_ts``) is then the detector's alarm
+    (the row's event time) or the window's end; its ``ts`` is when it was decided. Resolution keeps
+    the hysteresis.
     """
 
     model_config = _FROZEN
