@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     window_seconds: int = Field(300, ge=1)
     label_delay_seconds: int = Field(600, ge=0)
     idle_flush: float = Field(30.0, gt=0)
+    # Rows inserted less than this long ago do not move a model's watermark yet: concurrent batches
+    # commit in any order, and windows must close in event-time order (windows/closer.py).
+    settle_seconds: float = Field(5.0, ge=0)
     flush_interval: float = Field(1.0, gt=0)
     flush_rows: int = Field(20_000, ge=1)
     orphan_after_seconds: int = Field(3600, ge=0)
@@ -374,6 +377,7 @@ class Settings(BaseSettings):
             label_delay_seconds=self.label_delay_seconds,
             orphan_after_seconds=self.orphan_after_seconds,
             idle_flush=self.idle_flush,
+            settle_seconds=self.settle_seconds,
             reference_predictions=self.reference_predictions,
             topic_predictions=self.topic_predictions,
             models={name: stage(cfg) for name, cfg in self.models.items()},

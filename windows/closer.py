@@ -72,24 +72,34 @@ FROM checkpoints WHERE name = {legacy:String} OR startsWith(name, {prefix:String
 GROUP BY name
 """
 # A restart that resumes from a checkpoint still needs each model's watermark (largest event time).
+# Settled rows only, as in discovery (see DIRTY_PREDICTIONS).
 WATERMARKS = f"""
-SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM predictions WHERE {OWNED_SQL} GROUP BY model
+SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM predictions
+WHERE {OWNED_SQL} AND ingested_at <= {{settled:DateTime64(3, 'UTC')}} GROUP BY model
 UNION ALL
-SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM outcomes WHERE {OWNED_SQL} GROUP BY model
+SELECT model, max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts FROM outcomes
+WHERE {OWNED_SQL} AND ingested_at <= {{settled:DateTime64(3, 'UTC')}} GROUP BY model
 """
 
 
 # Every discovery query reads only the models of the shard's partitions (``OWNED_SQL``).
+# ``max_ts`` (what moves the model's watermark) counts only rows inserted ``settle_seconds`` (5 s) before
+# the pass (``settled``): two writers commit their batches in any order, and a watermark moved by a later
+# batch while an earlier one is still being inserted closed the later windows first — the per-event
+# detectors, which see each window once and in order, then skipped the earlier ones (seen in a demo run:
+# its drift decided 40 minutes late). Newer rows still make their windows pending.
 DIRTY_PREDICTIONS = f"""
 SELECT model, version, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
-       max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
+       maxIf(toUnixTimestamp64Milli(ts), ingested_at <= {{settled:DateTime64(3, 'UTC')}}) / 1000 AS max_ts,
+       max(ingested_at) AS last_in
 FROM predictions WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL}
 GROUP BY model, version, ws
 """
 
 DIRTY_OUTCOMES = f"""
 SELECT model, toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({{w:UInt32}}))) AS ws,
-       max(toUnixTimestamp64Milli(ts)) / 1000 AS max_ts, max(ingested_at) AS last_in
+       maxIf(toUnixTimestamp64Milli(ts), ingested_at <= {{settled:DateTime64(3, 'UTC')}}) / 1000 AS max_ts,
+       max(ingested_at) AS last_in
 FROM outcomes WHERE ingested_at > {{since:DateTime64(3, 'UTC')}} AND {OWNED_SQL}
 GROUP BY model, ws
 """
@@ -298,7 +308,7 @@ class WindowCloser:
         for p in self.shard.owned & set(self.cursors):
             groups[max(0.0, self.cursors[p] - LOOKBACK_SECONDS)].add(p)
         if fresh:
-            for p, since in self._resume_points(fresh).items():
+            for p, since in self._resume_points(fresh, now).items():
                 groups[since].add(p)
             self._load_computed(set(fresh))
         found: dict[WindowKey, float] = {}
@@ -309,7 +319,8 @@ class WindowCloser:
             found_since[key] = min(found_since.get(key, since), since)
 
         for since, parts in sorted(groups.items()):
-            params = {"w": self.config.window_seconds, "since": utc(since), **self.shard.params(parts)}
+            params = {"w": self.config.window_seconds, "since": utc(since),
+                      "settled": utc(now - self.config.settle_seconds), **self.shard.params(parts)}  # fmt: skip
             for r in self.store.query(DIRTY_PREDICTIONS, params):
                 note(WindowKey(r["model"], r["version"], int(r["ws"])), r["last_in"], since)
                 self._advance(r["model"], float(r["max_ts"]))
@@ -333,7 +344,7 @@ class WindowCloser:
         horizon = now - 2 * LOOKBACK_SECONDS
         self.computed = {k: t for k, t in self.computed.items() if t >= horizon or k in self.pending}
 
-    def _resume_points(self, partitions: list[int]) -> dict[int, float]:
+    def _resume_points(self, partitions: list[int], now: float) -> dict[int, float]:
         """Where the first scan of each partition starts: its checkpoint, else 0 (the whole history).
 
         A partition without its own checkpoint (the first sharded start, or a new partition count)
@@ -354,7 +365,8 @@ class WindowCloser:
             self.saved[p] = out[p]
         if resumed:
             # Rows before the checkpoint are not scanned again: the watermarks come from all of them.
-            for model, max_ts in self.store.query_rows(WATERMARKS, self.shard.params(resumed)):
+            params = {"settled": utc(now - self.config.settle_seconds), **self.shard.params(resumed)}
+            for model, max_ts in self.store.query_rows(WATERMARKS, params):
                 self._advance(model, float(max_ts))
         return out
 
@@ -411,7 +423,8 @@ class WindowCloser:
             return []
         now = self.store_now()
         self._discover(now)
-        idle = force or (now - (self.last_activity or now) >= self.config.idle_flush)
+        # Idle only once the last rows seen are settled too (see DIRTY_PREDICTIONS).
+        idle = force or (now - (self.last_activity or now) >= max(self.config.idle_flush, self.config.settle_seconds))
         ready = self.closed(idle)
         if ready:
             ready = self._write_ready(ready, now)

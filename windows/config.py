@@ -55,6 +55,7 @@ class WindowConfig:
     """The stage's configuration: window length, how long to wait for labels, the models.
 
     ``idle_flush``: seconds without new rows after which open windows are written anyway;
+    ``settle_seconds``: rows inserted more recently than this do not move the watermark yet;
     ``topic_predictions``: the topic whose dead letters count against a window.
     ``reference_predictions``: a version's drift reference is its first that many predictions
     (when no reference is loaded): its windows are tested once they have arrived.
@@ -65,6 +66,7 @@ class WindowConfig:
     label_delay_seconds: int = 600
     orphan_after_seconds: int = 3600
     idle_flush: float = 30.0
+    settle_seconds: float = 5.0
     topic_predictions: str = "predictions"
     reference_predictions: int = 1000
     models: Mapping[str, ModelStageConfig] = field(default_factory=dict)

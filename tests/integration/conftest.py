@@ -204,7 +204,9 @@ def worker(store: tuple[str, int], request: pytest.FixtureRequest) -> Iterator[A
     from watchkeeper.settings import Settings
     from watchkeeper.streams.service import Worker
 
-    w = Worker(Settings(store_port=store[1], **getattr(request.module, "WORKER_SETTINGS", {})))
+    # Its batches are written synchronously before a test ticks the closer: nothing to settle.
+    defaults = {"settle_seconds": 0.0}
+    w = Worker(Settings(store_port=store[1], **{**defaults, **getattr(request.module, "WORKER_SETTINGS", {})}))
     w.ensure_schema()
     yield w
     w.store.close()

@@ -72,6 +72,21 @@ def test_window_waits_for_watermark_plus_label_delay(worker: Worker, model: str)
     assert metrics(worker.store, model)["predictions"] == 1
 
 
+def test_a_row_moves_the_watermark_only_once_settled(worker: Worker, model: str) -> None:
+    """Concurrent batches commit in any order: a row inserted less than ``settle_seconds`` ago does not
+    close windows yet, so a later window is never closed while an earlier one's rows are still arriving
+    (the per-event detectors see each window once, in order)."""
+    from dataclasses import replace
+
+    config = worker.settings.window_config()
+    send(worker, Prediction, pred(model, "a", T0))
+    send(worker, Prediction, pred(model, "b", W0 + 300 + 600))
+    waiting = WindowCloser(worker.store, replace(config, settle_seconds=3600.0))
+    assert [k for k in waiting.tick() if k.model == model] == []  # the row that would close it is not settled
+    settled = WindowCloser(worker.store, replace(config, settle_seconds=0.0))
+    assert [(k.model, k.start) for k in settled.tick() if k.model == model] == [(model, W0)]
+
+
 def test_outcome_before_prediction_is_joined(worker: Worker, model: str) -> None:
     closer = WindowCloser(worker.store, worker.settings.window_config())
     send(worker, Outcome, outcome(model, "p1", T0 + 5, y=1))

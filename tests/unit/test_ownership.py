@@ -153,9 +153,9 @@ def test_resume_points_fall_back_to_a_complete_earlier_layout() -> None:
         ("model_stage/3/0", 99.0),  # an incomplete one: ignored
     ]
     closer = WindowCloser(FakeStore(rows), WindowConfig(), Shard(6, frozenset({0, 1})))  # type: ignore[arg-type]
-    assert closer._resume_points([0, 1]) == {0: 50.0, 1: 20.0}
+    assert closer._resume_points([0, 1], 1000.0) == {0: 50.0, 1: 20.0}
     fresh = WindowCloser(FakeStore(), WindowConfig(), Shard(6, frozenset({0})))  # type: ignore[arg-type]
-    assert fresh._resume_points([0]) == {0: 0.0}  # no checkpoint at all: the whole history
+    assert fresh._resume_points([0], 1000.0) == {0: 0.0}  # no checkpoint at all: the whole history
 
 
 # The store computes the same hash (needs the embedded store) --------------------------------------
