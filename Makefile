@@ -9,8 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-false-alarms lint \
-	constraints clean
+.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-false-alarms lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -48,7 +47,7 @@ test-fast: .venv
 bench: .venv
 	$(BIN)/python -m bench.run
 
-# The envelope ratio and the worker's memory only (a few minutes): run it before submitting a change to
+# The envelope ratio and the memory of the worker only (a few minutes): run it before submitting a change to
 # streams/, sinks/writer.py, windows/ or what the worker imports; writes bench/results/bench-quick.json.
 bench-quick: .venv
 	$(BIN)/python -m bench.run --quick

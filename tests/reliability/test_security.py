@@ -562,7 +562,7 @@ def test_no_secret_in_any_log_or_output(secure: Secure) -> None:
         time.sleep(1)
     logs = {
         p.name: p.read_text(errors="replace")
-        for p in [*stack.root.glob("worker-*.log"), *stack.root.glob("logs/*.log")]
+        for p in [*stack.root.glob("worker-*.log"), *(stack.settings.data_dir / "logs").glob("*.log")]
     }
     assert "undeliverable to webhook" in logs["worker-0.log"]  # the failure path ran
     assert "store.log" in logs and "broker.log" in logs
