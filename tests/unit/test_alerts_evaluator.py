@@ -197,21 +197,8 @@ def test_sunset_resolves_on_evidence_and_does_not_flap() -> None:
 
 
 def test_fairness_gap_fires_within_30_minutes_at_300_events_a_window() -> None:
-    import numpy as np
-
-    rng = np.random.default_rng(11)
-
-    def window(i: int) -> Window:
-        segs = {}
-        for g, tpr in {"eu": 0.8, "us": 0.8, "apac": 0.8, "latam": 0.5}.items():
-            n = 75
-            pos = int(rng.binomial(n, 0.3))
-            tp, fp = int(rng.binomial(pos, tpr)), int(rng.binomial(n - pos, 0.2))
-            segs[f"region={g}"] = {"positive_rate": Point((tp + fp) / n, n), "tp": Point(tp, n), "fp": Point(fp, n),
-                                   "tn": Point(n - pos - fp, n), "fn": Point(pos - tp, n)}  # fmt: skip
-        return Window("v1", i * W, (i + 1) * W, {"predictions": Point(300, 300)}, segs)
-
-    out = [d for d in evaluator().feed([window(i) for i in range(12)], references=REF) if d.kind == "fairness"]
+    windows = group_windows({"eu": 75, "us": 75, "apac": 75, "latam": 75}, 0.3, 12, seed=11)
+    out = [d for d in evaluator().feed(windows, references=REF) if d.kind == "fairness"]
     assert [(d.subject, d.state) for d in out] == [("region", "firing")] and out[0].ts <= 1800
     assert out[0].evidence["breaches"][0]["groups"][1] == "latam"
 
