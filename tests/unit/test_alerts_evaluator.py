@@ -147,14 +147,17 @@ def test_a_first_window_with_a_strongly_significant_drop_fires_in_that_window() 
     assert states(old) == [("retrain", "", "firing", 13)]  # three windows in a row
 
 
+def shifted(i: int) -> Window:
+    """Window ``i``; from window 10 on, f1 flagged by the per-event alarm (at 45 s into window 10) and the KS test."""
+    w = win(i)
+    if i < 10:
+        return w
+    alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
+    return Window(w.version, w.start, w.end, w.metrics, w.segments,
+                  (*w.drift, alarm, DriftRow("f1", "ks", 0.3, 0.05, True)))  # fmt: skip
+
+
 def test_a_per_event_drift_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_evidence() -> None:
-    def shifted(i: int) -> Window:
-        w = win(i)
-        if i < 10:
-            return w
-        alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
-        return Window(w.version, w.start, w.end, w.metrics, w.segments, (*w.drift, alarm,
-                                                                         DriftRow("f1", "ks", 0.3, 0.05, True)))
     out = evaluator().feed([shifted(i) for i in range(14)], references=REF)
     [fired] = [d for d in out if d.kind == "drift"]
     assert fired.state == "firing" and fired.evidence_ts == 10 * W + 45  # the alarm's event time
@@ -267,13 +270,6 @@ def test_decision_time_is_when_the_model_stage_wrote_the_window_never_the_eviden
     """Honest times: with a label delay, a window is written (and its alerts decided) that long after its
     end; a window flushed idle sooner is decided at the stream's last event; never before the evidence."""
 
-    def shifted(i: int) -> Window:
-        w = win(i)
-        if i < 10:
-            return w
-        alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
-        return Window(w.version, w.start, w.end, w.metrics, w.segments, (*w.drift, alarm,
-                                                                         DriftRow("f1", "ks", 0.3, 0.05, True)))
 
     ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
     [fired] = [d for d in ev.feed([shifted(i) for i in range(14)], references=REF, watermark=20 * W)
