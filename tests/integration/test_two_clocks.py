@@ -120,36 +120,36 @@ def test_label_based_rows_are_provisional_until_the_label_delay_then_final(worke
     start = start_time()
     stream = events({"clk.labels": None}, start)
     first = start  # the window watched
-    seen: list[tuple[int, float, int]] = []  # (provisional, labelled, predictions) after each pass
+    seen: list[tuple[int, float, float]] = []  # (provisional, labelled, event time) after each pass
+    versions: list[float] = []  # the accuracy row's computed_at after each pass
     for t in live(worker, stream, start):
         rows = dict(
-            (m, (p, v)) for m, p, v in worker.store.query_rows(
-                "SELECT metric, provisional, value FROM metrics FINAL WHERE model = 'clk.labels' AND segment = '' "
+            (m, (p, v, c)) for m, p, v, c in worker.store.query_rows(
+                "SELECT metric, provisional, value, toUnixTimestamp64Milli(computed_at) FROM metrics FINAL "
+                "WHERE model = 'clk.labels' AND segment = '' "
                 "AND window_start = toDateTime({ws:UInt32}) AND metric IN ('accuracy', 'labelled', 'predictions')",
                 {"ws": first})
         )  # fmt: skip
-        if t < first + W + GRACE:
+        # The watermark after the pass at ``t`` is the last event before ``t``.
+        if t <= first + W + GRACE:
             assert rows == {}, (t, rows)  # not written before its end plus the grace
             continue
-        assert rows["predictions"] == (0, W * RATE)  # label-free: final at once
+        assert rows["predictions"][:2] == (0, W * RATE)  # label-free: final at once
         seen.append((int(rows["accuracy"][0]), float(rows["labelled"][1]), t))
-        if t >= first + W + DELAY + STEP:
+        versions.append(rows["accuracy"][2])
+        if t > first + W + DELAY + STEP:
             break
     provisional = [s for s in seen if s[0] == 1]
     final = [s for s in seen if s[0] == 0]
     assert provisional and final, seen
-    assert max(t for *_, t in provisional) < first + W + DELAY <= min(t for *_, t in final)
-    # Coverage grows with the labels while provisional, and the final version has them all.
+    assert max(t for *_, t in provisional) <= first + W + DELAY < min(t for *_, t in final)
+    # Coverage grows with the labels while provisional (it stays provisional, all labels in, until the
+    # label delay has passed), and the final version has them all.
     coverage = [labelled for _, labelled, _ in provisional]
-    assert coverage == sorted(coverage) and coverage[0] < coverage[-1] < W * RATE
+    assert coverage == sorted(coverage) and coverage[0] < coverage[-1] == W * RATE
     assert final[-1][1] == W * RATE
-    # Each rewrite was a new version of the row (insert-only), the newest read with FINAL.
-    versions = worker.store.query_rows(
-        "SELECT provisional, count() FROM metrics WHERE model = 'clk.labels' AND segment = '' "
-        "AND metric = 'accuracy' AND window_start = toDateTime({ws:UInt32}) GROUP BY provisional ORDER BY provisional",
-        {"ws": first},
-    )
-    assert dict(versions)[1] >= 2 and dict(versions)[0] >= 1
+    # Each rewrite was a new version of the row (insert-only: a newer ``computed_at``, read with FINAL).
+    assert len(set(versions)) >= 3 and versions == sorted(versions)
     # The views say which windows are still provisional, and how many labels are in.
     wide = worker.store.query_rows(
         "SELECT toUnixTimestamp(window_start), provisional, label_coverage FROM metrics_wide "
@@ -172,7 +172,7 @@ def test_a_drift_alert_is_decided_at_the_window_end_plus_grace_without_waiting_f
             decided_at = t
             break
     end = start + (SHIFT_WINDOW + 1) * W
-    assert decided_at is not None and decided_at <= end + GRACE + STEP
+    assert decided_at is not None and decided_at <= end + GRACE + STEP  # the first pass past end + grace
     [alert] = [a for a in decisions(worker) if a["model"] == "clk.shift" and a["kind"] == "drift"]
     ts = int(np.datetime64(alert["ts"].replace("Z", "")).astype("datetime64[s]").astype(int))
     assert ts == end + GRACE < end + DELAY
