@@ -255,7 +255,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
     Migration(10, "alerts.evidence_ts: ts is the decision time, the evidence's time beside it", _evidence_ts),
-    Migration(11, "two clocks: provisional label-based rows, final label-free ones", _two_clocks, _view_names),
+    Migration(11, "two clocks: provisional label-based rows, final label-free ones", _two_clocks),
 )
 
 

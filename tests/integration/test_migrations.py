@@ -163,7 +163,7 @@ def test_migration_8_makes_the_window_tables_insert_only_and_keeps_their_rows(sp
         if m.version < 8:
             spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
     applied = migrate(spy, None)
-    assert [m.version for m, _ in applied.pending] == [8, 9, 10]  # 9: alert_deliveries, since; 10: evidence_ts
+    assert [m.version for m, _ in applied.pending] == [8, 9, 10, 11]  # 9: deliveries; 10: evidence_ts; 11: clocks
     engines = dict(spy.query_rows("SELECT name, engine_full FROM system.tables WHERE database = {d:String}",
                                   {"d": spy.database}))  # fmt: skip
     for name in old_engines:
@@ -210,7 +210,7 @@ def test_migration_10_keeps_recorded_alerts_with_their_time_as_the_evidence_time
     for m in MIGRATIONS:
         if m.version < 10:
             spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
-    assert [m.version for m, _ in migrate(spy, None).pending] == [10]
+    assert [m.version for m, _ in migrate(spy, None).pending] == [10, 11]
     [old] = list_alerts(spy)
     assert old.evidence_ts == old.ts and old.ts.isoformat() == "2026-01-01T00:05:00+00:00"
     new = old.model_copy(update={"alert_id": "drift-2", "ts": old.ts.replace(minute=20)})
@@ -219,6 +219,44 @@ def test_migration_10_keeps_recorded_alerts_with_their_time_as_the_evidence_time
     assert got == {"drift-1": (5, 5), "drift-2": (20, 5)}
     assert migrate(spy, None).empty
     assert isinstance(new, Alert)
+
+
+def test_migration_11_adds_the_provisional_flag_and_keeps_written_windows_final(spy: Spy) -> None:
+    """A store from before the two clocks: its window tables get ``provisional`` (the rows already written
+    read as final), the views expose it, and a provisional row of a new version replaces the old one."""
+    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
+    for table in TABLES:
+        if table.name in ("metrics", "drift", "metrics_daily"):
+            table = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.name != "provisional"))
+        spy.command(table.create(spy.database, Retention()), use_database=False)
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at) "
+        "VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'predictions', 4, 4, now64(3)), "
+        "('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'labelled', 2, 4, now64(3))"
+    )
+    spy.command(
+        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
+        use_database=False,
+    )
+    for m in MIGRATIONS:
+        if m.version < 11:
+            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+    assert [m.version for m, _ in migrate(spy, None).pending] == [11]
+    for table in ("metrics", "drift", "metrics_daily"):
+        assert spy.query_rows("SELECT count() FROM system.columns WHERE database = {d:String} AND table = {t:String} "
+                              "AND name = 'provisional'", {"d": spy.database, "t": table}) == [(1,)]  # fmt: skip
+    assert spy.query_rows("SELECT metric, provisional FROM metrics FINAL ORDER BY metric") == [
+        ("labelled", 0), ("predictions", 0)]  # fmt: skip
+    assert spy.query_rows("SELECT labelled, provisional, label_coverage FROM metrics_wide") == [(2, 0, 0.5)]
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at, "
+        "provisional) VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'labelled', 3, 4, "
+        "now64(3) + 1, 1)"
+    )
+    assert spy.query_rows("SELECT labelled, provisional, label_coverage FROM metrics_wide") == [(3, 1, 0.75)]
+    assert spy.query_rows("SELECT provisional FROM drift_flags") == []
+    assert migrate(spy, None).empty
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
