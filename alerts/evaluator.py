@@ -62,6 +62,7 @@ With a label delay the window is final, hence decided, that much after its end (
 
 A provisional window (labels so far) is not judged on its labels; the same window final is:
 
+>>> from dataclasses import replace
 >>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300, label_delay=600)
 >>> early = [win(i, 0.9) for i in range(5)] + [replace(win(5, 0.6), final=False)]
 >>> ev.feed(early, references=refs, watermark=1810)
@@ -74,7 +75,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import replace
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -262,7 +262,7 @@ class ModelEvaluator:
 
     def _label_free(self, w: Window) -> list[Decision]:
         """The rules that need no labels, on the window's label-free results."""
-        p, out = self.policy, []
+        p, out = self.policy, list[Decision]()
         if is_pair(w.version):
             return out
         if w.version and w.predictions > 0:

@@ -94,10 +94,17 @@ WIDE_COLUMNS = [
     ("labelled", "UInt64", "predictions in the window whose outcome has arrived"),
     *((m, "Nullable(Float64)", METRIC_COMMENTS[m] + _WHEN_NONE) for m in WIDE_METRICS),
     ("computed_at", "DateTime64(3, 'UTC')", "when the window's rows were last computed"),
-    ("provisional", "UInt8", "1 = the label-based metrics are from the labels so far (the label delay has not "
-     "passed; a later version replaces them); 0 = final"),
-    ("label_coverage", "Float64", "labelled / predictions: the share of the window's labels behind its "
-     "label-based metrics"),
+    (
+        "provisional",
+        "UInt8",
+        "1 = the label-based metrics are from the labels so far (the label delay has not "
+        "passed; a later version replaces them); 0 = final",
+    ),
+    (
+        "label_coverage",
+        "Float64",
+        "labelled / predictions: the share of the window's labels behind its label-based metrics",
+    ),
 ]
 DRIFT_COLUMNS = [
     *_KEY,
