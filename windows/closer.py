@@ -77,6 +77,9 @@ LOOKBACK_SECONDS = 30.0
 # a pass started is assumed committed by then; later ones make the window dirty again.
 INSERT_SAFETY_SECONDS = 5.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A provisional window with new labels is written again at most this often (store time): labels trickle in
+# on every pass, and each rewrite re-reads the window; its final write does not wait for this.
+REWRITE_EVERY_SECONDS = 10.0
 # The checkpoints (rows ``model_stage/<partitions>/<p>`` of ``checkpoints``, or ``CHECKPOINT`` for the
 # whole fleet) are saved at most this often: a stale one only makes a restart scan a little more.
 CHECKPOINT_EVERY_SECONDS = 5.0
@@ -267,6 +270,8 @@ class WindowCloser:
         self.pending_since: dict[WindowKey, float] = {}  # window -> its unwritten rows were ingested after this
         self.computed: dict[WindowKey, float] = {}  # window -> ingest time its last write covers
         self.provisional: set[WindowKey] = set()  # windows written before their label delay passed
+        self.written_at: dict[WindowKey, float] = {}  # provisional window -> when it was last written
+        self.rewrite_every = REWRITE_EVERY_SECONDS
         self.watermark: dict[str, float] = {}  # model -> largest event time seen
         self.cursors: dict[int, float] = {}  # owned partition -> ingest time already scanned
         self.sinces: dict[int, float] = {}  # owned partition -> rows ingested after this were scanned last pass
@@ -316,6 +321,7 @@ class WindowCloser:
             for key in [k for k in windows if gone(k.model)]:
                 del windows[key]
         self.provisional = {k for k in self.provisional if not gone(k.model)}
+        self.written_at = {k: t for k, t in self.written_at.items() if not gone(k.model)}
         for model in [m for m in self.watermark if gone(m)]:
             del self.watermark[model]
         seq = self.drift.sequential
@@ -427,10 +433,11 @@ class WindowCloser:
             self.watermark[model] = ts
 
     # Closing --------------------------------------------------------------
-    def closed(self, idle: bool) -> dict[WindowKey, bool]:
+    def closed(self, idle: bool, now: float | None = None) -> dict[WindowKey, bool]:
         """The windows to write now, each with whether the write is final (see the module doc): a pending
-        window once the watermark passes its end plus the grace (provisional), every pending or
-        provisional one once it passes its end plus the label delay, or the stream is idle (final)."""
+        window once the watermark passes its end plus the grace (provisional; a provisional one again at
+        most every ``rewrite_every`` seconds of store time ``now``), every pending or provisional one once it
+        passes its end plus the label delay, or the stream is idle (final)."""
         w = self.config.window_seconds
         delay, grace = self.config.label_delay_seconds, self.config.grace_seconds
         out: dict[WindowKey, bool] = {}
@@ -442,7 +449,9 @@ class WindowCloser:
             elif idle or mark >= end + delay:
                 out[key] = True
             elif key in self.pending and mark >= end + grace:
-                out[key] = False
+                last = self.written_at.get(key)
+                if now is None or last is None or now - last >= self.rewrite_every:
+                    out[key] = False
         return out
 
     def tick(self, force: bool = False, shard: Shard | None = None) -> list[WindowKey]:
@@ -458,7 +467,7 @@ class WindowCloser:
         self._discover(now)
         # Idle only once the last rows seen are settled too (see DIRTY_PREDICTIONS).
         idle = force or (now - (self.last_activity or now) >= max(self.config.idle_flush, self.config.settle_seconds))
-        due = self.closed(idle)
+        due = self.closed(idle, now)
         written = self._write_ready(due, now) if due else []
         self._save_checkpoint(now)
         return written
@@ -479,8 +488,10 @@ class WindowCloser:
             self.pending_since.pop(key, None)
             if key in final:
                 self.provisional.discard(key)
+                self.written_at.pop(key, None)
             else:
                 self.provisional.add(key)
+                self.written_at[key] = now
             # Rows stamped up to a moment before this pass were visible to it.
             self.computed[key] = now - INSERT_SAFETY_SECONDS
         self.windows_written += len(written)

@@ -117,6 +117,8 @@ def test_label_based_rows_are_provisional_until_the_label_delay_then_final(worke
     labels arrive (a new version each, with more coverage), and final once the label delay has passed;
     its prediction count is final from the first write."""
     worker = fresh_worker(worker)
+    # Every pass that finds new labels rewrites the window (the worker waits a few seconds between them).
+    worker.closer.rewrite_every = 0.0
     start = start_time()
     stream = events({"clk.labels": None}, start)
     first = start  # the window watched

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from watchkeeper.sinks.schema import label_free, label_free_drift
-from watchkeeper.windows.closer import WindowCloser
+from watchkeeper.windows.closer import REWRITE_EVERY_SECONDS, WindowCloser
 from watchkeeper.windows.config import WindowConfig, WindowKey
 
 W, GRACE, DELAY, ORPHANS = 300, 10, 600, 3600
@@ -42,6 +42,10 @@ def test_a_provisional_window_is_rewritten_only_for_new_rows_until_its_final_wri
     assert c.closed(idle=False) == {}
     c.pending[key], c.pending_since[key] = 2.0, 1.0  # new labels for it
     assert c.closed(idle=False) == {key: False}
+    # Labels trickle in on every pass: a provisional window is written again at most every few seconds.
+    c.written_at[key] = 100.0
+    assert c.closed(idle=False, now=100.0 + REWRITE_EVERY_SECONDS / 2) == {}
+    assert c.closed(idle=False, now=100.0 + REWRITE_EVERY_SECONDS) == {key: False}
     del c.pending[key], c.pending_since[key]
     c.watermark["m"] = W + DELAY
     assert c.closed(idle=False) == {key: True}  # its final write, with or without new rows
