@@ -509,8 +509,7 @@ class WindowCloser:
         if not keys:
             return 0
         done = set(keys) if final is None else set(final)
-        # (model, window start) of the provisional windows: their A/B rows are provisional too.
-        early = {(k.model, k.start) for k in keys if k not in done}
+        early = {k for k in keys if k not in done}
         before = self.counter.statements
         started = time.perf_counter()
         computed_at = utc(now)
@@ -519,8 +518,7 @@ class WindowCloser:
         ab = ab_rows(self.store, self.config, keys, rows)
         ab_keys = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())) for r in ab}
         for row in rows + ab:
-            early_row = (row["model"], int(row["window_start"].timestamp())) in early
-            row["provisional"] = int(early_row and not label_free(row["metric"]))
+            row["provisional"] = int(_early(row, early) and not label_free(row["metric"]))
         self._insert("metrics", rows + ab, computed_at, sorted(set(keys) | ab_keys))
         self._rollup(keys, computed_at)
         labelled_binary = binary_keys(rows)
@@ -529,8 +527,7 @@ class WindowCloser:
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
         drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
         for row in drift:
-            early_row = (row["model"], int(row["window_start"].timestamp())) in early
-            row["provisional"] = int(early_row and not label_free_drift(row["feature"]))
+            row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)
         self.last_pass_statements = self.counter.statements - before
         log.info(
@@ -578,6 +575,14 @@ class WindowCloser:
 
 # Values of a column that some rows of one insert lack (``computed_by`` is set on every row or none).
 _DEFAULTS: dict[str, Any] = {"computed_by": ""}
+
+
+def _early(row: dict[str, Any], early: set[WindowKey]) -> bool:
+    """Whether a row belongs to a window written before its label delay passed (an A/B pair's row
+    ``'v2 vs v1'``: when one of its versions' windows was)."""
+    start = int(row["window_start"].timestamp())
+    versions = str(row["version"]).split(" vs ")
+    return any(WindowKey(row["model"], v, start) in early for v in versions)
 
 
 def binary_keys(rows: list[dict[str, Any]]) -> list[WindowKey]:

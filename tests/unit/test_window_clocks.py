@@ -68,3 +68,15 @@ def test_which_results_need_labels() -> None:
     assert all(label_free(m) for m in free) and not any(label_free(m) for m in based)
     assert label_free_drift("amount") and label_free_drift("__multivariate__")
     assert not label_free_drift("__label__") and not label_free_drift("__error__")
+
+
+def test_a_row_is_early_when_its_own_window_is_and_an_ab_row_when_either_versions_is() -> None:
+    from datetime import UTC, datetime
+
+    from watchkeeper.windows.closer import _early
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    early = {WindowKey("m", "v2", int(start.timestamp()))}
+    assert _early({"model": "m", "version": "v2", "window_start": start}, early)
+    assert not _early({"model": "m", "version": "v1", "window_start": start}, early)
+    assert _early({"model": "m", "version": "v2 vs v1", "window_start": start}, early)
