@@ -44,7 +44,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -440,7 +439,8 @@ def markdown(doc: dict[str, Any]) -> str:
         for phase in ("ingest", "late labels"):
             if phase in r:
                 p = r[phase]
-                statements = "–".join(str(x) for x in sorted({min(p["statements_per_pass"]), max(p["statements_per_pass"])}))
+                counts = p["statements_per_pass"]
+                statements = "–".join(str(x) for x in sorted({min(counts), max(counts)}))
                 rows.append(
                     f"| {r['case']}: {phase} | {p['model_windows']:,} | {p['windows_written']:,} "
                     f"| {p['closed_seconds_after_ingest']} s | {p['model_windows_per_second_after_ingest']} "
