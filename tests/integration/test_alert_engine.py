@@ -408,10 +408,34 @@ def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) 
     try:
         _insert(st, [r for i in range(N_WINDOWS) for r in _window("demo.drop", "v1", i, 0.60 if i >= 10 else 0.85)],
                 "metrics")  # fmt: skip
-        assert not wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
+        missing = wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
+        assert [(a["model"], a["kind"], a["state"]) for a in missing] == [("demo.drop", "retrain", "firing")]
         recorded = AlertEngine(st, _settings().alert_config()).evaluate()  # what the worker's model stage does
         assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
-        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)
+        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5) == []
+    finally:
+        st.close()
+
+
+def test_the_demo_counts_only_its_own_models_alerts_in_a_shared_store(store: tuple[str, int]) -> None:
+    """Another fleet's alerts in the same store, newer and more than one listing holds, hide none of the demo's."""
+    from watchkeeper.demo import demo_alerts, wait_for_alerts
+
+    host, port = store
+    st = Store(host=host, port=port, database="wkdemoshared")
+    st.migrate(Retention())
+    try:
+        _insert(st, [r for i in range(N_WINDOWS) for r in _window("demo.drop", "v1", i, 0.60 if i >= 10 else 0.85)],
+                "metrics")  # fmt: skip
+        recorded = AlertEngine(st, _settings().alert_config()).evaluate()
+        later = T0 + timedelta(days=30)
+        others = [Alert(alert_id=f"other-{i}", model="other.fleet", version="v1", kind="drift", severity="info",
+                        state="firing", summary="s", evidence={}, ts=later + timedelta(seconds=i),
+                        fired_at=later).to_row() for i in range(1001)]  # fmt: skip
+        _insert(st, others, "alerts")
+        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5) == []
+        assert [(a["model"], a["kind"]) for a in demo_alerts(st, ["demo.drop"])] == [
+            (a.model, a.kind) for a in recorded] == [("demo.drop", "retrain")]  # fmt: skip
     finally:
         st.close()
 
