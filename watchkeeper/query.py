@@ -1,9 +1,9 @@
 """A small Python API for analysts: the store's views as pandas DataFrames.
 
 Each function reads one of the views (``sinks/views.py``), the long ``metrics``
-table or (``alerts``) the ``alerts`` table with parameterised SQL, and returns a DataFrame. The store is the one
-the settings name (``WATCHKEEPER_CLICKHOUSE``; a read-only user is enough), or
-the ``store`` passed in.
+table or (``alerts``) the ``alerts`` table with parameterised SQL, and returns a
+DataFrame. The store is the one the settings name (``WATCHKEEPER_CLICKHOUSE``; a
+read-only user is enough), or the ``store`` passed in.
 
 - Times are UTC-aware, at the precision the store holds them (pandas 2 keeps it): window bounds
   (``DateTime``) are ``datetime64[s, UTC]``; event, decision and write times (``DateTime64(3)``:
