@@ -53,7 +53,7 @@ bench-quick: .venv
 	$(BIN)/python -m bench.run --quick
 
 # Model-stage throughput: a wide fleet, late-label rewrites, then 1, 2 and 3 workers three times each
-# (median and spread); exits 1 on a missed target; writes bench/results/scale.json (about 40 minutes).
+# (median and spread); exits 1 on a missed target; writes bench/results/scale.json (about 15 minutes).
 bench-scale: .venv
 	$(BIN)/python -m bench.scale
 
