@@ -13,29 +13,10 @@ CREATE TABLE IF NOT EXISTS wk.dead_letter_replays (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks.schema import COMMENTS, DEDUP, Column, Retention, Table, Ttl
+from watchkeeper.sinks.schema import DEDUP, Column, Retention, Table, Ttl
 
-_COMMENTS = {
-    "replayed_at": "when the dead letter was re-published (UTC)",
-    "topic": "the topic the dead letter came from, and was re-published to",
-    "partition": "the partition of the dead-lettered message",
-    "offset": "the offset of the dead-lettered message",
-    "event_index": "the event's index in its envelope (-1: the whole message)",
-    "model": "model name, when the dead letter named one",
-    "replay_id": "the replay run that re-published it (one per command)",
-}
-
-
-@dataclass(frozen=True)
-class _Table(Table):
-    def comment(self, column: str) -> str:
-        return _COMMENTS.get(column) or COMMENTS[("", column)]
-
-
-REPLAYS = _Table(
+REPLAYS = Table(
     "dead_letter_replays",
     (
         Column("replayed_at", "DateTime64(3, 'UTC')"),

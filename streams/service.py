@@ -280,7 +280,8 @@ class Worker:
             with self._lock:
                 self.store_errors["refused"] += 1
             log.error("store refused the data of a batch of %d messages: %s", len(messages), exc)
-            batch = self.reject_batch(messages, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            # The server's own line (``Code: 27. DB::Exception: ... (CANNOT_PARSE_...)``): `--reason` finds it.
+            batch = self.reject_batch(messages, server_message(exc))
             await asyncio.to_thread(self.write_batch, batch)
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
