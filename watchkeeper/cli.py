@@ -399,6 +399,12 @@ def migrate(dry_run: bool) -> None:
             "(which starts it and applies the migrations)."
         )
     store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
+    import logging
+
+    # The lock's waits and breaks, on stderr: a deploy job's log says why it waited.
+    lock_log = logging.getLogger("watchkeeper.sinks.migration_lock")
+    lock_log.addHandler(logging.StreamHandler(sys.stderr))
+    lock_log.setLevel(logging.INFO)
     try:
         plan = store.migrate(
             Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run, deploy=True
