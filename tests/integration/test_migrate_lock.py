@@ -16,7 +16,7 @@ import pytest
 
 from tests.stack import REPO
 from watchkeeper.settings import Settings
-from watchkeeper.sinks.migration_lock import LOCK_TABLE, MigrationLocked, SchemaBehind, lock_holder, migration_lock
+from watchkeeper.sinks.migration_lock import MigrationLocked, SchemaBehind, lock_holder, migration_lock
 from watchkeeper.sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store

@@ -18,11 +18,11 @@ from aiokafka.conn import AIOKafkaConnection
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from kafka.net.sasl.oauth import AbstractTokenProvider as KafkaTokenProvider
 from kafka.net.sasl.oauth import SaslMechanismOAuth
+from watchkeeper_client import Publisher, TokenProvider
 
 from watchkeeper.admin import new_topics
 from watchkeeper.settings import Settings
 from watchkeeper.streams.app import _Transport, build_app
-from watchkeeper_client import Publisher, TokenProvider
 
 
 def test_replication_settings_reach_the_admin_client_and_faust(monkeypatch: pytest.MonkeyPatch) -> None:
