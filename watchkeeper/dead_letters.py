@@ -110,7 +110,8 @@ def select(
         )
         params["model"] = model
     rows = store.query_rows(
-        "SELECT d.topic, d.partition, d.offset, d.event_index, d.model, base64Encode(d.payload), "
+        "SELECT d.topic, d.partition, d.offset, d.event_index, "
+        "if(d.model != '', d.model, JSONExtractString(d.payload, 'model')), base64Encode(d.payload), "
         f"(d.topic, d.partition, d.offset, d.event_index) IN (SELECT topic, partition, offset, event_index "
         f"FROM {REPLAYS.name}) FROM dead_letters AS d FINAL WHERE {' AND '.join(where)} "
         "ORDER BY d.ts, d.topic, d.partition, d.offset, d.event_index",
