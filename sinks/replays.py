@@ -14,17 +14,14 @@ CREATE TABLE IF NOT EXISTS wk.dead_letter_replays (
 from __future__ import annotations
 
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks.schema import DEDUP, Column, Retention, Table, Ttl
+from watchkeeper.sinks.schema import DEAD_LETTERS, DEDUP, Column, Retention, Table, Ttl
 
 REPLAYS = Table(
     "dead_letter_replays",
     (
         Column("replayed_at", "DateTime64(3, 'UTC')"),
-        Column("topic", "LowCardinality(String)"),
-        Column("partition", "Int32"),
-        Column("offset", "Int64"),
-        Column("event_index", "Int32"),
-        Column("model", "String"),
+        # The dead letter's identity, as in dead_letters.
+        *(DEAD_LETTERS.column(name) for name in ("topic", "partition", "offset", "event_index", "model")),
         Column("replay_id", "String"),
     ),
     engine="ReplacingMergeTree(replayed_at)",

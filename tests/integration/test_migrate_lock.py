@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.integration.test_migrations import Spy
 from tests.stack import REPO
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.migration_lock import MigrationLocked, SchemaBehind, lock_holder, migration_lock
@@ -25,19 +26,6 @@ from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
 
 pytestmark = pytest.mark.integration
-
-
-class Spy(Store):
-    """A store that records every statement that is not a read."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.commands: list[str] = []
-
-    def command(self, sql: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
-        if not sql.lstrip().upper().startswith("SELECT"):
-            self.commands.append(sql)
-        return super().command(sql, params, **kw)
 
 
 def cli_env(port: int, path: Path, **settings: str) -> dict[str, str]:
