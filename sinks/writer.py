@@ -246,9 +246,7 @@ class Store:
         the batch; any other refusal is an outage (:class:`StoreBusy`), retried with the batch unacked."""
         try:
             return self._call(fn_name, *args, **kwargs)
-        except StoreUnavailable:
-            raise
-        except ClickHouseError as exc:
+        except ClickHouseError as exc:  # (an outage the client recognised is a StoreUnavailable already)
             if bad_data(exc):
                 raise
             raise StoreBusy(f"{self!r}: {server_message(exc)}") from None
@@ -455,4 +453,4 @@ def _clean(exc: BaseException) -> str:
     return text[:300]
 
 
-__all__ = ["ClickHouseError", "Store", "bad_data", "server_message", "StoreAuthFailed", "StoreBusy", "StoreUnavailable"]
+__all__ = ["ClickHouseError", "Store", "StoreAuthFailed", "StoreBusy", "StoreUnavailable", "bad_data", "server_message"]

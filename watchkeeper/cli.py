@@ -386,6 +386,8 @@ def migrate(dry_run: bool) -> None:
 
     Every start does this too, unless WATCHKEEPER_MIGRATE=false: then only this command (a deploy job) does.
     """
+    import logging
+
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.streams.health import store_address, store_reachable
 
@@ -399,8 +401,6 @@ def migrate(dry_run: bool) -> None:
             "(which starts it and applies the migrations)."
         )
     store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
-    import logging
-
     # The lock's waits and breaks, on stderr: a deploy job's log says why it waited.
     lock_log = logging.getLogger("watchkeeper.sinks.migration_lock")
     lock_log.addHandler(logging.StreamHandler(sys.stderr))
