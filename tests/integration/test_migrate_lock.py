@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.integration.test_migrations import Spy
-from tests.stack import REPO
+from tests.stack import REPO, Stack
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.migration_lock import MigrationLocked, SchemaBehind, lock_holder, migration_lock
 from watchkeeper.sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE
@@ -107,3 +107,15 @@ def test_migrate_false_issues_no_ddl_and_refuses_a_store_that_is_behind(
     assert worker.store.query_rows("SELECT count() FROM predictions") == [(1,)]
     assert worker.store.commands == []  # type: ignore[attr-defined]
     spy.close()
+
+
+def test_a_worker_with_migrate_false_refuses_to_start_on_a_store_that_is_behind(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, migrate="false")
+    try:
+        stack.start_services()
+        refused = stack.cli("worker", check=False, timeout=120)
+    finally:
+        stack.stop()
+    assert refused.returncode == 1, refused.stderr
+    assert "has no watchkeeper schema, and WATCHKEEPER_MIGRATE=false forbids DDL here" in refused.stderr
+    assert "run `watchkeeper migrate`" in refused.stderr
