@@ -32,6 +32,14 @@ class WorkerCollector(Collector):
         for kind in ("messages", "predictions", "outcomes", "dead_letters"):
             rows.add_metric([kind], float(counts.get(kind, 0)))
         yield rows
+        errors = CounterMetricFamily(
+            "watchkeeper_store_write_errors",
+            "Failed writes of batches: outage (retried, the batch stays unacked), refused (its data, dead-lettered)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(getattr(self.worker, "store_errors", {}).items()):
+            errors.add_metric([kind], float(n))
+        yield errors
         closer = self.worker.__dict__.get("closer")  # only once the model stage has run here
         windows = CounterMetricFamily("watchkeeper_windows_written", "Windows whose metrics this worker wrote")
         windows.add_metric([], float(closer.windows_written if closer is not None else 0))

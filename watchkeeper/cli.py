@@ -430,7 +430,12 @@ def stop(services: tuple[str, ...], timeout: float) -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing (and start nothing).")
 def migrate(dry_run: bool) -> None:
-    """Apply pending schema migrations and retention changes (every start does this too)."""
+    """Apply pending schema migrations and retention changes, under the store's migration lock.
+
+    Every start does this too, unless WATCHKEEPER_MIGRATE=false: then only this command (a deploy job) does.
+    """
+    import logging
+
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.streams.health import store_address, store_reachable
 
@@ -444,8 +449,14 @@ def migrate(dry_run: bool) -> None:
             "(which starts it and applies the migrations)."
         )
     store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
+    # The lock's waits and breaks, on stderr: a deploy job's log says why it waited.
+    lock_log = logging.getLogger("watchkeeper.sinks.migration_lock")
+    lock_log.addHandler(logging.StreamHandler(sys.stderr))
+    lock_log.setLevel(logging.INFO)
     try:
-        plan = store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run)
+        plan = store.migrate(
+            Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run, deploy=True
+        )
     finally:
         store.close()
     click.echo(plan.describe() if dry_run or plan.empty else "applied:\n" + plan.describe())
@@ -501,7 +512,9 @@ def schema() -> None:
 def _register() -> None:
     from watchkeeper.cli_alerts import register
     from watchkeeper.cli_dashboards import dashboards, report
+    from watchkeeper.cli_dead_letters import dead_letters
 
+    main.add_command(dead_letters)
     main.add_command(dashboards)
     main.add_command(report)
     register(main)
