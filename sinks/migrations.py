@@ -31,6 +31,8 @@ a numbered list of statements; a schema change is a new migration appended to
 11. two clocks per window: ``provisional`` on ``metrics``, ``drift`` and ``metrics_daily`` (1 = a
     label-based result written before the label delay passed; rows written before it are final,
     the column's default), and the views again, which expose it (:func:`_two_clocks`).
+13. ``dead_letter_replays``: the dead letters ``watchkeeper dead-letters replay`` re-published
+    (``sinks/replays.py``), so that a second replay sends nothing twice.
 
 A migration applied once is not forgotten: the tables and views that migrations
 create are checked on every start (by name, in the same read of ``system.tables``),
@@ -54,7 +56,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchkeeper.sinks import cluster as cluster_ddl
+from watchkeeper.sinks import replays
 from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
     ALERTS,
@@ -256,6 +259,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
     Migration(10, "alerts.evidence_ts: ts is the decision time, the evidence's time beside it", _evidence_ts),
     Migration(11, "two clocks: provisional label-based rows, final label-free ones", _two_clocks),
+    Migration(13, "dead_letter_replays: what `dead-letters replay` re-published", replays.statements, replays.names),
 )
 
 
