@@ -53,6 +53,8 @@ class AlertConfig:
     # the earliest event time at which an alert decided from it could have been decided.
     label_delay_seconds: int = 600
     orphan_after_seconds: int = 3600
+    # When a window's label-free results are final (its end plus this): label-free alerts are decided then.
+    grace_seconds: float = 10.0
     # References from a sample size: a version's metric reference pools its first windows until they hold
     # this many labels (the label-free estimate's: this many predictions).
     reference_labels: int = 300

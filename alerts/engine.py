@@ -16,10 +16,13 @@ rebuild its counters; transitions already recorded are not repeated, and ones
 that a crash kept from being written are written then.
 
 An alert's ``ts`` is its decision time: the event-time watermark at which the
-model stage had written the window it was decided from (its end plus the label
-delay, or the stream's last event when an idle flush wrote it sooner), so it
-reads the models' event-time watermarks (largest prediction or outcome time) with
-each evaluation. The evidence's own time is ``evidence_ts``.
+model stage had written the window it was decided from as the rule needs it —
+its end plus the grace for the label-free rules (drift, traffic, ops), plus the
+label delay for the label-based ones (retrain, fairness, ...), which judge only
+final windows — or the stream's last event when an idle flush wrote it sooner;
+so it reads the models' event-time watermarks (largest prediction or outcome
+time) with each evaluation. The evidence's own time is ``evidence_ts``.
+References are pooled from final windows only.
 
 Decisions depend on event time and data only. Replaying the same ``metrics`` and
 ``drift`` rows into an empty store gives the same alerts (``Alert.decision()``);
@@ -50,12 +53,15 @@ from watchkeeper.sinks.protocols import StoreClient, StoreReader
 
 log = logging.getLogger(__name__)
 
+# ``last_final``: the end of the version's last window whose label delay has passed (its ``labelled`` row,
+# or an A/B pair's decision, no longer provisional): the label-based rules' windows.
 CATALOGUE = """
 SELECT model, version, toUnixTimestamp(min(window_start)) AS first_start,
-       toUnixTimestamp(max(window_end)) AS last_end
+       toUnixTimestamp(max(window_end)) AS last_end,
+       toUnixTimestamp(maxIf(window_end, metric != 'predictions' AND provisional = 0)) AS last_final
 FROM metrics FINAL
 WHERE window_end > {since:DateTime('UTC')}
-  AND metric IN ('predictions', 'orphaned_outcomes', 'ab_error_decision', 'ab_cost_decision')
+  AND metric IN ('predictions', 'labelled', 'orphaned_outcomes', 'ab_error_decision', 'ab_cost_decision')
 GROUP BY model, version
 """
 
@@ -100,14 +106,14 @@ SELECT model, max(ms) / 1000 AS max_ts FROM (
 
 METRIC_ROWS = """
 SELECT model, version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we,
-       segment, metric, value, n
+       segment, metric, value, n, provisional
 FROM metrics FINAL
 WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 """
 
 DRIFT_ROWS = """
 SELECT model, version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we,
-       toUnixTimestamp64Milli(ts) AS ts_ms, feature, detector, statistic, threshold, drifted
+       toUnixTimestamp64Milli(ts) AS ts_ms, feature, detector, statistic, threshold, drifted, provisional
 FROM drift FINAL
 WHERE model IN {models:Array(String)} AND window_end > {since:DateTime('UTC')}
 """
@@ -121,7 +127,7 @@ SELECT model, version, metric, ws, value, n FROM (
                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
     FROM metrics FINAL
     WHERE model IN {models:Array(String)} AND version != '' AND segment = '' AND metric = {metric:String}
-      AND n > 0
+      AND n > 0 AND provisional = 0
 )
 WHERE before < {size:UInt64}
 ORDER BY model, version, metric, ws
@@ -185,7 +191,7 @@ class AlertEngine:
         catalogue = self._catalogue()
         if not catalogue and not self._evaluators:
             return []
-        fleet = max((last for vs in catalogue.values() for v, (_, last) in vs.items() if v), default=self._fleet)
+        fleet = max((last for vs in catalogue.values() for v, (_, last, _) in vs.items() if v), default=self._fleet)
         self._fleet = max(self._fleet, fleet)
         self._drop_unowned()
         known = {m for m in set(catalogue) | set(self._evaluators) if self.owns(m)}
@@ -197,7 +203,10 @@ class AlertEngine:
         work: dict[str, int | None] = {}
         for m in names:
             ev = self._evaluators[m]
-            pending = [ev.cursor_of(v) for v, (_, last) in catalogue.get(m, {}).items() if last > ev.cursor_of(v)]
+            # New windows (label-free rules) and newly final ones (label-based rules).
+            versions = catalogue.get(m, {}).items()
+            pending = [ev.cursor_of(v) for v, (_, last, _) in versions if last > ev.cursor_of(v)]
+            pending += [ev.label_cursor_of(v) for v, (_, _, done) in versions if done > ev.label_cursor_of(v)]
             if pending or ev.fleet_watermark < self._fleet:
                 work[m] = min(pending) if pending else None
         if not work:
@@ -242,8 +251,8 @@ class AlertEngine:
             del self._references[key]
 
     # Loading -------------------------------------------------------------------
-    def _catalogue(self) -> dict[str, dict[str, tuple[int, int]]]:
-        """(model -> version -> (first start, last end)) of windows that may be new.
+    def _catalogue(self) -> dict[str, dict[str, tuple[int, int, int]]]:
+        """(model -> version -> (first start, last end, last final end)) of windows that may be new.
 
         The first call looks over the whole history; later ones only as far back as a window
         can still be written late (label delay, orphan horizon), so the per-tick query stays cheap.
@@ -256,9 +265,9 @@ class AlertEngine:
         else:
             late = int(self.config.late_seconds)
             since = max(0, self._fleet - late - 4 * self.window_seconds)
-        out: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+        out: dict[str, dict[str, tuple[int, int, int]]] = defaultdict(dict)
         for r in self.store.query(CATALOGUE, {"since": _dt(since)}):
-            out[r["model"]][r["version"]] = (int(r["first_start"]), int(r["last_end"]))
+            out[r["model"]][r["version"]] = (int(r["first_start"]), int(r["last_end"]), int(r["last_final"]))
         return dict(out)
 
     def _rebuild(self, models: list[str], fleet: int) -> None:
@@ -267,7 +276,7 @@ class AlertEngine:
         cfg = self.config
         evs = {
             m: ModelEvaluator(m, self.policy(m), w, start, label_delay=cfg.label_delay_seconds,
-                              orphan_after=cfg.orphan_after_seconds)
+                              orphan_after=cfg.orphan_after_seconds, grace=cfg.grace_seconds)
             for m in models
         }  # fmt: skip
         if self.write:
@@ -300,7 +309,7 @@ class AlertEngine:
         return metric_rows, drift_rows
 
     def _load_references(
-        self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int]]]
+        self, models: list[str], catalogue: Mapping[str, Mapping[str, tuple[int, int, int]]]
     ) -> tuple[dict[str, dict[str, MetricBaseline]], dict[str, dict[str, MetricBaseline]]]:
         """Per model and version: the retrain reference and the estimate's reference (complete ones cached)."""
         wanted: dict[tuple[str, int], list[str]] = defaultdict(list)  # (metric, sample size) -> models

@@ -8,15 +8,26 @@ Decisions depend on the windows, the fleet watermark and the model's
 event-time watermark only, never on the wall clock, so feeding the same rows in one call or in many gives the same
 decisions — that is what makes replays exact.
 
+Two clocks per window. Its label-free rules (traffic and gaps, drift of the
+features and the score, ops checks on counts, dead letters and lag) run when
+the window is first fed: the model stage writes it once the watermark passes
+its end plus the grace (``grace``), and its label-free results never change
+after that. Its label-based rules (retrain and its label-free estimate,
+fairness, the baseline comparison, the challenger, late labels) run once the
+window is ``final`` (its label delay passed): a provisional window (labels so
+far) is not judged on them, so their decisions do not depend on when a pass
+happened to read the labels. Each clock has its own cursor per version.
+
 Two times per decision. ``evidence_ts`` is the event time of the evidence: the
 window's end, or the alarm of the per-event detector it confirms. ``ts`` is the
 decision time: the event-time watermark at which the model stage had written
-the window (its end plus the label delay — the orphan horizon for outcome-only
-windows — or, when the stream went idle first, the watermark then), never
-before the evidence. Hysteresis runs on evidence times; only the decision is
-dated later. Gap rules (``no_data``, ``sunset``) are decided against the fleet
-watermark, which is itself a written window's end: the label delay is added
-the same way.
+the window as the rule needs it (its end plus the grace for label-free rules,
+plus the label delay for label-based ones — the orphan horizon for
+outcome-only windows — or, when the stream went idle first, the watermark
+then), never before the evidence. Hysteresis runs on evidence times; only the
+decision is dated later. Gap rules (``no_data``, ``sunset``) are decided
+against the fleet watermark, which is itself a written window's end: the grace
+is added the same way.
 
 The state is rebuildable: :meth:`restore` takes the last recorded transition
 of each alert (from the ``alerts`` table) and the counters restart from there.
@@ -42,12 +53,22 @@ Traffic rules look at the gaps between windows with predictions:
 >>> [(d.kind, d.state, d.ts) for d in out]
 [('retrain', 'resolved', 3900)]
 
-With a label delay the window is written, hence decided, that much after its end (``evidence_ts``: its end):
+With a label delay the window is final, hence decided, that much after its end (``evidence_ts``: its end):
 
 >>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300, label_delay=600)
 >>> out = ev.feed([win(i, 0.9 if i < 5 else 0.6) for i in range(10)], references=refs, watermark=3000)
 >>> [(d.kind, d.state, d.evidence_ts, d.ts) for d in out]
 [('retrain', 'firing', 1800, 2400)]
+
+A provisional window (labels so far) is not judged on its labels; the same window final is:
+
+>>> from dataclasses import replace
+>>> ev = ModelEvaluator("m", AlertPolicy(), window_seconds=300, label_delay=600)
+>>> early = [win(i, 0.9) for i in range(5)] + [replace(win(5, 0.6), final=False)]
+>>> ev.feed(early, references=refs, watermark=1810)
+[]
+>>> [(d.kind, d.state, d.ts) for d in ev.feed([win(5, 0.6)], references=refs, watermark=2400)]
+[('retrain', 'firing', 2400)]
 """
 
 from __future__ import annotations
@@ -129,16 +150,18 @@ class Anchor:
 class ModelEvaluator:
     """The alert state of one model; ``start`` is the event time from which windows are considered.
 
-    ``label_delay``/``orphan_after``: how long after its end the model stage writes a window of a
-    version / of outcomes without a prediction (``windows.config.WindowConfig``), which dates decisions.
+    ``grace``/``label_delay``/``orphan_after``: how long after its end the model stage writes a window
+    of a version (its label-free results / final) and of outcomes without a prediction
+    (``windows.config.WindowConfig``), which dates decisions.
     """
 
     def __init__(
         self, model: str, policy: AlertPolicy, window_seconds: int, start: int = 0, *,
-        label_delay: int = 0, orphan_after: int = 0,
+        label_delay: int = 0, orphan_after: int = 0, grace: float = 0,
     ) -> None:  # fmt: skip
         self.model = model
         self.label_delay = int(label_delay)
+        self.grace = min(math.ceil(grace), self.label_delay)
         self.orphan_after = int(orphan_after)
         self.watermark: float | None = None  # the model's event-time watermark (None: not known)
         self.stream_watermark: float | None = None  # the whole stream's (every model's) event-time watermark
@@ -146,7 +169,8 @@ class ModelEvaluator:
         self.policy = policy
         self.w = int(window_seconds)
         self.start = int(start)
-        self.cursor: dict[str, int] = {}  # version -> end of the last window processed
+        self.cursor: dict[str, int] = {}  # version -> end of the last window processed (label-free rules)
+        self.label_cursor: dict[str, int] = {}  # version -> end of the last final window (label-based rules)
         self.last_end: dict[str, int] = {}  # version -> end of its last window with traffic
         self.first_start: dict[str, int] = {}  # version -> start of its first window with traffic
         self.fleet_watermark = 0
@@ -174,6 +198,9 @@ class ModelEvaluator:
 
     def cursor_of(self, version: str) -> int:
         return self.cursor.get(version, self.start)
+
+    def label_cursor_of(self, version: str) -> int:
+        return self.label_cursor.get(version, self.start)
 
     def state(self, version: str, kind: str, subject: str) -> SeriesState:
         return self._series.get((version, kind, subject), SeriesState())
@@ -206,11 +233,15 @@ class ModelEvaluator:
             self.stream_watermark = max(self.stream_watermark or 0.0, float(stream_watermark))
         out: list[Decision] = []
         for w in sorted(windows, key=lambda w: (w.end, w.version, w.start)):
-            if w.end <= self.cursor_of(w.version):
-                continue
-            self.cursor[w.version] = w.end
-            self._decided_at = self._written_at(w.end, self.label_delay if w.version else self.orphan_after)
-            out += self._window(w, refs.get(w.version), ests.get(w.version))
+            outcomes_only = not w.version
+            if w.end > self.cursor_of(w.version):
+                self.cursor[w.version] = w.end
+                self._decided_at = self._written_at(w.end, self.orphan_after if outcomes_only else self.grace)
+                out += self._label_free(w.label_free())
+            if w.final and w.end > self.label_cursor_of(w.version):
+                self.label_cursor[w.version] = w.end
+                self._decided_at = self._written_at(w.end, self.orphan_after if outcomes_only else self.label_delay)
+                out += self._label_based(w, refs.get(w.version), ests.get(w.version))
         if fleet_watermark is not None:
             self.fleet_watermark = max(self.fleet_watermark, int(fleet_watermark))
         self._decided_at = None
@@ -229,15 +260,32 @@ class ModelEvaluator:
         last = self.stream_watermark if self.stream_watermark is not None else wm
         return min(due, math.ceil(max(wm, last)))
 
-    def _window(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
+    def _label_free(self, w: Window) -> list[Decision]:
+        """The rules that need no labels, on the window's label-free results."""
+        p, out = self.policy, list[Decision]()
+        if is_pair(w.version):
+            return out
+        if w.version and w.predictions > 0:
+            out += self._traffic(w)
+        if w.version and p.drift.enabled:
+            features = drifted_features(w, p.retrain, p.drift.sequential_detectors)
+            if features is not None:
+                hist = self._drift.setdefault(w.version, deque(maxlen=p.drift.windows))
+                hist.append(features)
+                out += self._apply(drift_signal(self.model, w, tuple(hist), p.drift), p.drift.hysteresis)
+        if p.ops.enabled:
+            for s in ops_signals(self.model, w, p.ops):
+                out += self._apply(s, p.ops.hysteresis)
+        return out
+
+    def _label_based(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
+        """The rules that need labels, on the final window."""
         p, out = self.policy, []
         if is_pair(w.version):  # an A/B pair's rows: only the challenger rule reads them
             if p.challenger.enabled:
                 for s in challenger_signals(self.model, w, p.challenger):
                     out += self._apply(s, p.challenger.hysteresis)
             return out
-        if w.version and w.predictions > 0:
-            out += self._traffic(w)
         if w.version:
             if p.retrain.enabled:
                 if p.retrain.baseline is not None:
@@ -248,18 +296,12 @@ class ModelEvaluator:
                 if rows:
                     history.append(any(d.drifted for d in rows))
                 out += self._apply(estimate_signal(self.model, w, est, p.retrain), p.retrain.hysteresis)
-            if p.drift.enabled:
-                features = drifted_features(w, p.retrain, p.drift.sequential_detectors)
-                if features is not None:
-                    hist = self._drift.setdefault(w.version, deque(maxlen=p.drift.windows))
-                    hist.append(features)
-                    out += self._apply(drift_signal(self.model, w, tuple(hist), p.drift), p.drift.hysteresis)
             if p.fairness.enabled:
                 out += self._fairness(w)
             if p.sunset.enabled:
                 out += self._below_baseline(w)
-        if p.ops.enabled:
-            for s in ops_signals(self.model, w, p.ops):
+        if p.ops.enabled:  # late labels (the label-free checks were made when the window was first written)
+            for s in ops_signals(self.model, w.label_based(), p.ops):
                 out += self._apply(s, p.ops.hysteresis)
         return out
 
@@ -427,7 +469,7 @@ class ModelEvaluator:
         if self._decided_at is not None:
             return self._decided_at
         # A gap (or an auto-resolution) at ``evidence_ts`` is seen once a window ending then is written.
-        return self._written_at(evidence_ts, self.label_delay, self.stream_watermark)
+        return self._written_at(evidence_ts, self.grace, self.stream_watermark)
 
     def _align_up(self, t: int) -> int:
         return -(-int(t) // self.w) * self.w

@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from watchkeeper.detectors.timeutil import utc
+from watchkeeper.sinks.schema import label_free as free_metric
+from watchkeeper.sinks.schema import label_free_drift as free_drift
 
 __all__ = ["DriftRow", "Point", "Signal", "Window", "build_windows"]
 
@@ -54,11 +56,37 @@ class Window:
     metrics: Mapping[str, Point] = field(default_factory=dict)  # segment ''
     segments: Mapping[str, Mapping[str, Point]] = field(default_factory=dict)  # segment -> metric -> point
     drift: tuple[DriftRow, ...] = ()
+    # False while the window's label-based rows are provisional (its label delay has not passed).
+    final: bool = True
 
     @property
     def predictions(self) -> int:
         p = self.metrics.get("predictions")
         return int(p.value) if p is not None else 0
+
+    def label_free(self) -> Window:
+        """The window's label-free results only (final at its end plus the grace, whatever labels come).
+
+        >>> w = Window("v1", 0, 300, {"predictions": Point(9, 9), "accuracy": Point(0.8, 5)}, final=False)
+        >>> sorted(w.label_free().metrics), w.label_free().final
+        (['predictions'], True)
+        """
+        return Window(
+            self.version, self.start, self.end, {m: p for m, p in self.metrics.items() if free_metric(m)},
+            {s: {m: p for m, p in ms.items() if free_metric(m)} for s, ms in self.segments.items()},
+            tuple(d for d in self.drift if free_drift(d.feature)),
+        )  # fmt: skip
+
+    def label_based(self) -> Window:
+        """The window without its label-free metrics: what the label-based ops checks (late labels) read
+        once it is final (the label-free ones were judged when it was first written).
+
+        >>> w = Window("v1", 0, 300, {"predictions": Point(9, 9), "late_labels": Point(1, 5)})
+        >>> sorted(w.label_based().metrics)
+        ['late_labels']
+        """
+        metrics = {m: p for m, p in self.metrics.items() if not free_metric(m)}
+        return Window(self.version, self.start, self.end, metrics, self.segments, self.drift, self.final)
 
 
 @dataclass(frozen=True)
@@ -105,13 +133,16 @@ def build_windows(
     """Group ``metrics`` and ``drift`` rows of one model into windows, ordered by (end, version).
 
     A row has ``version``, ``ws``/``we`` (epoch seconds) or ``window_start``/``window_end``,
-    and the table's other columns.
+    and the table's other columns. A window with any ``provisional`` row is not ``final``.
     """
     metrics: dict[tuple[str, int, int], dict[str, Point]] = {}
     segments: dict[tuple[str, int, int], dict[str, dict[str, Point]]] = {}
     drift: dict[tuple[str, int, int], list[DriftRow]] = {}
+    provisional: set[tuple[str, int, int]] = set()
     for r in metric_rows:
         key = (str(r["version"]), _epoch(r, "ws", "window_start"), _epoch(r, "we", "window_end"))
+        if r.get("provisional"):
+            provisional.add(key)
         point = Point(float(r["value"]), int(r["n"]))
         seg = str(r.get("segment", ""))
         if seg:
@@ -120,6 +151,8 @@ def build_windows(
             metrics.setdefault(key, {})[str(r["metric"])] = point
     for r in drift_rows:
         key = (str(r["version"]), _epoch(r, "ws", "window_start"), _epoch(r, "we", "window_end"))
+        if r.get("provisional"):
+            provisional.add(key)
         drift.setdefault(key, []).append(
             DriftRow(str(r["feature"]), str(r["detector"]), float(r["statistic"]), float(r["threshold"]),
                      bool(r["drifted"]), _row_ts(r))
@@ -129,6 +162,7 @@ def build_windows(
         Window(
             version=v, start=s, end=e, metrics=metrics.get((v, s, e), {}), segments=segments.get((v, s, e), {}),
             drift=tuple(sorted(drift.get((v, s, e), []), key=lambda d: (d.feature, d.detector))),
+            final=(v, s, e) not in provisional,
         )  # fmt: skip
         for v, s, e in sorted(keys, key=lambda k: (k[2], k[0], k[1]))
     ]

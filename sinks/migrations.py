@@ -28,6 +28,9 @@ a numbered list of statements; a schema change is a new migration appended to
     which the alert could be decided) and the evidence's time moves to its own column; rows
     recorded before it get ``evidence_ts = ts`` (their ``ts`` was the evidence's time), through the
     column's ``DEFAULT`` — no rewrite of the table (:func:`_evidence_ts`).
+11. two clocks per window: ``provisional`` on ``metrics``, ``drift`` and ``metrics_daily`` (1 = a
+    label-based result written before the label delay passed; rows written before it are final,
+    the column's default), and the views again, which expose it (:func:`_two_clocks`).
 13. ``dead_letter_replays``: the dead letters ``watchkeeper dead-letters replay`` re-published
     (``sinks/replays.py``), so that a second replay sends nothing twice.
 
@@ -53,7 +56,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13]
+[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ from watchkeeper.sinks.schema import (
     METRICS,
     METRICS_DAILY,
     MISTAKES,
+    PROVISIONAL_COLUMNS,
     SILENCES,
     TABLES,
     Retention,
@@ -184,7 +188,8 @@ def _insert_only(db: str, retention: Retention, cluster: str | None) -> list[str
     out: list[str] = []
     for table, added in INSERT_ONLY:
         new = table.name + NEW
-        copied = ", ".join(c for c in table.column_names() if c not in added)
+        # Columns of later migrations (``provisional``, 11) are not in the table being copied yet.
+        copied = ", ".join(c for c in table.column_names() if c not in added and c != "provisional")
         if cluster:
             local, new_local = table.name + cluster_ddl.LOCAL, new + cluster_ddl.LOCAL
             out += [f"DROP TABLE IF EXISTS {db}.{new}{on} SYNC", f"DROP TABLE IF EXISTS {db}.{new_local}{on} SYNC"]
@@ -236,6 +241,12 @@ def _evidence_ts(db: str, retention: Retention, cluster: str | None) -> list[str
     return out
 
 
+def _two_clocks(db: str, retention: Retention, cluster: str | None) -> list[str]:
+    """``provisional`` on the window-keyed tables (default 0: the rows already written count as final),
+    then the views that expose it."""
+    return _add_columns(PROVISIONAL_COLUMNS)(db, retention, cluster) + _views(db, retention, cluster)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables, _table_names),
     Migration(2, "columns added since the first release", _add_columns(ADDED_COLUMNS, comment=False)),
@@ -247,6 +258,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
     Migration(10, "alerts.evidence_ts: ts is the decision time, the evidence's time beside it", _evidence_ts),
+    Migration(11, "two clocks: provisional label-based rows, final label-free ones", _two_clocks),
     Migration(13, "dead_letter_replays: what `dead-letters replay` re-published", replays.statements, replays.names),
 )
 

@@ -201,6 +201,8 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("", "loaded_at"): "when the reference was loaded (UTC)",
     ("mistakes", "computed_at"): "when the window's mistakes were written; the latest version wins (read with FINAL)",
     ("", "is_deleted"): "1 = a tombstone: a newer version of the window lacks this row (FINAL hides it)",
+    ("", "provisional"): "1 = a label-based result written before the label delay passed, from the labels "
+    "so far (label coverage: the window's labelled / predictions); 0 = final (label-free results always are)",
     ("", "name"): "what the checkpoint is of (model_stage/<partitions>/<partition>)",
     ("", "updated_at"): "when the checkpoint was saved (UTC)",
     ("", "topic"): "Kafka topic of the rejected message",
@@ -344,6 +346,8 @@ METRICS = Table(
         Column("computed_by", "String", default="''"),
         # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
         Column("is_deleted", "UInt8", default="0"),
+        # 1 = a label-based value written before the label delay passed (a later version replaces it).
+        Column("provisional", "UInt8", default="0"),
     ),
     engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(window_start)",
@@ -367,6 +371,8 @@ DRIFT = Table(
         Column("computed_at", _MS),
         # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
         Column("is_deleted", "UInt8", default="0"),
+        # 1 = a label-based test written before the label delay passed (a later version replaces it).
+        Column("provisional", "UInt8", default="0"),
     ),
     engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(window_start)",
@@ -434,6 +440,8 @@ METRICS_DAILY = Table(
         Column("computed_at", _MS, default="toDateTime64(0, 3, 'UTC')"),
         # 1 = a tombstone: the window's newer version no longer has this key (FINAL hides it).
         Column("is_deleted", "UInt8", default="0"),
+        # 1 = some window rolled into the day was still provisional (its labels not final).
+        Column("provisional", "UInt8", default="0"),
     ),
     engine="ReplacingMergeTree(computed_at, is_deleted)",
     partition_by="toYYYYMM(day)",
@@ -542,6 +550,36 @@ TABLES = (
 # ``alerts.evidence_ts`` (migration 10): older rows' ``ts`` was the evidence's time.
 ALERTS_EVIDENCE_TS = ((ALERTS, "evidence_ts"),)
 ADDED_COLUMNS = ((PREDICTIONS, "published_at"), (METRICS, "computed_by"))
+# The two clocks of a window (migration 11): which rows were written before the label delay passed.
+PROVISIONAL_COLUMNS = ((METRICS, "provisional"), (DRIFT, "provisional"), (METRICS_DAILY, "provisional"))
+
+# Results that need no labels: final once the watermark passes the window's end plus the grace, whatever
+# labels arrive later. Every other metric (accuracy, calibration, cost, fairness, baseline lift, label
+# coverage, ...) and the label drift and error-stream rows are label-based: provisional until the label
+# delay has passed. ``orphaned_outcomes`` (outcome windows) has a clock of its own and is written once.
+LABEL_FREE_METRICS = frozenset({
+    "predictions", "fallback_rate", "lag_seconds", "dead_letter_rate", "positive_rate", "mean_score",
+    "mean_prediction", "est_accuracy", "est_roc_auc", "orphaned_outcomes",
+})  # fmt: skip
+LABEL_DRIFT_FEATURES = frozenset({"__label__", "__error__"})
+
+
+def label_free(metric: str) -> bool:
+    """True for a metric final at the window's end plus the grace (it needs no labels).
+
+    >>> label_free("predictions"), label_free("latency_p95"), label_free("accuracy"), label_free("labelled")
+    (True, True, False, False)
+    """
+    return metric in LABEL_FREE_METRICS or metric.startswith("latency_")
+
+
+def label_free_drift(feature: str) -> bool:
+    """True for a drift row that needs no labels (features, the score, their joint test, per-event shifts).
+
+    >>> label_free_drift("income"), label_free_drift("__prediction__"), label_free_drift("__label__")
+    (True, True, False)
+    """
+    return feature not in LABEL_DRIFT_FEATURES
 
 
 def ddl(db: str, retention: Retention) -> list[str]:

@@ -10,10 +10,13 @@ they give the same numbers as the long table read the documented way.
   (``predictions``, ``labelled``), the main quality metrics (binary, multiclass
   and regression), label-free estimates, lift over the baseline, latency and
   operational health; NULL where a metric does not apply to the model (a binary
-  classifier has no ``mae``) or was not computed for the window.
+  classifier has no ``mae``) or was not computed for the window. ``provisional`` is 1
+  while the window's label-based metrics are still from the labels so far (the label
+  delay has not passed; ``label_coverage`` says how many have arrived), 0 once final.
 - ``drift_flags``: one row per (model, version, window): how many features
   were tested and flagged (``features_*``: input features; ``drifted_features`` also lists
-  ``__prediction__``, ``__error__`` and the other stream-level rows), and the worst statistic.
+  ``__prediction__``, ``__error__`` and the other stream-level rows), and the worst statistic;
+  ``provisional`` 1 while the window's label drift is from the labels so far.
 - ``alerts_current``: each alert's latest state and evidence (the ``watchkeeper alerts`` view).
 
 Every column of every view has a comment (``DESCRIBE metrics_wide``, ``system.columns``), as the
@@ -91,6 +94,17 @@ WIDE_COLUMNS = [
     ("labelled", "UInt64", "predictions in the window whose outcome has arrived"),
     *((m, "Nullable(Float64)", METRIC_COMMENTS[m] + _WHEN_NONE) for m in WIDE_METRICS),
     ("computed_at", "DateTime64(3, 'UTC')", "when the window's rows were last computed"),
+    (
+        "provisional",
+        "UInt8",
+        "1 = the label-based metrics are from the labels so far (the label delay has not "
+        "passed; a later version replaces them); 0 = final",
+    ),
+    (
+        "label_coverage",
+        "Float64",
+        "labelled / predictions: the share of the window's labels behind its label-based metrics",
+    ),
 ]
 DRIFT_COLUMNS = [
     *_KEY,
@@ -99,6 +113,7 @@ DRIFT_COLUMNS = [
     ("drifted_features", "Array(String)", "every flagged row: input features, __prediction__, __error__, ..."),
     ("worst_statistic", "Float64", "the largest test statistic of the window"),
     ("decided_at", "DateTime64(3, 'UTC')", "event time of the latest decision (UTC)"),
+    ("provisional", "UInt8", "1 = the window's label drift is from the labels so far (not final yet)"),
 ]
 ALERT_COLUMNS = [
     ("alert_id", "String", "stable id of the alert (model, version, kind, subject)"),
@@ -132,7 +147,9 @@ SELECT
     toUInt64(sumIf(n, metric = 'predictions')) AS predictions,
     toUInt64(sumIf(value, metric = 'labelled')) AS labelled,
     {columns},
-    max(computed_at) AS computed_at
+    max(computed_at) AS computed_at,
+    max(provisional) AS provisional,
+    if(predictions > 0, labelled / predictions, 0) AS label_coverage
 FROM {db}.metrics FINAL
 WHERE segment = '' AND version != '' AND position(version, ' vs ') = 0
 GROUP BY model, version, window_start, window_end"""
@@ -148,7 +165,8 @@ SELECT
     uniqExactIf(feature, drifted = 1 AND NOT startsWith(feature, '__')) AS features_drifted,
     arraySort(groupUniqArrayIf(feature, drifted = 1)) AS drifted_features,
     max(statistic) AS worst_statistic,
-    max(ts) AS decided_at
+    max(ts) AS decided_at,
+    max(provisional) AS provisional
 FROM {db}.drift FINAL
 GROUP BY model, version, window_start, window_end"""
 

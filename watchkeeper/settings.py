@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     flush_interval: float = Field(1.0, gt=0)
     flush_rows: int = Field(20_000, ge=1)
     orphan_after_seconds: int = Field(3600, ge=0)
+    # Two clocks per window: its label-free results are final (and judged) this long after its end.
+    window_grace_seconds: float = Field(10.0, ge=0, le=3600)
     # References from a sample size: a version's drift reference is its first N predictions, its
     # performance reference its first M labels (unless a reference is loaded or a baseline configured).
     reference_predictions: int = Field(1000, ge=50, le=100_000)
@@ -428,6 +430,7 @@ class Settings(BaseSettings):
         return WindowConfig(
             window_seconds=self.window_seconds,
             label_delay_seconds=self.label_delay_seconds,
+            grace_seconds=self.window_grace_seconds,
             orphan_after_seconds=self.orphan_after_seconds,
             idle_flush=self.idle_flush,
             settle_seconds=self.settle_seconds,
@@ -455,6 +458,7 @@ class Settings(BaseSettings):
             runbooks={name: cfg.runbook_url for name, cfg in self.models.items() if cfg.runbook_url},
             late_seconds=self.label_delay_seconds + self.orphan_after_seconds,
             label_delay_seconds=self.label_delay_seconds,
+            grace_seconds=self.window_grace_seconds,
             orphan_after_seconds=self.orphan_after_seconds,
             reference_labels=self.reference_labels,
             reference_predictions=self.reference_predictions,

@@ -1,11 +1,25 @@
 """The model stage: close event-time windows and write their metrics.
 
 Raw predictions and outcomes live in the store; this stage finds the windows
-that new rows touched ("dirty"), waits until each is closed — the model's
-watermark (largest event time seen) has passed its end plus the allowed label
-delay, or the stream has been idle for ``idle_flush`` seconds — then joins
-predictions to outcomes in ClickHouse, aggregates sufficient statistics per
-(model, version, window), computes the metrics and writes them.
+that new rows touched ("dirty"), joins predictions to outcomes in ClickHouse,
+aggregates sufficient statistics per (model, version, window), computes the
+metrics and writes them. Two clocks per window (the model's watermark is the
+largest event time seen):
+
+- once the watermark passes the window's end plus the grace (``grace_seconds``,
+  10 s), the window is written: its label-free results (counts, feature and
+  score drift, latency, fallback, segments) are final then and never wait for
+  labels; its label-based ones (accuracy, calibration, cost, fairness, lift,
+  label drift) are written from the labels so far, marked ``provisional``;
+- while the label delay runs, a pass that finds new labels for the window
+  writes it again (a new version, with its label coverage: ``labelled``);
+- once the watermark passes its end plus the label delay (or the stream has
+  been idle for ``idle_flush`` seconds), it is written a last time, final
+  (``provisional = 0``). Only then are its errors fed to the error-stream
+  detector, which sees each event once.
+
+Outcome windows (outcomes without a prediction) are written once, after the
+orphan horizon.
 
 A pass writes every ready window of every model it owns at once (the due set),
 in a fixed number of statements whatever the number of models: each table gets
@@ -43,7 +57,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from watchkeeper.detectors.timeutil import epoch, utc
-from watchkeeper.sinks.schema import DRIFT, METRICS, METRICS_DAILY, MISTAKES, Table
+from watchkeeper.sinks.schema import DRIFT, METRICS, METRICS_DAILY, MISTAKES, Table, label_free, label_free_drift
 from watchkeeper.sinks.writer import Store
 from watchkeeper.windows.ab import ab_rows
 from watchkeeper.windows.config import WindowConfig, WindowKey
@@ -63,6 +77,9 @@ LOOKBACK_SECONDS = 30.0
 # a pass started is assumed committed by then; later ones make the window dirty again.
 INSERT_SAFETY_SECONDS = 5.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A provisional window with new labels is written again at most this often (store time): labels trickle in
+# on every pass, and each rewrite re-reads the window; its final write does not wait for this.
+REWRITE_EVERY_SECONDS = 10.0
 # The checkpoints (rows ``model_stage/<partitions>/<p>`` of ``checkpoints``, or ``CHECKPOINT`` for the
 # whole fleet) are saved at most this often: a stale one only makes a restart scan a little more.
 CHECKPOINT_EVERY_SECONDS = 5.0
@@ -141,6 +158,11 @@ SELECT model, version, toUnixTimestamp(window_start) AS ws, max(computed_at) AS 
 FROM metrics WHERE metric IN ('predictions', 'orphaned_outcomes') AND {OWNED_SQL}
 GROUP BY model, version, ws
 """
+# Windows whose latest version is provisional (their final write is still to come), after a restart.
+PROVISIONAL = f"""
+SELECT model, version, toUnixTimestamp(window_start) AS ws FROM metrics FINAL
+WHERE metric = 'labelled' AND segment = '' AND provisional = 1 AND {OWNED_SQL}
+"""
 
 
 # Metrics that add up across windows; every other one is averaged, weighted by its n.
@@ -164,12 +186,13 @@ DUE_WINDOWS = (
 )
 # The daily rollup of the days the pass's windows fall in, every model's, as a new version of each day.
 ROLLUP_DAYS = """
-INSERT INTO metrics_daily (day, model, version, segment, metric, value, n, windows, computed_at)
+INSERT INTO metrics_daily (day, model, version, segment, metric, value, n, windows, computed_at, provisional)
 SELECT toDate(window_start) AS day, model, version, segment, metric,
        multiIf(metric IN {counts:Array(String)}, sum(value),
                startsWith(metric, 'ab_'), argMax(value, window_start),
                sum(n) > 0, sum(value * n) / sum(n), avg(value)) AS rolled_value,
-       sum(n) AS rolled_n, count() AS windows, {t:DateTime64(3, 'UTC')} AS computed_at
+       sum(n) AS rolled_n, count() AS windows, {t:DateTime64(3, 'UTC')} AS computed_at,
+       max(provisional) AS rolled_provisional
 FROM metrics FINAL
 WHERE model IN {models:Array(String)} AND (model, toDate(window_start)) IN {days:Array(Tuple(String, Date))}
 GROUP BY day, model, version, segment, metric
@@ -246,6 +269,9 @@ class WindowCloser:
         self.pending: dict[WindowKey, float] = {}  # window -> newest ingest time seen
         self.pending_since: dict[WindowKey, float] = {}  # window -> its unwritten rows were ingested after this
         self.computed: dict[WindowKey, float] = {}  # window -> ingest time its last write covers
+        self.provisional: set[WindowKey] = set()  # windows written before their label delay passed
+        self.written_at: dict[WindowKey, float] = {}  # provisional window -> when it was last written
+        self.rewrite_every = REWRITE_EVERY_SECONDS
         self.watermark: dict[str, float] = {}  # model -> largest event time seen
         self.cursors: dict[int, float] = {}  # owned partition -> ingest time already scanned
         self.sinces: dict[int, float] = {}  # owned partition -> rows ingested after this were scanned last pass
@@ -294,6 +320,8 @@ class WindowCloser:
         for windows in (self.pending, self.pending_since, self.computed):
             for key in [k for k in windows if gone(k.model)]:
                 del windows[key]
+        self.provisional = {k for k in self.provisional if not gone(k.model)}
+        self.written_at = {k: t for k, t in self.written_at.items() if not gone(k.model)}
         for model in [m for m in self.watermark if gone(m)]:
             del self.watermark[model]
         seq = self.drift.sequential
@@ -393,24 +421,38 @@ class WindowCloser:
 
     def _load_computed(self, partitions: set[int]) -> None:
         """After a restart or a gained partition: what each window's stored metrics already cover."""
-        for r in self.store.query(LAST_COMPUTED, self.shard.params(partitions)):
+        params = self.shard.params(partitions)
+        for r in self.store.query(LAST_COMPUTED, params):
             key = WindowKey(r["model"], r["version"], int(r["ws"]))
             self.computed[key] = epoch(r["computed"]) - INSERT_SAFETY_SECONDS
+        for model, version, ws in self.store.query_rows(PROVISIONAL, params):
+            self.provisional.add(WindowKey(model, version, int(ws)))
 
     def _advance(self, model: str, ts: float) -> None:
         if ts > self.watermark.get(model, 0.0):
             self.watermark[model] = ts
 
     # Closing --------------------------------------------------------------
-    def closed(self, idle: bool) -> list[WindowKey]:
+    def closed(self, idle: bool, now: float | None = None) -> dict[WindowKey, bool]:
+        """The windows to write now, each with whether the write is final (see the module doc): a pending
+        window once the watermark passes its end plus the grace (provisional; a provisional one again at
+        most every ``rewrite_every`` seconds of store time ``now``), every pending or provisional one once it
+        passes its end plus the label delay, or the stream is idle (final)."""
         w = self.config.window_seconds
-        delay = self.config.label_delay_seconds
-        out = []
-        for key in self.pending:
-            horizon = self.config.orphan_after_seconds if key.version == "" else delay
-            if idle or self.watermark.get(key.model, 0.0) >= key.start + w + horizon:
-                out.append(key)
-        return sorted(out)
+        delay, grace = self.config.label_delay_seconds, self.config.grace_seconds
+        out: dict[WindowKey, bool] = {}
+        for key in sorted(set(self.pending) | self.provisional):
+            end, mark = key.start + w, self.watermark.get(key.model, 0.0)
+            if key.version == "":  # outcomes without a prediction: written once, after the orphan horizon
+                if idle or mark >= end + self.config.orphan_after_seconds:
+                    out[key] = True
+            elif idle or mark >= end + delay:
+                out[key] = True
+            elif key in self.pending and mark >= end + grace:
+                last = self.written_at.get(key)
+                if now is None or last is None or now - last >= self.rewrite_every:
+                    out[key] = False
+        return out
 
     def tick(self, force: bool = False, shard: Shard | None = None) -> list[WindowKey]:
         """Discover, close and write; returns the windows written. ``force`` writes every open window.
@@ -425,38 +467,49 @@ class WindowCloser:
         self._discover(now)
         # Idle only once the last rows seen are settled too (see DIRTY_PREDICTIONS).
         idle = force or (now - (self.last_activity or now) >= max(self.config.idle_flush, self.config.settle_seconds))
-        ready = self.closed(idle)
-        if ready:
-            ready = self._write_ready(ready, now)
+        due = self.closed(idle, now)
+        written = self._write_ready(due, now) if due else []
         self._save_checkpoint(now)
-        return ready
+        return written
 
-    def _write_ready(self, ready: list[WindowKey], now: float) -> list[WindowKey]:
+    def _write_ready(self, ready: dict[WindowKey, bool], now: float) -> list[WindowKey]:
         """Write the ready windows of the models still ours, all in one pass; returns those written."""
         owned = {m for m in {k.model for k in ready} if self.still_owns(m)}
         if len(owned) < len({k.model for k in ready}):
             # Revoked mid-pass: their new owner writes them; the next pass's shard drops the rest.
             log.info("model stage: %d models no longer owned, not written", len({k.model for k in ready}) - len(owned))
-        written = [k for k in ready if k.model in owned]
+        written = [k for k in sorted(ready) if k.model in owned]
         if not written:
             return []
-        self.write(written, now)
+        final = {k for k in written if ready[k]}
+        self.write(written, now, final=final)
         for key in written:
-            del self.pending[key]
-            del self.pending_since[key]
+            self.pending.pop(key, None)
+            self.pending_since.pop(key, None)
+            if key in final:
+                self.provisional.discard(key)
+                self.written_at.pop(key, None)
+            else:
+                self.provisional.add(key)
+                self.written_at[key] = now
             # Rows stamped up to a moment before this pass were visible to it.
             self.computed[key] = now - INSERT_SAFETY_SECONDS
         self.windows_written += len(written)
         return written
 
     # Writing --------------------------------------------------------------
-    def write(self, keys: Iterable[WindowKey], now: float) -> int:
+    def write(self, keys: Iterable[WindowKey], now: float, final: Iterable[WindowKey] | None = None) -> int:
         """Compute and write the given windows of every model: each table gets one insert of the new version
         of its rows and one of the tombstones of the keys that version no longer has — a fixed number of
-        statements, whatever the number of models. Returns the metric rows written."""
+        statements, whatever the number of models. Returns the metric rows written.
+
+        ``final``: the windows whose label delay has passed (default: all); the label-based rows of the
+        others are written ``provisional``, and their errors are not fed to the error stream yet."""
         keys = sorted(set(keys))
         if not keys:
             return 0
+        done = set(keys) if final is None else set(final)
+        early = {k for k in keys if k not in done}
         before = self.counter.statements
         started = time.perf_counter()
         computed_at = utc(now)
@@ -464,13 +517,17 @@ class WindowCloser:
         # Champion/challenger rows: from the counts being written and the stored ones of earlier windows.
         ab = ab_rows(self.store, self.config, keys, rows)
         ab_keys = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())) for r in ab}
+        for row in rows + ab:
+            row["provisional"] = int(_early(row, early) and not label_free(row["metric"]))
         self._insert("metrics", rows + ab, computed_at, sorted(set(keys) | ab_keys))
         self._rollup(keys, computed_at)
         labelled_binary = binary_keys(rows)
         self._mistakes(labelled_binary, computed_at)
         sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
-        drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes)
+        drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
+        for row in drift:
+            row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)
         self.last_pass_statements = self.counter.statements - before
         log.info(
@@ -518,6 +575,14 @@ class WindowCloser:
 
 # Values of a column that some rows of one insert lack (``computed_by`` is set on every row or none).
 _DEFAULTS: dict[str, Any] = {"computed_by": ""}
+
+
+def _early(row: dict[str, Any], early: set[WindowKey]) -> bool:
+    """Whether a row belongs to a window written before its label delay passed (an A/B pair's row
+    ``'v2 vs v1'``: when one of its versions' windows was)."""
+    start = int(row["window_start"].timestamp())
+    versions = str(row["version"]).split(" vs ")
+    return any(WindowKey(row["model"], v, start) in early for v in versions)
 
 
 def binary_keys(rows: list[dict[str, Any]]) -> list[WindowKey]:

@@ -54,7 +54,11 @@ class ModelStageConfig:
 class WindowConfig:
     """The stage's configuration: window length, how long to wait for labels, the models.
 
-    ``idle_flush``: seconds without new rows after which open windows are written anyway;
+    Two clocks per window: its label-free results are written, final, once the watermark passes its end
+    plus ``grace_seconds``; its label-based ones are written with them from the labels so far
+    (provisional), again whenever new labels for it arrive, and final once the watermark passes its end
+    plus ``label_delay_seconds``.
+    ``idle_flush``: seconds without new rows after which open windows are written anyway (final);
     ``settle_seconds``: rows inserted more recently than this do not move the watermark yet;
     ``topic_predictions``: the topic whose dead letters count against a window.
     ``reference_predictions``: a version's drift reference is its first that many predictions
@@ -64,6 +68,7 @@ class WindowConfig:
 
     window_seconds: int = 300
     label_delay_seconds: int = 600
+    grace_seconds: float = 10.0
     orphan_after_seconds: int = 3600
     idle_flush: float = 30.0
     settle_seconds: float = 5.0

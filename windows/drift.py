@@ -137,9 +137,12 @@ class DriftStage:
         labelled: Sequence[WindowKey],
         computed_at: datetime,
         sizes: Mapping[WindowKey, int] | None = None,
+        final: Sequence[WindowKey] | set[WindowKey] | None = None,
     ) -> list[dict[str, Any]]:
-        """Every ``drift`` row of the pass: features, score and joint drift of ``keys``; label drift and the
-        error stream of the ``labelled`` binary windows; per-event covariate shift of ``keys``.
+        """Every ``drift`` row of the pass: features, score and joint drift of ``keys``; label drift of the
+        ``labelled`` binary windows, and their error stream once ``final`` (default: all of them: the error
+        stream sees each event once, so a window's errors are fed when its labels are all in); per-event
+        covariate shift of ``keys``.
 
         ``sizes`` (a window's predictions) bound the rows one round of queries reads: a backlog of large
         windows is tested in rounds of at most ``ROWS_PER_ROUND`` rows (in window order, so that each
@@ -147,12 +150,13 @@ class DriftStage:
         """
         out: list[dict[str, Any]] = []
         done = set(labelled)
+        closed = set(keys) if final is None else set(final)
         for part in _rounds(sorted(keys), sizes or {}):
             mine = [k for k in part if k in done]
             out += (
                 self.rows(part, computed_at, mine)
                 + self.label_rows(mine, computed_at)
-                + self.sequential.error_rows(mine, computed_at)
+                + self.sequential.error_rows([k for k in mine if k in closed], computed_at)
                 + self.sequential.shift_rows(part, computed_at)
             )
         return out

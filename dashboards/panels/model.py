@@ -7,26 +7,38 @@ from watchkeeper.dashboards.panels.sql import GAP_LIST, METRIC_ROWS, MODEL_FILTE
 from watchkeeper.detectors import LatencySketch
 
 
-def _series_over_time(metric_filter: str, label: str, alias: str, *, segment: str = "segment = ''") -> str:
-    """Weighted mean of metrics per interval and label (a constant SQL fragment builder)."""
+def _series_over_time(
+    metric_filter: str, label: str, alias: str, *, segment: str = "segment = ''", group: str | None = None
+) -> str:
+    """Weighted mean of metrics per interval and label (a constant SQL fragment builder); ``group``: the
+    label's columns when it is more than one expression."""
     return f"""
 SELECT $__timeInterval(window_start) AS time, {label},
        sum(value * n) / nullIf(sum(n), 0) AS {alias}
 FROM {METRIC_ROWS}
 WHERE {MODEL_FILTER} AND {segment} AND {metric_filter} AND $__timeFilter(window_start)
-GROUP BY time, {label.split(" AS ")[-1]}
+GROUP BY time, {group or label.split(" AS ")[-1]}
 ORDER BY time
 """
 
 
+# Label-based values of windows whose label delay has not passed are provisional (the labels so far):
+# their own series, so that a dip on a few labels is not read as final.
 MODEL_PERFORMANCE = Panel(
     "model_performance",
     "Performance by version",
     "timeseries",
-    _series_over_time("metric IN ('accuracy', 'roc_auc', 'f1', 'precision', 'recall')", "version, metric", "score"),
-    ("time", "version", "metric", "score"),
-    "Accuracy, ROC AUC, F1, precision and recall of each version, weighted by labelled predictions.",
-    series=("version", "metric"),
+    _series_over_time(
+        "metric IN ('accuracy', 'roc_auc', 'f1', 'precision', 'recall')",
+        "version, metric, if(provisional = 1, 'provisional', 'final') AS labels",
+        "score",
+        group="version, metric, labels",
+    ),
+    ("time", "version", "metric", "labels", "score"),
+    "Accuracy, ROC AUC, F1, precision and recall of each version, weighted by labelled predictions; "
+    "'provisional' series are from the labels so far (the label delay has not passed), 'final' ones are not "
+    "rewritten.",
+    series=("version", "metric", "labels"),
     unit="percentunit",
     width=24,
 )

@@ -19,13 +19,15 @@ MODEL_FILTER = "model = ${model:singlequote} AND version IN (${version:singlequo
 # The metric rows of the range: the windows for ranges up to a week, the daily rollup (metrics_daily)
 # beyond, so months of dashboards read days rather than windows. Both carry the same values (counts
 # summed, rates weighted by n), so a panel's aggregation holds for either; a rolled-up day that starts
-# before the range is dated at the range's start.
+# before the range is dated at the range's start. ``provisional`` (1: a label-based value from the labels so
+# far, before the label delay passed; for a day, some window of it) lets a panel show both.
 ROLLUP_AFTER_HOURS = 168
 METRIC_ROWS = f"""(
-    SELECT window_start, model, version, segment, metric, value, n FROM metrics FINAL
+    SELECT window_start, model, version, segment, metric, value, n, provisional FROM metrics FINAL
     WHERE $__timeFilter(window_start) AND dateDiff('hour', $__fromTime, $__toTime) <= {ROLLUP_AFTER_HOURS}
     UNION ALL
-    SELECT greatest(toDateTime(day, 'UTC'), $__fromTime) AS window_start, model, version, segment, metric, value, n
+    SELECT greatest(toDateTime(day, 'UTC'), $__fromTime) AS window_start, model, version, segment, metric, value, n,
+           provisional
     FROM metrics_daily FINAL
     WHERE day >= toDate($__fromTime) AND day <= toDate($__toTime)
       AND dateDiff('hour', $__fromTime, $__toTime) > {ROLLUP_AFTER_HOURS}

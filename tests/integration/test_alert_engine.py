@@ -50,7 +50,8 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 W = 300
 N_WINDOWS = 40
-LABEL_DELAY = timedelta(seconds=600)  # the default: a window is written that long after its end
+LABEL_DELAY = timedelta(seconds=600)  # the default: a window is final that long after its end
+GRACE = timedelta(seconds=10)  # the default: a window's label-free results are written that long after its end
 RUNBOOKS = "https://runbooks.example/watchkeeper.md"
 
 POLICIES = {
@@ -243,7 +244,8 @@ def test_feature_shift_gives_one_drift_alert_naming_the_feature(live: dict[str, 
     assert [f["feature"] for f in fired.evidence["features"]] == ["amount"]
     assert fired.evidence["features"][0]["detectors"] == ["ks"]
     assert "amount" in fired.summary and "age" not in fired.summary
-    assert fired.evidence_ts == T0 + timedelta(seconds=13 * W) and fired.ts == fired.evidence_ts + LABEL_DELAY
+    # A label-free alert: decided once the window's label-free results are written, not after the label delay.
+    assert fired.evidence_ts == T0 + timedelta(seconds=13 * W) and fired.ts == fired.evidence_ts + GRACE
 
 
 def test_idle_model_gets_no_data_then_sunset(live: dict[str, Any]) -> None:
@@ -253,8 +255,8 @@ def test_idle_model_gets_no_data_then_sunset(live: dict[str, Any]) -> None:
     last = T0 + timedelta(seconds=5 * W)
     assert alerts[0].evidence_ts == last + timedelta(minutes=30)
     assert alerts[1].evidence_ts == last + timedelta(hours=1)
-    # A gap is seen once a window ending then is written (the other models' windows): the label delay later.
-    assert [a.ts - a.evidence_ts for a in alerts] == [LABEL_DELAY, LABEL_DELAY]
+    # A gap is seen once a window ending then is written (the other models' windows): the grace later.
+    assert [a.ts - a.evidence_ts for a in alerts] == [GRACE, GRACE]
     assert alerts[1].severity == "info" and alerts[1].evidence["last_traffic"] == "2026-03-02T08:25:00Z"
 
 
@@ -267,8 +269,8 @@ def test_per_event_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_ev
     alerts = _of(live["alerts"], "wk.shift")
     assert [(a.kind, a.state) for a in alerts] == [("drift", "firing"), ("drift", "resolved")]
     assert alerts[0].evidence_ts == T0 + timedelta(seconds=10 * W + 46)  # the alarm (45.5 s in)
-    # Decided when the window test could run: its window written, at its end plus the label delay.
-    assert alerts[0].ts == T0 + timedelta(seconds=11 * W) + LABEL_DELAY
+    # Decided when the window test could run: its window's label-free results written, at its end plus the grace.
+    assert alerts[0].ts == T0 + timedelta(seconds=11 * W) + GRACE
     assert alerts[0].evidence["features"][0]["detectors"] == ["ks", "mean_shift"]
 
 

@@ -46,6 +46,27 @@ def tables_ttl(s: Store) -> dict[str, int | None]:
     return {name: ttl_days(q) for name, q in rows}
 
 
+def tables_without(spy: Spy, column: str, tables: tuple[str, ...]) -> None:
+    """Every table, those named in ``tables`` without ``column`` (a store from before it)."""
+    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
+    for table in TABLES:
+        if table.name in tables:
+            table = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.name != column))
+        spy.command(table.create(spy.database, Retention()), use_database=False)
+
+
+def applied_before(spy: Spy, version: int) -> None:
+    """Record the migrations before ``version`` as applied (a store that had them)."""
+    spy.command(
+        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
+        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
+        use_database=False,
+    )
+    for m in MIGRATIONS:
+        if m.version < version:
+            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+
+
 def test_a_fresh_store_gets_every_migration_once(spy: Spy) -> None:
     first = migrate(spy, Retention())
     assert [m.version for m, _ in first.pending] == [m.version for m in MIGRATIONS] and first.bootstrap
@@ -154,14 +175,7 @@ def test_migration_8_makes_the_window_tables_insert_only_and_keeps_their_rows(sp
     spy.command("INSERT INTO metrics_daily (day, model, version, segment, metric, value, n, windows) "
                 "VALUES ('2026-01-01', 'm', 'v1', '', 'predictions', 3, 3, 1)")  # fmt: skip
     # Applied as a store that had migrations 1-6 (the tables above are theirs).
-    spy.command(
-        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
-        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
-        use_database=False,
-    )
-    for m in MIGRATIONS:
-        if m.version < 8:
-            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+    applied_before(spy, 8)
     applied = migrate(spy, None)
     # 9: alert_deliveries, since; 10: evidence_ts; and every later one
     assert [m.version for m, _ in applied.pending] == [m.version for m in MIGRATIONS if m.version >= 8]
@@ -193,24 +207,13 @@ def test_migration_10_keeps_recorded_alerts_with_their_time_as_the_evidence_time
     from watchkeeper.alerts.engine import list_alerts
     from watchkeeper.alerts.model import Alert
 
-    spy.command(f"CREATE DATABASE IF NOT EXISTS {spy.database}", use_database=False)
-    for table in TABLES:
-        if table.name == "alerts":
-            table = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.name != "evidence_ts"))
-        spy.command(table.create(spy.database, Retention()), use_database=False)
+    tables_without(spy, "evidence_ts", ("alerts",))
     spy.command(
         "INSERT INTO alerts (ts, fired_at, alert_id, model, version, kind, severity, state, summary, evidence, "
         "owner, runbook_url) VALUES ('2026-01-01 00:05:00', '2026-01-01 01:00:00', 'drift-1', 'm', 'v1', "
         "'drift', 'warning', 'firing', 'old', '{}', 'team', '')"
     )
-    spy.command(
-        f"CREATE TABLE {spy.database}.{MIGRATIONS_TABLE} (version UInt32, name String, checksum String, "
-        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version",
-        use_database=False,
-    )
-    for m in MIGRATIONS:
-        if m.version < 10:
-            spy.command(f"INSERT INTO {MIGRATIONS_TABLE} VALUES ({m.version}, 'x', 'x', now64(3))")
+    applied_before(spy, 10)
     assert [m.version for m, _ in migrate(spy, None).pending] == [m.version for m in MIGRATIONS if m.version >= 10]
     [old] = list_alerts(spy)
     assert old.evidence_ts == old.ts and old.ts.isoformat() == "2026-01-01T00:05:00+00:00"
@@ -220,6 +223,33 @@ def test_migration_10_keeps_recorded_alerts_with_their_time_as_the_evidence_time
     assert got == {"drift-1": (5, 5), "drift-2": (20, 5)}
     assert migrate(spy, None).empty
     assert isinstance(new, Alert)
+
+
+def test_migration_11_adds_the_provisional_flag_and_keeps_written_windows_final(spy: Spy) -> None:
+    """A store from before the two clocks: its window tables get ``provisional`` (the rows already written
+    read as final), the views expose it, and a provisional row of a new version replaces the old one."""
+    tables_without(spy, "provisional", ("metrics", "drift", "metrics_daily"))
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at) "
+        "VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'predictions', 4, 4, now64(3)), "
+        "('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'labelled', 2, 4, now64(3))"
+    )
+    applied_before(spy, 11)
+    assert [m.version for m, _ in migrate(spy, None).pending] == [m.version for m in MIGRATIONS if m.version >= 11]
+    for table in ("metrics", "drift", "metrics_daily"):
+        assert spy.query_rows("SELECT count() FROM system.columns WHERE database = {d:String} AND table = {t:String} "
+                              "AND name = 'provisional'", {"d": spy.database, "t": table}) == [(1,)]  # fmt: skip
+    assert spy.query_rows("SELECT metric, provisional FROM metrics FINAL ORDER BY metric") == [
+        ("labelled", 0), ("predictions", 0)]  # fmt: skip
+    assert spy.query_rows("SELECT labelled, provisional, label_coverage FROM metrics_wide") == [(2, 0, 0.5)]
+    spy.command(
+        "INSERT INTO metrics (window_start, window_end, model, version, segment, metric, value, n, computed_at, "
+        "provisional) VALUES ('2026-01-01 00:00:00', '2026-01-01 00:05:00', 'm', 'v1', '', 'labelled', 3, 4, "
+        "now64(3) + 1, 1)"
+    )
+    assert spy.query_rows("SELECT labelled, provisional, label_coverage FROM metrics_wide") == [(3, 1, 0.75)]
+    assert spy.query_rows("SELECT provisional FROM drift_flags") == []
+    assert migrate(spy, None).empty
 
 
 def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

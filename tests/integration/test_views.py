@@ -158,7 +158,7 @@ def test_an_unknown_model_metric_or_version_is_an_error_naming_the_known_ones(
         query.metric(model, "accuracy", segment="region=mars", store=worker.store)
     # A known model with nothing in the range: empty, with its columns (not shape (0, 0)).
     empty = query.metrics(model, since=t0 + 365 * 86400, store=worker.store)
-    assert empty.shape == (0, len(WIDE_METRICS) + 7) and "accuracy" in empty.columns
+    assert empty.shape == (0, len(WIDE_METRICS) + 9) and "accuracy" in empty.columns
     assert query.metric(model, "accuracy", until=t0 - 86400, store=worker.store).columns.tolist() == [
         "version", "window_start", "window_end", "value", "n"]  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -267,21 +268,38 @@ def test_a_gap_in_the_smallest_group_fires(sizes: dict[str, int], gap: float, wi
 
 
 def test_decision_time_is_when_the_model_stage_wrote_the_window_never_the_evidence() -> None:
-    """Honest times: with a label delay, a window is written (and its alerts decided) that long after its
-    end; a window flushed idle sooner is decided at the stream's last event; never before the evidence."""
-
-
-    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
+    """Honest times: a label-free alert (drift) is decided when the window's label-free results are written,
+    its end plus the grace, not its label delay; a window flushed idle sooner is decided at the stream's
+    last event; never before the evidence."""
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600, grace=10)
     [fired] = [d for d in ev.feed([shifted(i) for i in range(14)], references=REF, watermark=20 * W)
                if d.kind == "drift"]  # fmt: skip
-    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 600)
-    # Flushed idle: the stream stopped 100 s after window 10 ended, before the label delay passed.
-    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
-    [fired] = [d for d in ev.feed([shifted(i) for i in range(11)], references=REF, watermark=11 * W + 100,
-                                  stream_watermark=11 * W + 100) if d.kind == "drift"]  # fmt: skip
-    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 100)
+    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 10)
+    # Flushed idle: the stream stopped 4 s after window 10 ended, before the grace passed.
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600, grace=10)
+    [fired] = [d for d in ev.feed([shifted(i) for i in range(11)], references=REF, watermark=11 * W + 4,
+                                  stream_watermark=11 * W + 4) if d.kind == "drift"]  # fmt: skip
+    assert (fired.evidence_ts, fired.ts) == (10 * W + 45, 11 * W + 4)
     # The same windows fed one at a time decide the same, at the same times (replays are exact).
-    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600)
-    again = [d for i in range(11) for d in ev.feed([shifted(i)], references=REF, watermark=11 * W + 100,
-                                                      stream_watermark=11 * W + 100) if d.kind == "drift"]
-    assert [(d.evidence_ts, d.ts) for d in again] == [(10 * W + 45, 11 * W + 100)]
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600, grace=10)
+    again = [d for i in range(11) for d in ev.feed([shifted(i)], references=REF, watermark=11 * W + 4,
+                                                      stream_watermark=11 * W + 4) if d.kind == "drift"]
+    assert [(d.evidence_ts, d.ts) for d in again] == [(10 * W + 45, 11 * W + 4)]
+
+
+def test_label_based_rules_wait_for_the_final_window_label_free_ones_do_not() -> None:
+    """A provisional window (labels so far) is judged at once on drift and not on its accuracy; the same
+    window, final, is judged on its accuracy then, dated its end plus the label delay."""
+    def worse(final: bool) -> Window:  # window 10: drifted, and its accuracy collapsed
+        w = shifted(10)
+        return replace(w, metrics={**w.metrics, "accuracy": Point(0.3, 400)}, final=final)
+
+    ev = ModelEvaluator("m", AlertPolicy(), window_seconds=W, label_delay=600, grace=10)
+    out = ev.feed([shifted(i) for i in range(10)] + [worse(False)], references=REF, watermark=11 * W + 10)
+    assert [(d.kind, d.ts) for d in out] == [("drift", 11 * W + 10)]
+    assert ev.label_cursor_of("v1") == 10 * W and ev.cursor_of("v1") == 11 * W
+    # The final version of window 10: its label-based rules run (dated by the label delay), the label-free
+    # ones do not run twice.
+    out = ev.feed([worse(True)], references=REF, watermark=11 * W + 600)
+    assert [(d.kind, d.state, d.ts) for d in out] == [("retrain", "firing", 11 * W + 600)]
+    assert ev.label_cursor_of("v1") == 11 * W

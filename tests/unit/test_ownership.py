@@ -198,7 +198,8 @@ class CatalogueStore:
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         if "GROUP BY model, version" in sql and "min(window_start)" in sql and "window_end >" in sql:
-            return [{"model": m, "version": "v1", "first_start": 0, "last_end": 300} for m in self.models]
+            return [{"model": m, "version": "v1", "first_start": 0, "last_end": 300, "last_final": 300}
+                    for m in self.models]
         if "max(window_end)" in sql:
             return [{"last_end": 300}]
         return []

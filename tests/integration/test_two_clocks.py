@@ -1,0 +1,214 @@
+"""Two clocks per window, through the model stage and the alert engine on the embedded store.
+
+A live stream is simulated in event time: every 10 s of event time the worker writes what arrived
+(predictions at 10 per second, each one's label 30 s later), runs a pass of the model stage and
+evaluates the alerts, as the worker's timer does. Windows are 60 s, the label delay 120 s, the grace
+10 s. So a window's label-free results (and the alerts decided from them) come 10 s after its end,
+while its label-based ones are provisional until 120 s after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from watchkeeper.settings import Settings
+from watchkeeper.streams.events import Outcome, Prediction
+from watchkeeper.streams.ingest import SourceMessage
+from watchkeeper.streams.service import Worker
+
+pytestmark = pytest.mark.integration
+
+W = 60
+DELAY = 120
+GRACE = 10
+RATE = 10  # predictions per second
+LABEL_AFTER = 30  # seconds from a prediction to its outcome
+STEP = 10  # seconds of event time between passes
+WINDOWS = 9
+SHIFT_WINDOW = 5  # the shifted model's feature f1 moves by one sigma from this window on
+# The settings of the ``worker`` fixture (tests/integration/conftest.py).
+WORKER_SETTINGS = dict(window_seconds=W, label_delay_seconds=DELAY, window_grace_seconds=GRACE, idle_flush=3600)
+TABLES = ("predictions", "outcomes", "metrics", "drift", "metrics_daily", "mistakes", "alerts", "checkpoints",
+          "alert_deliveries")  # fmt: skip
+
+
+def events(models: dict[str, int | None], start: int, seed: int = 3) -> list[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, kind, event) of every prediction and outcome, in arrival order. ``models``: name ->
+    the window from which its feature f1 is shifted (None: stable)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for model, shift in models.items():
+        for i in range(WINDOWS * W * RATE):
+            ts = start + i / RATE
+            x = rng.normal(size=3)
+            if shift is not None and ts >= start + shift * W:
+                x[1] += 1.0
+            p = float(1 / (1 + np.exp(-2 * x[0])))
+            y = int(rng.uniform() < p)
+            pid = f"{model}-{i}"
+            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": p,
+                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
+            out.append((ts + LABEL_AFTER, "o", {"prediction_id": pid, "model": model, "outcome": y,
+                                                "ts": ts + LABEL_AFTER}))  # fmt: skip
+    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+
+class Feed:
+    """Writes arriving events to the store as the worker's ingest would (one message per kind and step)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.offset = 0
+
+    def write(self, batch: list[tuple[float, str, dict[str, Any]]]) -> None:
+        for kind, cls in (("p", Prediction), ("o", Outcome)):
+            evs = [e for _, k, e in batch if k == kind]
+            if evs:
+                self.offset += 1
+                msg = SourceMessage("t", 0, self.offset, orjson.dumps({"events": evs}), None)
+                self.worker.write_batch(self.worker.build_batch([msg], cls))
+
+
+def live(worker: Worker, stream: list[tuple[float, str, dict[str, Any]]], start: int) -> Iterator[float]:
+    """Feed ``stream`` STEP seconds of event time at a time, with a model-stage pass after each; yields the
+    event time reached (after the pass and the alert evaluation)."""
+    feed = Feed(worker)
+    t, i = start + STEP, 0
+    while i < len(stream):
+        j = i
+        while j < len(stream) and stream[j][0] < t:
+            j += 1
+        feed.write(stream[i:j])
+        i = j
+        worker.close_windows()
+        worker.evaluate_alerts()
+        yield t
+        t += STEP
+
+
+def fresh_worker(worker: Worker) -> Worker:
+    """An empty store and a new worker on it (no state kept from an earlier run)."""
+    for table in TABLES:
+        worker.store.command(f"TRUNCATE TABLE IF EXISTS {table}")
+    w = Worker(Settings(store_port=worker.settings.store_port, settle_seconds=0.0, **WORKER_SETTINGS))
+    w.ensure_schema()
+    return w
+
+
+def start_time() -> int:
+    return int(time.time() - 3 * 86400) // W * W
+
+
+def decisions(worker: Worker) -> list[dict[str, Any]]:
+    from watchkeeper.alerts.engine import list_alerts
+
+    return sorted((a.decision() for a in list_alerts(worker.store, history=True)),
+                  key=lambda d: (d["ts"], d["alert_id"], d["state"]))  # fmt: skip
+
+
+def test_label_based_rows_are_provisional_until_the_label_delay_then_final(worker: Worker) -> None:
+    """A window's accuracy is written 10 s after its end from the labels so far (provisional), rewritten as
+    labels arrive (a new version each, with more coverage), and final once the label delay has passed;
+    its prediction count is final from the first write."""
+    worker = fresh_worker(worker)
+    # Every pass that finds new labels rewrites the window (the worker waits a few seconds between them).
+    worker.closer.rewrite_every = 0.0
+    start = start_time()
+    stream = events({"clk.labels": None}, start)
+    first = start  # the window watched
+    seen: list[tuple[int, float, float]] = []  # (provisional, labelled, event time) after each pass
+    versions: list[float] = []  # the accuracy row's computed_at after each pass
+    for t in live(worker, stream, start):
+        rows = dict(
+            (m, (p, v, c)) for m, p, v, c in worker.store.query_rows(
+                "SELECT metric, provisional, value, toUnixTimestamp64Milli(computed_at) FROM metrics FINAL "
+                "WHERE model = 'clk.labels' AND segment = '' "
+                "AND window_start = toDateTime({ws:UInt32}) AND metric IN ('accuracy', 'labelled', 'predictions')",
+                {"ws": first})
+        )  # fmt: skip
+        # The watermark after the pass at ``t`` is the last event before ``t``.
+        if t <= first + W + GRACE:
+            assert rows == {}, (t, rows)  # not written before its end plus the grace
+            continue
+        assert rows["predictions"][:2] == (0, W * RATE)  # label-free: final at once
+        seen.append((int(rows["accuracy"][0]), float(rows["labelled"][1]), t))
+        versions.append(rows["accuracy"][2])
+        if t > first + W + DELAY + STEP:
+            break
+    provisional = [s for s in seen if s[0] == 1]
+    final = [s for s in seen if s[0] == 0]
+    assert provisional and final, seen
+    assert max(t for *_, t in provisional) <= first + W + DELAY < min(t for *_, t in final)
+    # Coverage grows with the labels while provisional (it stays provisional, all labels in, until the
+    # label delay has passed), and the final version has them all.
+    coverage = [labelled for _, labelled, _ in provisional]
+    assert coverage == sorted(coverage) and coverage[0] < coverage[-1] == W * RATE
+    assert final[-1][1] == W * RATE
+    # Each rewrite was a new version of the row (insert-only: a newer ``computed_at``, read with FINAL).
+    assert len(set(versions)) >= 3 and versions == sorted(versions)
+    # The views say which windows are still provisional, and how many labels are in.
+    wide = worker.store.query_rows(
+        "SELECT toUnixTimestamp(window_start), provisional, label_coverage FROM metrics_wide "
+        "WHERE model = 'clk.labels' ORDER BY window_start"
+    )
+    assert wide[0][1:] == (0, 1.0)
+    assert any(p == 1 and cov < 1.0 for _, p, cov in wide)
+
+
+def test_a_drift_alert_is_decided_at_the_window_end_plus_grace_without_waiting_for_labels(worker: Worker) -> None:
+    """f1 moves by one sigma at the start of window 5: the drift alert's decision time (``alerts.ts``) is
+    window 5's end plus the grace, long before its labels are final; the stable model gets no alert."""
+    worker = fresh_worker(worker)
+    start = start_time()
+    stream = events({"clk.shift": SHIFT_WINDOW, "clk.steady": None}, start)
+    decided_at: float | None = None
+    for t in live(worker, stream, start):
+        fired = [a for a in worker.alert_engine.firing(kind="drift") if a.model == "clk.shift"]
+        if fired and decided_at is None:
+            decided_at = t
+            break
+    end = start + (SHIFT_WINDOW + 1) * W
+    assert decided_at is not None and decided_at <= end + GRACE + STEP  # the first pass past end + grace
+    [alert] = [a for a in decisions(worker) if a["model"] == "clk.shift" and a["kind"] == "drift"]
+    ts = int(np.datetime64(alert["ts"].replace("Z", "")).astype("datetime64[s]").astype(int))
+    assert ts == end + GRACE < end + DELAY
+    # Labels of the window are still provisional when the alert was decided.
+    assert worker.store.query_rows(
+        "SELECT provisional FROM metrics FINAL WHERE model = 'clk.shift' AND metric = 'labelled' AND segment = '' "
+        "AND window_start = toDateTime({ws:UInt32})", {"ws": end - W})[0][0] == 1  # fmt: skip
+    assert [d for d in decisions(worker) if d["model"] == "clk.steady"] == []
+
+
+def test_a_replay_of_the_same_events_decides_the_same_alerts_and_a_stable_stream_none(worker: Worker) -> None:
+    """The live run (a pass every 10 s of event time) and a replay of the same events written at once
+    decide the same alerts, at the same decision times; the stable model has none in either."""
+    worker = fresh_worker(worker)
+    start = start_time()
+    stream = events({"clk.shift": SHIFT_WINDOW, "clk.steady": None}, start, seed=11)
+    for _ in live(worker, stream, start):
+        pass
+    # The stream's tail: the last windows' label delay passes (a quiet stream would flush them too).
+    tail = start + WINDOWS * W + DELAY + W
+    Feed(worker).write([(tail, "p", {"prediction_id": "tick", "model": "clk.tick", "version": "v1", "ts": tail,
+                                     "prediction": 0.5})])  # fmt: skip
+    worker.close_windows()
+    worker.evaluate_alerts()
+    first = [d for d in decisions(worker) if d["model"] != "clk.tick"]
+    assert any(d["model"] == "clk.shift" and d["kind"] == "drift" for d in first), first
+    assert [d for d in first if d["model"] == "clk.steady"] == []
+
+    replay = fresh_worker(worker)
+    feed = Feed(replay)
+    feed.write(stream)
+    feed.write([(tail, "p", {"prediction_id": "tick", "model": "clk.tick", "version": "v1", "ts": tail,
+                             "prediction": 0.5})])  # fmt: skip
+    replay.close_windows()
+    replay.evaluate_alerts()
+    again = [d for d in decisions(replay) if d["model"] != "clk.tick"]
+    assert again == first
