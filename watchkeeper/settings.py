@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from watchkeeper.alerts.dispatch import ReceiverConfig, Route
@@ -113,7 +113,10 @@ class Settings(BaseSettings):
     clickhouse: str = "embedded"
     # A ClickHouse cluster's name (remote_servers): tables ON CLUSTER, replicated, Distributed in front
     # (sinks/cluster.py). Unset: one server (or the embedded store).
-    clickhouse_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+    clickhouse_cluster: str | None = Field(None, pattern=r"^(?:[A-Za-z0-9_-]+|\{[A-Za-z0-9_]+\})$")
+    # The replicated tables' Keeper path template in cluster mode (macros such as {shard}, {database},
+    # {table} are the server's); unset: the server's default_replica_path (sinks/cluster.py).
+    clickhouse_keeper_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9_{}/.-]+$")
     store_path: Path = Path("./data/clickhouse")
     store_port: int = Field(8123, ge=1, le=65535)
     store_host: str = "127.0.0.1"
@@ -217,6 +220,15 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, v: Any) -> Any:
         # A blank variable (compose's ${X:-}) means "not configured", not an empty URL.
         return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _cluster_layout(self) -> Settings:
+        """The cluster's name carries how its tables replicate (the Keeper path) to the schema's DDL."""
+        from watchkeeper.sinks.cluster import Cluster
+
+        if self.clickhouse_cluster:
+            self.clickhouse_cluster = Cluster(self.clickhouse_cluster, keeper_path=self.clickhouse_keeper_path)
+        return self
 
     @field_validator("broker")
     @classmethod
