@@ -19,6 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from watchkeeper.sinks.cluster import on_cluster
 from watchkeeper.sinks.schema import Retention
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ class Store:
 
     def delete_target(self, table: str) -> str:
         """Where a DELETE of ``table`` goes: the table, or in cluster mode its local tables on every node."""
-        return f"{self.database}.{table}_local ON CLUSTER {self.cluster}" if self.cluster else table
+        return f"{self.database}.{table}_local{on_cluster(self.cluster)}" if self.cluster else table
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         """One statement without a result (an ``INSERT ... SELECT``) whose parameters may be too long for a
@@ -287,7 +288,8 @@ class Store:
         n = len(columns[names[0]])
         if n == 0:
             return 0
-        settings: dict[str, Any] = {}
+        # Synchronous: the async queue (the server's default from 26.2) merges inserts of different tokens.
+        settings: dict[str, Any] = {"async_insert": 0}
         if token:
             settings["insert_deduplication_token"] = token
         self._call(
@@ -314,7 +316,7 @@ class Store:
         """
         if data.num_rows == 0:
             return 0
-        settings = {"insert_deduplication_token": token} if token else {}
+        settings: dict[str, Any] = {"async_insert": 0, **({"insert_deduplication_token": token} if token else {})}
         body: Iterator[bytes] | bytes = _arrow_stream(data)
         if data.nbytes <= ONE_BODY_BYTES:
             body = b"".join(body)
