@@ -33,7 +33,7 @@ from .test_join import W0, outcome, pred, send
 pytestmark = pytest.mark.integration
 
 WORKER_SETTINGS = dict(window_seconds=300, label_delay_seconds=600, idle_flush=3600)
-CLUSTER = "wk_cluster"
+CLUSTER = "wk-cluster"  # hyphenated: quoted wherever it appears
 _models = itertools.count()
 
 
@@ -51,7 +51,7 @@ class ClusterDeletes(Store):
             return super().command(sql, params, **kw)
         ast = super().command(f"EXPLAIN AST {sql}", params, **kw)
         self.deletes.append((sql, dict(params or {}), dict(kw.get("settings") or {}), str(ast)))
-        local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER {CLUSTER}", "", 1)
+        local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER `{CLUSTER}`", "", 1)
         return super().command(local, params, use_database=kw.get("use_database", True))
 
 
@@ -61,7 +61,7 @@ def cluster_store(worker: Worker) -> ClusterDeletes:
 
 
 def check_delete(sql: str, settings: dict[str, Any], ast: str, table: str, literal: str) -> None:
-    assert sql.startswith(f"DELETE FROM watchkeeper.{table}_local ON CLUSTER {CLUSTER} WHERE "), sql
+    assert sql.startswith(f"DELETE FROM watchkeeper.{table}_local ON CLUSTER `{CLUSTER}` WHERE "), sql
     assert "QueryParameter" not in ast, ast  # substituted before the statement is queued for the cluster
     assert re.search(r"Literal .*" + re.escape(literal), ast), ast
     assert settings["distributed_ddl_output_mode"] == "throw_only_active"
@@ -194,8 +194,9 @@ def single_node_ddl(statements: list[str]) -> list[str]:
     (what is checked is the Distributed tables over them)."""
     out = []
     for stmt in statements:
-        stmt = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
+        stmt = stmt.replace(f" ON CLUSTER `{CLUSTER}`", "")
         stmt = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'(?:, )?", r"\1(", stmt)
+        stmt = re.sub(r"Replicated(\w*MergeTree)\b", r"\1", stmt)
         out.append(stmt)
     return out
 
@@ -335,7 +336,7 @@ def test_migrations_read_every_nodes_tables_and_fix_a_ttl_any_node_lacks(worker:
     assert _ttl_changes("wk", right, nodes, CLUSTER) == []
     nodes["wk.predictions_local".split(".")[1]].append(stale_ddl["wk.predictions_local"])  # another node, 7 days
     assert _ttl_changes("wk", right, nodes, CLUSTER) == [
-        f"ALTER TABLE wk.predictions_local ON CLUSTER {CLUSTER} MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
+        f"ALTER TABLE wk.predictions_local ON CLUSTER `{CLUSTER}` MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
     ]
     store.close()
 
