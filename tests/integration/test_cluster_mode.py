@@ -370,3 +370,39 @@ def test_watchkeeper_sql_shows_the_stores_own_error_when_it_answers(
     assert result.exit_code == 1
     assert "Code: 159. DB::Exception: Timeout exceeded" in result.output, result.output
     assert "does not answer" not in result.output
+
+
+def window_queries() -> dict[str, str]:
+    """The model stage's per-window queries (windows/queries.py), each joining a window's predictions to outcomes
+    or reading one table."""
+    from watchkeeper.windows import queries as q
+
+    return {"stats": q.WINDOW_STATS, "binned": q.binned_sql("prediction"), "baseline": q.binned_sql("baseline"),
+            "multiclass": q.MULTICLASS, "regression": q.REGRESSION, "paired": q.PAIRED, "orphans": q.ORPHANS,
+            "latency": q.LATENCY_BUCKETS, "segment_keys": q.SEGMENT_KEYS}  # fmt: skip
+
+
+def window_params(models: list[str]) -> dict[str, Any]:
+    t0 = datetime.fromtimestamp(W0, UTC)
+    return {
+        "w": 300, "delay": 600, "models": models, "t0": t0, "t1": datetime.fromtimestamp(W0 + 600, UTC),
+        "due": [(m, "v1", W0) for m in models], "thr_m": [], "thr_v": [], "thr": 0.5, "segkeys": [], "limit": 20,
+        "lmin": 0.01, "kzero": 0, "gamma": 1.02, "kmax": 2000,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("models", [["m1"], ["m1", "m2", "m3", "m4"]], ids=["one-model", "fleet"])
+def test_a_models_window_joins_run_on_its_shard(models: list[str]) -> None:
+    """The predictions' Distributed table is the outer FROM of every window query: the whole query — the join of a
+    window's predictions to their outcomes, the aggregation — goes to the shards (one ReadFromRemote) and nothing
+    is joined on the node asked. The shards answer per-(model, window) groups, which sit on one shard each (the
+    GROUP BY holds the sharding key), so the node asked merges nothing either."""
+    named = window_queries()
+    params = window_params(models)
+    refused, plans = plan_on_cluster([(sql, params) for sql in named.values()], client_settings())
+    assert refused == [], refused
+    for name, plan in zip(named, plans, strict=True):
+        assert plan is not None
+        steps = [line.strip(" │└├─") for line in plan.splitlines()]
+        assert sum(s.startswith("ReadFromRemote") for s in steps) == 1, (name, plan)
+        assert not any(s.startswith("Join") for s in steps), (name, plan)
