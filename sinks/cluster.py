@@ -126,9 +126,9 @@ def replicated_engine(engine: str, cluster: str | None, *, unique_path: bool = F
     'ReplicatedReplacingMergeTree(computed_at)'
     >>> replicated_engine("MergeTree", "wk")
     'ReplicatedMergeTree'
-    >>> c = Cluster("wk", keeper_path="/clickhouse/tables/{shard}/{database}/{table}")
-    >>> replicated_engine("ReplacingMergeTree(computed_at, is_deleted)", c, unique_path=True)
-    "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}/{uuid}', '{replica}', computed_at, is_deleted)"
+    >>> c = Cluster("wk", keeper_path="/ch/{shard}/{database}/{table}")
+    >>> print(replicated_engine("ReplacingMergeTree(computed_at, is_deleted)", c, unique_path=True))
+    ReplicatedReplacingMergeTree('/ch/{shard}/{database}/{table}/{uuid}', '{replica}', computed_at, is_deleted)
     """
     m = _ENGINE.match(engine.strip())
     if m is None:

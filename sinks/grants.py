@@ -91,8 +91,12 @@ def needs(sql: str, db: str) -> set[Need]:
         return out | {("ALTER DELETE", _qualified(m.group(1), db))}
     if m := re.match(r"ALTER TABLE " + _NAME, s):
         table = _qualified(m.group(1), db)
-        kinds = {"ADD COLUMN": ["ALTER ADD COLUMN"], "COMMENT COLUMN": ["ALTER COMMENT COLUMN"],
-                 "MODIFY SETTING": ["ALTER SETTINGS"], "MODIFY TTL": ["ALTER TTL", "ALTER MATERIALIZE TTL"]}  # fmt: skip
+        kinds = {
+            "ADD COLUMN": ["ALTER ADD COLUMN"],
+            "COMMENT COLUMN": ["ALTER COMMENT COLUMN"],
+            "MODIFY SETTING": ["ALTER SETTINGS"],
+            "MODIFY TTL": ["ALTER TTL", "ALTER MATERIALIZE TTL"],
+        }
         found = {(p, table) for k, ps in kinds.items() if k in s for p in ps}
         if not found:
             raise ValueError(f"no privilege known for {s[:120]!r}: add it to sinks/grants.py")
@@ -137,7 +141,4 @@ def missing(required: Iterable[Need], grants: Iterable[str]) -> set[Need]:
         db = target.split(".")[0]
         return {"*", target, f"{db}.*"}
 
-    return {
-        (p, t) for p, t in required
-        if not any((a, s) in granted for a in _ancestors(p) for s in scopes(t))
-    }  # fmt: skip
+    return {(p, t) for p, t in required if not any((a, s) in granted for a in _ancestors(p) for s in scopes(t))}

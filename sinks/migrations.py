@@ -369,7 +369,7 @@ def tables_query(cluster: str | None) -> str:
     return topology.tables_query(cluster)
 
 
-def _layout(store: Any, db: str, cluster: str | None) -> tuple[bool, str | None]:
+def _layout(store: Any, db: str, cluster: str | None) -> tuple[bool, cluster_ddl.Cluster | None]:
     """Whether the database exists on the node queried, and the cluster with what its database's engine implies
     (a ``Replicated`` database replicates the DDL itself)."""
     count, engine = store.command(
@@ -389,35 +389,35 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
     db = store.database
     _check(db)
     # The database may not exist yet (a query in its context would fail): ask the server first.
-    exists, cluster = _layout(store, db, cluster)
+    exists, layout = _layout(store, db, cluster)
     out = Plan()
     existing: dict[str, list[str]] = {}
-    if exists and cluster and not cluster.replicated_database:
+    if exists and layout and not layout.replicated_database:
         # Every node's tables (:func:`migrate` creates the database on a new node first, to query from it).
-        sql, params = topology.nodes_query(cluster)
+        sql, params = topology.nodes_query(layout)
         nodes = [(str(h), int(s), int(r)) for h, s, r in store.query_rows(sql, params)]
         by_host: dict[str, dict[str, tuple[str, str]]] = {}
-        for name, query, host, uuid in store.query_rows(tables_query(cluster), {"db": db}):
+        for name, query, host, uuid in store.query_rows(tables_query(layout), {"db": db}):
             existing.setdefault(str(name), []).append(str(query))
             by_host.setdefault(str(host), {})[str(name)] = (str(uuid), str(query))
-        out.topology = topology.check(db, cluster, nodes, by_host)
+        out.topology = topology.check(db, layout, nodes, by_host)
         if out.topology:
             return out
-    elif exists:
-        for name, query in store.query_rows(tables_query(cluster), {"db": db}):
+    elif exists:  # one server, or a Replicated database (every replica has the same tables)
+        for name, query in store.query_rows(tables_query(None), {"db": db}):
             existing.setdefault(str(name), []).append(str(query))
     applied: set[int] = set()
     if MIGRATIONS_TABLE in existing:
         applied = {int(v) for (v,) in store.query_rows(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL")}
     else:
-        out.bootstrap = _bootstrap(db, cluster)
-    out.pending = [(m, m.statements(db, retention or Retention(), cluster)) for m in MIGRATIONS
+        out.bootstrap = _bootstrap(db, layout)
+    out.pending = [(m, m.statements(db, retention or Retention(), layout)) for m in MIGRATIONS
                    if m.version not in applied]  # fmt: skip
     # What a pending migration creates is its to make: not a repair (an upgrade adds a table to migration 1's).
     made = {name for _, stmts in out.pending for name in created_by(stmts, db)}
-    out.repair = _repairs(db, retention, cluster, applied, set(existing) | made)
+    out.repair = _repairs(db, retention, layout, applied, set(existing) | made)
     if retention is not None:
-        out.ttl = _ttl_changes(db, retention, existing, cluster)
+        out.ttl = _ttl_changes(db, retention, existing, layout)
     return out
 
 

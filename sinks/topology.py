@@ -16,8 +16,10 @@ backfill.
 
 >>> nodes = [("ch1", 1, 1), ("ch2", 1, 2)]
 >>> tables = {"ch1": {"metrics_local": ("5c0e", "CREATE TABLE wk.metrics_local (x UInt8) ENGINE = M")}}
->>> check("wk", "c", nodes, tables)
-['CREATE DATABASE IF NOT EXISTS wk ON CLUSTER `c`', "CREATE TABLE IF NOT EXISTS wk.metrics_local UUID '5c0e' ON CLUSTER `c` (x UInt8) ENGINE = M"]
+>>> for stmt in check("wk", "c", nodes, tables):
+...     print(stmt)
+CREATE DATABASE IF NOT EXISTS wk ON CLUSTER `c`
+CREATE TABLE IF NOT EXISTS wk.metrics_local UUID '5c0e' ON CLUSTER `c` (x UInt8) ENGINE = M
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def check(db: str, cluster: str, nodes: Sequence[Node], tables: Tables) -> list[
         return []
     on = on_cluster(cluster)
     out = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
-    views = []
+    views: list[str] = []
     for name, (uuid, ddl) in sorted(missing.items()):
         m = _CREATE.match(ddl)
         if m is None:

@@ -9,7 +9,10 @@ beside it so that the store reads only their parts through the primary key.
 
 The join happens here: each window's predictions (deduplicated by event_id with
 FINAL) are left-joined to the latest outcome of their prediction_id. Only
-counts leave the store. Every value is a query parameter (a model's decision
+counts leave the store. The predictions table is the outer FROM of every join:
+on a cluster it is a Distributed table, so the whole query goes to the shards
+and each model's join runs on its own shard, where its predictions and outcomes
+are (``sinks/cluster.py``), instead of on the node the worker asks. Every value is a query parameter (a model's decision
 threshold too: :data:`THRESHOLD`); the only text built in Python is
 :func:`binned_sql`'s score column, from a fixed whitelist.
 """

@@ -262,8 +262,10 @@ def check_cluster_ddl(spy: Spy, name: str) -> None:
     assert sum(f"ENGINE = Distributed('{name}', 'wk'" in s for s in statements) == len(TABLES) + 1 + 4 + 1
     assert all("ReplicatedR" in s or "ReplicatedMergeTree" in s for s in statements
                if f"_local ON CLUSTER `{name}`" in s and s.startswith("CREATE TABLE"))  # fmt: skip
-    new_node = topology.check("wk", name, [("a", 1, 1), ("b", 1, 2)], {"a": {"t": ("5c0e0000-0000-0000-0000-000000000001",
-                              "CREATE TABLE wk.t (x UInt8) ENGINE = ReplicatedMergeTree ORDER BY x")}})  # fmt: skip
+    # A table on node a only, node b a new replica of the same shard.
+    uuid = "5c0e0000-0000-0000-0000-000000000001"
+    made = (uuid, "CREATE TABLE wk.t (x UInt8) ENGINE = ReplicatedMergeTree ORDER BY x")
+    new_node = topology.check("wk", name, [("a", 1, 1), ("b", 1, 2)], {"a": {"t": made}})
     assert len(new_node) == 2
     statements += [*new_node, topology.tables_query(name)]
     nodes_sql, nodes_params = topology.nodes_query(name)

@@ -41,7 +41,8 @@ class RecordingStore:
         self.sent: list[str] = []
 
     def _ddl(self, name: str) -> str:
-        return f"CREATE TABLE {DB}.{name} (ts DateTime) ENGINE = MergeTree ORDER BY ts TTL toDateTime(ts) + toIntervalDay(1)"
+        ttl = "TTL toDateTime(ts) + toIntervalDay(1)"
+        return f"CREATE TABLE {DB}.{name} (ts DateTime) ENGINE = MergeTree ORDER BY ts {ttl}"
 
     def command(self, sql: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         self.sent.append(sql)
@@ -92,7 +93,11 @@ def migration_statements(cluster: str | None) -> list[str]:
 
 def worker_statements(cluster: str | None) -> list[str]:
     """The model stage's queries (module constants and the generated ones), an insert into every table, the deletes."""
-    out = [v for k, v in vars(queries).items() if k.isupper() and isinstance(v, str) and v.lstrip().startswith(("SELECT", "WITH"))]
+    out = [
+        v
+        for k, v in vars(queries).items()
+        if k.isupper() and isinstance(v, str) and v.lstrip().startswith(("SELECT", "WITH"))
+    ]
     out += [queries.binned_sql("prediction"), queries.binned_sql("baseline")]
     out += [f"INSERT INTO {DB}.{t.name} FORMAT ArrowStream" for t in (*TABLES, SILENCES)]
     store = Store(host="h", port=1, database=DB, cluster=cluster)
@@ -150,8 +155,15 @@ def test_the_cluster_writer_may_run_every_statement_of_the_worker(cluster: str) 
 
 
 def test_a_replicated_database_gets_no_on_cluster_and_no_engine_arguments() -> None:
-    store = RecordingStore(exists=True, engine="Replicated", tables={"ch1": []})
-    migrations.migrate(store, Retention(), CLUSTER)
+    fresh = RecordingStore(exists=True, engine="Replicated", tables={"ch1": []})
+    migrations.migrate(fresh, Retention(), CLUSTER)
+    # Up to date but for the views and the TTLs: read from the node asked (every replica has the same tables).
+    store = RecordingStore(exists=True, engine="Replicated", tables={"ch1": _applied_tables(CLUSTER)})
+    migrations.migrate(store, Retention(raw_days=7), CLUSTER)
+    assert not any("clusterAllReplicas" in s for s in store.sent)
+    assert any(s.startswith("CREATE OR REPLACE VIEW") for s in store.sent)
+    assert any("MODIFY TTL" in s for s in store.sent)
+    store.sent += fresh.sent
     ddl = [s for s in store.sent if s.startswith(("CREATE", "ALTER", "DROP", "EXCHANGE"))]
     assert ddl and not any("ON CLUSTER" in s for s in ddl)
     assert not any(" ReplicatedReplacingMergeTree('" in s or "MergeTree('" in s for s in ddl)

@@ -1,0 +1,45 @@
+"""Cluster settings reach the schema's DDL: a quoted name or the {cluster} macro, the Keeper path."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from watchkeeper.settings import Settings
+from watchkeeper.sinks import cluster
+from watchkeeper.sinks.schema import Retention
+from watchkeeper.sinks.writer import Store
+from watchkeeper.streams.service import WorkerConfig
+
+
+def test_the_keeper_path_and_the_cluster_reach_the_workers_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", "http://writer:pw@ch:8123/watchkeeper")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_CLUSTER", "my-cluster")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_KEEPER_PATH", "/clickhouse/tables/{shard}/{database}/{table}")
+    store = Store(**WorkerConfig.from_settings(Settings()).store)
+    create = cluster.table_statements("watchkeeper", Retention(), store.cluster)[1]
+    assert " ON CLUSTER `my-cluster` (" in create
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')" in create
+    assert (
+        Store.from_settings(Settings()).delete_target("metrics") == "watchkeeper.metrics_local ON CLUSTER `my-cluster`"
+    )
+
+
+def test_without_a_keeper_path_the_servers_default_replica_path_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", "http://writer:pw@ch:8123/watchkeeper")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_CLUSTER", "{cluster}")
+    statements = cluster.table_statements("watchkeeper", Retention(), Settings().clickhouse_cluster)
+    assert statements[0] == "CREATE DATABASE IF NOT EXISTS watchkeeper ON CLUSTER `{cluster}`"
+    assert "ENGINE = ReplicatedReplacingMergeTree\n" in statements[1]  # no arguments
+    assert "ENGINE = Distributed('{cluster}', 'watchkeeper', 'predictions_local', cityHash64(model))" in statements[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CLICKHOUSE_CLUSTER", "a b"), ("CLICKHOUSE_CLUSTER", "c`;DROP"), ("CLICKHOUSE_KEEPER_PATH", "tables/x'")],
+)
+def test_a_bad_cluster_setting_fails_at_start(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_CLUSTER", "wk")
+    monkeypatch.setenv(f"WATCHKEEPER_{name}", value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
