@@ -396,10 +396,13 @@ def plan(store: Any, retention: Retention | None, cluster: str | None = None) ->
         # Every node's tables (:func:`migrate` creates the database on a new node first, to query from it).
         sql, params = topology.nodes_query(layout)
         nodes = [(str(h), int(s), int(r)) for h, s, r in store.query_rows(sql, params)]
+        # Only what the migrations make counts (not another application's tables, not a migration's leftovers).
+        ours = {MIGRATIONS_TABLE, *(name for m in MIGRATIONS for name in m.creates(layout))}
         by_host: dict[str, dict[str, tuple[str, str]]] = {}
         for name, query, host, uuid in store.query_rows(tables_query(layout), {"db": db}):
             existing.setdefault(str(name), []).append(str(query))
-            by_host.setdefault(str(host), {})[str(name)] = (str(uuid), str(query))
+            if str(name) in ours:
+                by_host.setdefault(str(host), {})[str(name)] = (str(uuid), str(query))
         out.topology = topology.check(db, layout, nodes, by_host)
         if out.topology:
             return out

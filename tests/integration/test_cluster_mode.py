@@ -406,3 +406,28 @@ def test_a_models_window_joins_run_on_its_shard(models: list[str]) -> None:
         steps = [line.strip(" │└├─") for line in plan.splitlines()]
         assert sum(s.startswith("ReadFromRemote") for s in steps) == 1, (name, plan)
         assert not any(s.startswith("Join") for s in steps), (name, plan)
+
+
+def test_a_node_without_the_tables_gets_them_as_the_other_nodes_have_them(store: tuple[str, int]) -> None:
+    """The statements that give a new replica its tables, run for real: every table and view of a store, read
+    from ``system.tables`` (DDL and UUID), then created again from those statements alone after the originals
+    are gone — the same DDL and the same UUIDs (a replicated table's default Keeper path names its UUID)."""
+    from watchkeeper.sinks import topology
+    from watchkeeper.sinks.migrations import migrate
+
+    donor = Store(host=store[0], port=store[1], database="topo_donor")
+    migrate(donor, Retention())
+    read = "SELECT name, toString(uuid), create_table_query FROM system.tables WHERE database = {db:String}"
+    before = {name: (uuid, ddl) for name, uuid, ddl in donor.query_rows(read, {"db": "topo_donor"})}
+    assert {"metrics", "metrics_wide", "schema_migrations"} <= set(before)
+    donor.command("DROP DATABASE topo_donor SYNC", use_database=False)
+    # Node b has nothing; a Replicated database's layout (no ON CLUSTER: one engine here, no cluster).
+    layout = cluster.Cluster("c", replicated_database=True)
+    statements = topology.check("topo_donor", layout, [("a", 1, 1), ("b", 1, 2)], {"a": before})
+    assert statements[-1].startswith("CREATE VIEW IF NOT EXISTS")  # views after the tables they read
+    for stmt in statements:
+        donor.command(stmt, use_database=False)
+    after = {name: (uuid, ddl) for name, uuid, ddl in donor.query_rows(read, {"db": "topo_donor"})}
+    assert after == before
+    donor.command("DROP DATABASE topo_donor SYNC", use_database=False)
+    donor.close()
