@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 
 from watchkeeper.reference import load_reference
-from watchkeeper.sinks import cluster
+from watchkeeper.sinks import cluster, grants
 from watchkeeper.sinks.migrations import MIGRATIONS, _ttl_changes, tables_query
 from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
 from watchkeeper.sinks.writer import Store
@@ -171,10 +172,13 @@ class Recording(Store):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.inserts: list[str] = []
 
     def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
         if fn_name in ("query", "query_arrow", "query_df", "raw_query", "command"):
             self.sent.append((str(args[0]), dict(kwargs.get("parameters") or {})))
+        if fn_name in ("insert", "raw_insert"):
+            self.inserts.append(f"INSERT INTO {args[0]} FORMAT Native")
         return super()._call(fn_name, *args, **kwargs)
 
 
@@ -241,8 +245,6 @@ def client_settings() -> dict[str, Any]:
 
 def profile_setting(profile: str, setting: str) -> str:
     """A setting of a user profile of the compose cluster (deploy/clickhouse-cluster/users.d/cluster.xml)."""
-    import xml.etree.ElementTree as ET
-
     path = Path(__file__).parents[2] / "deploy/clickhouse-cluster/users.d/cluster.xml"
     node = ET.parse(path).getroot().find(f"profiles/{profile}/{setting}")
     assert node is not None and node.text, (profile, setting)
@@ -306,6 +308,13 @@ def test_every_query_plans_on_a_two_shard_schema(worker: Worker, tmp_path: Path)
     refused, _ = plan_on_cluster(queries, {**client, "distributed_product_mode": "deny"})
     denied = {i for i, err in refused if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
     assert denied and denied <= set(joins)
+    # Everything sent — queries, statements, inserts — is what the cluster's writer is granted (sinks/grants.py).
+    sent = [sql for sql, _ in rec.sent] + rec.inserts
+    assert rec.inserts and any(s.startswith("INSERT INTO") and "SELECT" in s for s in sent)
+    required = {need for sql in sent for need in grants.needs(sql, rec.database)}
+    writer = ET.parse(Path(__file__).parents[2] / "deploy/clickhouse-cluster/users.d/cluster.xml").getroot()
+    granted = [" ".join((q.text or "").split()) for q in writer.iterfind("users/writer/grants/query")]
+    assert grants.missing(required, granted) == set()
     rec.close()
 
 

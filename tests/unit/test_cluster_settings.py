@@ -43,3 +43,25 @@ def test_a_bad_cluster_setting_fails_at_start(monkeypatch: pytest.MonkeyPatch, n
     monkeypatch.setenv(f"WATCHKEEPER_{name}", value)
     with pytest.raises(ValidationError, match=name.lower()):
         Settings()
+
+
+def test_every_insert_is_synchronous(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``async_insert = 0`` on every insert: the server's default since 26.2 queues inserts and merges those of
+    different deduplication tokens. Both insert paths, with and without a token."""
+    import pyarrow as pa
+
+    sent: list[dict[str, object]] = []
+
+    def call(self: Store, fn_name: str, *args: object, **kwargs: object) -> None:
+        settings = kwargs.get("settings", args[3] if fn_name == "raw_insert" else None)
+        assert isinstance(settings, dict)
+        sent.append(settings)
+
+    monkeypatch.setattr(Store, "_call", call)
+    store = Store(host="h", port=1)
+    store.insert("checkpoints", {"name": ["a"]})
+    store.insert("checkpoints", {"name": ["a"]}, token="t")
+    store.insert_arrow("checkpoints", pa.table({"name": ["a"]}))
+    store.insert_arrow("checkpoints", pa.table({"name": ["a"]}), token="t")
+    assert [s["async_insert"] for s in sent] == [0, 0, 0, 0]
+    assert [s.get("insert_deduplication_token") for s in sent] == [None, "t", None, "t"]
