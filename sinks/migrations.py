@@ -1,7 +1,8 @@
 """Versioned schema migrations: numbered, applied once, recorded in ``schema_migrations``.
 
 Every start calls :func:`migrate`; a store with nothing to migrate gets no DDL at
-all — only two reads (``system.tables`` and ``schema_migrations``). A migration is
+all — only two reads (``system.tables`` and ``schema_migrations``; in cluster mode each node's shard too,
+``sinks/topology.py``). A migration is
 a numbered list of statements; a schema change is a new migration appended to
 :data:`MIGRATIONS` (never an edit of an applied one):
 
