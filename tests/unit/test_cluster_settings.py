@@ -65,3 +65,22 @@ def test_every_insert_is_synchronous(monkeypatch: pytest.MonkeyPatch) -> None:
     store.insert_arrow("checkpoints", pa.table({"name": ["a"]}), token="t")
     assert [s["async_insert"] for s in sent] == [0, 0, 0, 0]
     assert [s.get("insert_deduplication_token") for s in sent] == [None, "t", None, "t"]
+
+
+def test_a_new_shard_stops_the_start_with_the_reshard_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal reaches the operator as one message (no traceback), saying what to do instead."""
+    from click.testing import CliRunner
+
+    from watchkeeper.cli import main
+    from watchkeeper.sinks import topology
+
+    def refuse(self: Store, *a: object, **k: object) -> None:
+        raise topology.NewShardRefused(topology.reshard_message("wk", [3], [1, 2]))
+
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE", "http://writer:pw@ch:8123/watchkeeper")
+    monkeypatch.setenv("WATCHKEEPER_CLICKHOUSE_CLUSTER", "wk")
+    monkeypatch.setattr(Store, "migrate", refuse)
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: cluster wk: shard(s) 3 have no watchkeeper tables"), result.output
+    assert "new cluster" in result.output and "backfill" in result.output and "Traceback" not in result.output
