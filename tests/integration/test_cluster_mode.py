@@ -382,13 +382,14 @@ def test_watchkeeper_sql_shows_the_stores_own_error_when_it_answers(
 
 
 def window_queries() -> dict[str, str]:
-    """The model stage's per-window queries (windows/queries.py), each joining a window's predictions to outcomes
-    or reading one table."""
+    """The model stage's per-window queries (windows/queries.py, and the error stream's), each joining a window's
+    predictions to outcomes or reading one table."""
     from watchkeeper.windows import queries as q
+    from watchkeeper.windows.sequential import ERRORS
 
     return {"stats": q.WINDOW_STATS, "binned": q.binned_sql("prediction"), "baseline": q.binned_sql("baseline"),
             "multiclass": q.MULTICLASS, "regression": q.REGRESSION, "paired": q.PAIRED, "orphans": q.ORPHANS,
-            "latency": q.LATENCY_BUCKETS, "segment_keys": q.SEGMENT_KEYS}  # fmt: skip
+            "latency": q.LATENCY_BUCKETS, "segment_keys": q.SEGMENT_KEYS, "errors": ERRORS}  # fmt: skip
 
 
 def window_params(models: list[str]) -> dict[str, Any]:
