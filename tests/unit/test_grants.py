@@ -185,6 +185,14 @@ def test_a_new_shard_is_refused_with_the_reshard_explained() -> None:
     with pytest.raises(topology.NewShardRefused, match=r"shard\(s\) 2 have no watchkeeper tables.*new cluster"):
         migrations.migrate(store, Retention(), CLUSTER)
     assert not any(s.startswith(("CREATE", "ALTER")) for s in store.sent)
+    # A fresh cluster of two shards, and a grown shard (a new replica), are not refused.
+    fresh = RecordingStore(exists=True, nodes=[("ch1", 1, 1), ("ch2", 2, 1)], tables={})
+    assert migrations.migrate(fresh, Retention(), CLUSTER).pending
+    nodes = [("ch1", 1, 1), ("ch2", 2, 1), ("ch3", 2, 2)]
+    tables = {"ch1": _applied_tables("c"), "ch2": _applied_tables("c")}
+    grown = RecordingStore(exists=True, nodes=nodes, tables=tables)
+    migrations.migrate(grown, Retention(), CLUSTER)
+    assert sum(s.startswith("CREATE TABLE IF NOT EXISTS watchkeeper.metrics_local UUID") for s in grown.sent) == 1
 
 
 _PRIVILEGES = """
