@@ -97,7 +97,8 @@ def reshard_message(cluster: str, empty: list[int], holding: list[int]) -> str:
         "cityHash64(model) modulo the number of shards, so a model's new rows would land on another shard than "
         "its old ones, and queries on one model read one shard only - its old rows would vanish from results. "
         "To grow, reshard: build a new cluster with the new shard count (a new remote_servers entry), run "
-        "`watchkeeper migrate` against it with WATCHKEEPER_CLICKHOUSE_CLUSTER naming it, backfill it (INSERT INTO "
-        "each table SELECT * FROM the old cluster's table, e.g. through remote() or clusterAllReplicas()), then "
-        "point the workers at it. Or remove the new shard from remote_servers and restart."
+        "`watchkeeper migrate` against it with WATCHKEEPER_CLICKHOUSE_CLUSTER naming it, backfill it through its "
+        "Distributed tables (INSERT INTO each table SELECT * FROM remote() of an old node's Distributed table, "
+        "which returns every old shard's rows once), then point the workers at it. Or remove the new shard from "
+        "remote_servers and restart. (README: Nodes and shards, checked at every start.)"
     )
