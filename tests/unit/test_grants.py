@@ -21,6 +21,7 @@ import pytest
 from watchkeeper.sinks import grants, migrations, topology
 from watchkeeper.sinks.cluster import Cluster
 from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
+from watchkeeper.sinks.views import view_statements
 from watchkeeper.sinks.writer import Store
 from watchkeeper.windows import queries
 
@@ -112,7 +113,7 @@ def readonly_statements() -> list[str]:
     tr = TimeRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
     sqls = [MODEL_VARIABLE.sql, VERSION_VARIABLE.sql, *(p.sql for p in PANELS.values())]
     out = [bind(sql, tr, interval_s=60, model="m", versions=["v1"]).sql for sql in sqls]
-    views = [name for name, _ in __import__("watchkeeper.sinks.views", fromlist=["x"]).view_statements(DB)]
+    views = [name for name, _ in view_statements(DB)]
     return out + [f"SELECT * FROM {v}" for v in views] + ["DESCRIBE TABLE metrics", "SHOW TABLES"]
 
 
