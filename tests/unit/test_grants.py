@@ -192,6 +192,7 @@ def test_a_new_shard_is_refused_with_the_reshard_explained() -> None:
     nodes = [("ch1", 1, 1), ("ch2", 2, 1), ("ch3", 2, 2)]
     tables = {"ch1": _applied_tables("c"), "ch2": _applied_tables("c")}
     grown = RecordingStore(exists=True, nodes=nodes, tables=tables)
+    assert "-- nodes without the tables the others have" in migrations.plan(grown, None, CLUSTER).describe()
     migrations.migrate(grown, Retention(), CLUSTER)
     assert sum(s.startswith("CREATE TABLE IF NOT EXISTS watchkeeper.metrics_local UUID") for s in grown.sent) == 1
 
