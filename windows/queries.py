@@ -12,8 +12,9 @@ FINAL) are left-joined to the latest outcome of their prediction_id. Only
 counts leave the store. The predictions table is the outer FROM of every join:
 on a cluster it is a Distributed table, so the whole query goes to the shards
 and each model's join runs on its own shard, where its predictions and outcomes
-are (``sinks/cluster.py``), instead of on the node the worker asks. Every value is a query parameter (a model's decision
-threshold too: :data:`THRESHOLD`); the only text built in Python is
+are (``sinks/cluster.py``), instead of on the node the worker asks. Every value
+is a query parameter (a model's decision threshold too: :data:`THRESHOLD`); the
+only text built in Python is
 :func:`binned_sql`'s score column, from a fixed whitelist.
 """
 
