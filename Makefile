@@ -52,7 +52,8 @@ bench: .venv
 bench-quick: .venv
 	$(BIN)/python -m bench.run --quick
 
-# The sharded model stage with 1, 2 and 3 workers on one backlog of 200 models (about 10 minutes).
+# Model-stage throughput: a wide fleet, late-label rewrites, then 1, 2 and 3 workers three times each
+# (median and spread); exits 1 on a missed target; writes bench/results/scale.json (about 15 minutes).
 bench-scale: .venv
 	$(BIN)/python -m bench.scale
 

@@ -97,8 +97,8 @@ def data_range(store: QueryStore) -> TimeRange | None:
     """The range the stored data covers: metrics windows, alerts and dead letters."""
     spans = [
         "SELECT min(window_start) AS t0, max(window_end) AS t1, count() AS n FROM metrics FINAL",
-        "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM alerts",
-        "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM dead_letters",
+        "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM alerts FINAL",
+        "SELECT min(toDateTime(ts)) AS t0, max(toDateTime(ts)) AS t1, count() AS n FROM dead_letters FINAL",
     ]
     lo: float | None = None
     hi: float | None = None

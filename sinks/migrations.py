@@ -29,6 +29,8 @@ a numbered list of statements; a schema change is a new migration appended to
     which the alert could be decided) and the evidence's time moves to its own column; rows
     recorded before it get ``evidence_ts = ts`` (their ``ts`` was the evidence's time), through the
     column's ``DEFAULT`` — no rewrite of the table (:func:`_evidence_ts`).
+13. ``dead_letter_replays``: the dead letters ``watchkeeper dead-letters replay`` re-published
+    (``sinks/replays.py``), so that a second replay sends nothing twice.
 
 A migration applied once is not forgotten: the tables and views that migrations
 create are checked on every start (by name, in the same read of ``system.tables``),
@@ -52,7 +54,7 @@ In cluster mode (``WATCHKEEPER_CLICKHOUSE_CLUSTER``) the same migrations run
 ``ON CLUSTER`` with the tables laid out by :func:`watchkeeper.sinks.cluster.table_statements`.
 
 >>> [m.version for m in MIGRATIONS]
-[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13]
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks import topology
+from watchkeeper.sinks import replays, topology
 from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
     ALERTS,
@@ -246,6 +248,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "insert-only windows: versions and tombstones, no mutation", _insert_only),
     Migration(9, "alert_deliveries: alerts recorded before it count as delivered", _deliveries),
     Migration(10, "alerts.evidence_ts: ts is the decision time, the evidence's time beside it", _evidence_ts),
+    Migration(13, "dead_letter_replays: what `dead-letters replay` re-published", replays.statements, replays.names),
 )
 
 

@@ -220,6 +220,8 @@ COMMENTS: dict[tuple[str, str], str] = {
     ("checkpoints", "value"): "rows ingested before this time are reflected in the metrics",
     ("mistakes", "kind"): "false_positive or false_negative",
     ("dead_letters", "ts"): "when the message was rejected (UTC)",
+    ("", "replayed_at"): "when the dead letter was re-published to its topic (UTC)",
+    ("", "replay_id"): "the replay run (one per `watchkeeper dead-letters replay`) that re-published it",
     ("mistakes", "threshold"): "the decision threshold the prediction was judged at",
     ("mistakes", "ts"): "event time of the prediction (UTC)",
     ("reference", "prediction"): "the reference score distribution (from the loaded file)",

@@ -41,16 +41,35 @@ class _Consumer(faust_aiokafka.Consumer):
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
+    async def _create_topic(self, owner: Any, client: Any, topic: str, partitions: int, replication: int,
+                            **kwargs: Any) -> None:  # fmt: skip
+        """Every topic Faust creates (changelogs, repartition topics, the ``__assignor`` leader topic) gets
+        the configured topic configs (``min.insync.replicas``); its replicas come from the App's
+        ``topic_replication_factor``."""
+        app = cast("App", self.app)
+        kwargs["config"] = {**app.topic_configs, **(kwargs.get("config") or {})}
+        await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
+
 
 class App(faust.App):
     """Faust's App, except that stopping never waits forever for a write that cannot finish.
 
     ``fetch_max_wait_ms``: the consumer's fetch wait; ``faust_sensor``: keep Faust's own
-    per-event Monitor (nothing of watchkeeper reads it).
+    per-event Monitor (nothing of watchkeeper reads it); ``topic_configs``: of every topic it creates.
     """
 
-    def __init__(self, id: str, *, fetch_max_wait_ms: int, faust_sensor: bool, **options: Any) -> None:  # noqa: A002
+    def __init__(
+        self,
+        id: str,  # noqa: A002
+        *,
+        fetch_max_wait_ms: int,
+        faust_sensor: bool,
+        topic_configs: dict[str, str] | None = None,
+        **options: Any,
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        # Configs of every topic Faust creates (``_Transport._create_topic``), e.g. min.insync.replicas.
+        self.topic_configs = dict(topic_configs or {})
         self.faust_sensor = faust_sensor
         super().__init__(id, **options)
 
@@ -84,6 +103,9 @@ def build_app(settings: Settings) -> App:
         settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         faust_sensor=settings.faust_sensor,
+        topic_configs=settings.topic_configs(),
+        # Faust's internal topics too: changelogs, repartition topics, the __assignor leader topic.
+        topic_replication_factor=settings.replication_factor,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # Tansu takes 30 s to settle a group join with Faust's default (measured).
         broker_rebalance_timeout=3.0 if settings.embedded_broker else 60.0,

@@ -32,6 +32,14 @@ class WorkerCollector(Collector):
         for kind in ("messages", "predictions", "outcomes", "dead_letters"):
             rows.add_metric([kind], float(counts.get(kind, 0)))
         yield rows
+        errors = CounterMetricFamily(
+            "watchkeeper_store_write_errors",
+            "Failed writes of batches: outage (retried, the batch stays unacked), refused (its data, dead-lettered)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(getattr(self.worker, "store_errors", {}).items()):
+            errors.add_metric([kind], float(n))
+        yield errors
         closer = self.worker.__dict__.get("closer")  # only once the model stage has run here
         windows = CounterMetricFamily("watchkeeper_windows_written", "Windows whose metrics this worker wrote")
         windows.add_metric([], float(closer.windows_written if closer is not None else 0))
@@ -109,28 +117,42 @@ def delivery_counts(worker: Any) -> tuple[Mapping[str, int], Mapping[tuple[str, 
     return dict(getattr(dispatcher, "stats", {}) or {}), dict(getattr(dispatcher, "receiver_stats", {}) or {})
 
 
-# Dispatcher counts exported per receiver (the rest — queued, retries — are in its log and stats()).
-DELIVERY_OUTCOMES = ("delivered", "resent", "retries", "dead_letters", "resend_failures", "best_effort_failures")
+# The outcomes exported per receiver, spelled as ``alert_deliveries.outcome`` spells them (the table is the
+# contract), then the dispatcher's own counts that have no row there. Dispatcher key -> exported outcome.
+DELIVERY_OUTCOMES = {
+    "queued": "queued",
+    "delivered": "delivered",
+    "dead_letters": "dead_letter",
+    "best_effort_failures": "failed",
+    "resent": "resent",
+    "retries": "retries",
+    "resend_failures": "resend_failures",
+}
 
 
 def delivery_metrics(counts: Mapping[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:
-    """``watchkeeper_alert_deliveries{receiver, outcome}``: alerts delivered, retried, dead-lettered per receiver.
+    """``watchkeeper_alert_deliveries{receiver, outcome}``: alerts queued, delivered, dead-lettered per receiver.
 
-    A receiver that fails shows up here (``outcome="dead_letters"`` grows) rather than only in a log line.
+    Every outcome of every receiver seen is a series from the start (zero until it happens), so a rate or
+    an alert rule on ``outcome="dead_letter"`` has a series to read; before any alert was routed, the
+    series are those of ``receiver=""`` (as ``alert_deliveries`` writes a state change no receiver wanted).
 
     >>> from collections import Counter
     >>> counts = Counter({("slack", "delivered"): 3, ("slack", "dead_letters"): 1})
-    >>> [(s.labels, s.value) for s in next(delivery_metrics(counts)).samples if s.value]
-    [({'receiver': 'slack', 'outcome': 'dead_letters'}, 1.0), ({'receiver': 'slack', 'outcome': 'delivered'}, 3.0)]
+    >>> [(s.labels["outcome"], s.value) for s in next(delivery_metrics(counts)).samples][:4]
+    [('queued', 0.0), ('delivered', 3.0), ('dead_letter', 1.0), ('failed', 0.0)]
+    >>> sorted({s.labels["receiver"] for s in next(delivery_metrics(Counter())).samples})
+    ['']
     """
     family = CounterMetricFamily(
         "watchkeeper_alert_deliveries",
-        "Alert deliveries per receiver and outcome (dead_letters: given up; see the worker log for why)",
+        "Alert deliveries per receiver and outcome, spelled as in alert_deliveries "
+        "(dead_letter: given up; see the worker log for why)",
         labels=["receiver", "outcome"],
     )
-    for receiver in sorted({r for r, _ in counts}):
-        for outcome in sorted(DELIVERY_OUTCOMES):
-            family.add_metric([receiver, outcome], float(counts.get((receiver, outcome), 0)))
+    for receiver in sorted({r for r, _ in counts}) or [""]:
+        for key, outcome in DELIVERY_OUTCOMES.items():
+            family.add_metric([receiver, outcome], float(counts.get((receiver, key), 0)))
     yield family
 
 

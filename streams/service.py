@@ -31,7 +31,7 @@ from watchkeeper.alerts.model import Alert
 from watchkeeper.alerts.notifiers import DeliveryConfig
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.schema import Retention
-from watchkeeper.sinks.writer import Store, StoreUnavailable
+from watchkeeper.sinks.writer import Store, StoreBusy, StoreUnavailable, migration_params, server_message
 from watchkeeper.streams.alert_stage import AlertStage
 from watchkeeper.streams.decode import Rejected
 from watchkeeper.streams.events import Outcome, Prediction
@@ -80,6 +80,7 @@ class WorkerConfig:
             store={
                 "database": settings.clickhouse_database,
                 "cluster": settings.clickhouse_cluster,
+                **migration_params(settings),
                 **settings.clickhouse_params(),
             },
             ingest=IngestConfig(settings.flush_rows, settings.max_message_bytes, settings.raw_ttl_days),
@@ -132,6 +133,9 @@ class Worker:
         self._migrated = False
         self._lock = threading.Lock()
         self.counts = {"messages": 0, "predictions": 0, "outcomes": 0, "dead_letters": 0}
+        # Writes the store failed: ``outages`` retried (the batch stays unacked), ``refused`` batches whose
+        # data the store refused, dead-lettered (``sinks.writer.bad_data``). Both on /metrics.
+        self.store_errors = {"outage": 0, "refused": 0}
         # The models whose windows and alerts this worker handles: in a consumer group, the model stage
         # sets the shard at the start of a pass and the rebalance callbacks the live partitions.
         self.ownership = ownership or Ownership.everything()
@@ -179,9 +183,16 @@ class Worker:
         )
 
     def ensure_schema(self) -> None:
+        """Migrate the store once (with ``WATCHKEEPER_MIGRATE=false``: check that it is migrated).
+
+        Any error here is about the store, never about a batch: an outage (``StoreBusy``), retried.
+        """
         with self._lock:
             if not self._migrated:
-                self.store.migrate(self.config.retention)
+                try:
+                    self.store.migrate(self.config.retention)
+                except ClickHouseError as exc:
+                    raise StoreBusy(f"{self.store!r}: migrating the schema: {server_message(exc)}") from None
                 self._migrated = True
 
     def build_batch(self, messages: list[SourceMessage], kind: type[Prediction] | type[Outcome]) -> Batch:
@@ -234,7 +245,9 @@ class Worker:
                         writer.insert("dead_letters", batch.dead_letters, token=batch.token("dead_letters"))
                     break
                 except StoreUnavailable as exc:
-                    log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                    with self._lock:
+                        self.store_errors["outage"] += 1
+                    log.warning("store unavailable, batch not acked, retrying in %.1fs: %s", delay, exc)
                     deadline = time.monotonic() + delay
                     while not self.should_stop() and time.monotonic() < deadline:
                         time.sleep(0.25)
@@ -263,9 +276,12 @@ class Worker:
         """Write a batch; if the store refuses it for good, dead-letter its messages instead."""
         try:
             await asyncio.to_thread(self.write_batch, batch)
-        except ClickHouseError as exc:
-            log.error("store refused a batch of %d messages: %s", len(messages), exc)
-            batch = self.reject_batch(messages, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except ClickHouseError as exc:  # its data (sinks.writer.bad_data): every other error was retried
+            with self._lock:
+                self.store_errors["refused"] += 1
+            log.error("store refused the data of a batch of %d messages: %s", len(messages), exc)
+            # The server's own line (``Code: 27. DB::Exception: ... (CANNOT_PARSE_...)``): `--reason` finds it.
+            batch = self.reject_batch(messages, server_message(exc))
             await asyncio.to_thread(self.write_batch, batch)
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)

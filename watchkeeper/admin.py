@@ -21,8 +21,22 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
+def new_topics(settings: Settings, names: list[str]) -> list[NewTopic]:
+    """The topics to create: the configured partitions, replication factor and ``min.insync.replicas``."""
+    return [
+        NewTopic(
+            name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            topic_configs=settings.topic_configs(),
+        )
+        for name in names
+    ]
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create watchkeeper's topics (if missing) with the configured partition count."""
+    """Create watchkeeper's topics (if missing) with the configured partitions and replication
+    (``WATCHKEEPER_REPLICATION_FACTOR``, ``WATCHKEEPER_MIN_INSYNC_REPLICAS``)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -38,11 +52,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        new = [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-            for name in topic_names(settings)
-            if name not in existing
-        ]
+        new = new_topics(settings, [name for name in topic_names(settings) if name not in existing])
         if new:
             try:
                 admin.create_topics(new)

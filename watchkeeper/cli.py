@@ -143,12 +143,20 @@ def _worker_help() -> None:
 
     from watchkeeper.streams.app import autodiscover
 
-    app = autodiscover()
+    settings = _settings()
+    app = autodiscover(settings)
     out = io.StringIO()
     sys.argv = ["watchkeeper", "worker", "--help"]
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         app.main()
     text = out.getvalue().replace("-h, --web-host", "    --web-host").replace("  --help  ", "  -h, --help  ")
+    # Faust's help names its own defaults (6066, 0.0.0.0); the worker's come from the settings.
+    for flag, help_text in (
+        ("--web-port", f"Port to run web server on (default: {settings.web_port}, WATCHKEEPER_WEB_PORT)"),
+        ("--web-bind", f"Address the web server binds (default: {settings.web_host}, WATCHKEEPER_WEB_HOST)"),
+        ("--web-host", f"Canonical host name for the web server (default: {app.conf.web_host}, this host)"),
+    ):
+        text = _option_help(text, flag, help_text)
     # click names the program after how Python was started (python -m ...): it is `watchkeeper worker`.
     text = re.sub(r"^Usage: .*? worker", "Usage: watchkeeper worker", text)
     click.echo(
@@ -158,6 +166,27 @@ def _worker_help() -> None:
             "  the topics, applies pending schema migrations, then consumes. Faust's worker options apply.",
         ).rstrip()
     )
+
+
+def _option_help(text: str, flag: str, help_text: str) -> str:
+    """Click's help ``text`` with the help of option ``flag`` replaced by ``help_text``, wrapped as click does."""
+    import textwrap
+
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if re.match(rf"\s+(-\w, )?\s*{flag}\b", line)), None)
+    column = next((len(m.group(1)) for line in lines if (m := re.match(r"(\s+-\S.*?\s{2,})\S", line))), 34)
+    if first is None:
+        return text
+    end = first + 1
+    while end < len(lines) and lines[end][:column].strip() == "" and lines[end].strip():
+        end += 1
+    flags = re.match(r"\s+\S.*?(?=\s{2,}|$)", lines[first])
+    assert flags is not None
+    wrapped = textwrap.wrap(help_text, width=max(30, 80 - column))
+    head = flags.group(0)
+    entry = [head.ljust(column) + wrapped[0]] if len(head) < column else [head, " " * column + wrapped[0]]
+    entry += [" " * column + chunk for chunk in wrapped[1:]]
+    return "\n".join(lines[:first] + entry + lines[end:])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -305,13 +334,32 @@ def sql(query: str, fmt: str, start_store: bool, write: bool) -> None:
     except StoreUnavailable as exc:  # StoreAuthFailed too: its own message
         raise (_unreachable(exc) or click.ClickException(str(exc))) from None
     except ClickHouseError as exc:
-        line = str(exc).strip().splitlines()[0][:2000]
+        line = _clickhouse_message(str(exc))
+        if "(UNKNOWN_FORMAT)" in line and not own_format:
+            line = (f"unknown output format {fmt!r} (--format): ClickHouse's output formats include PrettyCompact, "
+                    "Vertical, Pretty, Markdown, TSV, CSV, CSVWithNames, JSON, JSONEachRow")  # fmt: skip
         if not write and "READONLY" in line:
             line += "\n(watchkeeper sql runs read-only: add --write to change the store)"
         raise click.ClickException(line) from None
     sys.stdout.buffer.write(out)
     if out and not out.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
+
+
+def _clickhouse_message(text: str) -> str:
+    """ClickHouse's error, once: the embedded store can wrap one exception in itself several times.
+
+    >>> _clickhouse_message("Received ClickHouse exception, code: 73, server response: Code: 73. DB::Exception: "
+    ...     "Code: 73. DB::Exception: Unknown format Bogus. (UNKNOWN_FORMAT) (version 26.9.2.1). (UNKNOWN_FORMAT) "
+    ...     "(version 26.9.2.1). (UNKNOWN_FORMAT) (for url http://127.0.0.1:8123)")
+    'Code: 73. DB::Exception: Unknown format Bogus. (UNKNOWN_FORMAT) (for url http://127.0.0.1:8123)'
+    """
+    line = text.strip().splitlines()[0][:2000] if text.strip() else text
+    m = re.search(r"Code: (\d+)\. DB::Exception: (?!Code: )(.*?\(\w+\))", line)
+    if m is None or line.count("DB::Exception:") < 2:
+        return line
+    where = re.search(r"\(for url [^)]*\)\s*$", line)
+    return f"Code: {m.group(1)}. DB::Exception: {m.group(2)}" + (f" {where.group(0).strip()}" if where else "")
 
 
 def _readonly(store) -> bool:  # type: ignore[no-untyped-def]
@@ -384,7 +432,12 @@ def stop(services: tuple[str, ...], timeout: float) -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing (and start nothing).")
 def migrate(dry_run: bool) -> None:
-    """Apply pending schema migrations and retention changes (every start does this too)."""
+    """Apply pending schema migrations and retention changes, under the store's migration lock.
+
+    Every start does this too, unless WATCHKEEPER_MIGRATE=false: then only this command (a deploy job) does.
+    """
+    import logging
+
     from watchkeeper.sinks.schema import Retention
     from watchkeeper.streams.health import store_address, store_reachable
 
@@ -398,8 +451,14 @@ def migrate(dry_run: bool) -> None:
             "(which starts it and applies the migrations)."
         )
     store = _store(settings, start=settings.embedded_store and not dry_run, migrate=False)
+    # The lock's waits and breaks, on stderr: a deploy job's log says why it waited.
+    lock_log = logging.getLogger("watchkeeper.sinks.migration_lock")
+    lock_log.addHandler(logging.StreamHandler(sys.stderr))
+    lock_log.setLevel(logging.INFO)
     try:
-        plan = store.migrate(Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run)
+        plan = store.migrate(
+            Retention(settings.raw_ttl_days, settings.aggregate_ttl_days), dry_run=dry_run, deploy=True
+        )
     finally:
         store.close()
     click.echo(plan.describe() if dry_run or plan.empty else "applied:\n" + plan.describe())
@@ -455,7 +514,9 @@ def schema() -> None:
 def _register() -> None:
     from watchkeeper.cli_alerts import register
     from watchkeeper.cli_dashboards import dashboards, report
+    from watchkeeper.cli_dead_letters import dead_letters
 
+    main.add_command(dead_letters)
     main.add_command(dashboards)
     main.add_command(report)
     register(main)

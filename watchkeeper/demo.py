@@ -167,16 +167,20 @@ def write_reports(summary: dict[str, Any], out: Path) -> None:
     (out / "summary.html").write_text(summary_page(summary))
 
 
-def demo_alerts(store: Store) -> list[dict[str, Any]]:
-    """Every alert state change the demo fleet raised, oldest first."""
+def demo_alerts(store: Store, models: list[str]) -> list[dict[str, Any]]:
+    """Every alert state change of the demo's ``models``, oldest first (other models in the store are not read)."""
     from watchkeeper.alerts.engine import list_alerts
 
-    changes = [a for a in list_alerts(store, history=True) if a.model.startswith("demo.")]
+    # Per model: a store shared with other fleets may hold more recent alerts than one listing returns.
+    changes = [a for m in models for a in list_alerts(store, model=m, history=True, limit=100_000)]
     return [a.to_json() for a in sorted(changes, key=lambda a: (a.ts, a.alert_id))]
 
 
-def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout: float = ALERT_WAIT_SECONDS) -> bool:
-    """Wait until the worker recorded every alert state change the written windows call for.
+def wait_for_alerts(
+    store: Store, settings: Settings, models: list[str], timeout: float = ALERT_WAIT_SECONDS
+) -> list[dict[str, Any]]:
+    """Wait until the worker recorded every alert state change of ``models`` their written windows call for;
+    returns those still missing at the timeout (none: all recorded).
 
     The worker judges windows a moment after it writes them. What it will decide is known in
     advance: the same engine, run dry over the same windows, decides the same (replays are exact).
@@ -187,13 +191,30 @@ def wait_for_alerts(store: Store, settings: Settings, models: list[str], timeout
         return a["alert_id"], a["state"], a["ts"]
 
     dry = AlertEngine(store, settings.alert_config(), history_days=None, write=False)
-    wanted = {key(a.to_json()) for a in dry.evaluate(models)}
+    wanted = {key(a): a for a in (a.to_json() for a in dry.evaluate(models)) if a["model"] in models}
     deadline = time.monotonic() + timeout
     while True:
-        recorded = {key(a) for a in demo_alerts(store)}
-        if wanted <= recorded or time.monotonic() > deadline:
-            return wanted <= recorded
+        recorded = {key(a) for a in demo_alerts(store, models)}
+        missing = [a for k, a in sorted(wanted.items()) if k not in recorded]
+        if not missing or time.monotonic() > deadline:
+            return missing
         time.sleep(0.5)
+
+
+def missing_alerts_message(missing: list[dict[str, Any]], timeout: float, log: Path) -> str:
+    """What the demo says when the worker did not record every expected alert state change in time.
+
+    >>> a = {"model": "demo.churn", "kind": "drift", "state": "firing", "ts": "2026-03-02T12:05:00+00:00",
+    ...      "summary": "prediction drift"}
+    >>> print(missing_alerts_message([a], 30, Path("data/demo/worker.log")))
+    the worker did not record 1 expected alert state change of the demo's models in 30 s (see data/demo/worker.log):
+      demo.churn    drift       firing   decided 2026-03-02T12:05:00  prediction drift
+    """
+    head = (f"the worker did not record {len(missing)} expected alert state change{'s' if len(missing) != 1 else ''} "
+            f"of the demo's models in {timeout:g} s (see {log}):")  # fmt: skip
+    lines = [f"  {a['model']:<13} {a['kind']:<11} {a['state']:<8} decided {a['ts'][:19]}  {a['summary']}"
+             for a in missing]  # fmt: skip
+    return "\n".join([head, *lines])
 
 
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
@@ -252,9 +273,10 @@ def run_demo(settings: Settings, out: Path, minutes: int = 120, keep_worker: boo
             )
         time.sleep(2)  # let the dead letters of the last batch land
         summary = summarise(store, scenario, run_start)
-        if not wait_for_alerts(store, settings, sorted(scenario.expected)):
-            print(f"the worker did not record all alerts in {ALERT_WAIT_SECONDS} s", file=sys.stderr)
-        summary["alerts"] = demo_alerts(store)
+        missing = wait_for_alerts(store, settings, sorted(scenario.expected))
+        if missing:
+            print(missing_alerts_message(missing, ALERT_WAIT_SECONDS, data_dir / "worker.log"), file=sys.stderr)
+        summary["alerts"] = demo_alerts(store, sorted(scenario.expected))
         print_summary(summary)
         print_alerts(summary["alerts"])
         write_reports(summary, out)

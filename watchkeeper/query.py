@@ -1,11 +1,14 @@
 """A small Python API for analysts: the store's views as pandas DataFrames.
 
-Each function reads one of the views (``sinks/views.py``) or the long ``metrics``
-table with parameterised SQL, and returns a DataFrame. The store is the one
-the settings name (``WATCHKEEPER_CLICKHOUSE``; a read-only user is enough), or
-the ``store`` passed in.
+Each function reads one of the views (``sinks/views.py``), the long ``metrics``
+table or (``alerts``) the ``alerts`` table with parameterised SQL, and returns a
+DataFrame. The store is the one the settings name (``WATCHKEEPER_CLICKHOUSE``; a
+read-only user is enough), or the ``store`` passed in.
 
-- Times are UTC-aware (``datetime64[ns, UTC]``), as the store holds them.
+- Times are UTC-aware, at the precision the store holds them (pandas 2 keeps it): window bounds
+  (``DateTime``) are ``datetime64[s, UTC]``; event, decision and write times (``DateTime64(3)``:
+  ``ts``, ``evidence_ts``, ``computed_at``, ...) are ``datetime64[ms, UTC]``. ``.dt.as_unit("ns")``
+  gives nanoseconds where another library wants them.
 - A model, version or metric the store has never seen raises :class:`NotFound`, naming the
   known ones and the closest match — a typo is not an empty frame. A known model with no rows
   in the range gives an empty frame that still has its columns.
@@ -231,39 +234,57 @@ def _silences(s: Store, now: datetime) -> list[Any]:
             for r in s.query(_SILENCES, {"now": now})]  # fmt: skip
 
 
-def alerts(model: str | None = None, *, state: str | None = None, store: Store | None = None) -> pd.DataFrame:
-    """Each alert's current state, newest change first (``alerts_current``); optionally one model or state.
+# Each alert's latest state, from the ``alerts`` table: the view ``alerts_current`` has no decision or
+# evidence time. ``ts`` is aliased outside and the model filtered innermost: the aliases would shadow the
+# columns there.
+ALERTS_SQL = """
+SELECT alert_id, model, version, kind, severity, state, summary, owner, runbook_url, evidence,
+       decided_at AS ts, evidence_ts, fired_at, decided_at AS changed_at
+FROM (
+    SELECT alert_id,
+        argMax(model, ts) AS model, argMax(version, ts) AS version, argMax(kind, ts) AS kind,
+        argMax(severity, ts) AS severity, argMax(state, ts) AS state, argMax(summary, ts) AS summary,
+        argMax(owner, ts) AS owner, argMax(runbook_url, ts) AS runbook_url, argMax(evidence, ts) AS evidence,
+        argMax(evidence_ts, ts) AS evidence_ts, argMax(fired_at, ts) AS fired_at, max(ts) AS decided_at
+    FROM (SELECT * FROM alerts FINAL WHERE {any_model:Bool} OR model = {model:String})
+    GROUP BY alert_id)
+WHERE {any_state:Bool} OR state = {state:String}
+ORDER BY changed_at DESC, alert_id
+"""
+ALERT_COLUMNS = [
+    "alert_id", "model", "version", "kind", "severity", "state", "summary", "owner", "runbook_url", "evidence",
+    "ts", "evidence_ts", "fired_at", "changed_at", "acknowledged", "silenced",
+]  # fmt: skip
 
-    Besides the view's columns: ``evidence`` as a dict, ``acknowledged`` (its current firing was acked
-    with ``watchkeeper ack``) and ``silenced`` (a silence in force matches it), as ``watchkeeper alerts``
-    shows them.
+
+def alerts(model: str | None = None, *, state: str | None = None, store: Store | None = None) -> pd.DataFrame:
+    """Each alert's current state, newest change first; optionally one model or state.
+
+    The columns of the ``alerts_current`` view, and: ``ts``, the decision time of the latest change
+    (the event time by which everything it used had arrived; ``changed_at`` is the same time, the
+    view's name for it); ``evidence_ts``, the event time of its evidence (the per-event alarm, or the
+    end of the window that decided it); ``fired_at``, when its current firing began; ``evidence`` as a
+    dict; ``acknowledged`` (its current firing was acked with ``watchkeeper ack``) and ``silenced`` (a
+    silence in force matches it), as ``watchkeeper alerts`` shows them.
     """
     from types import SimpleNamespace
 
-    sql = "SELECT * FROM alerts_current WHERE 1"
-    params: dict[str, Any] = {}
-    if model is not None:
-        sql += " AND model = {model:String}"
-        params["model"] = model
-    if state is not None:
-        sql += " AND state = {state:String}"
-        params["state"] = state
+    params = {"any_model": model is None, "model": model or "", "any_state": state is None, "state": state or ""}
     now = datetime.now(UTC)
     with _store(store) as s:
-        df = s.query_df(sql + " ORDER BY changed_at DESC, alert_id", params)
+        df = s.query_df(ALERTS_SQL, params)
         if df.empty and model is not None:
             _check_model(s, model)
         silences = _silences(s, now) if not df.empty else []
-    columns = [c for c, _, _ in VIEW_COLUMNS["alerts_current"]] + ["acknowledged", "silenced"]
-    out = _frame(df, columns)
+    out = _frame(df, ALERT_COLUMNS)
     if df.empty:
         return out
     out["evidence"] = [json.loads(e) if isinstance(e, str) and e else {} for e in out["evidence"]]
     acked, silenced = [], []
     for row in out.itertuples(index=False):
-        # The fields Silence.silences/acknowledges read, from the view's row.
+        # The fields Silence.silences/acknowledges read.
         alert = SimpleNamespace(model=row.model, version=row.version, kind=row.kind, alert_id=row.alert_id,
-                                state=row.state, evidence=row.evidence, ts=row.changed_at.to_pydatetime())  # fmt: skip
+                                state=row.state, evidence=row.evidence, ts=row.ts.to_pydatetime())  # fmt: skip
         silenced.append(any(x.silences(alert, now) for x in silences))
         acked.append(row.state == "firing" and any(x.acknowledges(alert) for x in silences))
     out["acknowledged"], out["silenced"] = acked, silenced

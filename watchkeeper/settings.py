@@ -138,12 +138,30 @@ class Settings(BaseSettings):
 
     # Kafka security (passed to Faust/aiokafka and kafka-python alike).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    # Operators: the deploy job, managed Kafka.
+    # false: workers and commands never issue DDL; they check the store's schema version and refuse to start
+    # when it is behind. `watchkeeper migrate` (a deploy job) migrates, under a lock in the store.
+    migrate: bool = True
+    # A migration lock older than this is taken as left by a crashed job, and broken.
+    migrate_lock_seconds: int = Field(900, ge=10)
+    # How long `watchkeeper migrate` (or a migrating worker) waits for another job's lock.
+    migrate_wait_seconds: int = Field(1800, ge=0)
+    # Replicas of every topic watchkeeper creates, Faust's internal ones included (changelogs,
+    # repartition topics, the group's __assignor leader topic); managed Kafka usually wants 3.
+    replication_factor: int = Field(1, ge=1, le=32)
+    # min.insync.replicas of those topics (unset: the broker's default).
+    min_insync_replicas: int | None = Field(None, ge=1, le=32)
+    # OAUTHBEARER (kafka_sasl_mechanism): the token is the output of a command, or a file's content,
+    # read again after kafka_oauth_refresh_seconds.
+    kafka_oauth_token_command: str | None = None
+    kafka_oauth_token_file: Path | None = None
+    kafka_oauth_refresh_seconds: float = Field(60.0, gt=0)
     # ClickHouse TLS (an https:// URL turns TLS on).
     clickhouse_verify: bool = True
     clickhouse_ca_cert: Path | None = None
@@ -228,6 +246,18 @@ class Settings(BaseSettings):
 
         if self.clickhouse_cluster:
             self.clickhouse_cluster = Cluster(self.clickhouse_cluster, keeper_path=self.clickhouse_keeper_path)
+        return self
+
+    @model_validator(mode="after")
+    def _check_kafka_operations(self) -> Settings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must not exceed replication_factor "
+                f"({self.replication_factor}): no write could be acknowledged"
+            )
+        if self.kafka_sasl_mechanism == "OAUTHBEARER" and self.kafka_security_protocol.startswith("SASL"):
+            if (self.kafka_oauth_token_command is None) == (self.kafka_oauth_token_file is None):
+                raise ValueError("OAUTHBEARER needs one of kafka_oauth_token_command or kafka_oauth_token_file")
         return self
 
     @field_validator("broker")
@@ -325,9 +355,12 @@ class Settings(BaseSettings):
         cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol.startswith("SASL"):
             cfg["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
-            cfg["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+            if cfg["sasl_mechanism"] == "OAUTHBEARER":
+                cfg["sasl_oauth_token_provider"] = self.oauth_token_provider()
+            else:
+                cfg["sasl_plain_username"] = self.kafka_sasl_username
+                if self.kafka_sasl_password is not None:
+                    cfg["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         for key, value in (
             ("ssl_cafile", self.kafka_ssl_cafile),
             ("ssl_certfile", self.kafka_ssl_certfile),
@@ -354,11 +387,31 @@ class Settings(BaseSettings):
                 )
         if self.kafka_security_protocol == "SSL":
             return faust.SSLCredentials(context)
-        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
         mechanism = self.kafka_sasl_mechanism or "PLAIN"
+        if mechanism == "OAUTHBEARER":
+            from watchkeeper.kafka_auth import AsyncTokenProvider
+
+            return faust.OAuthCredentials(oauth_cb=AsyncTokenProvider(self.oauth_token_provider()), ssl_context=context)
+        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
         return faust.SASLCredentials(
             username=self.kafka_sasl_username, password=password, ssl_context=context, mechanism=mechanism
         )
+
+    def oauth_token_provider(self) -> Any:
+        """The OAUTHBEARER token provider of kafka-python (``watchkeeper_client.TokenProvider``)."""
+        from watchkeeper_client import TokenProvider
+
+        return TokenProvider(
+            command=self.kafka_oauth_token_command,
+            file=self.kafka_oauth_token_file,
+            refresh=self.kafka_oauth_refresh_seconds,
+        )
+
+    def topic_configs(self) -> dict[str, str]:
+        """Configs of every topic watchkeeper (and Faust) creates: ``min.insync.replicas`` when set."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     def model(self, name: str) -> ModelConfig:
         """The configuration of one model (defaults when it is not configured)."""

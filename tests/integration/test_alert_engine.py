@@ -26,6 +26,7 @@ database and evaluates once. Both must decide exactly the same alerts.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -398,22 +399,46 @@ def test_cli_lists_silences_and_acknowledges(stores: dict[str, Store], live: dic
     run("ack", "no-such-alert", code=1)
 
 
-def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) -> None:
-    """`watchkeeper demo` reports alerts only once the worker recorded what a dry run of the same windows decides."""
-    from watchkeeper.demo import wait_for_alerts
-
+@contextmanager
+def _demo_store(store: tuple[str, int], database: str) -> Iterator[Store]:
+    """A database holding the windows of ``demo.drop``, whose accuracy drops at its 10th window."""
     host, port = store
-    st = Store(host=host, port=port, database="wkdemo")
+    st = Store(host=host, port=port, database=database)
     st.migrate(Retention())
     try:
         _insert(st, [r for i in range(N_WINDOWS) for r in _window("demo.drop", "v1", i, 0.60 if i >= 10 else 0.85)],
                 "metrics")  # fmt: skip
-        assert not wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
-        recorded = AlertEngine(st, _settings().alert_config()).evaluate()  # what the worker's model stage does
-        assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
-        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)
+        yield st
     finally:
         st.close()
+
+
+def test_demo_waits_for_the_alerts_its_windows_call_for(store: tuple[str, int]) -> None:
+    """`watchkeeper demo` reports alerts only once the worker recorded what a dry run of the same windows decides."""
+    from watchkeeper.demo import wait_for_alerts
+
+    with _demo_store(store, "wkdemo") as st:
+        missing = wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5)  # nothing recorded yet
+        assert [(a["model"], a["kind"], a["state"]) for a in missing] == [("demo.drop", "retrain", "firing")]
+        recorded = AlertEngine(st, _settings().alert_config()).evaluate()  # what the worker's model stage does
+        assert [(a.kind, a.state) for a in recorded] == [("retrain", "firing")]
+        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5) == []
+
+
+def test_the_demo_counts_only_its_own_models_alerts_in_a_shared_store(store: tuple[str, int]) -> None:
+    """Another fleet's alerts in the same store, newer and more than one listing holds, hide none of the demo's."""
+    from watchkeeper.demo import demo_alerts, wait_for_alerts
+
+    with _demo_store(store, "wkdemoshared") as st:
+        recorded = AlertEngine(st, _settings().alert_config()).evaluate()
+        later = T0 + timedelta(days=30)
+        others = [Alert(alert_id=f"other-{i}", model="other.fleet", version="v1", kind="drift", severity="info",
+                        state="firing", summary="s", evidence={}, ts=later + timedelta(seconds=i),
+                        fired_at=later).to_row() for i in range(1001)]  # fmt: skip
+        _insert(st, others, "alerts")
+        assert wait_for_alerts(st, _settings(), ["demo.drop"], timeout=0.5) == []
+        assert [(a["model"], a["kind"]) for a in demo_alerts(st, ["demo.drop"])] == [
+            (a.model, a.kind) for a in recorded] == [("demo.drop", "retrain")]  # fmt: skip
 
 
 def test_discordant_pairs_are_counted_in_the_store(store: tuple[str, int]) -> None:

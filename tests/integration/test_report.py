@@ -369,7 +369,7 @@ def summary_page(stream_run: Any, tmp_path_factory: pytest.TempPathFactory) -> P
 
     out = tmp_path_factory.mktemp("summary")
     summary = summarise(stream_run.store, stream_run.scenario, datetime(1970, 1, 1, tzinfo=UTC))
-    summary["alerts"] = demo_alerts(stream_run.store)
+    summary["alerts"] = demo_alerts(stream_run.store, sorted(stream_run.scenario.expected))
     write_reports(summary, out)
     return out / "summary.html"
 

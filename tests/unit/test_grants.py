@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.sinks import grants, migrations, topology
+from watchkeeper.sinks import grants, migration_lock, migrations, topology
 from watchkeeper.sinks.cluster import Cluster
 from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
 from watchkeeper.sinks.views import view_statements
@@ -40,6 +40,7 @@ class RecordingStore:
         self.nodes = nodes or [("ch1", 1, 1)]
         self.tables = tables if tables is not None else {}  # host -> table names
         self.sent: list[str] = []
+        self.lock = ""  # the migration lock's comment while it is held
 
     def _ddl(self, name: str) -> str:
         ttl = "TTL toDateTime(ts) + toIntervalDay(1)"
@@ -51,10 +52,16 @@ class RecordingStore:
             return [int(self.exists), self.engine if self.exists else ""]
         if sql.startswith("CREATE DATABASE"):
             self.exists = True
+        if sql.startswith(f"CREATE TABLE {DB}.migration_lock"):
+            self.lock = sql.split("COMMENT '")[1].rstrip("'")
+        if sql.startswith(f"DROP TABLE IF EXISTS {DB}.migration_lock"):
+            self.lock = ""
         return None
 
     def query_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         self.sent.append(sql)
+        if "metadata_modification_time" in sql:  # the migration lock's holder
+            return [(self.lock, 1)] if self.lock else []
         if "system.clusters" in sql:
             return list(self.nodes)
         if "clusterAllReplicas" in sql:
@@ -87,7 +94,8 @@ def migration_statements(cluster: str | None) -> list[str]:
                                      tables={"ch1": _applied_tables(cluster)}))  # fmt: skip
     sent = []
     for store in stores:
-        migrations.migrate(store, Retention(raw_days=7), cluster)
+        with migration_lock.migration_lock(store, cluster):  # the deploy job's lock, taken and dropped
+            migrations.migrate(store, Retention(raw_days=7), cluster)
         sent += store.sent
     return sent
 
@@ -136,6 +144,8 @@ def test_the_single_server_writer_may_run_every_statement_of_the_worker() -> Non
     kinds = {" ".join(s.split()[:2]) for s in statements}
     assert {"CREATE DATABASE", "CREATE TABLE", "CREATE OR", "DROP TABLE", "EXCHANGE TABLES", "ALTER TABLE",
             "INSERT INTO", "DELETE FROM"} <= kinds, kinds  # fmt: skip
+    assert any(s.startswith("CREATE TABLE watchkeeper.migration_lock") for s in statements)
+    assert any(s.startswith("DROP TABLE IF EXISTS watchkeeper.migration_lock") for s in statements)
     assert grants.missing(required(statements), user_grants(SINGLE, "writer")) == set()
 
 

@@ -84,5 +84,27 @@ def test_an_alert_receiver_that_fails_shows_on_metrics() -> None:
     registry = CollectorRegistry()
     registry.register(WorkerCollector(worker))
     text = generate_latest(registry).decode()
-    assert 'watchkeeper_alert_deliveries_total{outcome="dead_letters",receiver="team-hook"} 1.0' in text
+    assert 'watchkeeper_alert_deliveries_total{outcome="dead_letter",receiver="team-hook"} 1.0' in text
     assert 'watchkeeper_alert_deliveries_total{outcome="delivered",receiver="team-hook"} 0.0' in text
+
+
+def test_deliveries_have_a_zero_series_per_outcome_before_any_alert() -> None:
+    """A rule on outcome="dead_letter" has a series to read before the first alert (no receivers seen yet)."""
+
+    class Worker:
+        counts: dict[str, int] = {}
+
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(Worker()))
+    text = generate_latest(registry).decode()
+    for outcome in ("queued", "delivered", "dead_letter", "failed"):
+        assert f'watchkeeper_alert_deliveries_total{{outcome="{outcome}",receiver=""}} 0.0' in text
+
+
+def test_delivery_outcomes_are_spelled_as_the_alert_deliveries_table_spells_them() -> None:
+    """The outcomes a receiver's rows take in ``alert_deliveries`` are the exported outcome labels."""
+    from watchkeeper.alerts.dispatch import DEAD_LETTER, DELIVERED, FAILED, QUEUED
+    from watchkeeper.streams.metrics_export import DELIVERY_OUTCOMES
+
+    assert {QUEUED, DELIVERED, DEAD_LETTER, FAILED} <= set(DELIVERY_OUTCOMES.values())
+    assert "dead_letters" not in DELIVERY_OUTCOMES.values()

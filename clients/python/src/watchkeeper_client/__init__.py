@@ -21,7 +21,17 @@ from __future__ import annotations
 from watchkeeper_client._aio import AsyncPublisher
 from watchkeeper_client._contract import Contract, InvalidEvent
 from watchkeeper_client._encode import encode, features_dict
+from watchkeeper_client._oauth import TokenProvider
 from watchkeeper_client._publisher import Publisher
 
 __version__ = "0.1.0"
-__all__ = ["AsyncPublisher", "Contract", "InvalidEvent", "Publisher", "__version__", "encode", "features_dict"]
+__all__ = [
+    "AsyncPublisher",
+    "Contract",
+    "InvalidEvent",
+    "Publisher",
+    "TokenProvider",
+    "__version__",
+    "encode",
+    "features_dict",
+]
