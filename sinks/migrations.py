@@ -1,7 +1,8 @@
 """Versioned schema migrations: numbered, applied once, recorded in ``schema_migrations``.
 
 Every start calls :func:`migrate`; a store with nothing to migrate gets no DDL at
-all — only two reads (``system.tables`` and ``schema_migrations``). A migration is
+all — only two reads (``system.tables`` and ``schema_migrations``; in cluster mode each node's shard too,
+``sinks/topology.py``). A migration is
 a numbered list of statements; a schema change is a new migration appended to
 :data:`MIGRATIONS` (never an edit of an applied one):
 
@@ -69,7 +70,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchkeeper.sinks import cluster as cluster_ddl
-from watchkeeper.sinks import replays
+from watchkeeper.sinks import replays, topology
 from watchkeeper.sinks.schema import (
     ADDED_COLUMNS,
     ALERTS,
@@ -269,16 +270,18 @@ class Plan:
     migrations whose objects are missing, the retention changes."""
 
     bootstrap: list[str] = field(default_factory=list)
+    topology: list[str] = field(default_factory=list)  # tables some nodes lack, as the others have them
     pending: list[tuple[Migration, list[str]]] = field(default_factory=list)
     repair: list[tuple[Migration, list[str], list[str]]] = field(default_factory=list)  # (m, missing, statements)
     ttl: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.bootstrap or self.pending or self.repair or self.ttl)
+        return not (self.bootstrap or self.topology or self.pending or self.repair or self.ttl)
 
     def statements(self) -> list[str]:
         return [
+            *self.topology,
             *self.bootstrap,
             *(s for _, _, stmts in self.repair for s in stmts),
             *(s for _, stmts in self.pending for s in stmts),
@@ -290,6 +293,9 @@ class Plan:
         if self.empty:
             return "nothing to migrate: the schema and the retention are up to date"
         lines = []
+        if self.topology:
+            lines.append("-- nodes without the tables the others have (then the migrations, planned again)")
+            lines += [s + ";" for s in self.topology]
         for stmt in self.bootstrap:
             lines += ["-- bootstrap: the migrations table", stmt + ";"]
         for m, missing, stmts in self.repair:
@@ -311,11 +317,16 @@ def _check(db: str) -> None:
 
 def _bootstrap(db: str, cluster: str | None) -> list[str]:
     on = cluster_ddl.on_cluster(cluster)
+    c = cluster_ddl.as_cluster(cluster)
+    # One replicated table over every node of every shard (not per shard: any node may be the one asked).
+    # A Replicated database takes no engine arguments: the table replicates within a shard there.
     engine = (
-        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{uuid}}/{MIGRATIONS_TABLE}', '{{shard}}-{{replica}}', "
+        "ReplacingMergeTree(applied_at)"
+        if c is None
+        else "ReplicatedReplacingMergeTree(applied_at)"
+        if c.replicated_database
+        else f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{uuid}}/{MIGRATIONS_TABLE}', '{{shard}}-{{replica}}', "
         "applied_at)"
-        if cluster
-        else "ReplacingMergeTree(applied_at)"
     )
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}{on}",
@@ -361,44 +372,71 @@ def _ttl_changes(db: str, retention: Retention, existing: dict[str, list[str]], 
 
 def tables_query(cluster: str | None) -> str:
     """The tables of the database with their DDL: in cluster mode, on every node that answers (a TTL changed
-    on the node queried only would leave the others keeping rows for another span).
+    on the node queried only would leave the others keeping rows for another span), with the node and the
+    table's UUID (``sinks/topology.py``).
 
     >>> print(tables_query("wk"))  # doctest: +NORMALIZE_WHITESPACE
-    SELECT name, create_table_query FROM clusterAllReplicas('wk', system.tables) WHERE database = {db:String}
+    SELECT name, create_table_query, hostName(), toString(uuid) FROM clusterAllReplicas('wk', system.tables)
+    WHERE database = {db:String}
     SETTINGS skip_unavailable_shards = 1
     """
     if not cluster:
         return "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}"
-    return (
-        f"SELECT name, create_table_query FROM clusterAllReplicas('{cluster_ddl.checked_name(cluster)}', "
-        "system.tables) WHERE database = {db:String}\nSETTINGS skip_unavailable_shards = 1"
+    return topology.tables_query(cluster)
+
+
+def _layout(store: Any, db: str, cluster: str | None) -> tuple[bool, cluster_ddl.Cluster | None]:
+    """Whether the database exists on the node queried, and the cluster with what its database's engine implies
+    (a ``Replicated`` database replicates the DDL itself)."""
+    count, engine = store.command(
+        "SELECT count(), any(engine) FROM system.databases WHERE name = {db:String}", {"db": db}, use_database=False
     )
+    c = cluster_ddl.as_cluster(cluster)
+    if c is not None and engine == "Replicated" and not c.replicated_database:
+        c = cluster_ddl.Cluster(c, keeper_path=c.keeper_path, replicated_database=True)
+    return int(count) > 0, c
 
 
 def plan(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
-    """What to run on ``store`` (a ``sinks.writer.Store``); ``retention`` None: leave TTLs as they are."""
+    """What to run on ``store`` (a ``sinks.writer.Store``); ``retention`` None: leave TTLs as they are.
+
+    In cluster mode the nodes come first: when a node lacks tables that others have, the plan is only their
+    creation (``topology``), and :func:`migrate` plans again once they exist."""
     db = store.database
     _check(db)
     # The database may not exist yet (a query in its context would fail): ask the server first.
-    exists = int(store.command("SELECT count() FROM system.databases WHERE name = {db:String}", {"db": db},
-                               use_database=False))  # fmt: skip
-    rows = store.query_rows(tables_query(cluster), {"db": db}) if exists else []
-    existing: dict[str, list[str]] = {}
-    for name, query in rows:
-        existing.setdefault(str(name), []).append(str(query))
+    exists, layout = _layout(store, db, cluster)
     out = Plan()
+    existing: dict[str, list[str]] = {}
+    if exists and layout and not layout.replicated_database:
+        # Every node's tables (:func:`migrate` creates the database on a new node first, to query from it).
+        sql, params = topology.nodes_query(layout)
+        nodes = [(str(h), int(s), int(r)) for h, s, r in store.query_rows(sql, params)]
+        # Only what the migrations make counts (not another application's tables, not a migration's leftovers).
+        ours = {MIGRATIONS_TABLE, *(name for m in MIGRATIONS for name in m.creates(layout))}
+        by_host: dict[str, dict[str, tuple[str, str]]] = {}
+        for name, query, host, uuid in store.query_rows(tables_query(layout), {"db": db}):
+            existing.setdefault(str(name), []).append(str(query))
+            if str(name) in ours:
+                by_host.setdefault(str(host), {})[str(name)] = (str(uuid), str(query))
+        out.topology = topology.check(db, layout, nodes, by_host)
+        if out.topology:
+            return out
+    elif exists:  # one server, or a Replicated database (every replica has the same tables)
+        for name, query in store.query_rows(tables_query(None), {"db": db}):
+            existing.setdefault(str(name), []).append(str(query))
     applied: set[int] = set()
     if MIGRATIONS_TABLE in existing:
         applied = {int(v) for (v,) in store.query_rows(f"SELECT version FROM {db}.{MIGRATIONS_TABLE} FINAL")}
     else:
-        out.bootstrap = _bootstrap(db, cluster)
-    out.pending = [(m, m.statements(db, retention or Retention(), cluster)) for m in MIGRATIONS
+        out.bootstrap = _bootstrap(db, layout)
+    out.pending = [(m, m.statements(db, retention or Retention(), layout)) for m in MIGRATIONS
                    if m.version not in applied]  # fmt: skip
     # What a pending migration creates is its to make: not a repair (an upgrade adds a table to migration 1's).
     made = {name for _, stmts in out.pending for name in created_by(stmts, db)}
-    out.repair = _repairs(db, retention, cluster, applied, set(existing) | made)
+    out.repair = _repairs(db, retention, layout, applied, set(existing) | made)
     if retention is not None:
-        out.ttl = _ttl_changes(db, retention, existing, cluster)
+        out.ttl = _ttl_changes(db, retention, existing, layout)
     return out
 
 
@@ -437,8 +475,17 @@ def _repairs(
 
 def migrate(store: Any, retention: Retention | None, cluster: str | None = None) -> Plan:
     """Apply what :func:`plan` finds; returns the plan that was applied."""
-    p = plan(store, retention, cluster)
     db = store.database
+    _check(db)
+    if cluster and not _layout(store, db, cluster)[0]:
+        # A new node asked first: the database (on every node), so that queries can run in it; then the plan
+        # sees what the other nodes have.
+        store.command(f"CREATE DATABASE IF NOT EXISTS {db}{cluster_ddl.on_cluster(cluster)}", use_database=False)
+    p = plan(store, retention, cluster)
+    if p.topology:
+        for stmt in p.topology:
+            store.command(stmt, use_database=False)
+        p = plan(store, retention, cluster)
     for stmt in p.bootstrap:
         store.command(stmt, use_database=False)
     for _, _, stmts in p.repair:

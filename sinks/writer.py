@@ -19,6 +19,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from watchkeeper.sinks.cluster import on_cluster
 from watchkeeper.sinks.schema import Retention
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ class Store:
 
     def delete_target(self, table: str) -> str:
         """Where a DELETE of ``table`` goes: the table, or in cluster mode its local tables on every node."""
-        return f"{self.database}.{table}_local ON CLUSTER {self.cluster}" if self.cluster else table
+        return f"{self.database}.{table}_local{on_cluster(self.cluster)}" if self.cluster else table
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         """One statement without a result (an ``INSERT ... SELECT``) whose parameters may be too long for a

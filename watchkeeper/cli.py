@@ -102,7 +102,9 @@ class _Main(click.Group):
                 message = f"this command needs `pip install 'watchkeeper[{_EXTRAS[top]}]'` ({top} is not installed)"
             raise click.ClickException(message) from None
         except Exception as exc:
-            clean = _unreachable(exc)
+            from watchkeeper.sinks.topology import NewShardRefused
+
+            clean = click.ClickException(str(exc)) if isinstance(exc, NewShardRefused) else _unreachable(exc)
             if clean is None:
                 raise
             raise clean from None

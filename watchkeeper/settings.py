@@ -113,7 +113,10 @@ class Settings(BaseSettings):
     clickhouse: str = "embedded"
     # A ClickHouse cluster's name (remote_servers): tables ON CLUSTER, replicated, Distributed in front
     # (sinks/cluster.py). Unset: one server (or the embedded store).
-    clickhouse_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+    clickhouse_cluster: str | None = Field(None, pattern=r"^(?:[A-Za-z0-9_-]+|\{[A-Za-z0-9_]+\})$")
+    # The replicated tables' Keeper path template in cluster mode (macros such as {shard}, {database},
+    # {table} are the server's); unset: the server's default_replica_path (sinks/cluster.py).
+    clickhouse_keeper_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9_{}/.-]+$")
     store_path: Path = Path("./data/clickhouse")
     store_port: int = Field(8123, ge=1, le=65535)
     store_host: str = "127.0.0.1"
@@ -237,6 +240,15 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, v: Any) -> Any:
         # A blank variable (compose's ${X:-}) means "not configured", not an empty URL.
         return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _cluster_layout(self) -> Settings:
+        """The cluster's name carries how its tables replicate (the Keeper path) to the schema's DDL."""
+        from watchkeeper.sinks.cluster import Cluster
+
+        if self.clickhouse_cluster:
+            self.clickhouse_cluster = Cluster(self.clickhouse_cluster, keeper_path=self.clickhouse_keeper_path)
+        return self
 
     @model_validator(mode="after")
     def _check_kafka_operations(self) -> Settings:

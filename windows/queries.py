@@ -9,8 +9,12 @@ beside it so that the store reads only their parts through the primary key.
 
 The join happens here: each window's predictions (deduplicated by event_id with
 FINAL) are left-joined to the latest outcome of their prediction_id. Only
-counts leave the store. Every value is a query parameter (a model's decision
-threshold too: :data:`THRESHOLD`); the only text built in Python is
+counts leave the store. The predictions table is the outer FROM of every join:
+on a cluster it is a Distributed table, so the whole query goes to the shards
+and each model's join runs on its own shard, where its predictions and outcomes
+are (``sinks/cluster.py``), instead of on the node the worker asks. Every value
+is a query parameter (a model's decision threshold too: :data:`THRESHOLD`); the
+only text built in Python is
 :func:`binned_sql`'s score column, from a fixed whitelist.
 """
 
@@ -19,13 +23,34 @@ from __future__ import annotations
 # Score bins of a binary model's histograms (0.01 wide).
 N_BINS = 100
 
-# The window start (epoch seconds) of a row's ``ts``.
-WS = "toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w:UInt32})))"
-# Rows of the due windows: the primary key's models and the time range first, then the exact set.
-IN_RANGE = "model IN {models:Array(String)} AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}"
-DUE = f"{IN_RANGE} AND (model, version, {WS}) IN {{due:Array(Tuple(String, String, UInt32))}}"
-# A model's decision threshold: configured per model (``thr_m`` → ``thr_v``), else the default ``thr``.
-THRESHOLD = "transform(toString(model), {thr_m:Array(String)}, {thr_v:Array(Float64)}, {thr:Float64})"
+
+def _ws(t: str = "") -> str:
+    """The window start (epoch seconds) of a row's ``ts`` (``t``: the table's alias and a dot, in a join)."""
+    return f"toUnixTimestamp(toStartOfInterval({t}ts, toIntervalSecond({{w:UInt32}})))"
+
+
+def _in_range(t: str = "") -> str:
+    """Rows of the due windows' models and time range (the primary key's columns)."""
+    return (
+        f"{t}model IN {{models:Array(String)}} AND {t}ts >= {{t0:DateTime64(3, 'UTC')}} "
+        f"AND {t}ts < {{t1:DateTime64(3, 'UTC')}}"
+    )
+
+
+def _due(t: str = "") -> str:
+    """Rows of the due windows: the primary key's models and the time range first, then the exact set."""
+    return f"{_in_range(t)} AND ({t}model, {t}version, {_ws(t)}) IN {{due:Array(Tuple(String, String, UInt32))}}"
+
+
+def _threshold(t: str = "") -> str:
+    """A model's decision threshold: configured per model (``thr_m`` → ``thr_v``), else the default ``thr``."""
+    return f"transform(toString({t}model), {{thr_m:Array(String)}}, {{thr_v:Array(Float64)}}, {{thr:Float64}})"
+
+
+WS = _ws()
+IN_RANGE = _in_range()
+DUE = _due()
+THRESHOLD = _threshold()
 
 # Outcomes of the due windows' predictions, found through the primary key wherever their own time falls.
 OUTCOMES_OF_DUE = f"(model, prediction_id) IN (SELECT model, prediction_id FROM predictions WHERE {DUE})"
@@ -37,35 +62,40 @@ BINARY_OUTCOMES = f"""(
     GROUP BY model, prediction_id
 ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id"""
 
+# The due windows' predictions ``p`` — the outer FROM, so that on a cluster the whole query goes to each model's
+# shard (its Distributed table's rows are there, and its outcomes) and the join runs there, not on the node asked.
+PREDICTIONS_OF_DUE = "FROM predictions AS p FINAL"
+WHERE_DUE = f"WHERE {_due('p.')}"
+# A row's window start and its model's threshold, for the SELECT lists below.
+P_WS = f"{_ws('p.')} AS ws"
+WITH_THR = f"WITH {_threshold('p.')} AS thr"
+
 WINDOW_STATS = f"""
-SELECT p.model AS model, p.version AS version, p.ws AS ws,
+{WITH_THR}
+SELECT p.model AS model, p.version AS version, {P_WS},
        count() AS predictions,
        countIf(o.has = 1) AS labelled,
        countIf(p.prediction IS NULL OR length(p.scores) > 0) AS n_class,
        countIf(p.prediction < 0 OR p.prediction > 1) AS n_outside_unit,
        countIf(o.has = 1 AND (o.outcome IS NULL OR o.outcome NOT IN (0, 1))) AS n_nonbinary,
-       countIf(o.has = 1 AND p.prediction >= p.thr AND o.outcome = 1) AS tp,
-       countIf(o.has = 1 AND p.prediction >= p.thr AND o.outcome = 0) AS fp,
-       countIf(o.has = 1 AND p.prediction < p.thr AND o.outcome = 0) AS tn,
-       countIf(o.has = 1 AND p.prediction < p.thr AND o.outcome = 1) AS fn,
+       countIf(o.has = 1 AND p.prediction >= thr AND o.outcome = 1) AS tp,
+       countIf(o.has = 1 AND p.prediction >= thr AND o.outcome = 0) AS fp,
+       countIf(o.has = 1 AND p.prediction < thr AND o.outcome = 0) AS tn,
+       countIf(o.has = 1 AND p.prediction < thr AND o.outcome = 1) AS fn,
        countIf(p.fallback = 1) AS fallbacks,
        countIf(o.has = 1 AND toUnixTimestamp(o.ots) > ws + {{w:UInt32}} + {{delay:UInt32}}) AS late_labels,
        countIf(p.published_at IS NOT NULL) AS n_lag,
        countIf(p.baseline IS NOT NULL) AS n_baseline,
        quantileIf(0.95)(dateDiff('millisecond', assumeNotNull(p.published_at), p.ingested_at) / 1000.0,
                         p.published_at IS NOT NULL) AS lag_p95
-FROM (
-    SELECT model, prediction_id, version, ts, prediction, scores, fallback, latency_ms, published_at, ingested_at,
-           baseline, {WS} AS ws, {THRESHOLD} AS thr
-    FROM predictions FINAL
-    WHERE {DUE}
-) AS p
+{PREDICTIONS_OF_DUE}
 LEFT JOIN (
     SELECT model, prediction_id, argMax(outcome, ts) AS outcome, max(ts) AS ots, 1 AS has
     FROM outcomes FINAL
     WHERE {OUTCOMES_OF_DUE}
     GROUP BY model, prediction_id
 ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+{WHERE_DUE}
 GROUP BY model, version, ws
 """
 
@@ -80,42 +110,35 @@ def binned_sql(score: str) -> str:
     if score not in ("prediction", "baseline"):
         raise ValueError(score)
     return f"""
-SELECT p.model AS model, p.version AS version, p.ws AS ws, seg,
-       least(toUInt32(floor(p.s * {N_BINS})), {N_BINS - 1}) AS bin,
+{WITH_THR}, assumeNotNull(p.{score}) AS s
+SELECT p.model AS model, p.version AS version, {P_WS}, seg,
+       least(toUInt32(floor(s * {N_BINS})), {N_BINS - 1}) AS bin,
        count() AS n,
-       sum(p.s) AS score_sum,
-       countIf(p.s >= p.thr) AS n_pred_pos,
+       sum(s) AS score_sum,
+       countIf(s >= thr) AS n_pred_pos,
        countIf(o.has = 1 AND o.y = 1) AS pos,
        countIf(o.has = 1 AND o.y = 0) AS neg,
-       sumIf(p.s, o.has = 1) AS score_sum_labeled,
-       countIf(o.has = 1 AND p.s >= p.thr AND o.y = 1) AS tp,
-       countIf(o.has = 1 AND p.s >= p.thr AND o.y = 0) AS fp,
-       countIf(o.has = 1 AND p.s < p.thr AND o.y = 0) AS tn,
-       countIf(o.has = 1 AND p.s < p.thr AND o.y = 1) AS fn,
-       sumIf(-(o.y * log(greatest(p.s, 1e-15)) + (1 - o.y) * log(greatest(1 - p.s, 1e-15))),
+       sumIf(s, o.has = 1) AS score_sum_labeled,
+       countIf(o.has = 1 AND s >= thr AND o.y = 1) AS tp,
+       countIf(o.has = 1 AND s >= thr AND o.y = 0) AS fp,
+       countIf(o.has = 1 AND s < thr AND o.y = 0) AS tn,
+       countIf(o.has = 1 AND s < thr AND o.y = 1) AS fn,
+       sumIf(-(o.y * log(greatest(s, 1e-15)) + (1 - o.y) * log(greatest(1 - s, 1e-15))),
              o.has = 1) AS sum_log_loss,
-       sumIf(pow(p.s - o.y, 2), o.has = 1) AS sum_brier
-FROM (
-    SELECT model, prediction_id, version, {WS} AS ws, assumeNotNull({score}) AS s, {THRESHOLD} AS thr,
-           arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) ->
-               if(has({{segkeys:Array(String)}}, concat(toString(model), '/', k)), concat(k, '=', v), ''),
-               mapKeys(segments), mapValues(segments)))) AS segs
-    FROM predictions FINAL
-    WHERE {DUE} AND {score} IS NOT NULL AND {score} >= 0 AND {score} <= 1
-) AS p
-ARRAY JOIN p.segs AS seg
+       sumIf(pow(s - o.y, 2), o.has = 1) AS sum_brier
+{PREDICTIONS_OF_DUE}
+ARRAY JOIN arrayConcat([''], arrayFilter(x -> x != '', arrayMap((k, v) ->
+    if(has({{segkeys:Array(String)}}, concat(toString(p.model), '/', k)), concat(k, '=', v), ''),
+    mapKeys(p.segments), mapValues(p.segments)))) AS seg
 LEFT JOIN {BINARY_OUTCOMES}
+{WHERE_DUE} AND p.{score} IS NOT NULL AND p.{score} >= 0 AND p.{score} <= 1
 GROUP BY model, version, ws, seg, bin
 """
 
 
 # The joined rows of the due windows, shared by the multiclass and regression aggregates.
 _JOINED = f"""
-FROM (
-    SELECT model, prediction_id, version, ts, prediction, prediction_class, scores, {WS} AS ws
-    FROM predictions FINAL
-    WHERE {DUE}
-) AS p
+{PREDICTIONS_OF_DUE}
 LEFT JOIN (
     SELECT model, prediction_id, argMax(outcome, ts) AS y,
            argMax(if(outcome_class != '', outcome_class, toString(outcome)), ts) AS oc, 1 AS has
@@ -123,12 +146,13 @@ LEFT JOIN (
     WHERE {OUTCOMES_OF_DUE}
     GROUP BY model, prediction_id
 ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+{WHERE_DUE}
 """
 
 # Predicted class: the string prediction, else the class of the highest score, else the number as text.
 MULTICLASS = (
-    """
-SELECT p.model AS model, p.version AS version, p.ws AS ws,
+    f"""
+SELECT p.model AS model, p.version AS version, {P_WS},
        if(p.prediction_class != '', p.prediction_class,
           if(length(p.scores) > 0, mapKeys(p.scores)[indexOf(mapValues(p.scores), arrayMax(mapValues(p.scores)))],
              toString(p.prediction))) AS pc,
@@ -142,8 +166,8 @@ SELECT p.model AS model, p.version AS version, p.ws AS ws,
 )
 
 REGRESSION = (
-    """
-SELECT p.model AS model, p.version AS version, p.ws AS ws,
+    f"""
+SELECT p.model AS model, p.version AS version, {P_WS},
        countIf(o.has = 1) AS n,
        sumIf(p.prediction - o.y, o.has = 1) AS sum_err,
        sumIf(abs(p.prediction - o.y), o.has = 1) AS sum_abs_err,
@@ -154,7 +178,7 @@ SELECT p.model AS model, p.version AS version, p.ws AS ws,
        sumIf(p.prediction, p.prediction IS NOT NULL) AS sum_pred
 """
     + _JOINED
-    + "WHERE p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY model, version, ws"
+    + "AND p.prediction IS NOT NULL AND (o.has = 0 OR o.y IS NOT NULL) GROUP BY model, version, ws"
 )
 
 
@@ -216,18 +240,15 @@ GROUP BY model, ws
 # Paired comparison of a binary model with its baseline on the same labelled predictions: the
 # discordant pairs (model right and baseline wrong; the reverse) and the pairs judged, per window.
 PAIRED = f"""
-SELECT p.model AS model, p.version AS version, p.ws AS ws,
+{WITH_THR}, assumeNotNull(p.prediction) AS s, assumeNotNull(p.baseline) AS b
+SELECT p.model AS model, p.version AS version, {P_WS},
        countIf(o.has = 1) AS n,
-       countIf(o.has = 1 AND (p.s >= p.thr) = (o.y = 1) AND (p.b >= p.thr) != (o.y = 1)) AS model_right,
-       countIf(o.has = 1 AND (p.s >= p.thr) != (o.y = 1) AND (p.b >= p.thr) = (o.y = 1)) AS baseline_right
-FROM (
-    SELECT model, prediction_id, version, {WS} AS ws, {THRESHOLD} AS thr,
-           assumeNotNull(prediction) AS s, assumeNotNull(baseline) AS b
-    FROM predictions FINAL
-    WHERE {DUE}
-      AND prediction IS NOT NULL AND prediction >= 0 AND prediction <= 1
-      AND baseline IS NOT NULL AND baseline >= 0 AND baseline <= 1
-) AS p
+       countIf(o.has = 1 AND (s >= thr) = (o.y = 1) AND (b >= thr) != (o.y = 1)) AS model_right,
+       countIf(o.has = 1 AND (s >= thr) != (o.y = 1) AND (b >= thr) = (o.y = 1)) AS baseline_right
+{PREDICTIONS_OF_DUE}
 LEFT JOIN {BINARY_OUTCOMES}
+{WHERE_DUE}
+  AND p.prediction IS NOT NULL AND p.prediction >= 0 AND p.prediction <= 1
+  AND p.baseline IS NOT NULL AND p.baseline >= 0 AND p.baseline <= 1
 GROUP BY model, version, ws
 """

@@ -25,7 +25,7 @@ import numpy as np
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.due import due_params
-from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, THRESHOLD, WS
+from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, P_WS, PREDICTIONS_OF_DUE, WHERE_DUE, WITH_THR, WS
 from watchkeeper.windows.sample import map_columns
 
 if TYPE_CHECKING:
@@ -33,17 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ErrorStream", "SequentialDrift"]
 
-# The errors of every labelled binary window of the pass, in event-time order per model version.
+# The errors of every labelled binary window of the pass, in event-time order per model version. The
+# predictions are the outer FROM: on a cluster the join runs on each model's shard (windows/queries.py).
 ERRORS = f"""
-SELECT p.model AS model, p.version AS version, p.ws AS ws, toUnixTimestamp64Milli(p.ts) AS t,
-       toUInt8((p.prediction >= p.thr) != (o.y = 1)) AS err
-FROM (
-    SELECT model, prediction_id, version, ts, {WS} AS ws, {THRESHOLD} AS thr,
-           assumeNotNull(prediction) AS prediction
-    FROM predictions FINAL
-    WHERE {DUE} AND prediction IS NOT NULL
-) AS p
+{WITH_THR}
+SELECT p.model AS model, p.version AS version, {P_WS}, toUnixTimestamp64Milli(p.ts) AS t,
+       toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err
+{PREDICTIONS_OF_DUE}
 INNER JOIN {BINARY_OUTCOMES}
+{WHERE_DUE} AND p.prediction IS NOT NULL
 ORDER BY model, version, t, p.prediction_id
 """
 ERROR_FEATURE = "__error__"

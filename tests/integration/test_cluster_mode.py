@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 
 from watchkeeper.reference import load_reference
-from watchkeeper.sinks import cluster
+from watchkeeper.sinks import cluster, grants
 from watchkeeper.sinks.migrations import MIGRATIONS, _ttl_changes, tables_query
 from watchkeeper.sinks.schema import SILENCES, TABLES, Retention
 from watchkeeper.sinks.writer import Store
@@ -33,7 +34,7 @@ from .test_join import W0, outcome, pred, send
 pytestmark = pytest.mark.integration
 
 WORKER_SETTINGS = dict(window_seconds=300, label_delay_seconds=600, idle_flush=3600)
-CLUSTER = "wk_cluster"
+CLUSTER = "wk-cluster"  # hyphenated: quoted wherever it appears
 _models = itertools.count()
 
 
@@ -51,7 +52,7 @@ class ClusterDeletes(Store):
             return super().command(sql, params, **kw)
         ast = super().command(f"EXPLAIN AST {sql}", params, **kw)
         self.deletes.append((sql, dict(params or {}), dict(kw.get("settings") or {}), str(ast)))
-        local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER {CLUSTER}", "", 1)
+        local = sql.replace(f"{self.database}.", "", 1).replace(f"_local ON CLUSTER `{CLUSTER}`", "", 1)
         return super().command(local, params, use_database=kw.get("use_database", True))
 
 
@@ -61,7 +62,7 @@ def cluster_store(worker: Worker) -> ClusterDeletes:
 
 
 def check_delete(sql: str, settings: dict[str, Any], ast: str, table: str, literal: str) -> None:
-    assert sql.startswith(f"DELETE FROM watchkeeper.{table}_local ON CLUSTER {CLUSTER} WHERE "), sql
+    assert sql.startswith(f"DELETE FROM watchkeeper.{table}_local ON CLUSTER `{CLUSTER}` WHERE "), sql
     assert "QueryParameter" not in ast, ast  # substituted before the statement is queued for the cluster
     assert re.search(r"Literal .*" + re.escape(literal), ast), ast
     assert settings["distributed_ddl_output_mode"] == "throw_only_active"
@@ -171,10 +172,13 @@ class Recording(Store):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.inserts: list[str] = []
 
     def _call(self, fn_name: str, *args: Any, **kwargs: Any) -> Any:
         if fn_name in ("query", "query_arrow", "query_df", "raw_query", "command"):
             self.sent.append((str(args[0]), dict(kwargs.get("parameters") or {})))
+        if fn_name in ("insert", "raw_insert"):
+            self.inserts.append(f"INSERT INTO {args[0]} FORMAT Native")
         return super()._call(fn_name, *args, **kwargs)
 
 
@@ -194,8 +198,9 @@ def single_node_ddl(statements: list[str]) -> list[str]:
     (what is checked is the Distributed tables over them)."""
     out = []
     for stmt in statements:
-        stmt = stmt.replace(f" ON CLUSTER {CLUSTER}", "")
+        stmt = stmt.replace(f" ON CLUSTER `{CLUSTER}`", "")
         stmt = re.sub(r"Replicated(\w*MergeTree)\('[^']*', '[^']*'(?:, )?", r"\1(", stmt)
+        stmt = re.sub(r"Replicated(\w*MergeTree)\b", r"\1", stmt)
         out.append(stmt)
     return out
 
@@ -240,8 +245,6 @@ def client_settings() -> dict[str, Any]:
 
 def profile_setting(profile: str, setting: str) -> str:
     """A setting of a user profile of the compose cluster (deploy/clickhouse-cluster/users.d/cluster.xml)."""
-    import xml.etree.ElementTree as ET
-
     path = Path(__file__).parents[2] / "deploy/clickhouse-cluster/users.d/cluster.xml"
     node = ET.parse(path).getroot().find(f"profiles/{profile}/{setting}")
     assert node is not None and node.text, (profile, setting)
@@ -305,6 +308,13 @@ def test_every_query_plans_on_a_two_shard_schema(worker: Worker, tmp_path: Path)
     refused, _ = plan_on_cluster(queries, {**client, "distributed_product_mode": "deny"})
     denied = {i for i, err in refused if "DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in err}
     assert denied and denied <= set(joins)
+    # Everything sent — queries, statements, inserts — is what the cluster's writer is granted (sinks/grants.py).
+    sent = [sql for sql, _ in rec.sent] + rec.inserts
+    assert rec.inserts and any(s.startswith("INSERT INTO") and "SELECT" in s for s in sent)
+    required = {need for sql in sent for need in grants.needs(sql, rec.database)}
+    writer = ET.parse(Path(__file__).parents[2] / "deploy/clickhouse-cluster/users.d/cluster.xml").getroot()
+    granted = [" ".join((q.text or "").split()) for q in writer.iterfind("users/writer/grants/query")]
+    assert grants.missing(required, granted) == set()
     rec.close()
 
 
@@ -335,7 +345,7 @@ def test_migrations_read_every_nodes_tables_and_fix_a_ttl_any_node_lacks(worker:
     assert _ttl_changes("wk", right, nodes, CLUSTER) == []
     nodes["wk.predictions_local".split(".")[1]].append(stale_ddl["wk.predictions_local"])  # another node, 7 days
     assert _ttl_changes("wk", right, nodes, CLUSTER) == [
-        f"ALTER TABLE wk.predictions_local ON CLUSTER {CLUSTER} MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
+        f"ALTER TABLE wk.predictions_local ON CLUSTER `{CLUSTER}` MODIFY TTL toDateTime(ts) + toIntervalDay(30)"
     ]
     store.close()
 
@@ -369,3 +379,67 @@ def test_watchkeeper_sql_shows_the_stores_own_error_when_it_answers(
     assert result.exit_code == 1
     assert "Code: 159. DB::Exception: Timeout exceeded" in result.output, result.output
     assert "does not answer" not in result.output
+
+
+def window_queries() -> dict[str, str]:
+    """The model stage's per-window queries (windows/queries.py, and the error stream's), each joining a window's
+    predictions to outcomes or reading one table."""
+    from watchkeeper.windows import queries as q
+    from watchkeeper.windows.sequential import ERRORS
+
+    return {"stats": q.WINDOW_STATS, "binned": q.binned_sql("prediction"), "baseline": q.binned_sql("baseline"),
+            "multiclass": q.MULTICLASS, "regression": q.REGRESSION, "paired": q.PAIRED, "orphans": q.ORPHANS,
+            "latency": q.LATENCY_BUCKETS, "segment_keys": q.SEGMENT_KEYS, "errors": ERRORS}  # fmt: skip
+
+
+def window_params(models: list[str]) -> dict[str, Any]:
+    t0 = datetime.fromtimestamp(W0, UTC)
+    return {
+        "w": 300, "delay": 600, "models": models, "t0": t0, "t1": datetime.fromtimestamp(W0 + 600, UTC),
+        "due": [(m, "v1", W0) for m in models], "thr_m": [], "thr_v": [], "thr": 0.5, "segkeys": [], "limit": 20,
+        "lmin": 0.01, "kzero": 0, "gamma": 1.02, "kmax": 2000,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("models", [["m1"], ["m1", "m2", "m3", "m4"]], ids=["one-model", "fleet"])
+def test_a_models_window_joins_run_on_its_shard(models: list[str]) -> None:
+    """The predictions' Distributed table is the outer FROM of every window query: the whole query — the join of a
+    window's predictions to their outcomes, the aggregation — goes to the shards (one ReadFromRemote) and nothing
+    is joined on the node asked. A query on one model goes to its shard only, and the node asked merges nothing;
+    over the fleet it merges the shards' partial aggregates (no join)."""
+    named = window_queries()
+    params = window_params(models)
+    refused, plans = plan_on_cluster([(sql, params) for sql in named.values()], client_settings())
+    assert refused == [], refused
+    for name, plan in zip(named, plans, strict=True):
+        assert plan is not None
+        steps = [line.strip(" │└├─") for line in plan.splitlines()]
+        assert sum(s.startswith("ReadFromRemote") for s in steps) == 1, (name, plan)
+        assert not any(s.startswith("Join") for s in steps), (name, plan)
+        if len(models) == 1:  # one shard answers: the node asked has nothing to merge
+            assert not any(s.startswith(("MergingAggregated", "Aggregating")) for s in steps), (name, plan)
+
+
+def test_a_node_without_the_tables_gets_them_as_the_other_nodes_have_them(store: tuple[str, int]) -> None:
+    """The statements that give a new replica its tables, run for real: every table and view of a store, read
+    from ``system.tables`` (DDL and UUID), then created again from those statements alone after the originals
+    are gone — the same DDL and the same UUIDs (a replicated table's default Keeper path names its UUID)."""
+    from watchkeeper.sinks import topology
+    from watchkeeper.sinks.migrations import migrate
+
+    donor = Store(host=store[0], port=store[1], database="topo_donor")
+    migrate(donor, Retention())
+    read = "SELECT name, toString(uuid), create_table_query FROM system.tables WHERE database = {db:String}"
+    before = {name: (uuid, ddl) for name, uuid, ddl in donor.query_rows(read, {"db": "topo_donor"})}
+    assert {"metrics", "metrics_wide", "schema_migrations"} <= set(before)
+    donor.command("DROP DATABASE topo_donor SYNC", use_database=False)
+    # Node b has nothing; a Replicated database's layout (no ON CLUSTER: one engine here, no cluster).
+    layout = cluster.Cluster("c", replicated_database=True)
+    statements = topology.check("topo_donor", layout, [("a", 1, 1), ("b", 1, 2)], {"a": before})
+    assert statements[-1].startswith("CREATE VIEW IF NOT EXISTS")  # views after the tables they read
+    for stmt in statements:
+        donor.command(stmt, use_database=False)
+    after = {name: (uuid, ddl) for name, uuid, ddl in donor.query_rows(read, {"db": "topo_donor"})}
+    assert after == before
+    donor.command("DROP DATABASE topo_donor SYNC", use_database=False)
+    donor.close()

@@ -273,20 +273,36 @@ def test_the_dry_run_prints_and_changes_nothing(store: tuple[str, int], monkeypa
 
 
 def test_cluster_ddl_parses(spy: Spy) -> None:
-    """Every statement of cluster mode, as the ClickHouse engine parses it (EXPLAIN AST)."""
-    statements = cluster.table_statements("wk", Retention(), "wk_cluster")
-    for m in MIGRATIONS[1:]:
-        statements += m.statements("wk", Retention(), "wk_cluster")
-    # Every table, the silences, migration 8's new tables (made beside the old, then exchanged) and
-    # alert_deliveries again in migration 9 (for stores made before it), dead_letter_replays in migration 13.
-    assert sum("ENGINE = Distributed('wk_cluster', 'wk'" in s for s in statements) == len(TABLES) + 1 + 4 + 1 + 1
-    assert all("ReplicatedR" in s or "ReplicatedMergeTree" in s for s in statements if "_local ON CLUSTER" in s
-               and s.startswith("CREATE TABLE"))  # fmt: skip
-    for stmt in statements:
-        ast = spy.command(f"EXPLAIN AST {stmt}", use_database=False)
-        assert ast, stmt
+    """Every statement of cluster mode, as the ClickHouse engine parses it (EXPLAIN AST): a hyphenated name
+    (quoted), the server's {cluster} macro, a configured Keeper path."""
+    for name in ("wk_cluster", "my-cluster", "{cluster}", cluster.Cluster("wk", keeper_path="/ch/{shard}/{table}")):
+        check_cluster_ddl(spy, name)
     # One model's rows stay on one shard: the model tables are sharded by the model.
     assert cluster.sharding_key(TABLES[0]) == "cityHash64(model)"
+
+
+def check_cluster_ddl(spy: Spy, name: str) -> None:
+    from watchkeeper.sinks import topology
+    from watchkeeper.sinks.migrations import _bootstrap
+
+    statements = [*_bootstrap("wk", name), *cluster.table_statements("wk", Retention(), name)]
+    for m in MIGRATIONS[1:]:
+        statements += m.statements("wk", Retention(), name)
+    # Every table, the silences, migration 8's new tables (made beside the old, then exchanged) and
+    # alert_deliveries again in migration 9 (for stores made before it), dead_letter_replays in migration 13.
+    assert sum(f"ENGINE = Distributed('{name}', 'wk'" in s for s in statements) == len(TABLES) + 1 + 4 + 1 + 1
+    assert all("ReplicatedR" in s or "ReplicatedMergeTree" in s for s in statements
+               if f"_local ON CLUSTER `{name}`" in s and s.startswith("CREATE TABLE"))  # fmt: skip
+    # A table on node a only, node b a new replica of the same shard.
+    uuid = "5c0e0000-0000-0000-0000-000000000001"
+    made = (uuid, "CREATE TABLE wk.t (x UInt8) ENGINE = ReplicatedMergeTree ORDER BY x")
+    new_node = topology.check("wk", name, [("a", 1, 1), ("b", 1, 2)], {"a": {"t": made}})
+    assert len(new_node) == 2
+    statements += [*new_node, topology.tables_query(name)]
+    nodes_sql, nodes_params = topology.nodes_query(name)
+    for stmt, params in [*((s, {"db": "wk"}) for s in statements), (nodes_sql, nodes_params)]:
+        ast = spy.command(f"EXPLAIN AST {stmt}", params, use_database=False)
+        assert ast, stmt
 
 
 def test_deletes_reach_the_local_tables_in_cluster_mode(spy: Spy) -> None:
@@ -294,7 +310,7 @@ def test_deletes_reach_the_local_tables_in_cluster_mode(spy: Spy) -> None:
     shard's local table (the statement parses); on one server it names the table, as before."""
     clustered = Store(host="127.0.0.1", port=1, database="wk", cluster="wk_cluster")
     target = clustered.delete_target("metrics")
-    assert target == "wk.metrics_local ON CLUSTER wk_cluster"
+    assert target == "wk.metrics_local ON CLUSTER `wk_cluster`"
     spy.command(f"EXPLAIN AST DELETE FROM {target} WHERE model = 'm'", use_database=False)
     assert spy.delete_target("metrics") == "metrics"
     migrate(spy, Retention())
