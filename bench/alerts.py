@@ -109,6 +109,7 @@ EO_GAP = 0.3
 QUIET = ("stable", "equal_to_baseline", "fair")
 ENVELOPE = 5000  # events per message
 
+
 def previous_policy() -> tuple[AlertPolicy, dict[str, list[str]]]:
     """The previous policy (``AlertPolicy.previous()``: 3 windows in a row for drift and retrain, six
     negative-lift windows for sunset, per-window fairness, no challenger alerts) and notes (none).
@@ -627,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.live:
         from bench import alerts_live
 
-        return alerts_live.run(args.history_seconds, args.observe_seconds, settle_s=45.0,
+        return alerts_live.run(args.history_seconds, args.observe_seconds, settle_s=180.0,
                                do_replay=not args.no_replay, replay_wait_s=300.0)  # fmt: skip
 
     known = NOT_TUNED if args.not_tuned else FAMILIES

@@ -201,6 +201,20 @@ def decisions(stack: Any) -> list[tuple[str, str, str, str]]:
     return sorted((a.model, a.kind, a.state, a.to_json()["ts"]) for a in rows)
 
 
+COUNTED = (
+    "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
+    "FROM metrics FINAL WHERE segment = '' AND version != '' GROUP BY model ORDER BY model"
+)
+
+
+def settle(stack: Any, events: Sequence[tuple[str, dict[str, Any]]], timeout: float) -> bool:
+    """Wait until the worker has written windows counting every prediction and label sent (its idle flush
+    writes the last ones); False if it had not after ``timeout`` seconds."""
+    sent = collections.Counter((kind, e["model"]) for kind, e in events)
+    expected = [(m, sent[("prediction", m)], sent[("outcome", m)]) for m in sorted(MODELS)]
+    return bool(stack.wait_for(COUNTED, expected, timeout=timeout) == expected)
+
+
 def _publisher(stack: Any, **options: Any) -> Any:
     from watchkeeper_client import Publisher
 
@@ -231,9 +245,10 @@ def live(history_s: float, observe_s: float, settle_s: float, log: Any = print) 
         ended = time.time()
         pub.flush(30)
         pub.close(10)
-        log(f"stream stopped {ended - stream.change_at:.0f} s after the change; waiting {settle_s:.0f} s for the "
-            "worker to write what it has")  # fmt: skip
-        time.sleep(settle_s)
+        log(f"stream stopped {ended - stream.change_at:.0f} s after the change; waiting for the worker to count "
+            "every event")  # fmt: skip
+        counted = settle(stack, stream.sent, settle_s)
+        time.sleep(10)  # the alerts are judged in the same pass, a moment after its windows are written
         found = pages(list(receiver.alerts), stream.change_at)
         return {
             "pages": found,
@@ -241,6 +256,7 @@ def live(history_s: float, observe_s: float, settle_s: float, log: Any = print) 
             "events": stream.sent,
             "decisions": decisions(stack),
             "stream_seconds": round(ended - start, 1),
+            "counted": counted,
             "publisher": pub.stats(),
         }
     finally:
@@ -260,8 +276,15 @@ def replay(events: Sequence[tuple[str, dict[str, Any]]], expected: list[Any], wa
             (pub.prediction if kind == "prediction" else pub.outcome)(**e)
         pub.flush(120)
         pub.close(10)
-        log(f"replay: {len(events)} events published; waiting for the worker's decisions")
-        deadline = time.monotonic() + wait_s
+        log(f"replay: {len(events)} events published; waiting for the worker to count them")
+        if not settle(stack, events, wait_s):
+            log("replay: the worker did not count every event in time")
+            try:
+                return decisions(stack)
+            except Exception as exc:  # no schema yet: the worker never got going
+                log(f"replay: no decisions to read ({exc.__class__.__name__})")
+                return []
+        deadline = time.monotonic() + 60  # the alerts of the last pass, a moment after its windows
         got = decisions(stack)
         while got != expected and time.monotonic() < deadline:
             time.sleep(5)
@@ -279,6 +302,8 @@ def run(history_s: float, observe_s: float, settle_s: float, do_replay: bool, re
     """The whole live benchmark; prints met/MISSED, writes ``alerts_live.json``; 1 on a miss."""
     t0 = time.perf_counter()
     got = live(history_s, observe_s, settle_s)
+    if not got["counted"]:
+        print("the live worker had not counted every event when the bench stopped waiting")
     print(f"\nlive: {len(got['events'])} events in {got['stream_seconds']:.0f} s, change after {history_s:.0f} s")
     for model, p in got["pages"].items():
         due = f"{p['expect']} page {_seconds(p['delay_s'])} after due" if p["expect"] else "no page due"
@@ -302,7 +327,8 @@ def run(history_s: float, observe_s: float, settle_s: float, do_replay: bool, re
         "label_after_seconds": LABEL_AFTER, "label_delay_setting": int(LABEL_DELAY_SETTING),
         "pages": pg, "webhook": got["received"], "decisions": got["decisions"],
         "replay_decisions": replayed, "replay_differ": differences,
-        "events": len(got["events"]), "stream_seconds": got["stream_seconds"], "publisher": got["publisher"],
+        "events": len(got["events"]), "all_counted": got["counted"], "stream_seconds": got["stream_seconds"],
+        "publisher": got["publisher"],
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     targets = TARGETS if do_replay else TARGETS[:-1]
