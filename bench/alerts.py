@@ -165,7 +165,7 @@ FAMILIES: dict[str, Family] = {
 # Families the defaults were not designed on ("not tuned on"; ``--not-tuned``): reported in a table of their
 # own, never used to choose a default. Group sizes and equal-opportunity gaps of the fairness families:
 GROUP_SIZES = {2: (0.8, 0.2), 3: (0.6, 0.3, 0.1), 6: (0.35, 0.25, 0.15, 0.1, 0.1, 0.05)}
-GROUP_GAP = {2: (1, 0.15), 3: (2, 0.4), 6: (3, 0.25)}  # groups -> (the group with the gap, its size)
+GROUP_GAP = {2: (1, 0.15), 3: (2, 0.4), 6: (3, 0.25)}  # groups -> (the group with the gap, the gap)
 CHANNELS = ("web", "app", "store")
 CHANNEL_MIX = ((0.5, 0.3, 0.2), (0.3, 0.3, 0.4))  # before, after the onset
 MISSING_RATE = (0.02, 0.2)  # share of f2 missing, before and after
