@@ -687,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     if args.not_tuned:
         path = record.write("alerts_not_tuned", {"table": table}, (), **{k: v for k, v in doc.items() if k != "table"})
-        print(f"wrote {path.relative_to(record.REPO)}")
+        print(f"wrote {path}")
     else:
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     missed = missed_targets(targets)

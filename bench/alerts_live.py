@@ -334,5 +334,5 @@ def run(history_s: float, observe_s: float, settle_s: float, do_replay: bool, re
     targets = TARGETS if do_replay else TARGETS[:-1]
     verdicts = record.check(results, targets)  # a page never sent is missed
     path = record.write("alerts_live", results, verdicts)
-    print(f"wrote {path.relative_to(record.REPO)}")
+    print(f"wrote {path}")
     return 0 if all(v.met for v in verdicts) else 1
