@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import math
+import shutil
 import tempfile
 import threading
 import time
@@ -158,7 +159,8 @@ def pages(received: Sequence[tuple[float, dict[str, Any]]], change_at: float) ->
     """
     out: dict[str, Any] = {}
     for model, (kind, due_after) in MODELS.items():
-        firing = sorted((at, a) for at, a in received if a.get("model") == model and a.get("state") == "firing")
+        mine = [(at, a) for at, a in received if a.get("model") == model and a.get("state") == "firing"]
+        firing = sorted(mine, key=lambda x: x[0])  # by arrival (a POST may carry several alerts)
         hit = next((at for at, a in firing if a.get("kind") == kind and at >= change_at), None)
         other = [f"{a.get('kind')}@{at - change_at:.0f}s" for at, a in firing if at != hit or a.get("kind") != kind]
         out[model] = {
@@ -292,6 +294,7 @@ def replay(events: Sequence[tuple[str, dict[str, Any]]], expected: list[Any], wa
         return got
     finally:
         stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _seconds(v: float | None) -> str:

@@ -161,3 +161,8 @@ def test_live_traffic_changes_as_the_scenario_says() -> None:
     assert abs(f3.mean() - 0.5) < 0.03
     f3, right = draw("live.stable", True)
     assert abs(f3.mean()) < 0.03 and abs(right.mean() - 0.87) < 0.01
+
+
+def test_two_alerts_in_one_post_are_both_read() -> None:
+    both = [(1030.0, {"model": "live.stable", "kind": k, "state": "firing"}) for k in ("drift", "performance")]
+    assert pages(both, 1000.0)["live.stable"]["other"] == ["drift@30s", "performance@30s"]
