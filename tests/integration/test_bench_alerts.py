@@ -1,7 +1,9 @@
-"""Smoke run of the alert benchmark (``bench/alerts.py --quick``) on two families.
+"""Smoke runs of the alert benchmark: ``--quick`` on two families, ``--not-tuned`` on two, and a short
+``--live`` run with its replay.
 
-Checks the shape of its JSON and that a 1 sigma covariate shift at 1 event/s is
-detected (under both policies), not how fast: timing belongs to the benchmark.
+Checks the shape of what each writes and that a clear change (a 1 sigma covariate shift, a categorical
+mix shift at 1 event/s) is detected, not how fast: timing belongs to the benchmark. The live run checks
+that every event the client sent was counted by the worker and that the replay decided the same.
 """
 
 from __future__ import annotations
