@@ -9,7 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-false-alarms lint constraints clean
+.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -63,6 +63,15 @@ bench-detect: .venv
 # Alert delay, missed and false alerts per scenario family, this policy beside the previous one (~10 min).
 bench-alerts: .venv
 	$(BIN)/python -m bench.alerts
+
+# Live: three models streamed in real time through the client, broker and a worker to a webhook;
+# seconds from a change to its page, then a replay of the same events (about 15 minutes).
+bench-alerts-live: .venv
+	$(BIN)/python -m bench.alerts --live
+
+# Scenario families the alert defaults were not designed on, in a table of their own (~10 min).
+bench-alerts-not-tuned: .venv
+	$(BIN)/python -m bench.alerts --not-tuned
 
 # False alerts of the default policy on 10 stable model-months, and its power (~35 min on 2 busy cores).
 bench-false-alarms: .venv

@@ -1,7 +1,9 @@
-"""Smoke run of the alert benchmark (``bench/alerts.py --quick``) on two families.
+"""Smoke runs of the alert benchmark: ``--quick`` on two families, ``--not-tuned`` on two, and a short
+``--live`` run with its replay.
 
-Checks the shape of its JSON and that a 1 sigma covariate shift at 1 event/s is
-detected (under both policies), not how fast: timing belongs to the benchmark.
+Checks the shape of what each writes and that a clear change (a 1 sigma covariate shift, a categorical
+mix shift at 1 event/s) is detected, not how fast: timing belongs to the benchmark. The live run checks
+that every event the client sent was counted by the worker and that the replay decided the same.
 """
 
 from __future__ import annotations
@@ -46,3 +48,36 @@ def test_quick_bench_on_two_families(tmp_path: Path) -> None:
         shift = doc["table"]["covariate_1"]["300"][p]
         assert shift["missed"] == 0 and shift["detected"] == 1, shift
         assert shift["delay_median_s"] is not None and shift["delay_median_s"] >= 0
+
+
+def test_not_tuned_families_get_their_own_results_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import alerts, record
+
+    monkeypatch.setattr(record, "RESULTS_DIR", tmp_path)
+    argv = ["--not-tuned", "--families", "categorical_mix,groups_3", "--seeds", "1", "--hours", "2", "--onset", "1"]
+    code = alerts.main(argv)
+    doc = record.load("alerts_not_tuned")
+    assert code in (0, 1) and doc["commit"]["sha"] and doc["machine"]["cpus"]
+    assert set(doc["results"]["table"]) == {"categorical_mix", "groups_3"}
+    assert doc["families"]["groups_3"]["expect"] == "fairness"
+    assert [t["target"] for t in doc["targets"]] == [t.name for t in alerts.NOT_TUNED_TARGETS]
+    # A 50/30/20 -> 30/30/40 mix of a categorical feature at 1 event/s is found (not how fast).
+    mix = doc["results"]["table"]["categorical_mix"]["300"]["new"]
+    assert mix["missed"] == 0 and mix["delay_median_min"] is not None
+
+
+def test_live_mode_streams_through_the_worker_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short live run (the change after 20 s, too early for any reference): every event is counted by
+    the worker, the targets are judged, and the replay of the same events decides the same."""
+    from bench import alerts, record
+
+    monkeypatch.setattr(record, "RESULTS_DIR", tmp_path)
+    code = alerts.main(["--live", "--history-seconds", "20", "--observe-seconds", "20"])
+    doc = record.load("alerts_live")
+    res = doc["results"]
+    assert code in (0, 1)
+    assert res["all_counted"] is True and res["events"] > 3 * 10 * 30
+    assert res["publisher"]["sent"] == res["events"] and res["publisher"]["dropped"] == 0
+    assert [t["measure"] for t in doc["targets"]] == ["drift_page_s", "retrain_page_s", "stable_pages",
+                                                      "replay_differences"]  # fmt: skip
+    assert res["replay_differences"] == 0 and res["replay_decisions"] == res["decisions"]
