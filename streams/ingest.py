@@ -23,6 +23,7 @@ import base64
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,7 +156,8 @@ class _Rows:
     ) -> None:
         if self.fast:
             cols = fast_columns(items[lo:hi], self.kind, max_ts)
-            if cols is not None and self._emit(cols, owner[lo:hi], segments, strict=True):
+            if cols is not None:
+                self._emit(cols, owner[lo:hi], segments, where=(items, first, range(lo, hi)))
                 return
             if hi - lo > SMALL_RUN:
                 mid = (lo + hi) // 2
@@ -177,9 +179,7 @@ class _Rows:
                 good_at.append(i)
         if good:
             where = (items, first, good_at)
-            self._emit(
-                model_columns(good, self.kind), np.array(good_owner), segments, strict=False, models=good, where=where
-            )
+            self._emit(model_columns(good, self.kind), np.array(good_owner), segments, where=where, models=good)
 
     def _emit(
         self,
@@ -187,11 +187,16 @@ class _Rows:
         owner: np.ndarray,
         segments: list[_Segment],
         *,
-        strict: bool,
+        where: tuple[list[Any], np.ndarray, Sequence[int]],
         models: list[Any] | None = None,
-        where: tuple[list[Any], np.ndarray, list[int]] | None = None,
-    ) -> bool:
-        """Append rows; events without a usable time become dead letters (or, if ``strict``, nothing is added)."""
+    ) -> None:
+        """Append rows; events without a usable time become dead letters.
+
+        ``where`` places each row's event: (the raw events, each message's first event in them, each row's
+        event index); ``models`` are the rows' validated events where the slow path made them (the fast
+        path's events passed the same checks, so their raw ``model`` is the validated name). Expired events
+        are refused here, as a mask, on both paths: a backlog with old events decodes at full speed.
+        """
         broker = np.array([np.nan if s.msg.timestamp is None else s.msg.timestamp for s in segments])[owner]
         min_ts = np.array([s.min_ts for s in segments])[owner]
         ts = cols["ts"]
@@ -199,24 +204,22 @@ class _Rows:
         with np.errstate(invalid="ignore"):
             keep = ts >= min_ts  # False for NaN: no time at all
         if not keep.all():
-            if strict:
-                return False  # the models' path dead-letters these, with their payloads
-            assert models is not None and where is not None
             items, first, at = where
             for j in np.flatnonzero(~keep):
-                seg, e = segments[owner[j]], models[j]
+                seg = segments[owner[j]]
+                model = models[j].model if models is not None else items[at[j]]["model"]
                 # An envelope's event is refused alone, at its index, with its own bytes; a single event whole.
                 index = at[j] - int(first[owner[j]]) if seg.envelope else -1
                 payload = orjson.dumps(items[at[j]]) if seg.envelope else b""
                 if np.isnan(ts[j]):
                     seg.reject(
-                        MISSING, Rejected("ts: missing and the message has no broker time", payload, index, e.model)
+                        MISSING, Rejected("ts: missing and the message has no broker time", payload, index, model)
                     )
                 else:
                     # ClickHouse drops rows past their TTL as it writes them: refuse them visibly instead.
-                    seg.reject(EXPIRED_TS, Rejected(EXPIRED, payload, index, e.model))
+                    seg.reject(EXPIRED_TS, Rejected(EXPIRED, payload, index, model))
             if not keep.any():
-                return True
+                return
             cols = {k: (v[keep] if isinstance(v, np.ndarray) else v.filter(pa.array(keep))) for k, v in cols.items()}
             ts, owner = ts[keep], owner[keep]
         partition = np.array([s.msg.partition for s in segments], dtype=np.int32)[owner]
@@ -231,7 +234,6 @@ class _Rows:
         }
         self.batches.append(pa.record_batch([arrays[name] for name in self.schema.names], schema=self.schema))
         self.count += len(ts)
-        return True
 
 
 class Batch:

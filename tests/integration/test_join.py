@@ -60,16 +60,34 @@ def metrics(store: Store, model: str, final: bool = True, window: int | None = N
     return {m: v for m, v in rows}
 
 
-def test_window_waits_for_watermark_plus_label_delay(worker: Worker, model: str) -> None:
-    closer = WindowCloser(worker.store, worker.settings.window_config())
+def _provisional(store: Store, model: str) -> int:
+    rows = store.query_rows(
+        "SELECT max(provisional) FROM metrics FINAL WHERE model = {m:String} AND window_start = {w:DateTime}",
+        {"m": model, "w": W0},
+    )
+    return int(rows[0][0])
+
+
+def test_window_is_written_at_watermark_plus_grace_and_final_at_plus_label_delay(worker: Worker, model: str) -> None:
+    """Two clocks: the window's rows are written once the watermark passes its end + grace (label-based
+    ones provisional), and written final once it passes end + label delay."""
+    cfg = worker.settings.window_config()
+    grace, delay = cfg.grace_seconds, cfg.label_delay_seconds
+    assert 0 < grace < delay
+    closer = WindowCloser(worker.store, cfg)
     send(worker, Prediction, pred(model, "a", T0))
     assert closer.tick() == []  # watermark T0: window still open
-    send(worker, Prediction, pred(model, "b", W0 + 300 + 599))
-    assert closer.tick() == []  # one second short of end + label delay
-    send(worker, Prediction, pred(model, "c", W0 + 300 + 600))
+    send(worker, Prediction, pred(model, "b", W0 + 300 + grace - 1))
+    assert closer.tick() == []  # one second short of end + grace
+    send(worker, Prediction, pred(model, "c", W0 + 300 + grace))
     written = closer.tick()
     assert [(k.model, k.start) for k in written] == [(model, W0)]
-    assert metrics(worker.store, model)["predictions"] == 1
+    assert metrics(worker.store, model, window=W0)["predictions"] == 1
+    assert _provisional(worker.store, model) == 1  # its labels may still come
+    send(worker, Prediction, pred(model, "d", W0 + 300 + delay))
+    closer.tick()
+    assert _provisional(worker.store, model) == 0
+    assert metrics(worker.store, model, window=W0)["predictions"] == 1
 
 
 def test_a_row_moves_the_watermark_only_once_settled(worker: Worker, model: str) -> None:

@@ -58,3 +58,46 @@ def test_a_decoder_bug_dead_letters_every_message_of_the_run(monkeypatch: pytest
     assert part == messages
     assert batch.dead_letters["payload"] == [m.value for m in messages]
     assert set(batch.dead_letters["error"]) == {"internal error: RuntimeError"}
+
+
+def _mixed_messages() -> list[SourceMessage]:
+    """Envelopes where every third event is past the raw retention and every seventh has no time (and the
+    message none either), beside a single expired event: what a replayed old backlog looks like."""
+    old = NOW - 40 * 86400  # past raw_ttl_days (30 by default)
+    out = []
+    for m in range(4):
+        events = []
+        for i in range(m * 50, m * 50 + 50):
+            e: dict[str, object] = {"prediction_id": f"p{i}", "model": f"m{i % 3}", "prediction": 0.5}
+            if i % 7 != 0:
+                e["ts"] = old if i % 3 == 0 else NOW - 60
+            events.append(e)
+        out.append(SourceMessage("predictions", 0, m, orjson.dumps({"events": events}), None))
+    single = orjson.dumps({"prediction_id": "lone", "model": "m0", "prediction": 0.1, "ts": old})
+    return [*out, SourceMessage("predictions", 0, 4, single, NOW)]
+
+
+def test_expired_and_timeless_events_are_refused_on_the_fast_path_as_the_reference_refuses_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    messages = _mixed_messages()
+    reference = Batch(fast=False)
+    for msg in messages:
+        reference.add(msg, Prediction, 1 << 20, min_ts=NOW - 30 * 86400)
+    expected_rows = reference.tables()["predictions"].to_pylist()
+
+    def per_event(*args: object) -> None:
+        raise AssertionError("the fast path fell back to validating event by event")
+
+    monkeypatch.setattr("watchkeeper.streams.ingest.validate_event", per_event)
+    fast = Batch()
+    for msg in messages:
+        fast.add(msg, Prediction, 1 << 20, min_ts=NOW - 30 * 86400)
+    rows = fast.tables()["predictions"].to_pylist()
+    assert [r["prediction_id"] for r in rows] == [r["prediction_id"] for r in expected_rows]
+    assert len(rows) == sum(1 for i in range(200) if i % 7 != 0 and i % 3 != 0)
+    # The same dead letters: each expired or timeless event alone, with its index, model and own bytes.
+    for column in ("offset", "event_index", "model", "error", "payload"):
+        assert fast.dead_letters[column] == reference.dead_letters[column], column
+    assert len(fast.dead_letters["error"]) == 200 - len(rows) + 1
+    assert fast.dead_letters["event_index"][-1] == -1  # the single event is refused whole
