@@ -130,7 +130,9 @@ class PartialLooks:
         """Windows written in this pass, with their features' first alarm: their looks not made yet."""
         for key, first in sorted(alarms.items()):
             self._look(key, first, key.start + self.drift.window.window_seconds)
-            self.done.pop(key, None)  # written: no more looks
+            # Written: every mark of the window is judged; the version's earlier windows are forgotten.
+            for old in [k for k in self.done if (k.model, k.version) == (key.model, key.version) and k.start < key.start]:
+                del self.done[old]
             self.checked.pop(key, None)
 
     def open(self, key: WindowKey, watermark: float) -> None:
