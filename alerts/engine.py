@@ -235,7 +235,7 @@ class AlertEngine:
             decisions += self._evaluators[m].feed(
                 windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet,
                 watermark=marks.get(m), stream_watermark=stream, early=self._early.pop(m, ()),
-            )
+            )  # fmt: skip
         # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
         alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
         self._drop_unowned()

@@ -6,8 +6,8 @@ to a window length. Here, once the per-event detector has alarmed on a window's 
 window so far is judged at fixed event-time marks: the first ``MAX_LOOKS`` multiples of
 ``LOOK_EVERY_SECONDS`` (counted from the window's start) after the alarm and before the
 window's end. A look at mark ``m`` runs the drift stage's window test against the reference
-on the window's events of the last ``LOOK_SPAN_SECONDS`` before ``m`` (from the window's start
-at most), at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks); an alarmed feature it
+on the window's events of the last ``LOOK_SPAN_SECONDS`` before ``m``, or its last
+``LOOK_MIN_EVENTS`` before ``m`` if those are more (never before the window's start), at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks); an alarmed feature it
 flags is a :class:`Look`, which the alert engine decides at ``m`` (the event-time watermark at
 the look). The full-window test at the window's end keeps its own level.
 
@@ -15,7 +15,9 @@ Why the last 45 s and not the whole window so far: a change mid-window is dilute
 events before it. Simulated (20 runs each, 10 events/s, 300 s windows, a 0.5 sigma shift of
 one of 3 features, looks every 20 s, 3 looks at alpha 0.001/3): with the whole window so far
 a shift 150 s or 240 s into the window was never confirmed by a look (one 30 s in: 20-70 s
-after it); with the last 45 s, 20-50 s after the shift wherever it fell.
+after it); with the last 45 s, 20-50 s after the shift wherever it fell. At 1 event/s 45 s is
+45 events, which the chance excursion that tripped the alarm dominates: ``LOOK_MIN_EVENTS``
+(chance alarms on stable streams, README Alerts).
 
 Where the looks fall depends on event time only: a look at ``m`` happens at the first pass
 whose watermark reaches ``m`` while the window is open, or, when a pass finds the window
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from watchkeeper.detectors import drift_report
 from watchkeeper.detectors.timeutil import utc
@@ -45,13 +48,25 @@ from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS, Err
 if TYPE_CHECKING:
     from watchkeeper.windows.drift import DriftStage
 
-__all__ = ["LOOK_EVERY_SECONDS", "LOOK_SPAN_SECONDS", "MAX_LOOKS", "Look", "PartialLooks", "look_alpha", "look_marks"]
+__all__ = [
+    "LOOK_EVERY_SECONDS",
+    "LOOK_MIN_EVENTS",
+    "LOOK_SPAN_SECONDS",
+    "MAX_LOOKS",
+    "Look",
+    "PartialLooks",
+    "look_alpha",
+    "look_marks",
+]
 
 # Event time between two looks at an open window, the most looks one window gets, and the span of event
 # time before a look that its window test reads.
 LOOK_EVERY_SECONDS = 20
 MAX_LOOKS = 3
 LOOK_SPAN_SECONDS = 45
+# A span of fewer events is widened to the window's last this many: on a slow stream 45 s is a few dozen
+# events, which the excursion that tripped the alarm dominates (see the README, Alerts).
+LOOK_MIN_EVENTS = 300
 
 # One version's events of one window before a mark, in the order the per-event detector reads them.
 OPEN_EVENTS = """
@@ -61,12 +76,12 @@ WHERE model = {model:String} AND version = {version:String}
 ORDER BY ts, event_id
 LIMIT {cap:UInt32}
 """
-# The window test's sample of one window's span before a mark (lowest hash of the event id first, as SAMPLE).
+# The window test's sample of one window before a mark: its latest events first (the look keeps its span).
 PARTIAL_SAMPLE = """
-SELECT features, features_cat, prediction FROM predictions FINAL
+SELECT toUnixTimestamp64Milli(ts) AS t, features, features_cat, prediction FROM predictions FINAL
 WHERE model = {model:String} AND version = {version:String}
   AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-ORDER BY cityHash64(event_id)
+ORDER BY ts DESC, event_id DESC
 LIMIT {cap:UInt32}
 """
 
@@ -131,7 +146,8 @@ class PartialLooks:
         for key, first in sorted(alarms.items()):
             self._look(key, first, key.start + self.drift.window.window_seconds)
             # Written: every mark of the window is judged; the version's earlier windows are forgotten.
-            for old in [k for k in self.done if (k.model, k.version) == (key.model, key.version) and k.start < key.start]:
+            mine = (key.model, key.version)
+            for old in [k for k in self.done if (k.model, k.version) == mine and k.start < key.start]:
                 del self.done[old]
             self.checked.pop(key, None)
 
@@ -191,10 +207,12 @@ class PartialLooks:
         ref = self.drift.reference_for(key)
         if not alarmed or ref is None or ref.contains(key.start):
             return []
-        t0 = max(key.start, mark - LOOK_SPAN_SECONDS)
-        params = {"model": key.model, "version": key.version, "t0": utc(t0), "t1": utc(mark),
+        params = {"model": key.model, "version": key.version, "t0": utc(key.start), "t1": utc(mark),
                   "cap": SHIFT_MAX_EVENTS}  # fmt: skip
-        sample = Sample.from_arrow(self.drift.store.query_arrow(PARTIAL_SAMPLE, params))
+        latest = self.drift.store.query_arrow(PARTIAL_SAMPLE, params)
+        times = latest["t"].to_numpy()
+        span = (times >= (mark - LOOK_SPAN_SECONDS) * 1000) | (np.arange(times.size) < LOOK_MIN_EVENTS)
+        sample = Sample.from_arrow(latest.filter(pa.array(span)))
         if not sample.n:
             return []
         config = self.drift.config.model_copy(update={"alpha": look_alpha(self.drift.config.alpha)})
@@ -208,4 +226,3 @@ class PartialLooks:
                 out.append({"feature": r.feature, "detector": SHIFT_DETECTOR, "statistic": float(r.statistic),
                             "threshold": float(r.threshold), "drifted": True, "ts": alarmed[r.feature]})  # fmt: skip
         return out
-

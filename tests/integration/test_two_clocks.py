@@ -39,8 +39,7 @@ TABLES = ("predictions", "outcomes", "metrics", "drift", "metrics_daily", "mista
 
 
 def events(
-    models: dict[str, float | None], start: int, seed: int = 3, *, w: int = W, windows: int = WINDOWS,
-    size: float = 1.0,
+    models: dict[str, float | None], start: int, seed: int = 3, *, w: int = W, windows: int = WINDOWS, size: float = 1.0
 ) -> list[tuple[float, str, dict[str, Any]]]:
     """(arrival time, kind, event) of every prediction and outcome, in arrival order. ``models``: name ->
     the window (of ``w`` seconds; 2.5: the middle of window 2) from which its feature f1 is shifted by

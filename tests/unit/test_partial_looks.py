@@ -16,6 +16,7 @@ from watchkeeper.detectors import DriftConfig
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.partial import (
     LOOK_EVERY_SECONDS,
+    LOOK_MIN_EVENTS,
     LOOK_SPAN_SECONDS,
     MAX_LOOKS,
     PartialLooks,
@@ -56,10 +57,12 @@ class EventStore:
     def query_arrow(self, sql: str, params: dict[str, Any]) -> pa.Table:
         t0, t1 = params["t0"].timestamp(), params["t1"].timestamp()
         self.reads.append((t0, t1))
-        sel = (self.times >= t0) & (self.times < t1)
+        sel = np.flatnonzero((self.times >= t0) & (self.times < t1))
+        if "DESC" in sql:  # the latest first
+            sel = sel[::-1]
         rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
         return pa.table({
-            "t": pa.array((self.times[sel] * 1000).astype(np.int64)),
+            "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
             "features": map_array(rows, pa.float64()),
             "features_cat": map_array([{} for _ in rows], pa.string()),
             "prediction": pa.array(np.full(len(rows), 0.5)),
@@ -90,8 +93,8 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
     looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}})
     [look] = looks.take()
     assert look.mark in look_marks(0, W, 161.3)
-    # Each look read the last LOOK_SPAN_SECONDS before its mark; none after the confirming one.
-    assert store.reads == [(m - LOOK_SPAN_SECONDS, m) for m in look_marks(0, W, 161.3) if m <= look.mark]
+    # Each look read the window before its mark; none after the confirming one.
+    assert store.reads == [(0, m) for m in look_marks(0, W, 161.3) if m <= look.mark]
     features = {r["feature"] for r in look.rows}
     assert features == {"f1"}
     assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
@@ -108,21 +111,29 @@ def test_a_stable_window_with_a_chance_alarm_is_not_confirmed_and_gets_at_most_m
     assert len(store.reads) == MAX_LOOKS
 
 
-def test_each_look_tests_at_the_window_tests_alpha_over_max_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("rate", [10, 1])
+def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
+    monkeypatch: pytest.MonkeyPatch, rate: int
+) -> None:
+    """At alpha / MAX_LOOKS, on the events of the last LOOK_SPAN_SECONDS before the mark, or the last
+    LOOK_MIN_EVENTS of the window if those are more (a slow stream)."""
     import watchkeeper.windows.partial as partial
 
-    levels: list[float] = []
+    seen: list[tuple[float, int]] = []  # (level, events tested) of each look
     real = partial.drift_report
 
     def spy(ref: Any, cur: Any, kinds: Any, config: DriftConfig) -> Any:
-        levels.append(config.alpha)
+        seen.append((config.alpha, int(sum(cur["f0"]))))
         return real(ref, cur, kinds, config)
 
     monkeypatch.setattr(partial, "drift_report", spy)
-    times, x = window_events(shift_at=1e9, size=0.0)
-    looks, _ = looks_over(x, times, alpha=0.003)
+    rng = np.random.default_rng(2)
+    times = np.arange(W * rate) / rate
+    looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
     looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}})
-    assert levels == [pytest.approx(0.003 / MAX_LOOKS)] * MAX_LOOKS
+    marks = look_marks(0, W, 100.0)
+    expected = [max(int(LOOK_SPAN_SECONDS * rate), min(LOOK_MIN_EVENTS, m * rate)) for m in marks]
+    assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected]
 
 
 def early_window(alarm: float, drifted: bool = True) -> Window:
