@@ -7,8 +7,9 @@ window so far is judged at fixed event-time marks: the first ``MAX_LOOKS`` multi
 ``LOOK_EVERY_SECONDS`` (counted from the window's start) after the alarm and before the
 window's end. A look at mark ``m`` runs the drift stage's window test against the reference
 on the window's events of the last ``LOOK_SPAN_SECONDS`` before ``m``, or its last
-``LOOK_MIN_EVENTS`` before ``m`` if those are more (never before the window's start), at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks); an alarmed feature it
-flags is a :class:`Look`, which the alert engine decides at ``m`` (the event-time watermark at
+``LOOK_MIN_EVENTS`` before ``m`` if those are more (never before the window's start), at
+level ``alpha / MAX_LOOKS`` (Bonferroni over the looks); an alarmed feature it flags is a
+:class:`Look`, which the alert engine decides at ``m`` (the event-time watermark at
 the look). The full-window test at the window's end keeps its own level.
 
 Why the last 45 s and not the whole window so far: a change mid-window is diluted by the
