@@ -540,7 +540,7 @@ class WindowCloser:
         sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
         drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
-        self.looks.closed(self.drift.sequential.take_alarms())
+        self.looks.closed(self.drift.sequential.take_alarms(), self.watermark)
         for row in drift:
             row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)

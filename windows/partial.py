@@ -142,10 +142,14 @@ class PartialLooks:
         self.checked = {k: v for k, v in self.checked.items() if not gone(k.model)}
         self.found = [look for look in self.found if not gone(look.model)]
 
-    def closed(self, alarms: Mapping[WindowKey, Mapping[str, float]]) -> None:
-        """Windows written in this pass, with their features' first alarm: their looks not made yet."""
+    def closed(self, alarms: Mapping[WindowKey, Mapping[str, float]], watermarks: Mapping[str, float]) -> None:
+        """Windows written in this pass, with their features' first alarm: their looks not made yet, at the
+        marks before their end that the model's watermark has reached (all of them unless the stream went
+        idle before the window's end)."""
+        w = self.drift.window.window_seconds
         for key, first in sorted(alarms.items()):
-            self._look(key, first, key.start + self.drift.window.window_seconds)
+            end = key.start + w
+            self._look(key, first, min(end, math.floor(watermarks.get(key.model, end)) + 1))
             # Written: every mark of the window is judged; the version's earlier windows are forgotten.
             mine = (key.model, key.version)
             for old in [k for k in self.done if (k.model, k.version) == mine and k.start < key.start]:

@@ -90,7 +90,7 @@ def window_events(shift_at: float, size: float, seed: int = 1) -> tuple[np.ndarr
 def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_once() -> None:
     times, x = window_events(shift_at=150, size=0.5)
     looks, store = looks_over(x, times)
-    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}})
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})
     [look] = looks.take()
     assert look.mark in look_marks(0, W, 161.3)
     # Each look read the window before its mark; none after the confirming one.
@@ -99,14 +99,14 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
     assert features == {"f1"}
     assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
     assert [r["ts"] for r in look.rows if r["detector"] == "mean_shift"] == [161.3]
-    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}})  # the same window again: no new look
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})  # the same window again: no new look
     assert looks.take() == []
 
 
 def test_a_stable_window_with_a_chance_alarm_is_not_confirmed_and_gets_at_most_max_looks() -> None:
     times, x = window_events(shift_at=1e9, size=0.0)
     looks, store = looks_over(x, times)
-    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}})
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
     assert looks.take() == []
     assert len(store.reads) == MAX_LOOKS
 
@@ -130,10 +130,19 @@ def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
     rng = np.random.default_rng(2)
     times = np.arange(W * rate) / rate
     looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
-    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}})
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
     marks = look_marks(0, W, 100.0)
     expected = [max(int(LOOK_SPAN_SECONDS * rate), min(LOOK_MIN_EVENTS, m * rate)) for m in marks]
     assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected]
+
+
+def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark() -> None:
+    """The stream went idle at 185 s: the marks after it are not judged (a look there would be dated
+    after the stream's last event)."""
+    times, x = window_events(shift_at=1e9, size=0.0)
+    looks, store = looks_over(x[times < 185], times[times < 185])
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {"m": 184.9})
+    assert [t1 for _, t1 in store.reads] == [160, 180]
 
 
 def early_window(alarm: float, drifted: bool = True) -> Window:
