@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +137,7 @@ class PartialLooks:
         out, self.found = self.found, []
         return out
 
-    def forget(self, gone: Any) -> None:
+    def forget(self, gone: Callable[[str], bool]) -> None:
         self.done = {k: v for k, v in self.done.items() if not gone(k.model)}
         self.checked = {k: v for k, v in self.checked.items() if not gone(k.model)}
         self.found = [look for look in self.found if not gone(look.model)]
