@@ -68,6 +68,8 @@ LOOK_SPAN_SECONDS = 45
 # A span of fewer events is widened to the window's last this many: on a slow stream 45 s is a few dozen
 # events, which the excursion that tripped the alarm dominates (see the README, Alerts).
 LOOK_MIN_EVENTS = 300
+# Looks kept for the alert engine at most (a closer without one, e.g. a tool's, does not grow without bound).
+MAX_FOUND = 10_000
 
 # One version's events of one window before a mark, in the order the per-event detector reads them.
 OPEN_EVENTS = """
@@ -203,6 +205,7 @@ class PartialLooks:
             rows = self._judge(key, mark, {f: t for f, t in first.items() if t < mark})
             if rows:
                 self.found.append(Look(key.model, key.version, key.start, key.start + w, mark, tuple(rows)))
+                del self.found[:-MAX_FOUND]  # a closer whose looks nobody takes keeps the latest
                 done.update(marks)  # decided: no more looks at this window
                 return
 
