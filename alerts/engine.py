@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ from watchkeeper.alerts.config import AlertConfig
 from watchkeeper.alerts.evaluator import Anchor, Decision, ModelEvaluator
 from watchkeeper.alerts.model import ALERT_COLUMNS_SQL, Alert
 from watchkeeper.alerts.policy import AlertPolicy
-from watchkeeper.alerts.window import Point, build_windows
+from watchkeeper.alerts.window import DriftRow, Point, Window, build_windows
 from watchkeeper.detectors.reference import MetricBaseline, baseline_from_sample
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.sinks.protocols import StoreClient, StoreReader
@@ -175,6 +175,7 @@ class AlertEngine:
         self._evaluators: dict[str, ModelEvaluator] = {}
         self._references: dict[tuple[str, str, str], MetricBaseline] = {}  # complete ones only
         self._fleet = 0
+        self._early: dict[str, list[tuple[int, Window]]] = defaultdict(list)  # model -> windows judged so far
 
     # Configuration -------------------------------------------------------------
     def policy(self, model: str) -> AlertPolicy:
@@ -184,6 +185,14 @@ class AlertEngine:
         """Forget all in-memory state: the next ``evaluate`` rebuilds it from the store."""
         self._evaluators.clear()
         self._references.clear()
+
+    def add_looks(self, looks: Iterable[Any]) -> None:
+        """Windows judged before their end by the model stage (``windows.partial.Look``: a drift alarm
+        confirmed on the events before its mark), for the next ``evaluate`` to decide at their mark."""
+        for look in looks:
+            drift = tuple(DriftRow(r["feature"], r["detector"], r["statistic"], r["threshold"], r["drifted"], r["ts"])
+                          for r in look.rows)  # fmt: skip
+            self._early[look.model].append((look.mark, Window(look.version, look.start, look.end, drift=drift)))
 
     # Evaluation ----------------------------------------------------------------
     def evaluate(self, models: Sequence[str] | None = None) -> list[Alert]:
@@ -209,6 +218,8 @@ class AlertEngine:
             pending += [ev.label_cursor_of(v) for v, (_, _, done) in versions if done > ev.label_cursor_of(v)]
             if pending or ev.fleet_watermark < self._fleet:
                 work[m] = min(pending) if pending else None
+            elif self._early.get(m):
+                work[m] = None
         if not work:
             return []
         metric_rows, drift_rows = self._load(work)
@@ -223,8 +234,8 @@ class AlertEngine:
             windows = build_windows(metric_rows.get(m, ()), drift_rows.get(m, ()))
             decisions += self._evaluators[m].feed(
                 windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet,
-                watermark=marks.get(m), stream_watermark=stream,
-            )
+                watermark=marks.get(m), stream_watermark=stream, early=self._early.pop(m, ()),
+            )  # fmt: skip
         # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
         alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
         self._drop_unowned()
@@ -249,6 +260,8 @@ class AlertEngine:
             del self._evaluators[m]
         for key in [k for k in self._references if not self.owns(k[0])]:
             del self._references[key]
+        for m in [m for m in self._early if not self.owns(m)]:
+            del self._early[m]
 
     # Loading -------------------------------------------------------------------
     def _catalogue(self) -> dict[str, dict[str, tuple[int, int, int]]]:

@@ -76,7 +76,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from watchkeeper.alerts.comparison_rules import (
@@ -219,12 +219,15 @@ class ModelEvaluator:
         fleet_watermark: int | None = None,
         watermark: float | None = None,
         stream_watermark: float | None = None,
+        early: Iterable[tuple[int, Window]] = (),
     ) -> list[Decision]:
         """Process new windows, then the gaps up to the fleet watermark; returns the state changes.
 
         ``watermark``: the model's largest event time seen so far; ``stream_watermark`` the whole
         stream's. They date the decisions on windows that the model stage flushed before they were
-        due (the stream idle) and on gaps.
+        due (the stream idle) and on gaps. ``early``: windows judged before their end (``(mark,
+        window)``: the drift rows of the window's events before ``mark``, ``windows/partial.py``),
+        decided at ``mark``, in event-time order with the windows.
         """
         refs, ests = references or {}, estimates or {}
         if watermark is not None:
@@ -232,7 +235,10 @@ class ModelEvaluator:
         if stream_watermark is not None:
             self.stream_watermark = max(self.stream_watermark or 0.0, float(stream_watermark))
         out: list[Decision] = []
+        looks = sorted(early, key=lambda e: (e[0], e[1].version, e[1].start))
         for w in sorted(windows, key=lambda w: (w.end, w.version, w.start)):
+            while looks and looks[0][0] < w.end:
+                out += self._early(*looks.pop(0))
             outcomes_only = not w.version
             if w.end > self.cursor_of(w.version):
                 self.cursor[w.version] = w.end
@@ -242,6 +248,8 @@ class ModelEvaluator:
                 self.label_cursor[w.version] = w.end
                 self._decided_at = self._written_at(w.end, self.orphan_after if outcomes_only else self.label_delay)
                 out += self._label_based(w, refs.get(w.version), ests.get(w.version))
+        for mark, w in looks:
+            out += self._early(mark, w)
         if fleet_watermark is not None:
             self.fleet_watermark = max(self.fleet_watermark, int(fleet_watermark))
         self._decided_at = None
@@ -277,6 +285,26 @@ class ModelEvaluator:
             for s in ops_signals(self.model, w, p.ops):
                 out += self._apply(s, p.ops.hysteresis)
         return out
+
+    def _early(self, mark: int, w: Window) -> list[Decision]:
+        """The drift rule's fast path on a window so far (a per-event alarm confirmed by the window test on
+        the events before ``mark``), decided at ``mark``; a window already judged whole is not looked at."""
+        p = self.policy.drift
+        if not (w.version and p.enabled and p.fast_path) or w.end <= self.cursor_of(w.version):
+            return []
+        features = drifted_features(w, self.policy.retrain, p.sequential_detectors)
+        if not features:
+            return []
+        s = drift_signal(self.model, w, (features,), p)
+        if not s.bad:
+            return []
+        ev = {**s.evidence, "partial_window_until": iso(mark)}
+        summary = f"{s.summary[:-1]}; decided on the window so far (events before {iso(mark)})."
+        self._decided_at = int(mark)
+        try:
+            return self._apply(replace(s, summary=summary, evidence=ev), p.hysteresis)
+        finally:
+            self._decided_at = None
 
     def _label_based(self, w: Window, ref: MetricBaseline | None, est: MetricBaseline | None) -> list[Decision]:
         """The rules that need labels, on the final window."""

@@ -431,7 +431,9 @@ def run(plan: Plan, *, log: Any = print) -> dict[str, Any]:
         t = time.perf_counter()
         new_policy = AlertPolicy()
         prev, notes = previous_policy()
-        AlertEngine(worker.store, settings.alert_config(default_policy=new_policy), history_days=None).evaluate()
+        engine = AlertEngine(worker.store, settings.alert_config(default_policy=new_policy), history_days=None)
+        engine.add_looks(closer.looks.take())  # drift judged on windows so far (windows/partial.py)
+        engine.evaluate()
         recorded = list_alerts(worker.store, history=True, limit=1_000_000)
         prev_alerts = AlertEngine(
             worker.store, settings.alert_config(default_policy=prev), history_days=None, write=False

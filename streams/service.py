@@ -339,6 +339,8 @@ class Worker:
     def evaluate_alerts(self) -> list[Alert]:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
+        if "closer" in self.__dict__:  # drift alarms the model stage judged on open windows (windows/partial.py)
+            self.alert_stage.engine.add_looks(self.closer.looks.take())
         return self.alert_stage.evaluate()
 
     def refresh_model_gauges(self) -> ModelGauges:

@@ -66,6 +66,7 @@ from watchkeeper.windows.drift import DriftStage
 from watchkeeper.windows.due import due_params
 from watchkeeper.windows.metrics import metrics_rows
 from watchkeeper.windows.ownership import CHECKPOINT, OWNED_SQL, Shard, parse_checkpoint
+from watchkeeper.windows.partial import PartialLooks
 from watchkeeper.windows.queries import BINARY_OUTCOMES, DUE, THRESHOLD, WS
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,7 @@ class WindowCloser:
         self.windows_written = 0
         self.last_pass_statements = 0  # statements of the last pass's write (logged with each pass)
         self.drift = DriftStage(self.store, config)
+        self.looks = PartialLooks(self.drift)  # drift alarms judged on the window so far (windows/partial.py)
 
     @property
     def since(self) -> float:
@@ -324,6 +326,7 @@ class WindowCloser:
         self.written_at = {k: t for k, t in self.written_at.items() if not gone(k.model)}
         for model in [m for m in self.watermark if gone(m)]:
             del self.watermark[model]
+        self.looks.forget(gone)
         seq = self.drift.sequential
         for per_version in (self.drift.references, self.drift.loaded_refs, seq.error_streams, seq.shift_streams):
             for mv in [mv for mv in per_version if gone(mv[0])]:
@@ -469,8 +472,19 @@ class WindowCloser:
         idle = force or (now - (self.last_activity or now) >= max(self.config.idle_flush, self.config.settle_seconds))
         due = self.closed(idle, now)
         written = self._write_ready(due, now) if due else []
+        self._look_open(set(due))
         self._save_checkpoint(now)
         return written
+
+    def _look_open(self, due: set[WindowKey]) -> None:
+        """Look at the windows not written yet whose per-event detector is fed up to their start (no earlier
+        window of the version pending): a drift alarm on their events so far is judged now (windows/partial.py)."""
+        waiting = sorted(k for k in self.pending if k not in due and k.version and self.still_owns(k.model))
+        first: dict[tuple[str, str], WindowKey] = {}
+        for key in waiting:
+            first.setdefault((key.model, key.version), key)
+        for key in first.values():
+            self.looks.open(key, self.watermark.get(key.model, 0.0))
 
     def _write_ready(self, ready: dict[WindowKey, bool], now: float) -> list[WindowKey]:
         """Write the ready windows of the models still ours, all in one pass; returns those written."""
@@ -526,6 +540,7 @@ class WindowCloser:
         sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
         drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
+        self.looks.closed(self.drift.sequential.take_alarms(), self.watermark)
         for row in drift:
             row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)

@@ -101,6 +101,12 @@ class SequentialDrift:
         self.config = config
         self.error_streams: dict[tuple[str, str], ErrorStream] = {}
         self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
+        # Windows fed to the per-event covariate shift since the last take: feature -> first alarm (event time).
+        self.alarms: dict[WindowKey, dict[str, float]] = {}
+
+    def take_alarms(self) -> dict[WindowKey, dict[str, float]]:
+        out, self.alarms = self.alarms, {}
+        return out
 
     def error_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
         """Concept drift: the ``watchkeeper_default`` detector fed each binary window's errors in event-time order.
@@ -217,6 +223,7 @@ class SequentialDrift:
                         }
                     )
             state.record(k.start, rows)
+            self.alarms[k] = {state.features[j]: t for j, t in first.items()}
             out.extend(rows)
         return out
 

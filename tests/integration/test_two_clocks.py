@@ -38,17 +38,20 @@ TABLES = ("predictions", "outcomes", "metrics", "drift", "metrics_daily", "mista
           "alert_deliveries")  # fmt: skip
 
 
-def events(models: dict[str, int | None], start: int, seed: int = 3) -> list[tuple[float, str, dict[str, Any]]]:
+def events(
+    models: dict[str, float | None], start: int, seed: int = 3, *, w: int = W, windows: int = WINDOWS, size: float = 1.0
+) -> list[tuple[float, str, dict[str, Any]]]:
     """(arrival time, kind, event) of every prediction and outcome, in arrival order. ``models``: name ->
-    the window from which its feature f1 is shifted (None: stable)."""
+    the window (of ``w`` seconds; 2.5: the middle of window 2) from which its feature f1 is shifted by
+    ``size`` sigma (None: stable)."""
     rng = np.random.default_rng(seed)
     out = []
     for model, shift in models.items():
-        for i in range(WINDOWS * W * RATE):
+        for i in range(windows * w * RATE):
             ts = start + i / RATE
             x = rng.normal(size=3)
-            if shift is not None and ts >= start + shift * W:
-                x[1] += 1.0
+            if shift is not None and ts >= start + shift * w:
+                x[1] += size
             p = float(1 / (1 + np.exp(-2 * x[0])))
             y = int(rng.uniform() < p)
             pid = f"{model}-{i}"
@@ -92,17 +95,18 @@ def live(worker: Worker, stream: list[tuple[float, str, dict[str, Any]]], start:
         t += STEP
 
 
-def fresh_worker(worker: Worker) -> Worker:
-    """An empty store and a new worker on it (no state kept from an earlier run)."""
+def fresh_worker(worker: Worker, **settings: Any) -> Worker:
+    """An empty store and a new worker on it (no state kept from an earlier run); ``settings`` override
+    WORKER_SETTINGS."""
     for table in TABLES:
         worker.store.command(f"TRUNCATE TABLE IF EXISTS {table}")
-    w = Worker(Settings(store_port=worker.settings.store_port, settle_seconds=0.0, **WORKER_SETTINGS))
+    w = Worker(Settings(store_port=worker.settings.store_port, settle_seconds=0.0, **{**WORKER_SETTINGS, **settings}))
     w.ensure_schema()
     return w
 
 
-def start_time() -> int:
-    return int(time.time() - 3 * 86400) // W * W
+def start_time(w: int = W) -> int:
+    return int(time.time() - 3 * 86400) // w * w
 
 
 def decisions(worker: Worker) -> list[dict[str, Any]]:
@@ -161,9 +165,10 @@ def test_label_based_rows_are_provisional_until_the_label_delay_then_final(worke
     assert any(p == 1 and cov < 1.0 for _, p, cov in wide)
 
 
-def test_a_drift_alert_is_decided_at_the_window_end_plus_grace_without_waiting_for_labels(worker: Worker) -> None:
+def test_a_drift_alert_is_decided_by_the_window_end_plus_grace_without_waiting_for_labels(worker: Worker) -> None:
     """f1 moves by one sigma at the start of window 5: the drift alert's decision time (``alerts.ts``) is
-    window 5's end plus the grace, long before its labels are final; the stable model gets no alert."""
+    at the latest window 5's end plus the grace (a look at the window so far may decide it sooner), long
+    before its labels are final; the stable model gets no alert."""
     worker = fresh_worker(worker)
     start = start_time()
     stream = events({"clk.shift": SHIFT_WINDOW, "clk.steady": None}, start)
@@ -177,7 +182,7 @@ def test_a_drift_alert_is_decided_at_the_window_end_plus_grace_without_waiting_f
     assert decided_at is not None and decided_at <= end + GRACE + STEP  # the first pass past end + grace
     [alert] = [a for a in decisions(worker) if a["model"] == "clk.shift" and a["kind"] == "drift"]
     ts = int(np.datetime64(alert["ts"].replace("Z", "")).astype("datetime64[s]").astype(int))
-    assert ts == end + GRACE < end + DELAY
+    assert end - W < ts <= end + GRACE < end + DELAY
     # Labels of the window are still provisional when the alert was decided.
     assert worker.store.query_rows(
         "SELECT provisional FROM metrics FINAL WHERE model = 'clk.shift' AND metric = 'labelled' AND segment = '' "
@@ -212,3 +217,47 @@ def test_a_replay_of_the_same_events_decides_the_same_alerts_and_a_stable_stream
     replay.evaluate_alerts()
     again = [d for d in decisions(replay) if d["model"] != "clk.tick"]
     assert again == first
+
+
+# Looks at the window so far (windows/partial.py): the default window length, a 0.5 sigma shift of f1 in the
+# middle of window 2 (after a reference of 1,000 predictions and a whole window without change).
+LONG_W = 300
+LONG_WINDOWS = 4
+LONG_SETTINGS = dict(window_seconds=LONG_W, label_delay_seconds=60)
+
+
+def epoch_of(iso_ts: str) -> int:
+    return int(np.datetime64(iso_ts.replace("Z", "")).astype("datetime64[s]").astype(int))
+
+
+def test_a_shift_mid_window_is_decided_before_the_window_ends_and_a_replay_decides_the_same(worker: Worker) -> None:
+    """A 0.5 sigma shift 150 s into a 300 s window: the per-event alarm is confirmed by the window test on the
+    window so far, and the drift alert decided (``alerts.ts``, the look's event time) within 60 s of the
+    shift, before the window ends; the stable model gets none; a replay of the same events written at once
+    decides the same alerts at the same times."""
+    live_worker = fresh_worker(worker, **LONG_SETTINGS)
+    start = start_time(LONG_W)
+    stream = events({"clk.mid": 2.5, "clk.calm": None}, start, seed=5, w=LONG_W, windows=LONG_WINDOWS, size=0.5)
+    onset, end = start + 2.5 * LONG_W, start + 3 * LONG_W
+    reached = start
+    for reached in live(live_worker, stream, start):
+        if reached > end + 2 * STEP:
+            break
+    first = decisions(live_worker)
+    [alert] = [a for a in first if a["kind"] == "drift"]
+    assert alert["model"] == "clk.mid" and alert["state"] == "firing"
+    ts = epoch_of(alert["ts"])
+    assert onset < ts <= onset + 60 and ts < end, (ts - onset, alert)
+    # Decided on the window so far, at a look's mark, from an alarm on the shifted feature after the shift.
+    assert epoch_of(alert["evidence"]["partial_window_until"]) == ts
+    assert (ts - start) % 20 == 0
+    assert onset <= epoch_of(alert["evidence_ts"]) < ts
+    assert [f["feature"] for f in alert["evidence"]["features"]] == ["f1"]
+    assert [d for d in first if d["model"] == "clk.calm"] == []
+
+    replay = fresh_worker(worker, **LONG_SETTINGS)
+    feed = Feed(replay)
+    feed.write([e for e in stream if e[0] < reached])
+    replay.close_windows()
+    replay.evaluate_alerts()
+    assert decisions(replay) == first

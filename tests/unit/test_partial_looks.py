@@ -1,0 +1,185 @@
+"""Looks at a window so far (windows/partial.py): where they fall, their level, and what they confirm."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from watchkeeper.alerts.evaluator import ModelEvaluator
+from watchkeeper.alerts.policy import AlertPolicy, DriftRule
+from watchkeeper.alerts.window import DriftRow, Point, Window
+from watchkeeper.detectors import DriftConfig
+from watchkeeper.windows.config import WindowConfig, WindowKey
+from watchkeeper.windows.partial import (
+    LOOK_EVERY_SECONDS,
+    LOOK_MIN_EVENTS,
+    LOOK_SPAN_SECONDS,
+    MAX_LOOKS,
+    PartialLooks,
+    look_alpha,
+    look_marks,
+)
+from watchkeeper.windows.sample import Sample, build_reference
+
+W = 300
+
+
+@pytest.mark.parametrize("alarm", [0.1, 19.9, 20.0, 150.5, 239.0, 261.0, 299.0])
+def test_the_looks_are_the_first_marks_after_the_alarm_on_the_event_time_grid(alarm: float) -> None:
+    start = 6000
+    marks = look_marks(start, start + W, start + alarm)
+    grid = [m for m in range(start, start + W, LOOK_EVERY_SECONDS) if m > start + alarm]
+    assert marks == grid[:MAX_LOOKS]
+    assert all(start + alarm < m < start + W for m in marks)
+
+
+def test_the_looks_split_the_window_tests_level_bonferroni() -> None:
+    alpha = 0.001
+    assert look_alpha(alpha) * MAX_LOOKS == pytest.approx(alpha)
+    assert look_alpha(alpha, 5) == pytest.approx(alpha / 5)
+
+
+def map_array(rows: list[dict[str, float]], value_type: pa.DataType) -> pa.ChunkedArray:
+    return pa.chunked_array([pa.array([list(r.items()) for r in rows], pa.map_(pa.string(), value_type))])
+
+
+class EventStore:
+    """Answers the look's queries from events (time, features) in memory: those in ``[t0, t1)``."""
+
+    def __init__(self, times: np.ndarray, x: np.ndarray) -> None:
+        self.times, self.x = times, x
+        self.reads: list[tuple[float, float]] = []
+
+    def query_arrow(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        t0, t1 = params["t0"].timestamp(), params["t1"].timestamp()
+        self.reads.append((t0, t1))
+        sel = np.flatnonzero((self.times >= t0) & (self.times < t1))
+        if "DESC" in sql:  # the latest first
+            sel = sel[::-1]
+        rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
+        return pa.table({
+            "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
+            "features": map_array(rows, pa.float64()),
+            "features_cat": map_array([{} for _ in rows], pa.string()),
+            "prediction": pa.array(np.full(len(rows), 0.5)),
+        })  # fmt: skip
+
+
+def looks_over(x: np.ndarray, times: np.ndarray, alpha: float = 0.001) -> tuple[PartialLooks, EventStore]:
+    rng = np.random.default_rng(0)
+    ref_x = rng.normal(size=(1000, 3))
+    ref = build_reference(Sample(1000, {f"f{j}": ref_x[:, j] for j in range(3)}, {}), -W, 0)
+    store = EventStore(times, x)
+    drift = SimpleNamespace(store=store, window=WindowConfig(window_seconds=W), config=DriftConfig(alpha=alpha),
+                            reference_for=lambda key: ref)  # fmt: skip
+    return PartialLooks(drift), store  # type: ignore[arg-type]
+
+
+def window_events(shift_at: float, size: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    times = np.arange(W * 10) / 10
+    x = rng.normal(size=(times.size, 3))
+    x[times >= shift_at, 1] += size
+    return times, x
+
+
+def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_once() -> None:
+    times, x = window_events(shift_at=150, size=0.5)
+    looks, store = looks_over(x, times)
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})
+    [look] = looks.take()
+    assert look.mark in look_marks(0, W, 161.3)
+    # Each look read the window before its mark; none after the confirming one.
+    assert store.reads == [(0, m) for m in look_marks(0, W, 161.3) if m <= look.mark]
+    features = {r["feature"] for r in look.rows}
+    assert features == {"f1"}
+    assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
+    assert [r["ts"] for r in look.rows if r["detector"] == "mean_shift"] == [161.3]
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})  # the same window again: no new look
+    assert looks.take() == []
+
+
+def test_a_stable_window_with_a_chance_alarm_is_not_confirmed_and_gets_at_most_max_looks() -> None:
+    times, x = window_events(shift_at=1e9, size=0.0)
+    looks, store = looks_over(x, times)
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
+    assert looks.take() == []
+    assert len(store.reads) == MAX_LOOKS
+
+
+@pytest.mark.parametrize("rate", [10, 1])
+def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
+    monkeypatch: pytest.MonkeyPatch, rate: int
+) -> None:
+    """At alpha / MAX_LOOKS, on the events of the last LOOK_SPAN_SECONDS before the mark, or the last
+    LOOK_MIN_EVENTS of the window if those are more (a slow stream)."""
+    import watchkeeper.windows.partial as partial
+
+    seen: list[tuple[float, int]] = []  # (level, events tested) of each look
+    real = partial.drift_report
+
+    def spy(ref: Any, cur: Any, kinds: Any, config: DriftConfig) -> Any:
+        seen.append((config.alpha, int(sum(cur["f0"]))))
+        return real(ref, cur, kinds, config)
+
+    monkeypatch.setattr(partial, "drift_report", spy)
+    rng = np.random.default_rng(2)
+    times = np.arange(W * rate) / rate
+    looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
+    marks = look_marks(0, W, 100.0)
+    expected = [max(int(LOOK_SPAN_SECONDS * rate), min(LOOK_MIN_EVENTS, m * rate)) for m in marks]
+    assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected]
+
+
+def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark() -> None:
+    """The stream went idle at 185 s: the marks after it are not judged (a look there would be dated
+    after the stream's last event)."""
+    times, x = window_events(shift_at=1e9, size=0.0)
+    looks, store = looks_over(x[times < 185], times[times < 185])
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {"m": 184.9})
+    assert [t1 for _, t1 in store.reads] == [160, 180]
+
+
+def early_window(alarm: float, drifted: bool = True) -> Window:
+    rows = (DriftRow("f1", "ks", 0.2, 0.001, drifted), DriftRow("f1", "mean_shift", 0.2, 0.001, True, alarm))
+    return Window("v1", 600, 900, drift=rows)
+
+
+def whole_window(alarm: float) -> Window:
+    rows = (DriftRow("f1", "ks", 0.3, 0.001, True), DriftRow("f1", "mean_shift", 30.0, 28.3, True, alarm))
+    return Window("v1", 600, 900, {"predictions": Point(3000, 3000)}, drift=rows)
+
+
+def evaluator(policy: AlertPolicy | None = None) -> ModelEvaluator:
+    return ModelEvaluator("m", policy or AlertPolicy(), window_seconds=W, label_delay=60, grace=10)
+
+
+def test_a_confirmed_look_is_decided_at_its_mark_and_the_window_end_does_not_decide_it_again() -> None:
+    ev = evaluator()
+    [d] = ev.feed([], early=[(780, early_window(761.2))], watermark=780)
+    assert (d.kind, d.state, d.ts, d.evidence_ts) == ("drift", "firing", 780, 762)
+    assert d.evidence["partial_window_until"].startswith("1970-01-01T00:13:00")
+    assert ev.feed([whole_window(761.2)], watermark=910) == []  # already firing: no second decision
+
+
+def test_a_look_is_merged_in_event_time_with_the_windows_of_the_same_feed() -> None:
+    ev = evaluator()
+    before = Window("v1", 300, 600, {"predictions": Point(3000, 3000)})
+    out = ev.feed([whole_window(761.2), before], early=[(780, early_window(761.2))], watermark=910)
+    assert [(d.kind, d.ts) for d in out if d.kind == "drift"] == [("drift", 780)]
+
+
+def test_a_look_is_not_decided_when_unconfirmed_disabled_or_its_window_was_judged_whole() -> None:
+    assert evaluator().feed([], early=[(780, early_window(761.2, drifted=False))]) == []
+    off = AlertPolicy(drift=DriftRule(fast_path=False))
+    assert evaluator(off).feed([], early=[(780, early_window(761.2))]) == []
+    other = AlertPolicy(drift=DriftRule(sequential_detectors=("page_hinkley",)))
+    assert evaluator(other).feed([], early=[(780, early_window(761.2))]) == []
+    ev = evaluator()
+    ev.feed([Window("v1", 600, 900, {"predictions": Point(3000, 3000)})], watermark=910)
+    assert ev.feed([], early=[(780, early_window(761.2))]) == []
