@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import chdb
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 
 from watchkeeper.sinks.cluster import sharding_key
 from watchkeeper.sinks.embedded.request import decode_body, form_fields, parse_query, receive_body
@@ -66,6 +67,8 @@ AGGREGATES = re.compile(
     r"topK\w*|\w+(If|Array|State|Merge|Distinct|OrNull|OrDefault))$",
     re.IGNORECASE,
 )
+# An ORDER BY whose first key is the model (of any table alias), and its direction.
+MODEL_FIRST = re.compile(r"^ORDER BY\s+(?:\w+\.)?model(?:\s+(ASC|DESC))?\s*(?:,|$)", re.IGNORECASE)
 # A query parameter names models if it is the right-hand side of ``model = {p:...}`` or ``model IN {p:...}``.
 MODEL_FILTER = re.compile(rb"\bmodel\s*(?:=|\bIN\b)\s*\{(\w+):", re.IGNORECASE)
 TABLE_REF = re.compile(rb"\b(?:FROM|JOIN|INTO|TABLE)\s+(?:`?" + DATABASE.encode() + rb"`?\.)?`?(\w+)`?", re.IGNORECASE)
@@ -114,12 +117,30 @@ class Router(ThreadingHTTPServer):
         with self.engine_lock:
             return self.engine.query(sql, params={"p": str(path), **(params or {})}).bytes()  # type: ignore[no-any-return]
 
-    def count_rows(self, native: bytes) -> int:
-        return (
-            int(self._native(native, "SELECT count() FROM file({p:String}, 'Native') FORMAT TabSeparated"))
-            if native
-            else 0
-        )
+    def count_rows(self, body: bytes, fmt: str) -> int:
+        if not body:
+            return 0
+        if fmt == "Arrow":
+            return int(pa.ipc.open_file(body).read_all().num_rows)
+        return int(self._native(body, "SELECT count() FROM file({p:String}, 'Native') FORMAT TabSeparated"))
+
+    def merge_by_model(self, bodies: list[bytes], fmt: str, direction: str, limit: int | None) -> bytes:
+        """The shards' rows, each sorted with the model first, merged by model keeping each shard's order."""
+        if fmt == "Native":
+            cut = f" LIMIT {limit}" if limit is not None else ""
+            sql = (
+                f"SELECT * FROM file({{p:String}}, 'Native') ORDER BY model {direction}, rowNumberInAllBlocks()"
+                f"{cut} SETTINGS max_threads = 1 FORMAT Native"
+            )
+            return self._native(b"".join(bodies), sql)
+        table = pa.concat_tables([pa.ipc.open_file(b).read_all() for b in bodies])
+        order = "descending" if direction.upper() == "DESC" else "ascending"
+        indices = pa.compute.sort_indices(table, sort_keys=[("model", order)])  # stable: each shard's order kept
+        table = table.take(indices if limit is None else indices[:limit])
+        sink = io.BytesIO()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue()
 
     def reorder(self, native: bytes, keys: str, count: str, params: Mapping[str, str]) -> bytes:
         """Rows in the Native format sorted by ``keys`` (an ORDER BY clause) and cut to ``count`` rows."""
@@ -257,30 +278,43 @@ class RouterHandler(BaseHTTPRequestHandler):
         replies = self._all(method, target, raw)
         order = top_level_order(query.sql)
         if order is not None:
-            return self._ordered(replies, fmt, *order)
+            return self._ordered(replies, fmt, *order, by_model)
         log.info("route union %s %s | %s", fmt, sorted(tables), self.sql)
         return merge(replies, fmt)
 
-    def _ordered(self, replies: list[Reply], fmt: str, order: str, limit: str) -> Reply:
-        """Both shards' answers to a query with a top-level ``ORDER BY`` and/or ``LIMIT n``, as one server's:
-        right as they are if one shard has no rows; else sorted again by the engine on the output columns
-        (the ORDER BY without its table aliases) and cut to n rows. Refused where that cannot be done."""
+    def _ordered(self, replies: list[Reply], fmt: str, order: str, limit: str, by_model: bool) -> Reply:
+        """Both shards' answers to a query with a top-level ``ORDER BY`` and/or ``LIMIT n``, as one server's.
+
+        Right as they are if one shard has no rows. Sorted by model first, on tables sharded by model: each
+        model's rows come whole from one shard and in order, so the rows merged by model (a stable sort) are
+        one server's. Else sorted again by the engine on the output columns (the ORDER BY without its table
+        aliases). Then cut to n rows. Refused where none of this can be done."""
         if any(r.status != 200 for r in replies):
             return first_success(replies)
-        if fmt != "Native":
+        if fmt not in ("Native", "Arrow"):
             raise Refused(f"a top-level ORDER BY or LIMIT over both shards in format {fmt}: {self.sql}")
-        rows = [self.server.count_rows(r.body) for r in replies]
+        rows = [self.server.count_rows(r.body, fmt) for r in replies]
         if min(rows) == 0:
-            log.info("route union-ordered %s (one shard had rows) | %s", rows, self.sql)
+            log.info("route union-ordered %s (rows on one shard at most) | %s", rows, self.sql)
             return merge(replies, fmt)
         if not order:
             raise Refused(f"a LIMIT without ORDER BY over both shards: {self.sql}")
-        keys = re.sub(r"\b[A-Za-z_]\w*\.(?=[A-Za-z_])", "", order)
+        first = MODEL_FIRST.match(order)
         try:
-            body = self.server.reorder(b"".join(r.body for r in replies), keys, limit, self._params)
+            if by_model and first:
+                body = self.server.merge_by_model(
+                    [r.body for r in replies], fmt, first.group(1) or "ASC", limit_rows(limit, self._params)
+                )
+                how = "merged by model"
+            elif fmt == "Native":
+                keys = re.sub(r"\b[A-Za-z_]\w*\.(?=[A-Za-z_])", "", order)
+                body = self.server.reorder(b"".join(r.body for r in replies), keys, limit, self._params)
+                how = "sorted again"
+            else:
+                raise Refused(f"an ORDER BY not led by the model over both shards in format {fmt}: {self.sql}")
         except RuntimeError as exc:
             raise Refused(f"cannot merge the shards' sorted rows ({exc}): {self.sql}") from None
-        log.info("route union-ordered %s sorted again | %s", rows, self.sql)
+        log.info("route union-ordered %s %s | %s", rows, how, self.sql)
         return Reply(200, replies[0].headers, body)
 
     def _insert(
@@ -318,6 +352,18 @@ class RouterHandler(BaseHTTPRequestHandler):
         return shards.pop() if len(shards) == 1 else None
 
 
+def limit_rows(limit: str, params: Mapping[str, str]) -> int | None:
+    """A LIMIT's count: a literal or a ``{name:Type}`` parameter (None: no LIMIT).
+
+    >>> limit_rows("10", {}), limit_rows("{n:UInt32}", {"n": "3"}), limit_rows("", {})
+    (10, 3, None)
+    """
+    if not limit:
+        return None
+    param = re.fullmatch(r"\{(\w+):[^}]*\}", limit)
+    return int(params[param.group(1)] if param else limit)
+
+
 def insert_table(sql: bytes) -> str:
     m = TABLE_REF.search(sql)
     if m is None:
@@ -336,6 +382,16 @@ def parse_strings(value: str) -> list[str]:
     return [bytes(s[1:-1], "utf-8").decode("unicode_escape") for s in re.findall(r"'(?:[^'\\]|\\.)*'", value)]
 
 
+def top_level_tokens(sql: bytes) -> list[Any]:
+    """The tokens outside parentheses, a query parameter's ``{name:Type}`` kept as its braces only."""
+    out, in_param = [], False
+    for t in _tokens(sql):
+        if t.depth == 0 and (not in_param or t.text == b"}"):
+            out.append(t)
+        in_param = (in_param or t.text == b"{") and t.text != b"}"
+    return out
+
+
 def top_level_order(sql: bytes) -> tuple[str, str] | None:
     """The top-level ``ORDER BY`` clause and ``LIMIT`` count (``''``: none) of a query, or None without either.
 
@@ -343,10 +399,12 @@ def top_level_order(sql: bytes) -> tuple[str, str] | None:
 
     >>> top_level_order(b"SELECT a FROM (SELECT a FROM t ORDER BY a LIMIT 1) ORDER BY a DESC LIMIT {n:UInt32} FORMAT X")
     ('ORDER BY a DESC', '{n:UInt32}')
-    >>> top_level_order(b"SELECT a FROM t ORDER BY a LIMIT 2 BY a"), top_level_order(b"SELECT 1")
+    >>> top_level_order(b"SELECT a FROM t ORDER BY a LIMIT 2 BY a"), top_level_order(b"SELECT 1 WHERE {limit:UInt8}")
     (('ORDER BY a', ''), None)
+    >>> top_level_order(b"SELECT a FROM t ORDER BY a LIMIT {n:UInt8} BY a LIMIT 3")
+    ('ORDER BY a', '3')
     """
-    tokens = [t for t in _tokens(sql) if t.depth == 0]
+    tokens = top_level_tokens(sql)
     order = limit = ""
     for i, t in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
@@ -354,18 +412,18 @@ def top_level_order(sql: bytes) -> tuple[str, str] | None:
             end = next((x.start for x in tokens[i + 2 :] if x.text in (b"LIMIT", b"SETTINGS", b"FORMAT")), len(sql))
             order = sql[t.start : end].decode().strip()
         if t.text == b"LIMIT" and nxt is not None:
-            rest = [x.text for x in tokens[i + 1 : i + 8]]
-            if b"BY" in rest[:2] or (b"}" in rest and rest[rest.index(b"}") + 1 : rest.index(b"}") + 2] == [b"BY"]):
+            # The count: a literal, or a parameter (its braces, adjacent in the token list).
+            count_end = i + 3 if nxt.text == b"{" else i + 2
+            if count_end < len(tokens) and tokens[count_end].text == b"BY":
                 continue
-            end = next((x.end for x in tokens[i + 1 :] if x.text == b"}"), nxt.end) if nxt.text == b"{" else nxt.end
-            limit = sql[nxt.start : end].decode()
+            limit = sql[nxt.start : tokens[count_end - 1].end].decode()
     return (order, limit) if order or limit else None
 
 
 def union_refusal(sql: bytes) -> str | None:
     """Why the shards' results concatenated would not be the single server's answer (None: they would),
     a top-level LIMIT aside (see :meth:`RouterHandler._limited`)."""
-    tokens = [t for t in _tokens(sql) if t.depth == 0]
+    tokens = top_level_tokens(sql)
     words = [t.text for t in tokens if t.kind == "word"]
     if b"UNION" in words:
         return "a top-level UNION"
