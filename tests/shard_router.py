@@ -10,12 +10,16 @@ tables stand, for a worker that talks to it as to one server:
 - DDL, DELETE and OPTIMIZE go to both shards (as ``ON CLUSTER`` would), as do inserts
   into ``schema_migrations`` (replicated to every node on a cluster, not sharded);
 - a query whose parameters name models that all live on one shard goes to that
-  shard only (``optimize_skip_unused_shards``); another query on the database's
-  tables goes to both and the results are concatenated — only where a plain union
-  is the single server's answer (every output row computed from one model's rows:
-  no aggregate without ``model`` among the top-level GROUP BY keys, no top-level
-  LIMIT); an ``INSERT ... SELECT`` between model-sharded tables runs on each shard
-  (each computes its own models' rows and keeps them, as ``parallel_distributed_insert_select``);
+  shard only (``optimize_skip_unused_shards``), if it reads only tables sharded by model;
+- another query on the database's tables runs on both shards — its subqueries over each
+  shard's own rows, as the cluster mode's ``distributed_product_mode = local`` runs them —
+  and the results are merged where that gives the single server's answer: a union where
+  every output row is one model's (no aggregate in the outermost query unless grouped by
+  model); under a top-level ``ORDER BY``/``LIMIT``, merged by model (each model's rows come
+  whole and in order from one shard) where the ORDER BY starts with the model, else sorted
+  again by the engine on the output columns, then cut to the LIMIT;
+- an ``INSERT ... SELECT`` between tables sharded by model runs on each shard (each
+  computes its own models' rows and keeps them, as ``parallel_distributed_insert_select = 2``);
 - anything else is refused with ClickHouse error 48 (NOT_IMPLEMENTED) and logged as
   ``REFUSED``, so a test cannot pass on a query the router answered wrongly.
 
@@ -420,10 +424,37 @@ def top_level_order(sql: bytes) -> tuple[str, str] | None:
     return (order, limit) if order or limit else None
 
 
+def outer_tokens(sql: bytes) -> list[Any]:
+    """The tokens of the outermost query, function arguments included, subqueries' tokens left out."""
+    out, stack, previous = [], [], None
+    for t in _tokens(sql):
+        if not any(stack):
+            out.append(t)
+        if previous is not None and previous.text == b"(":
+            stack.append(t.text in (b"SELECT", b"WITH"))
+            if stack[-1] and not any(stack[:-1]):
+                out.pop()  # the subquery's first word, appended before it was known to start one
+        if t.text == b")" and stack:
+            stack.pop()
+        previous = t
+    return out
+
+
 def union_refusal(sql: bytes) -> str | None:
-    """Why the shards' results concatenated would not be the single server's answer (None: they would),
-    a top-level LIMIT aside (see :meth:`RouterHandler._limited`)."""
-    tokens = top_level_tokens(sql)
+    """Why the shards' results concatenated would not be the single server's answer (None: they would).
+
+    Subqueries run on each shard over its own rows, as the cluster mode's ``distributed_product_mode = local``
+    runs them; the outermost query's aggregates are another matter: a union of per-shard aggregates is one
+    server's only where each group is one model's (``GROUP BY`` the model).
+
+    >>> union_refusal(b"SELECT model, toUInt64(sum(n)) FROM t GROUP BY model ORDER BY model") is None
+    True
+    >>> union_refusal(b"SELECT toUInt64(sum(n)) FROM t WHERE model IN (SELECT model FROM u GROUP BY model)")
+    'an aggregate over both shards not grouped by model'
+    >>> union_refusal(b"SELECT a, b FROM (SELECT max(x) AS a, model AS b FROM t GROUP BY model)") is None
+    True
+    """
+    tokens = outer_tokens(sql)
     words = [t.text for t in tokens if t.kind == "word"]
     if b"UNION" in words:
         return "a top-level UNION"
