@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the ClickHouse cluster profile, for any machine with Docker (Compose v2):
 #
-#   deploy/smoke.sh            # about 10 minutes; exit 0 only if every count is exact
+#   deploy/smoke.sh            # several minutes (it builds the image first); exit 0 only if every count is exact
 #   deploy/smoke.sh --keep     # leave the stack up afterwards (tear it down with the printed command)
 #
 # Steps: build the image; start Kafka, ClickHouse Keeper and the two ClickHouse shards;
@@ -25,7 +25,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
     -h | --help)
-      sed -n '2,16p' "$0"
+      sed -n '2,15p' "$0"
       exit 0
       ;;
     *)
