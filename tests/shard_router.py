@@ -14,10 +14,11 @@ tables stand, for a worker that talks to it as to one server:
 - another query on the database's tables runs on both shards — its subqueries over each
   shard's own rows, as the cluster mode's ``distributed_product_mode = local`` runs them —
   and the results are merged where that gives the single server's answer: a union where
-  every output row is one model's (no aggregate in the outermost query unless grouped by
-  model); under a top-level ``ORDER BY``/``LIMIT``, merged by model (each model's rows come
-  whole and in order from one shard) where the ORDER BY starts with the model, else sorted
-  again by the engine on the output columns, then cut to the LIMIT;
+  every output row comes from one shard's rows (no aggregate in the outermost query unless
+  grouped by the sharding key of the tables read); under a top-level ``ORDER BY``/``LIMIT``,
+  merged by model (each model's rows come whole and in order from one shard) where the
+  ORDER BY starts with the model, else sorted again by the engine on the output columns,
+  then cut to the LIMIT;
 - an ``INSERT ... SELECT`` between tables sharded by model runs on each shard (each
   computes its own models' rows and keeps them, as ``parallel_distributed_insert_select = 2``);
 - anything else is refused with ClickHouse error 48 (NOT_IMPLEMENTED) and logged as
@@ -275,7 +276,7 @@ class RouterHandler(BaseHTTPRequestHandler):
         if shard is not None:
             log.info("route one %d %s | %s", shard, sorted(tables), self.sql)
             return self._forward(shard, method, target, raw)
-        why = union_refusal(query.sql)
+        why = union_refusal(query.sql, [key_columns(SCHEMA[t]) for t in sorted(tables) if t in SCHEMA])
         if why:
             raise Refused(f"{why}: {self.sql}")
         fmt = output_format(query.sql) or query.default_format
@@ -440,20 +441,33 @@ def outer_tokens(sql: bytes) -> list[Any]:
     return out
 
 
-def union_refusal(sql: bytes) -> str | None:
+def key_columns(table: Table) -> frozenset[str]:
+    """The columns of a table's sharding key.
+
+    >>> sorted(key_columns(SCHEMA["metrics"])), sorted(key_columns(SCHEMA["checkpoints"]))
+    (['model'], ['name'])
+    """
+    return frozenset(re.findall(r"\w+", sharding_key(table).removeprefix("cityHash64")))
+
+
+def union_refusal(sql: bytes, keys: list[frozenset[str]] | None = None) -> str | None:
     """Why the shards' results concatenated would not be the single server's answer (None: they would).
 
     Subqueries run on each shard over its own rows, as the cluster mode's ``distributed_product_mode = local``
     runs them; the outermost query's aggregates are another matter: a union of per-shard aggregates is one
-    server's only where each group is one model's (``GROUP BY`` the model).
+    server's only where each group lives on one shard: grouped by every column of the sharding key of
+    each table read (``keys``; default: the model).
 
     >>> union_refusal(b"SELECT model, toUInt64(sum(n)) FROM t GROUP BY model ORDER BY model") is None
     True
     >>> union_refusal(b"SELECT toUInt64(sum(n)) FROM t WHERE model IN (SELECT model FROM u GROUP BY model)")
-    'an aggregate over both shards not grouped by model'
+    'an aggregate over both shards not grouped by the sharding key'
     >>> union_refusal(b"SELECT a, b FROM (SELECT max(x) AS a, model AS b FROM t GROUP BY model)") is None
     True
+    >>> union_refusal(b"SELECT name, max(v) FROM c GROUP BY name", [frozenset({"name"})]) is None
+    True
     """
+    keys = keys if keys is not None else [frozenset({"model"})]
     tokens = outer_tokens(sql)
     words = [t.text for t in tokens if t.kind == "word"]
     if b"UNION" in words:
@@ -468,9 +482,10 @@ def union_refusal(sql: bytes) -> str | None:
         i = words.index(b"GROUP")
         ends = (b"HAVING", b"ORDER", b"LIMIT", b"FORMAT", b"SETTINGS")
         stop = next((j for j in range(i + 2, len(words)) if words[j] in ends), len(words))
-        if b"MODEL" in words[i + 2 : stop]:
+        grouped = {w.decode().lower() for w in words[i + 2 : stop]}
+        if keys and all(key <= grouped for key in keys):
             return None
-    return "an aggregate over both shards not grouped by model"
+    return "an aggregate over both shards not grouped by the sharding key"
 
 
 def first_success(replies: list[Reply]) -> Reply:

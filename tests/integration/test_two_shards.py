@@ -31,7 +31,8 @@ from watchkeeper.sinks.embedded.server import ping
 
 from .conftest import StoreProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Two runs of the stream in the first test's setup (about 7 minutes here, more on a busy machine).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # Columns that say when or by which process a row was written, not what it says.
 WALL_CLOCK = frozenset({"computed_at", "computed_by", "fired_at"})
