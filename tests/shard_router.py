@@ -135,8 +135,9 @@ class Router(ThreadingHTTPServer):
         return int(self._native(body, "SELECT count() FROM file({p:String}, 'Native') FORMAT TabSeparated"))
 
     def extremes(self, native: bytes, fn: str) -> bytes:
-        names = self._native(native, "SELECT name FROM (DESCRIBE file({p:String}, 'Native')) FORMAT TabSeparated")
-        columns = ", ".join(f"{fn}(`{n}`) AS `{n}`" for n in names.decode().split("\n") if n)
+        described = self._native(native, "DESCRIBE TABLE file({p:String}, 'Native') FORMAT TabSeparated")
+        names = [line.split("\t")[0] for line in described.decode().splitlines() if line]
+        columns = ", ".join(f"{fn}(`{n}`) AS `{n}`" for n in names)
         try:
             return self._native(native, f"SELECT {columns} FROM file({{p:String}}, 'Native') FORMAT Native")
         except Exception as exc:  # the engine's refusal
@@ -535,12 +536,20 @@ def union_refusal(sql: bytes, keys: list[frozenset[str]] | None = None) -> str |
     True
     >>> union_refusal(b"SELECT name, max(v) FROM c GROUP BY name", [frozenset({"name"})]) is None
     True
+    >>> union_refusal(b"SELECT model, max(a) FROM t GROUP BY model UNION ALL SELECT model, a FROM u")
+    >>> union_refusal(b"SELECT model, max(a) FROM t GROUP BY model UNION ALL SELECT max(a) FROM u")
+    'an aggregate over both shards not grouped by the sharding key'
     """
     keys = keys if keys is not None else [frozenset({"model"})]
     tokens = outer_tokens(sql)
     words = [t.text for t in tokens if t.kind == "word"]
-    if b"UNION" in words:
-        return "a top-level UNION"
+    unions = [i for i, t in enumerate(tokens) if t.text == b"UNION"]
+    if unions:  # UNION ALL: each branch on its own; UNION DISTINCT would merge rows across shards
+        if any(i + 1 >= len(tokens) or tokens[i + 1].text != b"ALL" for i in unions):
+            return "a top-level UNION DISTINCT"
+        bounds = [0, *(x for i in unions for x in (tokens[i].start, tokens[i + 1].end)), len(sql)]
+        branches = [sql[bounds[k] : bounds[k + 1]] for k in range(0, len(bounds), 2)]
+        return next((why for b in branches if (why := union_refusal(b, keys))), None)
     aggregate = any(
         t.kind == "word" and n.text == b"(" and AGGREGATES.match(t.text.decode())
         for t, n in zip(tokens, tokens[1:], strict=False)
