@@ -19,6 +19,9 @@ tables stand, for a worker that talks to it as to one server:
   merged by model (each model's rows come whole and in order from one shard) where the
   ORDER BY starts with the model, else sorted again by the engine on the output columns,
   then cut to the LIMIT;
+- a fleet-wide ``max``/``min`` (no GROUP BY) is the max/min of the shards' rows;
+- the statements of ``CROSS_KEY_PER_SHARD`` run on each shard though they join tables sharded
+  on different keys, as a join pushed down to the shards would run (the test shows the cost);
 - an ``INSERT ... SELECT`` between tables sharded by model runs on each shard (each
   computes its own models' rows and keeps them, as ``parallel_distributed_insert_select = 2``);
 - anything else is refused with ClickHouse error 48 (NOT_IMPLEMENTED) and logged as
