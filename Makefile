@@ -9,7 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
+.PHONY: demo test test-shards test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -40,6 +40,10 @@ test: .venv
 # The tests marked `alibi` (skipped in .venv), where alibi-detect is installed: fails if it is not.
 test-alibi: .venv-alibi
 	$(ALIBI_BIN)/python -m pytest -m alibi --require-alibi tests detectors
+
+# The worker on two embedded shards behind a router against one store (about 15 minutes; not in make test).
+test-shards: .venv
+	WATCHKEEPER_TEST_TWO_SHARDS=1 $(BIN)/python -m pytest tests/integration/test_two_shards.py
 
 test-fast: .venv
 	$(BIN)/python -m pytest -m "not slow and not integration"

@@ -13,6 +13,7 @@ queries to one shard.
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import subprocess
@@ -33,7 +34,16 @@ from watchkeeper.sinks.embedded.server import ping
 from .conftest import StoreProcess
 
 # Two runs of the stream in the first test's setup (3 to 7 minutes here, more on a busy machine).
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+    # About 15 minutes, and not yet reliable (see the README's cluster section): run by make test-shards.
+    pytest.mark.skipif(
+        os.environ.get("WATCHKEEPER_TEST_TWO_SHARDS") != "1",
+        reason="the two-shard comparison runs with make test-shards (WATCHKEEPER_TEST_TWO_SHARDS=1)",
+    ),
+]
 
 # Columns that say when or by which process a row was written, not what it says.
 WALL_CLOCK = frozenset({"computed_at", "computed_by", "fired_at"})
