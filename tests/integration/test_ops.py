@@ -236,7 +236,7 @@ def test_sql_is_read_only_unless_write_and_takes_clickhouse_formats(stack: Stack
     assert stack.cli("sql", "SELECT a, b FROM scratch FORMAT Vertical").stdout.startswith("Row 1:")
     assert stack.cli("sql", "select a from scratch format JSONEachRow;").stdout.strip() == '{"a":1}'
     unknown = stack.cli("sql", "SELECT 1", "--format", "Bogus", check=False)
-    assert unknown.returncode == 1 and "Unknown format Bogus" in unknown.stderr
+    assert unknown.returncode == 1 and "unknown output format 'Bogus' (--format)" in unknown.stderr
     bad = stack.cli("sql", "SELECT 1", "--format", "CSV; DROP TABLE metrics", check=False)
     assert bad.returncode == 2 and "not a ClickHouse output format name" in bad.stderr
 
