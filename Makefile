@@ -9,7 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-shards test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
+.PHONY: demo test test-slow test-shards test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -34,8 +34,12 @@ demo: .venv
 # The report test opens the HTML report in headless Chromium, from the Debian chromium package.
 test: .venv
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: the report browser test will be skipped"
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
 	$(MAKE) test-alibi
+
+# The suites marked slow (faults with kill -9 and broker restarts, sharding, the live alert bench), about 7 minutes.
+test-slow: .venv
+	$(BIN)/python -m pytest -m slow
 
 # The tests marked `alibi` (skipped in .venv), where alibi-detect is installed: fails if it is not.
 test-alibi: .venv-alibi

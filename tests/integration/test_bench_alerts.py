@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = ("new", "previous")
@@ -66,6 +66,7 @@ def test_not_tuned_families_get_their_own_results_file(tmp_path: Path, monkeypat
     assert mix["missed"] == 0 and mix["delay_median_min"] is not None
 
 
+@pytest.mark.slow
 def test_live_mode_streams_through_the_worker_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A short live run (the change after 20 s, too early for any reference): every event is counted by
     the worker, the targets are judged, and the replay of the same events decides the same."""

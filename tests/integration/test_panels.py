@@ -39,7 +39,7 @@ from watchkeeper.detectors.binary import average_precision_from_hist, roc_auc_fr
 from watchkeeper.sinks.schema import Retention
 from watchkeeper.sinks.writer import Store
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 # Panels allowed to return no rows for the stream's data, and why.
 PENDING_DATA: dict[str, str] = {

@@ -20,7 +20,7 @@ import pytest
 
 from tests.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 MODELS = ("alpha", "beta", "gamma", "delta")
 N = 5000

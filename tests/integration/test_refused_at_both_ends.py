@@ -21,7 +21,7 @@ from watchkeeper_client import Publisher
 
 from tests.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from tests.stack import free_port
 from watchkeeper.dashboards.panels import ALERTS, FLEET, MODEL, PIPELINE
 from watchkeeper.dashboards.report import render_report
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SVG_VIZ = {"timeseries", "xychart", "barchart", "heatmap", "statetimeline"}

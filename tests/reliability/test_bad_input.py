@@ -48,7 +48,7 @@ from tests.stack import Stack
 from watchkeeper.streams.decode import decode_message
 from watchkeeper.streams.events import MAX_FEATURES, Outcome, Prediction
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 PRED, OUT = "predictions", "outcomes"
 HUGE = 9 * 1024 * 1024  # above the default 8 MiB message limit

@@ -47,7 +47,7 @@ from tests.stack import REPO, Stack, free_port
 from watchkeeper.settings import Settings
 from watchkeeper.sinks.embedded.server import ping
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 WRITER_PW = "Wr1ter-S3cret-pw"
 ANALYST_PW = "An4lyst-S3cret-pw"
