@@ -119,3 +119,21 @@ def test_binned_reference_counts_absent_and_null_alike() -> None:
     report = drift_report(ref.counts, cur, ref.kinds, DriftConfig(alpha=0.001), missing_rate=set(ref.counts))
     rates = {r.feature: (r.statistic, r.threshold) for r in report if r.detector == MISSING_RATE}
     assert rates == {"x": (1.0, pytest.approx(0.02)), "c": (0.0, 0.5)}
+
+
+def test_false_flag_level_on_a_stable_2_percent_rate_is_below_alpha() -> None:
+    """Exact level, before BH (which only lowers it): reference of 1,000 and windows of 300 predictions,
+    both 2 % missing. The README quotes these figures (per window, and 3 windows in a row)."""
+    from scipy import stats as st
+
+    alpha, p, n_ref, n = 0.001, 0.02, 1000, 300
+    refs = np.arange(0, 61)
+    per_window = np.zeros(refs.size)
+    for i, a in enumerate(refs):
+        flagged = [b for b in range(1, 61)
+                   if cohens_h(a / n_ref, b / n) >= MIN_EFFECT and missing_rise_pvalue(a, n_ref, b, n) < alpha]  # fmt: skip
+        per_window[i] = st.binom.sf(flagged[0] - 1, n, p) if flagged else 0.0
+    weights = st.binom.pmf(refs, n_ref, p)
+    level, in_a_row = float(weights @ per_window), float(weights @ per_window**3)
+    assert 4e-4 < level < alpha  # conservative, as an exact test is, and not vacuous
+    assert in_a_row < 5e-7
