@@ -35,8 +35,8 @@ def publish(
 ) -> int:
     """WINDOWS windows of 5 numeric features and one categorical; feature f2 shifts by 1 sigma.
 
-    With ``missing`` (window -> rate): f2 is missing at that rate, null or absent alike (every other one),
-    and ``channel`` absent in 2 % of the predictions throughout."""
+    With ``missing`` (window -> rate): f2 is missing at that rate, and ``channel`` in 2 % of the predictions
+    throughout, null or absent alike (every other one)."""
     rng = np.random.default_rng(seed)
     start = int(time.time() - 3 * 86400) // W * W
     events = []
@@ -48,12 +48,11 @@ def publish(
         features: dict[str, float | str | None] = {f"f{j}": float(x[j]) for j in range(5)}
         features["channel"] = str(rng.choice(["web", "app"]))
         if missing is not None:
-            if rng.uniform() < missing(win):
-                features["f2"] = None
-                if i % 2:
-                    del features["f2"]
-            if rng.uniform() < 0.02:
-                del features["channel"]
+            for name, rate in (("f2", missing(win)), ("channel", 0.02)):
+                if rng.uniform() < rate:  # null in odd predictions, absent in even ones
+                    features[name] = None
+                    if i % 2 == 0:
+                        del features[name]
         events.append(
             {
                 "prediction_id": f"{model}-{i}",
