@@ -33,6 +33,7 @@ from typing import Any
 
 from watchkeeper.alerts.policy import DriftRule, OpsRule, RetrainRule
 from watchkeeper.alerts.window import DriftRow, Point, Signal, Window, build_windows
+from watchkeeper.detectors.missing import MISSING_RATE
 from watchkeeper.detectors.reference import MetricBaseline, pooled_baseline
 from watchkeeper.detectors.stats import (
     newcombe_drop_bound,
@@ -268,6 +269,8 @@ class FeatureDrift:
     threshold: float
     detectors: tuple[str, ...]
     alarm_ts: float | None = None
+    # (window, reference) missing rates when the missing-rate test flagged it.
+    missing: tuple[float, float] | None = None
 
 
 def drifted_features(
@@ -290,7 +293,9 @@ def drifted_features(
         alarms = [t for t in (alarm, prev.alarm_ts if prev else None) if t is not None]
         dets = tuple(sorted({*(prev.detectors if prev else ()), d.detector}))
         top = d if prev is None or d.statistic > prev.statistic else prev
-        out[d.feature] = FeatureDrift(d.feature, top.statistic, top.threshold, dets, min(alarms) if alarms else None)
+        missing = (d.statistic, d.threshold) if d.detector == MISSING_RATE else prev.missing if prev else None
+        out[d.feature] = FeatureDrift(d.feature, top.statistic, top.threshold, dets, min(alarms) if alarms else None,
+                                      missing)  # fmt: skip
     return out
 
 
@@ -332,7 +337,8 @@ def drift_signal(
         "features": [
             {"feature": fd.feature, "statistic": fd.statistic, "threshold": fd.threshold,
              "detectors": list(fd.detectors), "persistent": fd.feature in persistent,
-             "alarm": iso(fd.alarm_ts) if fd.feature in fast and fd.alarm_ts is not None else None}
+             "alarm": iso(fd.alarm_ts) if fd.feature in fast and fd.alarm_ts is not None else None,
+             **({"missing_rate": fd.missing[0], "reference_missing_rate": fd.missing[1]} if fd.missing else {})}
             for fd in listed
         ],  # fmt: skip
         "drifting_now": sorted(set(current) - flagged)[: rule.max_features_listed],
@@ -356,9 +362,18 @@ def drift_signal(
                 )
             else:  # a strict window test alone (e.g. the joint test of the features): decided at the window's end
                 summary = f"{name}: {len(ranked)} {noun} drifted, flagged by a strict window test: {names}."
+        summary += "".join(
+            f" {fd.feature}: missing in {_percent(fd.missing[0])} of predictions, reference {_percent(fd.missing[1])}."
+            for fd in ranked[:5] if fd.missing
+        )  # fmt: skip
     else:
         summary = f"{name}: no feature has drifted for {rule.windows} windows in a row."
     return Signal("drift", "features", w.version, ts, bad, rule.severity, summary, ev)
+
+
+def _percent(rate: float) -> str:
+    """A rate as a short percentage: ``0.2`` -> ``20 %``, ``0.0213`` -> ``2.1 %``."""
+    return f"{rate * 100:.1f}".removesuffix(".0") + " %"
 
 
 # Ops ------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,8 @@ import numpy as np
 from scipy import special
 
 from .config import DriftConfig
+from .missing import MIN_EFFECT as MISSING_MIN_EFFECT
+from .missing import MISSING_RATE, cohens_h, missing_rise_pvalue
 
 __all__ = [
     "NumericBinning",
@@ -62,6 +64,7 @@ __all__ = [
     "drift_report",
     "calibrate_threshold",
     "coarsen",
+    "MISSING_RATE",
 ]
 
 MISSING = "__missing__"
@@ -313,6 +316,9 @@ class DriftResult:
     ``detector``); ``p_adjusted`` is its p-value after the correction across the
     window's features and is compared with ``threshold`` (alpha); ``effect`` (PSI
     or JS distance on coarse buckets) is compared with ``min_effect``.
+
+    A ``missing_rate`` row (the share of missing values, ``missing.py``) has the window's missing
+    rate as ``statistic``, the reference's as ``threshold`` and Cohen's h as ``effect``.
     """
 
     feature: str
@@ -341,12 +347,21 @@ def drift_report(
     current: Mapping[str, Any],
     kinds: Mapping[str, str],
     config: DriftConfig | None = None,
+    missing_rate: Collection[str] = (),
 ) -> list[DriftResult]:
     """Test every feature of ``current`` against ``reference`` (bucket counts per feature).
 
     ``kinds`` maps a feature to ``"numeric"`` (fine quantile buckets; the effect size
     uses them coarsened to ``coarse_bins``) or ``"categorical"``. Features with fewer
     than ``min_count`` events in either window are reported, never flagged.
+
+    The features named in ``missing_rate`` also get a ``missing_rate`` row when either side has a
+    missing value (their counts' last bucket): a rise of the share missing, one more test in the
+    same Benjamini-Hochberg family, flagged from Cohen's h ``missing.MIN_EFFECT`` on.
+
+    >>> ref, cur = {"f": np.array([490, 490, 20])}, {"f": np.array([120, 120, 60])}
+    >>> [(r.detector, r.drifted, r.statistic, r.threshold) for r in drift_report(ref, cur, {}, missing_rate={"f"})]
+    [('ks', False, 0.0, 0.01), ('missing_rate', True, 0.2, 0.02)]
     """
     cfg = config or DriftConfig()
     names = [f for f in current if f in reference]
@@ -359,6 +374,10 @@ def drift_report(
         rc, cc = (coarsen(ref, cfg.coarse_bins), coarsen(cur, cfg.coarse_bins)) if kind == "numeric" else (ref, cur)
         effect = psi(rc, cc) if cfg.effect == "psi" else js_distance(rc, cc) if cfg.effect == "js" else math.inf
         rows.append((f, method, stat, p, effect, int(ref.sum()), int(cur.sum())))
+    for f in names:
+        row = _missing_row(f, np.asarray(reference[f]), np.asarray(current[f])) if f in missing_rate else None
+        if row is not None:
+            rows.append(row)
     pv = np.array([r[3] for r in rows], dtype=np.float64)
     tested = np.array([min(r[5], r[6]) >= cfg.min_count for r in rows], dtype=bool)
     adj = np.ones_like(pv)
@@ -371,9 +390,23 @@ def drift_report(
             adj[tested] = pv[tested]
     out = []
     for (f, method, stat, p, effect, nr, nc), pa, ok in zip(rows, adj, tested, strict=True):
-        drifted = bool(ok and pa < cfg.alpha and effect >= cfg.min_effect)
-        out.append(DriftResult(f, method, stat, p, float(pa), effect, cfg.alpha, drifted, nr, nc, cfg.min_effect))
+        # A missing-rate row's threshold column is the reference's rate (what the alert quotes).
+        missing = method == MISSING_RATE
+        threshold = float(reference[f][-1]) / nr if missing else cfg.alpha
+        floor = MISSING_MIN_EFFECT if missing else cfg.min_effect
+        drifted = bool(ok and pa < cfg.alpha and effect >= floor)
+        out.append(DriftResult(f, method, stat, p, float(pa), effect, threshold, drifted, nr, nc, floor))
     return out
+
+
+def _missing_row(f: str, ref: np.ndarray, cur: np.ndarray) -> tuple[str, str, float, float, float, int, int] | None:
+    """The missing-rate test of a feature's counts (missing: the last bucket); None when neither side has
+    a missing value (nothing to test, and no row: most features are never missing)."""
+    nr, nc, a, b = int(ref.sum()), int(cur.sum()), int(ref[-1]), int(cur[-1])
+    if nr == 0 or nc == 0 or a + b == 0:
+        return None
+    p = missing_rise_pvalue(a, nr, b, nc)
+    return f, MISSING_RATE, b / nc, p, cohens_h(a / nr, b / nc), nr, nc
 
 
 def calibrate_threshold(

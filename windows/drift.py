@@ -9,7 +9,9 @@ windows they fall in are the reference's own, not tested); or the previous windo
 bucketed with edges learnt from the reference (quantiles for numbers, the seen
 categories for strings) and tested with ``watchkeeper.detectors.drift_report`` (KS or
 chi-square, Benjamini–Hochberg across the window's features, and a PSI effect
-size). The score distribution is tested too, as feature ``__prediction__``, and the joint
+size), and each input feature's share of missing values (absent or null) with a one-sided Fisher
+test of a rise, in the same Benjamini–Hochberg family (detector ``missing_rate``,
+``detectors/missing.py``). The score distribution is tested too, as feature ``__prediction__``, and the joint
 distribution of the numeric features, as ``__multivariate__`` (PCA reconstruction error against
 the reference's, ``detectors.MultivariateReference``): a change in their correlation that no
 single feature shows.
@@ -320,7 +322,9 @@ class DriftStage:
         self, ref: BinnedReference, key: WindowKey, sample: Sample, w: int, computed_at: datetime
     ) -> list[dict[str, Any]]:
         current = ref.current_counts(sample.numeric, sample.categorical, sample.n)
-        results = drift_report(ref.counts, current, ref.kinds, self.config)
+        # Every input feature's missing rate too (the score's is not an input's).
+        inputs = [f for f in ref.counts if f != PREDICTION]
+        results = drift_report(ref.counts, current, ref.kinds, self.config, missing_rate=inputs)
         rows = [_drift_row(key, w, r, computed_at) for r in results]
         if ref.multivariate is not None:
             rows.append(self._joint_row(ref, key, sample, w, computed_at))

@@ -1,13 +1,16 @@
-"""Drift written by the stream: a shifted feature is flagged after the shift, a stable model is not."""
+"""Drift written by the stream: a shifted feature is flagged after the shift, a stable model is not; a rise in
+a feature's missing values is flagged and alerted on."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import orjson
 import pytest
 
+from watchkeeper.alerts.engine import AlertEngine
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
@@ -27,8 +30,13 @@ REFERENCE = 4
 WORKER_SETTINGS = dict(window_seconds=W, label_delay_seconds=0, idle_flush=3600)
 
 
-def publish(worker: Worker, model: str, shift_from: int | None, seed: int) -> int:
-    """WINDOWS windows of 5 numeric features and one categorical; feature f2 shifts by 1 sigma."""
+def publish(
+    worker: Worker, model: str, shift_from: int | None, seed: int, missing: Callable[[int], float] | None = None
+) -> int:
+    """WINDOWS windows of 5 numeric features and one categorical; feature f2 shifts by 1 sigma.
+
+    With ``missing`` (window -> rate): f2 is missing at that rate, and ``channel`` in 2 % of the predictions
+    throughout, null or absent alike (every other one)."""
     rng = np.random.default_rng(seed)
     start = int(time.time() - 3 * 86400) // W * W
     events = []
@@ -37,6 +45,14 @@ def publish(worker: Worker, model: str, shift_from: int | None, seed: int) -> in
         x = rng.normal(size=5)
         if shift_from is not None and win >= shift_from:
             x[2] += 1.0
+        features: dict[str, float | str | None] = {f"f{j}": float(x[j]) for j in range(5)}
+        features["channel"] = str(rng.choice(["web", "app"]))
+        if missing is not None:
+            for name, rate in (("f2", missing(win)), ("channel", 0.02)):
+                if rng.uniform() < rate:  # null in odd predictions, absent in even ones
+                    features[name] = None
+                    if i % 2 == 0:
+                        del features[name]
         events.append(
             {
                 "prediction_id": f"{model}-{i}",
@@ -44,7 +60,7 @@ def publish(worker: Worker, model: str, shift_from: int | None, seed: int) -> in
                 "version": "v1",
                 "ts": start + win * W + (i % PER_WINDOW) * (W / PER_WINDOW),
                 "prediction": float(1 / (1 + np.exp(-x[0]))),
-                "features": {**{f"f{j}": float(x[j]) for j in range(5)}, "channel": str(rng.choice(["web", "app"]))},
+                "features": features,
             }
         )
     for off in range(0, len(events), 1000):
@@ -177,3 +193,52 @@ def test_a_correlation_change_is_flagged_by_the_joint_test_only(worker: Worker) 
     assert set(joint) == set(range(REFERENCE, WINDOWS))  # tested in every window after the reference
     assert {w for w, d in joint.items() if d} == set(range(12, WINDOWS))
     assert not [(f, (ws - start) // W) for f, ws, d in rows if d and f in ("a", "b", "c")]
+
+
+# A rise in a feature's missing values: f2 missing (null or absent) in 2 % of the predictions, then in 20 %
+# from window RISE. The missing_rate rows flag it after the rise only, and the drift alert names it with
+# both rates; the same model with a steady 2 % raises no drift alert.
+RISE = 12
+
+
+def missing_rows(worker: Worker, model: str, start: int) -> dict[tuple[str, int], tuple[float, float, int]]:
+    rows = worker.store.query_rows(
+        "SELECT feature, toUnixTimestamp(window_start), statistic, threshold, drifted FROM drift FINAL "
+        "WHERE model = {m:String} AND detector = 'missing_rate'",
+        {"m": model},
+    )
+    return {(f, (ws - start) // W): (s, t, d) for f, ws, s, t, d in rows}
+
+
+def drift_alerts(worker: Worker, model: str) -> list:
+    alerts = AlertEngine(worker.store, worker.settings.alert_config()).evaluate()
+    return [a for a in alerts if a.model == model and a.kind == "drift" and a.state == "firing"]
+
+
+def test_a_rise_in_missing_values_raises_a_drift_alert_naming_the_feature(worker: Worker) -> None:
+    start = publish(worker, "holes", None, seed=11, missing=lambda win: 0.2 if win >= RISE else 0.02)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
+    rows = missing_rows(worker, "holes", start)
+    # Every tested window has a row for both features (each has missing values), none inside the reference.
+    assert {w for _, w in rows} == set(range(REFERENCE, WINDOWS))
+    assert {f for f, _ in rows} == {"f2", "channel"}
+    flagged = {(f, w) for (f, w), (_, _, d) in rows.items() if d}
+    assert flagged == {("f2", w) for w in range(RISE, WINDOWS)}
+    rate, reference, _ = rows[("f2", RISE)]
+    assert 0.15 < rate < 0.25 and 0.01 < reference < 0.035
+
+    (alert,) = drift_alerts(worker, "holes")
+    assert "f2: missing in" in alert.summary and "of predictions, reference" in alert.summary
+    (f2,) = [f for f in alert.evidence["features"] if f["feature"] == "f2"]
+    assert "missing_rate" in f2["detectors"] and 0.15 < f2["missing_rate"] < 0.25
+    assert f2["reference_missing_rate"] == pytest.approx(reference)
+    assert [f["feature"] for f in alert.evidence["features"]] == ["f2"]
+
+
+def test_a_steady_missing_rate_raises_nothing(worker: Worker) -> None:
+    start = publish(worker, "steady_holes", None, seed=12, missing=lambda win: 0.02)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
+    rows = missing_rows(worker, "steady_holes", start)
+    assert len(rows) == 2 * (WINDOWS - REFERENCE)  # tested in every window, f2 and channel
+    assert not [k for k, (_, _, d) in rows.items() if d]
+    assert drift_alerts(worker, "steady_holes") == []

@@ -138,6 +138,20 @@ def test_drift_needs_the_same_feature_in_each_of_k_windows_and_ranks_by_statisti
     assert drifted_features(concept_only, retrain) is None
 
 
+def test_drift_alert_quotes_the_missing_rates_of_a_feature_flagged_by_the_missing_rate_test() -> None:
+    """statistic = the window's missing rate, threshold = the reference's: the summary and evidence quote both."""
+    rule, retrain = DriftRule(windows=3), RetrainRule()
+    rows = (DriftRow("f2", "ks", 0.01, 0.001, False), DriftRow("f2", "missing_rate", 0.2, 0.02, True),
+            DriftRow("f1", "ks", 0.4, 0.001, True))  # fmt: skip
+    hist = [drifted_features(win(drift=rows), retrain) for _ in range(3)]
+    s = drift_signal("m", win(drift=rows), [h for h in hist if h is not None], rule)
+    assert s.bad is True
+    assert s.summary.endswith("f1, f2. f2: missing in 20 % of predictions, reference 2 %.")
+    f2 = next(f for f in s.evidence["features"] if f["feature"] == "f2")
+    assert (f2["missing_rate"], f2["reference_missing_rate"], f2["detectors"]) == (0.2, 0.02, ["missing_rate"])
+    assert "missing_rate" not in next(f for f in s.evidence["features"] if f["feature"] == "f1")
+
+
 def test_fairness_per_attribute_with_gap_and_ratio_bounds() -> None:
     w = Window("v1", 0, 300, {}, {
         "region": {"demographic_parity_difference": Point(0.18, 400), "disparate_impact_ratio": Point(0.7, 400)},
