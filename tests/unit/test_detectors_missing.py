@@ -130,8 +130,11 @@ def test_false_flag_level_on_a_stable_2_percent_rate_is_below_alpha() -> None:
     refs = np.arange(0, 61)
     per_window = np.zeros(refs.size)
     for i, a in enumerate(refs):
-        flagged = [b for b in range(1, 61)
-                   if cohens_h(a / n_ref, b / n) >= MIN_EFFECT and missing_rise_pvalue(a, n_ref, b, n) < alpha]  # fmt: skip
+        flagged = [
+            b
+            for b in range(1, 61)
+            if cohens_h(a / n_ref, b / n) >= MIN_EFFECT and missing_rise_pvalue(a, n_ref, b, n) < alpha
+        ]
         per_window[i] = st.binom.sf(flagged[0] - 1, n, p) if flagged else 0.0
     weights = st.binom.pmf(refs, n_ref, p)
     level, in_a_row = float(weights @ per_window), float(weights @ per_window**3)
