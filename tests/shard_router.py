@@ -66,6 +66,8 @@ SCHEMA: dict[str, Table] = {n: t for t in (*TABLES, SILENCES) for n in (t.name, 
 # Tables every node holds whole on a cluster (replicated, no Distributed table in front).
 EVERY_NODE = frozenset({MIGRATIONS_TABLE})
 MODEL_KEY = "cityHash64(model)"
+# The column the router adds to an Arrow insert's rows to read their shards back in order (see hash_rows).
+ROW = "_shard_router_row"
 # Statements that change the schema or every row of a table: each shard runs them on its own part.
 BROADCAST = frozenset({"CREATE", "ALTER", "DROP", "RENAME", "EXCHANGE", "TRUNCATE", "OPTIMIZE", "DELETE", "SYSTEM"})
 # Statements about the schema, the same on every shard.
@@ -113,12 +115,23 @@ class Router(ThreadingHTTPServer):
         self.tmp = Path(tempfile.mkdtemp(prefix="shard-router-"))
 
     def hash_rows(self, data: bytes, fmt: str, key: str) -> list[int]:
-        """The shard of each row of insert data (``key % 2``), computed by the ClickHouse engine."""
+        """The shard of each row of insert data (``key % 2``), computed by the ClickHouse engine, in the
+        data's order for an Arrow stream (the rows of other formats are split by a filter: see :meth:`split`).
+
+        The engine reads a file's blocks in parallel and keeps no order without ORDER BY: an Arrow stream of
+        many record batches (an outcome batch) came back in another order often enough to send whole runs of
+        rows to the wrong shard. Each row of an Arrow stream carries its place (``ROW``), and the shards
+        come back sorted by it."""
         path = self.tmp / f"{threading.get_ident()}.data"
+        order = ""
+        if fmt == "ArrowStream":
+            table = pa.ipc.open_stream(data).read_all()
+            data = arrow_stream(table.append_column(ROW, pa.array(range(table.num_rows), pa.uint64())))
+            order = f" ORDER BY {ROW}"
         path.write_bytes(data)
         with self.engine_lock:
             out = self.engine.query(
-                f"SELECT ({key}) % {SHARDS} FROM file({{p:String}}, {{f:String}})",
+                f"SELECT ({key}) % {SHARDS} FROM file({{p:String}}, {{f:String}}){order}",
                 "TabSeparated",
                 params={"p": str(path), "f": fmt},
             )
@@ -184,11 +197,7 @@ class Router(ThreadingHTTPServer):
             elif len(rows) == len(shard_of):
                 parts.append(data)
             elif fmt == "ArrowStream":
-                table = pa.ipc.open_stream(data).read_all().take(pa.array(rows))
-                sink = io.BytesIO()
-                with pa.ipc.new_stream(sink, table.schema) as writer:
-                    writer.write_table(table)
-                parts.append(sink.getvalue())
+                parts.append(arrow_stream(pa.ipc.open_stream(data).read_all().take(pa.array(rows))))
             elif fmt == "Native":
                 path = self.tmp / f"{threading.get_ident()}.data"
                 path.write_bytes(data)
@@ -394,6 +403,14 @@ class RouterHandler(BaseHTTPRequestHandler):
             return None
         shards = set(self.server.hash_rows("\n".join(models).encode() + b"\n", "LineAsString", "cityHash64(line)"))
         return shards.pop() if len(shards) == 1 else None
+
+
+def arrow_stream(table: pa.Table) -> bytes:
+    """A table in the Arrow IPC stream format (as ``ArrowStream`` inserts carry it)."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def limit_rows(limit: str, params: Mapping[str, str]) -> int | None:
