@@ -198,7 +198,7 @@ class Router(ThreadingHTTPServer):
         """A statement in the router's engine (its files spilled by :meth:`spill`)."""
         try:
             with self.engine_lock:
-                return self.engine.query(sql, fmt, params=dict(params)).bytes()  # type: ignore[no-any-return]
+                return self.engine.query(sql.decode(), fmt, params=dict(params)).bytes()  # type: ignore[no-any-return]
         except Exception as exc:  # the engine's refusal
             raise RuntimeError(str(exc).splitlines()[0][:200]) from None
 
