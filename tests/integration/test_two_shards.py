@@ -194,15 +194,20 @@ def counted(stack: Stack, expected: list[tuple[str, int, int]]) -> Any:
                 return seen
             if seen != last:
                 last, changed = seen, now
-            elif now - changed >= QUIET_SECONDS and all(
-                committed == end for committed, end in map(stack.offsets, (s.topic_predictions, s.topic_outcomes))
-            ):
+            elif now - changed >= QUIET_SECONDS and consumed(stack, (s.topic_predictions, s.topic_outcomes)):
                 return seen
             if now - started > STUCK_SECONDS:
                 raise AssertionError(f"the worker was still at work after {STUCK_SECONDS:.0f} s: {seen}")
             time.sleep(1.0)
     finally:
         store.close()
+
+
+def consumed(stack: Stack, topics: tuple[str, ...]) -> bool:
+    """Whether the worker group has committed every offset the broker holds on ``topics`` (each has messages).
+    False while the broker's partitions are unknown: a metadata request that failed gives no partitions, so
+    (0, 0), which is no proof that the worker is done (seen under load: a part taken for finished at once)."""
+    return all(committed == end > 0 for committed, end in map(stack.offsets, topics))
 
 
 def settled(stack: Stack, quiet: float = 10.0, timeout: float = 120.0) -> dict[str, list[tuple[Any, ...]]]:
