@@ -350,11 +350,16 @@ class RouterHandler(BaseHTTPRequestHandler):
             why = union_refusal(sub, [key_columns(SCHEMA[t]) for t in sorted(tables_of(sub)) if t in SCHEMA])
             if why:
                 raise Refused(f"{why} in a subquery run on the node asked: {self.sql}")
+            # Its columns, given to file(): a result without rows is an empty Native body.
+            described = self._query(0, b"DESCRIBE TABLE (" + sub + b") FORMAT TabSeparated", params)
             merged = merge([self._query(k, sub + b" FORMAT Native", params) for k in range(SHARDS)], "Native")
-            if merged.status != 200:
-                return merged
+            if merged.status != 200 or described.status != 200:
+                return merged if merged.status != 200 else described
+            columns = [line.split("\t")[:2] for line in described.body.decode().splitlines() if line]
             files[f"_router_sub{i}"] = self.server.spill(merged.body, f"sub{i}")
-            pieces += [sql[last : start - 1], f"file({{_router_sub{i}:String}}, 'Native')".encode()]
+            files[f"_router_cols{i}"] = ", ".join(f"`{name}` {type_}" for name, type_ in columns)
+            table = f"file({{_router_sub{i}:String}}, 'Native', {{_router_cols{i}:String}})"
+            pieces += [sql[last : start - 1], table.encode()]
             last = end + 1
         try:
             body = self.server.run(b"".join(pieces) + sql[last:], fmt, {**params, **files})

@@ -94,3 +94,11 @@ def test_a_windows_dead_letters_joined_across_shards_give_one_stores_counts(
     per_shard = sorted(r for s in shards for r in s.query_rows(DEAD_LETTERS_OF_WINDOWS, params))
     assert per_shard != expected  # each shard's own join misses dead letters: the case is tested
     assert sorted(sharded.query_rows(DEAD_LETTERS_OF_WINDOWS, params)) == expected
+
+
+def test_the_join_with_no_dead_letters_on_either_shard_gives_no_rows(stores: tuple[Store, Store, list[Store]]) -> None:
+    sharded, single, _ = stores
+    keys = [WindowKey(m, "v1", int(START.timestamp())) for m in MODELS]
+    params = {**due_params(WindowConfig(window_seconds=WINDOW), keys), "topic": "outcomes"}  # none on that topic
+    assert single.query_rows(DEAD_LETTERS_OF_WINDOWS, params) == []
+    assert sharded.query_rows(DEAD_LETTERS_OF_WINDOWS, params) == []
