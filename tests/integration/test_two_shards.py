@@ -64,6 +64,8 @@ COUNTS_SQL = (
     "SELECT model, toUInt64(sumIf(n, metric = 'predictions')), toUInt64(sumIf(value, metric = 'labelled')) "
     "FROM metrics FINAL WHERE segment = '' AND version != '' GROUP BY model ORDER BY model"
 )
+# What the model stage has written (per model: a query the router answers as one server would).
+WRITTEN_SQL = "SELECT model, count(), max(computed_at) FROM metrics GROUP BY model ORDER BY model"
 LATE_SECONDS = 600  # the outcomes of the first half's last ten minutes of predictions are held back
 
 
@@ -191,7 +193,7 @@ def counted(stack: Stack, expected: list[tuple[str, int, int]]) -> Any:
         while True:
             try:
                 seen: Any = store.query_rows(COUNTS_SQL)
-                written = store.query_rows("SELECT count(), max(computed_at) FROM metrics")
+                written = store.query_rows(WRITTEN_SQL)
             except Exception as exc:  # the store busy
                 seen = written = repr(exc)
             now = time.monotonic()
