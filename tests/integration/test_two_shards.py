@@ -33,6 +33,7 @@ import pytest
 from tests.stack import REPO, Stack, free_port
 from watchkeeper.scenario import MALFORMED, Scenario
 from watchkeeper.sinks.embedded.server import ping
+from watchkeeper.sinks.writer import Store
 
 from .conftest import StoreProcess
 
@@ -81,10 +82,11 @@ class Stream:
     after_all: list[tuple[str, int, int]]
 
 
-def write_stream(root: Path) -> Stream:
-    scenario = Scenario(start=(time.time() - 3 * 3600) // 300 * 300, minutes=60)
+def write_stream(root: Path, minutes: int = 60) -> Stream:
+    """The scenario's ``minutes`` cut in the middle (its drifting model changes there)."""
+    scenario = Scenario(start=(time.time() - 3 * 3600) // 300 * 300, minutes=minutes)
     records = list(scenario.events())
-    cut = scenario.start + 30 * 60
+    cut = scenario.start + minutes * 30
     first = [r for r in records if r["ts"] < cut]
     first_ids = {r["prediction_id"] for r in first if r["type"] == "prediction"}
     held = [
@@ -191,14 +193,10 @@ def counted(stack: Stack, expected: list[tuple[str, int, int]]) -> Any:
         started = changed = time.monotonic()
         last: Any = None
         while True:
-            try:
-                seen: Any = store.query_rows(COUNTS_SQL)
-                written = store.query_rows(WRITTEN_SQL)
-            except Exception as exc:  # the store busy
-                seen = written = repr(exc)
-            now = time.monotonic()
+            seen, written = poll(store, COUNTS_SQL), poll(store, WRITTEN_SQL)
             if seen == expected:
                 return seen
+            now = time.monotonic()
             if (seen, written) != last:
                 last, changed = (seen, written), now
             elif now - changed >= QUIET_SECONDS and consumed(stack, (s.topic_predictions, s.topic_outcomes)):
@@ -208,6 +206,14 @@ def counted(stack: Stack, expected: list[tuple[str, int, int]]) -> Any:
             time.sleep(1.0)
     finally:
         store.close()
+
+
+def poll(store: Store, sql: str) -> Any:
+    """A query's rows, or its error (the store busy) as text: an answer to compare with the last one."""
+    try:
+        return store.query_rows(sql)
+    except Exception as exc:
+        return repr(exc)
 
 
 def at_rest(web_port: int, timeout: float = STUCK_SECONDS) -> None:
