@@ -38,7 +38,7 @@ from watchkeeper.sinks.writer import Store
 
 from .conftest import StoreProcess
 
-# Two runs of the stream in the first test's setup (about 3 minutes on a quiet machine, 5 to 8 under load).
+# Two runs of the stream in the first test's setup (about 3 minutes on a quiet machine, more under load).
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
