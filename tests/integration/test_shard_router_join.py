@@ -22,7 +22,8 @@ from watchkeeper.windows.queries import DEAD_LETTERS_OF_WINDOWS
 
 from .conftest import StoreProcess
 
-pytestmark = pytest.mark.integration
+# Three stores: run with the two-shard comparison it serves (make test-slow).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODELS = ("demo.churn", "demo.credit", "demo.fraud", "demo.spam")
 WINDOW = 300
