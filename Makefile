@@ -45,9 +45,9 @@ test-slow: .venv
 test-alibi: .venv-alibi
 	$(ALIBI_BIN)/python -m pytest -m alibi --require-alibi tests detectors
 
-# The worker on two embedded shards behind a router against one store (about 15 minutes; not in make test).
+# The worker on two embedded shards behind a router against one store (about 3.5 minutes; marked slow).
 test-shards: .venv
-	WATCHKEEPER_TEST_TWO_SHARDS=1 $(BIN)/python -m pytest tests/integration/test_two_shards.py
+	$(BIN)/python -m pytest tests/integration/test_two_shards.py
 
 test-fast: .venv
 	$(BIN)/python -m pytest -m "not slow and not integration"

@@ -20,8 +20,10 @@ tables stand, for a worker that talks to it as to one server:
   ORDER BY starts with the model, else sorted again by the engine on the output columns,
   then cut to the LIMIT;
 - a fleet-wide ``max``/``min`` (no GROUP BY) is the max/min of the shards' rows;
-- the statements of ``CROSS_KEY_PER_SHARD`` run on each shard though they join tables sharded
-  on different keys, as a join pushed down to the shards would run (the test shows the cost);
+- the statements of ``ON_INITIATOR`` join subqueries over tables sharded on different keys (a
+  window's predictions, sharded by model, and its dead letters, sharded by offset): their outermost
+  query reads no table, so a cluster runs it on the node asked, each subquery over the whole fleet.
+  The router does the same: each subquery on both shards (merged as above), the join in its own engine;
 - an ``INSERT ... SELECT`` between tables sharded by model runs on each shard (each
   computes its own models' rows and keeps them, as ``parallel_distributed_insert_select = 2``);
 - anything else is refused with ClickHouse error 48 (NOT_IMPLEMENTED) and logged as
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import chdb
 import pyarrow as pa
@@ -66,6 +68,8 @@ SCHEMA: dict[str, Table] = {n: t for t in (*TABLES, SILENCES) for n in (t.name, 
 # Tables every node holds whole on a cluster (replicated, no Distributed table in front).
 EVERY_NODE = frozenset({MIGRATIONS_TABLE})
 MODEL_KEY = "cityHash64(model)"
+# The column the router adds to an Arrow insert's rows to read their shards back in order (see hash_rows).
+ROW = "_shard_router_row"
 # Statements that change the schema or every row of a table: each shard runs them on its own part.
 BROADCAST = frozenset({"CREATE", "ALTER", "DROP", "RENAME", "EXCHANGE", "TRUNCATE", "OPTIMIZE", "DELETE", "SYSTEM"})
 # Statements about the schema, the same on every shard.
@@ -77,9 +81,9 @@ AGGREGATES = re.compile(
 )
 # Conversions that keep the order of their argument: max(x) of the shards' rows inside them is still the max.
 ORDER_KEEPING = frozenset({"tounixtimestamp", "tounixtimestamp64milli", "touint64", "toint64", "tofloat64"})
-# Statements that join tables sharded on different keys and that the router runs per shard anyway, as a
-# cluster runs them with the join pushed down to the shards; the equality test shows what that gives.
-CROSS_KEY_PER_SHARD = (b"SELECT r.model AS model, r.version AS version, r.ws AS ws, count() AS dead",)
+# Statements whose outermost query joins subqueries over tables sharded on different keys (no table of its
+# own): run on the node asked, over each subquery's rows from both shards (see RouterHandler._on_initiator).
+ON_INITIATOR = (b"SELECT r.model AS model, r.version AS version, r.ws AS ws, count() AS dead",)
 # An ORDER BY whose first key is the model (of any table alias), and its direction.
 MODEL_FIRST = re.compile(r"^ORDER BY\s+(?:\w+\.)?model(?:\s+(ASC|DESC))?\s*(?:,|$)", re.IGNORECASE)
 # A query parameter names models if it is the right-hand side of ``model = {p:...}`` or ``model IN {p:...}``.
@@ -113,12 +117,23 @@ class Router(ThreadingHTTPServer):
         self.tmp = Path(tempfile.mkdtemp(prefix="shard-router-"))
 
     def hash_rows(self, data: bytes, fmt: str, key: str) -> list[int]:
-        """The shard of each row of insert data (``key % 2``), computed by the ClickHouse engine."""
+        """The shard of each row of insert data (``key % 2``), computed by the ClickHouse engine, in the
+        data's order for an Arrow stream (the rows of other formats are split by a filter: see :meth:`split`).
+
+        The engine reads a file's blocks in parallel and keeps no order without ORDER BY: an Arrow stream of
+        many record batches (an outcome batch) came back in another order often enough to send whole runs of
+        rows to the wrong shard. Each row of an Arrow stream carries its place (``ROW``), and the shards
+        come back sorted by it."""
         path = self.tmp / f"{threading.get_ident()}.data"
+        order = ""
+        if fmt == "ArrowStream":
+            table = pa.ipc.open_stream(data).read_all()
+            data = arrow_stream(table.append_column(ROW, pa.array(range(table.num_rows), pa.uint64())))
+            order = f" ORDER BY {ROW}"
         path.write_bytes(data)
         with self.engine_lock:
             out = self.engine.query(
-                f"SELECT ({key}) % {SHARDS} FROM file({{p:String}}, {{f:String}})",
+                f"SELECT ({key}) % {SHARDS} FROM file({{p:String}}, {{f:String}}){order}",
                 "TabSeparated",
                 params={"p": str(path), "f": fmt},
             )
@@ -173,6 +188,20 @@ class Router(ThreadingHTTPServer):
         except Exception as exc:  # the engine's refusal (e.g. a sort key that is not an output column)
             raise RuntimeError(str(exc).splitlines()[0][:200]) from None
 
+    def spill(self, data: bytes, name: str) -> str:
+        """Data in a file of this thread's own, for the engine's ``file()``; returns its path."""
+        path = self.tmp / f"{threading.get_ident()}.{name}"
+        path.write_bytes(data)
+        return str(path)
+
+    def run(self, sql: bytes, fmt: str, params: Mapping[str, str]) -> bytes:
+        """A statement in the router's engine (its files spilled by :meth:`spill`)."""
+        try:
+            with self.engine_lock:
+                return self.engine.query(sql.decode(), fmt, params=dict(params)).bytes()  # type: ignore[no-any-return]
+        except Exception as exc:  # the engine's refusal
+            raise RuntimeError(str(exc).splitlines()[0][:200]) from None
+
     def split(self, data: bytes, fmt: str, key: str) -> list[bytes | None]:
         """The insert data of each shard (None: no rows for it), in the format it came in."""
         shard_of = self.hash_rows(data, fmt, key)
@@ -184,11 +213,7 @@ class Router(ThreadingHTTPServer):
             elif len(rows) == len(shard_of):
                 parts.append(data)
             elif fmt == "ArrowStream":
-                table = pa.ipc.open_stream(data).read_all().take(pa.array(rows))
-                sink = io.BytesIO()
-                with pa.ipc.new_stream(sink, table.schema) as writer:
-                    writer.write_table(table)
-                parts.append(sink.getvalue())
+                parts.append(arrow_stream(pa.ipc.open_stream(data).read_all().take(pa.array(rows))))
             elif fmt == "Native":
                 path = self.tmp / f"{threading.get_ident()}.data"
                 path.write_bytes(data)
@@ -274,7 +299,7 @@ class RouterHandler(BaseHTTPRequestHandler):
         query = parse_query(args, self.headers, parse_body)
         word = first_word(query.sql).decode()
         self.sql = " ".join(query.sql.decode(errors="replace").split())[:160]
-        tables = {m.decode() for m in TABLE_REF.findall(query.sql)} & (set(SCHEMA) | EVERY_NODE)
+        tables = tables_of(query.sql)
         if query.data is not None:
             query.data.seek(query.data_offset)
             return self._insert(method, target, query.sql, query.data.read(), query.data_format, args, raw)
@@ -299,11 +324,9 @@ class RouterHandler(BaseHTTPRequestHandler):
             self._extreme = "min" if re.search(rb"\bmin\s*\(", query.sql, re.IGNORECASE) else "max"
             log.info("route extremes %s | %s", sorted(tables), self.sql)
             return self._extremes(self._all(method, target, raw), output_format(query.sql) or query.default_format)
-        if why and query.sql.strip().startswith(CROSS_KEY_PER_SHARD):
-            # Run per shard as a cluster would run it with the join pushed down to the shards; the
-            # test compares what that gives with one store's answer.
-            log.info("route crosskey %s | %s", sorted(tables), self.sql)
-            return merge(self._all(method, target, raw), output_format(query.sql) or query.default_format)
+        if why and query.sql.strip().startswith(ON_INITIATOR):
+            log.info("route initiator %s | %s", sorted(tables), self.sql)
+            return self._on_initiator(query.sql, query.params, output_format(query.sql) or query.default_format)
         if why:
             raise Refused(f"{why}: {self.sql}")
         fmt = output_format(query.sql) or query.default_format
@@ -313,6 +336,41 @@ class RouterHandler(BaseHTTPRequestHandler):
             return self._ordered(replies, fmt, *order, by_model)
         log.info("route union %s %s | %s", fmt, sorted(tables), self.sql)
         return merge(replies, fmt)
+
+    def _on_initiator(self, sql: bytes, params: Mapping[str, str], fmt: str) -> Reply:
+        """A query whose outermost part reads only subqueries (FROM and JOIN), as the node asked runs it: each
+        subquery on both shards, merged (refused unless a union of the shards' rows is its answer), then the
+        outermost query over them in the router's engine."""
+        spans = top_level_subqueries(sql)
+        if not spans:
+            raise Refused(f"no subquery to run on the shards: {self.sql}")
+        pieces, files, last = [], {}, 0
+        for i, (start, end) in enumerate(spans):
+            sub = sql[start:end]
+            why = union_refusal(sub, [key_columns(SCHEMA[t]) for t in sorted(tables_of(sub)) if t in SCHEMA])
+            if why:
+                raise Refused(f"{why} in a subquery run on the node asked: {self.sql}")
+            # Its columns, given to file(): a result without rows is an empty Native body.
+            described = self._query(0, b"DESCRIBE TABLE (" + sub + b") FORMAT TabSeparated", params)
+            merged = merge([self._query(k, sub + b" FORMAT Native", params) for k in range(SHARDS)], "Native")
+            if merged.status != 200 or described.status != 200:
+                return merged if merged.status != 200 else described
+            columns = [line.split("\t")[:2] for line in described.body.decode().splitlines() if line]
+            files[f"_router_sub{i}"] = self.server.spill(merged.body, f"sub{i}")
+            files[f"_router_cols{i}"] = ", ".join(f"`{name}` {type_}" for name, type_ in columns)
+            table = f"file({{_router_sub{i}:String}}, 'Native', {{_router_cols{i}:String}})"
+            pieces += [sql[last : start - 1], table.encode()]
+            last = end + 1
+        try:
+            body = self.server.run(b"".join(pieces) + sql[last:], fmt, {**params, **files})
+        except RuntimeError as exc:
+            raise Refused(f"cannot join the shards' rows on the node asked ({exc}): {self.sql}") from None
+        return Reply(200, [("Content-Type", "application/octet-stream"), ("X-ClickHouse-Format", fmt)], body)
+
+    def _query(self, shard: int, sql: bytes, params: Mapping[str, str]) -> Reply:
+        """A statement of the router's own on one shard, with the client's query parameters."""
+        args = {"database": DATABASE, **{f"param_{k}": v for k, v in params.items()}}
+        return self._forward(shard, "POST", "/?" + urlencode(args), sql, content_type="text/plain")
 
     def _extremes(self, replies: list[Reply], fmt: str) -> Reply:
         """One row of maxima or minima over the whole table: each column's max (min) of the shards' rows."""
@@ -394,6 +452,37 @@ class RouterHandler(BaseHTTPRequestHandler):
             return None
         shards = set(self.server.hash_rows("\n".join(models).encode() + b"\n", "LineAsString", "cityHash64(line)"))
         return shards.pop() if len(shards) == 1 else None
+
+
+def arrow_stream(table: pa.Table) -> bytes:
+    """A table in the Arrow IPC stream format (as ``ArrowStream`` inserts carry it)."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def tables_of(sql: bytes) -> set[str]:
+    """The database's tables a statement names."""
+    return {m.decode() for m in TABLE_REF.findall(sql)} & (set(SCHEMA) | EVERY_NODE)
+
+
+def top_level_subqueries(sql: bytes) -> list[tuple[int, int]]:
+    """Where the subqueries that the outermost query reads (``FROM (...)``, ``JOIN (...)``) start and end.
+
+    >>> sql = b"SELECT a FROM (SELECT a FROM t WHERE b IN (1)) AS r JOIN (SELECT a FROM u) AS d ON r.a = d.a"
+    >>> [sql[i:j] for i, j in top_level_subqueries(sql)]
+    [b'SELECT a FROM t WHERE b IN (1)', b'SELECT a FROM u']
+    """
+    spans, start, previous = [], None, None
+    for t in _tokens(sql):
+        if t.text == b"(" and t.depth == 0 and previous is not None and previous.text in (b"FROM", b"JOIN"):
+            start = t.end
+        elif t.text == b")" and t.depth == 1 and start is not None:
+            spans.append((start, t.start))
+            start = None
+        previous = t
+    return spans
 
 
 def limit_rows(limit: str, params: Mapping[str, str]) -> int | None:
