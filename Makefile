@@ -83,7 +83,7 @@ bench-false-alarms: .venv
 
 # Drift decided before a window ends: false decisions of the looks on stable streams (10 model-months per
 # stream), the share of chance alarms they confirm, and the delay from a mean shift to its decision
-# (about 25 minutes on 2 busy cores); writes bench/results/looks.json.
+# (15 to 30 minutes on 2 busy cores); writes bench/results/looks.json.
 bench-looks: .venv
 	$(BIN)/python -m bench.looks
 

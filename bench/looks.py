@@ -29,7 +29,7 @@ Three parts, written to ``bench/results/looks.json``:
    over the runs, misses (nothing decided within 3 windows of the shift).
 
 Each simulated model has its own seed, so the exposure adds up. ``--quick`` is a tiny run
-(seconds) for the test; the default takes about 25 minutes on 2 busy cores (load 10).
+(seconds) for the test; the default took 15 minutes on 2 cores at load 6 to 8, 30 at load 10.
 """
 
 from __future__ import annotations
