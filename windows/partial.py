@@ -28,9 +28,10 @@ dependence is the per-event alarm rate itself.
 
 Why the last 45 s and not the whole window so far: a change mid-window is diluted by the
 events before it, and the whole window so far confirms a shift in the window's middle or late
-in it only at the window's end; the same bench measures both spans (a 0.5 or 1 sigma shift of
-one feature at 10 events/s, 30, 150 or 240 s into the window: decided by a look a median 20 to
-40 s after it, none missed; with the whole window so far, 160 to 170 s after a shift 150 s in).
+in it only at the window's end or in the next window; the same bench measures both spans (a
+0.5 or 1 sigma shift of one feature at 10 events/s, 30, 150 or 240 s into the window: decided
+by a look a median 20 to 40 s after it, none missed; with the whole window so far, 160 to 170 s
+after a shift 150 s in).
 
 Where the looks fall depends on event time only: a look at ``m`` happens at the first pass
 whose watermark reaches ``m`` while the window is open, or, when a pass finds the window
