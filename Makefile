@@ -9,7 +9,7 @@ ALIBI_VENV := .venv-alibi
 ALIBI_BIN := $(ALIBI_VENV)/bin
 ALIBI_STAMP := $(ALIBI_VENV)/.installed
 
-.PHONY: demo test test-slow test-shards test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms lint constraints clean
+.PHONY: demo test test-slow test-shards test-fast test-alibi bench bench-quick bench-scale bench-detect bench-alerts bench-alerts-live bench-alerts-not-tuned bench-false-alarms bench-looks lint constraints clean
 
 # The light client (clients/python, a dependency of the service) installs from the repository first.
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
@@ -84,6 +84,12 @@ bench-alerts-not-tuned: .venv
 # False alerts of the default policy on 10 stable model-months, and its power (~35 min on 2 busy cores).
 bench-false-alarms: .venv
 	$(BIN)/python -m bench.false_alarms
+
+# Drift decided before a window ends: false decisions of the looks on stable streams (10 model-months per
+# stream), the share of chance alarms they confirm, and the delay from a mean shift to its decision
+# (15 to 30 minutes on 2 busy cores); writes bench/results/looks.json.
+bench-looks: .venv
+	$(BIN)/python -m bench.looks
 
 lint: .venv
 	$(BIN)/ruff check .
