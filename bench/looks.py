@@ -222,9 +222,9 @@ class SimulatedModel:
         self.counts["windows"] += 1
         self.counts["windows_with_alarm"] += bool(alarms)
         self.store.events = ev
-        before = self.store.queries
+        before = self.looks.made
         self.looks.closed({key: alarms} if alarms else {}, {MODEL: ws + self.w})
-        self.counts["looks_run"] += self.store.queries - before
+        self.counts["looks_run"] += self.looks.made - before
         decision = None
         for look in self.looks.take():
             if decides(rule_rows(look.rows), look.start, look.end, self.policy) is not None:

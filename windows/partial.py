@@ -1,37 +1,32 @@
-"""Looks at a window before it ends: a per-event drift alarm judged on the window so far.
+"""Looks at a window before it ends: a per-event drift alarm judged on the window's events after it.
 
 The drift rule's fast path confirms a ``mean_shift`` alarm with the window test of the same
 window (``alerts/rules.py``); waiting for the window's end made a change mid-window wait up
 to a window length. Here, once the per-event detector has alarmed on a window's events, the
-window so far is judged at fixed event-time marks: the first ``MAX_LOOKS`` multiples of
-``LOOK_EVERY_SECONDS`` (counted from the window's start) after the alarm and before the
-window's end. A look at mark ``m`` runs the drift stage's window test against the reference
-on the window's events of the last ``LOOK_SPAN_SECONDS`` before ``m``, or its last
-``LOOK_MIN_EVENTS`` before ``m`` if those are more (never before the window's start), at
-level ``alpha / MAX_LOOKS`` (Bonferroni over the looks); an alarmed feature it flags is a
-:class:`Look`, which the alert engine decides at ``m`` (the event-time watermark at
-the look). The full-window test at the window's end keeps its own level.
+window is judged at fixed event-time marks, multiples of ``LOOK_EVERY_SECONDS`` (counted from the
+window's start) after the alarm and before the window's end. A look at mark ``m`` runs the drift
+stage's window test against the reference on the window's events **after the alarm** and before
+``m`` — of those, the last ``LOOK_SPAN_SECONDS``, or the last ``LOOK_MIN_EVENTS`` if those are
+more — at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks). A mark with fewer than
+``LOOK_MIN_AFTER`` such events is passed over (it is not a look); a window gets at most
+``MAX_LOOKS`` looks. An alarmed feature a look flags is a :class:`Look`, which the alert engine
+decides at ``m`` (the event-time watermark at the look). The full-window test at the window's end
+keeps its own level.
 
-How a look keeps the confirmation's level: a window is looked at only after a per-event
-alarm on its events, at most ``MAX_LOOKS`` times, each at ``alpha / MAX_LOOKS``, so by the
-union bound its looks confirm an alarm with probability at most ``alpha``, the level of the
-one full-window test they stand in for, were the test independent of the alarm. It is not:
-the chance excursion that tripped the alarm lies in the span a look reads, the more so the
-fewer events the span holds (45 s at 1 event/s is 45 events: hence ``LOOK_MIN_EVENTS``). So
-the level is measured, not assumed: ``bench/looks.py`` (``make bench-looks``, figures in
-``bench/results/looks.json``, quoted in the README's Alerts section) streams stable models and
-mean shifts through this class, the window test and the drift rule. Measured there, the looks
-do not keep the level: on stable streams they confirmed 7 % to 9 % of the windows with a chance
-alarm at 1 event/s and 0.6 % to 0.75 % at 10 events/s (against the 0.1 % of an independent
-test), 0.1 to 1.0 false drift decisions a model-month. The bound that holds whatever the
-dependence is the per-event alarm rate itself.
-
-Why the last 45 s and not the whole window so far: a change mid-window is diluted by the
-events before it, and the whole window so far confirms a shift in the window's middle or late
-in it only at the window's end or in the next window; the same bench measures both spans (a
-0.5 or 1 sigma shift of one feature at 10 events/s, 30, 150 or 240 s into the window: decided
-by a look a median 20 to 40 s after it, none missed; with the whole window so far, 160 to 170 s
-after a shift 150 s in).
+How a look keeps the confirmation's level: a window is looked at only after a per-event alarm on
+its events, at most ``MAX_LOOKS`` times, each at ``alpha / MAX_LOOKS``: by the union bound its
+looks confirm an alarm with probability at most ``alpha``, provided each look's test is
+independent of the alarm. That is why a look reads only the events after the alarm (after the
+latest alarm of the features it may confirm): on a stable stream the chance excursion that
+tripped the alarm lies before it, and the events after it are new draws. An earlier design read
+the last 45 s before the mark, the excursion included: ``bench/looks.py`` (``make bench-looks``)
+measured it confirming 7 % to 9 % of the chance alarms at 1 event/s and 0.6 % to 0.75 % at 10
+events/s (against the 0.1 % of an independent test), up to 1.0 false drift decisions a model-month.
+What remains shared between the alarm and the look is the reference (the detector and the window
+test learn it from the same first predictions): a reference whose estimate is off makes both more
+likely, as it does for the full-window test. The same bench measures the level and the delay of
+this design (figures in ``bench/results/looks.json``, quoted in the README's Alerts section).
+A real shift starts before its alarm, so the events after the alarm carry it whole.
 
 Where the looks fall depends on event time only: a look at ``m`` happens at the first pass
 whose watermark reaches ``m`` while the window is open, or, when a pass finds the window
@@ -64,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOOK_EVERY_SECONDS",
+    "LOOK_MIN_AFTER",
     "LOOK_MIN_EVENTS",
     "LOOK_SPAN_SECONDS",
     "MAX_LOOKS",
@@ -73,14 +69,17 @@ __all__ = [
     "look_marks",
 ]
 
-# Event time between two looks at an open window, the most looks one window gets, and the span of event
-# time before a look that its window test reads.
-LOOK_EVERY_SECONDS = 20
+# Event time between two marks of an open window, the most looks one window gets, and the span of event
+# time before a look that its window test reads (never before the alarm).
+LOOK_EVERY_SECONDS = 10
 MAX_LOOKS = 3
 LOOK_SPAN_SECONDS = 45
-# A span of fewer events is widened to the window's last this many: on a slow stream 45 s is a few dozen
-# events, which the excursion that tripped the alarm dominates (see the README, Alerts).
+# A span of fewer events is widened to the window's last this many after the alarm.
 LOOK_MIN_EVENTS = 300
+# A mark with fewer events after the alarm is passed over: the window test of a 0.5 sigma shift on fewer
+# than ~150 events against a reference of 1,000 has little power at alpha / MAX_LOOKS, and a look spent
+# there would be one less where it has.
+LOOK_MIN_AFTER = 150
 # Looks kept for the alert engine at most (a closer without one, e.g. a tool's, does not grow without bound).
 MAX_FOUND = 10_000
 
@@ -143,7 +142,9 @@ class PartialLooks:
 
     def __init__(self, drift: DriftStage) -> None:
         self.drift = drift
-        self.done: dict[WindowKey, set[int]] = {}  # window -> marks looked at (all of them once confirmed)
+        self.done: dict[WindowKey, set[int]] = {}  # window -> marks judged (all of them once confirmed)
+        self.looked: dict[WindowKey, int] = {}  # window -> looks made (marks with enough events after the alarm)
+        self.made = 0  # looks made in all, for a benchmark's counts
         self.checked: dict[WindowKey, int] = {}  # open window -> the last mark its events were read up to
         self.found: list[Look] = []
 
@@ -154,6 +155,7 @@ class PartialLooks:
 
     def forget(self, gone: Callable[[str], bool]) -> None:
         self.done = {k: v for k, v in self.done.items() if not gone(k.model)}
+        self.looked = {k: v for k, v in self.looked.items() if not gone(k.model)}
         self.checked = {k: v for k, v in self.checked.items() if not gone(k.model)}
         self.found = [look for look in self.found if not gone(look.model)]
 
@@ -169,6 +171,7 @@ class PartialLooks:
             mine = (key.model, key.version)
             for old in [k for k in self.done if (k.model, k.version) == mine and k.start < key.start]:
                 del self.done[old]
+                self.looked.pop(old, None)
             self.checked.pop(key, None)
 
     def open(self, key: WindowKey, watermark: float) -> None:
@@ -205,37 +208,45 @@ class PartialLooks:
         return first
 
     def _look(self, key: WindowKey, first: Mapping[str, float], upto: float) -> None:
-        """Judge the marks before ``upto`` after the window's first alarm that were not judged yet."""
+        """Judge the marks before ``upto`` after the window's first alarm that were not judged yet, until the
+        window has had ``MAX_LOOKS`` looks or one confirms."""
         if not first:
             return
         w = self.drift.window.window_seconds
         done = self.done.setdefault(key, set())
-        marks = look_marks(key.start, key.start + w, min(first.values()))
+        marks = look_marks(key.start, key.start + w, min(first.values()), k=w // LOOK_EVERY_SECONDS)
         for mark in marks:
-            if mark >= upto or mark in done:
+            if mark >= upto or mark in done or self.looked.get(key, 0) >= MAX_LOOKS:
                 continue
             done.add(mark)
-            rows = self._judge(key, mark, {f: t for f, t in first.items() if t < mark})
-            if rows:
-                self.found.append(Look(key.model, key.version, key.start, key.start + w, mark, tuple(rows)))
+            judged = self._judge(key, mark, {f: t for f, t in first.items() if t < mark})
+            if judged is None:  # too few events after the alarm yet: not a look
+                continue
+            self.looked[key] = self.looked.get(key, 0) + 1
+            self.made += 1
+            if judged:
+                self.found.append(Look(key.model, key.version, key.start, key.start + w, mark, tuple(judged)))
                 del self.found[:-MAX_FOUND]  # a closer whose looks nobody takes keeps the latest
                 done.update(marks)  # decided: no more looks at this window
                 return
 
-    def _judge(self, key: WindowKey, mark: int, alarmed: Mapping[str, float]) -> list[dict[str, Any]]:
-        """The window test at ``alpha / MAX_LOOKS`` on the window's events of the span before ``mark``: the
-        rows of the alarmed features it flags (none: not confirmed)."""
+    def _judge(self, key: WindowKey, mark: int, alarmed: Mapping[str, float]) -> list[dict[str, Any]] | None:
+        """The window test at ``alpha / MAX_LOOKS`` on the window's events after the alarms and before
+        ``mark`` (their span, see the module doc): the rows of the alarmed features it flags (none: not
+        confirmed); ``None`` when fewer than ``LOOK_MIN_AFTER`` events came after the alarms (no look)."""
         ref = self.drift.reference_for(key)
         if not alarmed or ref is None or ref.contains(key.start):
             return []
-        params = {"model": key.model, "version": key.version, "t0": utc(key.start), "t1": utc(mark),
+        # After the latest alarm among the features this look may confirm (its own event excluded).
+        after = max(key.start, (round(max(alarmed.values()) * 1000) + 1) / 1000)
+        params = {"model": key.model, "version": key.version, "t0": utc(after), "t1": utc(mark),
                   "cap": SHIFT_MAX_EVENTS}  # fmt: skip
         latest = self.drift.store.query_arrow(PARTIAL_SAMPLE, params)
+        if latest.num_rows < LOOK_MIN_AFTER:
+            return None
         times = latest["t"].to_numpy()
         span = (times >= (mark - LOOK_SPAN_SECONDS) * 1000) | (np.arange(times.size) < LOOK_MIN_EVENTS)
         sample = Sample.from_arrow(latest.filter(pa.array(span)))
-        if not sample.n:
-            return []
         config = self.drift.config.model_copy(update={"alpha": look_alpha(self.drift.config.alpha)})
         results = drift_report(ref.counts, ref.current_counts(sample.numeric, sample.categorical, sample.n),
                                ref.kinds, config)  # fmt: skip

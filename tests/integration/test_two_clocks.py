@@ -21,6 +21,7 @@ from watchkeeper.settings import Settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
+from watchkeeper.windows.partial import LOOK_EVERY_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -250,7 +251,7 @@ def test_a_shift_mid_window_is_decided_before_the_window_ends_and_a_replay_decid
     assert onset < ts <= onset + 60 and ts < end, (ts - onset, alert)
     # Decided on the window so far, at a look's mark, from an alarm on the shifted feature after the shift.
     assert epoch_of(alert["evidence"]["partial_window_until"]) == ts
-    assert (ts - start) % 20 == 0
+    assert (ts - start) % LOOK_EVERY_SECONDS == 0
     assert onset <= epoch_of(alert["evidence_ts"]) < ts
     assert [f["feature"] for f in alert["evidence"]["features"]] == ["f1"]
     assert [d for d in first if d["model"] == "clk.calm"] == []

@@ -16,6 +16,7 @@ from watchkeeper.detectors import DriftConfig
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.partial import (
     LOOK_EVERY_SECONDS,
+    LOOK_MIN_AFTER,
     LOOK_MIN_EVENTS,
     LOOK_SPAN_SECONDS,
     MAX_LOOKS,
@@ -92,9 +93,9 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
     looks, store = looks_over(x, times)
     looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})
     [look] = looks.take()
-    assert look.mark in look_marks(0, W, 161.3)
-    # Each look read the window before its mark; none after the confirming one.
-    assert store.reads == [(0, m) for m in look_marks(0, W, 161.3) if m <= look.mark]
+    assert look.mark in look_marks(0, W, 161.3, k=W // LOOK_EVERY_SECONDS)
+    # Each look read the window after the alarm and before its mark; none after the confirming one.
+    assert store.reads == [(161.301, m) for m in look_marks(0, W, 161.3, k=30) if m <= look.mark]
     features = {r["feature"] for r in look.rows}
     assert features == {"f1"}
     assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
@@ -106,17 +107,33 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
 def test_a_stable_window_with_a_chance_alarm_is_not_confirmed_and_gets_at_most_max_looks() -> None:
     times, x = window_events(shift_at=1e9, size=0.0)
     looks, store = looks_over(x, times)
-    looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
+    key = WindowKey("m", "v1", 0)
+    looks.closed({key: {"f1": 100.0}}, {})
     assert looks.take() == []
-    assert len(store.reads) == MAX_LOOKS
+    # The mark at 110 s has 99 events after the alarm: passed over; then three looks, and no more.
+    assert [t1 for _, t1 in store.reads] == [110, 120, 130, 140]
+    assert looks.looked[key] == MAX_LOOKS
+
+
+def test_the_excursion_before_the_alarm_is_not_what_a_look_tests() -> None:
+    """A chance run of high values trips the per-event detector, then the stream is as before: the
+    look reads only the events after the alarm, which are stable, and does not confirm it (a look that
+    read the last 45 s, the excursion included, did)."""
+    times, x = window_events(shift_at=1e9, size=0.0, seed=3)
+    x[(times >= 130) & (times < 150), 1] += 1.5  # the excursion, 20 s before the alarm
+    looks, store = looks_over(x, times)
+    looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {})
+    assert looks.take() == []
+    assert store.reads and all(t0 > 150 for t0, _ in store.reads)
 
 
 @pytest.mark.parametrize("rate", [10, 1])
 def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
     monkeypatch: pytest.MonkeyPatch, rate: int
 ) -> None:
-    """At alpha / MAX_LOOKS, on the events of the last LOOK_SPAN_SECONDS before the mark, or the last
-    LOOK_MIN_EVENTS of the window if those are more (a slow stream)."""
+    """At alpha / MAX_LOOKS, on the events after the alarm: of those, the last LOOK_SPAN_SECONDS before the
+    mark, or the last LOOK_MIN_EVENTS if those are more (a slow stream); a mark with fewer than
+    LOOK_MIN_AFTER events after the alarm is no look."""
     import watchkeeper.windows.partial as partial
 
     seen: list[tuple[float, int]] = []  # (level, events tested) of each look
@@ -131,9 +148,10 @@ def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
     times = np.arange(W * rate) / rate
     looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
     looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
-    marks = look_marks(0, W, 100.0)
-    expected = [max(int(LOOK_SPAN_SECONDS * rate), min(LOOK_MIN_EVENTS, m * rate)) for m in marks]
-    assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected]
+    after = [int(np.sum((times > 100.0) & (times < m))) for m in look_marks(0, W, 100.0, k=W)]
+    expected = [min(n, max(int(LOOK_SPAN_SECONDS * rate), LOOK_MIN_EVENTS)) for n in after if n >= LOOK_MIN_AFTER]
+    assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected[:MAX_LOOKS]]
+    assert len(seen) == MAX_LOOKS  # at 1 event/s from 260 s, the first mark with 150 events after the alarm
 
 
 def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark() -> None:
@@ -142,7 +160,7 @@ def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark()
     times, x = window_events(shift_at=1e9, size=0.0)
     looks, store = looks_over(x[times < 185], times[times < 185])
     looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {"m": 184.9})
-    assert [t1 for _, t1 in store.reads] == [160, 180]
+    assert [t1 for _, t1 in store.reads] == [160, 170, 180]
 
 
 def early_window(alarm: float, drifted: bool = True) -> Window:
