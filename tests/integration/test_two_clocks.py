@@ -261,3 +261,69 @@ def test_a_shift_mid_window_is_decided_before_the_window_ends_and_a_replay_decid
     replay.close_windows()
     replay.evaluate_alerts()
     assert decisions(replay) == first
+
+
+# Looks at the labels so far (windows/label_looks.py): the default window length, a label delay of 60 s, each label
+# 20 s after its prediction, and a concept change (accuracy 0.87 -> 0.73) in the middle of window 2.
+LABEL_SOON = 20
+
+
+def concept_events(
+    models: dict[str, float | None], start: int, seed: int, windows: int = LONG_WINDOWS
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, kind, event) of every prediction and its label (``LABEL_SOON`` s later), in arrival order.
+    ``models``: name -> the event time (seconds after ``start``) from which its labels follow another concept
+    (``[x0 - 0.3 x1 + e > 0]`` instead of ``[x0 + 0.5 x1 + e > 0]``; None: never)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for model, change in models.items():
+        for i in range(windows * LONG_W * RATE):
+            ts = start + i / RATE
+            x = rng.normal(size=3)
+            signal = x[0] + 0.5 * x[1]
+            truth = x[0] - 0.3 * x[1] if change is not None and ts >= start + change else signal
+            y = int(truth + rng.normal(0.0, 0.5) > 0)
+            pid = f"{model}-{i}"
+            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts,
+                                  "prediction": float(1 / (1 + np.exp(-2 * signal))),
+                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
+            out.append((ts + LABEL_SOON, "o", {"prediction_id": pid, "model": model, "outcome": y,
+                                               "ts": ts + LABEL_SOON}))  # fmt: skip
+    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+
+def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_replay_decides_the_same(
+    worker: Worker,
+) -> None:
+    """The labels of a model follow another concept from 150 s into a 300 s window: the error-stream alarm on
+    the labels so far is confirmed by the retrain rule on the labels that had arrived, and the retrain alert
+    decided (``alerts.ts``, the look's mark) within 60 s of the labels showing the change — long before the
+    window's end plus the label delay, when the final window would decide it; the stable model gets no alert;
+    a replay of the same events written at once decides the same alerts at the same times."""
+    live_worker = fresh_worker(worker, **LONG_SETTINGS)
+    start = start_time(LONG_W)
+    onset = 2.5 * LONG_W
+    stream = concept_events({"clk.concept": onset, "clk.same": None}, start, seed=7)
+    shows, end = start + onset + LABEL_SOON, start + 3 * LONG_W
+    reached = start
+    for reached in live(live_worker, stream, start):
+        if reached > shows + 90:
+            break
+    first = decisions(live_worker)
+    [alert] = [a for a in first if a["kind"] == "retrain"]
+    assert alert["model"] == "clk.concept" and alert["state"] == "firing"
+    ts = epoch_of(alert["ts"])
+    assert shows < ts <= shows + 60 and ts < end + 60, (ts - shows, alert)
+    # Decided at a look's mark, on labels that had all arrived before it, from an alarm after the change.
+    assert epoch_of(alert["evidence"]["labels_until"]) == ts and ts % 20 == 0
+    assert start + onset <= epoch_of(alert["evidence_ts"]) < ts - LABEL_SOON
+    assert alert["evidence"]["fast_path"] in ("concept_drift", "performance")
+    assert alert["evidence"]["current"]["value"] < 0.82
+    assert [d for d in first if d["model"] == "clk.same"] == []
+
+    replay = fresh_worker(worker, **LONG_SETTINGS)
+    feed = Feed(replay)
+    feed.write([e for e in stream if e[0] < reached])
+    replay.close_windows()
+    replay.evaluate_alerts()
+    assert decisions(replay) == first
