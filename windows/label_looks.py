@@ -9,15 +9,15 @@ with 300 s windows and a 60 s delay). Here the labels that have arrived are read
 stream, a copy of the stream's detector (a new one if it has none yet) is fed the errors of the
 version's predictions since the last fed window whose label has arrived before the label clock's
 latest mark, in the order the stream itself reads them (prediction time, then prediction id).
-Its first alarm in a window is kept with ``arrived``: the latest label time (event time of the
-outcome, or of its prediction if later) among the errors it read up to the alarm — when the
-alarm could first have been raised. When a window is fed to the stream itself (final), its
-alarm and ``arrived`` come from that feed: a replay, a backlog, or a window whose alarm the
-copies missed are looked at too.
+Each alarm is kept with ``arrived``: the latest label time (event time of the outcome, or of its
+prediction if later) among the errors it read up to the alarm — when the alarm could first have
+been raised. When a window is fed to the stream itself (final), its alarms and ``arrived`` come
+from that feed: a replay, a backlog, or an alarm the copies missed are looked at too.
 
 **The looks.** An alarm is judged at the first ``MAX_LABEL_LOOKS`` multiples of
 ``LABEL_LOOK_EVERY_SECONDS`` (event time, from the epoch) after ``arrived`` and before its
-window's end plus the label delay (then the final window is judged whole, at its own level). A
+window's end plus the label delay (then the final window is judged whole, at its own level); a
+mark already looked at for an earlier alarm of the version is not looked at again. A
 look at mark ``m`` reads the version's predictions whose latest label arrived in
 ``[m - LABEL_SPAN_SECONDS, m)`` (label time), or the ``LABEL_MIN_LABELS`` that arrived last
 before ``m`` if those are more (up to ``LABEL_LOOKBACK_SECONDS`` back), and writes their
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.due import due_params
-from watchkeeper.windows.queries import WITH_THR
+from watchkeeper.windows.queries import P_WS, WITH_THR
 from watchkeeper.windows.sequential import ERROR_DETECTOR, ERROR_FEATURE, SequentialDrift
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ MAX_FOUND = 10_000
 # error stream's order. ``arrived``: the label's event time, or its prediction's if later.
 ERRORS_SO_FAR = f"""
 {WITH_THR}
-SELECT toUnixTimestamp64Milli(p.ts) AS t, toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({{w:UInt32}}))) AS ws,
+SELECT toUnixTimestamp64Milli(p.ts) AS t, {P_WS},
        toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
        greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
 FROM predictions AS p FINAL
@@ -188,11 +188,15 @@ class LabelLooks:
         self.checked = {k: v for k, v in self.checked.items() if not gone(k[0])}
         self.found = [look for look in self.found if not gone(look.model)]
 
-    def closed(self, alarms: Mapping[WindowKey, tuple[float, float]], watermarks: Mapping[str, float]) -> None:
-        """Windows just fed to the error stream whose errors made it fire: their looks not made yet, at the
-        marks the model's watermark has reached."""
-        for key, (alarm, arrived) in sorted(alarms.items()):
-            self._look(key, alarm, arrived, math.floor(watermarks.get(key.model, arrived)))
+    def closed(self, alarms: Mapping[WindowKey, list[tuple[float, float]]], watermarks: Mapping[str, float]) -> None:
+        """Windows just fed to the error stream whose errors made it fire (each alarm with when its labels had
+        arrived): their looks not made yet, at the marks the model's watermark has reached."""
+        for key, found in sorted(alarms.items()):
+            for alarm, arrived in found:
+                self._look(key, alarm, arrived, math.floor(watermarks.get(key.model, arrived)))
+            # No alarm to come is in a window before the one just fed, nor looked at before its start.
+            done = self.done.get((key.model, key.version), set())
+            done.difference_update([m for m in done if m < key.start])
 
     def open(self, model: str, version: str, first_open: int, watermark: float) -> None:
         """A version whose windows from ``first_open`` on are not fed to its error stream yet: an alarm on
@@ -211,15 +215,12 @@ class LabelLooks:
 
         det = copy.deepcopy(state.detector) if state is not None else build(ERROR_DETECTOR)
         params = {**self._params(model), "version": version, "t0": utc(t0), "until": utc(reached), "cap": LABEL_CAP}
-        first: dict[int, tuple[float, float]] = {}  # window -> (alarm, arrived)
         arrived = 0
         for t, ws, err, at in self.store.query_rows(ERRORS_SO_FAR, params):
             det.update(float(err))
             arrived = max(arrived, int(at))
-            if det.drift_detected and int(ws) not in first:
-                first[int(ws)] = (int(t) / 1000, arrived / 1000)
-        for ws, (alarm, at) in sorted(first.items()):
-            self._look(WindowKey(model, version, ws), alarm, at, reached)
+            if det.drift_detected:
+                self._look(WindowKey(model, version, int(ws)), int(t) / 1000, arrived / 1000, reached)
 
     def _params(self, model: str) -> dict[str, object]:
         """The threshold parameters of ``model`` (``WITH_THR``) and the window length."""
@@ -238,9 +239,6 @@ class LabelLooks:
             if look is not None:
                 self.found.append(look)
                 del self.found[:-MAX_FOUND]
-        # Marks far behind the latest are not looked at again (their alarms' windows are final).
-        horizon = upto - 2 * (self.config.window_seconds + self.config.label_delay_seconds)
-        done.difference_update([m for m in done if m < horizon])
 
     def _read(self, key: WindowKey, mark: int, alarm: float) -> LabelLook | None:
         """The confusion counts of the labels of the span before ``mark`` (None: no label)."""
@@ -259,4 +257,3 @@ class LabelLooks:
         points = confusion_points(tp, fp, tn, fn)
         return LabelLook(key.model, key.version, key.start, key.start + self.config.window_seconds, mark, alarm,
                          (fp + fn) / len(span), tuple((m, v, n) for m, (v, n) in sorted(points.items())))  # fmt: skip
-

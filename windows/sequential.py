@@ -104,15 +104,15 @@ class SequentialDrift:
         self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
         # Windows fed to the per-event covariate shift since the last take: feature -> first alarm (event time).
         self.alarms: dict[WindowKey, dict[str, float]] = {}
-        # Windows fed to the error stream since the last take whose errors made it fire: (the first alarm's
+        # Windows fed to the error stream since the last take whose errors made it fire: per alarm, (its
         # prediction time, when the labels it read had all arrived), event time (windows/label_looks.py).
-        self.error_alarms: dict[WindowKey, tuple[float, float]] = {}
+        self.error_alarms: dict[WindowKey, list[tuple[float, float]]] = {}
 
     def take_alarms(self) -> dict[WindowKey, dict[str, float]]:
         out, self.alarms = self.alarms, {}
         return out
 
-    def take_error_alarms(self) -> dict[WindowKey, tuple[float, float]]:
+    def take_error_alarms(self) -> dict[WindowKey, list[tuple[float, float]]]:
         out, self.error_alarms = self.error_alarms, {}
         return out
 
@@ -145,11 +145,11 @@ class SequentialDrift:
             arrived = 0
             for t, err, at in errors:
                 state.detector.update(float(err))
-                if fired_at is None:
-                    arrived = max(arrived, at)
-                    if state.detector.drift_detected:
+                arrived = max(arrived, at)
+                if state.detector.drift_detected:
+                    self.error_alarms.setdefault(k, []).append((t / 1000, arrived / 1000))
+                    if fired_at is None:
                         fired_at = t / 1000
-                        self.error_alarms[k] = (fired_at, arrived / 1000)
             end = utc(k.start + w)
             rate = sum(e for _, e, _ in errors) / len(errors)
             out.append(
