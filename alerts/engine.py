@@ -19,7 +19,9 @@ An alert's ``ts`` is its decision time: the event-time watermark at which the
 model stage had written the window it was decided from as the rule needs it —
 its end plus the grace for the label-free rules (drift, traffic, ops), plus the
 label delay for the label-based ones (retrain, fairness, ...), which judge only
-final windows — or the stream's last event when an idle flush wrote it sooner;
+final windows — or the stream's last event when an idle flush wrote it sooner; a look before the
+window is final decides at its mark (a drift alarm confirmed on the window so far, ``windows/partial.py``;
+an error-stream alarm confirmed on the labels so far, ``windows/label_looks.py``);
 so it reads the models' event-time watermarks (largest prediction or outcome
 time) with each evaluation. The evidence's own time is ``evidence_ts``.
 References are pooled from final windows only.

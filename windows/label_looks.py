@@ -39,8 +39,8 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
@@ -75,10 +75,12 @@ LABEL_CAP = 20_000
 MAX_FOUND = 10_000
 
 # The labelled errors of one version's predictions in [t0, until) whose label arrived before ``until``, in the
-# error stream's order. ``arrived``: the label's event time, or its prediction's if later.
+# error stream's order, after the copy's cursor (prediction time and id) or whose label arrived since ``since_ms``
+# (a copy fed up to its cursor before reads only what is new). ``arrived``: the label's event time, or its
+# prediction's if later.
 ERRORS_SO_FAR = f"""
 {WITH_THR}
-SELECT toUnixTimestamp64Milli(p.ts) AS t, {P_WS},
+SELECT toUnixTimestamp64Milli(p.ts) AS t, p.prediction_id AS pid, {P_WS},
        toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
        greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
 FROM predictions AS p FINAL
@@ -93,6 +95,8 @@ INNER JOIN (
 ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
 WHERE p.model = {{model:String}} AND p.version = {{version:String}} AND p.prediction IS NOT NULL
   AND p.ts >= {{t0:DateTime64(3, 'UTC')}} AND p.ts < {{until:DateTime64(3, 'UTC')}}
+  AND ((toUnixTimestamp64Milli(p.ts), p.prediction_id) > ({{after_t:Int64}}, {{after_id:String}})
+       OR o.arrived_ms >= {{since_ms:Int64}})
 ORDER BY t, p.prediction_id
 LIMIT {{cap:UInt32}}
 """
@@ -150,6 +154,19 @@ def confusion_points(tp: int, fp: int, tn: int, fn: int) -> dict[str, tuple[floa
     return out
 
 
+@dataclass
+class Copy:
+    """A copy of a version's error-stream detector fed the labels so far: what it was copied from (the stream's
+    last fed window, the first window it reads), how far it has read, and its alarms whose marks are to come."""
+
+    base: tuple[int | None, int]
+    detector: Any
+    cursor: tuple[int, str] = (-1, "")  # the last prediction fed (time in ms, id)
+    until: int = 0  # labels that arrived before this were read (ms)
+    arrived: int = 0  # the latest label fed (ms)
+    alarms: list[tuple[WindowKey, float, float]] = field(default_factory=list)  # (window, alarm, arrived)
+
+
 @dataclass(frozen=True)
 class LabelLook:
     """An error-stream alarm and the labels that arrived in the span before a mark, for the retrain rule."""
@@ -176,6 +193,7 @@ class LabelLooks:
         self.sequential = sequential
         self.done: dict[tuple[str, str], set[int]] = {}  # version -> marks looked at
         self.checked: dict[tuple[str, str], int] = {}  # version -> the last mark its labels were read up to
+        self.copies: dict[tuple[str, str], Copy] = {}  # version -> its detector fed the labels so far
         self.found: list[LabelLook] = []
 
     def take(self) -> list[LabelLook]:
@@ -186,6 +204,7 @@ class LabelLooks:
     def forget(self, gone: Callable[[str], bool]) -> None:
         self.done = {k: v for k, v in self.done.items() if not gone(k[0])}
         self.checked = {k: v for k, v in self.checked.items() if not gone(k[0])}
+        self.copies = {k: v for k, v in self.copies.items() if not gone(k[0])}
         self.found = [look for look in self.found if not gone(look.model)]
 
     def closed(self, alarms: Mapping[WindowKey, list[tuple[float, float]]], watermarks: Mapping[str, float]) -> None:
@@ -211,16 +230,36 @@ class LabelLooks:
         t0 = max(first_open, state.last_window + w) if state is not None else first_open
         if t0 >= reached:
             return
-        from watchkeeper.detectors import build
+        base = (state.last_window if state is not None else None, t0)
+        mine = self.copies.get(mv)
+        rows = self._errors(mv, t0, reached, mine) if mine is not None and mine.base == base else None
+        if rows is not None and rows and (rows[0][0], rows[0][1]) <= mine.cursor:  # type: ignore[union-attr]
+            rows = None  # a label arrived for a prediction already passed: read again from the stream's state
+        if rows is None:
+            from watchkeeper.detectors import build
 
-        det = copy.deepcopy(state.detector) if state is not None else build(ERROR_DETECTOR)
-        params = {**self._params(model), "version": version, "t0": utc(t0), "until": utc(reached), "cap": LABEL_CAP}
-        arrived = 0
-        for t, ws, err, at in self.store.query_rows(ERRORS_SO_FAR, params):
-            det.update(float(err))
-            arrived = max(arrived, int(at))
-            if det.drift_detected:
-                self._look(WindowKey(model, version, int(ws)), int(t) / 1000, arrived / 1000, reached)
+            detector = copy.deepcopy(state.detector) if state is not None else build(ERROR_DETECTOR)
+            mine = self.copies[mv] = Copy(base, detector)
+            rows = self._errors(mv, t0, reached, mine)
+        assert mine is not None
+        for t, pid, ws, err, at in rows:
+            mine.detector.update(float(err))
+            mine.cursor, mine.arrived = (int(t), str(pid)), max(mine.arrived, int(at))
+            if mine.detector.drift_detected:
+                mine.alarms.append((WindowKey(model, version, int(ws)), int(t) / 1000, mine.arrived / 1000))
+        mine.until = reached * 1000
+        for key, alarm, arrived in mine.alarms:
+            self._look(key, alarm, arrived, reached)
+        # An alarm whose marks have all been reached is done with.
+        delay = self.config.label_delay_seconds
+        mine.alarms = [a for a in mine.alarms if any(m > reached for m in label_marks(a[2], a[0].start + w + delay))]
+
+    def _errors(self, mv: tuple[str, str], t0: int, until: int, mine: Copy) -> list[tuple[Any, ...]]:
+        """The labelled errors a copy has not read: after its cursor, or whose label arrived since its last read
+        (those sort before the cursor: the copy must be read again)."""
+        params = {**self._params(mv[0]), "version": mv[1], "t0": utc(t0), "until": utc(until), "cap": LABEL_CAP,
+                  "after_t": mine.cursor[0], "after_id": mine.cursor[1], "since_ms": mine.until}  # fmt: skip
+        return [tuple(r) for r in self.store.query_rows(ERRORS_SO_FAR, params)]
 
     def _params(self, model: str) -> dict[str, object]:
         """The threshold parameters of ``model`` (``WITH_THR``) and the window length."""

@@ -78,17 +78,24 @@ def test_a_drop_the_whole_window_level_would_confirm_is_not_confirmed_by_a_look_
 class LabelStore:
     """Answers the looks' queries from labelled predictions in memory: (prediction time, error, label time)."""
 
-    def __init__(self, t: np.ndarray, err: np.ndarray, label_after: float = 20.0) -> None:
+    def __init__(self, t: np.ndarray, err: np.ndarray, label_after: float | np.ndarray = 20.0) -> None:
         self.t, self.err, self.arrived = t, err, t + label_after
         self.reads: list[tuple[str, float]] = []  # (query, until)
+        self.rows_read = 0
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         until = params["until"].timestamp()
-        if "ORDER BY t," in sql:  # the errors so far, in the stream's order
+        if "ORDER BY t," in sql:  # the errors so far, in the stream's order, after the cursor or newly labelled
             self.reads.append(("errors", until))
             sel = np.flatnonzero((self.t >= params["t0"].timestamp()) & (self.t < until) & (self.arrived < until))
-            return [(int(self.t[i] * 1000), int(self.t[i] // W) * W, int(self.err[i]), int(self.arrived[i] * 1000))
-                    for i in sel]  # fmt: skip
+            out = []
+            for i in sel:
+                row = (round(self.t[i] * 1000), f"p{i:08d}", int(self.t[i] // W) * W, int(self.err[i]),
+                       round(self.arrived[i] * 1000))  # fmt: skip
+                if row[:2] > (params["after_t"], params["after_id"]) or row[4] >= params["since_ms"]:
+                    out.append(row)
+            self.rows_read += len(out)
+            return out
         self.reads.append(("labels", until))
         sel = np.flatnonzero((self.arrived >= params["since"].timestamp()) & (self.arrived < until))[::-1]
         # (predicted class, label, arrival): an error is a positive prediction of a negative label.
@@ -130,6 +137,28 @@ def test_an_alarm_on_the_labels_so_far_is_looked_at_on_the_labels_that_arrived_b
     reads = len(store.reads)
     looks.open("m", "v1", 0, 3 * W - 1)
     assert len(store.reads) == reads and looks.take() == []
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_copy_read_pass_by_pass_finds_the_looks_a_copy_read_at_once_finds(in_order: bool) -> None:
+    """Each pass reads only the labels that are new, or reads again from the stream's state when a label
+    arrived for a prediction already passed: the looks are those of a copy read whole at every pass."""
+    rng = np.random.default_rng(5)
+    t = np.arange(2 * W * 10) / 10
+    err = (rng.uniform(size=t.size) < np.where(t < 400, 0.13, 0.27)).astype(np.int8)
+    after = 20.0 if in_order else rng.uniform(5, 40, size=t.size)
+    full_reads, new_reads = LabelStore(t, err, after), LabelStore(t, err, after)
+    full, incremental = looks_over(full_reads), looks_over(new_reads)
+    for mark in range(0, 2 * W + 1, 20):
+        full.copies.clear()  # read whole
+        full.open("m", "v1", 0, mark)
+        incremental.open("m", "v1", 0, mark)
+    assert full.done[("m", "v1")] and full.done == incremental.done
+    assert [(x.mark, x.alarm) for x in full.take()] == [(x.mark, x.alarm) for x in incremental.take()]
+    if in_order:  # each label read once
+        assert new_reads.rows_read == int(np.sum(t + after < 2 * W))
+    else:
+        assert new_reads.rows_read > int(np.sum(t + after < 2 * W))
 
 
 def test_the_alarms_of_a_window_fed_to_the_stream_are_looked_at_up_to_the_watermark() -> None:
