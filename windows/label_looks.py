@@ -11,8 +11,12 @@ version's predictions since the last fed window whose label has arrived before t
 latest mark, in the order the stream itself reads them (prediction time, then prediction id).
 Each alarm is kept with ``arrived``: the latest label time (event time of the outcome, or of its
 prediction if later) among the errors it read up to the alarm — when the alarm could first have
-been raised. When a window is fed to the stream itself (final), its alarms and ``arrived`` come
-from that feed: a replay, a backlog, or an alarm the copies missed are looked at too.
+been raised. The copy is kept between passes and each pass feeds it only the labels that are new
+(after the last prediction it read); when a label arrives for a prediction it has already passed
+(labels out of order), it is copied again from the stream and fed from the start, so each pass
+sees what a copy fed at once would. When a window is fed to the stream itself (final), its alarms
+and ``arrived`` come from that feed: a replay, a backlog, or an alarm the copies missed are looked
+at too.
 
 **The looks.** An alarm is judged at the first ``MAX_LABEL_LOOKS`` multiples of
 ``LABEL_LOOK_EVERY_SECONDS`` (event time, from the epoch) after ``arrived`` and before its
