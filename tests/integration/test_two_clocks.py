@@ -226,6 +226,15 @@ LONG_WINDOWS = 4
 LONG_SETTINGS = dict(window_seconds=LONG_W, label_delay_seconds=60)
 
 
+def replayed(worker: Worker, stream: list[tuple[float, str, dict[str, Any]]], until: float) -> list[dict[str, Any]]:
+    """The decisions of a fresh worker (LONG_SETTINGS) given the events of ``stream`` before ``until`` at once."""
+    replay = fresh_worker(worker, **LONG_SETTINGS)
+    Feed(replay).write([e for e in stream if e[0] < until])
+    replay.close_windows()
+    replay.evaluate_alerts()
+    return decisions(replay)
+
+
 def epoch_of(iso_ts: str) -> int:
     return int(np.datetime64(iso_ts.replace("Z", "")).astype("datetime64[s]").astype(int))
 
@@ -255,12 +264,7 @@ def test_a_shift_mid_window_is_decided_before_the_window_ends_and_a_replay_decid
     assert [f["feature"] for f in alert["evidence"]["features"]] == ["f1"]
     assert [d for d in first if d["model"] == "clk.calm"] == []
 
-    replay = fresh_worker(worker, **LONG_SETTINGS)
-    feed = Feed(replay)
-    feed.write([e for e in stream if e[0] < reached])
-    replay.close_windows()
-    replay.evaluate_alerts()
-    assert decisions(replay) == first
+    assert replayed(worker, stream, reached) == first
 
 
 # Looks at the labels so far (windows/label_looks.py): the default window length, a label delay of 60 s, each label
@@ -321,9 +325,4 @@ def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_repla
     assert alert["evidence"]["current"]["value"] < 0.82
     assert [d for d in first if d["model"] == "clk.same"] == []
 
-    replay = fresh_worker(worker, **LONG_SETTINGS)
-    feed = Feed(replay)
-    feed.write([e for e in stream if e[0] < reached])
-    replay.close_windows()
-    replay.evaluate_alerts()
-    assert decisions(replay) == first
+    assert replayed(worker, stream, reached) == first
