@@ -10,7 +10,7 @@ while its label-based ones are provisional until 120 s after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,28 +38,42 @@ TABLES = ("predictions", "outcomes", "metrics", "drift", "metrics_daily", "mista
           "alert_deliveries")  # fmt: skip
 
 
+def stream_of(
+    models: dict[str, float | None], start: int, seed: int, n: int, label_after: float,
+    draw: Callable[[np.random.Generator, float | None, float], tuple[np.ndarray, float, int]],
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, kind, event) of ``n`` predictions per model (``RATE`` a second from ``start``) and their
+    outcomes ``label_after`` s later, in arrival order; ``draw(rng, the model's change, ts)`` gives each
+    prediction's features, score and outcome."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for model, change in models.items():
+        for i in range(n):
+            ts = start + i / RATE
+            x, p, y = draw(rng, change, ts)
+            pid = f"{model}-{i}"
+            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": p,
+                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
+            out.append((ts + label_after, "o", {"prediction_id": pid, "model": model, "outcome": y,
+                                                "ts": ts + label_after}))  # fmt: skip
+    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+
 def events(
     models: dict[str, float | None], start: int, seed: int = 3, *, w: int = W, windows: int = WINDOWS, size: float = 1.0
 ) -> list[tuple[float, str, dict[str, Any]]]:
     """(arrival time, kind, event) of every prediction and outcome, in arrival order. ``models``: name ->
     the window (of ``w`` seconds; 2.5: the middle of window 2) from which its feature f1 is shifted by
     ``size`` sigma (None: stable)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for model, shift in models.items():
-        for i in range(windows * w * RATE):
-            ts = start + i / RATE
-            x = rng.normal(size=3)
-            if shift is not None and ts >= start + shift * w:
-                x[1] += size
-            p = float(1 / (1 + np.exp(-2 * x[0])))
-            y = int(rng.uniform() < p)
-            pid = f"{model}-{i}"
-            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": p,
-                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
-            out.append((ts + LABEL_AFTER, "o", {"prediction_id": pid, "model": model, "outcome": y,
-                                                "ts": ts + LABEL_AFTER}))  # fmt: skip
-    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+    def draw(rng: np.random.Generator, shift: float | None, ts: float) -> tuple[np.ndarray, float, int]:
+        x = rng.normal(size=3)
+        if shift is not None and ts >= start + shift * w:
+            x[1] += size
+        p = float(1 / (1 + np.exp(-2 * x[0])))
+        return x, p, int(rng.uniform() < p)
+
+    return stream_of(models, start, seed, windows * w * RATE, LABEL_AFTER, draw)
 
 
 class Feed:
@@ -278,22 +292,14 @@ def concept_events(
     """(arrival time, kind, event) of every prediction and its label (``LABEL_SOON`` s later), in arrival order.
     ``models``: name -> the event time (seconds after ``start``) from which its labels follow another concept
     (``[x0 - 0.3 x1 + e > 0]`` instead of ``[x0 + 0.5 x1 + e > 0]``; None: never)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for model, change in models.items():
-        for i in range(windows * LONG_W * RATE):
-            ts = start + i / RATE
-            x = rng.normal(size=3)
-            signal = x[0] + 0.5 * x[1]
-            truth = x[0] - 0.3 * x[1] if change is not None and ts >= start + change else signal
-            y = int(truth + rng.normal(0.0, 0.5) > 0)
-            pid = f"{model}-{i}"
-            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts,
-                                  "prediction": float(1 / (1 + np.exp(-2 * signal))),
-                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
-            out.append((ts + LABEL_SOON, "o", {"prediction_id": pid, "model": model, "outcome": y,
-                                               "ts": ts + LABEL_SOON}))  # fmt: skip
-    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+    def draw(rng: np.random.Generator, change: float | None, ts: float) -> tuple[np.ndarray, float, int]:
+        x = rng.normal(size=3)
+        signal = x[0] + 0.5 * x[1]
+        truth = x[0] - 0.3 * x[1] if change is not None and ts >= start + change else signal
+        return x, float(1 / (1 + np.exp(-2 * signal))), int(truth + rng.normal(0.0, 0.5) > 0)
+
+    return stream_of(models, start, seed, windows * LONG_W * RATE, LABEL_SOON, draw)
 
 
 def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_replay_decides_the_same(
@@ -309,7 +315,7 @@ def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_repla
     onset = 2.5 * LONG_W
     stream = concept_events({"clk.concept": onset, "clk.same": None}, start, seed=7)
     shows, end = start + onset + LABEL_SOON, start + 3 * LONG_W
-    reached = start
+    reached: float = start
     for reached in live(live_worker, stream, start):
         if reached > shows + 90:
             break
