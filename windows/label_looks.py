@@ -5,18 +5,18 @@ delay has passed, and the retrain rule judges only final windows: a concept chan
 its window's end plus the whole label delay (326 s after the labels showed it, in a live run
 with 300 s windows and a 60 s delay). Here the labels that have arrived are read as they come.
 
-**The alarm.** On each pass, for each model version with windows not yet fed to its error
-stream, a copy of the stream's detector (a new one if it has none yet) is fed the errors of the
-version's predictions since the last fed window whose label has arrived before the label clock's
-latest mark, in the order the stream itself reads them (prediction time, then prediction id).
-Each alarm is kept with ``arrived``: the latest label time (event time of the outcome, or of its
-prediction if later) among the errors it read up to the alarm — when the alarm could first have
-been raised. The copy is kept between passes and each pass feeds it only the labels that are new
-(after the last prediction it read); when a label arrives for a prediction it has already passed
-(labels out of order), it is copied again from the stream and fed from the start, so each pass
-sees what a copy fed at once would. When a window is fed to the stream itself (final), its alarms
-and ``arrived`` come from that feed: a replay, a backlog, or an alarm the copies missed are looked
-at too.
+**The alarm.** On each pass, for each binary model version with windows not yet fed to its error
+stream (and at least one fed: before, the version has no reference to judge against either), a copy
+of the stream's detector is fed the errors of the version's predictions since the last fed window
+whose label has arrived before the label clock's latest mark, in the order the stream itself
+reads them (prediction time, then prediction id). Each alarm is kept with ``arrived``: the latest
+label time (event time of the outcome, or of its prediction if later) among the errors it read up
+to the alarm — when the alarm could first have been raised. The copy is kept between passes and
+each pass feeds it only the labels that are new (after the last prediction it read); when a label
+arrives for a prediction it has already passed (labels out of order), it is copied again from the
+stream and fed from the start, so each pass sees what a copy fed at once would. When a window is
+fed to the stream itself (final), its alarms and ``arrived`` come from that feed: a replay, a
+backlog, or an alarm the copies missed are looked at too.
 
 **The looks.** An alarm is judged at the first ``MAX_LABEL_LOOKS`` multiples of
 ``LABEL_LOOK_EVERY_SECONDS`` (event time, from the epoch) after ``arrived`` and before its
@@ -163,7 +163,7 @@ class Copy:
     """A copy of a version's error-stream detector fed the labels so far: what it was copied from (the stream's
     last fed window, the first window it reads), how far it has read, and its alarms whose marks are to come."""
 
-    base: tuple[int | None, int]
+    base: tuple[int, int]
     detector: Any
     cursor: tuple[int, str] = (-1, "")  # the last prediction fed (time in ms, id)
     until: int = 0  # labels that arrived before this were read (ms)
@@ -231,19 +231,18 @@ class LabelLooks:
         self.checked[mv] = reached
         w = self.config.window_seconds
         state = self.sequential.error_streams.get(mv)
-        t0 = max(first_open, state.last_window + w) if state is not None else first_open
+        if state is None:  # no final labelled binary window yet: no reference to judge against either
+            return
+        t0 = max(first_open, state.last_window + w)
         if t0 >= reached:
             return
-        base = (state.last_window if state is not None else None, t0)
+        base = (state.last_window, t0)
         mine = self.copies.get(mv)
         rows = self._errors(mv, t0, reached, mine) if mine is not None and mine.base == base else None
         if rows is not None and rows and (rows[0][0], rows[0][1]) <= mine.cursor:  # type: ignore[union-attr]
             rows = None  # a label arrived for a prediction already passed: read again from the stream's state
         if rows is None:
-            from watchkeeper.detectors import build
-
-            detector = copy.deepcopy(state.detector) if state is not None else build(ERROR_DETECTOR)
-            mine = self.copies[mv] = Copy(base, detector)
+            mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector))
             rows = self._errors(mv, t0, reached, mine)
         assert mine is not None
         for t, pid, ws, err, at in rows:
