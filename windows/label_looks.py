@@ -10,11 +10,11 @@ stream (and at least one fed: before, the version has no reference to judge agai
 of the stream's detector is fed the errors of the version's predictions since the last fed window
 whose label has arrived before the label clock's latest mark, in the order the stream itself
 reads them (prediction time, then prediction id). Each alarm is kept with ``arrived``: the latest
-label time (event time of the outcome, or of its prediction if later) among the errors it read up
-to the alarm — when the alarm could first have been raised. The copy is kept between passes and
-each pass feeds it only the labels that are new (after the last prediction it read); when a label
-arrives for a prediction it has already passed (labels out of order), it is copied again from the
-stream and fed from the start, so each pass sees what a copy fed at once would. When a window is
+label time (event time of the outcome, or of its prediction if later) among the errors read up to
+the alarm, the stream's own included — when the alarm could first have been raised. The copy is
+kept between passes and each pass feeds it only the labels that are new (after the last prediction
+it read); when a label arrives for a prediction it has already passed (labels out of order), it is
+copied again from the stream and fed from the start, so each pass sees what a copy fed at once would. When a window is
 fed to the stream itself (final), its alarms and ``arrived`` come from that feed: a replay, a
 backlog, or an alarm the copies missed are looked at too.
 
@@ -242,7 +242,7 @@ class LabelLooks:
         if rows is not None and rows and (rows[0][0], rows[0][1]) <= mine.cursor:  # type: ignore[union-attr]
             rows = None  # a label arrived for a prediction already passed: read again from the stream's state
         if rows is None:
-            mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector))
+            mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector), arrived=state.arrived)
             rows = self._errors(mv, t0, reached, mine)
         assert mine is not None
         for t, pid, ws, err, at in rows:

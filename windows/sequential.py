@@ -80,6 +80,7 @@ class ErrorStream:
     last_window: int
     features: tuple[str, ...] = ()
     emitted: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    arrived: int = 0  # the error stream's latest label fed (event time, ms)
 
     def seen(self, window: int) -> list[dict[str, Any]] | None:
         """The rows written for a window already fed (copies), or None for a new window."""
@@ -142,12 +143,11 @@ class SequentialDrift:
             if state is None:
                 state = self.error_streams[(k.model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
             fired_at: float | None = None
-            arrived = 0
             for t, err, at in errors:
                 state.detector.update(float(err))
-                arrived = max(arrived, at)
+                state.arrived = max(state.arrived, at)
                 if state.detector.drift_detected:
-                    self.error_alarms.setdefault(k, []).append((t / 1000, arrived / 1000))
+                    self.error_alarms.setdefault(k, []).append((t / 1000, state.arrived / 1000))
                     if fired_at is None:
                         fired_at = t / 1000
             end = utc(k.start + w)
