@@ -211,3 +211,38 @@ def test_a_label_look_is_merged_in_event_time_before_the_label_based_decisions_a
                    drift=(DriftRow("__error__", "watchkeeper_default", 0.26, 0.0, True, 761.2),))  # fmt: skip
     out = ev.feed([whole], label_early=[label_look()], references={"v1": REF}, watermark=960)
     assert [(d.kind, d.ts) for d in out if d.kind == "retrain"] == [("retrain", 800)]
+
+
+class ErrorRows:
+    """Answers the error stream's query (``windows/sequential.py`` ERRORS) from rows in memory."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        due = {ws for _, _, ws in params["due"]}
+        return [r for r in self.rows if r[2] in due]
+
+
+def test_the_stream_dates_an_alarm_after_every_label_it_was_fed_before_it() -> None:
+    """An alarm early in a window is dated (``arrived``) no earlier than the last label of the window fed before
+    it, though its own labels came sooner: the detector's state behind the alarm had read that label."""
+    from datetime import UTC, datetime
+
+    from watchkeeper.windows.sequential import SequentialDrift
+
+    rng = np.random.default_rng(6)
+    rows = []
+    for i in range(2 * W * 10):
+        t = i / 10
+        err = int(rng.uniform() < (0.13 if t < W else 0.6))
+        late = 400.0 if i == W * 10 - 1 else t + 20  # the first window's last label came late
+        rows.append(("m", "v1", int(t // W) * W, round(t * 1000), err, round(late * 1000)))
+    seq = SequentialDrift(ErrorRows(rows), WindowConfig(window_seconds=W))  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    seq.error_rows([WindowKey("m", "v1", 0)], now)
+    seq.error_rows([WindowKey("m", "v1", W)], now)
+    alarms = seq.take_error_alarms()[WindowKey("m", "v1", W)]
+    alarm, arrived = alarms[0]
+    assert W <= alarm < 380 and arrived == 400.0
+    assert all(at >= max(al + 20, 400.0) for al, at in alarms)
