@@ -114,3 +114,9 @@ constraints:
 
 clean:
 	rm -rf $(VENV) $(ALIBI_VENV) data reports .pytest_cache
+
+# Retrain decided on the labels so far: false decisions on 12 stable model-months, and the delay
+# after a concept change (about 6 minutes on one core); writes bench/results/label_looks.json.
+.PHONY: bench-label-looks
+bench-label-looks: .venv
+	$(BIN)/python -m bench.label_looks

@@ -19,7 +19,9 @@ An alert's ``ts`` is its decision time: the event-time watermark at which the
 model stage had written the window it was decided from as the rule needs it —
 its end plus the grace for the label-free rules (drift, traffic, ops), plus the
 label delay for the label-based ones (retrain, fairness, ...), which judge only
-final windows — or the stream's last event when an idle flush wrote it sooner;
+final windows — or the stream's last event when an idle flush wrote it sooner; a look before the
+window is final decides at its mark (a drift alarm confirmed on the window so far, ``windows/partial.py``;
+an error-stream alarm confirmed on the labels so far, ``windows/label_looks.py``);
 so it reads the models' event-time watermarks (largest prediction or outcome
 time) with each evaluation. The evidence's own time is ``evidence_ts``.
 References are pooled from final windows only.
@@ -176,6 +178,8 @@ class AlertEngine:
         self._references: dict[tuple[str, str, str], MetricBaseline] = {}  # complete ones only
         self._fleet = 0
         self._early: dict[str, list[tuple[int, Window]]] = defaultdict(list)  # model -> windows judged so far
+        # model -> error-stream alarms judged on the labels so far: (mark, looks, window)
+        self._label_early: dict[str, list[tuple[int, int, Window]]] = defaultdict(list)
 
     # Configuration -------------------------------------------------------------
     def policy(self, model: str) -> AlertPolicy:
@@ -188,8 +192,15 @@ class AlertEngine:
 
     def add_looks(self, looks: Iterable[Any]) -> None:
         """Windows judged before their end by the model stage (``windows.partial.Look``: a drift alarm
-        confirmed on the events before its mark), for the next ``evaluate`` to decide at their mark."""
+        confirmed on the events before its mark; ``windows.label_looks.LabelLook``: an error-stream alarm
+        and the labels that arrived before its mark), for the next ``evaluate`` to decide at their mark."""
         for look in looks:
+            if hasattr(look, "metrics"):  # a LabelLook: the retrain rule judges it with the version's reference
+                alarm = DriftRow(look.feature, look.detector, look.error_rate, 0.0, True, look.alarm)
+                metrics = {m: Point(v, n) for m, v, n in look.metrics}
+                w = Window(look.version, look.start, look.end, metrics, drift=(alarm,), final=False)
+                self._label_early[look.model].append((look.mark, look.looks, w))
+                continue
             drift = tuple(DriftRow(r["feature"], r["detector"], r["statistic"], r["threshold"], r["drifted"], r["ts"])
                           for r in look.rows)  # fmt: skip
             self._early[look.model].append((look.mark, Window(look.version, look.start, look.end, drift=drift)))
@@ -218,13 +229,15 @@ class AlertEngine:
             pending += [ev.label_cursor_of(v) for v, (_, _, done) in versions if done > ev.label_cursor_of(v)]
             if pending or ev.fleet_watermark < self._fleet:
                 work[m] = min(pending) if pending else None
-            elif self._early.get(m):
+            elif self._early.get(m) or self._label_early.get(m):
                 work[m] = None
         if not work:
             return []
         metric_rows, drift_rows = self._load(work)
         with_rows = sorted(m for m, since in work.items() if since is not None)
-        refs, ests = self._load_references(with_rows, catalogue)
+        # A model with label looks needs its retrain reference even without new windows (complete ones are cached).
+        refs, ests = self._load_references(sorted({*with_rows, *(m for m in work if self._label_early.get(m))}),
+                                           catalogue)  # fmt: skip
 
         since = min((s for s in work.values() if s is not None), default=self._fleet - self.window_seconds)
         marks = {str(r["model"]): float(r["max_ts"]) for r in self.store.query(WATERMARKS, {"since": _dt(since)})}
@@ -235,6 +248,7 @@ class AlertEngine:
             decisions += self._evaluators[m].feed(
                 windows, references=refs.get(m, {}), estimates=ests.get(m, {}), fleet_watermark=self._fleet,
                 watermark=marks.get(m), stream_watermark=stream, early=self._early.pop(m, ()),
+                label_early=self._label_early.pop(m, ()),
             )  # fmt: skip
         # Ownership is checked again after the work: a model revoked meanwhile is its new owner's to record.
         alerts = [a for a in self._alerts(decisions) if self.owns(a.model)]
@@ -260,8 +274,9 @@ class AlertEngine:
             del self._evaluators[m]
         for key in [k for k in self._references if not self.owns(k[0])]:
             del self._references[key]
-        for m in [m for m in self._early if not self.owns(m)]:
-            del self._early[m]
+        for early in (self._early, self._label_early):
+            for m in [m for m in early if not self.owns(m)]:
+                del early[m]  # type: ignore[attr-defined]
 
     # Loading -------------------------------------------------------------------
     def _catalogue(self) -> dict[str, dict[str, tuple[int, int, int]]]:

@@ -99,6 +99,7 @@ from watchkeeper.alerts.rules import (
     drift_signal,
     drifted_features,
     estimate_signal,
+    label_look_signal,
     ops_signals,
     retrain_signal,
 )
@@ -220,6 +221,7 @@ class ModelEvaluator:
         watermark: float | None = None,
         stream_watermark: float | None = None,
         early: Iterable[tuple[int, Window]] = (),
+        label_early: Iterable[tuple[int, int, Window]] = (),
     ) -> list[Decision]:
         """Process new windows, then the gaps up to the fleet watermark; returns the state changes.
 
@@ -227,7 +229,10 @@ class ModelEvaluator:
         stream's. They date the decisions on windows that the model stage flushed before they were
         due (the stream idle) and on gaps. ``early``: windows judged before their end (``(mark,
         window)``: the drift rows of the window's events before ``mark``, ``windows/partial.py``),
-        decided at ``mark``, in event-time order with the windows.
+        decided at ``mark``, in event-time order with the windows. ``label_early``: error-stream alarms
+        judged on the labels so far (``(mark, looks, window)``: the alarm's window with the alarm and the
+        metrics of the labels that arrived before ``mark``, ``windows/label_looks.py``), decided at
+        ``mark`` before the label-based decisions of the windows final after it.
         """
         refs, ests = references or {}, estimates or {}
         if watermark is not None:
@@ -236,9 +241,12 @@ class ModelEvaluator:
             self.stream_watermark = max(self.stream_watermark or 0.0, float(stream_watermark))
         out: list[Decision] = []
         looks = sorted(early, key=lambda e: (e[0], e[1].version, e[1].start))
+        labels = sorted(label_early, key=lambda e: (e[0], e[2].version, e[2].start))
         for w in sorted(windows, key=lambda w: (w.end, w.version, w.start)):
             while looks and looks[0][0] < w.end:
                 out += self._early(*looks.pop(0))
+            while labels and w.final and labels[0][0] < w.end + self.label_delay:
+                out += self._early_labels(*labels.pop(0), refs)
             outcomes_only = not w.version
             if w.end > self.cursor_of(w.version):
                 self.cursor[w.version] = w.end
@@ -250,6 +258,8 @@ class ModelEvaluator:
                 out += self._label_based(w, refs.get(w.version), ests.get(w.version))
         for mark, w in looks:
             out += self._early(mark, w)
+        for mark, k, w in labels:
+            out += self._early_labels(mark, k, w, refs)
         if fleet_watermark is not None:
             self.fleet_watermark = max(self.fleet_watermark, int(fleet_watermark))
         self._decided_at = None
@@ -303,6 +313,23 @@ class ModelEvaluator:
         self._decided_at = int(mark)
         try:
             return self._apply(replace(s, summary=summary, evidence=ev), p.hysteresis)
+        finally:
+            self._decided_at = None
+
+    def _early_labels(self, mark: int, looks: int, w: Window, refs: Mapping[str, MetricBaseline]) -> list[Decision]:
+        """The retrain rule's fast path on the labels so far after an error-stream alarm (one of ``looks``
+        looks, each at its share of the level), decided at ``mark``; an alarm whose window was judged final
+        is not looked at."""
+        p = self.policy.retrain
+        if not (w.version and p.enabled and p.fast_path) or w.end <= self.label_cursor_of(w.version):
+            return []
+        ref = MetricBaseline(value=p.baseline, n=0) if p.baseline is not None else refs.get(w.version)
+        s = label_look_signal(self.model, w, ref, p, looks, mark)
+        if s is None:
+            return []
+        self._decided_at = int(mark)
+        try:
+            return self._apply(s, p.hysteresis)
         finally:
             self._decided_at = None
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from watchkeeper.alerts.policy import DriftRule, OpsRule, RetrainRule
@@ -46,7 +46,8 @@ from watchkeeper.detectors.timeutil import iso
 __all__ = [
     "PROPORTIONS", "DriftRow", "FeatureDrift", "MetricBaseline", "Point", "Signal", "Window",
     "build_windows", "concept_rows", "drift_signal", "drifted_features", "driving_group",
-    "drop_and_bound", "estimate_signal", "is_concept", "ops_signals", "pooled_baseline",
+    "drop_and_bound", "estimate_signal", "is_concept", "label_look_signal", "look_rule", "ops_signals",
+    "pooled_baseline",
     "retrain_signal", "subject_name", "window_evidence", "wilson", "z_one_sided",
 ]  # fmt: skip
 
@@ -197,6 +198,47 @@ def retrain_signal(
         # The decision time is the alarm's event time (inside the window; after the previous window).
         ts = min(w.end, max(w.start + 1, math.ceil(alarm_ts)))
     return Signal("retrain", "", w.version, ts, verdict, rule.severity, summary, ev, strong=strong and verdict is True)
+
+
+def look_rule(rule: RetrainRule, looks: int) -> RetrainRule:
+    """The rule at the level of one of ``looks`` looks: each confidence's error split over them (Bonferroni).
+
+    >>> r = look_rule(RetrainRule(), 3)
+    >>> round(1 - r.concept_confidence, 9), round(1 - r.fast_confidence, 6)
+    (3.333e-06, 0.000333)
+    """
+    def split(c: float) -> float:
+        return 1.0 - (1.0 - c) / looks
+
+    return rule.model_copy(update={"confidence": split(rule.confidence), "fast_confidence": split(rule.fast_confidence),
+                                   "concept_confidence": split(rule.concept_confidence)})  # fmt: skip
+
+
+def label_look_signal(
+    model: str, w: Window, ref: MetricBaseline | None, rule: RetrainRule, looks: int, mark: int
+) -> Signal | None:
+    """Retrain on the labels so far: ``w`` is an error-stream alarm's window holding the alarm (a drifted
+    concept row, its ``ts`` the alarm) and the metrics of the labels a look at ``mark`` read
+    (``windows/label_looks.py``). The rule's fast path at the level of one of ``looks`` looks
+    (:func:`look_rule`) either confirms it — a strong bad signal, its time the alarm's — or not (None).
+
+    >>> alarm = DriftRow("__error__", "watchkeeper_default", 0.3, 0.0, True, 1150.0)
+    >>> w = Window("v1", 900, 1200, {"accuracy": Point(0.72, 450)}, drift=(alarm,), final=False)
+    >>> ref = MetricBaseline(value=0.87, n=3000, starts=(600,))
+    >>> s = label_look_signal("m", w, ref, RetrainRule(), 3, 1180)
+    >>> s.bad, s.strong, s.ts, s.evidence["labels_until"]
+    (True, True, 1150, '1970-01-01T00:19:40Z')
+    >>> label_look_signal("m", replace(w, metrics={"accuracy": Point(0.85, 450)}), ref, RetrainRule(), 3, 1180)
+    """
+    if ref is None:
+        return None
+    s = retrain_signal(model, w, ref, (), look_rule(rule, looks))
+    alarms = [d.ts for d in concept_rows(w, rule) if d.drifted and d.ts is not None]
+    if not (s.bad and s.strong and alarms):
+        return None
+    ev = {**s.evidence, "labels_until": iso(mark), "looks": looks}
+    summary = f"{s.summary[:-1]}; decided on the labels so far (labels before {iso(mark)})."
+    return replace(s, ts=min(w.end, max(w.start + 1, math.ceil(min(alarms)))), summary=summary, evidence=ev)
 
 
 def driving_group(w: Window, ref: MetricBaseline, rule: RetrainRule) -> dict[str, Any] | None:

@@ -340,7 +340,7 @@ class Worker:
         """Run the alert policies over the windows written so far; returns the state changes (recorded)."""
         self.ensure_schema()
         if "closer" in self.__dict__:  # drift alarms the model stage judged on open windows (windows/partial.py)
-            self.alert_stage.engine.add_looks(self.closer.looks.take())
+            self.alert_stage.engine.add_looks([*self.closer.looks.take(), *self.closer.label_looks.take()])
         return self.alert_stage.evaluate()
 
     def refresh_model_gauges(self) -> ModelGauges:

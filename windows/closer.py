@@ -64,6 +64,7 @@ from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.counting import CountingStore
 from watchkeeper.windows.drift import DriftStage
 from watchkeeper.windows.due import due_params
+from watchkeeper.windows.label_looks import LabelLooks
 from watchkeeper.windows.metrics import metrics_rows
 from watchkeeper.windows.ownership import CHECKPOINT, OWNED_SQL, Shard, parse_checkpoint
 from watchkeeper.windows.partial import PartialLooks
@@ -283,6 +284,8 @@ class WindowCloser:
         self.last_pass_statements = 0  # statements of the last pass's write (logged with each pass)
         self.drift = DriftStage(self.store, config)
         self.looks = PartialLooks(self.drift)  # drift alarms judged on the window so far (windows/partial.py)
+        # Error-stream alarms judged on the labels so far (windows/label_looks.py).
+        self.label_looks = LabelLooks(self.store, config, self.drift.sequential)
 
     @property
     def since(self) -> float:
@@ -327,6 +330,7 @@ class WindowCloser:
         for model in [m for m in self.watermark if gone(m)]:
             del self.watermark[model]
         self.looks.forget(gone)
+        self.label_looks.forget(gone)
         seq = self.drift.sequential
         for per_version in (self.drift.references, self.drift.loaded_refs, seq.error_streams, seq.shift_streams):
             for mv in [mv for mv in per_version if gone(mv[0])]:
@@ -473,6 +477,7 @@ class WindowCloser:
         due = self.closed(idle, now)
         written = self._write_ready(due, now) if due else []
         self._look_open(set(due))
+        self._look_labels()
         self._save_checkpoint(now)
         return written
 
@@ -485,6 +490,16 @@ class WindowCloser:
             first.setdefault((key.model, key.version), key)
         for key in first.values():
             self.looks.open(key, self.watermark.get(key.model, 0.0))
+
+    def _look_labels(self) -> None:
+        """Look at the labels so far of the versions with windows not final yet (not fed to their error stream):
+        an error-stream alarm on them is judged now (windows/label_looks.py)."""
+        first: dict[tuple[str, str], int] = {}
+        for key in sorted(set(self.pending) | self.provisional):
+            if key.version and self.still_owns(key.model):
+                first.setdefault((key.model, key.version), key.start)
+        for (model, version), start in first.items():
+            self.label_looks.open(model, version, start, self.watermark.get(model, 0.0))
 
     def _write_ready(self, ready: dict[WindowKey, bool], now: float) -> list[WindowKey]:
         """Write the ready windows of the models still ours, all in one pass; returns those written."""
@@ -541,6 +556,7 @@ class WindowCloser:
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
         drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
         self.looks.closed(self.drift.sequential.take_alarms(), self.watermark)
+        self.label_looks.closed(self.drift.sequential.take_error_alarms(), self.watermark)
         for row in drift:
             row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)

@@ -54,9 +54,11 @@ THRESHOLD = _threshold()
 
 # Outcomes of the due windows' predictions, found through the primary key wherever their own time falls.
 OUTCOMES_OF_DUE = f"(model, prediction_id) IN (SELECT model, prediction_id FROM predictions WHERE {DUE})"
-# Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1).
+# Joined to the predictions ``p``: the latest 0/1 outcome of each, as ``o.y`` (``o.has`` = 1), and when its
+# latest label arrived (event time, ms: ``o.arrived_ms``).
 BINARY_OUTCOMES = f"""(
-    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has
+    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, 1 AS has,
+           toUnixTimestamp64Milli(max(ts)) AS arrived_ms
     FROM outcomes FINAL
     WHERE outcome IN (0, 1) AND {OUTCOMES_OF_DUE}
     GROUP BY model, prediction_id

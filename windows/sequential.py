@@ -38,7 +38,8 @@ __all__ = ["ErrorStream", "SequentialDrift"]
 ERRORS = f"""
 {WITH_THR}
 SELECT p.model AS model, p.version AS version, {P_WS}, toUnixTimestamp64Milli(p.ts) AS t,
-       toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err
+       toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
+       greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
 {PREDICTIONS_OF_DUE}
 INNER JOIN {BINARY_OUTCOMES}
 {WHERE_DUE} AND p.prediction IS NOT NULL
@@ -79,6 +80,7 @@ class ErrorStream:
     last_window: int
     features: tuple[str, ...] = ()
     emitted: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    arrived: int = 0  # the error stream's latest label fed (event time, ms)
 
     def seen(self, window: int) -> list[dict[str, Any]] | None:
         """The rows written for a window already fed (copies), or None for a new window."""
@@ -103,9 +105,16 @@ class SequentialDrift:
         self.shift_streams: dict[tuple[str, str], ErrorStream] = {}
         # Windows fed to the per-event covariate shift since the last take: feature -> first alarm (event time).
         self.alarms: dict[WindowKey, dict[str, float]] = {}
+        # Windows fed to the error stream since the last take whose errors made it fire: per alarm, (its
+        # prediction time, when the labels it read had all arrived), event time (windows/label_looks.py).
+        self.error_alarms: dict[WindowKey, list[tuple[float, float]]] = {}
 
     def take_alarms(self) -> dict[WindowKey, dict[str, float]]:
         out, self.alarms = self.alarms, {}
+        return out
+
+    def take_error_alarms(self) -> dict[WindowKey, list[tuple[float, float]]]:
+        out, self.error_alarms = self.error_alarms, {}
         return out
 
     def error_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
@@ -123,9 +132,9 @@ class SequentialDrift:
         todo = list(_unseen(self.error_streams, keys, out))
         if not todo:
             return out
-        events: dict[WindowKey, list[tuple[int, int]]] = defaultdict(list)
-        for model, version, ws, t, err in self.store.query_rows(ERRORS, due_params(self.config, todo)):
-            events[WindowKey(model, version, int(ws))].append((int(t), int(err)))
+        events: dict[WindowKey, list[tuple[int, int, int]]] = defaultdict(list)
+        for model, version, ws, t, err, arrived in self.store.query_rows(ERRORS, due_params(self.config, todo)):
+            events[WindowKey(model, version, int(ws))].append((int(t), int(err), int(arrived)))
         for k in todo:
             errors = events.get(k)
             if not errors:
@@ -134,12 +143,15 @@ class SequentialDrift:
             if state is None:
                 state = self.error_streams[(k.model, k.version)] = ErrorStream(build(ERROR_DETECTOR), k.start)
             fired_at: float | None = None
-            for t, err in errors:
+            for t, err, at in errors:
                 state.detector.update(float(err))
-                if state.detector.drift_detected and fired_at is None:
-                    fired_at = t / 1000
+                state.arrived = max(state.arrived, at)
+                if state.detector.drift_detected:
+                    self.error_alarms.setdefault(k, []).append((t / 1000, state.arrived / 1000))
+                    if fired_at is None:
+                        fired_at = t / 1000
             end = utc(k.start + w)
-            rate = sum(e for _, e in errors) / len(errors)
+            rate = sum(e for _, e, _ in errors) / len(errors)
             out.append(
                 {
                     "ts": utc(fired_at) if fired_at is not None else end,

@@ -160,8 +160,9 @@ class ModelStage:
             written = 0
             try:
                 written, cpu = await asyncio.to_thread(_timed, worker.close_windows, False, shard)
-                # A drift alarm judged on an open window (windows/partial.py) is decided now, not at the next timer.
-                looks = bool(worker.closer.looks.found)
+                # A drift alarm judged on an open window (windows/partial.py), or an error-stream alarm on the
+                # labels so far (windows/label_looks.py), is decided now, not at the next timer.
+                looks = bool(worker.closer.looks.found or worker.closer.label_looks.found)
                 if written or looks or time.monotonic() - self.last_alerts >= ALERTS_EVERY_S:
                     self.last_alerts = time.monotonic()
                     # Alerts follow the windows they judge; each state change is recorded, published and delivered.

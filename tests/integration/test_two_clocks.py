@@ -10,7 +10,7 @@ while its label-based ones are provisional until 120 s after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,28 +39,42 @@ TABLES = ("predictions", "outcomes", "metrics", "drift", "metrics_daily", "mista
           "alert_deliveries")  # fmt: skip
 
 
+def stream_of(
+    models: dict[str, float | None], start: int, seed: int, n: int, label_after: float,
+    draw: Callable[[np.random.Generator, float | None, float], tuple[np.ndarray, float, int]],
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, kind, event) of ``n`` predictions per model (``RATE`` a second from ``start``) and their
+    outcomes ``label_after`` s later, in arrival order; ``draw(rng, the model's change, ts)`` gives each
+    prediction's features, score and outcome."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for model, change in models.items():
+        for i in range(n):
+            ts = start + i / RATE
+            x, p, y = draw(rng, change, ts)
+            pid = f"{model}-{i}"
+            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": p,
+                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
+            out.append((ts + label_after, "o", {"prediction_id": pid, "model": model, "outcome": y,
+                                                "ts": ts + label_after}))  # fmt: skip
+    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+
 def events(
     models: dict[str, float | None], start: int, seed: int = 3, *, w: int = W, windows: int = WINDOWS, size: float = 1.0
 ) -> list[tuple[float, str, dict[str, Any]]]:
     """(arrival time, kind, event) of every prediction and outcome, in arrival order. ``models``: name ->
     the window (of ``w`` seconds; 2.5: the middle of window 2) from which its feature f1 is shifted by
     ``size`` sigma (None: stable)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for model, shift in models.items():
-        for i in range(windows * w * RATE):
-            ts = start + i / RATE
-            x = rng.normal(size=3)
-            if shift is not None and ts >= start + shift * w:
-                x[1] += size
-            p = float(1 / (1 + np.exp(-2 * x[0])))
-            y = int(rng.uniform() < p)
-            pid = f"{model}-{i}"
-            out.append((ts, "p", {"prediction_id": pid, "model": model, "version": "v1", "ts": ts, "prediction": p,
-                                  "features": {f"f{j}": float(x[j]) for j in range(3)}}))  # fmt: skip
-            out.append((ts + LABEL_AFTER, "o", {"prediction_id": pid, "model": model, "outcome": y,
-                                                "ts": ts + LABEL_AFTER}))  # fmt: skip
-    return sorted(out, key=lambda e: (e[0], e[1], e[2]["prediction_id"]))
+
+    def draw(rng: np.random.Generator, shift: float | None, ts: float) -> tuple[np.ndarray, float, int]:
+        x = rng.normal(size=3)
+        if shift is not None and ts >= start + shift * w:
+            x[1] += size
+        p = float(1 / (1 + np.exp(-2 * x[0])))
+        return x, p, int(rng.uniform() < p)
+
+    return stream_of(models, start, seed, windows * w * RATE, LABEL_AFTER, draw)
 
 
 class Feed:
@@ -227,6 +241,15 @@ LONG_WINDOWS = 4
 LONG_SETTINGS = dict(window_seconds=LONG_W, label_delay_seconds=60)
 
 
+def replayed(worker: Worker, stream: list[tuple[float, str, dict[str, Any]]], until: float) -> list[dict[str, Any]]:
+    """The decisions of a fresh worker (LONG_SETTINGS) given the events of ``stream`` before ``until`` at once."""
+    replay = fresh_worker(worker, **LONG_SETTINGS)
+    Feed(replay).write([e for e in stream if e[0] < until])
+    replay.close_windows()
+    replay.evaluate_alerts()
+    return decisions(replay)
+
+
 def epoch_of(iso_ts: str) -> int:
     return int(np.datetime64(iso_ts.replace("Z", "")).astype("datetime64[s]").astype(int))
 
@@ -256,9 +279,57 @@ def test_a_shift_mid_window_is_decided_before_the_window_ends_and_a_replay_decid
     assert [f["feature"] for f in alert["evidence"]["features"]] == ["f1"]
     assert [d for d in first if d["model"] == "clk.calm"] == []
 
-    replay = fresh_worker(worker, **LONG_SETTINGS)
-    feed = Feed(replay)
-    feed.write([e for e in stream if e[0] < reached])
-    replay.close_windows()
-    replay.evaluate_alerts()
-    assert decisions(replay) == first
+    assert replayed(worker, stream, reached) == first
+
+
+# Looks at the labels so far (windows/label_looks.py): the default window length, a label delay of 60 s, each label
+# 20 s after its prediction, and a concept change (accuracy 0.87 -> 0.73) in the middle of window 2.
+LABEL_SOON = 20
+
+
+def concept_events(
+    models: dict[str, float | None], start: int, seed: int, windows: int = LONG_WINDOWS
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """(arrival time, kind, event) of every prediction and its label (``LABEL_SOON`` s later), in arrival order.
+    ``models``: name -> the event time (seconds after ``start``) from which its labels follow another concept
+    (``[x0 - 0.3 x1 + e > 0]`` instead of ``[x0 + 0.5 x1 + e > 0]``; None: never)."""
+
+    def draw(rng: np.random.Generator, change: float | None, ts: float) -> tuple[np.ndarray, float, int]:
+        x = rng.normal(size=3)
+        signal = x[0] + 0.5 * x[1]
+        truth = x[0] - 0.3 * x[1] if change is not None and ts >= start + change else signal
+        return x, float(1 / (1 + np.exp(-2 * signal))), int(truth + rng.normal(0.0, 0.5) > 0)
+
+    return stream_of(models, start, seed, windows * LONG_W * RATE, LABEL_SOON, draw)
+
+
+def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_replay_decides_the_same(
+    worker: Worker,
+) -> None:
+    """The labels of a model follow another concept from 150 s into a 300 s window: the error-stream alarm on
+    the labels so far is confirmed by the retrain rule on the labels that had arrived, and the retrain alert
+    decided (``alerts.ts``, the look's mark) within 60 s of the labels showing the change — long before the
+    window's end plus the label delay, when the final window would decide it; the stable model gets no alert;
+    a replay of the same events written at once decides the same alerts at the same times."""
+    live_worker = fresh_worker(worker, **LONG_SETTINGS)
+    start = start_time(LONG_W)
+    onset = 2.5 * LONG_W
+    stream = concept_events({"clk.concept": onset, "clk.same": None}, start, seed=7)
+    shows, end = start + onset + LABEL_SOON, start + 3 * LONG_W
+    reached: float = start
+    for reached in live(live_worker, stream, start):
+        if reached > shows + 90:
+            break
+    first = decisions(live_worker)
+    [alert] = [a for a in first if a["kind"] == "retrain"]
+    assert alert["model"] == "clk.concept" and alert["state"] == "firing"
+    ts = epoch_of(alert["ts"])
+    assert shows < ts <= shows + 60 and ts < end + 60, (ts - shows, alert)
+    # Decided at a look's mark, on labels that had all arrived before it, from an alarm after the change.
+    assert epoch_of(alert["evidence"]["labels_until"]) == ts and ts % 20 == 0
+    assert start + onset <= epoch_of(alert["evidence_ts"]) < ts - LABEL_SOON
+    assert alert["evidence"]["fast_path"] in ("concept_drift", "performance")
+    assert alert["evidence"]["current"]["value"] < 0.82
+    assert [d for d in first if d["model"] == "clk.same"] == []
+
+    assert replayed(worker, stream, reached) == first

@@ -1,0 +1,301 @@
+"""Looks at the labels so far: an error-stream alarm judged before its window's labels are final.
+
+The error-stream detector (``windows/sequential.py``) is fed a window's errors once its label
+delay has passed, and the retrain rule judges only final windows: a concept change waited for
+its window's end plus the whole label delay (326 s after the labels showed it, in a live run
+with 300 s windows and a 60 s delay). Here the labels that have arrived are read as they come.
+
+**The alarm.** On each pass, for each binary model version with windows not yet fed to its error
+stream (and at least one fed: before, the version has no reference to judge against either), a copy
+of the stream's detector is fed the errors of the version's predictions since the last fed window
+whose label has arrived before the label clock's latest mark, in the order the stream itself
+reads them (prediction time, then prediction id). Each alarm is kept with ``arrived``: the latest
+label time (event time of the outcome, or of its prediction if later) among the errors read up to
+the alarm, the stream's own included — when the alarm could first have been raised. The copy is
+kept between passes and each pass feeds it only the labels that are new (after the last prediction
+it read); when a label arrives for a prediction it has already passed (labels out of order), it is
+copied again from the stream and fed from the start, so each pass sees what a copy fed at once would. When a window is
+fed to the stream itself (final), its alarms and ``arrived`` come from that feed: a replay, a
+backlog, or an alarm the copies missed are looked at too.
+
+**The looks.** An alarm is judged at the first ``MAX_LABEL_LOOKS`` multiples of
+``LABEL_LOOK_EVERY_SECONDS`` (event time, from the epoch) after ``arrived`` and before its
+window's end plus the label delay (then the final window is judged whole, at its own level); a
+mark already looked at for an earlier alarm of the version is not looked at again. A
+look at mark ``m`` reads the version's predictions whose latest label arrived in
+``[m - LABEL_SPAN_SECONDS, m)`` (label time), or the ``LABEL_MIN_LABELS`` that arrived last
+before ``m`` if those are more (up to ``LABEL_LOOKBACK_SECONDS`` back), and writes their
+confusion counts as a :class:`LabelLook`. The alert engine applies the retrain rule's test to
+them (``alerts/evaluator.py``: the drop of ``rule.metric`` against the version's reference, each
+confidence's error split over the ``MAX_LABEL_LOOKS`` looks: Bonferroni) and, if confirmed,
+decides the retrain alert at ``m``: every label it read had arrived before ``m``, on the label
+clock that the model's watermark follows. ``evidence_ts`` is the alarm's prediction time.
+
+Where the looks fall depends on event time only: a look at ``m`` reads labels that arrived before
+``m``, and is made at the first pass whose watermark reaches ``m`` (live) or when the alarm's window
+is fed to the stream (a replay), so a replay decides the same alerts at the same times. Caveats:
+labels that arrive out of order (a later label for an earlier prediction after a pass) can move a
+copy's alarm; a restarted worker's copies start from a new detector, as its stream does.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from watchkeeper.detectors.timeutil import utc
+from watchkeeper.windows.config import WindowConfig, WindowKey
+from watchkeeper.windows.due import due_params
+from watchkeeper.windows.queries import P_WS, WITH_THR
+from watchkeeper.windows.sequential import ERROR_DETECTOR, ERROR_FEATURE, SequentialDrift
+
+if TYPE_CHECKING:
+    from watchkeeper.sinks.writer import Store
+
+__all__ = [
+    "LABEL_LOOK_EVERY_SECONDS",
+    "LABEL_MIN_LABELS",
+    "LABEL_SPAN_SECONDS",
+    "MAX_LABEL_LOOKS",
+    "LabelLook",
+    "LabelLooks",
+    "confusion_points",
+    "label_marks",
+]
+
+# Label-clock time between two looks, the most looks one alarm gets, the span of label arrivals a look
+# reads, the fewest labels it reads (a slower stream's span is widened) and how far back it may widen.
+LABEL_LOOK_EVERY_SECONDS = 20
+MAX_LABEL_LOOKS = 3
+LABEL_SPAN_SECONDS = 45
+LABEL_MIN_LABELS = 300
+LABEL_LOOKBACK_SECONDS = 600
+# The most labelled events one look or one alarm feed reads (the latest ones for a look).
+LABEL_CAP = 20_000
+# Looks kept for the alert engine at most (a closer whose looks nobody takes keeps the latest).
+MAX_FOUND = 10_000
+
+# The labelled errors of one version's predictions in [t0, until) whose label arrived before ``until``, in the
+# error stream's order, after the copy's cursor (prediction time and id) or whose label arrived since ``since_ms``
+# (a copy fed up to its cursor before reads only what is new). ``arrived``: the label's event time, or its
+# prediction's if later.
+ERRORS_SO_FAR = f"""
+{WITH_THR}
+SELECT toUnixTimestamp64Milli(p.ts) AS t, p.prediction_id AS pid, {P_WS},
+       toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
+       greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
+FROM predictions AS p FINAL
+INNER JOIN (
+    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, toUnixTimestamp64Milli(max(ts)) AS arrived_ms
+    FROM outcomes FINAL
+    WHERE model = {{model:String}} AND outcome IN (0, 1) AND ts < {{until:DateTime64(3, 'UTC')}}
+      AND prediction_id IN (
+          SELECT prediction_id FROM predictions WHERE model = {{model:String}} AND version = {{version:String}}
+            AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{until:DateTime64(3, 'UTC')}})
+    GROUP BY model, prediction_id
+) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+WHERE p.model = {{model:String}} AND p.version = {{version:String}} AND p.prediction IS NOT NULL
+  AND p.ts >= {{t0:DateTime64(3, 'UTC')}} AND p.ts < {{until:DateTime64(3, 'UTC')}}
+  AND ((toUnixTimestamp64Milli(p.ts), p.prediction_id) > ({{after_t:Int64}}, {{after_id:String}})
+       OR o.arrived_ms >= {{since_ms:Int64}})
+ORDER BY t, p.prediction_id
+LIMIT {{cap:UInt32}}
+"""
+# The latest labels to arrive before ``until`` (since ``since``) of one version's predictions: predicted class,
+# label and arrival, latest first.
+LABELS_BEFORE = f"""
+{WITH_THR}
+SELECT toUInt8(assumeNotNull(p.prediction) >= thr) AS yhat, o.y AS y,
+       greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
+FROM predictions AS p FINAL
+INNER JOIN (
+    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, toUnixTimestamp64Milli(max(ts)) AS arrived_ms
+    FROM outcomes FINAL
+    WHERE model = {{model:String}} AND outcome IN (0, 1)
+      AND ts >= {{since:DateTime64(3, 'UTC')}} AND ts < {{until:DateTime64(3, 'UTC')}}
+    GROUP BY model, prediction_id
+) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+WHERE p.model = {{model:String}} AND p.version = {{version:String}} AND p.prediction IS NOT NULL
+  AND p.ts >= {{p0:DateTime64(3, 'UTC')}} AND p.ts < {{until:DateTime64(3, 'UTC')}}
+ORDER BY arrived DESC, p.prediction_id DESC
+LIMIT {{cap:UInt32}}
+"""
+
+
+def label_marks(
+    arrived: float, until: float, every: int = LABEL_LOOK_EVERY_SECONDS, k: int = MAX_LABEL_LOOKS
+) -> list[int]:
+    """The looks at an alarm whose labels had all arrived at ``arrived``: the first ``k`` multiples of
+    ``every`` after it and before ``until`` (its window's end plus the label delay).
+
+    >>> label_marks(155.5, 360)
+    [160, 180, 200]
+    >>> label_marks(160.0, 360)  # labels in at a mark: judged at the next one
+    [180, 200, 220]
+    >>> label_marks(335.0, 360)  # no mark left: the final window judges it
+    [340]
+    """
+    first = (math.floor(arrived / every) + 1) * every
+    return list(range(first, math.ceil(until), every))[:k]
+
+
+def confusion_points(tp: int, fp: int, tn: int, fn: int) -> dict[str, tuple[float, int]]:
+    """The proportions a retrain rule may use, as (value, n), from confusion counts (those with n > 0).
+
+    >>> confusion_points(40, 10, 30, 20)["accuracy"]
+    (0.7, 100)
+    >>> sorted(confusion_points(0, 0, 5, 5))
+    ['accuracy', 'labelled', 'npv', 'recall', 'specificity']
+    """
+    out = {"labelled": (float(tp + fp + tn + fn), tp + fp + tn + fn)}
+    for name, num, den in (("accuracy", tp + tn, tp + fp + tn + fn), ("precision", tp, tp + fp),
+                           ("recall", tp, tp + fn), ("specificity", tn, tn + fp), ("npv", tn, tn + fn)):  # fmt: skip
+        if den > 0:
+            out[name] = (num / den, den)
+    return out
+
+
+@dataclass
+class Copy:
+    """A copy of a version's error-stream detector fed the labels so far: what it was copied from (the stream's
+    last fed window, the first window it reads), how far it has read, and its alarms whose marks are to come."""
+
+    base: tuple[int, int]
+    detector: Any
+    cursor: tuple[int, str] = (-1, "")  # the last prediction fed (time in ms, id)
+    until: int = 0  # labels that arrived before this were read (ms)
+    arrived: int = 0  # the latest label fed (ms)
+    alarms: list[tuple[WindowKey, float, float]] = field(default_factory=list)  # (window, alarm, arrived)
+
+
+@dataclass(frozen=True)
+class LabelLook:
+    """An error-stream alarm and the labels that arrived in the span before a mark, for the retrain rule."""
+
+    model: str
+    version: str
+    start: int  # the alarm's window
+    end: int
+    mark: int  # the look's label-clock time: the decision time
+    alarm: float  # the alarm's prediction time (the evidence)
+    error_rate: float  # of the labels read
+    metrics: tuple[tuple[str, float, int], ...]  # (metric, value, n) of the labels read
+    looks: int = MAX_LABEL_LOOKS  # the looks an alarm gets (the rule's level is split over them)
+    feature: str = ERROR_FEATURE  # the error stream's drift row, as the retrain rule knows it
+    detector: str = ERROR_DETECTOR
+
+
+class LabelLooks:
+    """The label looks of the versions a closer works on: alarms found, marks looked at."""
+
+    def __init__(self, store: Store, config: WindowConfig, sequential: SequentialDrift) -> None:
+        self.store = store
+        self.config = config
+        self.sequential = sequential
+        self.done: dict[tuple[str, str], set[int]] = {}  # version -> marks looked at
+        self.checked: dict[tuple[str, str], int] = {}  # version -> the last mark its labels were read up to
+        self.copies: dict[tuple[str, str], Copy] = {}  # version -> its detector fed the labels so far
+        self.found: list[LabelLook] = []
+
+    def take(self) -> list[LabelLook]:
+        """The looks found since the last call (for the alert engine)."""
+        out, self.found = self.found, []
+        return out
+
+    def forget(self, gone: Callable[[str], bool]) -> None:
+        self.done = {k: v for k, v in self.done.items() if not gone(k[0])}
+        self.checked = {k: v for k, v in self.checked.items() if not gone(k[0])}
+        self.copies = {k: v for k, v in self.copies.items() if not gone(k[0])}
+        self.found = [look for look in self.found if not gone(look.model)]
+
+    def closed(self, alarms: Mapping[WindowKey, list[tuple[float, float]]], watermarks: Mapping[str, float]) -> None:
+        """Windows just fed to the error stream whose errors made it fire (each alarm with when its labels had
+        arrived): their looks not made yet, at the marks the model's watermark has reached."""
+        for key, found in sorted(alarms.items()):
+            for alarm, arrived in found:
+                self._look(key, alarm, arrived, math.floor(watermarks.get(key.model, arrived)))
+            # No alarm to come is in a window before the one just fed, nor looked at before its start.
+            done = self.done.get((key.model, key.version), set())
+            done.difference_update([m for m in done if m < key.start])
+
+    def open(self, model: str, version: str, first_open: int, watermark: float) -> None:
+        """A version whose windows from ``first_open`` on are not fed to its error stream yet: an alarm on
+        their labels so far (before the latest mark the watermark reached), and its looks."""
+        mv = (model, version)
+        reached = math.floor(watermark / LABEL_LOOK_EVERY_SECONDS) * LABEL_LOOK_EVERY_SECONDS
+        if reached <= self.checked.get(mv, 0):
+            return
+        self.checked[mv] = reached
+        w = self.config.window_seconds
+        state = self.sequential.error_streams.get(mv)
+        if state is None:  # no final labelled binary window yet: no reference to judge against either
+            return
+        t0 = max(first_open, state.last_window + w)
+        if t0 >= reached:
+            return
+        base = (state.last_window, t0)
+        mine = self.copies.get(mv)
+        rows = self._errors(mv, t0, reached, mine) if mine is not None and mine.base == base else None
+        if rows is not None and rows and (rows[0][0], rows[0][1]) <= mine.cursor:  # type: ignore[union-attr]
+            rows = None  # a label arrived for a prediction already passed: read again from the stream's state
+        if rows is None:
+            mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector), arrived=state.arrived)
+            rows = self._errors(mv, t0, reached, mine)
+        assert mine is not None
+        for t, pid, ws, err, at in rows:
+            mine.detector.update(float(err))
+            mine.cursor, mine.arrived = (int(t), str(pid)), max(mine.arrived, int(at))
+            if mine.detector.drift_detected:
+                mine.alarms.append((WindowKey(model, version, int(ws)), int(t) / 1000, mine.arrived / 1000))
+        mine.until = reached * 1000
+        for key, alarm, arrived in mine.alarms:
+            self._look(key, alarm, arrived, reached)
+        # An alarm whose marks have all been reached is done with.
+        delay = self.config.label_delay_seconds
+        mine.alarms = [a for a in mine.alarms if any(m > reached for m in label_marks(a[2], a[0].start + w + delay))]
+
+    def _errors(self, mv: tuple[str, str], t0: int, until: int, mine: Copy) -> list[tuple[Any, ...]]:
+        """The labelled errors a copy has not read: after its cursor, or whose label arrived since its last read
+        (those sort before the cursor: the copy must be read again)."""
+        params = {**self._params(mv[0]), "version": mv[1], "t0": utc(t0), "until": utc(until), "cap": LABEL_CAP,
+                  "after_t": mine.cursor[0], "after_id": mine.cursor[1], "since_ms": mine.until}  # fmt: skip
+        return [tuple(r) for r in self.store.query_rows(ERRORS_SO_FAR, params)]
+
+    def _params(self, model: str) -> dict[str, object]:
+        """The threshold parameters of ``model`` (``WITH_THR``) and the window length."""
+        p = due_params(self.config, [WindowKey(model, "", 0)])
+        return {k: p[k] for k in ("w", "thr_m", "thr_v", "thr")} | {"model": model}
+
+    def _look(self, key: WindowKey, alarm: float, arrived: float, upto: int) -> None:
+        """The looks at an alarm up to mark ``upto`` not made yet."""
+        end = key.start + self.config.window_seconds
+        done = self.done.setdefault((key.model, key.version), set())
+        for mark in label_marks(arrived, end + self.config.label_delay_seconds):
+            if mark > upto or mark in done:
+                continue
+            done.add(mark)
+            look = self._read(key, mark, alarm)
+            if look is not None:
+                self.found.append(look)
+                del self.found[:-MAX_FOUND]
+
+    def _read(self, key: WindowKey, mark: int, alarm: float) -> LabelLook | None:
+        """The confusion counts of the labels of the span before ``mark`` (None: no label)."""
+        since = mark - LABEL_LOOKBACK_SECONDS
+        params = {**self._params(key.model), "version": key.version, "since": utc(since), "until": utc(mark),
+                  "p0": utc(since - self.config.label_delay_seconds), "cap": LABEL_CAP}  # fmt: skip
+        rows = self.store.query_rows(LABELS_BEFORE, params)
+        span = [(yhat, y) for i, (yhat, y, at) in enumerate(rows)
+                if int(at) >= (mark - LABEL_SPAN_SECONDS) * 1000 or i < LABEL_MIN_LABELS]  # fmt: skip
+        if not span:
+            return None
+        tp = sum(1 for yhat, y in span if yhat and y == 1)
+        fp = sum(1 for yhat, y in span if yhat and y != 1)
+        tn = sum(1 for yhat, y in span if not yhat and y != 1)
+        fn = len(span) - tp - fp - tn
+        points = confusion_points(tp, fp, tn, fn)
+        return LabelLook(key.model, key.version, key.start, key.start + self.config.window_seconds, mark, alarm,
+                         (fp + fn) / len(span), tuple((m, v, n) for m, (v, n) in sorted(points.items())))  # fmt: skip
