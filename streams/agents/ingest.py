@@ -27,7 +27,7 @@ import faust
 
 from watchkeeper.sinks.writer import StoreUnavailable
 from watchkeeper.streams.events import Outcome, Prediction
-from watchkeeper.streams.ingest import BATCH_BYTES, Batch, SourceMessage
+from watchkeeper.streams.ingest import BATCH_BYTES, Batch, SourceMessage, collect_young_less_often
 from watchkeeper.streams.service import WRITERS, Worker
 from watchkeeper.streams.take import take
 from watchkeeper.streams.topics import Topics
@@ -40,10 +40,6 @@ THREAD_DECODE_BYTES = 16 * 1024
 READY_SECONDS = 0.005
 # Takes decoded but not yet acked besides the newest: these are written while the next is taken and decoded.
 MAX_IN_FLIGHT = WRITERS
-# Allocations (net of frees) of container objects between two collections of the youngest GC generation
-# (Python's default: 700). Decoding a take allocates and frees millions of acyclic objects (orjson's dicts
-# and lists): at 700 the collector ran ~1,200 times per 300k events, seven of them full collections.
-GC_YOUNG_THRESHOLD = 10_000
 
 
 def _source(event: Any) -> SourceMessage:
@@ -114,7 +110,7 @@ class Ingest:
         # Everything allocated so far (modules, the app) lives as long as the worker: keep it out of
         # the cyclic collector, whose full passes over it cost ~0.1 s each under a heavy stream.
         gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        collect_young_less_often()
         in_flight: deque[asyncio.Task[None]] = deque()
         loop = asyncio.get_running_loop()
         asked = loop.time()
