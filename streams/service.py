@@ -46,12 +46,6 @@ from watchkeeper.windows.ownership import Shard
 log = logging.getLogger(__name__)
 # Connections the ingest path writes batches on, concurrently (see Worker.writers).
 WRITERS = 2
-# While an ingest agent drains a backlog, a model-stage pass waits (Worker.model_stage_waits), at most this
-# long after the last pass that ran: its statements take the store's time, and its Python the GIL, from the
-# decoding of the backlog, whose windows it then closes at once.
-MODEL_STAGE_WAIT_S = 10.0
-# An agent's report that it is behind counts this long (the agent takes a batch every ~0.5 s in a backlog).
-BEHIND_FRESH_S = 2.0
 
 
 def migrate(store: Store, settings: Settings) -> None:
@@ -147,9 +141,6 @@ class Worker:
         self.ownership = ownership or Ownership.everything()
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        # When each ingest agent last found its next batch full and waiting (a backlog); 0 if its last was not.
-        self._behind: dict[str, float] = {}
-        self._last_pass = 0.0  # when the model stage last ran a pass (monotonic)
 
     @property
     def shard(self) -> Shard:
@@ -295,21 +286,9 @@ class Worker:
         for record in batch.dead_letter_messages:
             await dead_letter_topic.send(value=record)
 
-    def note_take(self, agent: str, behind: bool) -> None:
-        """An ingest agent's report on the batch it just took: ``behind`` if it was full and already waiting."""
-        self._behind[agent] = time.monotonic() if behind else 0.0
-
-    def model_stage_waits(self) -> bool:
-        """Whether a model-stage pass should wait now: an ingest agent is draining a backlog, and the last
-        pass ran less than ``MODEL_STAGE_WAIT_S`` ago."""
-        now = time.monotonic()
-        behind = any(now - at < BEHIND_FRESH_S for at in self._behind.values())
-        return behind and now - self._last_pass < MODEL_STAGE_WAIT_S
-
     @_tracked("model-stage pass")
     def close_windows(self, force: bool = False, shard: Shard | None = None) -> int:
-        """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``); none (0)
-        while the ingest agents drain a backlog (``model_stage_waits``), unless ``force``."""
+        """One pass of the model stage over ``shard``'s models (default: the worker's ``shard``)."""
         if shard is not None and shard != self.shard:
             self.ownership.shard = shard
             if "alert_stage" in self.__dict__:
@@ -318,9 +297,6 @@ class Worker:
             if "closer" in self.__dict__:
                 self.closer.assign(self.shard)
             return 0
-        if not force and self.model_stage_waits():
-            return 0
-        self._last_pass = time.monotonic()
         self.ensure_schema()
         return len(self.closer.tick(force=force, shard=self.shard))
 

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 TAKE_MESSAGES = 2000
 # Groups whose messages average at least this many bytes (envelopes, not single events) decode in a thread.
 THREAD_DECODE_BYTES = 16 * 1024
-# A take that was ready this soon after the agent asked for it, and full, means a backlog (Worker.note_take).
-READY_SECONDS = 0.005
 # Takes decoded but not yet acked besides the newest: these are written while the next is taken and decoded.
 MAX_IN_FLIGHT = WRITERS
 
@@ -112,16 +110,10 @@ class Ingest:
         gc.freeze()
         collect_young_less_often()
         in_flight: deque[asyncio.Task[None]] = deque()
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
         try:
             async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, self.flush_interval):
-                ready = loop.time() - asked < READY_SECONDS
                 messages = [_source(e) for e in events]
-                size = sum(len(m.value or b"") for m in messages)
-                full = len(messages) >= TAKE_MESSAGES or size >= BATCH_BYTES // 2
-                self.worker.note_take(kind.__name__, behind=ready and full)
-                if size >= THREAD_DECODE_BYTES * len(messages):
+                if sum(len(m.value or b"") for m in messages) >= THREAD_DECODE_BYTES * len(messages):
                     batches = await asyncio.to_thread(self.worker.build_batches, messages, kind)
                 else:
                     batches = self.worker.build_batches(messages, kind)
@@ -132,7 +124,6 @@ class Ingest:
                 await asyncio.sleep(0)  # let the write start (in its thread) before decoding on
                 while in_flight and (len(in_flight) > MAX_IN_FLIGHT or in_flight[0].done()):
                     await in_flight.popleft()  # raises if that write failed: the agent stops, nothing more acked
-                asked = loop.time()
             while in_flight:
                 await in_flight.popleft()
         finally:
