@@ -433,7 +433,6 @@ DELETE_TIMEOUT_S = 60
 #   a quarter of its CPU per raw row otherwise (measured: 2.8 -> 2.2 CPU-s per 300k predictions, chdb 26.9).
 INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "optimize_on_insert": 0}
 
-
 def _arrow_body(data: Any) -> bytes:
     """An Arrow table in the Arrow IPC stream format (ClickHouse's ``ArrowStream``), as one body.
 
