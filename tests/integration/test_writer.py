@@ -121,10 +121,11 @@ def test_unreachable_store_raises_store_unavailable_without_secrets() -> None:
 
 
 @pytest.mark.parametrize("n", [200, 6000])
-def test_insert_arrow_small_and_large_tables(writer: Store, n: int) -> None:
-    """An Arrow table of one record batch or of several inserts every row and value as decoded."""
+def test_insert_arrow_small_tables_in_one_body_large_ones_streamed(writer: Store, n: int) -> None:
+    """Both ways of sending an Arrow table insert every row and value as decoded."""
     import orjson
 
+    from watchkeeper.sinks.writer import ONE_BODY_BYTES
     from watchkeeper.streams.events import Prediction
     from watchkeeper.streams.ingest import SourceMessage
     from watchkeeper.streams.service import Worker
@@ -139,7 +140,7 @@ def test_insert_arrow_small_and_large_tables(writer: Store, n: int) -> None:
     messages = [SourceMessage("predictions", 0, i, orjson.dumps(e), None) for i, e in enumerate(events)]
     [(_, batch)] = Worker(Settings()).build_batches(messages, Prediction)
     table = batch.tables()["predictions"]
-    assert (len(table.to_batches()) > 1) == (n > 1000)
+    assert (table.nbytes > ONE_BODY_BYTES) == (n > 1000)
     assert writer.insert_arrow("predictions", table) == n
     rows = writer.query_rows(
         "SELECT count(), sum(prediction), sum(features['f9']), uniqExact(prediction_id) FROM predictions "
