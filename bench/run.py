@@ -30,7 +30,7 @@ from bench.record import Target, check, load, write
 from tests.stack import Stack, free_port
 from watchkeeper.sinks.writer import Store
 from watchkeeper.streams.events import Prediction
-from watchkeeper.streams.ingest import BATCH_BYTES, SourceMessage
+from watchkeeper.streams.ingest import BATCH_BYTES, SourceMessage, collect_young_less_often
 from watchkeeper.streams.service import migrate
 
 HERE = Path(__file__).resolve().parent
@@ -152,6 +152,7 @@ def decode_ceiling(events: list[bytes], envelope: int = 500) -> float:
     from watchkeeper.streams.service import Worker
 
     arrow_system_allocator()  # the worker's allocator (watchkeeper worker sets it)
+    collect_young_less_often()  # the worker's GC threshold (its ingest agents set it)
     msgs = [b'{"events":[' + b",".join(events[i : i + envelope]) + b"]}" for i in range(0, len(events), envelope)]
     worker = Worker(load_settings())
     groups: list[list[SourceMessage]] = [[]]

@@ -386,9 +386,12 @@ def _common_columns(items: list[Any], max_ts: float) -> dict[str, Any] | None:
     model = _names(_field(items, "model"), _model_name)
     ts = _ts_column(_field(items, "ts"), max_ts)
     event_ids = _field(items, "event_id")
-    if None in event_ids:
-        event_ids = [p if e is None else e for e, p in zip(event_ids, ids, strict=True)]
-    event_id = _ident_column(event_ids)
+    if event_ids.count(None) == len(event_ids):  # the usual case: every event_id is its prediction_id
+        event_id = prediction_id
+    else:
+        if None in event_ids:
+            event_ids = [p if e is None else e for e, p in zip(event_ids, ids, strict=True)]
+        event_id = _ident_column(event_ids)
     if prediction_id is None or model is None or ts is None or event_id is None:
         return None
     return {"ts": ts, "model": model, "prediction_id": prediction_id, "event_id": event_id}

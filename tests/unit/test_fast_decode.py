@@ -258,6 +258,25 @@ def test_ordinary_events_take_the_fast_path() -> None:
     assert fast_columns([GOOD_OUTCOME, {**GOOD_OUTCOME, "outcome": "cat", "event_id": "o2"}], Outcome) is not None
 
 
+def test_an_event_without_event_id_takes_its_prediction_id_on_both_paths() -> None:
+    """A run where no event has an event_id, one where some have, and one where all have."""
+    bare = [{k: v for k, v in GOOD.items() if k != "event_id"} | {"prediction_id": f"p{i}"} for i in range(3)]
+    for run in (
+        bare,
+        [*bare[:2], {**bare[2], "event_id": "own"}],
+        [{**e, "event_id": f"e{i}"} for i, e in enumerate(bare)],
+    ):
+        fast = fast_columns(run, Prediction)
+        assert fast is not None
+        expected = [Prediction.model_validate(e).event_id for e in run]
+        assert (
+            fast["event_id"].to_pylist()
+            == model_columns([Prediction.model_validate(e) for e in run], Prediction)["event_id"].to_pylist()
+            == expected
+        )
+    assert expected == ["e0", "e1", "e2"]
+
+
 def test_times_are_stored_as_a_datetime_would_store_them() -> None:
     """Milliseconds as the row path gave them: ``datetime.fromtimestamp`` (microseconds, half to even),
     then clickhouse-connect's DateTime64(3) conversion (whole seconds, plus the microseconds' milliseconds)."""
