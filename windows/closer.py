@@ -427,11 +427,27 @@ class WindowCloser:
         self.saved.update({p: low[p] for p in due})
 
     def _load_computed(self, partitions: set[int]) -> None:
-        """After a restart or a gained partition: what each window's stored metrics already cover."""
+        """After a restart or a gained partition: what each window's stored metrics already cover.
+
+        The windows of the last pass that wrote these partitions are written again: a pass inserts its
+        metrics first (the rollup and the mistakes read them), then its drift rows, and a worker killed
+        in between left windows whose metrics say "computed" without their drift. Every window of a pass
+        carries the pass's ``computed_at``, so the last pass is the latest ``computed_at`` found; writing
+        its windows again is a new version of their rows (insert-only), whether the pass was cut short
+        or not."""
         params = self.shard.params(partitions)
+        last: list[WindowKey] = []
+        latest = None
         for r in self.store.query(LAST_COMPUTED, params):
             key = WindowKey(r["model"], r["version"], int(r["ws"]))
             self.computed[key] = epoch(r["computed"]) - INSERT_SAFETY_SECONDS
+            if latest is None or r["computed"] > latest:
+                latest, last = r["computed"], [key]
+            elif r["computed"] == latest:
+                last.append(key)
+        for key in last:
+            self.pending[key] = max(self.pending.get(key, 0.0), epoch(latest))
+            self.pending_since.setdefault(key, epoch(latest))
         for model, version, ws in self.store.query_rows(PROVISIONAL, params):
             self.provisional.add(WindowKey(model, version, int(ws)))
 

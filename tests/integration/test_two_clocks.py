@@ -21,6 +21,7 @@ from watchkeeper.settings import Settings
 from watchkeeper.streams.events import Outcome, Prediction
 from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
+from watchkeeper.windows.closer import INSERT_SAFETY_SECONDS
 from watchkeeper.windows.partial import LOOK_EVERY_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -333,3 +334,57 @@ def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_repla
     assert [d for d in first if d["model"] == "clk.same"] == []
 
     assert replayed(worker, stream, reached) == first
+
+
+def window_test_rows(worker: Worker) -> set[tuple[Any, ...]]:
+    """The current drift rows of the window tests (not the per-event detectors', whose state a new worker
+    starts afresh): (model, window, feature, detector, statistic, drifted, provisional)."""
+    rows = worker.store.query_rows(
+        "SELECT model, toUnixTimestamp(window_start), feature, detector, round(statistic, 9), drifted, provisional "
+        "FROM drift FINAL WHERE detector NOT IN ('mean_shift', 'covariate_shift') AND feature != '__error__'"
+    )
+    return {tuple(r) for r in rows}
+
+
+def test_a_pass_cut_short_after_its_metrics_is_written_again_by_the_next_worker(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed between a pass's inserts (its metrics written, its drift rows not) in the pass that
+    writes a window final: no later row comes to that window, yet the next worker on the same store writes
+    it again, so every window ends with the drift rows an uninterrupted run writes (final, not left
+    provisional)."""
+    start = start_time()
+    stream = events({"cut.shift": SHIFT_WINDOW, "cut.calm": None}, start, seed=9)
+    cut_at = start + 5 * W + DELAY  # the pass after it writes window 4 final (its labels all in)
+
+    whole = fresh_worker(worker)
+    for _ in live(whole, stream, start):
+        pass
+    expected = window_test_rows(whole)
+    assert {r[-1] for r in expected} == {0, 1}  # label drift rows, provisional ones too
+
+    first = fresh_worker(worker)
+    reached = start
+    for reached in live(first, stream, start):
+        if reached >= cut_at:
+            break
+    # The rows of the window written final in the cut pass were ingested a while before it, as on a real
+    # stream (a pass counts rows ingested within INSERT_SAFETY_SECONDS of an earlier pass as new).
+    time.sleep(INSERT_SAFETY_SECONDS + 1)
+    real = first.store.insert
+
+    def killed(table: str, *args: Any, **kwargs: Any) -> Any:
+        if table == "drift":
+            raise KeyboardInterrupt("killed between the pass's inserts")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(first.store, "insert", killed)
+    Feed(first).write([e for e in stream if reached <= e[0] < reached + STEP])
+    with pytest.raises(KeyboardInterrupt):
+        first.close_windows()
+
+    second = Worker(Settings(store_port=worker.settings.store_port, settle_seconds=0.0, **WORKER_SETTINGS))
+    rest = [e for e in stream if e[0] >= reached + STEP]
+    for _ in live(second, rest, reached + STEP):
+        pass
+    assert window_test_rows(second) == expected
