@@ -113,8 +113,8 @@ class MemoryStore:
             raise AssertionError(f"unexpected query: {sql.strip().splitlines()[0]}")
         self.queries += 1
         ev = self.events.between(_ms(params["t0"]), _ms(params["t1"]))
-        latest = np.arange(ev.t.size)[::-1][: int(params["cap"])]  # ORDER BY ts DESC ... LIMIT cap
-        return arrow(Events(ev.t[latest], ev.x[latest], ev.score[latest]), self.names)
+        first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap
+        return arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
 
 
 def stream(seed: int, rate: float, k: int, seconds: int, shift_at: float | None = None,

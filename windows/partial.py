@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ from watchkeeper.windows.sample import Sample, map_columns
 from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS, ErrorStream
 
 if TYPE_CHECKING:
+    from watchkeeper.detectors.reference import BinnedReference
     from watchkeeper.windows.drift import DriftStage
 
 __all__ = [
@@ -91,12 +92,13 @@ WHERE model = {model:String} AND version = {version:String}
 ORDER BY ts, event_id
 LIMIT {cap:UInt32}
 """
-# The window test's sample of one window before a mark: its latest events first (the look keeps its span).
+# The events of one window after its first alarm and before the last mark a pass judges, in event order: one
+# query for all those marks (each keeps its span of them; past ``cap`` events the later marks read the first).
 PARTIAL_SAMPLE = """
 SELECT toUnixTimestamp64Milli(ts) AS t, features, features_cat, prediction FROM predictions FINAL
 WHERE model = {model:String} AND version = {version:String}
   AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
-ORDER BY ts DESC, event_id DESC
+ORDER BY ts, event_id
 LIMIT {cap:UInt32}
 """
 
@@ -106,11 +108,11 @@ def look_marks(start: int, end: int, alarm: float, every: int = LOOK_EVERY_SECON
     first ``k`` marks ``start + i * every`` after the alarm and before the end.
 
     >>> look_marks(0, 300, 150.5)
-    [160, 180, 200]
+    [160, 170, 180]
     >>> look_marks(0, 300, 160.0)  # an alarm on a mark is judged at the next one
-    [180, 200, 220]
-    >>> look_marks(0, 300, 275.0)  # no mark left: the window's end judges it
-    [280]
+    [170, 180, 190]
+    >>> look_marks(0, 300, 285.0)  # one mark left before the window's end
+    [290]
     """
     first = start + (math.floor((alarm - start) / every) + 1) * every
     return list(range(first, end, every))[:k]
@@ -123,6 +125,15 @@ def look_alpha(alpha: float, k: int = MAX_LOOKS) -> float:
     0.0003333333333333333
     """
     return alpha / k
+
+
+def _after(alarms: Iterable[float]) -> float:
+    """The first event time a look may read: just after the latest of ``alarms`` (its own event excluded).
+
+    >>> _after([161.3, 150.0])
+    161.301
+    """
+    return (round(max(alarms) * 1000) + 1) / 1000
 
 
 @dataclass(frozen=True)
@@ -209,17 +220,24 @@ class PartialLooks:
 
     def _look(self, key: WindowKey, first: Mapping[str, float], upto: float) -> None:
         """Judge the marks before ``upto`` after the window's first alarm that were not judged yet, until the
-        window has had ``MAX_LOOKS`` looks or one confirms."""
-        if not first:
+        window has had ``MAX_LOOKS`` looks or one confirms: one query for all of them."""
+        ref = self.drift.reference_for(key)
+        if not first or ref is None or ref.contains(key.start):
             return
         w = self.drift.window.window_seconds
         done = self.done.setdefault(key, set())
         marks = look_marks(key.start, key.start + w, min(first.values()), k=w // LOOK_EVERY_SECONDS)
-        for mark in marks:
-            if mark >= upto or mark in done or self.looked.get(key, 0) >= MAX_LOOKS:
-                continue
+        todo = [m for m in marks if m < upto and m not in done]
+        if not todo or self.looked.get(key, 0) >= MAX_LOOKS:
+            return
+        params = {"model": key.model, "version": key.version, "t0": utc(_after(first.values())), "t1": utc(todo[-1]),
+                  "cap": SHIFT_MAX_EVENTS}  # fmt: skip
+        events = self.drift.store.query_arrow(PARTIAL_SAMPLE, params)
+        for mark in todo:
+            if self.looked.get(key, 0) >= MAX_LOOKS:
+                break
             done.add(mark)
-            judged = self._judge(key, mark, {f: t for f, t in first.items() if t < mark})
+            judged = self._judge(ref, events, mark, {f: t for f, t in first.items() if t < mark})
             if judged is None:  # too few events after the alarm yet: not a look
                 continue
             self.looked[key] = self.looked.get(key, 0) + 1
@@ -230,23 +248,23 @@ class PartialLooks:
                 done.update(marks)  # decided: no more looks at this window
                 return
 
-    def _judge(self, key: WindowKey, mark: int, alarmed: Mapping[str, float]) -> list[dict[str, Any]] | None:
+    def _judge(
+        self, ref: BinnedReference, events: pa.Table, mark: int, alarmed: Mapping[str, float]
+    ) -> list[dict[str, Any]] | None:
         """The window test at ``alpha / MAX_LOOKS`` on the window's events after the alarms and before
         ``mark`` (their span, see the module doc): the rows of the alarmed features it flags (none: not
         confirmed); ``None`` when fewer than ``LOOK_MIN_AFTER`` events came after the alarms (no look)."""
-        ref = self.drift.reference_for(key)
-        if not alarmed or ref is None or ref.contains(key.start):
+        if not alarmed:
             return []
+        times = events["t"].to_numpy()
         # After the latest alarm among the features this look may confirm (its own event excluded).
-        after = max(key.start, (round(max(alarmed.values()) * 1000) + 1) / 1000)
-        params = {"model": key.model, "version": key.version, "t0": utc(after), "t1": utc(mark),
-                  "cap": SHIFT_MAX_EVENTS}  # fmt: skip
-        latest = self.drift.store.query_arrow(PARTIAL_SAMPLE, params)
-        if latest.num_rows < LOOK_MIN_AFTER:
+        mine = np.flatnonzero((times >= round(_after(alarmed.values()) * 1000)) & (times < mark * 1000))
+        if mine.size < LOOK_MIN_AFTER:
             return None
-        times = latest["t"].to_numpy()
-        span = (times >= (mark - LOOK_SPAN_SECONDS) * 1000) | (np.arange(times.size) < LOOK_MIN_EVENTS)
-        sample = Sample.from_arrow(latest.filter(pa.array(span)))
+        span = mine[
+            (times[mine] >= (mark - LOOK_SPAN_SECONDS) * 1000) | (np.arange(mine.size) >= mine.size - LOOK_MIN_EVENTS)
+        ]
+        sample = Sample.from_arrow(events.take(pa.array(span)))
         config = self.drift.config.model_copy(update={"alpha": look_alpha(self.drift.config.alpha)})
         results = drift_report(ref.counts, ref.current_counts(sample.numeric, sample.categorical, sample.n),
                                ref.kinds, config)  # fmt: skip

@@ -53,7 +53,7 @@ def test_the_memory_store_answers_the_looks_query_as_written_and_nothing_else() 
     t = np.array([1000, 2000, 3000, 4000], dtype=np.int64)
     store.events = looks.Events(t, np.arange(4.0)[:, None], np.full(4, 0.5))
     table = store.query_arrow(PARTIAL_SAMPLE, {"t0": utc(2), "t1": utc(4), "cap": 5000})
-    assert table["t"].to_pylist() == [3000, 2000]  # in [t0, t1), latest first
-    assert store.query_arrow(PARTIAL_SAMPLE, {"t0": utc(0), "t1": utc(5), "cap": 1})["t"].to_pylist() == [4000]
+    assert table["t"].to_pylist() == [2000, 3000]  # in [t0, t1), in event order
+    assert store.query_arrow(PARTIAL_SAMPLE, {"t0": utc(0), "t1": utc(5), "cap": 1})["t"].to_pylist() == [1000]
     with pytest.raises(AssertionError, match="unexpected query"):
         store.query_arrow(OPEN_EVENTS, {})
