@@ -37,7 +37,7 @@ test: .venv
 	$(BIN)/python -m pytest -m "not slow"
 	$(MAKE) test-alibi
 
-# The suites marked slow (faults with kill -9 and broker restarts, sharding, two shards, the live alert bench), about 11 minutes.
+# The suites marked slow (the demo, faults with kill -9 and broker restarts, sharding, two shards, the live alert bench), about 14 minutes.
 test-slow: .venv
 	$(BIN)/python -m pytest -m slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

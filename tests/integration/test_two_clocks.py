@@ -346,6 +346,7 @@ def window_test_rows(worker: Worker) -> set[tuple[Any, ...]]:
     return {tuple(r) for r in rows}
 
 
+@pytest.mark.slow
 def test_a_pass_cut_short_after_its_metrics_is_written_again_by_the_next_worker(
     worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
