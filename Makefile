@@ -37,7 +37,7 @@ test: .venv
 	$(BIN)/python -m pytest -m "not slow"
 	$(MAKE) test-alibi
 
-# The suites marked slow (the demo, faults with kill -9 and broker restarts, sharding, the live alert bench), about 11 minutes.
+# The suites marked slow (the demo, faults with kill -9 and broker restarts, sharding, two shards, the live alert bench), about 14 minutes.
 test-slow: .venv
 	$(BIN)/python -m pytest -m slow
 
@@ -45,9 +45,9 @@ test-slow: .venv
 test-alibi: .venv-alibi
 	$(ALIBI_BIN)/python -m pytest -m alibi --require-alibi tests detectors
 
-# The worker on two embedded shards behind a router against one store (about 3.5 minutes; not yet in CI).
+# The worker on two embedded shards behind a router against one store (about 3.5 minutes; marked slow).
 test-shards: .venv
-	WATCHKEEPER_TEST_TWO_SHARDS=1 $(BIN)/python -m pytest tests/integration/test_two_shards.py
+	$(BIN)/python -m pytest tests/integration/test_two_shards.py
 
 test-fast: .venv
 	$(BIN)/python -m pytest -m "not slow and not integration"
