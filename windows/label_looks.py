@@ -78,31 +78,41 @@ LABEL_CAP = 20_000
 # Looks kept for the alert engine at most (a closer whose looks nobody takes keeps the latest).
 MAX_FOUND = 10_000
 
-# The labelled errors of one version's predictions in [t0, until) whose label arrived before ``until``, in the
-# error stream's order, after the copy's cursor (prediction time and id) or whose label arrived since ``since_ms``
-# (a copy fed up to its cursor before reads only what is new). ``arrived``: the label's event time, or its
-# prediction's if later.
+# The labelled errors of the pass's versions (``mv``, each with its first prediction time ``t0s`` and the label
+# clock's latest mark ``untils``, ms) whose label arrived before that mark, in the error stream's order, after
+# each copy's cursor (prediction time and id). ``redo``: a label arrived since the copy's last read
+# (``since_ms``) for a prediction before its cursor, and then every row of the version is returned (its copy is
+# fed again from the stream's state). One statement for every version of the pass. ``arrived``: the label's
+# event time, or its prediction's if later.
 ERRORS_SO_FAR = f"""
-{WITH_THR}
-SELECT toUnixTimestamp64Milli(p.ts) AS t, p.prediction_id AS pid, {P_WS},
-       toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
-       greatest(toUnixTimestamp64Milli(p.ts), o.arrived_ms) AS arrived
-FROM predictions AS p FINAL
-INNER JOIN (
-    SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y, toUnixTimestamp64Milli(max(ts)) AS arrived_ms
-    FROM outcomes FINAL
-    WHERE model = {{model:String}} AND outcome IN (0, 1) AND ts < {{until:DateTime64(3, 'UTC')}}
-      AND prediction_id IN (
-          SELECT prediction_id FROM predictions WHERE model = {{model:String}} AND version = {{version:String}}
-            AND ts >= {{t0:DateTime64(3, 'UTC')}} AND ts < {{until:DateTime64(3, 'UTC')}})
-    GROUP BY model, prediction_id
-) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
-WHERE p.model = {{model:String}} AND p.version = {{version:String}} AND p.prediction IS NOT NULL
-  AND p.ts >= {{t0:DateTime64(3, 'UTC')}} AND p.ts < {{until:DateTime64(3, 'UTC')}}
-  AND ((toUnixTimestamp64Milli(p.ts), p.prediction_id) > ({{after_t:Int64}}, {{after_id:String}})
-       OR o.arrived_ms >= {{since_ms:Int64}})
-ORDER BY t, p.prediction_id
-LIMIT {{cap:UInt32}}
+SELECT model, version, t, pid, ws, err, arrived, redo FROM (
+    {WITH_THR}, indexOf({{mv:Array(Tuple(String, String))}}, (p.model, p.version)) AS i
+    SELECT p.model AS model, p.version AS version, toUnixTimestamp64Milli(p.ts) AS t, p.prediction_id AS pid,
+           {P_WS}, toUInt8((assumeNotNull(p.prediction) >= thr) != (o.y = 1)) AS err,
+           greatest(t, o.arrived_ms) AS arrived,
+           (t, pid) > ({{after_t:Array(Int64)}}[i], {{after_id:Array(String)}}[i]) AS fresh,
+           max(NOT fresh AND o.arrived_ms >= {{since_ms:Array(Int64)}}[i]) OVER (PARTITION BY p.model, p.version)
+               AS redo
+    FROM predictions AS p FINAL
+    INNER JOIN (
+        SELECT model, prediction_id, assumeNotNull(argMax(outcome, ts)) AS y,
+               toUnixTimestamp64Milli(max(ts)) AS arrived_ms
+        FROM outcomes FINAL
+        WHERE model IN {{models:Array(String)}} AND outcome IN (0, 1) AND ts < {{t1:DateTime64(3, 'UTC')}}
+          AND toUnixTimestamp64Milli(ts) < {{until_m:Array(Int64)}}[indexOf({{models:Array(String)}}, model)]
+          AND (model, prediction_id) IN (
+              SELECT model, prediction_id FROM predictions
+              WHERE model IN {{models:Array(String)}} AND ts >= {{t0:DateTime64(3, 'UTC')}}
+                AND ts < {{t1:DateTime64(3, 'UTC')}} AND (model, version) IN {{mv:Array(Tuple(String, String))}})
+        GROUP BY model, prediction_id
+    ) AS o ON p.model = o.model AND p.prediction_id = o.prediction_id
+    WHERE p.model IN {{models:Array(String)}} AND p.ts >= {{t0:DateTime64(3, 'UTC')}}
+      AND p.ts < {{t1:DateTime64(3, 'UTC')}} AND (p.model, p.version) IN {{mv:Array(Tuple(String, String))}}
+      AND p.prediction IS NOT NULL AND t >= {{t0s:Array(Int64)}}[i] AND t < {{untils:Array(Int64)}}[i]
+)
+WHERE fresh OR redo
+ORDER BY model, version, t, pid
+LIMIT {{cap:UInt32}} BY model, version
 """
 # The latest labels to arrive before ``until`` (since ``since``) of one version's predictions: predicted class,
 # label and arrival, latest first.
@@ -221,48 +231,66 @@ class LabelLooks:
             done = self.done.get((key.model, key.version), set())
             done.difference_update([m for m in done if m < key.start])
 
-    def open(self, model: str, version: str, first_open: int, watermark: float) -> None:
-        """A version whose windows from ``first_open`` on are not fed to its error stream yet: an alarm on
-        their labels so far (before the latest mark the watermark reached), and its looks."""
-        mv = (model, version)
-        reached = math.floor(watermark / LABEL_LOOK_EVERY_SECONDS) * LABEL_LOOK_EVERY_SECONDS
-        if reached <= self.checked.get(mv, 0):
-            return
-        self.checked[mv] = reached
+    def open(self, first_open: Mapping[tuple[str, str], int], watermarks: Mapping[str, float]) -> None:
+        """Versions whose windows from ``first_open[(model, version)]`` on are not fed to their error stream yet:
+        an alarm on their labels so far (before the latest mark each model's watermark reached), and its looks.
+        One statement reads the new labels of every version."""
         w = self.config.window_seconds
-        state = self.sequential.error_streams.get(mv)
-        if state is None:  # no final labelled binary window yet: no reference to judge against either
-            return
-        t0 = max(first_open, state.last_window + w)
-        if t0 >= reached:
-            return
-        base = (state.last_window, t0)
-        mine = self.copies.get(mv)
-        rows = self._errors(mv, t0, reached, mine) if mine is not None and mine.base == base else None
-        if rows is not None and rows and (rows[0][0], rows[0][1]) <= mine.cursor:  # type: ignore[union-attr]
-            rows = None  # a label arrived for a prediction already passed: read again from the stream's state
-        if rows is None:
-            mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector), arrived=state.arrived)
-            rows = self._errors(mv, t0, reached, mine)
-        assert mine is not None
-        for t, pid, ws, err, at in rows:
-            mine.detector.update(float(err))
-            mine.cursor, mine.arrived = (int(t), str(pid)), max(mine.arrived, int(at))
-            if mine.detector.drift_detected:
-                mine.alarms.append((WindowKey(model, version, int(ws)), int(t) / 1000, mine.arrived / 1000))
-        mine.until = reached * 1000
-        for key, alarm, arrived in mine.alarms:
-            self._look(key, alarm, arrived, reached)
-        # An alarm whose marks have all been reached is done with.
-        delay = self.config.label_delay_seconds
-        mine.alarms = [a for a in mine.alarms if any(m > reached for m in label_marks(a[2], a[0].start + w + delay))]
+        todo: dict[tuple[str, str], tuple[int, int, Copy]] = {}  # version -> (t0, mark reached, its copy)
+        for mv, first in sorted(first_open.items()):
+            reached = math.floor(watermarks.get(mv[0], 0.0) / LABEL_LOOK_EVERY_SECONDS) * LABEL_LOOK_EVERY_SECONDS
+            if reached <= self.checked.get(mv, 0):
+                continue
+            self.checked[mv] = reached
+            state = self.sequential.error_streams.get(mv)
+            if state is None:  # no final labelled binary window yet: no reference to judge against either
+                continue
+            t0 = max(first, state.last_window + w)
+            if t0 >= reached:
+                continue
+            base = (state.last_window, t0)
+            mine = self.copies.get(mv)
+            if mine is None or mine.base != base:
+                mine = self.copies[mv] = Copy(base, copy.deepcopy(state.detector), arrived=state.arrived)
+            todo[mv] = (t0, reached, mine)
+        rows = self._errors(todo)
+        for mv, (t0, reached, mine) in todo.items():
+            got = rows.get(mv, [])
+            if got and got[0][-1]:  # a label arrived for a prediction already passed: read from the stream's state
+                state = self.sequential.error_streams[mv]
+                mine = self.copies[mv] = Copy(mine.base, copy.deepcopy(state.detector), arrived=state.arrived)
+            for t, pid, ws, err, at, _ in got:
+                mine.detector.update(float(err))
+                mine.cursor, mine.arrived = (int(t), str(pid)), max(mine.arrived, int(at))
+                if mine.detector.drift_detected:
+                    mine.alarms.append((WindowKey(mv[0], mv[1], int(ws)), int(t) / 1000, mine.arrived / 1000))
+            mine.until = reached * 1000
+            for key, alarm, arrived in mine.alarms:
+                self._look(key, alarm, arrived, reached)
+            # An alarm whose marks have all been reached is done with.
+            delay = self.config.label_delay_seconds
+            mine.alarms = [a for a in mine.alarms if any(m > reached for m in label_marks(a[2], a[0].start + w + delay))]
 
-    def _errors(self, mv: tuple[str, str], t0: int, until: int, mine: Copy) -> list[tuple[Any, ...]]:
-        """The labelled errors a copy has not read: after its cursor, or whose label arrived since its last read
-        (those sort before the cursor: the copy must be read again)."""
-        params = {**self._params(mv[0]), "version": mv[1], "t0": utc(t0), "until": utc(until), "cap": LABEL_CAP,
-                  "after_t": mine.cursor[0], "after_id": mine.cursor[1], "since_ms": mine.until}  # fmt: skip
-        return [tuple(r) for r in self.store.query_rows(ERRORS_SO_FAR, params)]
+    def _errors(self, todo: Mapping[tuple[str, str], tuple[int, int, Copy]]) -> dict[tuple[str, str], list[Any]]:
+        """The labelled errors each version's copy has not read, by version: after its cursor, or all of them
+        (``redo``, the last column) when a label arrived since its last read for a prediction before its cursor."""
+        if not todo:
+            return {}
+        mvs = sorted(todo)
+        models = sorted({m for m, _ in mvs})
+        reached = {mv[0]: r for mv, (_, r, _) in todo.items()}
+        p = due_params(self.config, [WindowKey(m, "", 0) for m in models])
+        params = {k: p[k] for k in ("w", "thr_m", "thr_v", "thr")} | {
+            "mv": mvs, "models": models, "until_m": [reached[m] * 1000 for m in models],
+            "t0": utc(min(todo[mv][0] for mv in mvs)), "t1": utc(max(todo[mv][1] for mv in mvs)),
+            "t0s": [todo[mv][0] * 1000 for mv in mvs], "untils": [todo[mv][1] * 1000 for mv in mvs],
+            "after_t": [todo[mv][2].cursor[0] for mv in mvs], "after_id": [todo[mv][2].cursor[1] for mv in mvs],
+            "since_ms": [todo[mv][2].until for mv in mvs], "cap": LABEL_CAP,
+        }  # fmt: skip
+        out: dict[tuple[str, str], list[Any]] = {}
+        for model, version, *row in self.store.query_rows(ERRORS_SO_FAR, params):
+            out.setdefault((model, version), []).append(tuple(row))
+        return out
 
     def _params(self, model: str) -> dict[str, object]:
         """The threshold parameters of ``model`` (``WITH_THR``) and the window length."""

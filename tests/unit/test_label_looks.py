@@ -76,37 +76,44 @@ def test_a_drop_the_whole_window_level_would_confirm_is_not_confirmed_by_a_look_
 
 
 class LabelStore:
-    """Answers the looks' queries from labelled predictions in memory: (prediction time, error, label time)."""
+    """Answers the looks' queries from labelled predictions in memory: (prediction time, error, label time), the
+    same for every version it is asked about."""
 
     def __init__(self, t: np.ndarray, err: np.ndarray, label_after: float | np.ndarray = 20.0) -> None:
         self.t, self.err, self.arrived = t, err, t + label_after
         self.reads: list[tuple[str, float]] = []  # (query, until)
+        self.statements = 0
         self.rows_read = 0
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        until = params["until"].timestamp()
-        if "ORDER BY t," in sql:  # the errors so far, in the stream's order, after the cursor or newly labelled
-            self.reads.append(("errors", until))
-            sel = np.flatnonzero((self.t >= params["t0"].timestamp()) & (self.t < until) & (self.arrived < until))
+        self.statements += 1
+        if "ORDER BY model, version, t, pid" in sql:  # the errors so far of every version of the pass
             out = []
-            for i in sel:
-                row = (round(self.t[i] * 1000), f"p{i:08d}", int(self.t[i] // W) * W, int(self.err[i]),
-                       round(self.arrived[i] * 1000))  # fmt: skip
-                if row[:2] > (params["after_t"], params["after_id"]) or row[4] >= params["since_ms"]:
-                    out.append(row)
-            self.rows_read += len(out)
+            for i, (model, version) in enumerate(params["mv"]):
+                until = params["untils"][i] / 1000
+                self.reads.append(("errors", until))
+                sel = np.flatnonzero((self.t * 1000 >= params["t0s"][i]) & (self.t < until) & (self.arrived < until))
+                rows = [(round(self.t[j] * 1000), f"p{j:08d}", int(self.t[j] // W) * W, int(self.err[j]),
+                         round(self.arrived[j] * 1000)) for j in sel]  # fmt: skip
+                fresh = [r[:2] > (params["after_t"][i], params["after_id"][i]) for r in rows]
+                redo = any(not f and r[4] >= params["since_ms"][i] for f, r in zip(fresh, rows, strict=True))
+                mine = [(model, version, *r, int(redo)) for f, r in zip(fresh, rows, strict=True) if f or redo]
+                self.rows_read += len(mine)
+                out += mine
             return out
+        until = params["until"].timestamp()
         self.reads.append(("labels", until))
         sel = np.flatnonzero((self.arrived >= params["since"].timestamp()) & (self.arrived < until))[::-1]
         # (predicted class, label, arrival): an error is a positive prediction of a negative label.
         return [(int(self.err[i]), 0, int(self.arrived[i] * 1000)) for i in sel]
 
 
-def looks_over(store: LabelStore, detector: Any = None) -> LabelLooks:
+def looks_over(store: LabelStore, detector: Any = None, versions: tuple[str, ...] = ("v1",)) -> LabelLooks:
     from watchkeeper.detectors import build
 
     sequential: Any = type("Seq", (), {"error_streams": {}})()
-    sequential.error_streams[("m", "v1")] = ErrorStream(detector or build("watchkeeper_default"), -W)
+    for version in versions:
+        sequential.error_streams[("m", version)] = ErrorStream(detector or build("watchkeeper_default"), -W)
     return LabelLooks(store, WindowConfig(window_seconds=W, label_delay_seconds=DELAY), sequential)  # type: ignore[arg-type]
 
 
@@ -121,7 +128,7 @@ def test_an_alarm_on_the_labels_so_far_is_looked_at_on_the_labels_that_arrived_b
     store = concept(change=450.0)
     looks = looks_over(store)
     for mark in range(0, 3 * W, 20):  # a pass every 20 s of event time, the watermark at the pass
-        looks.open("m", "v1", 0, mark)
+        looks.open({("m", "v1"): 0}, {"m": mark})
     found = looks.take()
     assert found, "no look after a concept change"
     first = found[0]
@@ -135,7 +142,7 @@ def test_an_alarm_on_the_labels_so_far_is_looked_at_on_the_labels_that_arrived_b
     marks = [look.mark for look in found]
     assert len(marks) == len(set(marks))
     reads = len(store.reads)
-    looks.open("m", "v1", 0, 3 * W - 1)
+    looks.open({("m", "v1"): 0}, {"m": 3 * W - 1})
     assert len(store.reads) == reads and looks.take() == []
 
 
@@ -151,8 +158,8 @@ def test_a_copy_read_pass_by_pass_finds_the_looks_a_copy_read_at_once_finds(in_o
     full, incremental = looks_over(full_reads), looks_over(new_reads)
     for mark in range(0, 2 * W + 1, 20):
         full.copies.clear()  # read whole
-        full.open("m", "v1", 0, mark)
-        incremental.open("m", "v1", 0, mark)
+        full.open({("m", "v1"): 0}, {"m": mark})
+        incremental.open({("m", "v1"): 0}, {"m": mark})
     assert full.done[("m", "v1")] and full.done == incremental.done
     assert [(x.mark, x.alarm) for x in full.take()] == [(x.mark, x.alarm) for x in incremental.take()]
     if in_order:  # each label read once
