@@ -1,14 +1,16 @@
 """Retrain decided on the labels so far: false decisions on stable models, and the delay after a concept change.
 
-``python -m bench.label_looks`` (``make bench-label-looks``; about 5 minutes on one core). Writes
+``python -m bench.label_looks`` (``make bench-label-looks``; about 14 minutes on a shared machine). Writes
 ``bench/results/label_looks.json`` (``bench.record``: commit and machine).
 
 Simulated at the statistical level, with the product's own code for everything that decides: each
 model's error stream (1 = a wrong prediction) goes through the error-stream detector
 (``watchkeeper_default``, fed in prediction order as the model stage feeds it); each alarm gets the
-looks of ``windows/label_looks.py`` (``label_marks``: the first 3 marks of the label clock after the
-alarm's labels arrived, before its window's end plus the label delay, a mark looked at once per
-version; each reads the labels that arrived in the 45 s before it, or the last 300); each look is
+looks of ``windows/label_looks.py`` (``label_marks``: the marks of the label clock after the alarm's
+labels arrived, before its window's end plus the label delay, a mark judged once per version; a mark
+reads the labels of the predictions after the alarm that arrived before it, and is a look only with
+``LABEL_MIN_AFTER`` of them, ``LABEL_GROWTH`` times the previous look's for a later one, 3 looks at
+most); each look is
 judged by ``alerts.rules.label_look_signal`` (the retrain rule's fast path at the level of one of 3
 looks) against the version's reference (``baseline_from_sample``: the first windows holding 300
 labels). Not simulated: the store, the worker's passes and the wall clock (the live bench,
@@ -22,6 +24,9 @@ though a firing alert is not decided again).
   target's setting); accuracy 0.87 for the first window and up to a window more, then 0.73 (the change at
   a uniformly drawn point of window 1), ``--runs`` runs: the decision's delay after the labels showed the
   change (its mark minus the change minus 20 s), against the final window's (its end plus the delay).
+- **Slow concept change**: the concept family of ``make bench-alerts`` at 1 event/s: one prediction a
+  second, each labelled 90-150 s after (uniform), label delay 600 s, accuracy 0.87 then 0.69, ``--runs``
+  runs: the delay after the labels showed the change (the change plus 120 s), against the final window's.
 """
 
 from __future__ import annotations

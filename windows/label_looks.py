@@ -14,22 +14,38 @@ label time (event time of the outcome, or of its prediction if later) among the 
 the alarm, the stream's own included — when the alarm could first have been raised. The copy is
 kept between passes and each pass feeds it only the labels that are new (after the last prediction
 it read); when a label arrives for a prediction it has already passed (labels out of order), it is
-copied again from the stream and fed from the start, so each pass sees what a copy fed at once would. When a window is
-fed to the stream itself (final), its alarms and ``arrived`` come from that feed: a replay, a
-backlog, or an alarm the copies missed are looked at too.
+copied again from the stream and fed from the start, so each pass sees what a copy fed at once
+would. When a window is fed to the stream itself (final), its alarms and ``arrived`` come from that
+feed: a replay, a backlog, or an alarm the copies missed are looked at too.
 
-**The looks.** An alarm is judged at the first ``MAX_LABEL_LOOKS`` multiples of
-``LABEL_LOOK_EVERY_SECONDS`` (event time, from the epoch) after ``arrived`` and before its
-window's end plus the label delay (then the final window is judged whole, at its own level); a
-mark already looked at for an earlier alarm of the version is not looked at again. A
-look at mark ``m`` reads the version's predictions whose latest label arrived in
-``[m - LABEL_SPAN_SECONDS, m)`` (label time), or the ``LABEL_MIN_LABELS`` that arrived last
-before ``m`` if those are more (up to ``LABEL_LOOKBACK_SECONDS`` back), and writes their
-confusion counts as a :class:`LabelLook`. The alert engine applies the retrain rule's test to
-them (``alerts/evaluator.py``: the drop of ``rule.metric`` against the version's reference, each
-confidence's error split over the ``MAX_LABEL_LOOKS`` looks: Bonferroni) and, if confirmed,
-decides the retrain alert at ``m``: every label it read had arrived before ``m``, on the label
-clock that the model's watermark follows. ``evidence_ts`` is the alarm's prediction time.
+**The looks.** An alarm may be judged at the multiples of ``LABEL_LOOK_EVERY_SECONDS`` (event
+time, from the epoch) after ``arrived`` and before its window's end plus the label delay (then the
+final window is judged whole, at its own level). A look at mark ``m`` reads the labels of the
+version's predictions **after the alarm** that arrived before ``m`` (each prediction's latest label
+before ``m``). A mark with fewer of them than the alarm's next look needs is passed over — it is not
+a look: the first needs ``LABEL_MIN_AFTER``, each later one ``LABEL_GROWTH`` times the labels of the
+one before (on a slow stream three looks 20 s apart would read nearly the same labels). An alarm
+gets at most ``MAX_LABEL_LOOKS`` looks, and a mark judged for an earlier alarm of the version is not
+judged again. A look writes the confusion counts of its labels as a :class:`LabelLook`. The alert
+engine applies the retrain rule's test to them (``alerts/evaluator.py``: the drop of ``rule.metric``
+against the version's reference, each confidence's error split over the ``MAX_LABEL_LOOKS`` looks:
+Bonferroni) and, if confirmed, decides the retrain alert at ``m``: every label it read had arrived
+before ``m``, on the label clock that the model's watermark follows. ``evidence_ts`` is the alarm's
+prediction time.
+
+Why only the labels after the alarm: the Bonferroni split holds the level only if each look is
+independent of the alarm. Under no change, the errors that tripped a chance alarm lie before it and
+the labels after it are new draws; a real change starts before its alarm, so the labels after it
+carry it whole. An earlier design read the labels of the last 45 s before the mark (or the last 300):
+on a slow stream (1 event/s, labels 90-150 s late) those reached back to before the change, and no
+look confirmed a change that the final window did 13 minutes after the labels showed it. Whether a
+mark is a look depends on label counts only, never on their values. ``bench/label_looks.py`` measures
+the level on stable models and the delay after a change, fast and slow streams.
+
+**Set-based.** A pass reads the new labels of every version in one statement (``ERRORS_SO_FAR``:
+each copy's cursor an element of array parameters) and, when a look is due, the labels of every
+version with a look due in one more (``LOOK_LABELS``): the statements of a pass do not grow with
+the number of versions.
 
 Where the looks fall depends on event time only: a look at ``m`` reads labels that arrived before
 ``m``, and is made at the first pass whose watermark reaches ``m`` (live) or when the alarm's window
