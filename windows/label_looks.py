@@ -334,6 +334,10 @@ class LabelLooks:
             # An alarm with all its looks, or whose marks have all been reached, is done with.
             mine.alarms = [a for a in mine.alarms if self._looks((a[0], round(a[1] * 1000)))[0] < MAX_LABEL_LOOKS
                            and any(m > reached for m in label_marks(a[2], a[0].start + w + delay))]  # fmt: skip
+        # The looks made at alarms whose every mark has passed are kept no longer (their marks are in ``done``).
+        for alarm in [k for k in self.looked if (k[0].model, k[0].version) in todo
+                      and k[0].start + w + delay <= todo[(k[0].model, k[0].version)][1]]:  # fmt: skip
+            del self.looked[alarm]
 
     def _errors(self, todo: Mapping[tuple[str, str], tuple[int, int, Copy]]) -> dict[tuple[str, str], list[Any]]:
         """The labelled errors each version's copy has not read, by version: after its cursor, or all of them
