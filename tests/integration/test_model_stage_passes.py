@@ -1,7 +1,8 @@
 """The model stage's passes against the real store (chdb): set-based, insert-only, and safe at handover.
 
 - A pass closes every due window of every model in a fixed number of statements: 10 models and
-  1,000 models cost the same (a statement spy counts them).
+  1,000 models cost the same (a statement spy counts them). Its looks at the labels so far read every
+  version with a window not final in one statement.
 - A recomputed window is a new version of its rows: the pipeline (ingest and the model stage) issues
   no DELETE, ALTER or other mutation over a run with late labels, a reference reload and an owner
   change, and ``FINAL`` shows every window once.
