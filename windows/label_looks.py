@@ -89,11 +89,12 @@ __all__ = [
 LABEL_LOOK_EVERY_SECONDS = 20
 MAX_LABEL_LOOKS = 3
 # A mark with fewer labels of predictions after the alarm than an alarm's next look needs is passed over (it is
-# not a look): its first look needs LABEL_MIN_AFTER, each later one LABEL_GROWTH times the labels of the one
-# before. The retrain rule's test against a reference of 300 labels has little power on fewer than ~200 labels
-# at a third of its level, and three looks 20 s apart on a slow stream would read nearly the same labels: a
-# look spent there would be one less where it has power (bench/label_looks.py measured the choice).
-LABEL_MIN_AFTER = 150
+# not a look): its first look needs LABEL_MIN_AFTER (the retrain rule's default min_labels: with fewer it
+# decides nothing), each later one LABEL_GROWTH times the labels of the one before — three looks 20 s apart on
+# a slow stream would read nearly the same labels, and a look spent there would be one less where the test
+# has power. bench/label_looks.py measured the choice: on 200 slow changes (1 event/s) a first look at 100
+# labels decided a median 23 s sooner than one at 150, at 10 events/s 1.4 s sooner.
+LABEL_MIN_AFTER = 100
 LABEL_GROWTH = 1.5
 # The most labelled events one alarm feed or one version's looks read (the earliest after its alarm).
 LABEL_CAP = 20_000
