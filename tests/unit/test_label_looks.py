@@ -86,8 +86,8 @@ class LabelStore:
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         self.statements += 1
+        out: list[tuple[Any, ...]] = []
         if "untils" in params:  # the errors so far of every version of the pass
-            out = []
             for i, (model, version) in enumerate(params["mv"]):
                 until = params["untils"][i] / 1000
                 self.reads.append(("errors", until))
@@ -104,7 +104,6 @@ class LabelStore:
             return out
         # The labels after each version's alarm before its mark: (predicted class, label, arrival), an error being
         # a positive prediction of a negative label.
-        out = []
         for i, (model, version) in enumerate(params["mv"]):
             until = params["until"][i] / 1000
             self.reads.append(("labels", until))
@@ -138,7 +137,8 @@ def after_alarm(alarm: float, mark: int, rate: int = 10, label_after: float = 20
 def expected_looks(alarm: float, marks: list[int]) -> list[int]:
     """The looks among ``marks``: the first with LABEL_MIN_AFTER labels after the alarm, each next one with
     LABEL_GROWTH times the labels of the one before, MAX_LABEL_LOOKS in all."""
-    out, need = [], LABEL_MIN_AFTER
+    out: list[int] = []
+    need = LABEL_MIN_AFTER
     for m in marks:
         if len(out) < MAX_LABEL_LOOKS and after_alarm(alarm, m) >= need:
             out.append(m)
