@@ -116,7 +116,8 @@ clean:
 	rm -rf $(VENV) $(ALIBI_VENV) data reports .pytest_cache
 
 # Retrain decided on the labels so far: false decisions on 12 stable model-months, and the delay
-# after a concept change (about 6 minutes on one core); writes bench/results/label_looks.json.
+# after a concept change on a fast and a slow stream (about 14 minutes on a shared machine);
+# writes bench/results/label_looks.json.
 .PHONY: bench-label-looks
 bench-label-looks: .venv
 	$(BIN)/python -m bench.label_looks

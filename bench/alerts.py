@@ -432,7 +432,9 @@ def run(plan: Plan, *, log: Any = print) -> dict[str, Any]:
         new_policy = AlertPolicy()
         prev, notes = previous_policy()
         engine = AlertEngine(worker.store, settings.alert_config(default_policy=new_policy), history_days=None)
-        engine.add_looks(closer.looks.take())  # drift judged on windows so far (windows/partial.py)
+        # Drift judged on the windows so far (windows/partial.py), retrain on the labels so far
+        # (windows/label_looks.py): the looks the model stage made as it wrote the windows.
+        engine.add_looks([*closer.looks.take(), *closer.label_looks.take()])
         engine.evaluate()
         recorded = list_alerts(worker.store, history=True, limit=1_000_000)
         prev_alerts = AlertEngine(
