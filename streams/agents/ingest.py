@@ -27,13 +27,7 @@ import faust
 
 from watchkeeper.sinks.writer import StoreUnavailable
 from watchkeeper.streams.events import Outcome, Prediction
-from watchkeeper.streams.ingest import (
-    BATCH_BYTES,
-    Batch,
-    SourceMessage,
-    collect_young_less_often,
-    switch_threads_less_often,
-)
+from watchkeeper.streams.ingest import BATCH_BYTES, Batch, SourceMessage, collect_young_less_often
 from watchkeeper.streams.service import WRITERS, Worker
 from watchkeeper.streams.take import take
 from watchkeeper.streams.topics import Topics
@@ -115,7 +109,6 @@ class Ingest:
         # the cyclic collector, whose full passes over it cost ~0.1 s each under a heavy stream.
         gc.freeze()
         collect_young_less_often()
-        switch_threads_less_often()
         in_flight: deque[asyncio.Task[None]] = deque()
         try:
             async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, self.flush_interval):
