@@ -39,10 +39,8 @@ from watchkeeper.streams.events import MAX_FUTURE_SECONDS, Outcome, Prediction
 
 log = logging.getLogger(__name__)
 
-# Raw events decoded together: envelopes of the usual 500 events are decoded five at a time. Each run
-# costs some 30 numpy and Arrow calls and one record batch in the insert whatever its size: runs of
-# 2,048 rather than 512 events drained a backlog of envelopes faster (see the README, Performance).
-CHUNK_EVENTS = 2048
+# Raw events decoded together; envelopes of the usual 500 events are decoded one or two at a time.
+CHUNK_EVENTS = 512
 # A run the fast check refuses is halved down to runs of this size, then validated event by event.
 SMALL_RUN = 8
 # Raw bytes of the messages behind one batch (one insert per table): bounds the worker's memory
