@@ -191,8 +191,11 @@ class DriftRule(BaseModel):
 
     Fast path (``fast_path``): a feature flagged in one window both by a sequential
     detector (``sequential_detectors``: per event, false-alarm rate fixed by its ARL)
-    and by the window test (any other detector on that feature) fires at once; the
-    alert's time is the sequential detector's alarm (the drift row's event time).
+    and by the window test of the window's events after that alarm (the drift row of
+    ``confirming_detector``, ``after_alarm``: a look's, or the window end's) fires at
+    once; the alert's time is the sequential detector's alarm (the drift row's event
+    time). A test of the whole window does not confirm an alarm (it reads the chance
+    excursion that tripped it); it counts toward the slow path like any window test.
     """
 
     model_config = _FROZEN
@@ -204,6 +207,8 @@ class DriftRule(BaseModel):
     severity: Severity = "warning"
     fast_path: bool = True
     sequential_detectors: tuple[str, ...] = ("mean_shift",)
+    # The drift rows that confirm an alarm (windows.partial.AFTER_ALARM).
+    confirming_detector: str = "after_alarm"
     # Window tests strict enough to count at once on their own (fast path): the joint test of the numeric
     # features runs at alpha 1e-5 per window (~0.09 false flags per version a month, windows/sample.py).
     strong_features: tuple[str, ...] = ("__multivariate__",)

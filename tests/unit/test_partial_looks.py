@@ -15,6 +15,7 @@ from watchkeeper.alerts.window import DriftRow, Point, Window
 from watchkeeper.detectors import DriftConfig
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.partial import (
+    AFTER_ALARM,
     LOOK_EVERY_SECONDS,
     LOOK_MIN_AFTER,
     LOOK_MIN_EVENTS,
@@ -49,25 +50,31 @@ def map_array(rows: list[dict[str, float]], value_type: pa.DataType) -> pa.Chunk
 
 
 class EventStore:
-    """Answers the look's queries from events (time, features) in memory: those in ``[t0, t1)``."""
+    """Answers the looks' query from events (time, features) in memory: each window's in ``[lo, hi)``."""
 
     def __init__(self, times: np.ndarray, x: np.ndarray) -> None:
         self.times, self.x = times, x
-        self.reads: list[tuple[float, float]] = []
+        self.reads: list[tuple[float, float]] = []  # each window's range read (s)
+        self.queries = 0
 
     def query_arrow(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        t0, t1 = params["t0"].timestamp(), params["t1"].timestamp()
-        self.reads.append((t0, t1))
-        sel = np.flatnonzero((self.times >= t0) & (self.times < t1))
-        if "DESC" in sql:  # the latest first
-            sel = sel[::-1]
-        rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
-        return pa.table({
-            "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
-            "features": map_array(rows, pa.float64()),
-            "features_cat": map_array([{} for _ in rows], pa.string()),
-            "prediction": pa.array(np.full(len(rows), 0.5)),
-        })  # fmt: skip
+        self.queries += 1
+        parts = []
+        for (model, version, ws), lo, hi in zip(params["due"], params["lo"], params["hi"], strict=True):
+            t0, t1 = lo / 1000, hi / 1000
+            self.reads.append((t0, t1))
+            sel = np.flatnonzero((self.times >= t0) & (self.times < t1))[: params["cap"]]
+            rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
+            parts.append(pa.table({
+                "model": pa.array([model] * len(rows), pa.string()),
+                "version": pa.array([version] * len(rows), pa.string()),
+                "ws": pa.array([ws] * len(rows), pa.uint32()),
+                "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
+                "features": map_array(rows, pa.float64()),
+                "features_cat": map_array([{} for _ in rows], pa.string()),
+                "prediction": pa.array(np.full(len(rows), 0.5)),
+            }))  # fmt: skip
+        return pa.concat_tables(parts)
 
 
 def looks_over(x: np.ndarray, times: np.ndarray, alpha: float = 0.001) -> tuple[PartialLooks, EventStore]:
@@ -100,7 +107,7 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
     assert look.mark == 180
     features = {r["feature"] for r in look.rows}
     assert features == {"f1"}
-    assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
+    assert {r["detector"] for r in look.rows} == {AFTER_ALARM, "mean_shift"}
     assert [r["ts"] for r in look.rows if r["detector"] == "mean_shift"] == [161.3]
     looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})  # the same window again: no new look
     assert looks.take() == []
@@ -150,6 +157,7 @@ def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
     times = np.arange(W * rate) / rate
     looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
     looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
+    looks.run()
     after = [int(np.sum((times > 100.0) & (times < m))) for m in look_marks(0, W, 100.0, k=W)]
     expected = [min(n, max(int(LOOK_SPAN_SECONDS * rate), LOOK_MIN_EVENTS)) for n in after if n >= LOOK_MIN_AFTER]
     assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected[:MAX_LOOKS]]
@@ -162,11 +170,12 @@ def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark()
     times, x = window_events(shift_at=1e9, size=0.0)
     looks, store = looks_over(x[times < 185], times[times < 185])
     looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {"m": 184.9})
+    looks.run()
     assert store.reads == [(150.001, 180)]
 
 
 def early_window(alarm: float, drifted: bool = True) -> Window:
-    rows = (DriftRow("f1", "ks", 0.2, 0.001, drifted), DriftRow("f1", "mean_shift", 0.2, 0.001, True, alarm))
+    rows = (DriftRow("f1", AFTER_ALARM, 0.2, 0.001, drifted), DriftRow("f1", "mean_shift", 0.2, 0.001, True, alarm))
     return Window("v1", 600, 900, drift=rows)
 
 
