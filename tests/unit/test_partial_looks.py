@@ -212,3 +212,45 @@ def test_a_look_is_not_decided_when_unconfirmed_disabled_or_its_window_was_judge
     ev = evaluator()
     ev.feed([Window("v1", 600, 900, {"predictions": Point(3000, 3000)})], watermark=910)
     assert ev.feed([], early=[(780, early_window(761.2))]) == []
+
+
+def test_a_pass_reads_the_events_of_every_armed_window_in_one_query() -> None:
+    """Set-based: the looks at 40 windows with an alarm (40 models) cost one query, not one per window, and
+    each window's looks are those it gets when judged alone."""
+    times, x = window_events(shift_at=150, size=0.5)
+    looks, store = looks_over(x, times)
+    keys = [WindowKey(f"m{i:02d}", "v1", 0) for i in range(40)]
+    looks.closed({k: {"f1": 161.3 if i % 2 else 100.0} for i, k in enumerate(keys)}, {})
+    found = looks.take()
+    assert store.queries == 1 and len(store.reads) == len(keys)
+    # An alarm at 161.3 s, after the shift at 150 s, is confirmed; one at 100 s gets its three looks before it.
+    assert {look.model for look in found} == {k.model for i, k in enumerate(keys) if i % 2}
+    assert all(looks.looked[k] == (1 if i % 2 else MAX_LOOKS) for i, k in enumerate(keys))
+    for i, key in enumerate(keys[:4]):
+        alone, _ = looks_over(x, times)
+        alone.closed({key: {"f1": 161.3 if i % 2 else 100.0}}, {})
+        assert [look for look in found if look.model == key.model] == alone.take()
+
+
+def test_the_open_windows_alarms_are_found_in_one_query_and_their_looks_in_one_more() -> None:
+    """Windows not written yet: one query reads every window's events so far (their alarms, on a copy of each
+    version's detector), one more the events after the alarms for the looks, however many windows."""
+    from watchkeeper.detectors.presets import covariate_shift
+    from watchkeeper.windows.sequential import ErrorStream
+
+    times, x = window_events(shift_at=30, size=2.0)
+    looks, store = looks_over(x, times)
+    streams = {}
+    for i in range(25):
+        det = covariate_shift()
+        det.update_many(np.random.default_rng(i).normal(size=(1000, 3)))  # learns the stable stream
+        streams[(f"m{i:02d}", "v1")] = ErrorStream(det, -W, ("f0", "f1", "f2"))
+    looks.drift.sequential = SimpleNamespace(shift_streams=streams)  # type: ignore[attr-defined]
+    looks.open({WindowKey(m, v, 0): 100.0 for m, v in streams})
+    looks.run()
+    assert store.queries == 2
+    found = looks.take()
+    assert {look.model for look in found} == {m for m, _ in streams}
+    assert all(look.mark <= 100 and {r["feature"] for r in look.rows} == {"f1"} for look in found)
+    looks.open({WindowKey(m, v, 0): 105.0 for m, v in streams})  # no new mark reached: nothing read
+    assert looks.take() == [] and store.queries == 2
