@@ -19,8 +19,9 @@ Three parts, written to ``bench/results/looks.json``:
 1. Stable streams (no change): per model-month (30 days) of exposure, the per-event
    alarms, the windows with an alarm, the looks run (window tests at ``alpha / 3``),
    the looks that confirmed an alarm (each a false drift decision) and the
-   confirmations at the window's end (on the events after the alarm), for several feature counts and rates, with a 95 % upper
-   bound of the rate (about 3 / exposure when nothing was seen, the rule of three).
+   confirmations at the window's end (on the events after the alarm), for several feature
+   counts and rates, with a 95 % upper bound of the rate (about 3 / exposure when nothing
+   was seen, the rule of three).
 2. Stressed: the same with the detector's ARL lowered (2e5 at 10 events/s, 2e4 at
    1 event/s), for many chance alarms: the share of alarms a look confirms, which the
    default ARL makes too rare to measure.
@@ -114,8 +115,11 @@ class MemoryStore:
         first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap BY window
         table = arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
         n = table.num_rows
-        return table.append_column("model", pa.array([model] * n, pa.string())).append_column(
-            "version", pa.array([version] * n, pa.string())).append_column("ws", pa.array([ws] * n, pa.uint32()))
+        return (
+            table.append_column("model", pa.array([model] * n, pa.string()))
+            .append_column("version", pa.array([version] * n, pa.string()))
+            .append_column("ws", pa.array([ws] * n, pa.uint32()))
+        )
 
 
 def stream(seed: int, rate: float, k: int, seconds: int, shift_at: float | None = None,

@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from functools import partial
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
