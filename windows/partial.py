@@ -251,7 +251,7 @@ class PartialLooks:
                  for key, (_, first, _, todo) in tasks.items()}  # fmt: skip
         tables = self._read(reads)
         for key, (ref, first, marks, todo) in tasks.items():
-            self._marks(key, ref, first, marks, todo, tables.get(key, _NO_EVENTS))
+            self._marks(key, ref, first, marks, todo, tables[key] if key in tables else _no_events())
 
     def _read(self, ranges: Mapping[WindowKey, tuple[int, int]]) -> dict[WindowKey, pa.Table]:
         """Each window's events in its range ``[lo, hi)`` (ms), in event order, at most ``SHIFT_MAX_EVENTS``:
@@ -313,8 +313,10 @@ class PartialLooks:
         return out
 
 
-# The events of a window without any in its range (every mark of it is passed over).
-_NO_EVENTS = pa.table({"t": pa.array([], pa.int64())})
+def _no_events() -> pa.Table:
+    """The events of a window without any in its range (every mark of it is passed over). Built on use:
+    ``pa.table`` imports pyarrow's pandas layer, and the worker does not load pandas."""
+    return pa.table({"t": pa.array([], pa.int64())})
 
 
 def _alarms(state: ErrorStream, table: pa.Table) -> dict[str, float]:
