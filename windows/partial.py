@@ -2,14 +2,14 @@
 
 The drift rule's fast path confirms a ``mean_shift`` alarm with a window test of the window's events
 after the alarm (``alerts/rules.py``: a drift row of detector ``AFTER_ALARM``); waiting for the window's
-end made a change mid-window wait up to a window length. Here, once the per-event detector has alarmed on a window's events, the
-window is judged at fixed event-time marks, multiples of ``LOOK_EVERY_SECONDS`` (counted from the
-window's start) after the alarm and before the window's end. A look at mark ``m`` runs the drift
-stage's window test against the reference on the window's events **after the alarm** and before
-``m`` — of those, the last ``LOOK_SPAN_SECONDS``, or the last ``LOOK_MIN_EVENTS`` if those are
-more — at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks). A mark with fewer than
-``LOOK_MIN_AFTER`` such events is passed over (it is not a look); a window gets at most
-``MAX_LOOKS`` looks. An alarmed feature a look flags is a :class:`Look`, which the alert engine
+end made a change mid-window wait up to a window length. Here, once the per-event detector has alarmed
+on a window's events, the window is judged at fixed event-time marks, multiples of
+``LOOK_EVERY_SECONDS`` (counted from the window's start) after the alarm and before the window's end. A
+look at mark ``m`` runs the drift stage's window test against the reference on the window's events
+**after the alarm** and before ``m`` — of those, the last ``LOOK_SPAN_SECONDS``, or the last
+``LOOK_MIN_EVENTS`` if those are more — at level ``alpha / MAX_LOOKS`` (Bonferroni over the looks). A
+mark with fewer than ``LOOK_MIN_AFTER`` such events is passed over (it is not a look); a window gets at
+most ``MAX_LOOKS`` looks. An alarmed feature a look flags is a :class:`Look`, which the alert engine
 decides at ``m`` (the event-time watermark at the look). At the window's end the alarm is judged once
 more, at the test's own level, on all the window's events after it (:func:`confirm_after_alarm`, the
 ``after_alarm`` rows the drift stage writes), when at least ``LOOK_MIN_AFTER`` came; with fewer, the
