@@ -37,7 +37,7 @@ test: .venv
 	$(BIN)/python -m pytest -m "not slow"
 	$(MAKE) test-alibi
 
-# The suites marked slow (the demo, faults with kill -9 and broker restarts, sharding, the live alert bench), about 11 minutes.
+# The suites marked slow (the demo, faults with kill -9 and broker restarts, sharding, two shards, the live alert bench), about 14 minutes.
 test-slow: .venv
 	$(BIN)/python -m pytest -m slow
 
@@ -45,9 +45,9 @@ test-slow: .venv
 test-alibi: .venv-alibi
 	$(ALIBI_BIN)/python -m pytest -m alibi --require-alibi tests detectors
 
-# The worker on two embedded shards behind a router against one store (about 3.5 minutes; not yet in CI).
+# The worker on two embedded shards behind a router against one store (about 3.5 minutes; marked slow).
 test-shards: .venv
-	WATCHKEEPER_TEST_TWO_SHARDS=1 $(BIN)/python -m pytest tests/integration/test_two_shards.py
+	$(BIN)/python -m pytest tests/integration/test_two_shards.py
 
 test-fast: .venv
 	$(BIN)/python -m pytest -m "not slow and not integration"
@@ -116,7 +116,8 @@ clean:
 	rm -rf $(VENV) $(ALIBI_VENV) data reports .pytest_cache
 
 # Retrain decided on the labels so far: false decisions on 12 stable model-months, and the delay
-# after a concept change (about 6 minutes on one core); writes bench/results/label_looks.json.
+# after a concept change on a fast and a slow stream (about 14 minutes on a shared machine);
+# writes bench/results/label_looks.json.
 .PHONY: bench-label-looks
 bench-label-looks: .venv
 	$(BIN)/python -m bench.label_looks

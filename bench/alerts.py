@@ -6,7 +6,7 @@ alert delay, missed alerts and false alerts per model-month for each family and
 traffic level, for the alert policy of this checkout ("new": ``AlertPolicy()``
 at run time) beside the previous policy ("previous": a snapshot of the
 defaults that fired after 3 windows in a row), and writes
-``bench/alerts_results.json``.
+``bench/results/alerts.json`` (committed, with the commit and the machine).
 
 Protocol. Every scenario is one model fed predictions with five numeric features
 (and, for some families, a segment, a baseline score or a second version) at a
@@ -432,7 +432,9 @@ def run(plan: Plan, *, log: Any = print) -> dict[str, Any]:
         new_policy = AlertPolicy()
         prev, notes = previous_policy()
         engine = AlertEngine(worker.store, settings.alert_config(default_policy=new_policy), history_days=None)
-        engine.add_looks(closer.looks.take())  # drift judged on windows so far (windows/partial.py)
+        # Drift judged on the windows so far (windows/partial.py), retrain on the labels so far
+        # (windows/label_looks.py): the looks the model stage made as it wrote the windows.
+        engine.add_looks([*closer.looks.take(), *closer.label_looks.take()])
         engine.evaluate()
         recorded = list_alerts(worker.store, history=True, limit=1_000_000)
         prev_alerts = AlertEngine(
@@ -631,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                         "writes bench/results/alerts_not_tuned.json")  # fmt: skip
     parser.add_argument("--hours", type=float, default=3.0, help="hours of event time per scenario")
     parser.add_argument("--onset", type=float, default=1.5, help="hours from the start to the change")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("alerts_results.json")))
+    parser.add_argument("--out", default=str(record.RESULTS_DIR / "alerts.json"))
     live = parser.add_argument_group("live mode (bench/alerts_live.py)")
     live.add_argument("--live", action="store_true", help="stream in real time through client, broker and worker")
     live.add_argument("--history-seconds", type=float, default=300.0, help="normal traffic before the change")
@@ -671,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(results['scenarios'])} models ({len(families)} families; seeds per events/window: {per}), "
           f"{plan.hours:g} h of event time each, change at {plan.onset_hours:g} h; {elapsed:.0f} s")  # fmt: skip
     doc = {
+        "commit": record.commit(),
+        "machine": record.machine(),
         "config": {
             "quick": args.quick, "seeds_per_traffic": {str(t): n for t, n in seeds.items()}, "families": families,
             "hours": plan.hours, "onset_hours": plan.onset_hours, "window_seconds": WINDOW,

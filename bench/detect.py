@@ -3,7 +3,7 @@
 Run ``python -m bench.detect`` (about 5 minutes on 2 cores) or ``--quick`` (about
 1 minute). Prints a table of detection delay, false alarms per 100k events and
 missed drifts per method and stream family, and writes
-``bench/detect_results.json``.
+``bench/results/detect.json`` (committed, with the commit and the machine).
 
 Protocol. For each stream family and seed, a model is trained on 3,000 events
 of the first concept (not monitored) and then monitored for ``n_pre`` stable
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--alibi", action="store_true", help="also run alibi-detect's CVM/FET (slow)")
     parser.add_argument("--families", default=",".join(FAMILIES + OUT_OF_SAMPLE), help="comma-separated subset")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("detect_results.json")))
+    parser.add_argument("--out", default=str(record.RESULTS_DIR / "detect.json"))
     args = parser.parse_args(argv)
 
     seeds = args.seeds or (2 if args.quick else 10)

@@ -516,8 +516,7 @@ class WindowCloser:
         for key in sorted(set(self.pending) | self.provisional):
             if key.version and self.still_owns(key.model):
                 first.setdefault((key.model, key.version), key.start)
-        for (model, version), start in first.items():
-            self.label_looks.open(model, version, start, self.watermark.get(model, 0.0))
+        self.label_looks.open(first, self.watermark)  # one statement for every version
 
     def _write_ready(self, ready: dict[WindowKey, bool], now: float) -> list[WindowKey]:
         """Write the ready windows of the models still ours, all in one pass; returns those written."""

@@ -1,7 +1,9 @@
 """The model stage's passes against the real store (chdb): set-based, insert-only, and safe at handover.
 
 - A pass closes every due window of every model in a fixed number of statements: 10 models and
-  1,000 models cost the same (a statement spy counts them).
+  1,000 models cost the same (a statement spy counts them). Its looks at the labels so far read every
+  version with a window not final in one statement; its drift looks read every window with a per-event
+  alarm in one statement.
 - A recomputed window is a new version of its rows: the pipeline (ingest and the model stage) issues
   no DELETE, ALTER or other mutation over a run with late labels, a reference reload and an owner
   change, and ``FINAL`` shows every window once.
@@ -278,6 +280,37 @@ def test_two_owners_writing_one_window_converge_on_the_newest_version(worker: Wo
 def _params(worker: Worker) -> dict[str, Any]:
     p = worker.settings.clickhouse_params()
     return {"host": p["host"], "port": p["port"], "database": worker.settings.clickhouse_database}
+
+
+def test_the_looks_at_the_labels_so_far_cost_one_statement_for_3_versions_as_for_60(worker: Worker) -> None:
+    """Every labelled binary version with a window not final yet has its labels so far read for an
+    error-stream alarm on each 20 s mark (``windows/label_looks.py``): one statement for all of them."""
+    costs = {}
+    for n in (3, 60):
+        names = fleet(worker, f"lbl{next(_runs)}", n, windows=2)  # both windows final below: a stream to copy
+        store = spy(worker)
+        closer = WindowCloser(store, worker.settings.window_config(), Shard.everything())
+        closer.tick(force=True)
+        # A third window, not final: its labels so far, the watermark 45 s into it (two marks reached).
+        preds, outs = [], []
+        for m in names:
+            for j in range(3):
+                pid, ts = f"{m}-2-{j}", W0 + 125 + 20 * j
+                preds.append({"prediction_id": pid, "model": m, "version": "v1", "ts": ts, "prediction": 0.2 + 0.3 * j})
+                outs.append({"prediction_id": pid, "model": m, "outcome": j % 2, "ts": ts + 1})
+        send(worker, Prediction, preds)
+        send(worker, Outcome, outs)
+        closer.tick()
+        mine = {mv for mv in closer.label_looks.checked if mv[0] in names}
+        assert mine == {(m, "v1") for m in names}  # every version was read
+        closer.label_looks.checked.clear()  # read again, counted
+        closer.label_looks.copies.clear()
+        before = len(store.sent)
+        closer._look_labels()
+        costs[n] = len(store.sent) - before
+        assert {mv for mv in closer.label_looks.copies if mv[0] in names} == {(m, "v1") for m in names}
+        store.close()
+    assert costs == {3: 1, 60: 1}, costs
 
 
 # The drift looks' events, one window at a time: the query the looks ran per armed window before they were set-based.

@@ -19,7 +19,7 @@ from bench import record
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 MARKER = re.compile(r"<!-- results: (bench/results/[\w.-]+\.json) -->")
-FIGURE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?k?(?![\w.])")
+FIGURE = re.compile(r"(?<![\w.])[−-]?\d[\d,]*(?:\.\d+)?k?(?![\w.])")
 
 
 def marked_tables(text: str) -> list[tuple[str, list[str]]]:
@@ -49,7 +49,7 @@ def unquoted(rows: list[str], doc: dict[str, Any]) -> list[str]:
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
         for cell in cells[1:]:
             for fig in FIGURE.findall(cell):
-                if not record.quotes(fig, values):
+                if not record.quotes(fig.replace("−", "-"), values):
                     missing.append(f"{fig} in {cells[0][:40]!r}")
     return missing
 
@@ -69,9 +69,11 @@ def test_every_readme_figure_is_in_the_committed_results(path: str, rows: list[s
 
 
 def test_a_figure_that_is_not_in_the_file_is_found() -> None:
-    doc = {"results": {"ratio": 0.5512, "rate": 130483.4, "runs": {"rate": [120001.0]}}}
+    doc = {"results": {"ratio": 0.5512, "rate": 130483.4, "runs": {"rate": [120001.0]}, "lead": -0.7}}
     rows = ["| measure | value | runs |", "|---|---|---|", "| `ratio` (x 4) | 0.55 | 130,483 / 120,001 / 99,999 |"]
     assert unquoted(rows, doc) == ["99,999 in '`ratio` (x 4)'"]
+    signed = ["| measure | lead | lag |", "|---|---|---|", "| `lead` | −0.7 | -0.7, 0.7 |"]
+    assert unquoted(signed, doc) == ["0.7 in '`lead`'"]
 
 
 def test_the_rows_the_bench_prints_quote_its_results_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -194,6 +194,34 @@ def test_headers_per_client_and_per_call_split_envelopes() -> None:
     assert (raw["value"], raw["key"], raw["partition"]) == (b"not json", b"k", None)
 
 
+def test_a_message_sent_as_it_is_keeps_its_place_among_the_events_in_its_partition() -> None:
+    """A line the worker must judge, published after some events and before others, lands between them.
+
+    Sent ahead of the envelopes of the events queued before it, it took a lower offset than they did, and the
+    worker (which counts a dead letter in the ``dead_letter_rate`` of the windows whose messages surround
+    it) counted a bad line published after a window's events in that window, or not, as the sender's rounds
+    fell: the same file published twice gave two rates."""
+    fake = FakeProducer(partitions=1)
+    pub = with_fake(Publisher("unused:9092", linger=60), fake)  # one sender round: all of it at the flush
+    pub.prediction(model="m", prediction=0.5, prediction_id="before-1")
+    pub.outcome(model="m", prediction_id="before-1", outcome=1)
+    pub.prediction(model="m", prediction=0.5, prediction_id="before-2")
+    pub.send_message("prediction", b'{"model": "m", "prediction": NaN}')  # keyless: any partition
+    pub.prediction(model="m", prediction=0.5, prediction_id="after")
+    assert pub.flush(5)
+    pub.close(5)
+    order = [
+        [e["prediction_id"] for e in orjson.loads(m["value"])["events"]] if m["value"].startswith(b'{"events"')
+        else m["value"]
+        for m in fake.sent
+        if m["topic"] == "predictions"
+    ]  # fmt: skip
+    assert order == [["before-1", "before-2"], b'{"model": "m", "prediction": NaN}', ["after"]]
+    # The outcome queued before it went out before it too (another topic: the order of the stream kept).
+    raw = [m["value"] for m in fake.sent].index(b'{"model": "m", "prediction": NaN}')
+    assert [m["topic"] for m in fake.sent].index("outcomes") < raw
+
+
 def test_send_failures_are_counted() -> None:
     fake = FakeProducer(error=RuntimeError("broker said no"))
     pub = with_fake(Publisher("unused:9092", linger=60), fake)

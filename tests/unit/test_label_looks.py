@@ -3,6 +3,7 @@ the alert engine decides from them."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,9 @@ from watchkeeper.alerts.window import DriftRow, Point, Window
 from watchkeeper.detectors.reference import MetricBaseline
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.label_looks import (
+    LABEL_GROWTH,
     LABEL_LOOK_EVERY_SECONDS,
-    LABEL_MIN_LABELS,
-    LABEL_SPAN_SECONDS,
+    LABEL_MIN_AFTER,
     MAX_LABEL_LOOKS,
     LabelLooks,
     label_marks,
@@ -30,13 +31,11 @@ REF = MetricBaseline(value=0.87, n=3000, starts=(0,))
 
 
 @pytest.mark.parametrize("arrived", [0.1, 19.9, 20.0, 150.5, 299.0, 331.0, 345.0, 359.9])
-def test_the_looks_are_the_first_label_clock_marks_after_the_alarms_labels_arrived(arrived: float) -> None:
+def test_the_marks_are_the_label_clock_marks_after_the_alarms_labels_arrived(arrived: float) -> None:
     start = 6000
     until = start + W + DELAY  # the alarm's window is final then
     marks = label_marks(start + arrived, until)
-    grid = [m for m in range(start, until, LABEL_LOOK_EVERY_SECONDS) if m > start + arrived]
-    assert marks == grid[:MAX_LABEL_LOOKS]
-    assert all(start + arrived < m < until for m in marks)
+    assert marks == [m for m in range(start, until, LABEL_LOOK_EVERY_SECONDS) if m > start + arrived]
 
 
 def test_each_look_splits_every_confidence_of_the_retrain_rule_over_the_looks() -> None:
@@ -76,37 +75,50 @@ def test_a_drop_the_whole_window_level_would_confirm_is_not_confirmed_by_a_look_
 
 
 class LabelStore:
-    """Answers the looks' queries from labelled predictions in memory: (prediction time, error, label time)."""
+    """Answers the looks' queries from labelled predictions in memory: (prediction time, error, label time), the
+    same for every version it is asked about."""
 
     def __init__(self, t: np.ndarray, err: np.ndarray, label_after: float | np.ndarray = 20.0) -> None:
         self.t, self.err, self.arrived = t, err, t + label_after
         self.reads: list[tuple[str, float]] = []  # (query, until)
+        self.statements = 0
         self.rows_read = 0
 
     def query_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        until = params["until"].timestamp()
-        if "ORDER BY t," in sql:  # the errors so far, in the stream's order, after the cursor or newly labelled
-            self.reads.append(("errors", until))
-            sel = np.flatnonzero((self.t >= params["t0"].timestamp()) & (self.t < until) & (self.arrived < until))
-            out = []
-            for i in sel:
-                row = (round(self.t[i] * 1000), f"p{i:08d}", int(self.t[i] // W) * W, int(self.err[i]),
-                       round(self.arrived[i] * 1000))  # fmt: skip
-                if row[:2] > (params["after_t"], params["after_id"]) or row[4] >= params["since_ms"]:
-                    out.append(row)
-            self.rows_read += len(out)
+        self.statements += 1
+        out: list[tuple[Any, ...]] = []
+        if "untils" in params:  # the errors so far of every version of the pass
+            for i, (model, version) in enumerate(params["mv"]):
+                until = params["untils"][i] / 1000
+                self.reads.append(("errors", until))
+                sel = np.flatnonzero((self.t * 1000 >= params["t0s"][i]) & (self.t < until) & (self.arrived < until))
+                t_ms, at_ms = np.round(self.t[sel] * 1000).astype(np.int64), np.round(self.arrived[sel] * 1000)
+                after_t, after_id = params["after_t"][i], params["after_id"][i]
+                pids = [f"p{j:08d}" for j in sel]
+                fresh = (t_ms > after_t) | ((t_ms == after_t) & np.array([p > after_id for p in pids], dtype=bool))
+                redo = bool(np.any(~fresh & (at_ms >= params["since_ms"][i])))
+                mine = [(model, version, int(t_ms[k]), pids[k], int(self.t[j] // W) * W, int(self.err[j]),
+                         int(at_ms[k]), int(redo)) for k, j in enumerate(sel) if redo or fresh[k]]  # fmt: skip
+                self.rows_read += len(mine)
+                out += mine
             return out
-        self.reads.append(("labels", until))
-        sel = np.flatnonzero((self.arrived >= params["since"].timestamp()) & (self.arrived < until))[::-1]
-        # (predicted class, label, arrival): an error is a positive prediction of a negative label.
-        return [(int(self.err[i]), 0, int(self.arrived[i] * 1000)) for i in sel]
+        # The labels after each version's alarm before its mark: (predicted class, label, arrival), an error being
+        # a positive prediction of a negative label.
+        for i, (model, version) in enumerate(params["mv"]):
+            until = params["until"][i] / 1000
+            self.reads.append(("labels", until))
+            sel = np.flatnonzero((self.t * 1000 > params["after"][i]) & (self.arrived < until))
+            out += [(model, version, round(self.t[j] * 1000), f"p{j:08d}", int(self.err[j]), 0,
+                     round(self.arrived[j] * 1000)) for j in sel]  # fmt: skip
+        return out
 
 
-def looks_over(store: LabelStore, detector: Any = None) -> LabelLooks:
+def looks_over(store: LabelStore, detector: Any = None, versions: tuple[str, ...] = ("v1",)) -> LabelLooks:
     from watchkeeper.detectors import build
 
     sequential: Any = type("Seq", (), {"error_streams": {}})()
-    sequential.error_streams[("m", "v1")] = ErrorStream(detector or build("watchkeeper_default"), -W)
+    for version in versions:
+        sequential.error_streams[("m", version)] = ErrorStream(detector or build("watchkeeper_default"), -W)
     return LabelLooks(store, WindowConfig(window_seconds=W, label_delay_seconds=DELAY), sequential)  # type: ignore[arg-type]
 
 
@@ -117,26 +129,75 @@ def concept(change: float, seed: int = 4, rate: int = 10) -> LabelStore:
     return LabelStore(t, err)
 
 
-def test_an_alarm_on_the_labels_so_far_is_looked_at_on_the_labels_that_arrived_before_each_mark() -> None:
+def after_alarm(alarm: float, mark: int, rate: int = 10, label_after: float = 20.0) -> int:
+    """Labels of the predictions after ``alarm`` (one every 1/rate s) that arrived before ``mark``."""
+    return max(0, math.ceil((mark - label_after) * rate) - (math.floor(alarm * rate) + 1))
+
+
+def expected_looks(alarm: float, marks: list[int]) -> list[int]:
+    """The looks among ``marks``: the first with LABEL_MIN_AFTER labels after the alarm, each next one with
+    LABEL_GROWTH times the labels of the one before, MAX_LABEL_LOOKS in all."""
+    out: list[int] = []
+    need = LABEL_MIN_AFTER
+    for m in marks:
+        if len(out) < MAX_LABEL_LOOKS and after_alarm(alarm, m) >= need:
+            out.append(m)
+            need = math.ceil(after_alarm(alarm, m) * LABEL_GROWTH)
+    return out
+
+
+def test_an_alarm_is_looked_at_on_the_labels_after_it_at_the_first_marks_with_enough_of_them() -> None:
     store = concept(change=450.0)
     looks = looks_over(store)
     for mark in range(0, 3 * W, 20):  # a pass every 20 s of event time, the watermark at the pass
-        looks.open("m", "v1", 0, mark)
+        looks.open({("m", "v1"): 0}, {"m": mark})
     found = looks.take()
     assert found, "no look after a concept change"
     first = found[0]
     assert first.start == 300 and first.end == 600 and 450 <= first.alarm < first.mark - 20
-    assert first.mark % LABEL_LOOK_EVERY_SECONDS == 0
-    # The labels read at a mark all arrived before it, the span's or the last LABEL_MIN_LABELS.
-    span = int(LABEL_SPAN_SECONDS * 10)
-    assert {m: n for m, _, n in first.metrics}["labelled"] == max(span, LABEL_MIN_LABELS)
+    # The looks are the first marks with enough labels of predictions after the alarm (a mark with fewer is
+    # passed over), and each reads those labels only: none from before the change.
+    candidates = [m for m in range(0, 3 * W, 20) if m > first.alarm + 20]
+    assert [x.mark for x in found if x.alarm == first.alarm] == expected_looks(first.alarm, candidates)
+    for look in found[:MAX_LABEL_LOOKS]:
+        assert {m: n for m, _, n in look.metrics}["labelled"] == after_alarm(look.alarm, look.mark)
     assert all(until <= 3 * W for _, until in store.reads)
-    # An alarm gets at most MAX_LABEL_LOOKS looks, each mark once per version; a pass again reads nothing new.
+    # Each mark once per version; a pass again reads nothing new.
     marks = [look.mark for look in found]
     assert len(marks) == len(set(marks))
     reads = len(store.reads)
-    looks.open("m", "v1", 0, 3 * W - 1)
+    looks.open({("m", "v1"): 0}, {"m": 3 * W - 1})
     assert len(store.reads) == reads and looks.take() == []
+
+
+def test_a_look_reads_no_label_of_a_prediction_before_its_alarm() -> None:
+    """Labels before the alarm (those that tripped it) would make a chance alarm confirm itself: with every
+    prediction before the alarm wrong and every one after it right, the looks see no error."""
+    t = np.arange(2 * W * 10) / 10
+    err = (t <= 471.3).astype(np.int8)
+    looks = looks_over(LabelStore(t, err))
+    looks.closed({WindowKey("m", "v1", 300): [(471.3, 491.3)]}, {"m": 10_000.0})
+    found = looks.take()
+    assert len(found) == MAX_LABEL_LOOKS and all(look.error_rate == 0.0 for look in found)
+
+
+def test_a_pass_reads_the_labels_of_every_version_in_a_fixed_number_of_statements() -> None:
+    """A fleet of versions with windows not final: each pass costs one statement for their labels so far, and
+    one for the looks due (of every version), however many versions — and each version finds the looks it
+    finds alone."""
+    versions = tuple(f"v{i}" for i in range(12))
+    alone_store, fleet_store = concept(change=450.0), concept(change=450.0)
+    alone, fleet = looks_over(alone_store), looks_over(fleet_store, versions=versions)
+    per_pass = []
+    for mark in range(0, 3 * W, 20):
+        alone.open({("m", "v1"): 0}, {"m": mark})
+        before = fleet_store.statements
+        fleet.open({("m", v): 0 for v in versions}, {"m": mark})
+        per_pass.append(fleet_store.statements - before)
+    assert max(per_pass) == 2 and per_pass.count(2) >= MAX_LABEL_LOOKS  # the passes with looks due
+    mine = [(x.mark, x.alarm, x.metrics) for x in alone.take()]
+    found = fleet.take()
+    assert mine and all([(x.mark, x.alarm, x.metrics) for x in found if x.version == v] == mine for v in versions)
 
 
 @pytest.mark.parametrize("in_order", [True, False])
@@ -151,8 +212,8 @@ def test_a_copy_read_pass_by_pass_finds_the_looks_a_copy_read_at_once_finds(in_o
     full, incremental = looks_over(full_reads), looks_over(new_reads)
     for mark in range(0, 2 * W + 1, 20):
         full.copies.clear()  # read whole
-        full.open("m", "v1", 0, mark)
-        incremental.open("m", "v1", 0, mark)
+        full.open({("m", "v1"): 0}, {"m": mark})
+        incremental.open({("m", "v1"): 0}, {"m": mark})
     assert full.done[("m", "v1")] and full.done == incremental.done
     assert [(x.mark, x.alarm) for x in full.take()] == [(x.mark, x.alarm) for x in incremental.take()]
     if in_order:  # each label read once
@@ -163,15 +224,16 @@ def test_a_copy_read_pass_by_pass_finds_the_looks_a_copy_read_at_once_finds(in_o
 
 def test_the_alarms_of_a_window_fed_to_the_stream_are_looked_at_up_to_the_watermark() -> None:
     """A replay: the window is final before any pass looked at it; its alarm's looks are made then, each at
-    the mark it would have had live, and not again."""
+    the mark it would have had live (one statement for all of them), and not again."""
     store = concept(change=450.0)
     looks = looks_over(store)
     looks.closed({WindowKey("m", "v1", 300): [(471.3, 491.3)]}, {"m": 10_000.0})
     found = looks.take()
-    assert [look.mark for look in found] == label_marks(491.3, 600 + DELAY)
-    assert [until for _, until in store.reads] == label_marks(491.3, 600 + DELAY)
+    assert [look.mark for look in found] == expected_looks(471.3, label_marks(491.3, 600 + DELAY))
+    assert found[0].mark > label_marks(491.3, 600 + DELAY)[0]  # the first mark came too soon after the alarm
+    assert store.statements == 1
     looks.closed({WindowKey("m", "v1", 300): [(471.3, 491.3)]}, {"m": 10_000.0})
-    assert looks.take() == []
+    assert looks.take() == [] and store.statements == 1
 
 
 def label_look(alarm: float = 761.2, accuracy: float = 0.72) -> tuple[int, int, Window]:

@@ -48,6 +48,8 @@ log = logging.getLogger("watchkeeper_client")
 Headers = Mapping[str, Any] | Sequence[tuple[str, Any]]
 # One buffered item: (topic, key, payload, headers, raw). ``raw`` items are sent as they are.
 Item = tuple[str, bytes, bytes, tuple[tuple[str, bytes], ...], bool]
+# Events of one drain to be sent in envelopes: (topic, partition, headers) -> [(key, payload), ...].
+Groups = dict[tuple[str, int, tuple[tuple[str, bytes], ...]], list[tuple[bytes, bytes]]]
 
 LOG_EVERY = 60.0  # seconds between two log lines about drops or errors
 MAX_BACKOFF = 10.0
@@ -617,14 +619,25 @@ class Publisher:
             items = [it for it in items if it[0] in counts]
         from kafka.partitioner.default import murmur2
 
-        groups: dict[tuple[str, int, tuple[tuple[str, bytes], ...]], list[tuple[bytes, bytes]]] = {}
+        groups: Groups = {}
         for topic, key, payload, hdrs, raw in items:
             if raw:
+                # After the envelopes of the events queued before it: sent ahead of them, a message queued
+                # later took a lower offset than they did in its partition (a keyless one may land on any),
+                # and the worker, which places a bad message among the messages of a window by its offset,
+                # counted a dead letter published after a window's events in that window's rate.
+                self._send_envelopes(groups)
+                groups = {}
                 self._send(topic, None, key or None, payload, hdrs, 1)
                 continue
             # Kafka's default partitioner, so the envelope lands where its events would have.
             part = (murmur2(key) & 0x7FFFFFFF) % counts[topic]
             groups.setdefault((topic, part, hdrs), []).append((key, payload))
+        self._send_envelopes(groups)
+        return bool(items)
+
+    def _send_envelopes(self, groups: Groups) -> None:
+        """Send each group's events in envelopes within ``max_batch`` and ``max_envelope_bytes``, in order."""
         for (topic, part, hdrs), events in groups.items():
             batch: list[bytes] = []
             size = 0
@@ -636,7 +649,6 @@ class Publisher:
                 batch.append(payload)
                 size += len(payload) + 1
             self._send(topic, part, first, _envelope(batch), hdrs, len(batch))
-        return bool(items)
 
     def _send(
         self, topic: str, part: int | None, key: bytes | None, value: bytes, hdrs: tuple[Any, ...], n: int
