@@ -341,10 +341,11 @@ def drifted_features(
     return out
 
 
-def confirmed(fd: FeatureDrift, sequential: Iterable[str]) -> bool:
-    """Flagged by a sequential detector (an alarm) and by a window test (any other detector)."""
-    seq = frozenset(sequential)
-    return fd.alarm_ts is not None and any(d not in seq for d in fd.detectors)
+def confirmed(fd: FeatureDrift, confirming: str = "after_alarm") -> bool:
+    """Flagged by a sequential detector (an alarm) and by the window test of the events after the alarm
+    (``confirming``, a look's or the window end's). A test of the whole window does not confirm an alarm: the
+    chance excursion that tripped the alarm moves it too (``windows/partial.py``)."""
+    return fd.alarm_ts is not None and confirming in fd.detectors
 
 
 def drift_signal(
@@ -354,7 +355,8 @@ def drift_signal(
     oldest first, ending with this window), ranked by statistic: one signal per model version.
 
     Fast path: a feature of this window flagged by a sequential detector and confirmed by the
-    window test counts at once; the signal's time is then the earliest such alarm.
+    window test of the events after the alarm counts at once; the signal's time is then the earliest
+    such alarm.
     """
     name = subject_name(model, w.version)
     recent = list(history)[-rule.windows :]
@@ -365,7 +367,7 @@ def drift_signal(
     if len(recent) < rule.windows:
         persistent = set()
     fast = (
-        {f for f, fd in current.items() if confirmed(fd, rule.sequential_detectors) or f in rule.strong_features}
+        {f for f, fd in current.items() if confirmed(fd, rule.confirming_detector) or f in rule.strong_features}
         if rule.fast_path
         else set()
     )

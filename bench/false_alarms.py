@@ -115,6 +115,7 @@ class SimulatedModel:
         self, i: int, t: np.ndarray, x: np.ndarray, score: np.ndarray, right: np.ndarray, t_lab: np.ndarray
     ) -> list[dict[str, Any]]:
         from watchkeeper.detectors import DriftConfig, build, drift_report
+        from watchkeeper.windows.partial import AFTER_ALARM, confirm_after_alarm
         from watchkeeper.windows.sample import build_reference
 
         numeric = {f"f{j}": x[:, j] for j in range(FEATURES)} | {"__prediction__": score}
@@ -149,6 +150,16 @@ class SimulatedModel:
             for j in range(FEATURES):
                 rows.append(dict(feature=f"f{j}", detector="mean_shift", statistic=float(det.statistic[j]),
                                  threshold=float(det.threshold), drifted=j in first, ts=first.get(j, end)))  # fmt: skip
+            # The confirmation at the window's end, as the model stage writes it (``DriftStage._confirm_rows``):
+            # the window test of the events after each alarm, not of the whole window.
+            if first and self.reference is not None and i >= REFERENCE_WINDOWS:
+                inputs = {f"f{j}": x[:, j] for j in range(FEATURES)}
+                alarms = {f"f{j}": at for j, at in first.items()}
+                confirms = confirm_after_alarm(self.reference, np.round(t * 1000), inputs, alarms,
+                                               DriftConfig(alpha=0.001))  # fmt: skip
+                for f, r in sorted(confirms.items()):
+                    rows.append(dict(feature=f, detector=AFTER_ALARM, statistic=float(r.statistic),
+                                     threshold=float(r.threshold), drifted=bool(r.drifted), ts=end))  # fmt: skip
         # The error stream, one labelled event at a time in event-time order.
         fired: float | None = None
         for err, ts in zip(~right, t_lab, strict=True):

@@ -6,10 +6,11 @@ detector (``mean_shift``, learning each feature's mean and spread from its first
 events), the drift reference built from the version's first 1,000 predictions
 (``windows/sample.py``'s ``build_reference``), the looks at the window so far
 (``windows.partial.PartialLooks``: ``look_marks``, ``look_alpha``, the span of the last
-45 s or 300 events, the drift stage's window test), the full-window test
-(``DriftStage._window_rows``) and the drift rule (``alerts.rules``: ``drifted_features``,
+45 s or 300 events, the drift stage's window test), the window's tests at its end
+(``DriftStage._window_rows``, and ``DriftStage._confirm_rows``: the test of the events after
+the alarm that confirms it) and the drift rule (``alerts.rules``: ``drifted_features``,
 ``drift_signal``). Only the store is left out: the events are numpy arrays, and the
-look's one query (``PARTIAL_SAMPLE``) is answered from them in memory, in the order the
+looks' one query (``LOOK_EVENTS``) is answered from them in memory, in the order the
 query asks for. Features are independent N(0, 1); the score is a logistic function of
 their sum.
 
@@ -18,8 +19,9 @@ Three parts, written to ``bench/results/looks.json``:
 1. Stable streams (no change): per model-month (30 days) of exposure, the per-event
    alarms, the windows with an alarm, the looks run (window tests at ``alpha / 3``),
    the looks that confirmed an alarm (each a false drift decision) and the
-   full-window confirmations, for several feature counts and rates, with a 95 % upper
-   bound of the rate (about 3 / exposure when nothing was seen, the rule of three).
+   confirmations at the window's end (on the events after the alarm), for several feature
+   counts and rates, with a 95 % upper bound of the rate (about 3 / exposure when nothing
+   was seen, the rule of three).
 2. Stressed: the same with the detector's ARL lowered (2e5 at 10 events/s, 2e4 at
    1 event/s), for many chance alarms: the share of alarms a look confirms, which the
    default ARL makes too rare to measure.
@@ -93,12 +95,8 @@ def arrow(ev: Events, names: tuple[str, ...]) -> pa.Table:
                      "prediction": pa.array(ev.score, pa.float64())})  # fmt: skip
 
 
-def _ms(t: datetime) -> int:
-    return round(t.timestamp() * 1000)
-
-
 class MemoryStore:
-    """Answers the look's query (``windows.partial.PARTIAL_SAMPLE``) from one window's events in memory;
+    """Answers the looks' query (``windows.partial.LOOK_EVENTS``) from one window's events in memory;
     any other query is an error (the simulation would no longer be running the product's path)."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
@@ -107,14 +105,21 @@ class MemoryStore:
         self.queries = 0
 
     def query_arrow(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        from watchkeeper.windows.partial import PARTIAL_SAMPLE
+        from watchkeeper.windows.partial import LOOK_EVENTS
 
-        if sql != PARTIAL_SAMPLE:
+        if sql != LOOK_EVENTS:
             raise AssertionError(f"unexpected query: {sql.strip().splitlines()[0]}")
         self.queries += 1
-        ev = self.events.between(_ms(params["t0"]), _ms(params["t1"]))
-        first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap
-        return arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
+        [(model, version, ws)] = params["due"]  # one window at a time here
+        ev = self.events.between(int(params["lo"][0]), int(params["hi"][0]))
+        first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap BY window
+        table = arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
+        n = table.num_rows
+        return (
+            table.append_column("model", pa.array([model] * n, pa.string()))
+            .append_column("version", pa.array([version] * n, pa.string()))
+            .append_column("ws", pa.array([ws] * n, pa.uint32()))
+        )
 
 
 def stream(seed: int, rate: float, k: int, seconds: int, shift_at: float | None = None,
@@ -224,6 +229,7 @@ class SimulatedModel:
         self.store.events = ev
         before = self.looks.made
         self.looks.closed({key: alarms} if alarms else {}, {MODEL: ws + self.w})
+        self.looks.run()  # the closer's pass runs the queued looks (one query)
         self.counts["looks_run"] += self.looks.made - before
         decision = None
         for look in self.looks.take():
@@ -238,14 +244,19 @@ class SimulatedModel:
         return decision
 
     def _whole(self, key: Any, ref: Any, ev: Events, alarms: dict[str, float]) -> bool:
-        """The drift rule on the full window: its window test (``DriftStage._window_rows``) and its
+        """The drift rule on the full window: its window tests (``DriftStage._window_rows``, ``_confirm_rows``) and its
         ``mean_shift`` rows, with the rule's history of windows (the slow path)."""
         from watchkeeper.alerts.window import DriftRow
         from watchkeeper.windows.sample import Sample
         from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS
 
         assert ev.t.size <= SHIFT_MAX_EVENTS, "a window the product would subsample"
-        rows = self.stage._window_rows(ref, key, Sample.from_arrow(arrow(ev, self.names)), self.w, datetime.now())
+        now = datetime.now()
+        rows = self.stage._window_rows(ref, key, Sample.from_arrow(arrow(ev, self.names)), self.w, now)
+        # The confirmation at the window's end: the window test of the events after each alarm (as
+        # ``shift_rows`` calls it, with the detector's events and features).
+        if alarms:
+            rows += self.stage._confirm_rows(key, ev.t, {f: ev.x[:, j] for j, f in enumerate(self.names)}, alarms, now)
         drift = [DriftRow(r["feature"], r["detector"], float(r["statistic"]), float(r["threshold"]),
                           bool(r["drifted"])) for r in rows]  # fmt: skip
         drift += [DriftRow(f, SHIFT_DETECTOR, 0.0, 0.0, True, t) for f, t in alarms.items()]

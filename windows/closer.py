@@ -499,13 +499,15 @@ class WindowCloser:
 
     def _look_open(self, due: set[WindowKey]) -> None:
         """Look at the windows not written yet whose per-event detector is fed up to their start (no earlier
-        window of the version pending): a drift alarm on their events so far is judged now (windows/partial.py)."""
+        window of the version pending): a drift alarm on their events so far is judged now, with the alarms of
+        the windows this pass wrote (windows/partial.py): two queries at most, however many windows."""
         waiting = sorted(k for k in self.pending if k not in due and k.version and self.still_owns(k.model))
         first: dict[tuple[str, str], WindowKey] = {}
         for key in waiting:
             first.setdefault((key.model, key.version), key)
-        for key in first.values():
-            self.looks.open(key, self.watermark.get(key.model, 0.0))
+        self.looks.open({key: self.watermark.get(key.model, 0.0) for key in first.values()})
+        # The written and the open windows' looks: one query for all of them (windows/partial.py).
+        self.looks.run()
 
     def _look_labels(self) -> None:
         """Look at the labels so far of the versions with windows not final yet (not fed to their error stream):

@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from watchkeeper.detectors.reference import BinnedReference, ReferencePolicy, se
 from watchkeeper.detectors.timeutil import utc
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.due import due_params
+from watchkeeper.windows.partial import AFTER_ALARM, confirm_after_alarm
 from watchkeeper.windows.queries import DUE, WS
 from watchkeeper.windows.sample import PREDICTION, Sample, build_reference
 from watchkeeper.windows.sequential import SequentialDrift
@@ -159,8 +161,25 @@ class DriftStage:
                 self.rows(part, computed_at, mine)
                 + self.label_rows(mine, computed_at)
                 + self.sequential.error_rows([k for k in mine if k in closed], computed_at)
-                + self.sequential.shift_rows(part, computed_at)
+                + self.sequential.shift_rows(part, computed_at, partial(self._confirm_rows, computed_at=computed_at))
             )
+        return out
+
+    def _confirm_rows(
+        self, key: WindowKey, times: np.ndarray, numeric: dict[str, np.ndarray], alarms: dict[str, float],
+        computed_at: datetime,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The ``after_alarm`` rows of a window's alarmed features: the window test on its events after each
+        alarm (``windows.partial.confirm_after_alarm``); none for a window its reference holds."""
+        ref = self.reference_for(key)
+        if ref is None or ref.contains(key.start):
+            return []
+        w = self.window.window_seconds
+        out = []
+        for f, r in sorted(confirm_after_alarm(ref, times, numeric, alarms, self.config).items()):
+            result = SimpleNamespace(feature=f, detector=AFTER_ALARM, statistic=r.statistic, threshold=r.threshold,
+                                     drifted=r.drifted)  # fmt: skip
+            out.append(_drift_row(key, w, result, computed_at))
         return out
 
     # References -------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,9 @@ WHERE h % toUInt64(greatest(1, ceil(n / {{max_events:UInt32}}))) = 0
 ORDER BY model, version, ts, event_id
 """
 
+
+# The rows confirming a window's per-event alarms: (window, event times in ms, numeric features, first alarms).
+Confirm = Callable[[WindowKey, np.ndarray, dict[str, np.ndarray], dict[str, float]], list[dict[str, Any]]]
 
 # Rows a sequential detector wrote per window, kept for this many windows: a window recomputed for late
 # labels gets its rows again (the detector saw its events once and cannot see them again).
@@ -170,7 +173,9 @@ class SequentialDrift:
             state.record(k.start, out[-1:])
         return out
 
-    def shift_rows(self, keys: Sequence[WindowKey], computed_at: datetime) -> list[dict[str, Any]]:
+    def shift_rows(
+        self, keys: Sequence[WindowKey], computed_at: datetime, confirm: Confirm | None = None
+    ) -> list[dict[str, Any]]:
         """Covariate shift per event: one ``mean_shift`` row per numeric feature and window.
 
         The detector learns each feature's mean and spread from the version's first 1,000
@@ -180,6 +185,10 @@ class SequentialDrift:
         alarm in the window, else the window's end; ``statistic`` the feature's CUSUM (in
         standard deviations; at least the threshold when it fired). State lives in this
         process, as for the error stream. One query reads the events of every window of the pass.
+
+        ``confirm``: the rows that confirm a window's alarms, from its events (times in ms, the numeric
+        features the detector reads) and the features' first alarm; kept with the window's ``mean_shift``
+        rows, so that a recomputed window writes them again.
         """
         from watchkeeper.detectors import build
 
@@ -234,8 +243,11 @@ class SequentialDrift:
                             "computed_at": computed_at,
                         }
                     )
+            alarms = {state.features[j]: t for j, t in first.items()}
+            if confirm is not None and alarms and rows:
+                rows += confirm(k, times, {f: numeric[f] for f in state.features if f in numeric}, alarms)
             state.record(k.start, rows)
-            self.alarms[k] = {state.features[j]: t for j, t in first.items()}
+            self.alarms[k] = alarms
             out.extend(rows)
         return out
 

@@ -85,11 +85,14 @@ def _drift(model: str, version: str, i: int, drifted: set[str], alarm: bool = Fa
     start = T0 + timedelta(seconds=W * i)
     stats = {"amount": 0.31, "age": 0.12, "tenure": 0.02}
     seq: list[dict[str, Any]] = []
-    if alarm:  # the per-event detector: its row's ts is the alarm's event time
+    if alarm:  # the per-event detector: its row's ts is the alarm's event time; the test of the events after it
         end = start + timedelta(seconds=W)
         seq = [{"ts": start + timedelta(seconds=45.5), "window_start": start, "window_end": end, "model": model,
                 "version": version, "feature": "amount", "detector": "mean_shift", "statistic": 9.1, "threshold": 8.2,
-                "drifted": 1, "computed_at": start + timedelta(seconds=W + 600)}]  # fmt: skip
+                "drifted": 1, "computed_at": start + timedelta(seconds=W + 600)},
+               {"ts": end, "window_start": start, "window_end": end, "model": model, "version": version,
+                "feature": "amount", "detector": "after_alarm", "statistic": 0.33, "threshold": 0.05, "drifted": 1,
+                "computed_at": start + timedelta(seconds=W + 600)}]  # fmt: skip
     return seq + [
         {"ts": start + timedelta(seconds=W), "window_start": start, "window_end": start + timedelta(seconds=W),
          "model": model, "version": version, "feature": f, "detector": "ks",
@@ -271,7 +274,7 @@ def test_per_event_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_ev
     assert alerts[0].evidence_ts == T0 + timedelta(seconds=10 * W + 46)  # the alarm (45.5 s in)
     # Decided when the window test could run: its window's label-free results written, at its end plus the grace.
     assert alerts[0].ts == T0 + timedelta(seconds=11 * W) + GRACE
-    assert alerts[0].evidence["features"][0]["detectors"] == ["ks", "mean_shift"]
+    assert alerts[0].evidence["features"][0]["detectors"] == ["after_alarm", "ks", "mean_shift"]
 
 
 def test_fairness_gap_fires_within_30_minutes(live: dict[str, Any]) -> None:

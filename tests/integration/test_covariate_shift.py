@@ -107,3 +107,59 @@ def test_a_stable_model_gets_no_flag(worker: Worker) -> None:
     )
     assert after > before  # the window was written again
     assert shift_rows(worker, "steady") == rows
+
+
+def publish_window(worker: Worker, model: str, seed: int, lo: int, hi: int, size: float) -> None:
+    """One event a second for eleven windows; in the last window (from ``W0 + STABLE_S``) f3 is moved by
+    ``size`` sigma from ``lo`` to ``hi`` seconds into it."""
+    rng = np.random.default_rng(seed)
+    n = STABLE_S + 300
+    x = rng.normal(size=(n, len(FEATURES)))
+    x[STABLE_S + lo : STABLE_S + hi, 3] += size
+    events = [{"prediction_id": f"{model}-{i}", "model": model, "version": "v1", "ts": W0 + i + 0.5,
+               "prediction": 0.5, "features": dict(zip(FEATURES, np.round(x[i], 4).tolist(), strict=True))}
+              for i in range(n)]  # fmt: skip
+    for start in range(0, n, 500):
+        msg = SourceMessage("predictions", 0, next(_offsets), orjson.dumps({"events": events[start : start + 500]}),
+                            None)  # fmt: skip
+        worker.write_batch(worker.build_batch([msg], Prediction))
+
+
+def last_window(worker: Worker, model: str) -> tuple[dict[tuple[str, str], tuple[bool, float]], bool]:
+    """The last window's drift rows ((feature, detector) -> (drifted, ts)) and whether the drift rule decides
+    a drift alert on that window alone (its fast path)."""
+    from watchkeeper.alerts.policy import AlertPolicy
+    from watchkeeper.alerts.rules import drift_signal, drifted_features
+    from watchkeeper.alerts.window import build_windows
+
+    rows = worker.store.query(
+        "SELECT version, toUnixTimestamp(window_start) AS ws, toUnixTimestamp(window_end) AS we, feature, detector, "
+        "statistic, threshold, drifted, toUnixTimestamp64Milli(ts) AS ts_ms FROM drift FINAL "
+        "WHERE model = {m:String} AND window_start = {w:DateTime('UTC')}",
+        {"m": model, "w": datetime.fromtimestamp(W0 + STABLE_S, UTC)},
+    )
+    [window] = build_windows([], rows)
+    policy = AlertPolicy()
+    features = drifted_features(window, policy.retrain, policy.drift.sequential_detectors)
+    decided = bool(features) and bool(drift_signal(model, window, [features], policy.drift).bad)  # type: ignore[list-item]
+    return {(r["feature"], r["detector"]): (bool(r["drifted"]), r["ts_ms"] / 1000) for r in rows}, decided
+
+
+def test_an_alarm_late_in_a_window_is_not_confirmed_by_the_whole_window_that_holds_its_excursion(
+    worker: Worker,
+) -> None:
+    """A 3 sigma run of f3 in the last minute of a stable window but for it: the per-event detector alarms
+    in it, and the test of the whole window, which holds the run, flags f3. Before, the two together made
+    the drift rule's fast path fire at once; now an alarm is confirmed only by the test of the window's
+    events after it, and fewer than 150 came after this one: no confirmation row, no drift alert from this
+    window (the whole window's test is an ordinary drift row: three such windows in a row would fire)."""
+    publish_window(worker, "excursion", seed=21, lo=230, hi=290, size=3.0)
+    publish_window(worker, "moved", seed=22, lo=20, hi=300, size=1.0)
+    WindowCloser(worker.store, worker.settings.window_config()).tick(force=True)
+    rows, decided = last_window(worker, "excursion")
+    assert rows[("f3", "mean_shift")][0] and rows[("f3", "mean_shift")][1] >= W0 + STABLE_S + 230  # the alarm
+    assert rows[("f3", "ks")][0]  # the whole window's test flags f3
+    assert ("f3", "after_alarm") not in rows and not decided
+    # A real change: it goes on after the alarm, the events after it confirm it, and the rule decides at once.
+    rows, decided = last_window(worker, "moved")
+    assert rows[("f3", "mean_shift")][0] and rows[("f3", "after_alarm")][0] and decided

@@ -2,7 +2,8 @@
 
 - A pass closes every due window of every model in a fixed number of statements: 10 models and
   1,000 models cost the same (a statement spy counts them). Its looks at the labels so far read every
-  version with a window not final in one statement.
+  version with a window not final in one statement; its drift looks read every window with a per-event
+  alarm in one statement.
 - A recomputed window is a new version of its rows: the pipeline (ingest and the model stage) issues
   no DELETE, ALTER or other mutation over a run with late labels, a reference reload and an owner
   change, and ``FINAL`` shows every window once.
@@ -17,6 +18,7 @@ import queue
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -309,3 +311,66 @@ def test_the_looks_at_the_labels_so_far_cost_one_statement_for_3_versions_as_for
         assert {mv for mv in closer.label_looks.copies if mv[0] in names} == {(m, "v1") for m in names}
         store.close()
     assert costs == {3: 1, 60: 1}, costs
+
+
+# The drift looks' events, one window at a time: the query the looks ran per armed window before they were set-based.
+ONE_WINDOW = """
+SELECT toUnixTimestamp64Milli(ts) AS t, features, features_cat, prediction FROM predictions FINAL
+WHERE model = {model:String} AND version = {version:String}
+  AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')}
+ORDER BY ts, event_id
+LIMIT {cap:UInt32}
+"""
+
+
+def test_the_drift_looks_at_many_armed_windows_cost_one_statement_and_judge_each_as_alone(worker: Worker) -> None:
+    """Windows with a per-event alarm, one per model: their looks read one query for all (the real store's
+    answer to ``LOOK_EVENTS``), the same events a query per window reads, and decide what each decides alone."""
+    import numpy as np
+
+    from watchkeeper.detectors import DriftConfig
+    from watchkeeper.detectors.timeutil import utc
+    from watchkeeper.windows.config import WindowConfig
+    from watchkeeper.windows.partial import LOOK_EVENTS, PartialLooks, _after
+    from watchkeeper.windows.sample import Sample, build_reference
+    from watchkeeper.windows.sequential import SHIFT_MAX_EVENTS
+
+    w, start = 300, (W0 // 300 + 1) * 300
+    run = next(_runs)
+    models = [f"armed-{run}-{i:02d}" for i in range(12)]
+    rng = np.random.default_rng(5)
+    preds = []
+    for i, m in enumerate(models):
+        shift = 1.0 if i % 3 else 0.0  # every third model stable: its alarm is not confirmed
+        for j in range(600):  # 2 events a second; f1 shifted from 100 s on
+            ts = start + j / 2 + 0.25
+            preds.append({"prediction_id": f"{m}-{j}", "model": m, "version": "v1", "ts": ts, "prediction": 0.5,
+                          "features": {"f0": float(rng.normal()),
+                                       "f1": float(rng.normal() + (shift if ts >= start + 100 else 0.0))}})  # fmt: skip
+    send(worker, Prediction, preds)
+    ref = build_reference(Sample(1000, {"f0": rng.normal(size=1000), "f1": rng.normal(size=1000)}, {}), 0, 1)
+    store = spy(worker)
+
+    def looks_on(s: Store) -> PartialLooks:
+        drift = SimpleNamespace(store=s, window=WindowConfig(window_seconds=w), config=DriftConfig(alpha=0.001),
+                                reference_for=lambda key: ref)  # fmt: skip
+        return PartialLooks(drift)  # type: ignore[arg-type]
+
+    keys = [WindowKey(m, "v1", start) for m in models]
+    alarms = {k: {"f1": start + 110.2} for k in keys}
+    looks = looks_on(store)
+    looks.closed(alarms, {})
+    found = looks.take()
+    assert [method for method, sql in store.sent] == ["query_arrow"] and store.sent[0][1] == LOOK_EVENTS
+    assert sorted(look.model for look in found) == [m for i, m in enumerate(models) if i % 3]
+    for key in keys[:3]:
+        alone = looks_on(store)
+        alone.closed({key: alarms[key]}, {})
+        assert [look for look in found if look.model == key.model] == alone.take()
+    # The same events as the query per window: those after the alarm, before the last mark judged.
+    last = start + 140 + 10 * 29  # the window's last mark
+    many = looks._read({k: (round(_after([start + 110.2]) * 1000), last * 1000) for k in keys})
+    for key in keys:
+        one = store.query_arrow(ONE_WINDOW, {"model": key.model, "version": "v1", "t0": utc(_after([start + 110.2])),
+                                             "t1": utc(last), "cap": SHIFT_MAX_EVENTS})  # fmt: skip
+        assert many[key].select(["t", "features", "prediction"]).equals(one.select(["t", "features", "prediction"]))

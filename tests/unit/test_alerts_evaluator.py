@@ -149,13 +149,15 @@ def test_a_first_window_with_a_strongly_significant_drop_fires_in_that_window() 
 
 
 def shifted(i: int) -> Window:
-    """Window ``i``; from window 10 on, f1 flagged by the per-event alarm (at 45 s into window 10) and the KS test."""
+    """Window ``i``; from window 10 on, f1 flagged by the per-event alarm (at 45 s into window 10), the KS test
+    and the test of the events after the alarm (``after_alarm``)."""
     w = win(i)
     if i < 10:
         return w
     alarm = DriftRow("f1", "mean_shift", 9.0, 8.0, True, i * W + 45.0 if i == 10 else i * W + 1.0)
     return Window(w.version, w.start, w.end, w.metrics, w.segments,
-                  (*w.drift, alarm, DriftRow("f1", "ks", 0.3, 0.05, True)))  # fmt: skip
+                  (*w.drift, alarm, DriftRow("f1", "ks", 0.3, 0.05, True),
+                   DriftRow("f1", "after_alarm", 0.3, 0.05, True)))  # fmt: skip
 
 
 def test_a_per_event_drift_alarm_confirmed_by_the_window_test_keeps_its_event_time_as_evidence() -> None:

@@ -24,6 +24,7 @@ from watchkeeper.alerts.rules import (
     wilson,
 )
 from watchkeeper.detectors.stats import mcnemar_exact, paired_difference_bounds
+from watchkeeper.windows.partial import AFTER_ALARM
 
 REF = MetricBaseline(value=0.85, n=1200, starts=(0, 300, 600))
 
@@ -215,24 +216,36 @@ def test_an_error_stream_alarm_confirmed_by_the_window_fires_at_its_event_time()
     assert retrain_signal("m", win(drift=alarm, accuracy=(0.77, 400)), REF, (), weaker).strong
 
 
-def test_drift_fast_path_needs_the_sequential_alarm_and_the_window_test() -> None:
+def test_drift_fast_path_needs_the_sequential_alarm_and_the_window_test_of_the_events_after_it() -> None:
     rule, retrain = DriftRule(), RetrainRule()
     alarm = DriftRow("amount", "mean_shift", 9.0, 8.0, True, 3045.2)
     quiet = DriftRow("age", "mean_shift", 1.0, 8.0, False)
-    both = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True), quiet))
+    after = DriftRow("amount", AFTER_ALARM, 0.2, 0.001, True)
+    both = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True), after, quiet))
     fd = drifted_features(both, retrain, rule.sequential_detectors)
     assert fd is not None
     s = drift_signal("m", both, [fd], rule)
     assert s.bad is True and s.ts == 3046 and s.evidence["features"][0]["feature"] == "amount"
     assert "confirmed by the window test" in s.summary
-    alone = win(drift=(alarm, DriftRow("amount", "ks", 0.01, 0.001, False)))
+    alone = win(drift=(alarm, DriftRow("amount", AFTER_ALARM, 0.01, 0.001, False)))
     fd = drifted_features(alone, retrain, rule.sequential_detectors)
     assert fd is not None and drift_signal("m", alone, [fd], rule).bad is False
+    # The whole window's test flags the feature, but no test of the events after the alarm does (too few of
+    # them, or not flagged): the chance excursion that tripped the alarm is in the whole window, so it does
+    # not confirm the alarm; it is an ordinary window drift row (three such windows in a row: the slow path).
+    whole_only = win(drift=(alarm, DriftRow("amount", "ks", 0.2, 0.001, True)))
+    fd = drifted_features(whole_only, retrain, rule.sequential_detectors)
+    assert fd is not None and drift_signal("m", whole_only, [fd], rule).bad is False
+    assert drift_signal("m", whole_only, [fd, fd, fd], rule).bad is True  # persistent
     test_only = win(drift=(DriftRow("amount", "ks", 0.2, 0.001, True),))
     fd = drifted_features(test_only, retrain, rule.sequential_detectors)
     assert fd is not None and drift_signal("m", test_only, [fd], rule).bad is False
     fd = drifted_features(both, retrain, rule.sequential_detectors)
     assert fd is not None and drift_signal("m", both, [fd], DriftRule(fast_path=False)).bad is False
+
+
+def test_the_rule_reads_the_confirmation_rows_the_model_stage_writes() -> None:
+    assert DriftRule().confirming_detector == AFTER_ALARM
 
 
 # Sunset: a paired test, never a run of signs ------------------------------------------------------

@@ -15,5 +15,6 @@ def test_a_fairness_gap_and_a_mean_shift_are_found() -> None:
     assert [(k, s, path) for k, _, s, _, path in fair] == [("fairness", "firing", "fairness")]
     shifted = run_model(seed=4, windows=24, shift_at=12, shift=0.5)
     drift = [(ts, path) for k, _, s, ts, path in shifted if k == "drift" and s == "firing"]
-    # Found by the fast path: the per-event alarm confirmed by the window test, at the alarm's time.
-    assert drift and 12 * W < drift[0][0] <= 13 * W and drift[0][1] == "fast:ks+mean_shift"
+    # Found by the fast path: the per-event alarm confirmed by the window test of the events after it, at the
+    # alarm's time.
+    assert drift and 12 * W < drift[0][0] <= 13 * W and drift[0][1] == "fast:after_alarm+ks+mean_shift"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench import looks
-from watchkeeper.detectors.timeutil import utc
-from watchkeeper.windows.partial import LOOK_EVERY_SECONDS, OPEN_EVENTS, PARTIAL_SAMPLE
+from watchkeeper.windows.drift import SAMPLE
+from watchkeeper.windows.partial import LOOK_EVENTS, LOOK_EVERY_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,10 @@ def test_the_memory_store_answers_the_looks_query_as_written_and_nothing_else() 
     store = looks.MemoryStore(("f0",))
     t = np.array([1000, 2000, 3000, 4000], dtype=np.int64)
     store.events = looks.Events(t, np.arange(4.0)[:, None], np.full(4, 0.5))
-    table = store.query_arrow(PARTIAL_SAMPLE, {"t0": utc(2), "t1": utc(4), "cap": 5000})
-    assert table["t"].to_pylist() == [2000, 3000]  # in [t0, t1), in event order
-    assert store.query_arrow(PARTIAL_SAMPLE, {"t0": utc(0), "t1": utc(5), "cap": 1})["t"].to_pylist() == [1000]
+    window = {"due": [("sim", "v1", 0)], "cap": 5000}
+    table = store.query_arrow(LOOK_EVENTS, {**window, "lo": [2000], "hi": [4000]})
+    assert table["t"].to_pylist() == [2000, 3000]  # in [lo, hi), in event order
+    assert set(table["ws"].to_pylist()) == {0} and set(table["model"].to_pylist()) == {"sim"}
+    assert store.query_arrow(LOOK_EVENTS, {**window, "lo": [0], "hi": [5000], "cap": 1})["t"].to_pylist() == [1000]
     with pytest.raises(AssertionError, match="unexpected query"):
-        store.query_arrow(OPEN_EVENTS, {})
+        store.query_arrow(SAMPLE, {})

@@ -15,6 +15,7 @@ from watchkeeper.alerts.window import DriftRow, Point, Window
 from watchkeeper.detectors import DriftConfig
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.partial import (
+    AFTER_ALARM,
     LOOK_EVERY_SECONDS,
     LOOK_MIN_AFTER,
     LOOK_MIN_EVENTS,
@@ -49,25 +50,31 @@ def map_array(rows: list[dict[str, float]], value_type: pa.DataType) -> pa.Chunk
 
 
 class EventStore:
-    """Answers the look's queries from events (time, features) in memory: those in ``[t0, t1)``."""
+    """Answers the looks' query from events (time, features) in memory: each window's in ``[lo, hi)``."""
 
     def __init__(self, times: np.ndarray, x: np.ndarray) -> None:
         self.times, self.x = times, x
-        self.reads: list[tuple[float, float]] = []
+        self.reads: list[tuple[float, float]] = []  # each window's range read (s)
+        self.queries = 0
 
     def query_arrow(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        t0, t1 = params["t0"].timestamp(), params["t1"].timestamp()
-        self.reads.append((t0, t1))
-        sel = np.flatnonzero((self.times >= t0) & (self.times < t1))
-        if "DESC" in sql:  # the latest first
-            sel = sel[::-1]
-        rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
-        return pa.table({
-            "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
-            "features": map_array(rows, pa.float64()),
-            "features_cat": map_array([{} for _ in rows], pa.string()),
-            "prediction": pa.array(np.full(len(rows), 0.5)),
-        })  # fmt: skip
+        self.queries += 1
+        parts = []
+        for (model, version, ws), lo, hi in zip(params["due"], params["lo"], params["hi"], strict=True):
+            t0, t1 = lo / 1000, hi / 1000
+            self.reads.append((t0, t1))
+            sel = np.flatnonzero((self.times >= t0) & (self.times < t1))[: params["cap"]]
+            rows = [{f"f{j}": float(v[j]) for j in range(self.x.shape[1])} for v in self.x[sel]]
+            parts.append(pa.table({
+                "model": pa.array([model] * len(rows), pa.string()),
+                "version": pa.array([version] * len(rows), pa.string()),
+                "ws": pa.array([ws] * len(rows), pa.uint32()),
+                "t": pa.array(np.round(self.times[sel] * 1000).astype(np.int64)),
+                "features": map_array(rows, pa.float64()),
+                "features_cat": map_array([{} for _ in rows], pa.string()),
+                "prediction": pa.array(np.full(len(rows), 0.5)),
+            }))  # fmt: skip
+        return pa.concat_tables(parts)
 
 
 def looks_over(x: np.ndarray, times: np.ndarray, alpha: float = 0.001) -> tuple[PartialLooks, EventStore]:
@@ -100,7 +107,7 @@ def test_a_look_reads_the_span_before_its_mark_and_confirms_the_alarmed_feature_
     assert look.mark == 180
     features = {r["feature"] for r in look.rows}
     assert features == {"f1"}
-    assert {r["detector"] for r in look.rows} == {"ks", "mean_shift"}
+    assert {r["detector"] for r in look.rows} == {AFTER_ALARM, "mean_shift"}
     assert [r["ts"] for r in look.rows if r["detector"] == "mean_shift"] == [161.3]
     looks.closed({WindowKey("m", "v1", 0): {"f1": 161.3}}, {})  # the same window again: no new look
     assert looks.take() == []
@@ -150,6 +157,7 @@ def test_each_look_tests_its_span_at_the_window_tests_alpha_over_max_looks(
     times = np.arange(W * rate) / rate
     looks, _ = looks_over(rng.normal(size=(times.size, 3)), times, alpha=0.003)
     looks.closed({WindowKey("m", "v1", 0): {"f1": 100.0}}, {})
+    looks.run()
     after = [int(np.sum((times > 100.0) & (times < m))) for m in look_marks(0, W, 100.0, k=W)]
     expected = [min(n, max(int(LOOK_SPAN_SECONDS * rate), LOOK_MIN_EVENTS)) for n in after if n >= LOOK_MIN_AFTER]
     assert seen == [(pytest.approx(0.003 / MAX_LOOKS), n) for n in expected[:MAX_LOOKS]]
@@ -162,11 +170,12 @@ def test_a_window_flushed_before_its_end_is_looked_at_only_up_to_the_watermark()
     times, x = window_events(shift_at=1e9, size=0.0)
     looks, store = looks_over(x[times < 185], times[times < 185])
     looks.closed({WindowKey("m", "v1", 0): {"f1": 150.0}}, {"m": 184.9})
+    looks.run()
     assert store.reads == [(150.001, 180)]
 
 
 def early_window(alarm: float, drifted: bool = True) -> Window:
-    rows = (DriftRow("f1", "ks", 0.2, 0.001, drifted), DriftRow("f1", "mean_shift", 0.2, 0.001, True, alarm))
+    rows = (DriftRow("f1", AFTER_ALARM, 0.2, 0.001, drifted), DriftRow("f1", "mean_shift", 0.2, 0.001, True, alarm))
     return Window("v1", 600, 900, drift=rows)
 
 
@@ -203,3 +212,45 @@ def test_a_look_is_not_decided_when_unconfirmed_disabled_or_its_window_was_judge
     ev = evaluator()
     ev.feed([Window("v1", 600, 900, {"predictions": Point(3000, 3000)})], watermark=910)
     assert ev.feed([], early=[(780, early_window(761.2))]) == []
+
+
+def test_a_pass_reads_the_events_of_every_armed_window_in_one_query() -> None:
+    """Set-based: the looks at 40 windows with an alarm (40 models) cost one query, not one per window, and
+    each window's looks are those it gets when judged alone."""
+    times, x = window_events(shift_at=150, size=0.5)
+    looks, store = looks_over(x, times)
+    keys = [WindowKey(f"m{i:02d}", "v1", 0) for i in range(40)]
+    looks.closed({k: {"f1": 161.3 if i % 2 else 100.0} for i, k in enumerate(keys)}, {})
+    found = looks.take()
+    assert store.queries == 1 and len(store.reads) == len(keys)
+    # An alarm at 161.3 s, after the shift at 150 s, is confirmed; one at 100 s gets its three looks before it.
+    assert {look.model for look in found} == {k.model for i, k in enumerate(keys) if i % 2}
+    assert all(looks.looked[k] == (1 if i % 2 else MAX_LOOKS) for i, k in enumerate(keys))
+    for i, key in enumerate(keys[:4]):
+        alone, _ = looks_over(x, times)
+        alone.closed({key: {"f1": 161.3 if i % 2 else 100.0}}, {})
+        assert [look for look in found if look.model == key.model] == alone.take()
+
+
+def test_the_open_windows_alarms_are_found_in_one_query_and_their_looks_in_one_more() -> None:
+    """Windows not written yet: one query reads every window's events so far (their alarms, on a copy of each
+    version's detector), one more the events after the alarms for the looks, however many windows."""
+    from watchkeeper.detectors.presets import covariate_shift
+    from watchkeeper.windows.sequential import ErrorStream
+
+    times, x = window_events(shift_at=30, size=2.0)
+    looks, store = looks_over(x, times)
+    streams = {}
+    for i in range(25):
+        det = covariate_shift()
+        det.update_many(np.random.default_rng(i).normal(size=(1000, 3)))  # learns the stable stream
+        streams[(f"m{i:02d}", "v1")] = ErrorStream(det, -W, ("f0", "f1", "f2"))
+    looks.drift.sequential = SimpleNamespace(shift_streams=streams)  # type: ignore[attr-defined]
+    looks.open({WindowKey(m, v, 0): 100.0 for m, v in streams})
+    looks.run()
+    assert store.queries == 2
+    found = looks.take()
+    assert {look.model for look in found} == {m for m, _ in streams}
+    assert all(look.mark <= 100 and {r["feature"] for r in look.rows} == {"f1"} for look in found)
+    looks.open({WindowKey(m, v, 0): 105.0 for m, v in streams})  # no new mark reached: nothing read
+    assert looks.take() == [] and store.queries == 2
