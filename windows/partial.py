@@ -62,7 +62,7 @@ from watchkeeper.windows.config import WindowKey
 from watchkeeper.windows.due import due_params
 from watchkeeper.windows.queries import DUE, WS
 from watchkeeper.windows.sample import Sample, map_columns
-from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS, ErrorStream
+from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS, ErrorStream, window_runs
 
 if TYPE_CHECKING:
     from watchkeeper.detectors import DriftConfig, DriftResult
@@ -336,15 +336,7 @@ def _alarms(state: ErrorStream, table: pa.Table) -> dict[str, float]:
 
 def _per_window(table: pa.Table) -> dict[WindowKey, pa.Table]:
     """The slices of a :data:`LOOK_EVENTS` result per window (its rows come grouped by window)."""
-    n = table.num_rows
-    if n == 0:
-        return {}
-    model = table["model"].to_numpy(zero_copy_only=False)
-    version = table["version"].to_numpy(zero_copy_only=False)
-    ws = table["ws"].to_numpy()
-    cut = np.flatnonzero((model[1:] != model[:-1]) | (version[1:] != version[:-1]) | (ws[1:] != ws[:-1])) + 1
-    return {WindowKey(str(model[lo]), str(version[lo]), int(ws[lo])): table.slice(int(lo), int(hi - lo))
-            for lo, hi in zip(np.r_[0, cut], np.r_[cut, n], strict=True)}  # fmt: skip
+    return {key: table.slice(lo, hi - lo) for key, lo, hi in window_runs(table)}
 
 
 def confirm_after_alarm(

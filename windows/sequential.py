@@ -256,21 +256,28 @@ def _window_slices(table: Any) -> dict[WindowKey, tuple[np.ndarray, dict[str, np
     """Per window of an Arrow result (rows grouped by model, version, ws): its event times (ms) and one
     array per numeric feature present in it (NaN where an event lacks it; a feature with no value in the
     window is left out)."""
+    if table.num_rows == 0:
+        return {}
+    times = table["t"].to_numpy()
+    out: dict[WindowKey, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for key, lo, hi in window_runs(table):
+        numeric = map_columns(table["features"].slice(lo, hi - lo), hi - lo, np.nan, np.float64)
+        present = {f: col for f, col in numeric.items() if not np.isnan(col).all()}
+        out[key] = (times[lo:hi], present)
+    return out
+
+
+def window_runs(table: Any) -> list[tuple[WindowKey, int, int]]:
+    """Each window's run of rows ``[lo, hi)`` in an Arrow result whose rows come grouped by model, version, ws."""
     n = table.num_rows
     if n == 0:
-        return {}
+        return []
     model = table["model"].to_numpy(zero_copy_only=False)
     version = table["version"].to_numpy(zero_copy_only=False)
     ws = table["ws"].to_numpy()
-    times = table["t"].to_numpy()
     cut = np.flatnonzero((model[1:] != model[:-1]) | (version[1:] != version[:-1]) | (ws[1:] != ws[:-1])) + 1
-    out: dict[WindowKey, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
-    for lo, hi in zip(np.r_[0, cut], np.r_[cut, n], strict=True):
-        lo, hi = int(lo), int(hi)
-        numeric = map_columns(table["features"].slice(lo, hi - lo), hi - lo, np.nan, np.float64)
-        present = {f: col for f, col in numeric.items() if not np.isnan(col).all()}
-        out[WindowKey(str(model[lo]), str(version[lo]), int(ws[lo]))] = (times[lo:hi], present)
-    return out
+    return [(WindowKey(str(model[lo]), str(version[lo]), int(ws[lo])), int(lo), int(hi))
+            for lo, hi in zip(np.r_[0, cut], np.r_[cut, n], strict=True)]  # fmt: skip
 
 
 def _unseen(
