@@ -36,8 +36,8 @@ and 0.002 + 0.02): all 6 drift alerts by the fast path (``mean_shift`` +
 ``ks``), 12 retrain alerts by the concept fast path and 3 by the performance
 slow path.
 
-- ``drift``: simulated 1 in 10 model-months (95 % upper bound 0.47 a month), by
-  the fast path (before its confirmation read only the events after the alarm);
+- ``drift``: simulated 0 in 10 model-months (95 % upper bound 0.30 a month;
+  1, by the fast path, before its confirmation read only the events after the alarm);
   derived, about 0.12 (0.03 + 0.09 below). Fast path: a ``mean_shift`` alarm
   confirmed by the window test (alpha 0.001, Benjamini–Hochberg) of the same
   window's events after the alarm (``after_alarm`` rows). The alarms are
