@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # On shutdown, how long to wait for batches being written before leaving them un-acked.
 SHUTDOWN_WAIT_S = 5.0
+# While a partition's stream buffer is full, the longest a fetch for the other partitions waits (_Consumer).
+BUFFERED_FETCH_WAIT_S = 0.01
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -34,8 +36,36 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    """Faust's consumer, fetching a partition again as soon as its full stream buffer has room.
+
+    A partition whose stream buffer is full leaves Faust's fetch set until the buffer drains (the
+    take bounds each buffer to ~8 MiB of messages: ``streams/take.py``), and Faust's fetch loop then
+    waits up to a second for records of the *other* partitions (or, with none left, sleeps a
+    second), however soon the buffer drains: a backlog of envelopes filled the buffer every ~30
+    envelopes and the worker sat idle 0.3-0.5 s each time, a fifth of a 300k-event drain (measured).
+    Here, while a buffer is full, the fetch waits ``BUFFERED_FETCH_WAIT_S`` at most, and with no
+    partition left to fetch the loop waits for the first buffer to drain (``on_buffer_drop``).
+    """
+
+    _room: asyncio.Event | None = None
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        super().on_buffer_drop(tp)
+        if self._room is not None:
+            self._room.set()
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        if not self._buffered_partitions or not self.flow_active or self.app.client_only:
+            return await super()._wait_next_records(timeout)
+        if self._get_active_partitions():
+            return await super()._wait_next_records(min(timeout, BUFFERED_FETCH_WAIT_S))
+        room = self._room = self._room or asyncio.Event()
+        room.clear()
+        await self.wait_for_stopped(room, timeout=timeout)  # type: ignore[arg-type]  # (as Faust passes one)
+        return {}, self._get_active_partitions()  # nothing fetched: Faust's loop asks again at once
 
 
 class _Transport(faust_aiokafka.Transport):
