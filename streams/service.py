@@ -90,9 +90,10 @@ class WorkerConfig:
             retention=settings.retention(),
         )
 
-    def connect(self) -> Store:
-        """A new connection to the store (each is used by one thread at a time)."""
-        return Store(**self.store)
+    def connect(self, *, final_by_time: bool = False) -> Store:
+        """A new connection to the store (each is used by one thread at a time); ``final_by_time``: the
+        model stage's (``sinks.writer.FINAL_BY_TIME``)."""
+        return Store(**self.store, final_by_time=final_by_time)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,7 +153,8 @@ class Worker:
 
     @cached_property
     def store(self) -> Store:
-        return self.config.connect()
+        """The model stage's and the alert stage's connection (the ingest path writes on ``writers``)."""
+        return self.config.connect(final_by_time=True)
 
     @cached_property
     def writers(self) -> queue.SimpleQueue[Store]:

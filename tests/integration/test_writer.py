@@ -148,3 +148,46 @@ def test_insert_arrow_small_tables_in_one_body_large_ones_streamed(writer: Store
         {"m": model},
     )
     assert rows == [(n, pytest.approx(sum(e["prediction"] for e in events)), 9.0 * n * (n - 1) / 2, n)]
+
+
+def test_the_model_stages_final_reads_of_a_time_range_read_that_range_not_the_whole_day(
+    store: tuple[str, int],
+) -> None:
+    """Predictions are ordered by (model, event_id), and event ids do not follow time: a FINAL read of five
+    minutes read every part of the model's day. The model stage's connection reads the parts and granules of
+    the range, and FINAL still collapses the copies of an event (a re-sent event keeps its time)."""
+    import uuid
+
+    plain = Store(host=store[0], port=store[1])
+    plain.migrate(Retention())
+    stage = Store(host=store[0], port=store[1], final_by_time=True)
+    table = f"predictions_final_{time.time_ns()}"  # the raw table's engine, key and indexes; unmerged parts
+    plain.command(f"CREATE TABLE {table} AS predictions")
+    plain.command(f"SYSTEM STOP MERGES {table}")
+    model = "final"
+    day = datetime.combine((_now() - timedelta(days=1)).date(), datetime.min.time(), UTC)
+    per_part = 10_000
+    try:
+        for hour in range(6):  # one insert, one part, per hour of the day
+            ids = [uuid.uuid4().hex for _ in range(per_part)]
+            rows = {k: v * per_part for k, v in prediction_row(model, day).items()}
+            rows["ts"] = [day + timedelta(hours=hour, seconds=i * 0.36) for i in range(per_part)]
+            rows["prediction_id"] = rows["event_id"] = ids
+            plain.insert(table, rows)
+        plain.insert(table, {k: v[:500] for k, v in rows.items()})  # the first 500 of the last hour, sent again
+        t0, t1 = day + timedelta(hours=5), day + timedelta(hours=5, minutes=5)
+        sql = (
+            f"SELECT count() FROM {table} FINAL WHERE model IN {{models:Array(String)}} "
+            "AND ts >= {t0:DateTime64(3, 'UTC')} AND ts < {t1:DateTime64(3, 'UTC')} "
+            "SETTINGS max_rows_to_read = {cap:UInt64}, read_overflow_mode = 'throw'"
+        )
+        params = {"models": [model], "t0": t0, "t1": t1, "cap": 3 * per_part}
+        in_range = sum(1 for i in range(per_part) if i * 0.36 < 5 * 60)  # the events of the five minutes, once
+        assert stage.query_rows(sql, params) == [(in_range,)]
+        with pytest.raises(Exception, match="Limit for rows"):  # every part of the day: 60,500 rows
+            plain.query_rows(sql, params)
+        assert plain.query_rows(sql, {**params, "cap": 0}) == [(in_range,)]
+    finally:
+        plain.command(f"DROP TABLE IF EXISTS {table}")
+        stage.close()
+        plain.close()
