@@ -195,8 +195,11 @@ class DriftRule(BaseModel):
     detector (``sequential_detectors``: per event, false-alarm rate fixed by its ARL)
     and by the window test of the window's events after that alarm (the drift row of
     ``confirming_detector``, ``after_alarm``: a look's, or the window end's) fires at
-    once; the alert's time is the sequential detector's alarm (the drift row's event
-    time). A test of the whole window does not confirm an alarm (it reads the chance
+    once; the alert is decided when that test is (a look's mark, or the window's end). An
+    alarm late in a window, with fewer than 150 events after it there, is carried into the
+    next windows (at most 3) and confirmed by the test of the events after it across the
+    window boundary (``carried_detector``, ``carried_alarm``: a look's of the later window,
+    or its end's). A test of the whole window does not confirm an alarm (it reads the chance
     excursion that tripped it); it counts toward the slow path like any window test.
     """
 
@@ -211,11 +214,20 @@ class DriftRule(BaseModel):
     sequential_detectors: tuple[str, ...] = ("mean_shift",)
     # The drift rows that confirm an alarm (windows.partial.AFTER_ALARM).
     confirming_detector: str = "after_alarm"
+    # The drift rows of an alarm carried into a later window and judged there on the events after it across
+    # the window boundary (windows.partial.CARRIED, windows/carry.py): one row holds both legs, its ``ts``
+    # the alarm's event time.
+    carried_detector: str = "carried_alarm"
     # Window tests strict enough to count at once on their own (fast path): the joint test of the numeric
     # features runs at alpha 1e-5 per window (~0.09 false flags per version a month, windows/sample.py).
     strong_features: tuple[str, ...] = ("__multivariate__",)
     # The persistence is in ``windows``: one such window fires.
     hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
+
+    @property
+    def alarm_detectors(self) -> tuple[str, ...]:
+        """The detectors whose drift rows carry a per-event alarm's event time (theirs, or a carried one's)."""
+        return (*self.sequential_detectors, self.carried_detector)
 
 
 class SunsetRule(BaseModel):
