@@ -164,8 +164,9 @@ class DriftStage:
                 self.rows(part, computed_at, mine)
                 + self.label_rows(mine, computed_at)
                 + self.sequential.error_rows([k for k in mine if k in closed], computed_at)
-                + self.sequential.shift_rows(part, computed_at, partial(self._confirm_rows, computed_at=computed_at),
-                                             self.carry)  # fmt: skip
+                + self.sequential.shift_rows(
+                    part, computed_at, partial(self._confirm_rows, computed_at=computed_at), self.carry
+                )
             )
         return out
 

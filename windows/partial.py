@@ -130,6 +130,10 @@ LIMIT {{cap:UInt32}} BY model, version, ws
 """
 
 
+# A window's carried alarms to judge at its marks: (reference, alarms, the window's marks, the marks to judge).
+CarriedTask = tuple["BinnedReference", dict[str, tuple[float, int]], list[int], list[int]]
+
+
 def read_events(drift: DriftStage, ranges: Mapping[WindowKey, tuple[int, int]]) -> dict[WindowKey, pa.Table]:
     """Each window's events in its range ``[lo, hi)`` (ms), in event order, at most ``SHIFT_MAX_EVENTS``:
     one :data:`LOOK_EVENTS` query for all of them (none for none); a window without events is left out."""
@@ -284,7 +288,9 @@ class PartialLooks:
             carried = self.drift.carry.pending_at(key)
             if carried:
                 self.cqueued[key] = (carried, reached + 1)
-        tables = read_events(self.drift, {key: (key.start * 1000, reached * 1000) for key, (_, reached) in todo.items()})
+        tables = read_events(
+            self.drift, {key: (key.start * 1000, reached * 1000) for key, (_, reached) in todo.items()}
+        )
         for key, (state, reached) in todo.items():
             table = tables.get(key)
             first = _alarms(state, table) if table is not None else {}
@@ -328,7 +334,7 @@ class PartialLooks:
             events = pa.concat_tables(parts) if parts else _no_events()
             self._carried_marks(key, ref, carried, marks, todo, events)
 
-    def _carried_tasks(self) -> dict[WindowKey, tuple[BinnedReference, dict[str, tuple[float, int]], list[int], list[int]]]:
+    def _carried_tasks(self) -> dict[WindowKey, CarriedTask]:
         """The queued windows' carried alarms to judge (their marks not judged yet, before the bound), until
         ``MAX_LOOKS`` looks at a window's carried alarms or one confirms; an alarm of a window its reference
         holds is not judged (nor is it at the window's end)."""
