@@ -27,7 +27,8 @@ on a stable model at 1 event/s (300 predictions per window, 270 labelled, 5
 numeric features, 4 groups per protected attribute, a baseline exactly as
 good), simulated through the product's detectors and this policy's evaluator
 (``make bench-false-alarms``; ``bench/results/false_alarms.json``, commit
-cf764e0: 10 model-months), with the derivations that still hold. The two legs
+cf764e0: 10 model-months; 0a53efa with the carry of late alarms, ``windows/carry.py``:
+the same 0), with the derivations that still hold. The two legs
 of a confirmation are never multiplied as independent: the chance excursion
 that trips a per-event detector also moves the window it is confirmed by.
 Before this (commit 9850241) the same simulation saw 6 drift and 15 retrain
@@ -40,7 +41,10 @@ slow path.
   1, by the fast path, before its confirmation read only the events after the alarm);
   derived, about 0.12 (0.03 + 0.09 below). Fast path: a ``mean_shift`` alarm
   confirmed by the window test (alpha 0.001, Benjamini–Hochberg) of the same
-  window's events after the alarm (``after_alarm`` rows). The alarms are
+  window's events after the alarm (``after_alarm`` rows), or, for an alarm with
+  fewer than 150 events after it in its window, of the events after it across the
+  boundary into the next windows (at most 3; ``carried_alarm`` rows,
+  ``windows/carry.py``): one more chance per alarm, at the same level. The alarms are
   measured, not taken from the nominal ARL: the CUSUMs standardise with a reference learnt from
   1,000 events, which shortens their run length (4.7e-6 alarms per
   feature-event at the former nominal 2e-6, about 60 a month over 5 features;

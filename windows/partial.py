@@ -12,11 +12,14 @@ mark with fewer than ``LOOK_MIN_AFTER`` such events is passed over (it is not a 
 most ``MAX_LOOKS`` looks. An alarmed feature a look flags is a :class:`Look`, which the alert engine
 decides at ``m`` (the event-time watermark at the look). At the window's end the alarm is judged once
 more, at the test's own level, on all the window's events after it (:func:`confirm_after_alarm`, the
-``after_alarm`` rows the drift stage writes), when at least ``LOOK_MIN_AFTER`` came; with fewer, the
-alarm is not confirmed, and the test of the whole window is an ordinary window drift row (the slow path:
-the same feature in several windows in a row). The whole window holds the chance excursion that tripped
-the alarm: ``bench/looks.py`` measured the whole-window test confirming chance alarms at 0.5 a
-model-month on models of 20 features at 1 event/s.
+``after_alarm`` rows the drift stage writes), when at least ``LOOK_MIN_AFTER`` came. With fewer, the
+alarm is carried into the next windows of its version (at most ``CARRY_WINDOWS``, ``windows/carry.py``):
+their looks and their end judge it the same way on the events after it across the window boundary (the rest
+of its window, then theirs), once ``LOOK_MIN_AFTER`` of them came (``carried_alarm`` rows, :class:`Look`
+rows of detector :data:`CARRIED`); an alarm the bound passes undecided is left to the slow path (the same
+feature in several windows in a row). The test of the whole window never confirms an alarm: it holds the
+chance excursion that tripped the alarm, and ``bench/looks.py`` measured it confirming chance alarms at 0.5
+a model-month on models of 20 features at 1 event/s.
 
 How a look keeps the confirmation's level: a window is looked at only after a per-event alarm on
 its events, at most ``MAX_LOOKS`` times, each at ``alpha / MAX_LOOKS``: by the union bound its
@@ -31,7 +34,11 @@ What remains shared between the alarm and the look is the reference (the detecto
 test learn it from the same first predictions): a reference whose estimate is off makes both more
 likely, as it does for the full-window test. The same bench measures the level and the delay of
 this design (figures in ``bench/results/looks.json``, quoted in the README's Alerts section).
-A real shift starts before its alarm, so the events after the alarm carry it whole.
+A real shift starts before its alarm, so the events after the alarm carry it whole. A carried alarm
+had no look in its own window (a look needs ``LOOK_MIN_AFTER`` events after the alarm, which its window
+never had) and gets its looks in the one later window where those events are reached, on the same
+budget: ``MAX_LOOKS`` at ``alpha / MAX_LOOKS``, then the test at ``alpha`` when that window is written,
+as an alarm judged within its window.
 
 Where the looks fall depends on event time only: a look at ``m`` happens at the first pass
 whose watermark reaches ``m`` while the window is open, or, when a pass finds the window
@@ -42,8 +49,9 @@ Windows of more than ``SHIFT_MAX_EVENTS`` events are subsampled when written: th
 may differ between a live run and a replay.
 
 Set-based: a pass reads the events of all the windows it looks at in one query (:data:`LOOK_EVENTS`,
-each window its own range of event time), and the events so far of all its open windows, where it looks
-for new alarms, in one more: two statements at most, however many models.
+each window its own range of event time; the windows a carried alarm spans are ranges of the same query),
+and the events so far of all its open windows, where it looks for new alarms, in one more: two statements
+at most, however many models and carried alarms.
 """
 
 from __future__ import annotations
