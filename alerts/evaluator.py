@@ -286,7 +286,7 @@ class ModelEvaluator:
         if w.version and w.predictions > 0:
             out += self._traffic(w)
         if w.version and p.drift.enabled:
-            features = drifted_features(w, p.retrain, p.drift.sequential_detectors)
+            features = drifted_features(w, p.retrain, p.drift.alarm_detectors)
             if features is not None:
                 hist = self._drift.setdefault(w.version, deque(maxlen=p.drift.windows))
                 hist.append(features)
@@ -302,7 +302,7 @@ class ModelEvaluator:
         p = self.policy.drift
         if not (w.version and p.enabled and p.fast_path) or w.end <= self.cursor_of(w.version):
             return []
-        features = drifted_features(w, self.policy.retrain, p.sequential_detectors)
+        features = drifted_features(w, self.policy.retrain, p.alarm_detectors)
         if not features:
             return []
         s = drift_signal(self.model, w, (features,), p)

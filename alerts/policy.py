@@ -27,7 +27,8 @@ on a stable model at 1 event/s (300 predictions per window, 270 labelled, 5
 numeric features, 4 groups per protected attribute, a baseline exactly as
 good), simulated through the product's detectors and this policy's evaluator
 (``make bench-false-alarms``; ``bench/results/false_alarms.json``, commit
-cf764e0: 10 model-months), with the derivations that still hold. The two legs
+cf764e0: 10 model-months; 0a53efa with the carry of late alarms, ``windows/carry.py``:
+the same 0), with the derivations that still hold. The two legs
 of a confirmation are never multiplied as independent: the chance excursion
 that trips a per-event detector also moves the window it is confirmed by.
 Before this (commit 9850241) the same simulation saw 6 drift and 15 retrain
@@ -40,7 +41,10 @@ slow path.
   1, by the fast path, before its confirmation read only the events after the alarm);
   derived, about 0.12 (0.03 + 0.09 below). Fast path: a ``mean_shift`` alarm
   confirmed by the window test (alpha 0.001, Benjamini–Hochberg) of the same
-  window's events after the alarm (``after_alarm`` rows). The alarms are
+  window's events after the alarm (``after_alarm`` rows), or, for an alarm with
+  fewer than 150 events after it in its window, of the events after it across the
+  boundary into the next windows (at most 3; ``carried_alarm`` rows,
+  ``windows/carry.py``): one more chance per alarm, at the same level. The alarms are
   measured, not taken from the nominal ARL: the CUSUMs standardise with a reference learnt from
   1,000 events, which shortens their run length (4.7e-6 alarms per
   feature-event at the former nominal 2e-6, about 60 a month over 5 features;
@@ -195,8 +199,11 @@ class DriftRule(BaseModel):
     detector (``sequential_detectors``: per event, false-alarm rate fixed by its ARL)
     and by the window test of the window's events after that alarm (the drift row of
     ``confirming_detector``, ``after_alarm``: a look's, or the window end's) fires at
-    once; the alert's time is the sequential detector's alarm (the drift row's event
-    time). A test of the whole window does not confirm an alarm (it reads the chance
+    once; the alert is decided when that test is (a look's mark, or the window's end). An
+    alarm late in a window, with fewer than 150 events after it there, is carried into the
+    next windows (at most 3) and confirmed by the test of the events after it across the
+    window boundary (``carried_detector``, ``carried_alarm``: a look's of the later window,
+    or its end's). A test of the whole window does not confirm an alarm (it reads the chance
     excursion that tripped it); it counts toward the slow path like any window test.
     """
 
@@ -211,11 +218,20 @@ class DriftRule(BaseModel):
     sequential_detectors: tuple[str, ...] = ("mean_shift",)
     # The drift rows that confirm an alarm (windows.partial.AFTER_ALARM).
     confirming_detector: str = "after_alarm"
+    # The drift rows of an alarm carried into a later window and judged there on the events after it across
+    # the window boundary (windows.partial.CARRIED, windows/carry.py): one row holds both legs, its ``ts``
+    # the alarm's event time.
+    carried_detector: str = "carried_alarm"
     # Window tests strict enough to count at once on their own (fast path): the joint test of the numeric
     # features runs at alpha 1e-5 per window (~0.09 false flags per version a month, windows/sample.py).
     strong_features: tuple[str, ...] = ("__multivariate__",)
     # The persistence is in ``windows``: one such window fires.
     hysteresis: Hysteresis = Hysteresis(fire_after=1, resolve_after=3)
+
+    @property
+    def alarm_detectors(self) -> tuple[str, ...]:
+        """The detectors whose drift rows carry a per-event alarm's event time (theirs, or a carried one's)."""
+        return (*self.sequential_detectors, self.carried_detector)
 
 
 class SunsetRule(BaseModel):

@@ -341,11 +341,13 @@ def drifted_features(
     return out
 
 
-def confirmed(fd: FeatureDrift, confirming: str = "after_alarm") -> bool:
+def confirmed(fd: FeatureDrift, confirming: str = "after_alarm", carried: str = "carried_alarm") -> bool:
     """Flagged by a sequential detector (an alarm) and by the window test of the events after the alarm
-    (``confirming``, a look's or the window end's). A test of the whole window does not confirm an alarm: the
-    chance excursion that tripped the alarm moves it too (``windows/partial.py``)."""
-    return fd.alarm_ts is not None and confirming in fd.detectors
+    (``confirming``, a look's or the window end's), or by an alarm of an earlier window carried into this one
+    and confirmed on the events after it across the window boundary (``carried``, ``windows/carry.py``). A
+    test of the whole window does not confirm an alarm: the chance excursion that tripped the alarm moves it
+    too (``windows/partial.py``)."""
+    return fd.alarm_ts is not None and (confirming in fd.detectors or carried in fd.detectors)
 
 
 def drift_signal(
@@ -367,7 +369,8 @@ def drift_signal(
     if len(recent) < rule.windows:
         persistent = set()
     fast = (
-        {f for f, fd in current.items() if confirmed(fd, rule.confirming_detector) or f in rule.strong_features}
+        {f for f, fd in current.items()
+         if confirmed(fd, rule.confirming_detector, rule.carried_detector) or f in rule.strong_features}
         if rule.fast_path
         else set()
     )

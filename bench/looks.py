@@ -19,7 +19,9 @@ Three parts, written to ``bench/results/looks.json``:
 1. Stable streams (no change): per model-month (30 days) of exposure, the per-event
    alarms, the windows with an alarm, the looks run (window tests at ``alpha / 3``),
    the looks that confirmed an alarm (each a false drift decision) and the
-   confirmations at the window's end (on the events after the alarm), for several feature
+   confirmations at the window's end (on the events after the alarm), the alarms carried into
+   the next windows and judged there (``windows/carry.py``: its looks and its test at the later
+   window's end, on the events after the alarm across the boundary) and those confirmed, for several feature
    counts and rates, with a 95 % upper bound of the rate (about 3 / exposure when nothing
    was seen, the rule of three).
 2. Stressed: the same with the detector's ARL lowered (2e5 at 10 events/s, 2e4 at
@@ -52,6 +54,8 @@ import pyarrow as pa
 
 from bench.false_alarms import poisson_upper
 from bench.record import Target, check, write
+from watchkeeper.windows.config import WindowKey
+from watchkeeper.windows.partial import CARRIED, CARRY_WINDOWS
 
 MONTH = 30 * 24 * 3600
 MODEL = "sim"
@@ -110,16 +114,18 @@ class MemoryStore:
         if sql != LOOK_EVENTS:
             raise AssertionError(f"unexpected query: {sql.strip().splitlines()[0]}")
         self.queries += 1
-        [(model, version, ws)] = params["due"]  # one window at a time here
-        ev = self.events.between(int(params["lo"][0]), int(params["hi"][0]))
-        first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap BY window
-        table = arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
-        n = table.num_rows
-        return (
-            table.append_column("model", pa.array([model] * n, pa.string()))
-            .append_column("version", pa.array([version] * n, pa.string()))
-            .append_column("ws", pa.array([ws] * n, pa.uint32()))
-        )
+        parts = []  # one window's range each (a carried alarm's look reads the windows since the alarm too)
+        for (model, version, ws), lo, hi in zip(params["due"], params["lo"], params["hi"], strict=True):
+            ev = self.events.between(int(lo), int(hi))
+            first = np.arange(ev.t.size)[: int(params["cap"])]  # ORDER BY ts ... LIMIT cap BY window
+            table = arrow(Events(ev.t[first], ev.x[first], ev.score[first]), self.names)
+            n = table.num_rows
+            parts.append(
+                table.append_column("model", pa.array([model] * n, pa.string()))
+                .append_column("version", pa.array([version] * n, pa.string()))
+                .append_column("ws", pa.array([ws] * n, pa.uint32()))
+            )
+        return pa.concat_tables(parts)
 
 
 def stream(seed: int, rate: float, k: int, seconds: int, shift_at: float | None = None,
@@ -144,7 +150,7 @@ class Decision:
 
     start: int
     ts: float
-    by: str  # "look" | "window"
+    by: str  # "look" | "window" | "carry" (an alarm of an earlier window judged in this one: windows/carry.py)
 
 
 class SimulatedModel:
@@ -172,7 +178,9 @@ class SimulatedModel:
         self.alarm_times: list[tuple[float, str]] = []  # every alarm (event time, feature), with full_windows
         self.seen = 0
         self.counts = {"events": 0, "alarms": 0, "windows": 0, "windows_with_alarm": 0, "looks_run": 0,
-                       "confirmed_by_look": 0, "confirmed_by_window": 0}  # fmt: skip
+                       "confirmed_by_look": 0, "confirmed_by_window": 0, "carried": 0,
+                       "confirmed_by_carry": 0}  # fmt: skip
+        self.recent: deque[Events] = deque()  # the windows a carried alarm may still read (windows/carry.py)
 
     def _reference(self, ev: Events) -> None:
         """The drift reference from the version's first ``reference_predictions`` events (``_build_first``)."""
@@ -210,58 +218,78 @@ class SimulatedModel:
                 if self.full_windows:
                     self.alarm_times.append((float(window.t[row]) / 1000, self.names[feature]))
             self.counts["alarms"] += len(self.detector.alarms)
-            if not alarms and not self.full_windows:
+            self.recent.append(window)
+            while len(self.recent) > CARRY_WINDOWS + 1:
+                self.recent.popleft()
+            carried = self.stage.carry.pending_at(WindowKey(MODEL, VERSION, ws))
+            if not alarms and not carried and not self.full_windows:
                 continue
-            d = self._window(ws, window, alarms)
+            d = self._window(ws, window, alarms, carried)
             if d is not None:
                 out.append(d)
         return out
 
-    def _window(self, ws: int, ev: Events, alarms: dict[str, float]) -> Decision | None:
-        from watchkeeper.windows.config import WindowKey
-
+    def _window(self, ws: int, ev: Events, alarms: dict[str, float], carried: dict[str, Any]) -> Decision | None:
         key = WindowKey(MODEL, VERSION, ws)
         ref = self.stage.reference_for(key)
         if ref is None or ref.contains(ws) or not ev.t.size:
             return None
         self.counts["windows"] += 1
         self.counts["windows_with_alarm"] += bool(alarms)
-        self.store.events = ev
+        self.store.events = Events(np.concatenate([e.t for e in self.recent]),
+                                   np.concatenate([e.x for e in self.recent]),
+                                   np.concatenate([e.score for e in self.recent]))  # fmt: skip
         before = self.looks.made
-        self.looks.closed({key: alarms} if alarms else {}, {MODEL: ws + self.w})
+        self.looks.closed({key: alarms} if alarms else {}, {MODEL: ws + self.w}, {key: carried} if carried else {})
         self.looks.run()  # the closer's pass runs the queued looks (one query)
         self.counts["looks_run"] += self.looks.made - before
         decision = None
+        by_carry = False
         for look in self.looks.take():
             if decides(rule_rows(look.rows), look.start, look.end, self.policy) is not None:
-                self.counts["confirmed_by_look"] += 1
-                decision = decision or Decision(ws, float(look.mark), "look")
-        if decision is None or self.full_windows:
-            whole = self._whole(key, ref, ev, alarms)
-            if whole and decision is None:
-                self.counts["confirmed_by_window"] += 1
-                decision = Decision(ws, ws + self.w + self.config.grace_seconds, "window")
+                carry = any(r["detector"] == CARRIED for r in look.rows)
+                self.counts["confirmed_by_carry" if carry else "confirmed_by_look"] += 1
+                by_carry |= carry
+                decision = decision or Decision(ws, float(look.mark), "carry" if carry else "look")
+        whole, carried_rows = self._whole(key, ref, ev, alarms, decision is None or self.full_windows)
+        self.counts["carried"] += len(carried_rows)
+        if not by_carry and any(r["drifted"] for r in carried_rows):
+            self.counts["confirmed_by_carry"] += 1
+            decision = decision or Decision(ws, ws + self.w + self.config.grace_seconds, "carry")
+        if whole and decision is None:
+            self.counts["confirmed_by_window"] += 1
+            decision = Decision(ws, ws + self.w + self.config.grace_seconds, "window")
         return decision
 
-    def _whole(self, key: Any, ref: Any, ev: Events, alarms: dict[str, float]) -> bool:
-        """The drift rule on the full window: its window tests (``DriftStage._window_rows``, ``_confirm_rows``) and its
-        ``mean_shift`` rows, with the rule's history of windows (the slow path)."""
+    def _whole(
+        self, key: Any, ref: Any, ev: Events, alarms: dict[str, float], judge: bool
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        """The drift rule on the full window (``judge``): its window tests (``DriftStage._window_rows``,
+        ``_confirm_rows``) and its ``mean_shift`` rows, with the rule's history of windows (the slow path);
+        and the ``carried_alarm`` rows of the alarms carried into it (``windows/carry.py``, as ``shift_rows``
+        calls it), which also fold this window's alarms in."""
         from watchkeeper.alerts.window import DriftRow
         from watchkeeper.windows.sample import Sample
         from watchkeeper.windows.sequential import SHIFT_DETECTOR, SHIFT_MAX_EVENTS
 
         assert ev.t.size <= SHIFT_MAX_EVENTS, "a window the product would subsample"
         now = datetime.now()
-        rows = self.stage._window_rows(ref, key, Sample.from_arrow(arrow(ev, self.names)), self.w, now)
+        numeric = {f: ev.x[:, j] for j, f in enumerate(self.names)}
         # The confirmation at the window's end: the window test of the events after each alarm (as
         # ``shift_rows`` calls it, with the detector's events and features).
-        if alarms:
-            rows += self.stage._confirm_rows(key, ev.t, {f: ev.x[:, j] for j, f in enumerate(self.names)}, alarms, now)
+        confirms = self.stage._confirm_rows(key, ev.t, numeric, alarms, now) if alarms else []
+        own = [{"feature": f, "detector": SHIFT_DETECTOR, "drifted": 1, "ts": t} for f, t in alarms.items()]
+        carried = self.stage.carry.rows(key, ev.t, numeric, own + confirms, now)
+        if not judge:
+            return False, carried
+        rows = self.stage._window_rows(ref, key, Sample.from_arrow(arrow(ev, self.names)), self.w, now)
+        rows += confirms + carried
         drift = [DriftRow(r["feature"], r["detector"], float(r["statistic"]), float(r["threshold"]),
-                          bool(r["drifted"])) for r in rows]  # fmt: skip
+                          bool(r["drifted"]), r["ts"].timestamp() if r["detector"] == CARRIED else None)
+                 for r in rows]  # fmt: skip
         drift += [DriftRow(f, SHIFT_DETECTOR, 0.0, 0.0, True, t) for f, t in alarms.items()]
         history = self.history if self.full_windows else deque(maxlen=1)  # every window, or this one alone
-        return decides(tuple(drift), key.start, key.start + self.w, self.policy, history) is not None
+        return decides(tuple(drift), key.start, key.start + self.w, self.policy, history) is not None, carried
 
 
 def rule_rows(rows: Any) -> tuple[Any, ...]:
@@ -279,7 +307,7 @@ def decides(drift: tuple[Any, ...], start: int, end: int, policy: Any, history: 
     from watchkeeper.alerts.window import Window
 
     w = Window(VERSION, start, end, drift=drift)
-    features = drifted_features(w, policy.retrain, policy.drift.sequential_detectors)
+    features = drifted_features(w, policy.retrain, policy.drift.alarm_detectors)
     if features is None or (history is None and not features):
         return None
     hist = deque(maxlen=1) if history is None else history
@@ -327,9 +355,12 @@ def stable(pool: Any, configs: list[tuple[float, int]], models: int, seconds: in
                                "model_months": round(exposure, 4), **total,
                                "confirmed_by_look_each_model": [d["confirmed_by_look"] for d in mine],
                                "alarms_each_model": [d["alarms"] for d in mine]}  # fmt: skip
-        for key in ("alarms", "windows_with_alarm", "looks_run", "confirmed_by_look", "confirmed_by_window"):
+        for key in ("alarms", "windows_with_alarm", "looks_run", "confirmed_by_look", "confirmed_by_window",
+                    "carried", "confirmed_by_carry"):  # fmt: skip
             row[f"{key}_per_model_month"] = round(total[key] / exposure, 3)
-        for key in ("confirmed_by_look", "confirmed_by_window"):
+        row["confirmed_by_carry_share_of_carried"] = (round(total["confirmed_by_carry"] / total["carried"], 4)
+                                                      if total["carried"] else None)  # fmt: skip
+        for key in ("confirmed_by_look", "confirmed_by_window", "confirmed_by_carry"):
             row[f"{key}_upper95_per_model_month"] = round(poisson_upper(total[key], exposure), 3)
             alarmed = total["windows_with_alarm"]
             row[f"{key}_share_of_alarmed_windows"] = round(total[key] / alarmed, 4) if alarmed else None
@@ -387,6 +418,7 @@ def power(pool: Any, runs: int, features: tuple[int, ...], sizes: tuple[float, .
                                "look_span": "whole window so far" if whole else "last 45 s or 300 events",
                                "decided_by_look": sum(d["by"] == "look" for d in mine),
                                "decided_by_window": sum(d["by"] == "window" for d in mine),
+                               "decided_by_carry": sum(d["by"] == "carry" for d in mine),
                                "missed": sum(d["delay"] is None for d in mine),
                                "false_before_shift": sum(d["false_before"] for d in mine),
                                "alarm_median_seconds": float(np.median(alarms)) if alarms else None}  # fmt: skip
@@ -449,7 +481,8 @@ def report(results: dict[str, Any]) -> None:
     cols = {"model-months": "model_months", "alarms": "alarms", "alarmed windows": "windows_with_alarm",
             "looks run": "looks_run", "look confirmed": "confirmed_by_look",
             "95% bound/month": "confirmed_by_look_upper95_per_model_month",
-            "window confirmed": "confirmed_by_window"}  # fmt: skip
+            "window confirmed": "confirmed_by_window", "carried (judged)": "carried",
+            "carry confirmed": "confirmed_by_carry"}  # fmt: skip
     print(f"  {'stream':<24}" + "".join(f"{c:>17}" for c in cols))
     for part in ("stable", "stressed"):
         for r in results[part]:

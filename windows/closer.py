@@ -331,6 +331,7 @@ class WindowCloser:
             del self.watermark[model]
         self.looks.forget(gone)
         self.label_looks.forget(gone)
+        self.drift.carry.forget(gone)
         seq = self.drift.sequential
         for per_version in (self.drift.references, self.drift.loaded_refs, seq.error_streams, seq.shift_streams):
             for mv in [mv for mv in per_version if gone(mv[0])]:
@@ -572,7 +573,7 @@ class WindowCloser:
         sizes = {WindowKey(r["model"], r["version"], int(r["window_start"].timestamp())): int(r["value"])
                  for r in rows if r["metric"] == "predictions" and r["segment"] == ""}  # fmt: skip
         drift = self.drift.pass_rows(keys, labelled_binary, computed_at, sizes, final=done)
-        self.looks.closed(self.drift.sequential.take_alarms(), self.watermark)
+        self.looks.closed(self.drift.sequential.take_alarms(), self.watermark, self.drift.carry.take())
         self.label_looks.closed(self.drift.sequential.take_error_alarms(), self.watermark)
         for row in drift:
             row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))

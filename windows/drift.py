@@ -40,6 +40,7 @@ import pyarrow as pa
 from watchkeeper.detectors import DriftConfig, drift_report
 from watchkeeper.detectors.reference import BinnedReference, ReferencePolicy, select_reference
 from watchkeeper.detectors.timeutil import utc
+from watchkeeper.windows.carry import Carry
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.due import due_params
 from watchkeeper.windows.partial import AFTER_ALARM, confirm_after_alarm
@@ -134,6 +135,8 @@ class DriftStage:
         self.references: dict[tuple[str, str], BinnedReference | None] = {}
         self.loaded_refs: dict[tuple[str, str], tuple[float, BinnedReference | None]] = {}
         self.sequential = SequentialDrift(store, config)
+        # Per-event alarms carried into the next windows for their confirmation (windows/carry.py).
+        self.carry = Carry(self)
 
     def pass_rows(
         self,
@@ -161,7 +164,9 @@ class DriftStage:
                 self.rows(part, computed_at, mine)
                 + self.label_rows(mine, computed_at)
                 + self.sequential.error_rows([k for k in mine if k in closed], computed_at)
-                + self.sequential.shift_rows(part, computed_at, partial(self._confirm_rows, computed_at=computed_at))
+                + self.sequential.shift_rows(
+                    part, computed_at, partial(self._confirm_rows, computed_at=computed_at), self.carry
+                )
             )
         return out
 

@@ -12,11 +12,14 @@ mark with fewer than ``LOOK_MIN_AFTER`` such events is passed over (it is not a 
 most ``MAX_LOOKS`` looks. An alarmed feature a look flags is a :class:`Look`, which the alert engine
 decides at ``m`` (the event-time watermark at the look). At the window's end the alarm is judged once
 more, at the test's own level, on all the window's events after it (:func:`confirm_after_alarm`, the
-``after_alarm`` rows the drift stage writes), when at least ``LOOK_MIN_AFTER`` came; with fewer, the
-alarm is not confirmed, and the test of the whole window is an ordinary window drift row (the slow path:
-the same feature in several windows in a row). The whole window holds the chance excursion that tripped
-the alarm: ``bench/looks.py`` measured the whole-window test confirming chance alarms at 0.5 a
-model-month on models of 20 features at 1 event/s.
+``after_alarm`` rows the drift stage writes), when at least ``LOOK_MIN_AFTER`` came. With fewer, the
+alarm is carried into the next windows of its version (at most ``CARRY_WINDOWS``, ``windows/carry.py``):
+their looks and their end judge it the same way on the events after it across the window boundary (the rest
+of its window, then theirs), once ``LOOK_MIN_AFTER`` of them came (``carried_alarm`` rows, :class:`Look`
+rows of detector :data:`CARRIED`); an alarm the bound passes undecided is left to the slow path (the same
+feature in several windows in a row). The test of the whole window never confirms an alarm: it holds the
+chance excursion that tripped the alarm, and ``bench/looks.py`` measured it confirming chance alarms at 0.5
+a model-month on models of 20 features at 1 event/s.
 
 How a look keeps the confirmation's level: a window is looked at only after a per-event alarm on
 its events, at most ``MAX_LOOKS`` times, each at ``alpha / MAX_LOOKS``: by the union bound its
@@ -31,7 +34,11 @@ What remains shared between the alarm and the look is the reference (the detecto
 test learn it from the same first predictions): a reference whose estimate is off makes both more
 likely, as it does for the full-window test. The same bench measures the level and the delay of
 this design (figures in ``bench/results/looks.json``, quoted in the README's Alerts section).
-A real shift starts before its alarm, so the events after the alarm carry it whole.
+A real shift starts before its alarm, so the events after the alarm carry it whole. A carried alarm
+had no look in its own window (a look needs ``LOOK_MIN_AFTER`` events after the alarm, which its window
+never had) and gets its looks in the one later window where those events are reached, on the same
+budget: ``MAX_LOOKS`` at ``alpha / MAX_LOOKS``, then the test at ``alpha`` when that window is written,
+as an alarm judged within its window.
 
 Where the looks fall depends on event time only: a look at ``m`` happens at the first pass
 whose watermark reaches ``m`` while the window is open, or, when a pass finds the window
@@ -42,8 +49,9 @@ Windows of more than ``SHIFT_MAX_EVENTS`` events are subsampled when written: th
 may differ between a live run and a replay.
 
 Set-based: a pass reads the events of all the windows it looks at in one query (:data:`LOOK_EVENTS`,
-each window its own range of event time), and the events so far of all its open windows, where it looks
-for new alarms, in one more: two statements at most, however many models.
+each window its own range of event time; the windows a carried alarm spans are ranges of the same query),
+and the events so far of all its open windows, where it looks for new alarms, in one more: two statements
+at most, however many models and carried alarms.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AFTER_ALARM",
+    "CARRIED",
+    "CARRY_WINDOWS",
     "LOOK_EVENTS",
     "LOOK_EVERY_SECONDS",
     "LOOK_MIN_AFTER",
@@ -82,6 +92,7 @@ __all__ = [
     "confirm_after_alarm",
     "look_alpha",
     "look_marks",
+    "read_events",
 ]
 
 # Event time between two marks of an open window, the most looks one window gets, and the span of event
@@ -99,6 +110,16 @@ LOOK_MIN_AFTER = 150
 # (a look's, or the window's end's: :func:`confirm_after_alarm`). The drift rule's fast path pairs an alarm
 # with this row only (``alerts.policy.DriftRule.confirming_detector``), never with a test of the whole window.
 AFTER_ALARM = "after_alarm"
+# The drift row of an alarm carried into a later window (``windows/carry.py``): its ``ts`` is the alarm's event
+# time (in an earlier window), its test the window test of the events after the alarm read across the window
+# boundary. ``alerts.policy.DriftRule.carried_detector`` pairs it on its own (it holds both legs).
+CARRIED = "carried_alarm"
+# An alarm whose window ended with fewer than LOOK_MIN_AFTER events after it is carried into at most this many
+# windows after its own: at 60 events a window (0.2 events/s) 3 windows bring 180 events after an alarm on
+# the window's last event, so every alarm of a model of that traffic is decided; a slower model's alarm that
+# has not had LOOK_MIN_AFTER events after it when the bound passes is left to the slow path. The bound keeps
+# the state (a few alarms per version) and the reads (the events of at most 4 windows) small.
+CARRY_WINDOWS = 3
 # Looks kept for the alert engine at most (a closer without one, e.g. a tool's, does not grow without bound).
 MAX_FOUND = 10_000
 
@@ -115,6 +136,32 @@ WHERE t >= arrayElement({{lo:Array(Int64)}}, i) AND t < arrayElement({{hi:Array(
 ORDER BY model, version, ws, ts, event_id
 LIMIT {{cap:UInt32}} BY model, version, ws
 """
+
+
+# A window's carried alarms to judge at its marks: (reference, alarms, the window's marks, the marks to judge).
+CarriedTask = tuple["BinnedReference", dict[str, tuple[float, int]], list[int], list[int]]
+
+
+def read_events(drift: DriftStage, ranges: Mapping[WindowKey, tuple[int, int]]) -> dict[WindowKey, pa.Table]:
+    """Each window's events in its range ``[lo, hi)`` (ms), in event order, at most ``SHIFT_MAX_EVENTS``:
+    one :data:`LOOK_EVENTS` query for all of them (none for none); a window without events is left out."""
+    keys = sorted(k for k, (lo, hi) in ranges.items() if lo < hi)
+    if not keys:
+        return {}
+    params = {**due_params(drift.window, keys), "lo": [ranges[k][0] for k in keys],
+              "hi": [ranges[k][1] for k in keys], "cap": SHIFT_MAX_EVENTS}  # fmt: skip
+    return _per_window(drift.store.query_arrow(LOOK_EVENTS, params))
+
+
+def merge_range(ranges: dict[WindowKey, tuple[int, int]], key: WindowKey, lo: int, hi: int) -> None:
+    """Widen ``key``'s range in ``ranges`` to cover ``[lo, hi)`` too (one read serves both: readers filter by time).
+
+    >>> r = {}
+    >>> merge_range(r, WindowKey("m", "v", 0), 5, 9); merge_range(r, WindowKey("m", "v", 0), 2, 7); r
+    {WindowKey(model='m', version='v', start=0): (2, 9)}
+    """
+    old = ranges.get(key)
+    ranges[key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
 
 def look_marks(start: int, end: int, alarm: float, every: int = LOOK_EVERY_SECONDS, k: int = MAX_LOOKS) -> list[int]:
@@ -176,6 +223,11 @@ class PartialLooks:
         self.made = 0  # looks made in all, for a benchmark's counts
         self.checked: dict[WindowKey, int] = {}  # open window -> the last mark its events were read up to
         self.queued: dict[WindowKey, tuple[dict[str, float], float]] = {}  # window -> (first alarms, judge before)
+        # The alarms carried into a window from earlier ones (windows/carry.py), judged at its marks on their
+        # events after the alarm across the window boundary; their own marks done, looks made and queue.
+        self.cdone: dict[WindowKey, set[int]] = {}
+        self.clooked: dict[WindowKey, int] = {}
+        self.cqueued: dict[WindowKey, tuple[dict[str, tuple[float, int]], float]] = {}  # -> (carried, judge before)
         self.found: list[Look] = []
 
     def take(self) -> list[Look]:
@@ -189,22 +241,38 @@ class PartialLooks:
         self.looked = {k: v for k, v in self.looked.items() if not gone(k.model)}
         self.checked = {k: v for k, v in self.checked.items() if not gone(k.model)}
         self.queued = {k: v for k, v in self.queued.items() if not gone(k.model)}
+        self.cdone = {k: v for k, v in self.cdone.items() if not gone(k.model)}
+        self.clooked = {k: v for k, v in self.clooked.items() if not gone(k.model)}
+        self.cqueued = {k: v for k, v in self.cqueued.items() if not gone(k.model)}
         self.found = [look for look in self.found if not gone(look.model)]
 
-    def closed(self, alarms: Mapping[WindowKey, Mapping[str, float]], watermarks: Mapping[str, float]) -> None:
-        """Windows written in this pass, with their features' first alarm: their looks not made yet, at the
-        marks before their end that the model's watermark has reached (all of them unless the stream went
-        idle before the window's end), queued for :meth:`run`."""
+    def closed(
+        self,
+        alarms: Mapping[WindowKey, Mapping[str, float]],
+        watermarks: Mapping[str, float],
+        carried: Mapping[WindowKey, Mapping[str, tuple[float, int]]] | None = None,
+    ) -> None:
+        """Windows written in this pass, with their features' first alarm and the alarms carried into them
+        (``carried``: feature -> (alarm, its window's start), ``windows/carry.py``): their looks not made yet,
+        at the marks before their end that the model's watermark has reached (all of them unless the stream
+        went idle before the window's end), queued for :meth:`run`."""
         w = self.drift.window.window_seconds
-        for key, first in sorted(alarms.items()):
+        carried = carried or {}
+        for key in sorted(set(alarms) | set(carried)):
             end = key.start + w
-            if first:
-                self.queued[key] = (dict(first), min(end, math.floor(watermarks.get(key.model, end)) + 1))
+            upto = min(end, math.floor(watermarks.get(key.model, end)) + 1)
+            if alarms.get(key):
+                self.queued[key] = (dict(alarms[key]), upto)
+            if carried.get(key):
+                self.cqueued[key] = (dict(carried[key]), upto)
             # Written: every mark of the window is judged; the version's earlier windows are forgotten.
             mine = (key.model, key.version)
             for old in [k for k in self.done if (k.model, k.version) == mine and k.start < key.start]:
                 del self.done[old]
                 self.looked.pop(old, None)
+            for old in [k for k in self.cdone if (k.model, k.version) == mine and k.start < key.start]:
+                del self.cdone[old]
+                self.clooked.pop(old, None)
             self.checked.pop(key, None)
 
     def open(self, windows: Mapping[WindowKey, float]) -> None:
@@ -224,7 +292,13 @@ class PartialLooks:
                 continue
             self.checked[key] = reached
             todo[key] = (state, reached)
-        tables = self._read({key: (key.start * 1000, reached * 1000) for key, (_, reached) in todo.items()})
+            # The alarms of earlier windows still waiting for LOOK_MIN_AFTER events after them (windows/carry.py).
+            carried = self.drift.carry.pending_at(key)
+            if carried:
+                self.cqueued[key] = (carried, reached + 1)
+        tables = read_events(
+            self.drift, {key: (key.start * 1000, reached * 1000) for key, (_, reached) in todo.items()}
+        )
         for key, (state, reached) in todo.items():
             table = tables.get(key)
             first = _alarms(state, table) if table is not None else {}
@@ -247,21 +321,67 @@ class PartialLooks:
             todo = [m for m in marks if m < upto and m not in done]
             if todo and self.looked.get(key, 0) < MAX_LOOKS:
                 tasks[key] = (ref, first, marks, todo)
-        reads = {key: (round(_after(first.values()) * 1000), todo[-1] * 1000)
-                 for key, (_, first, _, todo) in tasks.items()}  # fmt: skip
-        tables = self._read(reads)
+        ctasks = self._carried_tasks()
+        reads: dict[WindowKey, tuple[int, int]] = {}
+        for key, (_, first, _, todo) in tasks.items():
+            merge_range(reads, key, round(_after(first.values()) * 1000), todo[-1] * 1000)
+        for key, (_, carried, _, todo) in ctasks.items():
+            # The events after the earliest carried alarm: the rest of its window, the windows between, and
+            # this window's up to its last mark (the rows of one query; each look filters by time).
+            lo = round(_after([min(a for a, _ in carried.values())]) * 1000)
+            for x in range(min(ws for _, ws in carried.values()), key.start, w):
+                merge_range(reads, WindowKey(key.model, key.version, x), max(lo, x * 1000), (x + w) * 1000)
+            merge_range(reads, key, key.start * 1000, todo[-1] * 1000)
+        tables = read_events(self.drift, reads)
         for key, (ref, first, marks, todo) in tasks.items():
             self._marks(key, ref, first, marks, todo, tables[key] if key in tables else _no_events())
+        for key, (ref, carried, marks, todo) in ctasks.items():
+            chain = [WindowKey(key.model, key.version, x) for x in range(min(ws for _, ws in carried.values()),
+                                                                          key.start + 1, w)]  # fmt: skip
+            parts = [tables[k] for k in chain if k in tables]
+            events = pa.concat_tables(parts) if parts else _no_events()
+            self._carried_marks(key, ref, carried, marks, todo, events)
 
-    def _read(self, ranges: Mapping[WindowKey, tuple[int, int]]) -> dict[WindowKey, pa.Table]:
-        """Each window's events in its range ``[lo, hi)`` (ms), in event order, at most ``SHIFT_MAX_EVENTS``:
-        one query for all of them (none for none); a window without events is left out."""
-        keys = sorted(k for k, (lo, hi) in ranges.items() if lo < hi)
-        if not keys:
-            return {}
-        params = {**due_params(self.drift.window, keys), "lo": [ranges[k][0] for k in keys],
-                  "hi": [ranges[k][1] for k in keys], "cap": SHIFT_MAX_EVENTS}  # fmt: skip
-        return _per_window(self.drift.store.query_arrow(LOOK_EVENTS, params))
+    def _carried_tasks(self) -> dict[WindowKey, CarriedTask]:
+        """The queued windows' carried alarms to judge (their marks not judged yet, before the bound), until
+        ``MAX_LOOKS`` looks at a window's carried alarms or one confirms; an alarm of a window its reference
+        holds is not judged (nor is it at the window's end)."""
+        queued, self.cqueued = self.cqueued, {}
+        w = self.drift.window.window_seconds
+        out = {}
+        for key, (carried, upto) in sorted(queued.items()):
+            ref = self.drift.reference_for(key)
+            if ref is None or ref.contains(key.start):
+                continue
+            mine = {f: (a, ws) for f, (a, ws) in carried.items() if not ref.contains(ws)}
+            done = self.cdone.setdefault(key, set())
+            marks = list(range(key.start + LOOK_EVERY_SECONDS, key.start + w, LOOK_EVERY_SECONDS))
+            todo = [m for m in marks if m < upto and m not in done]
+            if mine and todo and self.clooked.get(key, 0) < MAX_LOOKS:
+                out[key] = (ref, mine, marks, todo)
+        return out
+
+    def _carried_marks(self, key: WindowKey, ref: BinnedReference, carried: Mapping[str, tuple[float, int]],
+                       marks: list[int], todo: list[int], events: pa.Table) -> None:  # fmt: skip
+        """Judge the marks ``todo`` of one window on the events after the alarms carried into it, in order: a
+        mark with fewer than ``LOOK_MIN_AFTER`` of them is not a look; at most ``MAX_LOOKS`` looks."""
+        w = self.drift.window.window_seconds
+        done = self.cdone.setdefault(key, set())
+        alarms = {f: a for f, (a, _) in carried.items()}
+        for mark in todo:
+            if self.clooked.get(key, 0) >= MAX_LOOKS:
+                break
+            done.add(mark)
+            judged = self._judge(ref, events, mark, alarms, carried=True)
+            if judged is None:
+                continue
+            self.clooked[key] = self.clooked.get(key, 0) + 1
+            self.made += 1
+            if judged:
+                self.found.append(Look(key.model, key.version, key.start, key.start + w, mark, tuple(judged)))
+                del self.found[:-MAX_FOUND]
+                done.update(marks)
+                return
 
     def _marks(self, key: WindowKey, ref: BinnedReference, first: Mapping[str, float], marks: list[int],
                todo: list[int], events: pa.Table) -> None:  # fmt: skip
@@ -284,7 +404,7 @@ class PartialLooks:
                 return
 
     def _judge(
-        self, ref: BinnedReference, events: pa.Table, mark: int, alarmed: Mapping[str, float]
+        self, ref: BinnedReference, events: pa.Table, mark: int, alarmed: Mapping[str, float], carried: bool = False
     ) -> list[dict[str, Any]] | None:
         """The window test at ``alpha / MAX_LOOKS`` on the window's events after the alarms and before
         ``mark`` (their span, see the module doc): the rows of the alarmed features it flags (none: not
@@ -305,7 +425,10 @@ class PartialLooks:
                                ref.kinds, config)  # fmt: skip
         out: list[dict[str, Any]] = []
         for r in results:
-            if r.drifted and r.feature in alarmed:
+            if r.drifted and r.feature in alarmed and carried:  # one row holds both legs (windows/carry.py)
+                out.append({"feature": r.feature, "detector": CARRIED, "statistic": float(r.statistic),
+                            "threshold": float(r.threshold), "drifted": True, "ts": alarmed[r.feature]})  # fmt: skip
+            elif r.drifted and r.feature in alarmed:
                 out.append({"feature": r.feature, "detector": AFTER_ALARM, "statistic": float(r.statistic),
                             "threshold": float(r.threshold), "drifted": True, "ts": None})  # fmt: skip
                 out.append({"feature": r.feature, "detector": SHIFT_DETECTOR, "statistic": float(r.statistic),

@@ -30,6 +30,7 @@ from watchkeeper.windows.sample import map_columns
 
 if TYPE_CHECKING:
     from watchkeeper.sinks.writer import Store
+    from watchkeeper.windows.carry import Carry
 
 __all__ = ["ErrorStream", "SequentialDrift"]
 
@@ -174,8 +175,9 @@ class SequentialDrift:
         return out
 
     def shift_rows(
-        self, keys: Sequence[WindowKey], computed_at: datetime, confirm: Confirm | None = None
-    ) -> list[dict[str, Any]]:
+        self, keys: Sequence[WindowKey], computed_at: datetime, confirm: Confirm | None = None,
+        carry: Carry | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
         """Covariate shift per event: one ``mean_shift`` row per numeric feature and window.
 
         The detector learns each feature's mean and spread from the version's first 1,000
@@ -188,7 +190,8 @@ class SequentialDrift:
 
         ``confirm``: the rows that confirm a window's alarms, from its events (times in ms, the numeric
         features the detector reads) and the features' first alarm; kept with the window's ``mean_shift``
-        rows, so that a recomputed window writes them again.
+        rows, so that a recomputed window writes them again. ``carry``: the alarms of earlier windows judged on
+        the events after them across the window boundary (``windows/carry.py``), kept with them too.
         """
         from watchkeeper.detectors import build
 
@@ -203,6 +206,8 @@ class SequentialDrift:
         # Columnar (Arrow, then one array per feature and window): a pass of a backlog reads up to
         # SHIFT_MAX_EVENTS events a window, and a Python dict per event cost the worker ~1.7 KB each.
         by_window = _window_slices(self.store.query_arrow(SHIFT_EVENTS, params))
+        if carry is not None:
+            carry.prepare(todo)
         for k in todo:
             window = by_window.get(k)
             if window is None:
@@ -246,6 +251,9 @@ class SequentialDrift:
             alarms = {state.features[j]: t for j, t in first.items()}
             if confirm is not None and alarms and rows:
                 rows += confirm(k, times, {f: numeric[f] for f in state.features if f in numeric}, alarms)
+            if carry is not None:  # the carried alarms need no armed detector (a new owner's is not yet)
+                rows += carry.rows(k, times, {f: numeric[f] for f in state.features if f in numeric}, rows,
+                                   computed_at)  # fmt: skip
             state.record(k.start, rows)
             self.alarms[k] = alarms
             out.extend(rows)

@@ -331,7 +331,7 @@ def test_the_drift_looks_at_many_armed_windows_cost_one_statement_and_judge_each
     from watchkeeper.detectors import DriftConfig
     from watchkeeper.detectors.timeutil import utc
     from watchkeeper.windows.config import WindowConfig
-    from watchkeeper.windows.partial import LOOK_EVENTS, PartialLooks, _after
+    from watchkeeper.windows.partial import LOOK_EVENTS, PartialLooks, _after, read_events
     from watchkeeper.windows.sample import Sample, build_reference
     from watchkeeper.windows.sequential import SHIFT_MAX_EVENTS
 
@@ -369,7 +369,7 @@ def test_the_drift_looks_at_many_armed_windows_cost_one_statement_and_judge_each
         assert [look for look in found if look.model == key.model] == alone.take()
     # The same events as the query per window: those after the alarm, before the last mark judged.
     last = start + 140 + 10 * 29  # the window's last mark
-    many = looks._read({k: (round(_after([start + 110.2]) * 1000), last * 1000) for k in keys})
+    many = read_events(looks.drift, {k: (round(_after([start + 110.2]) * 1000), last * 1000) for k in keys})
     for key in keys:
         one = store.query_arrow(ONE_WINDOW, {"model": key.model, "version": "v1", "t0": utc(_after([start + 110.2])),
                                              "t1": utc(last), "cap": SHIFT_MAX_EVENTS})  # fmt: skip

@@ -338,11 +338,11 @@ def test_a_concept_change_mid_window_is_decided_on_the_labels_so_far_and_a_repla
 
 def window_test_rows(worker: Worker) -> set[tuple[Any, ...]]:
     """The current drift rows of the window tests (not the per-event detectors', whose state a new worker
-    starts afresh, nor the tests of the events after their alarms, ``after_alarm``, which follow those
-    alarms): (model, window, feature, detector, statistic, drifted, provisional)."""
+    starts afresh, nor the tests of the events after their alarms, ``after_alarm`` and ``carried_alarm``,
+    which follow those alarms): (model, window, feature, detector, statistic, drifted, provisional)."""
     rows = worker.store.query_rows(
         "SELECT model, toUnixTimestamp(window_start), feature, detector, round(statistic, 9), drifted, provisional "
-        "FROM drift FINAL WHERE detector NOT IN ('mean_shift', 'covariate_shift', 'after_alarm') "
+        "FROM drift FINAL WHERE detector NOT IN ('mean_shift', 'covariate_shift', 'after_alarm', 'carried_alarm') "
         "AND feature != '__error__'"
     )
     return {tuple(r) for r in rows}

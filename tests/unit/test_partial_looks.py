@@ -13,6 +13,7 @@ from watchkeeper.alerts.evaluator import ModelEvaluator
 from watchkeeper.alerts.policy import AlertPolicy, DriftRule
 from watchkeeper.alerts.window import DriftRow, Point, Window
 from watchkeeper.detectors import DriftConfig
+from watchkeeper.windows.carry import Carry
 from watchkeeper.windows.config import WindowConfig, WindowKey
 from watchkeeper.windows.partial import (
     AFTER_ALARM,
@@ -84,6 +85,7 @@ def looks_over(x: np.ndarray, times: np.ndarray, alpha: float = 0.001) -> tuple[
     store = EventStore(times, x)
     drift = SimpleNamespace(store=store, window=WindowConfig(window_seconds=W), config=DriftConfig(alpha=alpha),
                             reference_for=lambda key: ref)  # fmt: skip
+    drift.carry = Carry(drift)  # type: ignore[arg-type]
     return PartialLooks(drift), store  # type: ignore[arg-type]
 
 
