@@ -43,8 +43,10 @@ class _Consumer(faust_aiokafka.Consumer):
     waits up to a second for records of the *other* partitions (or, with none left, sleeps a
     second), however soon the buffer drains: a backlog of envelopes filled the buffer every ~30
     envelopes and the worker sat idle 0.3-0.5 s each time, a fifth of a 300k-event drain (measured).
-    Here, while a buffer is full, the fetch waits ``BUFFERED_FETCH_WAIT_S`` at most, and with no
-    partition left to fetch the loop waits for the first buffer to drain (``on_buffer_drop``).
+    Here, while a buffer bounded by its bytes is full (the take marks its topic in the app's
+    ``refetch_quickly``), the fetch waits ``BUFFERED_FETCH_WAIT_S`` at most; a buffer of one-event
+    messages holds ~1 s of work and keeps Faust's wait (``take.mark_refetch``). With no partition
+    left to fetch, the loop waits for the first buffer to drain (``on_buffer_drop``).
     """
 
     _room: asyncio.Event | None = None
@@ -61,7 +63,10 @@ class _Consumer(faust_aiokafka.Consumer):
         if not self._buffered_partitions or not self.flow_active or self.app.client_only:
             return await super()._wait_next_records(timeout)
         if self._get_active_partitions():
-            return await super()._wait_next_records(min(timeout, BUFFERED_FETCH_WAIT_S))
+            quick = getattr(self.app, "refetch_quickly", ())
+            if any(tp.topic in quick for tp in self._buffered_partitions):
+                timeout = min(timeout, BUFFERED_FETCH_WAIT_S)
+            return await super()._wait_next_records(timeout)
         room = self._room = self._room or asyncio.Event()
         room.clear()
         await self.wait_for_stopped(room, timeout=timeout)  # type: ignore[arg-type]  # (as Faust passes one)
@@ -101,6 +106,8 @@ class App(faust.App):
         # Configs of every topic Faust creates (``_Transport._create_topic``), e.g. min.insync.replicas.
         self.topic_configs = dict(topic_configs or {})
         self.faust_sensor = faust_sensor
+        # Topics whose stream buffer is bounded by its bytes (envelopes): fetched again as soon as it has room.
+        self.refetch_quickly: set[str] = set()
         super().__init__(id, **options)
 
     def _new_transport(self) -> Any:

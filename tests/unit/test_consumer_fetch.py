@@ -26,8 +26,11 @@ def _consumer(tmp_path: Path, active: set[TP]) -> Any:
     return consumer
 
 
-def test_while_a_buffer_is_full_the_fetch_for_the_other_partitions_waits_briefly(tmp_path: Path) -> None:
+def test_while_a_buffer_of_envelopes_is_full_the_fetch_for_the_other_partitions_waits_briefly(
+    tmp_path: Path,
+) -> None:
     consumer = _consumer(tmp_path, {FULL, OTHER})
+    consumer.app.refetch_quickly.add(FULL.topic)  # the take's mark: its buffer is bounded by bytes
     asked: list[tuple[set[TP], float]] = []
 
     async def getmany(active_partitions: set[TP], timeout: float) -> dict[TP, list[Any]]:
@@ -63,3 +66,17 @@ def test_with_every_partition_full_the_fetch_loop_resumes_when_a_buffer_drains(t
 
     records, active = asyncio.run(run())
     assert not records and active == {FULL}
+
+
+def test_a_full_buffer_of_one_event_messages_keeps_fausts_wait(tmp_path: Path) -> None:
+    """Its 4,096 messages are ~1 s of work, which outlasts Faust's wait: fetching sooner cost the worker."""
+    consumer = _consumer(tmp_path, {FULL, OTHER})
+    asked: list[float] = []
+
+    async def getmany(active_partitions: set[TP], timeout: float) -> dict[TP, list[Any]]:
+        asked.append(timeout)
+        return {}
+
+    consumer._getmany = getmany
+    asyncio.run(consumer._wait_next_records(1.0))
+    assert asked == [1.0]
