@@ -64,7 +64,7 @@ def mark_refetch(stream: Any, quick: bool) -> None:
     (envelopes: a full buffer is a few hundred ms of decoding, so fetch again as soon as it has room) or by
     its message count (one-event messages: ~1 s of work, which outlasts Faust's own wait; fetching sooner
     cost the worker ~15-20 % of its messages per second, 3 drains each, measured). Per topic, on the app's
-    ``refetch_quickly`` set (absent: an app other than the worker's, nothing to tell).
+    ``refetch_quickly`` set (absent: an app other than the worker's, or a stream without one: nothing to tell).
 
     >>> from types import SimpleNamespace
     >>> s = SimpleNamespace(app=SimpleNamespace(refetch_quickly=set()), channel=SimpleNamespace(topics=("p",)))
@@ -73,7 +73,7 @@ def mark_refetch(stream: Any, quick: bool) -> None:
     >>> mark_refetch(s, False); s.app.refetch_quickly
     set()
     """
-    topics = getattr(stream.app, "refetch_quickly", None)
+    topics = getattr(getattr(stream, "app", None), "refetch_quickly", None)
     if topics is None:
         return
     names = set(getattr(stream.channel, "topics", None) or ())
