@@ -199,9 +199,13 @@ def drain_rate(
 
     Each backlog gets a fresh worker (so that its peak memory is its own). Once a
     first event of its own is in the store, the worker has joined the group and is
-    consuming: it is paused (SIGSTOP), the backlog is published, and the clock runs
-    from its resumption (SIGCONT) to the last row of the backlog in the store —
-    fetching, decoding and writing all of it. Returns the rate and the worker.
+    consuming; once its model stage has settled too (a fresh worker's first pass writes
+    the windows of its predecessor's last pass again, ``_load_computed`` in
+    ``windows/closer.py``: up to 9 s of both processes' time, which fell inside the drain
+    or not by chance), it is paused (SIGSTOP), the backlog is published, and the clock
+    runs from its resumption (SIGCONT) to the last row of the backlog in the store —
+    fetching, decoding and writing all of it, and closing the windows it completes.
+    Returns the rate and the worker.
     """
     if worker is not None:
         stop_worker(worker)
@@ -211,6 +215,7 @@ def drain_rate(
     base = _count(store) + 1
     produce(port, "predictions", [primer])
     _wait_rows(store, worker, base, time.monotonic() + timeout)
+    settle(store, stack.settings.idle_flush)
     worker.send_signal(signal.SIGSTOP)
     try:
         published = time.monotonic()
@@ -228,22 +233,28 @@ def drain_rate(
     return len(events) / (time.monotonic() - t0), worker
 
 
-def settle(store: Store, idle_flush: float, timeout: float = 120) -> None:
-    """Wait for the model stage to close the windows of what was ingested (no new metric rows for 3 s).
+def settle(store: Store, idle_flush: float, timeout: float = 180) -> None:
+    """Wait for the model stage to be done with what was ingested: no provisional metric row left (each
+    window's last write, final, comes once the stream has been idle for ``idle_flush``), then no new metric
+    rows for 3 s.
 
-    So that each backlog's model-stage work is done by its own worker, and does not
-    weigh on the next measurement.
+    So that each backlog's model-stage work is done by its own worker, and does not weigh on the next
+    measurement. A quiet spell alone was not enough: the stage rests twice as long as its last pass took
+    (``REST_FACTOR`` in ``streams/agents/model_stage.py``), so after a pass of several seconds the final
+    writes came after the spell, and the next run's worker made them during its own drain.
     """
     time.sleep(idle_flush)
     deadline = time.monotonic() + timeout
     last, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         n = int(store.query_rows("SELECT count() FROM metrics")[0][0])
-        if n != last:
+        provisional = int(store.query_rows("SELECT count() FROM metrics FINAL WHERE provisional = 1")[0][0])
+        if n != last or provisional:
             last, quiet_since = n, time.monotonic()
         elif time.monotonic() - quiet_since >= 3:
             return
         time.sleep(0.5)
+    print(f"  (the model stage was still writing after {timeout:.0f} s: the next run may share its work)", flush=True)
 
 
 def _wait_rows(store: Store, worker: subprocess.Popen[bytes], n: int, deadline: float) -> int:
