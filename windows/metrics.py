@@ -181,22 +181,6 @@ def window_rows(key: WindowKey, stats: dict[str, Any], w: int) -> list[dict[str,
     return rows
 
 
-_BIN_FIELDS = (
-    "n",
-    "score_sum",
-    "n_pred_pos",
-    "pos",
-    "neg",
-    "score_sum_labeled",
-    "tp",
-    "fp",
-    "tn",
-    "fn",
-    "sum_log_loss",
-    "sum_brier",
-)
-
-
 # binned_sql's per-bin columns, folded into a summary's per-bin arrays; and its counts and sums, added up.
 _PER_BIN = {"hist": "n", "score_sum": "score_sum", "hist_pos": "pos", "hist_neg": "neg",
             "score_sum_labeled": "score_sum_labeled"}  # fmt: skip
