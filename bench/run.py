@@ -201,7 +201,7 @@ def drain_rate(
     first event of its own is in the store, the worker has joined the group and is
     consuming; once its model stage has settled too (a fresh worker's first pass writes
     the windows of its predecessor's last pass again, ``_load_computed`` in
-    ``windows/closer.py``: up to 9 s of both processes' time, which fell inside the drain
+    ``windows/closer.py``: 7-18 s of both processes' time, which fell inside the drain
     or not by chance), it is paused (SIGSTOP), the backlog is published, and the clock
     runs from its resumption (SIGCONT) to the last row of the backlog in the store —
     fetching, decoding and writing all of it, and closing the windows it completes.
