@@ -46,6 +46,9 @@ from watchkeeper.windows.ownership import Shard
 log = logging.getLogger(__name__)
 # Connections the ingest path writes batches on, concurrently (see Worker.writers).
 WRITERS = 2
+# A take's finding that its agent is catching up counts for this long (an agent that stopped taking, the store
+# being down say, is not catching up).
+CATCHING_UP_FRESH_S = 5.0
 
 
 def migrate(store: Store, settings: Settings) -> None:
@@ -142,6 +145,26 @@ class Worker:
         self.ownership = ownership or Ownership.everything()
         # Written with each window's metrics (``metrics.computed_by``): which worker computed it.
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Per ingest agent: whether more messages waited than its last take held, and when that was seen.
+        self._backlog: dict[str, tuple[bool, float]] = {}
+
+    def note_backlog(self, topic: str, waiting: int, taken: int) -> None:
+        """After a take of ``taken`` messages of ``topic``, ``waiting`` more were still in the broker: its agent
+        is catching up on a backlog when that is more than another such take (a stream that keeps up leaves
+        about none there)."""
+        self._backlog[topic] = (waiting > taken, time.monotonic())
+
+    def catching_up(self, fresh: float = CATCHING_UP_FRESH_S) -> bool:
+        """Whether an ingest agent is catching up on a backlog, as its last take (at most ``fresh`` s ago) found.
+
+        >>> w = Worker.__new__(Worker); w._backlog = {}
+        >>> w.note_backlog("predictions", 5000, 30); w.catching_up()
+        True
+        >>> w.note_backlog("predictions", 12, 30); w.catching_up()
+        False
+        """
+        now = time.monotonic()
+        return any(behind and now - seen <= fresh for behind, seen in self._backlog.values())
 
     @property
     def shard(self) -> Shard:

@@ -46,6 +46,32 @@ def _source(event: Any) -> SourceMessage:
     return SourceMessage(m.topic, m.partition, m.offset, m.value, ts)
 
 
+def waiting(app: Any, topic: str) -> int:
+    """Messages of ``topic`` still in the broker, beyond what this worker has fetched, over the partitions
+    assigned to it (0 when not known). Not the exported consumer lag: committed offsets trail by a commit
+    interval (seconds), and what sits in the stream's buffer is a bounded few megabytes, not a backlog.
+
+    >>> from types import SimpleNamespace as NS
+    >>> p0, p1, o0 = NS(topic="p", partition=0), NS(topic="p", partition=1), NS(topic="o", partition=0)
+    >>> consumer = NS(assignment=lambda: [p0, p1, o0], _read_offset={p0: 59}, _committed_offset={p1: 90},
+    ...               highwater=lambda tp: 100)
+    >>> waiting(NS(consumer=consumer), "p")  # 40 after the last fetched of p0, 10 after p1's commit
+    50
+    """
+    try:
+        consumer = app.consumer
+        read, committed = consumer._read_offset, consumer._committed_offset  # Faust's own, per partition
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic == topic:
+                last = read.get(tp)
+                fetched = max(last + 1 if last is not None else 0, committed.get(tp) or 0)
+                total += max(0, (consumer.highwater(tp) or 0) - fetched)
+        return total
+    except Exception:  # not started, or rebalancing: nothing known to wait
+        return 0
+
+
 def _report(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("writing a batch failed; its messages are not acked", exc_info=task.exception())
@@ -113,6 +139,8 @@ class Ingest:
         try:
             async for events in take(stream, TAKE_MESSAGES, BATCH_BYTES, self.flush_interval):
                 messages = [_source(e) for e in events]
+                topic = messages[0].topic
+                self.worker.note_backlog(topic, waiting(getattr(stream, "app", None), topic), len(messages))
                 if sum(len(m.value or b"") for m in messages) >= THREAD_DECODE_BYTES * len(messages):
                     batches = await asyncio.to_thread(self.worker.build_batches, messages, kind)
                 else:

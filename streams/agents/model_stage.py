@@ -61,6 +61,11 @@ log = logging.getLogger(__name__)
 # After each pass the stage rests this many times as long as the pass took (and at least until the
 # next 1 s tick): under a heavy backlog it takes at most a third of the store's time from ingest.
 REST_FACTOR = 2.0
+# While an ingest agent is catching up on a backlog (``Worker.catching_up``), the stage passes at most this
+# often: a burst shorter than this is ingested with the store to itself, and its windows are then closed in
+# one pass (a pass costs the store ~0.6 s whatever its size, and one during a drain slowed the drain by a
+# third, measured); a longer backlog still has its windows closed every this many seconds.
+CATCHING_UP_REST_S = 15.0
 # A worker whose models wrote nothing still judges them this often: the fleet watermark moves with the
 # other workers' windows, and a model that went silent must get its ``no_data`` alert.
 ALERTS_EVERY_S = 10.0
@@ -86,6 +91,8 @@ class ModelStage:
         self.revoke_wait_s = max(1.0, 0.8 * float(app.conf.broker_rebalance_timeout))
         self.pass_lock = asyncio.Lock()
         self.next_pass = 0.0
+        self.last_pass_end = 0.0
+        self.deferring = False  # a pass is being put off (logged once per backlog)
         self.last_alerts = 0.0
         self._warned_count: int | None = None
 
@@ -146,8 +153,16 @@ class ModelStage:
         self.ownership.live = frozenset(tp.partition for tp in assigned if tp.topic == self.topic)
 
     async def tick(self) -> None:
-        if time.monotonic() < self.next_pass:
+        now = time.monotonic()
+        if now < self.next_pass:
             return
+        if now < self.last_pass_end + CATCHING_UP_REST_S and self.worker.catching_up():
+            if not self.deferring:
+                self.deferring = True
+                log.info("model stage: the ingest is catching up on a backlog; "
+                         "windows are closed once it has, or every %.0f s meanwhile", CATCHING_UP_REST_S)  # fmt: skip
+            return  # the ingest first (see CATCHING_UP_REST_S)
+        self.deferring = False
         worker = self.worker
         async with self.pass_lock:
             shard = self.current_shard()
@@ -176,8 +191,9 @@ class ModelStage:
             except Exception as exc:  # the store may be down: try again next tick
                 log.warning("closing windows failed, will retry: %s", exc)
             finally:
-                took = time.monotonic() - started
-                self.next_pass = time.monotonic() + REST_FACTOR * took
+                self.last_pass_end = time.monotonic()
+                took = self.last_pass_end - started
+                self.next_pass = self.last_pass_end + REST_FACTOR * took
                 # One line per pass that wrote windows: what ``bench/scale.py`` reads (per-worker work).
                 level = logging.INFO if written else logging.DEBUG
                 log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",

@@ -11,6 +11,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
+from watchkeeper.streams.agents import model_stage
 from watchkeeper.streams.agents.model_stage import ModelStage
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.windows.ownership import Shard, owner_partition
@@ -80,3 +81,51 @@ def test_a_revoke_stops_the_pass_at_once_and_waits_for_it() -> None:
         return events
 
     assert asyncio.run(run()) == ["pass starts", "pass sees the revoke", "pass ends", "revoke returns"]
+
+
+class _Worker:
+    """What a pass asks of the worker, counted; ``behind`` stands for the ingest agents' last takes."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.behind = False
+        self.closer = SimpleNamespace(looks=SimpleNamespace(found=[]), label_looks=SimpleNamespace(found=[]))
+        self.shard = Shard(4, frozenset())
+
+    def catching_up(self) -> bool:
+        return self.behind
+
+    def close_windows(self, final: bool, shard: Shard) -> int:
+        self.passes += 1
+        return 1
+
+    def evaluate_alerts(self) -> list[Any]:
+        return []
+
+    def refresh_model_gauges(self) -> None:
+        return None
+
+
+def test_while_the_ingest_catches_up_the_stage_passes_at_most_every_catching_up_rest() -> None:
+    stage, app, ownership = _stage()
+    worker = _Worker()
+    stage.worker = worker  # type: ignore[assignment]
+
+    async def run() -> None:
+        app.consumer.assigned = {TP("predictions", 0)}
+        await stage.on_assigned(None, app.consumer.assigned)
+        await stage.tick()
+        assert worker.passes == 1
+        worker.behind = True
+        stage.next_pass = 0.0  # past its usual rest
+        await stage.tick()
+        assert worker.passes == 1, "a pass during a backlog's drain, right after the last one"
+        stage.last_pass_end -= model_stage.CATCHING_UP_REST_S
+        await stage.tick()
+        assert worker.passes == 2, "a long backlog still has its windows closed every CATCHING_UP_REST_S"
+        worker.behind = False
+        stage.next_pass = 0.0
+        await stage.tick()
+        assert worker.passes == 3, "once caught up, the stage passes as soon as its usual rest allows"
+
+    asyncio.run(run())
