@@ -52,7 +52,8 @@ def waiting(app: Any, topic: str) -> int:
     interval (seconds), and what sits in the stream's buffer is a bounded few megabytes, not a backlog.
 
     >>> from types import SimpleNamespace as NS
-    >>> p0, p1, o0 = NS(topic="p", partition=0), NS(topic="p", partition=1), NS(topic="o", partition=0)
+    >>> from faust.types import TP
+    >>> p0, p1, o0 = TP("p", 0), TP("p", 1), TP("o", 0)
     >>> consumer = NS(assignment=lambda: [p0, p1, o0], _read_offset={p0: 59}, _committed_offset={p1: 90},
     ...               highwater=lambda tp: 100)
     >>> waiting(NS(consumer=consumer), "p")  # 40 after the last fetched of p0, 10 after p1's commit
