@@ -70,10 +70,10 @@ SAMPLE_PER_WINDOW = 5000
 # one round's rows at a time. Measured (peak RSS through the 100-model x 20-feature backlog, fresh
 # store): 2M rows 323 MB with the per-event covariate shift read as Python rows, 248 MB once read
 # columnar; then 50k rows 248 MB, 20k rows 234 MB, 10k rows 226 MB. Again in December, the stage's whole
-# pass after the backlog included (two runs each): 20k 255-261 MB, 15k 254 MB, 10k 243 MB; a pass of 40
-# windows of 5,000 sampled rows then took 4.6-6.0 s against 3.6-4.6 s (twice the rounds). A fleet of
-# small windows is one round.
-ROWS_PER_ROUND = 10_000
+# pass after the backlog included (two runs each): 20k 255-261 MB, 15k 254 MB, 10k 243 MB; but at 10k a
+# pass of 40 windows of 5,000 sampled rows took 4.6-6.0 s against 3.6-4.6 s (twice the rounds), and a
+# fleet of small windows (160 of 60 rows) no longer fit one round. A fleet of small windows is one round.
+ROWS_PER_ROUND = 15_000
 
 # The first ``n`` predictions (in event time) of the versions without a reference yet, in one query: a
 # version with fewer has no reference yet.
@@ -378,7 +378,7 @@ def _rounds(keys: list[WindowKey], sizes: Mapping[WindowKey, int]) -> list[list[
 
     >>> keys = [WindowKey("m", "v", 60 * i) for i in range(25)]
     >>> [len(r) for r in _rounds(keys, {k: 10**6 for k in keys})]  # each window reads its sample: <= 5,000 rows
-    [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1]
+    [3, 3, 3, 3, 3, 3, 3, 3, 1]
     >>> len(_rounds(keys, {}))
     1
     """
