@@ -111,7 +111,8 @@ class MeanShift(DriftDetector):
             self._mean = np.asarray(self.reference_mean, dtype=np.float64).ravel()
             std = self.reference_std if self.reference_std is not None else np.ones_like(self._mean)
             self._std = np.asarray(std, dtype=np.float64).ravel()
-        self._warm: list[np.ndarray] = []
+        # The warm-up's running moments (not its rows: a fleet's detectors each held up to ``warmup`` rows).
+        self._warm = _Moments()
         self._n_warm = 0
         self._up: np.ndarray | None = None
         self._down: np.ndarray | None = None
@@ -138,12 +139,12 @@ class MeanShift(DriftDetector):
         self.drifted_features = np.zeros(x.shape[1], dtype=bool)
         if self._mean is None:
             need = self.warmup - self._n_warm
-            self._warm.append(x[:need])
+            self._warm.add(x[:need])
             self._n_warm += min(need, x.shape[0])
             if self._n_warm < self.warmup:
                 return np.zeros(0, dtype=np.int64)
-            self._mean, self._std = _reference(np.concatenate(self._warm))
-            self._warm = []
+            self._mean, self._std = self._warm.mean_std()
+            self._warm = _Moments()
             offset, x = need, x[need:]
         else:
             offset = 0
@@ -184,24 +185,46 @@ class MeanShift(DriftDetector):
         return np.asarray(rows, dtype=np.int64)
 
 
-def _reference(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each column of the warm-up rows, NaNs left out.
+class _Moments:
+    """Count, mean and sum of squared deviations of each column of the rows added so far, NaNs left out.
 
-    A feature with no value in the warm-up (all null) gets a NaN mean: its standardised values are NaN,
-    so its CUSUMs never move — and no ``Mean of empty slice`` warning, which ``np.nanmean`` would give.
+    Batches are merged as Chan et al. do (parallel variance), so the warm-up keeps 3 numbers per feature
+    whatever its length; one batch gives exactly the two-pass mean and deviation.
 
-    >>> mean, std = _reference(np.array([[1.0, np.nan], [3.0, np.nan]]))
-    >>> mean.tolist(), std.tolist()
-    ([2.0, nan], [1.4142135623730951, 1.0])
+    >>> m = _Moments().add(np.array([[1.0, np.nan]])).add(np.array([[3.0, np.nan]]))
+    >>> [v.tolist() for v in m.mean_std()]
+    [[2.0, nan], [1.4142135623730951, 1.0]]
     """
-    seen = ~np.isnan(w)
-    n = seen.sum(axis=0)
-    total = np.where(seen, w, 0.0).sum(axis=0)
-    mean = np.divide(total, n, out=np.full(w.shape[1], np.nan), where=n > 0)
-    sq = np.where(seen, w - mean, 0.0) ** 2
-    var = np.divide(sq.sum(axis=0), n - 1, out=np.zeros(w.shape[1]), where=n > 1)
-    std = np.sqrt(var)
-    return mean, np.where(std > 0, std, 1.0)
+
+    def __init__(self) -> None:
+        self.n: np.ndarray | None = None
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+
+    def add(self, w: np.ndarray) -> _Moments:
+        seen = ~np.isnan(w)
+        n = seen.sum(axis=0)
+        mean = np.divide(np.where(seen, w, 0.0).sum(axis=0), n, out=np.zeros(w.shape[1]), where=n > 0)
+        m2 = (np.where(seen, w - mean, 0.0) ** 2).sum(axis=0)
+        if self.n is None or self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return self
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * np.divide(n, total, out=np.zeros(w.shape[1]), where=total > 0)
+        self.m2 = self.m2 + m2 + delta**2 * np.divide(self.n * n, total, out=np.zeros(w.shape[1]), where=total > 0)
+        self.n = total
+        return self
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's mean and standard deviation (n - 1). A feature with no value in the warm-up (all
+        null) gets a NaN mean: its standardised values are NaN, so its CUSUMs never move. A constant one
+        gets a deviation of 1."""
+        assert self.n is not None and self.mean is not None and self.m2 is not None
+        mean = np.where(self.n > 0, self.mean, np.nan)
+        var = np.divide(self.m2, self.n - 1, out=np.zeros(self.n.shape), where=self.n > 1)
+        std = np.sqrt(var)
+        return mean, np.where(std > 0, std, 1.0)
 
 
 def _cusum_path(s0: np.ndarray, inc: np.ndarray) -> np.ndarray:

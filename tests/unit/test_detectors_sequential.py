@@ -112,6 +112,31 @@ def test_mean_shift_batch_equals_per_event_and_warms_up() -> None:
     assert np.allclose(batch.statistic, single.statistic)
 
 
+def test_mean_shift_warm_up_keeps_moments_not_rows() -> None:
+    """A fleet's covariate-shift detectors each warm up on their model's first events: the rows themselves
+    are not kept (they were: up to ``warmup`` rows per model, 160 KB for 20 features), and a warm-up fed in
+    many small batches, some with gaps, learns the reference one batch would."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(3, 2, size=(1000, 20))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    whole = MeanShift(warmup=1000)
+    whole.update_many(x)
+    parts = MeanShift(warmup=1000)
+    tracemalloc.start()
+    try:
+        for chunk in np.array_split(x[:999], 37):
+            parts.update_many(chunk.copy())  # a fresh array per batch, as each window's is
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 20_000  # 999 rows x 20 features would be 160 KB
+    parts.update_many(x[999:])
+    assert whole._mean is not None and parts._mean is not None and whole._std is not None and parts._std is not None
+    assert np.allclose(parts._mean, whole._mean, rtol=1e-12) and np.allclose(parts._std, whole._std, rtol=1e-12)
+
+
 def test_mean_shift_with_an_all_null_feature_warns_nothing_and_watches_the_others() -> None:
     """A feature that is always null (an unused input) gave ``RuntimeWarning: Mean of empty slice`` in the log."""
     rng = np.random.default_rng(21)
