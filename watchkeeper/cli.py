@@ -196,11 +196,18 @@ def worker(faust_args: tuple[str, ...]) -> None:
     if _wants_help(faust_args):  # before anything starts: help never starts the broker or the store
         _worker_help()
         return
-    from watchkeeper.lean import arrow_system_allocator, cap_malloc_arenas, on_first_use, without_pandas
+    from watchkeeper.lean import (
+        arrow_system_allocator,
+        cap_malloc_arenas,
+        fix_mmap_threshold,
+        on_first_use,
+        without_pandas,
+    )
 
     without_pandas()  # before anything imports it: ~45 MB the worker never uses
     on_first_use("scipy.stats")  # river imports it; only its KSWIN uses it: ~45 MB
     cap_malloc_arenas()  # before the worker's threads: ~20 MB of free memory kept per thread's arena
+    fix_mmap_threshold()  # large buffers go back to the system when freed (with the stage's trim: ~25 MB)
     arrow_system_allocator()  # freed Arrow buffers are reused, not kept per thread: ~10 MB
     from watchkeeper.admin import ensure_topics
     from watchkeeper.embedded import ensure_broker

@@ -51,6 +51,7 @@ import faust
 import orjson
 
 from watchkeeper.alerts.links import warn_if_runbook_base_unset
+from watchkeeper.lean import release_free_memory
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.streams.service import Worker
 from watchkeeper.streams.topics import Topics
@@ -174,7 +175,7 @@ class ModelStage:
             started, cpu = time.monotonic(), 0.0
             written = 0
             try:
-                written, cpu = await asyncio.to_thread(_timed, worker.close_windows, False, shard)
+                written, cpu = await asyncio.to_thread(_timed, _trimmed(worker.close_windows), False, shard)
                 # A drift alarm judged on an open window (windows/partial.py), or an error-stream alarm on the
                 # labels so far (windows/label_looks.py), is decided now, not at the next timer.
                 looks = bool(worker.closer.looks.found or worker.closer.label_looks.found)
@@ -198,6 +199,17 @@ class ModelStage:
                 level = logging.INFO if written else logging.DEBUG
                 log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",
                         written, took, cpu, ",".join(map(str, sorted(shard.owned))), time.time())  # fmt: skip
+
+
+def _trimmed(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, after handing the heap's free memory back to the system: what the ingest freed since the
+    last pass no longer sits under the pass's own allocations (``watchkeeper/lean.py``)."""
+
+    def call(*args: Any) -> T:
+        release_free_memory()
+        return fn(*args)
+
+    return call
 
 
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:

@@ -129,3 +129,26 @@ def test_while_the_ingest_catches_up_the_stage_passes_at_most_every_catching_up_
         assert worker.passes == 3, "once caught up, the stage passes as soon as its usual rest allows"
 
     asyncio.run(run())
+
+
+def test_each_pass_first_hands_the_heaps_free_memory_back(monkeypatch: Any) -> None:
+    """What the ingest freed since the last pass is returned to the system before the pass allocates its own
+    (watchkeeper/lean.py: the 100-model backlog's peak moved from 255-262 MB to 216-236 MB with this and the
+    fixed mmap threshold)."""
+    stage, app, ownership = _stage()
+    worker = _Worker()
+    stage.worker = worker  # type: ignore[assignment]
+    order: list[str] = []
+    monkeypatch.setattr(model_stage, "release_free_memory", lambda: order.append("trim") or True)
+    close = worker.close_windows
+    worker.close_windows = lambda final, shard: order.append("pass") or close(final, shard)  # type: ignore[method-assign]
+
+    async def run() -> None:
+        app.consumer.assigned = {TP("predictions", 0)}
+        await stage.on_assigned(None, app.consumer.assigned)
+        await stage.tick()
+        stage.next_pass = 0.0
+        await stage.tick()
+
+    asyncio.run(run())
+    assert order == ["trim", "pass", "trim", "pass"]

@@ -133,13 +133,14 @@ def test_on_first_use_changes_nothing_once_the_module_is_imported(tmp_path: Path
 def test_the_worker_takes_arrow_memory_from_the_system_allocator(tmp_path: Path) -> None:
     """mimalloc kept each thread's freed Arrow buffers (~10 MB of the worker's peak); the worker command
     switches Arrow to the system allocator and caps malloc's arenas before it starts (stopped here at
-    its first step)."""
+    its first step), and fixes malloc's mmap threshold."""
     code = (
         "import pyarrow as pa\n"
         "before = pa.default_memory_pool().backend_name\n"
         "import watchkeeper.lean as lean\n"
         "capped = []\n"
-        "lean.cap_malloc_arenas = lambda: capped.append(True) or True\n"
+        "lean.cap_malloc_arenas = lambda: capped.append('arenas') or True\n"
+        "lean.fix_mmap_threshold = lambda: capped.append('mmap') or True\n"
         "import watchkeeper.embedded as embedded\n"
         "def stop(settings):\n"
         "    raise SystemExit(7)\n"
@@ -149,10 +150,32 @@ def test_the_worker_takes_arrow_memory_from_the_system_allocator(tmp_path: Path)
         "result = CliRunner().invoke(main, ['worker'])\n"
         "print(before != 'system', result.exit_code, pa.default_memory_pool().backend_name, capped)\n"
     )
-    assert _run(code, tmp_path) == "True 7 system [True]"
+    assert _run(code, tmp_path) == "True 7 system ['arenas', 'mmap']"
 
 
 def test_malloc_arenas_are_capped_unless_the_operator_chose(tmp_path: Path) -> None:
     code = "from watchkeeper.lean import cap_malloc_arenas\nprint(cap_malloc_arenas())\n"
     assert _run(code, tmp_path) == "True"  # glibc here
     assert _run("import os\nos.environ['MALLOC_ARENA_MAX'] = '4'\n" + code, tmp_path) == "False"
+
+
+def test_the_mmap_threshold_is_fixed_unless_the_operator_chose(tmp_path: Path) -> None:
+    code = "from watchkeeper.lean import fix_mmap_threshold\nprint(fix_mmap_threshold())\n"
+    assert _run(code, tmp_path) == "True"  # glibc here
+    assert _run("import os\nos.environ['MALLOC_MMAP_THRESHOLD_'] = '65536'\n" + code, tmp_path) == "False"
+
+
+def test_release_free_memory_hands_freed_heap_memory_back(tmp_path: Path) -> None:
+    """Freed blocks below a live one stay in the heap (glibc trims only its top) until malloc_trim."""
+    code = (
+        "from watchkeeper.lean import release_free_memory\n"
+        "def anon():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))\n"
+        "blocks = [bytearray(4000) for _ in range(25_000)]\n"  # ~100 MB of malloc'd blocks
+        "last = bytearray(4000)\n"  # keeps the heap's top in use
+        "del blocks\n"
+        "before = anon()\n"
+        "released = release_free_memory()\n"
+        "print(released, (before - anon()) // 1024 > 50)\n"
+    )
+    assert _run(code, tmp_path) == "True True"
