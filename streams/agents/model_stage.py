@@ -42,6 +42,7 @@ a restart).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 from collections.abc import Callable
@@ -51,7 +52,6 @@ import faust
 import orjson
 
 from watchkeeper.alerts.links import warn_if_runbook_base_unset
-from watchkeeper.lean import release_free_memory
 from watchkeeper.streams.ownership import Ownership
 from watchkeeper.streams.service import Worker
 from watchkeeper.streams.topics import Topics
@@ -199,6 +199,15 @@ class ModelStage:
                 level = logging.INFO if written else logging.DEBUG
                 log.log(level, "model stage pass: windows=%d seconds=%.3f cpu=%.3f partitions=%s end=%.3f",
                         written, took, cpu, ",".join(map(str, sorted(shard.owned))), time.time())  # fmt: skip
+
+
+def release_free_memory() -> bool:
+    """Hand the free memory of malloc's heaps back to the system (``malloc_trim``: a few milliseconds);
+    False if not glibc or nothing was released (see ``watchkeeper/lean.py``)."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def _trimmed(fn: Callable[..., T]) -> Callable[..., T]:

@@ -168,7 +168,7 @@ def test_the_mmap_threshold_is_fixed_unless_the_operator_chose(tmp_path: Path) -
 def test_release_free_memory_hands_freed_heap_memory_back(tmp_path: Path) -> None:
     """Freed blocks below a live one stay in the heap (glibc trims only its top) until malloc_trim."""
     code = (
-        "from watchkeeper.lean import release_free_memory\n"
+        "from watchkeeper.streams.agents.model_stage import release_free_memory\n"
         "def anon():\n"
         "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))\n"
         "blocks = [bytearray(4000) for _ in range(25_000)]\n"  # ~100 MB of malloc'd blocks
