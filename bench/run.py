@@ -205,7 +205,7 @@ def drain_rate(
 
     Each backlog gets a fresh worker (so that its peak memory is its own). Once a
     first event of its own is in the store, the worker has joined the group and is
-    consuming; once its model stage has settled too (a fresh worker's first pass writes
+    consuming; once its model stage has settled too (a fresh worker's first pass may write
     the windows of its predecessor's last pass again, ``_load_computed`` in
     ``windows/closer.py``: 7-18 s of both processes' time, which fell inside the drain
     or not by chance), it is paused (SIGSTOP), the backlog is published, and the clock

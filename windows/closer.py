@@ -85,6 +85,8 @@ REWRITE_EVERY_SECONDS = 10.0
 # The checkpoints (rows ``model_stage/<partitions>/<p>`` of ``checkpoints``, or ``CHECKPOINT`` for the
 # whole fleet) are saved at most this often: a stale one only makes a restart scan a little more.
 CHECKPOINT_EVERY_SECONDS = 5.0
+# Saved with them, per partition: the computed time of the last pass written whole (row ``<checkpoint>/written``).
+WRITTEN = "/written"
 READ_CHECKPOINTS = """
 SELECT name, toUnixTimestamp64Milli(argMax(value, updated_at)) / 1000 AS since
 FROM checkpoints WHERE name = {legacy:String} OR startsWith(name, {prefix:String})
@@ -279,6 +281,9 @@ class WindowCloser:
         self.sinces: dict[int, float] = {}  # owned partition -> rows ingested after this were scanned last pass
         self.saved: dict[int, float] = {}  # owned partition -> the value of its saved checkpoint
         self.saved_at = 0.0  # when the checkpoints were last saved (store time)
+        self.written: dict[int, float] = {}  # owned partition -> computed time of the last pass written whole
+        self.saved_written: dict[int, float] = {}  # owned partition -> the value of its saved ``written`` row
+        self.found_written: dict[int, float] = {}  # gained partition -> its saved ``written`` row (a predecessor's)
         self.last_activity: float | None = None
         self.windows_written = 0
         self.last_pass_statements = 0  # statements of the last pass's write (logged with each pass)
@@ -308,15 +313,14 @@ class WindowCloser:
         """
         if shard == self.shard:
             return
+        per_partition = (self.cursors, self.sinces, self.saved, self.written, self.saved_written, self.found_written)
         if shard.partitions != self.shard.partitions:  # another layout: every partition is new
-            self.cursors.clear()
-            self.sinces.clear()
-            self.saved.clear()
+            for state in per_partition:
+                state.clear()
         else:
             for p in set(self.cursors) - shard.owned:
-                self.cursors.pop(p, None)
-                self.sinces.pop(p, None)
-                self.saved.pop(p, None)
+                for state in per_partition:
+                    state.pop(p, None)
         self.shard = shard
         self._forget(lambda model: not shard.owns(model))
 
@@ -389,6 +393,10 @@ class WindowCloser:
         """
         n = self.shard.partitions
         rows = self.store.query_rows(READ_CHECKPOINTS, {"legacy": CHECKPOINT, "prefix": CHECKPOINT + "/"})
+        saved = {name: float(since) for name, since in rows}
+        for p in partitions:
+            if (written := saved.get(self.shard.checkpoint(p) + WRITTEN)) is not None:
+                self.found_written[p] = written
         layouts: dict[int, dict[int, float]] = defaultdict(dict)
         for name, since in rows:
             if (parsed := parse_checkpoint(name)) is not None:
@@ -408,7 +416,7 @@ class WindowCloser:
 
     def _save_checkpoint(self, now: float) -> None:
         """Record, per owned partition, how far the scan is complete: before the last pass's start and
-        every pending window's rows."""
+        every pending window's rows; and the computed time of the last pass written whole."""
         if now - self.saved_at < CHECKPOINT_EVERY_SECONDS:
             return
         low = dict(self.sinces)
@@ -417,25 +425,27 @@ class WindowCloser:
             if p in low:
                 low[p] = min(low[p], since)
         due = sorted(p for p, t in low.items() if t > self.saved.get(p, 0.0))
-        if not due:
+        written = sorted(p for p, t in self.written.items() if t > self.saved_written.get(p, 0.0))
+        if not due and not written:
             return
-        self.store.insert(
-            "checkpoints",
-            {"name": [self.shard.checkpoint(p) for p in due], "value": [utc(low[p]) for p in due],
-             "updated_at": [utc(now)] * len(due)},
-        )  # fmt: skip
+        names = [self.shard.checkpoint(p) for p in due] + [self.shard.checkpoint(p) + WRITTEN for p in written]
+        values = [utc(low[p]) for p in due] + [utc(self.written[p]) for p in written]
+        self.store.insert("checkpoints", {"name": names, "value": values, "updated_at": [utc(now)] * len(names)})
         self.saved_at = now
         self.saved.update({p: low[p] for p in due})
+        self.saved_written.update({p: self.written[p] for p in written})
 
     def _load_computed(self, partitions: set[int]) -> None:
         """After a restart or a gained partition: what each window's stored metrics already cover.
 
-        The windows of the last pass that wrote these partitions are written again: a pass inserts its
-        metrics first (the rollup and the mistakes read them), then its drift rows, and a worker killed
-        in between left windows whose metrics say "computed" without their drift. Every window of a pass
-        carries the pass's ``computed_at``, so the last pass is the latest ``computed_at`` found; writing
-        its windows again is a new version of their rows (insert-only), whether the pass was cut short
-        or not."""
+        The windows of the last pass that wrote these partitions are written again, unless that pass
+        was written whole: a pass inserts its metrics first (the rollup and the mistakes read them), then
+        its drift rows, and a worker killed in between left windows whose metrics say "computed" without
+        their drift. Every window of a pass carries the pass's ``computed_at``, so the last pass is the
+        latest ``computed_at`` found, and one written whole is on record (the partition's ``written`` row,
+        saved with its checkpoint: a pass ended less than ``CHECKPOINT_EVERY_SECONDS`` before the worker
+        stopped may not be). Writing a window again is a new version of its rows (insert-only); a
+        restarted stage's per-event detectors start afresh, so a rewrite was also a worse one."""
         params = self.shard.params(partitions)
         last: list[WindowKey] = []
         latest = None
@@ -447,6 +457,10 @@ class WindowCloser:
             elif r["computed"] == latest:
                 last.append(key)
         for key in last:
+            assert latest is not None
+            done = self.found_written.get(self.shard.partition_of(key.model))
+            if done is not None and done >= epoch(latest) - 0.0005:  # (stored to the millisecond)
+                continue  # that pass was written whole
             self.pending[key] = max(self.pending.get(key, 0.0), epoch(latest))
             self.pending_since.setdefault(key, epoch(latest))
         for model, version, ws in self.store.query_rows(PROVISIONAL, params):
@@ -578,6 +592,8 @@ class WindowCloser:
         for row in drift:
             row["provisional"] = int(_early(row, early) and not label_free_drift(row["feature"]))
         self._insert("drift", drift, computed_at, keys)
+        for p in {self.shard.partition_of(k.model) for k in keys} & self.shard.owned:
+            self.written[p] = now  # written whole: saved with the next checkpoint
         self.last_pass_statements = self.counter.statements - before
         log.info(
             "model stage write: windows=%d models=%d statements=%d seconds=%.2f",

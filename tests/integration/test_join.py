@@ -17,6 +17,7 @@ from watchkeeper.streams.ingest import SourceMessage
 from watchkeeper.streams.service import Worker
 from watchkeeper.windows import closer as windows
 from watchkeeper.windows.closer import INSERT_SAFETY_SECONDS, WindowCloser
+from watchkeeper.windows.config import WindowKey
 
 pytestmark = pytest.mark.integration
 
@@ -186,6 +187,49 @@ def test_a_restart_resumes_from_the_checkpoint_and_still_closes_late_labels(
     assert (model, "v1", W0) in {(k.model, k.version, k.start) for k in written}
     m = metrics(worker.store, model, window=W0)
     assert (m["predictions"], m["labelled"], m["tp"]) == (1, 1, 1)
+
+
+def test_a_restart_after_a_pass_written_whole_writes_nothing_again(
+    worker: Worker, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted stage wrote its predecessor's last pass again, whole or not (7-18 s of both processes' time
+    for 40 windows, measured): a pass written whole is on record with the checkpoint, and is not redone."""
+    monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)
+    monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    first = WindowCloser(worker.store, worker.settings.window_config())
+    send(worker, Prediction, pred(model, "p1", T0), pred(model, "later", W0 + 300 + 600 + 1))
+    assert model in {k.model for k in first.tick(force=True)}
+    first.tick()  # the checkpoint passes every row above
+    del first  # the worker stops
+    second = WindowCloser(worker.store, worker.settings.window_config())
+    assert model not in {k.model for k in second.tick()}
+
+
+def test_a_restart_writes_again_a_pass_cut_between_its_metrics_and_its_drift(
+    worker: Worker, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(windows, "LOOKBACK_SECONDS", 0.0)
+    monkeypatch.setattr(windows, "CHECKPOINT_EVERY_SECONDS", 0.0)
+    first = WindowCloser(worker.store, worker.settings.window_config())
+    send(worker, Prediction, *(pred(model, f"p{i}", T0 + i) for i in range(40)), pred(model, "later", W0 + 901))
+    first.tick(force=True)
+    first.tick()  # written whole, on record; the checkpoint passes every row
+    key = WindowKey(model, "v1", W0)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit("killed after the metrics insert")
+
+    monkeypatch.setattr(first.drift, "pass_rows", killed)
+    cut = first.store_now()
+    with pytest.raises(SystemExit):
+        first.write([key], cut)  # a recompute whose drift rows were never written
+    del first
+    second = WindowCloser(worker.store, worker.settings.window_config())
+    assert key in second.tick()  # the cut pass is the last one, and not on record as written whole
+    ((latest,),) = worker.store.query_rows(
+        "SELECT max(toUnixTimestamp64Milli(computed_at)) / 1000 FROM metrics WHERE model = {m:String}", {"m": model}
+    )
+    assert latest > cut
 
 
 def test_the_checkpoint_never_passes_a_window_still_waiting_for_its_watermark(
