@@ -444,8 +444,7 @@ class WindowCloser:
         their drift. Every window of a pass carries the pass's ``computed_at``, so the last pass is the
         latest ``computed_at`` found, and one written whole is on record (the partition's ``written`` row,
         saved with its checkpoint: a pass ended less than ``CHECKPOINT_EVERY_SECONDS`` before the worker
-        stopped may not be). Writing a window again is a new version of its rows (insert-only); a
-        restarted stage's per-event detectors start afresh, so a rewrite was also a worse one."""
+        stopped may not be). Writing a window again is a new version of its rows (insert-only)."""
         params = self.shard.params(partitions)
         last: list[WindowKey] = []
         latest = None
