@@ -455,13 +455,13 @@ class WindowCloser:
                 latest, last = r["computed"], [key]
             elif r["computed"] == latest:
                 last.append(key)
+        at = epoch(latest) if latest is not None else 0.0
         for key in last:
-            assert latest is not None
             done = self.found_written.get(self.shard.partition_of(key.model))
-            if done is not None and done >= epoch(latest) - 0.0005:  # (stored to the millisecond)
+            if done is not None and done >= at - 0.0005:  # (stored to the millisecond)
                 continue  # that pass was written whole
-            self.pending[key] = max(self.pending.get(key, 0.0), epoch(latest))
-            self.pending_since.setdefault(key, epoch(latest))
+            self.pending[key] = max(self.pending.get(key, 0.0), at)
+            self.pending_since.setdefault(key, at)
         for model, version, ws in self.store.query_rows(PROVISIONAL, params):
             self.provisional.add(WindowKey(model, version, int(ws)))
 
